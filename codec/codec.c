@@ -1,0 +1,131 @@
+#include "codec_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The registry: index = stable id.  A NULL slot is an id this build lacks. */
+static const mfs_codec *const registry[MFS_CODEC__COUNT] = {
+	[MFS_CODEC_RAW] = &mfs_codec_raw,
+	[MFS_CODEC_ZSTD] = &mfs_codec_zstd,
+};
+
+struct mfs_codec_ws {
+	void *slot[MFS_WS_SLOTS];
+	size_t slot_cap[MFS_WS_SLOTS];
+	ZSTD_CCtx *cctx;
+	ZSTD_DCtx *dctx;
+};
+
+const mfs_codec *mfs_codec_get(mfs_codec_id id)
+{
+	if ((unsigned)id >= MFS_CODEC__COUNT)
+		return NULL;
+	return registry[id];
+}
+
+const mfs_codec *mfs_codec_by_name(const char *name)
+{
+	for (unsigned i = 0; i < MFS_CODEC__COUNT; i++)
+		if (registry[i] && strcmp(registry[i]->name, name) == 0)
+			return registry[i];
+	return NULL;
+}
+
+const char *mfs_codec_name(mfs_codec_id id)
+{
+	const mfs_codec *c = mfs_codec_get(id);
+	return c ? c->name : "unknown";
+}
+
+int mfs_codec_encode(mfs_codec_id id, const mfs_encode_params *p, const void *src,
+		     size_t src_len, void *dst, size_t dst_cap, size_t *dst_len,
+		     mfs_codec_ws *ws)
+{
+	const mfs_codec *c = mfs_codec_get(id);
+	if (!c)
+		return MFS_E_CODEC;
+	if (src_len > MFS_CHUNK_MAX)
+		return MFS_E_TOOBIG;
+	if ((c->flags & MFS_CODEC_NEEDS_REF) && (!p || !p->ref || p->ref_len != src_len))
+		return MFS_E_INVAL;
+	static const mfs_encode_params defaults = {0};
+	return c->encode(p ? p : &defaults, src, src_len, dst, dst_cap, dst_len, ws);
+}
+
+int mfs_codec_decode(mfs_codec_id id, const void *src, size_t src_len, const void *ref,
+		     size_t ref_len, void *dst, size_t dst_len, mfs_codec_ws *ws)
+{
+	const mfs_codec *c = mfs_codec_get(id);
+	if (!c)
+		return MFS_E_CODEC;
+	if (dst_len > MFS_CHUNK_MAX)
+		return MFS_E_CORRUPT;
+	if ((c->flags & MFS_CODEC_NEEDS_REF) && (!ref || ref_len != dst_len))
+		return MFS_E_INVAL;
+	return c->decode(src, src_len, ref, ref_len, dst, dst_len, ws);
+}
+
+size_t mfs_codec_bound_max(size_t raw_len)
+{
+	size_t best = 0;
+	for (unsigned i = 0; i < MFS_CODEC__COUNT; i++) {
+		if (!registry[i])
+			continue;
+		size_t b = registry[i]->bound(raw_len);
+		if (b > best)
+			best = b;
+	}
+	return best;
+}
+
+int mfs_codec_ws_create(mfs_codec_ws **out)
+{
+	*out = calloc(1, sizeof **out);
+	return *out ? 0 : -ENOMEM;
+}
+
+void mfs_codec_ws_free(mfs_codec_ws *ws)
+{
+	if (!ws)
+		return;
+	for (unsigned i = 0; i < MFS_WS_SLOTS; i++)
+		free(ws->slot[i]);
+	ZSTD_freeCCtx(ws->cctx);
+	ZSTD_freeDCtx(ws->dctx);
+	free(ws);
+}
+
+void *mfs_codec_ws_scratch(mfs_codec_ws *ws, unsigned slot, size_t size)
+{
+	if (slot >= MFS_WS_SLOTS)
+		return NULL;
+	if (size <= ws->slot_cap[slot] && ws->slot[slot])
+		return ws->slot[slot];
+	free(ws->slot[slot]);
+	ws->slot[slot] = NULL;
+	ws->slot_cap[slot] = 0;
+	size_t cap = (size + 63) & ~(size_t)63;
+	if (cap < 64)
+		cap = 64;
+	void *p = aligned_alloc(64, cap);
+	if (!p)
+		return NULL;
+	ws->slot[slot] = p;
+	ws->slot_cap[slot] = cap;
+	return p;
+}
+
+ZSTD_CCtx *mfs_codec_ws_cctx(mfs_codec_ws *ws)
+{
+	if (!ws->cctx)
+		ws->cctx = ZSTD_createCCtx();
+	return ws->cctx;
+}
+
+ZSTD_DCtx *mfs_codec_ws_dctx(mfs_codec_ws *ws)
+{
+	if (!ws->dctx)
+		ws->dctx = ZSTD_createDCtx();
+	return ws->dctx;
+}

@@ -1,0 +1,19 @@
+/*
+ * codec_internal.h - what codec implementations share; not a public header.
+ */
+#ifndef MFS_CODEC_INTERNAL_H
+#define MFS_CODEC_INTERNAL_H
+
+#include <zstd.h>
+
+#include "codec.h"
+
+/* Codec descriptors, one per implementation file. */
+extern const mfs_codec mfs_codec_raw;
+extern const mfs_codec mfs_codec_zstd;
+
+/** The workspace's zstd contexts, created on first use; NULL on OOM. */
+ZSTD_CCtx *mfs_codec_ws_cctx(mfs_codec_ws *ws);
+ZSTD_DCtx *mfs_codec_ws_dctx(mfs_codec_ws *ws);
+
+#endif

@@ -1,0 +1,72 @@
+#include "err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *mfs_strerror(int code)
+{
+	switch (code) {
+	case MFS_OK:
+		return "success";
+	case MFS_E_CORRUPT:
+		return "data is corrupt (checksum or structure check failed)";
+	case MFS_E_FORMAT:
+		return "malformed input file";
+	case MFS_E_VERSION:
+		return "store format version not supported by this modelfs";
+	case MFS_E_NOTFOUND:
+		return "not found";
+	case MFS_E_EXISTS:
+		return "already exists";
+	case MFS_E_INVAL:
+		return "invalid argument";
+	case MFS_E_NOSPACE:
+		return "buffer too small";
+	case MFS_E_CODEC:
+		return "unknown or unsupported codec";
+	case MFS_E_DB:
+		return "database (LMDB) error";
+	case MFS_E_BUSY:
+		return "resource busy";
+	case MFS_E_TOOBIG:
+		return "size over limit";
+	case MFS_E_UNSUPPORTED:
+		return "not supported";
+	}
+	if (code < 0 && code > -4096)
+		return strerror(-code);
+	return "unknown error";
+}
+
+int mfs_err(mfs_errmsg *e, int code, const char *fmt, ...)
+{
+	if (e) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+		va_end(ap);
+		e->code = code;
+	}
+	return code;
+}
+
+int mfs_err_prefix(mfs_errmsg *e, int code, const char *fmt, ...)
+{
+	if (!e)
+		return code;
+	char head[MFS_ERRMSG_MAX], old[MFS_ERRMSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(head, sizeof head, fmt, ap);
+	va_end(ap);
+	if (e->msg[0] == '\0')
+		snprintf(e->msg, sizeof e->msg, "%s: %s", head, mfs_strerror(code));
+	else {
+		memcpy(old, e->msg, sizeof old);
+		snprintf(e->msg, sizeof e->msg, "%s: %s", head, old);
+	}
+	if (e->code == 0)
+		e->code = code;
+	return e->code;
+}

@@ -1,0 +1,78 @@
+/*
+ * reader.h - the read path, as a library: open a file of the store and read
+ * any byte range of it, decoding only the chunks the range touches.
+ *
+ * No FUSE here: the mount (fs/ll.c), `modelfs export`, `modelfs verify` and
+ * the unit tests all read through this.  With a chunk cache (fs/cache.h) the
+ * decoded chunks are shared between readers and threads; without one, each
+ * read decodes into the caller's workspace.
+ *
+ * Every byte returned has been checked: its chunk decoded and re-hashed to
+ * the chunk key.  A mismatch fails the read with MFS_E_CORRUPT.
+ *
+ * Threads: an mfs_reader and an mfs_rfile may be used by many threads at
+ * once; each thread passes its own mfs_codec_ws.
+ *
+ * Module convention: int return, 0 or a negative code from err.h.
+ */
+#ifndef MFS_READER_H
+#define MFS_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "store.h"
+
+typedef struct mfs_reader mfs_reader;
+typedef struct mfs_cache mfs_cache;
+
+/* An open file: its extent list, copied out of the store at open. */
+typedef struct mfs_rfile {
+	char repo[MFS_REPO_ID_MAX + 1];
+	char etag[MFS_ETAG_MAX + 1];
+	uint64_t size;
+	uint8_t sha256[32];
+	size_t n_extents;
+	mfs_extent *extents; /* owned by the mfs_rfile */
+} mfs_rfile;
+
+/**
+ * Create a reader over @p store.
+ * @param[in] cache  optional decoded-chunk cache (borrowed; must outlive the reader)
+ * @param[out] out   free with mfs_reader_free()
+ */
+int mfs_reader_create(mfs_store *store, mfs_cache *cache, mfs_reader **out);
+
+/** Free a reader; NULL is a no-op. */
+void mfs_reader_free(mfs_reader *r);
+
+/**
+ * Open the blob @p etag of @p repo.
+ * @param[out] out  free with mfs_rfile_close()
+ * @return 0, MFS_E_NOTFOUND, -ENOMEM
+ */
+int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile **out);
+
+/** Close a file; NULL is a no-op. */
+void mfs_rfile_close(mfs_rfile *f);
+
+/**
+ * Read up to @p len bytes at @p off (short only at end of file).
+ * @param[in]  ws    the calling thread's workspace
+ * @param[out] got   bytes read
+ * @return 0; MFS_E_CORRUPT (a chunk failed its check: nothing of it is
+ *         served); MFS_E_NOTFOUND (a chunk is missing); -ENOMEM
+ */
+int mfs_rfile_read(mfs_reader *r, mfs_rfile *f, uint64_t off, void *buf, size_t len,
+		   size_t *got, mfs_codec_ws *ws);
+
+/**
+ * Decode one chunk (resolving its reference chunk, if any) into @p dst of
+ * exactly @p raw_len bytes, verified.  Used by the reader and by the cache's
+ * fill function.
+ */
+int mfs_reader_decode_chunk(mfs_reader *r, const mfs_chunk_key *key, void *dst,
+			    size_t raw_len, mfs_codec_ws *ws);
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * sha256.h - SHA-256 (FIPS 180-4), streaming; uses the x86 SHA extensions
+ * when the CPU has them (checked at run time), a portable C path otherwise.
+ * Used for blob etags (the hub names LFS blobs by sha256) and verification.
+ */
+#ifndef MFS_SHA256_H
+#define MFS_SHA256_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mfs_sha256 {
+	uint32_t h[8];
+	uint64_t total;
+	uint8_t buf[64];
+	size_t buf_len;
+} mfs_sha256;
+
+void mfs_sha256_init(mfs_sha256 *c);
+void mfs_sha256_update(mfs_sha256 *c, const void *data, size_t len);
+void mfs_sha256_final(mfs_sha256 *c, uint8_t out[32]);
+/** One-shot. */
+void mfs_sha256(const void *data, size_t len, uint8_t out[32]);
+/** Lower-case hex of a 32-byte digest into @p hex (65 bytes). */
+void mfs_sha256_hex(const uint8_t d[32], char hex[65]);
+
+/*
+ * SHA-1, only for git blob ids ("blob <len>\0" + content), which the hub
+ * uses as the etag of small non-LFS files.
+ */
+typedef struct mfs_sha1 {
+	uint32_t h[5];
+	uint64_t total;
+	uint8_t buf[64];
+	size_t buf_len;
+} mfs_sha1;
+
+void mfs_sha1_init(mfs_sha1 *c);
+void mfs_sha1_update(mfs_sha1 *c, const void *data, size_t len);
+void mfs_sha1_final(mfs_sha1 *c, uint8_t out[20]);
+
+#endif

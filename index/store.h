@@ -1,0 +1,379 @@
+/*
+ * store.h - the modelfs store: one LMDB environment holding the index of
+ * Hugging Face repositories and the compressed, content-addressed chunks.
+ *
+ * Layout of a store directory:
+ *   data.mdb, lock.mdb   the LMDB environment
+ *   ingest.lock          flock()ed shared by every ingest, exclusively by gc's
+ *                        orphan sweep (so gc never deletes chunks an ingest
+ *                        has written but not yet referenced)
+ *
+ * Records (named LMDB databases, values are versioned little-endian records):
+ *   meta      "format" -> u32 format version; "generation" -> u64, bumped by
+ *             every transaction that changes what a reader sees
+ *   repos     repo id ("models/org/name")          -> repo record
+ *   refs      repo \0 ref name                     -> commit (40 hex)
+ *   commits   repo \0 commit                       -> commit record
+ *   files     repo \0 commit \0 path               -> etag, mode
+ *   noexist   repo \0 commit \0 path               -> (empty): the HF cache's .no_exist
+ *   blobs     repo \0 etag                         -> blob record (size, sha256, extents)
+ *   tensors   repo \0 etag \0 tensor name          -> tensor record
+ *   chunks    16-byte XXH3-128 of the raw bytes    -> chunk record (codec, raw len, payload)
+ *   chunkrefs 16-byte chunk key                    -> u64 number of blob extents using it
+ *
+ * Invariants:
+ *   - a chunk's key is the XXH3-128 of its raw bytes: identical content is
+ *     stored once, and decoding is verified by re-hashing (mfs_chunk_read).
+ *   - a blob's extents tile the file exactly, in order; each extent is one
+ *     whole chunk.
+ *   - chunkrefs counts blob extents; a chunk with count 0 is garbage (gc).
+ *   - a commit's files appear in one transaction (mfs_ingest_publish), so a
+ *     reader never sees half a snapshot.
+ *
+ * Threads: an mfs_store is shared by all threads.  A transaction belongs to
+ * the thread that uses it (read transactions may move between threads:
+ * the environment is opened with MDB_NOTLS).  One write transaction at a
+ * time per store (LMDB serialises writers, across processes too).
+ *
+ * Module convention: int return, 0 or a negative code from err.h.
+ */
+#ifndef MFS_STORE_H
+#define MFS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "dtype.h"
+#include "err.h"
+
+#define MFS_STORE_FORMAT 1     /* format this build writes and reads */
+#define MFS_REPO_ID_MAX 200    /* "models/org/name" */
+#define MFS_COMMIT_LEN 40      /* hex chars of a commit hash */
+#define MFS_ETAG_MAX 64        /* sha256 hex (LFS) or git sha1 hex */
+#define MFS_PATH_MAX 255       /* a file path inside a repo (LMDB key limit) */
+#define MFS_REF_MAX 128        /* a ref name */
+#define MFS_TENSOR_NAME_MAX 255
+
+typedef struct mfs_store mfs_store;
+typedef struct mfs_txn mfs_txn;
+
+/* Flags for mfs_store_open. */
+#define MFS_STORE_CREATE 0x1u /* create the directory (0700) and environment if missing */
+#define MFS_STORE_RDONLY 0x2u /* open read-only (mount, ls, info, export, verify) */
+
+/**
+ * Open (or create) a store.
+ * @param[in]  dir    store directory
+ * @param[in]  flags  MFS_STORE_*
+ * @param[out] out    owned by the caller; close with mfs_store_close()
+ * @param[out] err    optional message
+ * @return 0; -ENOENT (no store there and no CREATE); MFS_E_VERSION (written
+ *         by a newer or older format; the store is left untouched);
+ *         MFS_E_DB; -errno.
+ */
+int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg *err);
+
+/** Close a store; NULL is a no-op. All transactions must have ended. */
+void mfs_store_close(mfs_store *s);
+
+/** The directory the store was opened from (owned by the store). */
+const char *mfs_store_dir(const mfs_store *s);
+
+/**
+ * The default store directory: $XDG_DATA_HOME/modelfs, else
+ * $HOME/.local/share/modelfs.
+ * @return 0, or MFS_E_INVAL when neither variable is set / the buffer is short
+ */
+int mfs_store_default_dir(char *buf, size_t cap);
+
+/** Flush everything committed so far to disk (fsync). */
+int mfs_store_sync(mfs_store *s);
+
+/* Space use of the environment. */
+typedef struct mfs_store_stat {
+	uint64_t file_bytes;  /* size of data.mdb on disk */
+	uint64_t used_bytes;  /* pages in use (file_bytes minus free pages) */
+	uint64_t n_chunks;
+	uint64_t chunk_payload_bytes; /* sum of chunk payloads */
+	uint64_t chunk_raw_bytes;     /* sum of chunk raw lengths */
+} mfs_store_stat;
+
+/** Space figures; costs a scan of the chunk records' headers. */
+int mfs_store_stat_get(mfs_txn *t, mfs_store_stat *out);
+
+/* ---- transactions ---- */
+
+#define MFS_TXN_READ 0x0u
+#define MFS_TXN_WRITE 0x1u
+
+/**
+ * Begin a transaction: a read snapshot or the (single) write transaction.
+ * @param[out] out  end with mfs_txn_commit() or mfs_txn_abort()
+ */
+int mfs_txn_begin(mfs_store *s, unsigned flags, mfs_txn **out);
+
+/** Commit (write) or end (read); the handle is freed either way. */
+int mfs_txn_commit(mfs_txn *t);
+
+/** Abort; NULL is a no-op; the handle is freed. */
+void mfs_txn_abort(mfs_txn *t);
+
+/**
+ * Store generation: changes whenever a commit changes what readers see
+ * (a snapshot published, a repo removed).  Cheap; lets a mount notice changes.
+ */
+int mfs_store_generation(mfs_txn *t, uint64_t *out);
+
+/* ---- names ---- */
+
+/**
+ * Check a repo id "models/org/name" (or "models/name"; "datasets/...",
+ * "spaces/..."): each part [A-Za-z0-9][A-Za-z0-9._-]*, no "--", no "..".
+ * @return 0 or MFS_E_INVAL with a message saying what is wrong
+ */
+int mfs_repo_id_check(const char *repo, mfs_errmsg *err);
+
+/**
+ * Check a path inside a repo: relative, '/'-separated, no empty, "." or ".."
+ * components, no NUL or control chars, at most MFS_PATH_MAX bytes.
+ */
+int mfs_repo_path_check(const char *path, mfs_errmsg *err);
+
+/* ---- chunks ---- */
+
+typedef struct mfs_chunk_key {
+	uint8_t b[16];
+} mfs_chunk_key;
+
+/** The key of raw bytes: XXH3-128, serialised big-endian (high64 then low64). */
+void mfs_chunk_key_of(const void *raw, size_t len, mfs_chunk_key *out);
+
+/** Hex form (32 chars + NUL) into @p buf (>= 33 bytes); returns buf. */
+char *mfs_chunk_key_hex(const mfs_chunk_key *k, char *buf);
+
+/* A chunk record as stored; pointers into the LMDB map. */
+typedef struct mfs_chunk_view {
+	mfs_codec_id codec;
+	uint32_t raw_len;
+	int has_ref;          /* decode needs the raw bytes of chunk @ref */
+	mfs_chunk_key ref;
+	const void *payload;  /* owned by LMDB: valid until the transaction ends */
+	size_t payload_len;
+} mfs_chunk_view;
+
+/**
+ * Look a chunk up. @return 0, MFS_E_NOTFOUND, MFS_E_CORRUPT (bad record).
+ */
+int mfs_chunk_get(mfs_txn *t, const mfs_chunk_key *key, mfs_chunk_view *out);
+
+/**
+ * Decode a chunk into @p dst (exactly raw_len bytes) and verify that the
+ * decoded bytes hash to @p key.
+ * @param[in] ref      raw bytes of view->ref when view->has_ref, else NULL
+ * @return 0; MFS_E_CORRUPT on a decode error or checksum mismatch (dst
+ *         contents are then undefined and must not be served)
+ */
+int mfs_chunk_decode(const mfs_chunk_view *view, const mfs_chunk_key *key, const void *ref,
+		     void *dst, size_t dst_len, mfs_codec_ws *ws);
+
+/**
+ * Store a chunk unless one with the same key exists.  A new chunk starts
+ * with reference count 0 (garbage until a published blob uses it).
+ * @param[in]  ref      key of the reference chunk for NEEDS_REF codecs, else NULL
+ * @param[out] existed  optional: 1 when the key was already present
+ */
+int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec, uint32_t raw_len,
+		  const mfs_chunk_key *ref, const void *payload, size_t payload_len,
+		  int *existed);
+
+/** 1 if the chunk exists, 0 if not, or a negative code. */
+int mfs_chunk_exists(mfs_txn *t, const mfs_chunk_key *key);
+
+/** Reference count of a chunk (0 when unknown). */
+int mfs_chunk_refcount(mfs_txn *t, const mfs_chunk_key *key, uint64_t *out);
+
+/**
+ * Iterate over every chunk.  @p cb returns 0 to go on, >0 to stop (returned
+ * as is), <0 on error (returned).
+ */
+int mfs_chunks_foreach(mfs_txn *t,
+		       int (*cb)(void *ud, const mfs_chunk_key *key, const mfs_chunk_view *v,
+				 uint64_t refcount),
+		       void *ud);
+
+/* ---- repos, refs, commits, files ---- */
+
+typedef struct mfs_repo_info {
+	const char *repo;      /* "models/org/name" */
+	uint64_t created;      /* unix seconds of first ingest */
+	uint64_t updated;      /* unix seconds of last publish */
+} mfs_repo_info;
+
+typedef struct mfs_ref_info {
+	const char *name;      /* "main" */
+	char commit[MFS_COMMIT_LEN + 1];
+} mfs_ref_info;
+
+typedef struct mfs_commit_info {
+	char commit[MFS_COMMIT_LEN + 1];
+	uint64_t time;         /* unix seconds of ingest: the mount's timestamps */
+	uint64_t n_files;
+} mfs_commit_info;
+
+typedef struct mfs_file_info {
+	const char *path;      /* path inside the snapshot ("1_Pooling/config.json") */
+	char etag[MFS_ETAG_MAX + 1];
+	uint32_t mode;         /* 0444 or 0555 (executable) */
+} mfs_file_info;
+
+/* The callbacks' strings are valid during the call only. Return as for
+ * mfs_chunks_foreach. */
+int mfs_repos_foreach(mfs_txn *t, int (*cb)(void *ud, const mfs_repo_info *r), void *ud);
+int mfs_refs_foreach(mfs_txn *t, const char *repo,
+		     int (*cb)(void *ud, const mfs_ref_info *r), void *ud);
+int mfs_commits_foreach(mfs_txn *t, const char *repo,
+			int (*cb)(void *ud, const mfs_commit_info *c), void *ud);
+int mfs_files_foreach(mfs_txn *t, const char *repo, const char *commit,
+		      int (*cb)(void *ud, const mfs_file_info *f), void *ud);
+int mfs_noexist_foreach(mfs_txn *t, const char *repo, const char *commit,
+			int (*cb)(void *ud, const char *path), void *ud);
+
+/** @return 0 with *out filled, or MFS_E_NOTFOUND. */
+int mfs_repo_get(mfs_txn *t, const char *repo, mfs_repo_info *out_times_only);
+int mfs_ref_get(mfs_txn *t, const char *repo, const char *ref,
+		char commit[MFS_COMMIT_LEN + 1]);
+int mfs_file_get(mfs_txn *t, const char *repo, const char *commit, const char *path,
+		 mfs_file_info *out_no_path);
+
+/* ---- blobs and tensors ---- */
+
+typedef struct mfs_extent {
+	uint64_t off;          /* offset in the file */
+	uint32_t len;          /* raw length = the chunk's raw length */
+	mfs_chunk_key key;
+} mfs_extent;
+
+typedef struct mfs_blob_info {
+	char etag[MFS_ETAG_MAX + 1];
+	uint64_t size;
+	uint8_t sha256[32];
+	uint64_t n_extents;
+	uint64_t n_tensors;
+	uint64_t stored_bytes;   /* sum of payloads of its extents' chunks at ingest */
+} mfs_blob_info;
+
+/**
+ * Look a blob up and copy its extent list out.
+ * @param[out] extents  optional: malloc'd array of info->n_extents extents,
+ *                      owned by the caller (free()); NULL when not wanted
+ */
+int mfs_blob_get(mfs_txn *t, const char *repo, const char *etag, mfs_blob_info *info,
+		 mfs_extent **extents);
+
+int mfs_blobs_foreach(mfs_txn *t, const char *repo,
+		      int (*cb)(void *ud, const mfs_blob_info *b), void *ud);
+
+/**
+ * Index of the extent holding byte @p off (extents tile the file, sorted).
+ * @return index in [0, n), or n when off >= file size.
+ */
+size_t mfs_extent_find(const mfs_extent *ext, size_t n, uint64_t off);
+
+#define MFS_MAX_DIMS 16
+typedef struct mfs_tensor_info {
+	const char *name;
+	mfs_dtype dtype;
+	uint32_t ndim;
+	uint64_t shape[MFS_MAX_DIMS];
+	uint64_t data_off;     /* offset of its first byte in the file */
+	uint64_t raw_len;
+	uint64_t stored_len;   /* payload bytes of its chunks */
+	mfs_codec_id codec;    /* codec chosen for it */
+	uint64_t first_extent; /* index into the blob's extents */
+	uint64_t n_extents;
+} mfs_tensor_info;
+
+int mfs_tensors_foreach(mfs_txn *t, const char *repo, const char *etag,
+			int (*cb)(void *ud, const mfs_tensor_info *ti), void *ud);
+
+/* ---- publishing (ingest) ---- */
+
+/* A blob to publish: the file's content, cut into chunks already stored. */
+typedef struct mfs_blob_rec {
+	const char *etag;
+	uint64_t size;
+	uint8_t sha256[32];
+	uint64_t stored_bytes;
+	size_t n_extents;
+	const mfs_extent *extents;
+	size_t n_tensors;
+	const mfs_tensor_info *tensors;
+} mfs_blob_rec;
+
+/**
+ * Write a blob record and its tensors, and count one reference for each of
+ * its extents' chunks.  A blob with the same repo+etag already present is
+ * left as it is (*existed = 1).  Every extent's chunk must exist.
+ * The blob is invisible to the mount until a published file points to it.
+ */
+int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *existed);
+
+/* One file of a snapshot. */
+typedef struct mfs_file_rec {
+	const char *path;
+	const char *etag;
+	uint32_t mode;
+} mfs_file_rec;
+
+/**
+ * Publish a snapshot: the repo (created if new), the commit, all its files
+ * (whose blobs must have been put), the .no_exist names, and the refs that
+ * point to it; bumps the generation.  Call in the same transaction as the
+ * last blob put, then commit: the snapshot appears whole or not at all.
+ * Re-publishing an existing commit replaces its file list.
+ */
+int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint64_t time,
+			 const mfs_file_rec *files, size_t n_files, const char *const *noexist,
+			 size_t n_noexist, const char *const *refs, size_t n_refs,
+			 mfs_errmsg *err);
+
+/* ---- removal and garbage collection ---- */
+
+/**
+ * Remove a repo: refs, commits, files, blobs, tensors; the reference counts
+ * of its chunks drop (chunks reaching 0 are left for gc).  Bumps the generation.
+ * @return 0 or MFS_E_NOTFOUND
+ */
+int mfs_repo_remove(mfs_txn *t, const char *repo);
+
+typedef struct mfs_gc_stat {
+	uint64_t blobs_removed;     /* blobs no file pointed to (crashed ingests) */
+	uint64_t chunks_removed;
+	uint64_t bytes_freed;       /* payload bytes of the removed chunks */
+} mfs_gc_stat;
+
+/**
+ * Remove unreferenced blobs and chunks in one write transaction.
+ * The caller must hold the store's ingest lock exclusively
+ * (mfs_store_lock_ingest(s, 1, ...)) so no ingest is in flight.
+ */
+int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out);
+
+/**
+ * Take the store's ingest lock: shared (@p exclusive = 0) for an ingest,
+ * exclusive for gc.  Non-blocking when @p wait is 0 (MFS_E_BUSY).
+ * @param[out] fd  lock descriptor; release with mfs_store_unlock(fd)
+ */
+int mfs_store_lock_ingest(mfs_store *s, int exclusive, int wait, int *fd);
+void mfs_store_unlock(int fd);
+
+/**
+ * Rewrite the environment compactly (mdb_env_copy2 + MDB_CP_COMPACT into a
+ * temporary file, then rename over data.mdb) so the file shrinks.  Only safe
+ * with no other process using the store: the caller holds the exclusive
+ * ingest lock and no mount is open.  The store handle must be closed after.
+ */
+int mfs_store_compact(mfs_store *s, mfs_errmsg *err);
+
+#endif
