@@ -1,0 +1,483 @@
+/*
+ * cache.c - decoded-chunk cache and prefetch pool (see cache.h).
+ *
+ * One mutex guards the table, the LRU list, the queue and the counters; it
+ * is never held across a decode or a malloc of chunk bytes.  Decodes are
+ * milliseconds, lock holds are a few hundred nanoseconds, so one lock does
+ * not limit a 2..64-core machine at 1 MiB chunks.
+ *
+ * Entry states:
+ *   QUEUED   a prefetch job exists, nobody decodes yet; no bytes
+ *   FILLING  one thread decodes into e->data; others wait on fill_cv
+ *   READY    e->data valid; on the LRU list exactly when refs == 0
+ *   FAILED   removed from the table; freed when the last waiter lets go
+ * refs counts pins: readers, waiters, and one for a queued job.
+ */
+#include "cache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { ST_QUEUED, ST_FILLING, ST_READY, ST_FAILED };
+
+struct mfs_cache_entry {
+	mfs_chunk_key key;
+	struct mfs_cache_entry *hnext;           /* hash chain */
+	struct mfs_cache_entry *lprev, *lnext;   /* LRU list (READY, unpinned) */
+	void *data;
+	size_t len;
+	unsigned refs;
+	int state;
+	int err;
+	int in_table;
+	int prefetch;                            /* bytes counted in pf_bytes */
+};
+
+typedef struct pf_job {
+	mfs_cache_entry *e;
+	mfs_cache_fill_fn fill;
+	void *ud;
+} pf_job;
+
+typedef struct pf_worker {
+	mfs_cache *c;
+	pthread_t tid;
+	void *cur_ud; /* ud of the job being run, NULL when idle */
+} pf_worker;
+
+struct mfs_cache {
+	pthread_mutex_t mu;
+	pthread_cond_t fill_cv;  /* an entry left FILLING */
+	pthread_cond_t job_cv;   /* a job was queued, or stop */
+	pthread_cond_t idle_cv;  /* a worker finished a job (for drain) */
+
+	mfs_cache_entry **buckets;
+	size_t nbuckets; /* power of two */
+
+	mfs_cache_entry lru; /* sentinel: lru.lnext = most recent */
+
+	size_t budget;
+	size_t bytes;     /* data bytes of entries in the table + in flight */
+	size_t pf_bytes;  /* bytes of QUEUED + prefetch FILLING entries */
+
+	pf_job *queue;    /* ring */
+	size_t qcap, qhead, qlen;
+	pf_worker *workers;
+	unsigned nworkers;
+	int stop;
+
+	mfs_cache_stats st;
+};
+
+#define QUEUE_CAP 256
+
+static size_t key_hash(const mfs_chunk_key *k, size_t nbuckets)
+{
+	uint64_t h;
+	memcpy(&h, k->b, sizeof(h)); /* the key is already a hash */
+	return (size_t)(h ^ (h >> 29)) & (nbuckets - 1);
+}
+
+static mfs_cache_entry *table_find(mfs_cache *c, const mfs_chunk_key *k)
+{
+	mfs_cache_entry *e = c->buckets[key_hash(k, c->nbuckets)];
+	while (e && memcmp(e->key.b, k->b, sizeof(k->b)) != 0)
+		e = e->hnext;
+	return e;
+}
+
+static void table_insert(mfs_cache *c, mfs_cache_entry *e)
+{
+	size_t h = key_hash(&e->key, c->nbuckets);
+	e->hnext = c->buckets[h];
+	c->buckets[h] = e;
+	e->in_table = 1;
+	c->st.entries++;
+}
+
+static void table_remove(mfs_cache *c, mfs_cache_entry *e)
+{
+	mfs_cache_entry **p = &c->buckets[key_hash(&e->key, c->nbuckets)];
+	while (*p && *p != e)
+		p = &(*p)->hnext;
+	if (*p)
+		*p = e->hnext;
+	e->hnext = NULL;
+	e->in_table = 0;
+	c->st.entries--;
+}
+
+static void lru_unlink(mfs_cache_entry *e)
+{
+	e->lprev->lnext = e->lnext;
+	e->lnext->lprev = e->lprev;
+	e->lprev = e->lnext = NULL;
+}
+
+static void lru_push_front(mfs_cache *c, mfs_cache_entry *e)
+{
+	e->lnext = c->lru.lnext;
+	e->lprev = &c->lru;
+	c->lru.lnext->lprev = e;
+	c->lru.lnext = e;
+}
+
+static void entry_free(mfs_cache_entry *e)
+{
+	free(e->data);
+	free(e);
+}
+
+/* Evict least-recently used unpinned entries until @p need more bytes fit. */
+static void make_room(mfs_cache *c, size_t need)
+{
+	while (c->bytes + need > c->budget && c->lru.lprev != &c->lru) {
+		mfs_cache_entry *v = c->lru.lprev;
+		lru_unlink(v);
+		table_remove(c, v);
+		c->bytes -= v->len;
+		c->st.evictions++;
+		entry_free(v);
+	}
+}
+
+static void note_bytes(mfs_cache *c)
+{
+	if (c->bytes > c->st.bytes_peak)
+		c->st.bytes_peak = c->bytes;
+	c->st.bytes = c->bytes;
+}
+
+/* Drop one pin, with c->mu held. */
+static void unpin_locked(mfs_cache *c, mfs_cache_entry *e)
+{
+	if (--e->refs > 0)
+		return;
+	if (e->state == ST_READY && e->in_table) {
+		lru_push_front(c, e);
+		make_room(c, 0); /* trims back after a pinned overshoot */
+		note_bytes(c);
+	} else if (!e->in_table) {
+		entry_free(e);
+	}
+	/* A QUEUED entry always holds its job's pin, so refs == 0 never meets it. */
+}
+
+/*
+ * Decode into @p e, which the caller has just moved to FILLING (c->mu held
+ * on entry and on return, dropped during the decode).
+ */
+static int fill_entry(mfs_cache *c, mfs_cache_entry *e, mfs_cache_fill_fn fill, void *ud,
+		      mfs_codec_ws *ws)
+{
+	make_room(c, e->len);
+	c->bytes += e->len;
+	note_bytes(c);
+	c->st.fills++;
+	pthread_mutex_unlock(&c->mu);
+
+	int rc = 0;
+	void *data = malloc(e->len ? e->len : 1);
+	if (!data)
+		rc = -ENOMEM;
+	else
+		rc = fill(ud, &e->key, data, e->len, ws);
+
+	pthread_mutex_lock(&c->mu);
+	if (e->prefetch) {
+		c->pf_bytes -= e->len;
+		e->prefetch = 0;
+	}
+	if (rc == 0) {
+		e->data = data;
+		e->state = ST_READY;
+	} else {
+		free(data);
+		e->state = ST_FAILED;
+		e->err = rc;
+		c->bytes -= e->len;
+		table_remove(c, e);
+		c->st.fill_errors++;
+		note_bytes(c);
+	}
+	pthread_cond_broadcast(&c->fill_cv);
+	return rc;
+}
+
+int mfs_cache_get(mfs_cache *c, const mfs_chunk_key *key, size_t len, mfs_cache_fill_fn fill,
+		  void *ud, mfs_codec_ws *ws, mfs_cache_entry **out)
+{
+	*out = NULL;
+	pthread_mutex_lock(&c->mu);
+	mfs_cache_entry *e = table_find(c, key);
+	if (e && e->state == ST_READY) {
+		if (e->refs++ == 0)
+			lru_unlink(e);
+		c->st.hits++;
+		pthread_mutex_unlock(&c->mu);
+		*out = e;
+		return 0;
+	}
+	if (e && e->state == ST_FILLING) {
+		e->refs++;
+		c->st.waits++;
+		while (e->state == ST_FILLING)
+			pthread_cond_wait(&c->fill_cv, &c->mu);
+		if (e->state == ST_READY) {
+			pthread_mutex_unlock(&c->mu);
+			*out = e;
+			return 0;
+		}
+		int rc = e->err;
+		unpin_locked(c, e);
+		pthread_mutex_unlock(&c->mu);
+		return rc;
+	}
+	if (e) {
+		/* QUEUED: take the job over rather than wait behind the queue. */
+		e->state = ST_FILLING;
+		e->refs++;
+	} else {
+		e = calloc(1, sizeof(*e));
+		if (!e) {
+			pthread_mutex_unlock(&c->mu);
+			return -ENOMEM;
+		}
+		e->key = *key;
+		e->len = len;
+		e->state = ST_FILLING;
+		e->refs = 1;
+		table_insert(c, e);
+	}
+	c->st.misses++;
+	int rc = fill_entry(c, e, fill, ud, ws);
+	if (rc < 0) {
+		unpin_locked(c, e);
+		pthread_mutex_unlock(&c->mu);
+		return rc;
+	}
+	pthread_mutex_unlock(&c->mu);
+	*out = e;
+	return 0;
+}
+
+const void *mfs_cache_entry_data(const mfs_cache_entry *e)
+{
+	return e->data;
+}
+
+size_t mfs_cache_entry_len(const mfs_cache_entry *e)
+{
+	return e->len;
+}
+
+void mfs_cache_release(mfs_cache *c, mfs_cache_entry *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&c->mu);
+	unpin_locked(c, e);
+	pthread_mutex_unlock(&c->mu);
+}
+
+int mfs_cache_prefetch(mfs_cache *c, const mfs_chunk_key *key, size_t len,
+		       mfs_cache_fill_fn fill, void *ud)
+{
+	if (c->nworkers == 0)
+		return 0;
+	pthread_mutex_lock(&c->mu);
+	if (table_find(c, key)) {
+		pthread_mutex_unlock(&c->mu);
+		return 0;
+	}
+	if (c->stop || c->qlen == c->qcap || c->pf_bytes + len > c->budget / 2) {
+		c->st.prefetch_dropped++;
+		pthread_mutex_unlock(&c->mu);
+		return MFS_E_BUSY;
+	}
+	mfs_cache_entry *e = calloc(1, sizeof(*e));
+	if (!e) {
+		pthread_mutex_unlock(&c->mu);
+		return -ENOMEM;
+	}
+	e->key = *key;
+	e->len = len;
+	e->state = ST_QUEUED;
+	e->refs = 1; /* the job's pin */
+	e->prefetch = 1;
+	c->pf_bytes += len;
+	table_insert(c, e);
+	c->queue[(c->qhead + c->qlen) % c->qcap] = (pf_job){e, fill, ud};
+	c->qlen++;
+	c->st.prefetch_queued++;
+	pthread_cond_signal(&c->job_cv);
+	pthread_mutex_unlock(&c->mu);
+	return 0;
+}
+
+/* Forget a job that will not run: its entry goes if nobody took it over. */
+static void job_cancel_locked(mfs_cache *c, pf_job *j)
+{
+	mfs_cache_entry *e = j->e;
+	if (e->state == ST_QUEUED) {
+		table_remove(c, e);
+		c->pf_bytes -= e->len;
+		e->prefetch = 0;
+		e->state = ST_FAILED;
+		e->err = MFS_E_BUSY;
+	}
+	unpin_locked(c, e);
+}
+
+static void *worker_main(void *arg)
+{
+	pf_worker *w = arg;
+	mfs_cache *c = w->c;
+	mfs_codec_ws *ws = NULL;
+	int ws_rc = mfs_codec_ws_create(&ws);
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (!c->stop && c->qlen == 0)
+			pthread_cond_wait(&c->job_cv, &c->mu);
+		if (c->stop)
+			break;
+		pf_job j = c->queue[c->qhead];
+		c->qhead = (c->qhead + 1) % c->qcap;
+		c->qlen--;
+		if (j.e->state != ST_QUEUED || ws_rc < 0) {
+			/* taken over by a reader (or no workspace): nothing to do */
+			job_cancel_locked(c, &j);
+			continue;
+		}
+		w->cur_ud = j.ud;
+		j.e->state = ST_FILLING;
+		if (fill_entry(c, j.e, j.fill, j.ud, ws) == 0)
+			c->st.prefetch_fills++;
+		unpin_locked(c, j.e);
+		w->cur_ud = NULL;
+		pthread_cond_broadcast(&c->idle_cv);
+	}
+	pthread_mutex_unlock(&c->mu);
+	mfs_codec_ws_free(ws);
+	return NULL;
+}
+
+void mfs_cache_drain(mfs_cache *c, void *ud)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->mu);
+	size_t kept = 0;
+	for (size_t i = 0; i < c->qlen; i++) {
+		pf_job j = c->queue[(c->qhead + i) % c->qcap];
+		if (j.ud == ud)
+			job_cancel_locked(c, &j);
+		else
+			c->queue[(c->qhead + kept++) % c->qcap] = j;
+	}
+	c->qlen = kept;
+	for (;;) {
+		int busy = 0;
+		for (unsigned i = 0; i < c->nworkers; i++)
+			busy |= c->workers[i].cur_ud == ud;
+		if (!busy)
+			break;
+		pthread_cond_wait(&c->idle_cv, &c->mu);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+static size_t pow2_at_least(size_t n)
+{
+	size_t p = 1;
+	while (p < n)
+		p <<= 1;
+	return p;
+}
+
+int mfs_cache_create(size_t budget_bytes, unsigned workers, mfs_cache **out)
+{
+	*out = NULL;
+	mfs_cache *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->budget = budget_bytes;
+	c->st.budget = budget_bytes;
+	/* about one bucket per 64 KiB of budget: short chains at 1 MiB chunks */
+	size_t nb = budget_bytes / (64 << 10);
+	c->nbuckets = pow2_at_least(nb < 1024 ? 1024 : nb > (1u << 22) ? (1u << 22) : nb);
+	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+	c->qcap = QUEUE_CAP;
+	c->queue = calloc(c->qcap, sizeof(*c->queue));
+	c->workers = calloc(workers ? workers : 1, sizeof(*c->workers));
+	if (!c->buckets || !c->queue || !c->workers) {
+		free(c->buckets);
+		free(c->queue);
+		free(c->workers);
+		free(c);
+		return -ENOMEM;
+	}
+	c->lru.lnext = c->lru.lprev = &c->lru;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->fill_cv, NULL);
+	pthread_cond_init(&c->job_cv, NULL);
+	pthread_cond_init(&c->idle_cv, NULL);
+	for (unsigned i = 0; i < workers; i++) {
+		c->workers[i].c = c;
+		int rc = pthread_create(&c->workers[i].tid, NULL, worker_main, &c->workers[i]);
+		if (rc) {
+			mfs_cache_free(c);
+			return -rc;
+		}
+		c->nworkers++;
+	}
+	*out = c;
+	return 0;
+}
+
+void mfs_cache_free(mfs_cache *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->mu);
+	c->stop = 1;
+	pthread_cond_broadcast(&c->job_cv);
+	pthread_mutex_unlock(&c->mu);
+	for (unsigned i = 0; i < c->nworkers; i++)
+		pthread_join(c->workers[i].tid, NULL);
+	pthread_mutex_lock(&c->mu);
+	while (c->qlen) {
+		pf_job j = c->queue[c->qhead];
+		c->qhead = (c->qhead + 1) % c->qcap;
+		c->qlen--;
+		job_cancel_locked(c, &j);
+	}
+	pthread_mutex_unlock(&c->mu);
+	for (size_t i = 0; i < c->nbuckets; i++) {
+		mfs_cache_entry *e = c->buckets[i];
+		while (e) {
+			mfs_cache_entry *n = e->hnext;
+			entry_free(e);
+			e = n;
+		}
+	}
+	pthread_cond_destroy(&c->fill_cv);
+	pthread_cond_destroy(&c->job_cv);
+	pthread_cond_destroy(&c->idle_cv);
+	pthread_mutex_destroy(&c->mu);
+	free(c->buckets);
+	free(c->queue);
+	free(c->workers);
+	free(c);
+}
+
+void mfs_cache_stats_get(mfs_cache *c, mfs_cache_stats *out)
+{
+	pthread_mutex_lock(&c->mu);
+	*out = c->st;
+	out->bytes = c->bytes;
+	pthread_mutex_unlock(&c->mu);
+}

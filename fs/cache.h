@@ -1,0 +1,135 @@
+/*
+ * cache.h - the decoded-chunk cache: a byte-bounded LRU of decoded chunks,
+ * shared by every thread of a mount, plus a prefetch worker pool.
+ *
+ * Keys are chunk keys (XXH3-128 of the raw bytes), so an entry never goes
+ * stale: the same key always decodes to the same bytes, whatever repo or
+ * file asked for it.
+ *
+ * Use:
+ *   mfs_cache_get(c, key, len, fill, ud, ws, &e)   pin the decoded chunk
+ *   ... read mfs_cache_entry_data(e) ...
+ *   mfs_cache_release(c, e)                        unpin it
+ *
+ * Guarantees:
+ *   - one decode per key at a time: a thread that asks for a chunk another
+ *     thread (or a prefetch worker) is decoding waits for that decode;
+ *   - a failed decode is not cached: every thread waiting on it gets the
+ *     error, and the next get tries again;
+ *   - a pinned entry is never evicted nor freed;
+ *   - the bytes of unpinned entries stay within the budget.  Pinned and
+ *     in-flight entries may take the total over it while they are held (at
+ *     most one chunk per reading thread and per prefetch worker: the fixed
+ *     overhead); releasing trims back to the budget.
+ *
+ * Prefetch: mfs_cache_prefetch() queues a decode on the worker pool and
+ * returns at once.  A queued chunk is not decoded twice: a reader that asks
+ * for it before a worker starts takes the job over and decodes it itself,
+ * so a reader never waits behind the queue.  Prefetch never pushes the
+ * queued + in-flight prefetch bytes over half the budget (so it cannot
+ * evict what a reader is about to use), and is dropped when the queue is
+ * full.
+ *
+ * Threads: every call is thread-safe.  The fill function runs without the
+ * cache lock held, on the calling thread (get) or a worker (prefetch); it
+ * may itself call mfs_cache_get for another key (reference chunks).
+ *
+ * Module convention: int return, 0 or a negative code from err.h.
+ */
+#ifndef MFS_CACHE_H
+#define MFS_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "store.h"
+
+typedef struct mfs_cache mfs_cache;
+typedef struct mfs_cache_entry mfs_cache_entry;
+
+/**
+ * Decode chunk @p key into @p dst (exactly @p len bytes), verified.
+ * @param[in] ud  the pointer given with the get or prefetch call
+ * @param[in] ws  the calling thread's workspace
+ * @return 0 or a negative code (the entry is then not cached)
+ */
+typedef int (*mfs_cache_fill_fn)(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
+				 mfs_codec_ws *ws);
+
+/**
+ * Create a cache.
+ * @param[in]  budget_bytes  bytes of decoded chunks kept (at least one chunk
+ *                           is always admitted, whatever the budget)
+ * @param[in]  workers       prefetch worker threads (0: no prefetch; calls to
+ *                           mfs_cache_prefetch then do nothing)
+ * @param[out] out           free with mfs_cache_free()
+ * @return 0, -ENOMEM, or -errno from pthread_create
+ */
+int mfs_cache_create(size_t budget_bytes, unsigned workers, mfs_cache **out);
+
+/**
+ * Stop the workers (queued prefetches are dropped, running ones finish) and
+ * free the cache; NULL is a no-op.  No entry may be pinned.
+ */
+void mfs_cache_free(mfs_cache *c);
+
+/**
+ * Get the decoded chunk @p key, decoding it with @p fill on a miss.
+ * @param[in]  len   raw length of the chunk (from the extent)
+ * @param[in]  ws    the calling thread's workspace, passed to @p fill
+ * @param[out] out   pinned entry: read it with mfs_cache_entry_data(), then
+ *                   give it back with mfs_cache_release() (exactly once)
+ * @return 0; the fill function's error (nothing is pinned then); -ENOMEM
+ */
+int mfs_cache_get(mfs_cache *c, const mfs_chunk_key *key, size_t len, mfs_cache_fill_fn fill,
+		  void *ud, mfs_codec_ws *ws, mfs_cache_entry **out);
+
+/** The decoded bytes of a pinned entry: valid until mfs_cache_release(). */
+const void *mfs_cache_entry_data(const mfs_cache_entry *e);
+
+/** The length of a pinned entry's bytes. */
+size_t mfs_cache_entry_len(const mfs_cache_entry *e);
+
+/** Unpin an entry got from mfs_cache_get(); NULL is a no-op. */
+void mfs_cache_release(mfs_cache *c, mfs_cache_entry *e);
+
+/**
+ * Queue a decode of @p key on the worker pool, unless the chunk is cached,
+ * being decoded or queued already.  Never blocks on a decode.
+ * @param[in] ud  passed to @p fill; must stay valid until the job has run
+ *                or mfs_cache_drain(c, ud) has returned
+ * @return 0 (queued, or nothing to do), MFS_E_BUSY (queue full or prefetch
+ *         over its share of the budget: dropped), -ENOMEM
+ */
+int mfs_cache_prefetch(mfs_cache *c, const mfs_chunk_key *key, size_t len,
+		       mfs_cache_fill_fn fill, void *ud);
+
+/**
+ * Drop the queued prefetches made with @p ud and wait for the running ones
+ * to finish: after it returns no worker uses @p ud.  Call before freeing
+ * what @p ud points to.
+ */
+void mfs_cache_drain(mfs_cache *c, void *ud);
+
+/* Counters, for tests, logs and `modelfs mount --debug`. */
+typedef struct mfs_cache_stats {
+	uint64_t hits;           /* gets served from a ready entry */
+	uint64_t misses;         /* gets that decoded (including taken-over prefetches) */
+	uint64_t waits;          /* gets that waited for another thread's decode */
+	uint64_t fills;          /* fill calls (get + prefetch) */
+	uint64_t fill_errors;
+	uint64_t prefetch_queued;
+	uint64_t prefetch_fills; /* decodes done by workers */
+	uint64_t prefetch_dropped;
+	uint64_t evictions;
+	uint64_t entries;        /* entries in the table now */
+	uint64_t bytes;          /* decoded bytes held now (ready + in flight) */
+	uint64_t bytes_peak;     /* largest `bytes` seen */
+	uint64_t budget;
+} mfs_cache_stats;
+
+/** A consistent snapshot of the counters. */
+void mfs_cache_stats_get(mfs_cache *c, mfs_cache_stats *out);
+
+#endif
