@@ -1,0 +1,273 @@
+/*
+ * config.c - mount.conf parsing and key setting (see config.h).
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "store.h"
+
+static const mfs_config_key keys[] = {
+	{"store", "--store", 0, "store directory"},
+	{"mountpoint", "--mountpoint", 0, "directory to mount on"},
+	{"cache_bytes", "--cache-bytes", 0, "decoded-chunk cache budget (e.g. 512M, 2G)"},
+	{"threads", "--threads", 0, "FUSE worker threads (1..256)"},
+	{"prefetch", "--prefetch", 0, "chunks decoded ahead of a sequential reader (0..256)"},
+	{"gpu", "--gpu", 0, "auto|on|off (no GPU decoder yet: stored only)"},
+	{"log_level", "--log-level", 0, "error|warn|info|debug"},
+	{"allow_other", "--allow-other", 1, "yes|no: let other users read the mount"},
+	{"foreground", "--foreground", 1, "yes|no: do not daemonize"},
+};
+
+const mfs_config_key *mfs_config_keys(size_t *n)
+{
+	*n = sizeof(keys) / sizeof(keys[0]);
+	return keys;
+}
+
+void mfs_config_defaults(mfs_mount_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	if (mfs_store_default_dir(c->store, sizeof(c->store)) < 0)
+		c->store[0] = 0;
+	c->cache_bytes = (uint64_t)1 << 30;
+	c->threads = 4;
+	c->prefetch = 8;
+	c->gpu = MFS_GPU_AUTO;
+	c->log_level = MFS_LOG_INFO;
+}
+
+int mfs_config_parse_size(const char *s, uint64_t *out)
+{
+	if (!s || !isdigit((unsigned char)*s))
+		return MFS_E_INVAL;
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s)
+		return MFS_E_INVAL;
+	uint64_t mul = 1;
+	switch (toupper((unsigned char)*end)) {
+	case 'K': mul = 1ull << 10; end++; break;
+	case 'M': mul = 1ull << 20; end++; break;
+	case 'G': mul = 1ull << 30; end++; break;
+	case 'T': mul = 1ull << 40; end++; break;
+	default: break;
+	}
+	if (mul > 1 && (*end == 'i' || *end == 'I'))
+		end++;
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end)
+		return MFS_E_INVAL;
+	double bytes = v * (double)mul;
+	if (bytes < 0 || bytes > 9.0e18)
+		return MFS_E_INVAL;
+	if (mul == 1 && v != (double)(uint64_t)v)
+		return MFS_E_INVAL; /* "1.5" bytes */
+	*out = (uint64_t)bytes;
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
+{
+	if (!isdigit((unsigned char)*s))
+		return MFS_E_INVAL;
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return MFS_E_INVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+	static const char *yes[] = {"yes", "true", "on", "1"};
+	static const char *no[] = {"no", "false", "off", "0"};
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0)
+			return *out = 1, 0;
+		if (strcasecmp(s, no[i]) == 0)
+			return *out = 0, 0;
+	}
+	return MFS_E_INVAL;
+}
+
+static const char *log_names[] = {"error", "warn", "info", "debug"};
+static const char *gpu_names[] = {"auto", "on", "off"};
+
+const char *mfs_config_log_level_name(int level)
+{
+	return level >= 0 && level <= MFS_LOG_DEBUG ? log_names[level] : "?";
+}
+
+const char *mfs_config_gpu_name(int gpu)
+{
+	return gpu >= 0 && gpu <= MFS_GPU_OFF ? gpu_names[gpu] : "?";
+}
+
+static int parse_enum(const char *s, const char *const *names, int n, int *out)
+{
+	for (int i = 0; i < n; i++)
+		if (strcasecmp(s, names[i]) == 0)
+			return *out = i, 0;
+	return MFS_E_INVAL;
+}
+
+static int set_path(char *dst, const char *value, const char *where, const char *key,
+		    mfs_errmsg *err)
+{
+	char buf[MFS_CONFIG_PATH_MAX];
+	const char *home = getenv("HOME");
+	if (value[0] == '~' && (value[1] == '/' || value[1] == 0) && home) {
+		if ((size_t)snprintf(buf, sizeof(buf), "%s%s", home, value + 1) >= sizeof(buf))
+			goto toolong;
+		value = buf;
+	}
+	if (!*value)
+		return mfs_err(err, MFS_E_INVAL, "%s: %s is empty; give a directory", where, key);
+	if (strlen(value) >= MFS_CONFIG_PATH_MAX)
+		goto toolong;
+	memmove(dst, value, strlen(value) + 1);
+	return 0;
+toolong:
+	return mfs_err(err, MFS_E_INVAL, "%s: %s is longer than %d bytes", where, key,
+		       MFS_CONFIG_PATH_MAX - 1);
+}
+
+int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
+		   const char *where, mfs_errmsg *err)
+{
+	if (!value)
+		return mfs_err(err, MFS_E_INVAL, "%s: %s needs a value", where, key);
+	if (strcmp(key, "store") == 0)
+		return set_path(c->store, value, where, key, err);
+	if (strcmp(key, "mountpoint") == 0)
+		return set_path(c->mountpoint, value, where, key, err);
+	if (strcmp(key, "cache_bytes") == 0) {
+		uint64_t v;
+		if (mfs_config_parse_size(value, &v) < 0 || v < (1u << 20))
+			return mfs_err(err, MFS_E_INVAL,
+				       "%s: cache_bytes '%s' is not a size of at least 1M "
+				       "(bytes, or a number with K, M, G or T: 512M, 2G)",
+				       where, value);
+		c->cache_bytes = v;
+		return 0;
+	}
+	if (strcmp(key, "threads") == 0) {
+		if (parse_uint(value, 1, 256, &c->threads) < 0)
+			return mfs_err(err, MFS_E_INVAL,
+				       "%s: threads '%s' is not a whole number from 1 to 256", where,
+				       value);
+		return 0;
+	}
+	if (strcmp(key, "prefetch") == 0) {
+		if (parse_uint(value, 0, 256, &c->prefetch) < 0)
+			return mfs_err(err, MFS_E_INVAL,
+				       "%s: prefetch '%s' is not a whole number from 0 to 256 "
+				       "(chunks ahead; 0 turns prefetch off)",
+				       where, value);
+		return 0;
+	}
+	if (strcmp(key, "gpu") == 0) {
+		if (parse_enum(value, gpu_names, 3, &c->gpu) < 0)
+			return mfs_err(err, MFS_E_INVAL, "%s: gpu '%s' is not one of auto, on, off",
+				       where, value);
+		return 0;
+	}
+	if (strcmp(key, "log_level") == 0) {
+		if (parse_enum(value, log_names, 4, &c->log_level) < 0)
+			return mfs_err(err, MFS_E_INVAL,
+				       "%s: log_level '%s' is not one of error, warn, info, debug",
+				       where, value);
+		return 0;
+	}
+	if (strcmp(key, "allow_other") == 0 || strcmp(key, "foreground") == 0) {
+		int *dst = key[0] == 'a' ? &c->allow_other : &c->foreground;
+		if (parse_bool(value, dst) < 0)
+			return mfs_err(err, MFS_E_INVAL, "%s: %s '%s' is not yes or no", where, key,
+				       value);
+		return 0;
+	}
+	return mfs_err(err, MFS_E_INVAL,
+		       "%s: unknown key '%s' (known: store, mountpoint, cache_bytes, threads, "
+		       "prefetch, gpu, log_level, allow_other, foreground)",
+		       where, key);
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = 0;
+	return s;
+}
+
+int mfs_config_load_file(mfs_mount_config *c, const char *path, mfs_errmsg *err)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		int e = errno;
+		return mfs_err(err, -e, "cannot read config %s: %s", path, strerror(e));
+	}
+	char line[2 * MFS_CONFIG_PATH_MAX];
+	int lineno = 0, rc = 0;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		char where[MFS_CONFIG_PATH_MAX + 32];
+		snprintf(where, sizeof(where), "%s:%d", path, lineno);
+		if (!strchr(line, '\n') && !feof(f)) {
+			rc = mfs_err(err, MFS_E_INVAL, "%s: line too long", where);
+			break;
+		}
+		/* a '#' outside quotes starts a comment */
+		int inq = 0;
+		for (char *p = line; *p; p++) {
+			if (*p == '"')
+				inq = !inq;
+			else if (*p == '#' && !inq) {
+				*p = 0;
+				break;
+			}
+		}
+		char *s = trim(line);
+		if (!*s)
+			continue;
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			rc = mfs_err(err, MFS_E_INVAL, "%s: expected 'key = value', got '%s'", where,
+				     s);
+			break;
+		}
+		*eq = 0;
+		char *key = trim(s), *val = trim(eq + 1);
+		size_t vl = strlen(val);
+		if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+			val[vl - 1] = 0;
+			val++;
+		} else if (strchr(val, '"')) {
+			rc = mfs_err(err, MFS_E_INVAL, "%s: unbalanced quote in value of %s", where,
+				     key);
+			break;
+		}
+		if (!*key) {
+			rc = mfs_err(err, MFS_E_INVAL, "%s: missing key before '='", where);
+			break;
+		}
+		if ((rc = mfs_config_set(c, key, val, where, err)) < 0)
+			break;
+	}
+	if (rc == 0 && ferror(f))
+		rc = mfs_err(err, -EIO, "%s: read error", path);
+	fclose(f);
+	return rc;
+}

@@ -1,0 +1,98 @@
+/*
+ * config.h - the mount's settings: mount.conf and the matching flags.
+ *
+ * mount.conf is `key = value` lines; `#` starts a comment; blank lines are
+ * ignored; a value may be quoted with "...".  Every key is also a flag of
+ * `modelfs mount` (`cache_bytes` <-> `--cache-bytes`); flags are applied
+ * after the file, so they win.  An unknown key or a bad value is an error
+ * naming the file and line (or the flag) and what is accepted.
+ *
+ * Keys (defaults in mfs_config_defaults):
+ *   store        store directory
+ *   mountpoint   where to mount
+ *   cache_bytes  decoded-chunk cache budget: bytes, or with a K/M/G/T suffix (x1024)
+ *   threads      FUSE worker threads (1..256)
+ *   prefetch     chunks decoded ahead of a sequential reader (0..256, 0 = off)
+ *   gpu          auto | on | off  (accepted and stored; no GPU decoder exists yet)
+ *   log_level    error | warn | info | debug
+ *   allow_other  yes | no  (let other users read the mount; needs user_allow_other
+ *                in /etc/fuse.conf when not root)
+ *   foreground   yes | no  (stay in the foreground instead of daemonizing)
+ *
+ * Module convention: int return, 0 or a negative code from err.h.
+ */
+#ifndef MFS_CONFIG_H
+#define MFS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define MFS_CONFIG_PATH_MAX 4096
+
+enum { MFS_GPU_AUTO = 0, MFS_GPU_ON = 1, MFS_GPU_OFF = 2 };
+enum { MFS_LOG_ERROR = 0, MFS_LOG_WARN = 1, MFS_LOG_INFO = 2, MFS_LOG_DEBUG = 3 };
+
+typedef struct mfs_mount_config {
+	char store[MFS_CONFIG_PATH_MAX];
+	char mountpoint[MFS_CONFIG_PATH_MAX];
+	uint64_t cache_bytes;
+	unsigned threads;
+	unsigned prefetch;
+	int gpu;          /* MFS_GPU_* */
+	int log_level;    /* MFS_LOG_* */
+	int allow_other;
+	int foreground;
+} mfs_mount_config;
+
+/* One key, for --help and for mapping flags. */
+typedef struct mfs_config_key {
+	const char *name;   /* "cache_bytes" */
+	const char *flag;   /* "--cache-bytes" */
+	int is_bool;        /* a flag without a value sets it to yes */
+	const char *help;
+} mfs_config_key;
+
+/**
+ * The keys, in mount.conf order.
+ * @param[out] n  number of keys
+ * @return a static table
+ */
+const mfs_config_key *mfs_config_keys(size_t *n);
+
+/**
+ * Fill @p c with the defaults: store = mfs_store_default_dir() (empty when
+ * neither XDG_DATA_HOME nor HOME is set), no mountpoint, cache_bytes 1 GiB,
+ * threads 4, prefetch 8, gpu auto, log_level info, allow_other no,
+ * foreground no.
+ */
+void mfs_config_defaults(mfs_mount_config *c);
+
+/**
+ * Set one key from its text value.
+ * @param[in]  where  "mount.conf:12" or "--cache-bytes", put in messages
+ * @return 0; MFS_E_INVAL (unknown key or bad value; @p err says which and
+ *         what is accepted)
+ */
+int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
+		   const char *where, mfs_errmsg *err);
+
+/**
+ * Read a mount.conf file into @p c (keys not in the file keep their value).
+ * @return 0; -errno when it cannot be read; MFS_E_INVAL with "file:line: ..."
+ */
+int mfs_config_load_file(mfs_mount_config *c, const char *path, mfs_errmsg *err);
+
+/**
+ * Parse a size: digits with an optional K, M, G or T suffix (powers of
+ * 1024; "512M", "2G", "1.5G"; an optional trailing "B"/"iB" is accepted).
+ * @return 0 or MFS_E_INVAL
+ */
+int mfs_config_parse_size(const char *s, uint64_t *out);
+
+/** Name of a log level ("info") / GPU mode ("auto"): static strings. */
+const char *mfs_config_log_level_name(int level);
+const char *mfs_config_gpu_name(int gpu);
+
+#endif

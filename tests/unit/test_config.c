@@ -1,0 +1,178 @@
+/*
+ * test_config.c - mount.conf parsing: defaults, sizes, every key, errors with
+ * file:line, flags overriding the file, and the checked-in example.
+ */
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "testhelp.h"
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+static void test_sizes(void)
+{
+	uint64_t v;
+	CHECK(mfs_config_parse_size("512M", &v) == 0 && v == 512ull << 20);
+	CHECK(mfs_config_parse_size("2G", &v) == 0 && v == 2ull << 30);
+	CHECK(mfs_config_parse_size("2g", &v) == 0 && v == 2ull << 30);
+	CHECK(mfs_config_parse_size("1.5G", &v) == 0 && v == 3ull << 29);
+	CHECK(mfs_config_parse_size("64KiB", &v) == 0 && v == 64ull << 10);
+	CHECK(mfs_config_parse_size("1T", &v) == 0 && v == 1ull << 40);
+	CHECK(mfs_config_parse_size("123456", &v) == 0 && v == 123456);
+	CHECK(mfs_config_parse_size("4096B", &v) == 0 && v == 4096);
+	CHECK(mfs_config_parse_size("", &v) == MFS_E_INVAL);
+	CHECK(mfs_config_parse_size("-1G", &v) == MFS_E_INVAL);
+	CHECK(mfs_config_parse_size("2X", &v) == MFS_E_INVAL);
+	CHECK(mfs_config_parse_size("G", &v) == MFS_E_INVAL);
+	CHECK(mfs_config_parse_size("2 G", &v) == MFS_E_INVAL);
+	CHECK(mfs_config_parse_size("1.5", &v) == MFS_E_INVAL);
+}
+
+static void test_defaults_and_set(void)
+{
+	mfs_mount_config c;
+	setenv("XDG_DATA_HOME", "/tmp/xdg-test", 1);
+	mfs_config_defaults(&c);
+	CHECK(strcmp(c.store, "/tmp/xdg-test/modelfs") == 0);
+	CHECK_EQ_INT(c.cache_bytes, 1ull << 30);
+	CHECK_EQ_INT(c.threads, 4);
+	CHECK_EQ_INT(c.prefetch, 8);
+	CHECK_EQ_INT(c.gpu, MFS_GPU_AUTO);
+	CHECK_EQ_INT(c.log_level, MFS_LOG_INFO);
+	CHECK_EQ_INT(c.allow_other, 0);
+	CHECK_EQ_INT(c.foreground, 0);
+	CHECK(c.mountpoint[0] == 0);
+
+	mfs_errmsg e = {0};
+	CHECK_EQ_INT(mfs_config_set(&c, "threads", "16", "--threads", &e), 0);
+	CHECK_EQ_INT(c.threads, 16);
+	CHECK_EQ_INT(mfs_config_set(&c, "threads", "0", "--threads", &e), MFS_E_INVAL);
+	CHECK(strstr(e.msg, "--threads") && strstr(e.msg, "1 to 256"));
+	CHECK_EQ_INT(mfs_config_set(&c, "threads", "4x", "--threads", &e), MFS_E_INVAL);
+	CHECK_EQ_INT(mfs_config_set(&c, "prefetch", "0", "x", &e), 0);
+	CHECK_EQ_INT(c.prefetch, 0);
+	CHECK_EQ_INT(mfs_config_set(&c, "gpu", "off", "x", &e), 0);
+	CHECK_EQ_INT(c.gpu, MFS_GPU_OFF);
+	CHECK_EQ_INT(mfs_config_set(&c, "gpu", "cuda", "x", &e), MFS_E_INVAL);
+	CHECK_EQ_INT(mfs_config_set(&c, "log_level", "DEBUG", "x", &e), 0);
+	CHECK_EQ_INT(c.log_level, MFS_LOG_DEBUG);
+	CHECK_EQ_INT(mfs_config_set(&c, "allow_other", "yes", "x", &e), 0);
+	CHECK_EQ_INT(c.allow_other, 1);
+	CHECK_EQ_INT(mfs_config_set(&c, "foreground", "maybe", "x", &e), MFS_E_INVAL);
+	CHECK_EQ_INT(mfs_config_set(&c, "cache_bytes", "100K", "x", &e), MFS_E_INVAL);
+	CHECK_EQ_INT(mfs_config_set(&c, "colour", "blue", "x", &e), MFS_E_INVAL);
+	CHECK(strstr(e.msg, "unknown key 'colour'") != NULL);
+	setenv("HOME", "/home/tester", 1);
+	CHECK_EQ_INT(mfs_config_set(&c, "mountpoint", "~/hub", "x", &e), 0);
+	CHECK(strcmp(c.mountpoint, "/home/tester/hub") == 0);
+	CHECK_EQ_INT(mfs_config_set(&c, "store", "", "x", &e), MFS_E_INVAL);
+	size_t n;
+	const mfs_config_key *k = mfs_config_keys(&n);
+	CHECK_EQ_INT(n, 9);
+	CHECK(strcmp(k[2].flag, "--cache-bytes") == 0);
+}
+
+static void test_file(void)
+{
+	char dir[] = "/tmp/mfs-config-XXXXXX";
+	REQUIRE(mkdtemp(dir) != NULL);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/mount.conf", dir);
+	write_file(path, "# comment\n"
+			 "\n"
+			 "store = /data/store   # trailing comment\n"
+			 "  mountpoint=\"/mnt/hub # not a comment\"\n"
+			 "cache_bytes = 512M\n"
+			 "threads = 8\n"
+			 "prefetch = 16\n"
+			 "gpu = on\n"
+			 "log_level = warn\n"
+			 "allow_other = no\n"
+			 "foreground = true\n");
+	mfs_mount_config c;
+	mfs_config_defaults(&c);
+	mfs_errmsg e = {0};
+	CHECK_EQ_INT(mfs_config_load_file(&c, path, &e), 0);
+	CHECK(strcmp(c.store, "/data/store") == 0);
+	CHECK(strcmp(c.mountpoint, "/mnt/hub # not a comment") == 0);
+	CHECK_EQ_INT(c.cache_bytes, 512ull << 20);
+	CHECK_EQ_INT(c.threads, 8);
+	CHECK_EQ_INT(c.prefetch, 16);
+	CHECK_EQ_INT(c.gpu, MFS_GPU_ON);
+	CHECK_EQ_INT(c.log_level, MFS_LOG_WARN);
+	CHECK_EQ_INT(c.foreground, 1);
+	/* a flag applied after the file wins */
+	CHECK_EQ_INT(mfs_config_set(&c, "cache_bytes", "2G", "--cache-bytes", &e), 0);
+	CHECK_EQ_INT(c.cache_bytes, 2ull << 30);
+
+	write_file(path, "threads = 2\nbogus = 1\n");
+	CHECK_EQ_INT(mfs_config_load_file(&c, path, &e), MFS_E_INVAL);
+	char want[300];
+	snprintf(want, sizeof(want), "%s:2: unknown key 'bogus'", path);
+	CHECK(strstr(e.msg, want) != NULL);
+
+	write_file(path, "\n\n\ncache_bytes = lots\n");
+	CHECK_EQ_INT(mfs_config_load_file(&c, path, &e), MFS_E_INVAL);
+	snprintf(want, sizeof(want), "%s:4: cache_bytes 'lots'", path);
+	CHECK(strstr(e.msg, want) != NULL);
+
+	write_file(path, "threads\n");
+	CHECK_EQ_INT(mfs_config_load_file(&c, path, &e), MFS_E_INVAL);
+	CHECK(strstr(e.msg, ":1: expected 'key = value'") != NULL);
+
+	write_file(path, "store = \"/a\n");
+	CHECK_EQ_INT(mfs_config_load_file(&c, path, &e), MFS_E_INVAL);
+	CHECK(strstr(e.msg, "unbalanced quote") != NULL);
+
+	unlink(path);
+	CHECK(mfs_config_load_file(&c, path, &e) < 0);
+	CHECK(strstr(e.msg, "cannot read config") != NULL);
+	rmdir(dir);
+}
+
+/* The checked-in example parses and holds the defaults (but the mountpoint). */
+static void test_example(void)
+{
+	const char *p = getenv("MFS_MOUNT_CONF");
+	char path[4096];
+	/* __FILE__ is .../tests/unit/test_config.c: the repo root is 3 levels up */
+	snprintf(path, sizeof(path), "%s", p ? p : __FILE__);
+	for (int up = 0; up < 3 && !p; up++) {
+		char *slash = strrchr(path, '/');
+		if (slash)
+			*slash = 0;
+	}
+	if (!p)
+		strncat(path, "/mount.conf", sizeof(path) - strlen(path) - 1);
+	mfs_mount_config c, d;
+	mfs_config_defaults(&d);
+	mfs_config_defaults(&c);
+	mfs_errmsg e = {0};
+	CHECK_EQ_INT(mfs_config_load_file(&c, path, &e), 0);
+	if (e.msg[0])
+		fprintf(stderr, "%s\n", e.msg);
+	CHECK_EQ_INT(c.cache_bytes, d.cache_bytes);
+	CHECK_EQ_INT(c.threads, d.threads);
+	CHECK_EQ_INT(c.prefetch, d.prefetch);
+	CHECK_EQ_INT(c.gpu, d.gpu);
+	CHECK_EQ_INT(c.log_level, d.log_level);
+	CHECK_EQ_INT(c.allow_other, d.allow_other);
+	CHECK_EQ_INT(c.foreground, d.foreground);
+}
+
+int main(void)
+{
+	RUN(test_sizes);
+	RUN(test_defaults_and_set);
+	RUN(test_file);
+	RUN(test_example);
+	return test_report();
+}
