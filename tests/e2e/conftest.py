@@ -120,6 +120,7 @@ class Modelfs:
         env = dict(os.environ)
         # Never touch the user's default store, even if --store were ignored.
         env["XDG_DATA_HOME"] = str(self.home / "xdg-data")
+        env.pop("MODELFS_STORE", None)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=86")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         if extra:
