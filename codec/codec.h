@@ -114,8 +114,20 @@ int mfs_codec_ws_create(mfs_codec_ws **out);
 /** Free a workspace; NULL is a no-op. */
 void mfs_codec_ws_free(mfs_codec_ws *ws);
 
-/* Scratch slots a codec may use; a codec's encoder and decoder own their slots. */
-enum { MFS_WS_SLOT_A = 0, MFS_WS_SLOT_B, MFS_WS_SLOT_C, MFS_WS_SLOT_D, MFS_WS_SLOTS };
+/*
+ * Scratch slots.  A, B: codec encoders/decoders; C: mfs_codec_choose;
+ * CHUNK, REF: callers outside codec/ (the reader's decoded chunk and
+ * reference chunk).  A codec never touches the caller slots, so a caller may
+ * decode into its slot while the codec uses its own.
+ */
+enum {
+	MFS_WS_SLOT_A = 0,
+	MFS_WS_SLOT_B,
+	MFS_WS_SLOT_C,
+	MFS_WS_SLOT_CHUNK,
+	MFS_WS_SLOT_REF,
+	MFS_WS_SLOTS
+};
 
 /**
  * Scratch memory of at least @p size bytes in slot @p slot, 64-byte aligned.

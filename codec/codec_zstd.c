@@ -1,6 +1,8 @@
 /* zstd: libzstd single-frame payload; for headers, JSON, tokenizers, fallback. */
 #include "codec_internal.h"
 
+#include <zstd_errors.h>
+
 #include <errno.h>
 
 #define MFS_ZSTD_DEFAULT_LEVEL 3

@@ -55,17 +55,16 @@ int mfs_err_prefix(mfs_errmsg *e, int code, const char *fmt, ...)
 {
 	if (!e)
 		return code;
-	char head[MFS_ERRMSG_MAX], old[MFS_ERRMSG_MAX];
+	char head[MFS_ERRMSG_MAX], joined[2 * MFS_ERRMSG_MAX + 4];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(head, sizeof head, fmt, ap);
 	va_end(ap);
-	if (e->msg[0] == '\0')
-		snprintf(e->msg, sizeof e->msg, "%s: %s", head, mfs_strerror(code));
-	else {
-		memcpy(old, e->msg, sizeof old);
-		snprintf(e->msg, sizeof e->msg, "%s: %s", head, old);
-	}
+	snprintf(joined, sizeof joined, "%s: %s", head,
+		 e->msg[0] ? e->msg : mfs_strerror(code));
+	/* long messages are cut, never overflowed */
+	memcpy(e->msg, joined, sizeof e->msg - 1);
+	e->msg[sizeof e->msg - 1] = '\0';
 	if (e->code == 0)
 		e->code = code;
 	return e->code;

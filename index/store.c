@@ -1,0 +1,1520 @@
+/*
+ * store.c - the LMDB environment, its records and their transactions.
+ * Record layouts are described next to their encoders below; every record
+ * starts with a version byte (RECORD_V1) so a later format can add fields.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "bytes.h"
+
+#define RECORD_V1 1
+#define MAP_SIZE ((size_t)1 << 40) /* address space only: the file grows as used */
+#define MAX_READERS 1024
+
+_Static_assert(sizeof(size_t) == 8, "the store maps up to 1 TiB: 64-bit only");
+
+enum {
+	DB_META,
+	DB_REPOS,
+	DB_REFS,
+	DB_COMMITS,
+	DB_FILES,
+	DB_NOEXIST,
+	DB_BLOBS,
+	DB_TENSORS,
+	DB_CHUNKS,
+	DB_CHUNKREFS,
+	DB__COUNT
+};
+
+static const char *const db_names[DB__COUNT] = {
+	"meta", "repos", "refs", "commits", "files", "noexist", "blobs", "tensors", "chunks",
+	"chunkrefs",
+};
+
+struct mfs_store {
+	MDB_env *env;
+	MDB_dbi dbi[DB__COUNT];
+	char *dir;
+	int users_fd; /* users.lock, held shared while open */
+	int rdonly;
+};
+
+struct mfs_txn {
+	mfs_store *s;
+	MDB_txn *txn;
+	int write;
+};
+
+/* Translate an LMDB return code. */
+static int db_rc(int rc)
+{
+	switch (rc) {
+	case MDB_SUCCESS:
+		return 0;
+	case MDB_NOTFOUND:
+		return MFS_E_NOTFOUND;
+	case MDB_KEYEXIST:
+		return MFS_E_EXISTS;
+	case MDB_CORRUPTED:
+	case MDB_PAGE_NOTFOUND:
+	case MDB_INVALID:
+		return MFS_E_CORRUPT;
+	case MDB_VERSION_MISMATCH:
+		return MFS_E_VERSION;
+	case MDB_MAP_FULL:
+		return -ENOSPC;
+	case MDB_READERS_FULL:
+		return MFS_E_BUSY;
+	}
+	if (rc > 0)
+		return -rc; /* an errno value */
+	return MFS_E_DB;
+}
+
+/* ---- keys ---- */
+
+/* Join parts with NUL separators; returns the length, or 0 when over LMDB's key limit. */
+static size_t key_join(char *buf, size_t cap, const char *a, const char *b, const char *c)
+{
+	size_t la = strlen(a), lb = b ? strlen(b) : 0, lc = c ? strlen(c) : 0;
+	size_t n = la + (b ? 1 + lb : 0) + (c ? 1 + lc : 0);
+	if (n > cap || n > 511 || n == 0)
+		return 0;
+	memcpy(buf, a, la);
+	size_t o = la;
+	if (b) {
+		buf[o++] = '\0';
+		memcpy(buf + o, b, lb);
+		o += lb;
+	}
+	if (c) {
+		buf[o++] = '\0';
+		memcpy(buf + o, c, lc);
+		o += lc;
+	}
+	return o;
+}
+
+/* A prefix "a\0b\0" (trailing separator) for iterating the records under a and b. */
+static size_t prefix_join(char *buf, size_t cap, const char *a, const char *b)
+{
+	size_t n = key_join(buf, cap - 1, a, b, NULL);
+	if (!n)
+		return 0;
+	buf[n] = '\0';
+	return n + 1;
+}
+
+typedef int (*iter_fn)(void *ud, const MDB_val *k, const MDB_val *v);
+
+/* Call fn for every record whose key starts with prefix (all records when plen == 0). */
+static int iter_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t plen, iter_fn fn,
+		       void *ud)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, dbi, &cur);
+	if (rc)
+		return db_rc(rc);
+	MDB_val k = {plen, (void *)prefix}, v;
+	rc = plen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
+		  : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	int ret = 0;
+	while (rc == 0) {
+		if (plen && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
+			break;
+		ret = fn(ud, &k, &v);
+		if (ret != 0)
+			break;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	if (ret == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		ret = db_rc(rc);
+	mdb_cursor_close(cur);
+	return ret;
+}
+
+/* Delete every record whose key starts with prefix. */
+static int delete_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t plen)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, dbi, &cur);
+	if (rc)
+		return db_rc(rc);
+	MDB_val k = {plen, (void *)prefix}, v;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (rc == 0) {
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		/* After a delete, MDB_NEXT yields the deleted record's successor. */
+		rc = mdb_cursor_del(cur, 0);
+		if (rc)
+			break;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : db_rc(rc);
+}
+
+/* ---- names ---- */
+
+static int name_part_ok(const char *p, size_t n)
+{
+	if (n == 0 || n > 96)
+		return 0;
+	if (!((p[0] >= 'A' && p[0] <= 'Z') || (p[0] >= 'a' && p[0] <= 'z') ||
+	      (p[0] >= '0' && p[0] <= '9')))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+		int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			 (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+		if (!ok)
+			return 0;
+		if (i + 1 < n && ((c == '-' && p[i + 1] == '-') || (c == '.' && p[i + 1] == '.')))
+			return 0;
+	}
+	return 1;
+}
+
+int mfs_repo_id_check(const char *repo, mfs_errmsg *err)
+{
+	const char *slash = strchr(repo, '/');
+	if (!slash)
+		return mfs_err(err, MFS_E_INVAL,
+			       "repo id \"%s\": expected models/ORG/NAME or models/NAME", repo);
+	size_t tl = (size_t)(slash - repo);
+	if (!((tl == 6 && !strncmp(repo, "models", 6)) ||
+	      (tl == 8 && !strncmp(repo, "datasets", 8)) ||
+	      (tl == 6 && !strncmp(repo, "spaces", 6))))
+		return mfs_err(err, MFS_E_INVAL,
+			       "repo id \"%s\": type must be models, datasets or spaces", repo);
+	const char *rest = slash + 1;
+	const char *s2 = strchr(rest, '/');
+	const char *why = "each of ORG and NAME must be 1-96 characters of A-Z a-z 0-9 . _ -, "
+			  "start with a letter or digit, and contain no \"--\" or \"..\"";
+	if (s2) {
+		if (strchr(s2 + 1, '/'))
+			return mfs_err(err, MFS_E_INVAL,
+				       "repo id \"%s\": too many '/' (expected ORG/NAME)", repo);
+		if (!name_part_ok(rest, (size_t)(s2 - rest)) ||
+		    !name_part_ok(s2 + 1, strlen(s2 + 1)))
+			return mfs_err(err, MFS_E_INVAL, "repo id \"%s\": %s", repo, why);
+	} else if (!name_part_ok(rest, strlen(rest))) {
+		return mfs_err(err, MFS_E_INVAL, "repo id \"%s\": %s", repo, why);
+	}
+	if (strlen(repo) > MFS_REPO_ID_MAX)
+		return mfs_err(err, MFS_E_INVAL, "repo id \"%s\": longer than %d bytes", repo,
+			       MFS_REPO_ID_MAX);
+	return 0;
+}
+
+int mfs_repo_path_check(const char *path, mfs_errmsg *err)
+{
+	size_t n = strlen(path);
+	if (n == 0 || n > MFS_PATH_MAX)
+		return mfs_err(err, MFS_E_INVAL, "file path \"%s\": empty or longer than %d bytes",
+			       path, MFS_PATH_MAX);
+	const char *p = path;
+	while (*p) {
+		const char *e = strchr(p, '/');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len == 0 || (len == 1 && p[0] == '.') ||
+		    (len == 2 && p[0] == '.' && p[1] == '.'))
+			return mfs_err(err, MFS_E_INVAL,
+				       "file path \"%s\": empty, \".\" or \"..\" component "
+				       "(paths must stay inside the repo)",
+				       path);
+		for (size_t i = 0; i < len; i++)
+			if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+				return mfs_err(err, MFS_E_INVAL,
+					       "file path \"%s\": control character", path);
+		p += len;
+		if (*p == '/')
+			p++;
+	}
+	if (path[n - 1] == '/')
+		return mfs_err(err, MFS_E_INVAL, "file path \"%s\": ends with '/'", path);
+	return 0;
+}
+
+static int commit_ok(const char *c)
+{
+	if (strlen(c) != MFS_COMMIT_LEN)
+		return 0;
+	for (int i = 0; i < MFS_COMMIT_LEN; i++)
+		if (!((c[i] >= '0' && c[i] <= '9') || (c[i] >= 'a' && c[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+static int etag_ok(const char *e)
+{
+	size_t n = strlen(e);
+	if (n == 0 || n > MFS_ETAG_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((e[i] >= '0' && e[i] <= '9') || (e[i] >= 'a' && e[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+static int ref_ok(const char *r)
+{
+	size_t n = strlen(r);
+	if (n == 0 || n > MFS_REF_MAX || r[0] == '.' || strstr(r, ".."))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)r[i] < 0x20 || r[i] == '\\')
+			return 0;
+	return 1;
+}
+
+/* ---- open / close ---- */
+
+static int meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out)
+{
+	MDB_val k = {strlen(name), (void *)name}, v;
+	int rc = mdb_get(txn, dbi, &k, &v);
+	if (rc)
+		return db_rc(rc);
+	if (v.mv_size != 8)
+		return MFS_E_CORRUPT;
+	*out = mfs_get_le64(v.mv_data);
+	return 0;
+}
+
+static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t val)
+{
+	uint8_t b[8];
+	mfs_put_le64(b, val);
+	MDB_val k = {strlen(name), (void *)name}, v = {8, b};
+	return db_rc(mdb_put(txn, dbi, &k, &v, 0));
+}
+
+int mfs_store_default_dir(char *buf, size_t cap)
+{
+	const char *x = getenv("XDG_DATA_HOME");
+	int n;
+	if (x && x[0] == '/')
+		n = snprintf(buf, cap, "%s/modelfs", x);
+	else {
+		const char *h = getenv("HOME");
+		if (!h || !h[0])
+			return MFS_E_INVAL;
+		n = snprintf(buf, cap, "%s/.local/share/modelfs", h);
+	}
+	return (n < 0 || (size_t)n >= cap) ? MFS_E_INVAL : 0;
+}
+
+static int mkdir_p(const char *dir, mode_t mode)
+{
+	char tmp[4096];
+	size_t n = strlen(dir);
+	if (n >= sizeof tmp)
+		return -ENAMETOOLONG;
+	memcpy(tmp, dir, n + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg *err)
+{
+	*out = NULL;
+	int rdonly = (flags & MFS_STORE_RDONLY) != 0;
+	char path[4096];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/data.mdb", dir);
+	if (stat(path, &st) < 0) {
+		if (!(flags & MFS_STORE_CREATE) || rdonly)
+			return mfs_err(err, -ENOENT,
+				       "no modelfs store at %s (ingest a model first, or pass "
+				       "--store DIR)",
+				       dir);
+		int rc = mkdir_p(dir, 0700);
+		if (rc < 0)
+			return mfs_err(err, rc, "cannot create store directory %s: %s", dir,
+				       mfs_strerror(rc));
+	}
+	mfs_store *s = calloc(1, sizeof *s);
+	if (!s)
+		return -ENOMEM;
+	s->users_fd = -1;
+	s->rdonly = rdonly;
+	s->dir = strdup(dir);
+	int rc = s->dir ? mdb_env_create(&s->env) : ENOMEM;
+	if (rc) {
+		free(s->dir);
+		free(s);
+		return mfs_err(err, db_rc(rc), "cannot create LMDB environment: %s",
+			       mdb_strerror(rc));
+	}
+	mdb_env_set_mapsize(s->env, MAP_SIZE);
+	mdb_env_set_maxdbs(s->env, DB__COUNT + 2);
+	mdb_env_set_maxreaders(s->env, MAX_READERS);
+	rc = mdb_env_open(s->env, dir, MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0600);
+	if (rc) {
+		int code = db_rc(rc);
+		mfs_err(err, code, "cannot open store %s: %s%s", dir, mdb_strerror(rc),
+			rc == MDB_INVALID ? " (not an LMDB file: is this a modelfs store?)" : "");
+		mdb_env_close(s->env);
+		free(s->dir);
+		free(s);
+		return code;
+	}
+	snprintf(path, sizeof path, "%s/users.lock", dir);
+	s->users_fd = open(path, (rdonly ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC, 0600);
+	if (s->users_fd >= 0)
+		flock(s->users_fd, LOCK_SH);
+
+	MDB_txn *txn;
+	rc = mdb_txn_begin(s->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
+	if (rc)
+		goto fail_db;
+	for (int i = 0; i < DB__COUNT; i++) {
+		rc = mdb_dbi_open(txn, db_names[i], rdonly ? 0 : MDB_CREATE, &s->dbi[i]);
+		if (rc) {
+			mdb_txn_abort(txn);
+			goto fail_db;
+		}
+	}
+	uint64_t fmt = 0;
+	int grc = meta_get_u64(txn, s->dbi[DB_META], "format", &fmt);
+	if (grc == MFS_E_NOTFOUND && !rdonly) {
+		if ((grc = meta_put_u64(txn, s->dbi[DB_META], "format", MFS_STORE_FORMAT)) ||
+		    (grc = meta_put_u64(txn, s->dbi[DB_META], "generation", 1))) {
+			mdb_txn_abort(txn);
+			mfs_store_close(s);
+			return mfs_err(err, grc, "cannot initialise store %s: %s", dir,
+				       mfs_strerror(grc));
+		}
+		fmt = MFS_STORE_FORMAT;
+	} else if (grc < 0) {
+		mdb_txn_abort(txn);
+		mfs_store_close(s);
+		return mfs_err(err, grc, "store %s has no readable format record: %s", dir,
+			       mfs_strerror(grc));
+	}
+	if (fmt != MFS_STORE_FORMAT) {
+		mdb_txn_abort(txn);
+		mfs_store_close(s);
+		return mfs_err(err, MFS_E_VERSION,
+			       "store %s is format %llu, this modelfs reads format %d: use the "
+			       "modelfs version that wrote it (nothing was changed)",
+			       dir, (unsigned long long)fmt, MFS_STORE_FORMAT);
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc)
+		goto fail_db;
+	*out = s;
+	return 0;
+fail_db:;
+	int code = db_rc(rc);
+	mfs_err(err, code, "cannot open store %s: %s%s", dir, mdb_strerror(rc),
+		rc == MDB_NOTFOUND ? " (not a modelfs store: its databases are missing)" : "");
+	mfs_store_close(s);
+	return code;
+}
+
+void mfs_store_close(mfs_store *s)
+{
+	if (!s)
+		return;
+	if (s->env)
+		mdb_env_close(s->env);
+	if (s->users_fd >= 0)
+		close(s->users_fd);
+	free(s->dir);
+	free(s);
+}
+
+const char *mfs_store_dir(const mfs_store *s)
+{
+	return s->dir;
+}
+
+int mfs_store_sync(mfs_store *s)
+{
+	return db_rc(mdb_env_sync(s->env, 1));
+}
+
+/* ---- transactions ---- */
+
+int mfs_txn_begin(mfs_store *s, unsigned flags, mfs_txn **out)
+{
+	*out = NULL;
+	int write = (flags & MFS_TXN_WRITE) != 0;
+	if (write && s->rdonly)
+		return MFS_E_INVAL;
+	mfs_txn *t = malloc(sizeof *t);
+	if (!t)
+		return -ENOMEM;
+	t->s = s;
+	t->write = write;
+	int rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
+	if (rc) {
+		free(t);
+		return db_rc(rc);
+	}
+	*out = t;
+	return 0;
+}
+
+int mfs_txn_commit(mfs_txn *t)
+{
+	int rc = mdb_txn_commit(t->txn);
+	free(t);
+	return db_rc(rc);
+}
+
+void mfs_txn_abort(mfs_txn *t)
+{
+	if (!t)
+		return;
+	mdb_txn_abort(t->txn);
+	free(t);
+}
+
+int mfs_store_generation(mfs_txn *t, uint64_t *out)
+{
+	return meta_get_u64(t->txn, t->s->dbi[DB_META], "generation", out);
+}
+
+static int bump_generation(mfs_txn *t)
+{
+	uint64_t g = 0;
+	int rc = mfs_store_generation(t, &g);
+	if (rc < 0 && rc != MFS_E_NOTFOUND)
+		return rc;
+	return meta_put_u64(t->txn, t->s->dbi[DB_META], "generation", g + 1);
+}
+
+#define DBI(t, d) ((t)->s->dbi[(d)])
+
+/* ---- chunks ----
+ * chunks value: u8 version, u8 codec, u8 flags (bit 0: has ref), u8 reserved,
+ *               u32 raw_len, [16-byte ref key], payload
+ */
+#define CHUNK_HAS_REF 0x1u
+#define CHUNK_HDR 8
+
+void mfs_chunk_key_of(const void *raw, size_t len, mfs_chunk_key *out)
+{
+	XXH128_hash_t h = XXH3_128bits(raw, len);
+	XXH128_canonical_t c;
+	XXH128_canonicalFromHash(&c, h);
+	_Static_assert(sizeof c.digest == 16, "XXH128 canonical form is 16 bytes");
+	memcpy(out->b, c.digest, 16);
+}
+
+char *mfs_chunk_key_hex(const mfs_chunk_key *k, char *buf)
+{
+	static const char hx[] = "0123456789abcdef";
+	for (int i = 0; i < 16; i++) {
+		buf[2 * i] = hx[k->b[i] >> 4];
+		buf[2 * i + 1] = hx[k->b[i] & 15];
+	}
+	buf[32] = '\0';
+	return buf;
+}
+
+static int chunk_parse(const MDB_val *v, mfs_chunk_view *out)
+{
+	mfs_rd r = mfs_rd_init(v->mv_data, v->mv_size);
+	uint8_t ver = mfs_rd_u8(&r);
+	uint8_t codec = mfs_rd_u8(&r);
+	uint8_t flags = mfs_rd_u8(&r);
+	(void)mfs_rd_u8(&r);
+	out->raw_len = mfs_rd_u32(&r);
+	out->codec = (mfs_codec_id)codec;
+	out->has_ref = (flags & CHUNK_HAS_REF) != 0;
+	if (out->has_ref) {
+		const uint8_t *ref = mfs_rd_take(&r, 16);
+		if (ref)
+			memcpy(out->ref.b, ref, 16);
+	}
+	if (!r.ok || ver != RECORD_V1)
+		return MFS_E_CORRUPT;
+	out->payload = r.p;
+	out->payload_len = (size_t)(r.end - r.p);
+	return 0;
+}
+
+int mfs_chunk_get(mfs_txn *t, const mfs_chunk_key *key, mfs_chunk_view *out)
+{
+	MDB_val k = {16, (void *)key->b}, v;
+	int rc = mdb_get(t->txn, DBI(t, DB_CHUNKS), &k, &v);
+	if (rc)
+		return db_rc(rc);
+	return chunk_parse(&v, out);
+}
+
+int mfs_chunk_decode(const mfs_chunk_view *view, const mfs_chunk_key *key, const void *ref,
+		     void *dst, size_t dst_len, mfs_codec_ws *ws)
+{
+	if (dst_len != view->raw_len)
+		return MFS_E_INVAL;
+	int rc = mfs_codec_decode(view->codec, view->payload, view->payload_len, ref,
+				  ref ? dst_len : 0, dst, dst_len, ws);
+	if (rc < 0)
+		return rc == -ENOMEM ? rc : MFS_E_CORRUPT;
+	mfs_chunk_key got;
+	mfs_chunk_key_of(dst, dst_len, &got);
+	if (memcmp(got.b, key->b, 16) != 0)
+		return MFS_E_CORRUPT;
+	return 0;
+}
+
+int mfs_chunk_exists(mfs_txn *t, const mfs_chunk_key *key)
+{
+	MDB_val k = {16, (void *)key->b}, v;
+	int rc = mdb_get(t->txn, DBI(t, DB_CHUNKREFS), &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	return rc ? db_rc(rc) : 1;
+}
+
+static int refcount_get(mfs_txn *t, const mfs_chunk_key *key, uint64_t *out)
+{
+	MDB_val k = {16, (void *)key->b}, v;
+	int rc = mdb_get(t->txn, DBI(t, DB_CHUNKREFS), &k, &v);
+	if (rc)
+		return db_rc(rc);
+	if (v.mv_size != 8)
+		return MFS_E_CORRUPT;
+	*out = mfs_get_le64(v.mv_data);
+	return 0;
+}
+
+static int refcount_put(mfs_txn *t, const mfs_chunk_key *key, uint64_t n)
+{
+	uint8_t b[8];
+	mfs_put_le64(b, n);
+	MDB_val k = {16, (void *)key->b}, v = {8, b};
+	return db_rc(mdb_put(t->txn, DBI(t, DB_CHUNKREFS), &k, &v, 0));
+}
+
+int mfs_chunk_refcount(mfs_txn *t, const mfs_chunk_key *key, uint64_t *out)
+{
+	*out = 0;
+	int rc = refcount_get(t, key, out);
+	return rc == MFS_E_NOTFOUND ? 0 : rc;
+}
+
+int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec, uint32_t raw_len,
+		  const mfs_chunk_key *ref, const void *payload, size_t payload_len,
+		  int *existed)
+{
+	if (existed)
+		*existed = 0;
+	size_t hdr = CHUNK_HDR + (ref ? 16 : 0);
+	MDB_val k = {16, (void *)key->b}, v = {hdr + payload_len, NULL};
+	int rc = mdb_put(t->txn, DBI(t, DB_CHUNKS), &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
+	if (rc == MDB_KEYEXIST) {
+		if (existed)
+			*existed = 1;
+		return 0;
+	}
+	if (rc)
+		return db_rc(rc);
+	uint8_t *p = v.mv_data;
+	p[0] = RECORD_V1;
+	p[1] = (uint8_t)codec;
+	p[2] = ref ? CHUNK_HAS_REF : 0;
+	p[3] = 0;
+	mfs_put_le32(p + 4, raw_len);
+	if (ref)
+		memcpy(p + CHUNK_HDR, ref->b, 16);
+	memcpy(p + hdr, payload, payload_len);
+	/* A new chunk is garbage (count 0) until a published blob references it. */
+	return refcount_put(t, key, 0);
+}
+
+struct chunks_iter {
+	mfs_txn *t;
+	int (*cb)(void *, const mfs_chunk_key *, const mfs_chunk_view *, uint64_t);
+	void *ud;
+};
+
+static int chunks_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	struct chunks_iter *it = ud;
+	mfs_chunk_key key;
+	mfs_chunk_view view;
+	if (k->mv_size != 16)
+		return MFS_E_CORRUPT;
+	memcpy(key.b, k->mv_data, 16);
+	int rc = chunk_parse(v, &view);
+	if (rc < 0)
+		memset(&view, 0, sizeof view), view.codec = MFS_CODEC__COUNT;
+	uint64_t refs = 0;
+	rc = mfs_chunk_refcount(it->t, &key, &refs);
+	if (rc < 0)
+		return rc;
+	return it->cb(it->ud, &key, &view, refs);
+}
+
+int mfs_chunks_foreach(mfs_txn *t,
+		       int (*cb)(void *ud, const mfs_chunk_key *key, const mfs_chunk_view *v,
+				 uint64_t refcount),
+		       void *ud)
+{
+	struct chunks_iter it = {t, cb, ud};
+	return iter_prefix(t->txn, DBI(t, DB_CHUNKS), NULL, 0, chunks_iter_fn, &it);
+}
+
+/* ---- repos, refs, commits, files ----
+ * repos:   u8 version, u64 created, u64 updated
+ * refs:    40 hex chars
+ * commits: u8 version, u64 time, u64 n_files
+ * files:   u8 version, u32 mode, u8 etag length, etag
+ */
+
+struct str_iter {
+	const void *cb;
+	void *ud;
+	size_t skip; /* key prefix length to skip */
+};
+
+static int repos_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	struct str_iter *it = ud;
+	char name[MFS_REPO_ID_MAX + 1];
+	if (k->mv_size > MFS_REPO_ID_MAX)
+		return MFS_E_CORRUPT;
+	memcpy(name, k->mv_data, k->mv_size);
+	name[k->mv_size] = '\0';
+	mfs_rd r = mfs_rd_init(v->mv_data, v->mv_size);
+	mfs_repo_info ri = {.repo = name};
+	(void)mfs_rd_u8(&r);
+	ri.created = mfs_rd_u64(&r);
+	ri.updated = mfs_rd_u64(&r);
+	if (!r.ok)
+		return MFS_E_CORRUPT;
+	return ((int (*)(void *, const mfs_repo_info *))it->cb)(it->ud, &ri);
+}
+
+int mfs_repos_foreach(mfs_txn *t, int (*cb)(void *ud, const mfs_repo_info *r), void *ud)
+{
+	struct str_iter it = {(const void *)cb, ud, 0};
+	return iter_prefix(t->txn, DBI(t, DB_REPOS), NULL, 0, repos_iter_fn, &it);
+}
+
+int mfs_repo_get(mfs_txn *t, const char *repo, mfs_repo_info *out)
+{
+	MDB_val k = {strlen(repo), (void *)repo}, v;
+	int rc = mdb_get(t->txn, DBI(t, DB_REPOS), &k, &v);
+	if (rc)
+		return db_rc(rc);
+	mfs_rd r = mfs_rd_init(v.mv_data, v.mv_size);
+	(void)mfs_rd_u8(&r);
+	out->repo = NULL;
+	out->created = mfs_rd_u64(&r);
+	out->updated = mfs_rd_u64(&r);
+	return r.ok ? 0 : MFS_E_CORRUPT;
+}
+
+/* Copy the key's tail after a prefix into buf as a C string. */
+static int key_tail(const MDB_val *k, size_t skip, char *buf, size_t cap)
+{
+	if (k->mv_size < skip || k->mv_size - skip >= cap)
+		return MFS_E_CORRUPT;
+	size_t n = k->mv_size - skip;
+	memcpy(buf, (const char *)k->mv_data + skip, n);
+	buf[n] = '\0';
+	return 0;
+}
+
+static int refs_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	struct str_iter *it = ud;
+	char name[MFS_REF_MAX + 1];
+	mfs_ref_info ri = {.name = name};
+	if (key_tail(k, it->skip, name, sizeof name) < 0 || v->mv_size != MFS_COMMIT_LEN)
+		return MFS_E_CORRUPT;
+	memcpy(ri.commit, v->mv_data, MFS_COMMIT_LEN);
+	ri.commit[MFS_COMMIT_LEN] = '\0';
+	return ((int (*)(void *, const mfs_ref_info *))it->cb)(it->ud, &ri);
+}
+
+int mfs_refs_foreach(mfs_txn *t, const char *repo,
+		     int (*cb)(void *ud, const mfs_ref_info *r), void *ud)
+{
+	char pfx[512];
+	size_t pl = prefix_join(pfx, sizeof pfx, repo, NULL);
+	if (!pl)
+		return MFS_E_INVAL;
+	struct str_iter it = {(const void *)cb, ud, pl};
+	return iter_prefix(t->txn, DBI(t, DB_REFS), pfx, pl, refs_iter_fn, &it);
+}
+
+int mfs_ref_get(mfs_txn *t, const char *repo, const char *ref, char commit[MFS_COMMIT_LEN + 1])
+{
+	char key[512];
+	size_t kl = key_join(key, sizeof key, repo, ref, NULL);
+	if (!kl)
+		return MFS_E_INVAL;
+	MDB_val k = {kl, key}, v;
+	int rc = mdb_get(t->txn, DBI(t, DB_REFS), &k, &v);
+	if (rc)
+		return db_rc(rc);
+	if (v.mv_size != MFS_COMMIT_LEN)
+		return MFS_E_CORRUPT;
+	memcpy(commit, v.mv_data, MFS_COMMIT_LEN);
+	commit[MFS_COMMIT_LEN] = '\0';
+	return 0;
+}
+
+static int commits_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	struct str_iter *it = ud;
+	mfs_commit_info ci;
+	if (key_tail(k, it->skip, ci.commit, sizeof ci.commit) < 0)
+		return MFS_E_CORRUPT;
+	mfs_rd r = mfs_rd_init(v->mv_data, v->mv_size);
+	(void)mfs_rd_u8(&r);
+	ci.time = mfs_rd_u64(&r);
+	ci.n_files = mfs_rd_u64(&r);
+	if (!r.ok)
+		return MFS_E_CORRUPT;
+	return ((int (*)(void *, const mfs_commit_info *))it->cb)(it->ud, &ci);
+}
+
+int mfs_commits_foreach(mfs_txn *t, const char *repo,
+			int (*cb)(void *ud, const mfs_commit_info *c), void *ud)
+{
+	char pfx[512];
+	size_t pl = prefix_join(pfx, sizeof pfx, repo, NULL);
+	if (!pl)
+		return MFS_E_INVAL;
+	struct str_iter it = {(const void *)cb, ud, pl};
+	return iter_prefix(t->txn, DBI(t, DB_COMMITS), pfx, pl, commits_iter_fn, &it);
+}
+
+static int file_parse(const MDB_val *v, mfs_file_info *fi)
+{
+	mfs_rd r = mfs_rd_init(v->mv_data, v->mv_size);
+	uint8_t ver = mfs_rd_u8(&r);
+	fi->mode = mfs_rd_u32(&r);
+	uint8_t el = mfs_rd_u8(&r);
+	const uint8_t *e = el <= MFS_ETAG_MAX ? mfs_rd_take(&r, el) : NULL;
+	if (!r.ok || !e || ver != RECORD_V1)
+		return MFS_E_CORRUPT;
+	memcpy(fi->etag, e, el);
+	fi->etag[el] = '\0';
+	return 0;
+}
+
+static int files_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	struct str_iter *it = ud;
+	char path[MFS_PATH_MAX + 1];
+	mfs_file_info fi = {.path = path};
+	if (key_tail(k, it->skip, path, sizeof path) < 0 || file_parse(v, &fi) < 0)
+		return MFS_E_CORRUPT;
+	return ((int (*)(void *, const mfs_file_info *))it->cb)(it->ud, &fi);
+}
+
+int mfs_files_foreach(mfs_txn *t, const char *repo, const char *commit,
+		      int (*cb)(void *ud, const mfs_file_info *f), void *ud)
+{
+	char pfx[512];
+	size_t pl = prefix_join(pfx, sizeof pfx, repo, commit);
+	if (!pl)
+		return MFS_E_INVAL;
+	struct str_iter it = {(const void *)cb, ud, pl};
+	return iter_prefix(t->txn, DBI(t, DB_FILES), pfx, pl, files_iter_fn, &it);
+}
+
+int mfs_file_get(mfs_txn *t, const char *repo, const char *commit, const char *path,
+		 mfs_file_info *out)
+{
+	char key[512];
+	size_t kl = key_join(key, sizeof key, repo, commit, path);
+	if (!kl)
+		return MFS_E_NOTFOUND;
+	MDB_val k = {kl, key}, v;
+	int rc = mdb_get(t->txn, DBI(t, DB_FILES), &k, &v);
+	if (rc)
+		return db_rc(rc);
+	out->path = NULL;
+	return file_parse(&v, out);
+}
+
+static int noexist_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	struct str_iter *it = ud;
+	char path[MFS_PATH_MAX + 1];
+	if (key_tail(k, it->skip, path, sizeof path) < 0)
+		return MFS_E_CORRUPT;
+	return ((int (*)(void *, const char *))it->cb)(it->ud, path);
+}
+
+int mfs_noexist_foreach(mfs_txn *t, const char *repo, const char *commit,
+			int (*cb)(void *ud, const char *path), void *ud)
+{
+	char pfx[512];
+	size_t pl = prefix_join(pfx, sizeof pfx, repo, commit);
+	if (!pl)
+		return MFS_E_INVAL;
+	struct str_iter it = {(const void *)cb, ud, pl};
+	return iter_prefix(t->txn, DBI(t, DB_NOEXIST), pfx, pl, noexist_iter_fn, &it);
+}
+
+/* ---- blobs and tensors ----
+ * blobs:   u8 version, u64 size, 32-byte sha256, u64 stored_bytes, u64 n_tensors,
+ *          u64 n_extents, then per extent: u64 off, u32 len, 16-byte chunk key
+ * tensors: u8 version, u8 dtype, u8 codec, u8 ndim, u64 shape[ndim], u64 data_off,
+ *          u64 raw_len, u64 stored_len, u64 first_extent, u64 n_extents,
+ *          u16 name length, name (the key holds a shortened name when long)
+ */
+#define BLOB_FIXED (1 + 8 + 32 + 8 + 8 + 8)
+#define EXTENT_REC 28
+#define TENSOR_KEY_NAME_MAX 200
+
+static int blob_parse(const MDB_val *v, mfs_blob_info *bi, const uint8_t **ext)
+{
+	mfs_rd r = mfs_rd_init(v->mv_data, v->mv_size);
+	uint8_t ver = mfs_rd_u8(&r);
+	bi->size = mfs_rd_u64(&r);
+	const uint8_t *sha = mfs_rd_take(&r, 32);
+	bi->stored_bytes = mfs_rd_u64(&r);
+	bi->n_tensors = mfs_rd_u64(&r);
+	bi->n_extents = mfs_rd_u64(&r);
+	if (!r.ok || ver != RECORD_V1 || bi->n_extents > (uint64_t)(r.end - r.p) / EXTENT_REC)
+		return MFS_E_CORRUPT;
+	memcpy(bi->sha256, sha, 32);
+	*ext = r.p;
+	return 0;
+}
+
+static void extent_decode(const uint8_t *p, mfs_extent *e)
+{
+	e->off = mfs_get_le64(p);
+	e->len = mfs_get_le32(p + 8);
+	memcpy(e->key.b, p + 12, 16);
+}
+
+int mfs_blob_get(mfs_txn *t, const char *repo, const char *etag, mfs_blob_info *info,
+		 mfs_extent **extents)
+{
+	if (extents)
+		*extents = NULL;
+	char key[512];
+	size_t kl = key_join(key, sizeof key, repo, etag, NULL);
+	if (!kl || strlen(etag) > MFS_ETAG_MAX)
+		return MFS_E_NOTFOUND;
+	MDB_val k = {kl, key}, v;
+	int rc = mdb_get(t->txn, DBI(t, DB_BLOBS), &k, &v);
+	if (rc)
+		return db_rc(rc);
+	const uint8_t *ep;
+	if ((rc = blob_parse(&v, info, &ep)) < 0)
+		return rc;
+	strcpy(info->etag, etag);
+	if (!extents)
+		return 0;
+	mfs_extent *e = malloc((info->n_extents ? info->n_extents : 1) * sizeof *e);
+	if (!e)
+		return -ENOMEM;
+	uint64_t expect = 0;
+	for (uint64_t i = 0; i < info->n_extents; i++) {
+		extent_decode(ep + i * EXTENT_REC, &e[i]);
+		/* Extents must tile the file; a record that does not is corrupt. */
+		if (e[i].off != expect || e[i].len == 0) {
+			free(e);
+			return MFS_E_CORRUPT;
+		}
+		expect += e[i].len;
+	}
+	if (expect != info->size) {
+		free(e);
+		return MFS_E_CORRUPT;
+	}
+	*extents = e;
+	return 0;
+}
+
+static int blobs_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	struct str_iter *it = ud;
+	mfs_blob_info bi;
+	const uint8_t *ep;
+	if (key_tail(k, it->skip, bi.etag, sizeof bi.etag) < 0 || blob_parse(v, &bi, &ep) < 0)
+		return MFS_E_CORRUPT;
+	return ((int (*)(void *, const mfs_blob_info *))it->cb)(it->ud, &bi);
+}
+
+int mfs_blobs_foreach(mfs_txn *t, const char *repo,
+		      int (*cb)(void *ud, const mfs_blob_info *b), void *ud)
+{
+	char pfx[512];
+	size_t pl = prefix_join(pfx, sizeof pfx, repo, NULL);
+	if (!pl)
+		return MFS_E_INVAL;
+	struct str_iter it = {(const void *)cb, ud, pl};
+	return iter_prefix(t->txn, DBI(t, DB_BLOBS), pfx, pl, blobs_iter_fn, &it);
+}
+
+size_t mfs_extent_find(const mfs_extent *ext, size_t n, uint64_t off)
+{
+	if (n == 0 || off >= ext[n - 1].off + ext[n - 1].len)
+		return n;
+	size_t lo = 0, hi = n - 1;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo + 1) / 2;
+		if (ext[mid].off <= off)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
+}
+
+static int tensors_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	struct str_iter *it = ud;
+	char name[MFS_TENSOR_NAME_MAX + 1];
+	mfs_tensor_info ti = {.name = name};
+	mfs_rd r = mfs_rd_init(v->mv_data, v->mv_size);
+	uint8_t ver = mfs_rd_u8(&r);
+	ti.dtype = (mfs_dtype)mfs_rd_u8(&r);
+	ti.codec = (mfs_codec_id)mfs_rd_u8(&r);
+	ti.ndim = mfs_rd_u8(&r);
+	if (ti.ndim > MFS_MAX_DIMS || ver != RECORD_V1)
+		return MFS_E_CORRUPT;
+	for (uint32_t i = 0; i < ti.ndim; i++)
+		ti.shape[i] = mfs_rd_u64(&r);
+	ti.data_off = mfs_rd_u64(&r);
+	ti.raw_len = mfs_rd_u64(&r);
+	ti.stored_len = mfs_rd_u64(&r);
+	ti.first_extent = mfs_rd_u64(&r);
+	ti.n_extents = mfs_rd_u64(&r);
+	const uint8_t *nb = mfs_rd_take(&r, 2);
+	size_t nl = nb ? mfs_get_le16(nb) : 0;
+	const uint8_t *np = nl <= MFS_TENSOR_NAME_MAX ? mfs_rd_take(&r, nl) : NULL;
+	if (!r.ok || !np)
+		return MFS_E_CORRUPT;
+	memcpy(name, np, nl);
+	name[nl] = '\0';
+	return ((int (*)(void *, const mfs_tensor_info *))it->cb)(it->ud, &ti);
+}
+
+int mfs_tensors_foreach(mfs_txn *t, const char *repo, const char *etag,
+			int (*cb)(void *ud, const mfs_tensor_info *ti), void *ud)
+{
+	char pfx[512];
+	size_t pl = prefix_join(pfx, sizeof pfx, repo, etag);
+	if (!pl)
+		return MFS_E_INVAL;
+	struct str_iter it = {(const void *)cb, ud, pl};
+	return iter_prefix(t->txn, DBI(t, DB_TENSORS), pfx, pl, tensors_iter_fn, &it);
+}
+
+/* The tensors key: the name itself, or for long names a prefix plus a hash. */
+static size_t tensor_key(char *buf, size_t cap, const char *repo, const char *etag,
+			 const char *name, size_t data_off_for_order)
+{
+	char kn[TENSOR_KEY_NAME_MAX + 24];
+	size_t nl = strlen(name);
+	if (nl <= TENSOR_KEY_NAME_MAX) {
+		memcpy(kn, name, nl + 1);
+	} else {
+		memcpy(kn, name, TENSOR_KEY_NAME_MAX - 17);
+		snprintf(kn + TENSOR_KEY_NAME_MAX - 17, 18, "#%016llx",
+			 (unsigned long long)XXH3_64bits(name, nl));
+	}
+	(void)data_off_for_order;
+	return key_join(buf, cap, repo, etag, kn);
+}
+
+static int chunk_ref_add(mfs_txn *t, const mfs_chunk_key *key, int delta)
+{
+	uint64_t n;
+	int rc = refcount_get(t, key, &n);
+	if (rc < 0)
+		return rc; /* MFS_E_NOTFOUND: the chunk was never stored */
+	if (delta < 0 && n == 0)
+		return MFS_E_CORRUPT;
+	return refcount_put(t, key, delta < 0 ? n - 1 : n + 1);
+}
+
+int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *existed)
+{
+	if (existed)
+		*existed = 0;
+	if (!etag_ok(b->etag))
+		return MFS_E_INVAL;
+	char key[512];
+	size_t kl = key_join(key, sizeof key, repo, b->etag, NULL);
+	if (!kl)
+		return MFS_E_INVAL;
+	MDB_val k = {kl, key}, v;
+	int rc = mdb_get(t->txn, DBI(t, DB_BLOBS), &k, &v);
+	if (rc == 0) {
+		if (existed)
+			*existed = 1;
+		return 0;
+	}
+	if (rc != MDB_NOTFOUND)
+		return db_rc(rc);
+	uint64_t expect = 0;
+	for (size_t i = 0; i < b->n_extents; i++) {
+		if (b->extents[i].off != expect || b->extents[i].len == 0)
+			return MFS_E_INVAL;
+		expect += b->extents[i].len;
+		if ((rc = chunk_ref_add(t, &b->extents[i].key, +1)) < 0)
+			return rc;
+	}
+	if (expect != b->size)
+		return MFS_E_INVAL;
+	v.mv_size = BLOB_FIXED + b->n_extents * EXTENT_REC;
+	rc = mdb_put(t->txn, DBI(t, DB_BLOBS), &k, &v, MDB_RESERVE);
+	if (rc)
+		return db_rc(rc);
+	uint8_t *p = v.mv_data;
+	p[0] = RECORD_V1;
+	mfs_put_le64(p + 1, b->size);
+	memcpy(p + 9, b->sha256, 32);
+	mfs_put_le64(p + 41, b->stored_bytes);
+	mfs_put_le64(p + 49, b->n_tensors);
+	mfs_put_le64(p + 57, b->n_extents);
+	p += BLOB_FIXED;
+	for (size_t i = 0; i < b->n_extents; i++, p += EXTENT_REC) {
+		mfs_put_le64(p, b->extents[i].off);
+		mfs_put_le32(p + 8, b->extents[i].len);
+		memcpy(p + 12, b->extents[i].key.b, 16);
+	}
+	for (size_t i = 0; i < b->n_tensors; i++) {
+		const mfs_tensor_info *ti = &b->tensors[i];
+		size_t nl = strlen(ti->name);
+		if (nl > MFS_TENSOR_NAME_MAX || ti->ndim > MFS_MAX_DIMS)
+			return MFS_E_INVAL;
+		uint8_t rec[4 + 8 * MFS_MAX_DIMS + 40 + 2 + MFS_TENSOR_NAME_MAX];
+		uint8_t *q = rec;
+		*q++ = RECORD_V1;
+		*q++ = (uint8_t)ti->dtype;
+		*q++ = (uint8_t)ti->codec;
+		*q++ = (uint8_t)ti->ndim;
+		for (uint32_t d = 0; d < ti->ndim; d++, q += 8)
+			mfs_put_le64(q, ti->shape[d]);
+		mfs_put_le64(q, ti->data_off), q += 8;
+		mfs_put_le64(q, ti->raw_len), q += 8;
+		mfs_put_le64(q, ti->stored_len), q += 8;
+		mfs_put_le64(q, ti->first_extent), q += 8;
+		mfs_put_le64(q, ti->n_extents), q += 8;
+		mfs_put_le16(q, (uint16_t)nl), q += 2;
+		memcpy(q, ti->name, nl), q += nl;
+		char tk[512];
+		size_t tkl = tensor_key(tk, sizeof tk, repo, b->etag, ti->name, 0);
+		if (!tkl)
+			return MFS_E_INVAL;
+		MDB_val kk = {tkl, tk}, vv = {(size_t)(q - rec), rec};
+		if ((rc = mdb_put(t->txn, DBI(t, DB_TENSORS), &kk, &vv, 0)))
+			return db_rc(rc);
+	}
+	return 0;
+}
+
+static int put_kv(mfs_txn *t, int db, const char *key, size_t kl, const void *val, size_t vl)
+{
+	MDB_val k = {kl, (void *)key}, v = {vl, (void *)val};
+	return db_rc(mdb_put(t->txn, DBI(t, db), &k, &v, 0));
+}
+
+int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint64_t time,
+			 const mfs_file_rec *files, size_t n_files, const char *const *noexist,
+			 size_t n_noexist, const char *const *refs, size_t n_refs,
+			 mfs_errmsg *err)
+{
+	int rc;
+	if ((rc = mfs_repo_id_check(repo, err)) < 0)
+		return rc;
+	if (!commit_ok(commit))
+		return mfs_err(err, MFS_E_INVAL, "%s: commit \"%s\" is not 40 lower-case hex",
+			       repo, commit);
+	char key[512];
+	/* repo record: keep the creation time of an existing repo */
+	uint64_t created = time;
+	mfs_repo_info old;
+	if (mfs_repo_get(t, repo, &old) == 0)
+		created = old.created;
+	uint8_t rrec[17];
+	rrec[0] = RECORD_V1;
+	mfs_put_le64(rrec + 1, created);
+	mfs_put_le64(rrec + 9, time);
+	if ((rc = put_kv(t, DB_REPOS, repo, strlen(repo), rrec, sizeof rrec)) < 0)
+		return rc;
+	/* commit record */
+	size_t kl = key_join(key, sizeof key, repo, commit, NULL);
+	uint8_t crec[17];
+	crec[0] = RECORD_V1;
+	mfs_put_le64(crec + 1, time);
+	mfs_put_le64(crec + 9, n_files);
+	if ((rc = put_kv(t, DB_COMMITS, key, kl, crec, sizeof crec)) < 0)
+		return rc;
+	/* files: replace the commit's list */
+	size_t pl = prefix_join(key, sizeof key, repo, commit);
+	if ((rc = delete_prefix(t->txn, DBI(t, DB_FILES), key, pl)) < 0 ||
+	    (rc = delete_prefix(t->txn, DBI(t, DB_NOEXIST), key, pl)) < 0)
+		return rc;
+	for (size_t i = 0; i < n_files; i++) {
+		const mfs_file_rec *f = &files[i];
+		if ((rc = mfs_repo_path_check(f->path, err)) < 0)
+			return rc;
+		mfs_blob_info bi;
+		if (mfs_blob_get(t, repo, f->etag, &bi, NULL) < 0)
+			return mfs_err(err, MFS_E_NOTFOUND,
+				       "%s: file %s points to blob %s, which is not stored", repo,
+				       f->path, f->etag);
+		kl = key_join(key, sizeof key, repo, commit, f->path);
+		if (!kl)
+			return mfs_err(err, MFS_E_INVAL, "%s: path too long: %s", repo,
+				       f->path);
+		uint8_t frec[6 + MFS_ETAG_MAX];
+		size_t el = strlen(f->etag);
+		frec[0] = RECORD_V1;
+		mfs_put_le32(frec + 1, f->mode);
+		frec[5] = (uint8_t)el;
+		memcpy(frec + 6, f->etag, el);
+		if ((rc = put_kv(t, DB_FILES, key, kl, frec, 6 + el)) < 0)
+			return rc;
+	}
+	for (size_t i = 0; i < n_noexist; i++) {
+		if (mfs_repo_path_check(noexist[i], NULL) < 0)
+			continue; /* a .no_exist entry we cannot name is only a cache hint */
+		kl = key_join(key, sizeof key, repo, commit, noexist[i]);
+		if (kl && (rc = put_kv(t, DB_NOEXIST, key, kl, "", 0)) < 0)
+			return rc;
+	}
+	for (size_t i = 0; i < n_refs; i++) {
+		if (!ref_ok(refs[i]))
+			return mfs_err(err, MFS_E_INVAL, "%s: invalid ref name \"%s\"", repo,
+				       refs[i]);
+		kl = key_join(key, sizeof key, repo, refs[i], NULL);
+		if (!kl || (rc = put_kv(t, DB_REFS, key, kl, commit, MFS_COMMIT_LEN)) < 0)
+			return rc ? rc : MFS_E_INVAL;
+	}
+	return bump_generation(t);
+}
+
+/* ---- removal and gc ---- */
+
+static int blob_unref(mfs_txn *t, const MDB_val *v_in)
+{
+	/* Copy the record: the writes below may move pages that v_in points into. */
+	MDB_val v = {v_in->mv_size, malloc(v_in->mv_size ? v_in->mv_size : 1)};
+	if (!v.mv_data)
+		return -ENOMEM;
+	memcpy(v.mv_data, v_in->mv_data, v_in->mv_size);
+	mfs_blob_info bi;
+	const uint8_t *ep;
+	int rc = blob_parse(&v, &bi, &ep);
+	for (uint64_t i = 0; rc == 0 && i < bi.n_extents; i++) {
+		mfs_extent e;
+		extent_decode(ep + i * EXTENT_REC, &e);
+		rc = chunk_ref_add(t, &e.key, -1);
+		if (rc == MFS_E_NOTFOUND)
+			rc = 0;
+	}
+	free(v.mv_data);
+	return rc;
+}
+
+static int unref_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	return blob_unref(ud, v);
+}
+
+int mfs_repo_remove(mfs_txn *t, const char *repo)
+{
+	MDB_val k = {strlen(repo), (void *)repo}, v;
+	int rc = mdb_get(t->txn, DBI(t, DB_REPOS), &k, &v);
+	if (rc)
+		return db_rc(rc);
+	char pfx[512];
+	size_t pl = prefix_join(pfx, sizeof pfx, repo, NULL);
+	if (!pl)
+		return MFS_E_INVAL;
+	if ((rc = iter_prefix(t->txn, DBI(t, DB_BLOBS), pfx, pl, unref_iter_fn, t)) < 0)
+		return rc;
+	static const int dbs[] = {DB_REFS, DB_COMMITS, DB_FILES, DB_NOEXIST, DB_BLOBS,
+				  DB_TENSORS};
+	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
+		if ((rc = delete_prefix(t->txn, DBI(t, dbs[i]), pfx, pl)) < 0)
+			return rc;
+	if ((rc = mdb_del(t->txn, DBI(t, DB_REPOS), &k, NULL)))
+		return db_rc(rc);
+	return bump_generation(t);
+}
+
+/* The set of repo\0etag keys that some file points to, sorted for bsearch. */
+struct keyset {
+	char **keys;
+	size_t n, cap;
+};
+
+static int keyset_add_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	struct keyset *ks = ud;
+	/* files key: repo \0 commit \0 path; value holds the etag */
+	const char *kp = k->mv_data;
+	size_t rl = strnlen(kp, k->mv_size);
+	mfs_file_info fi;
+	if (rl >= k->mv_size || file_parse(v, &fi) < 0)
+		return MFS_E_CORRUPT;
+	size_t el = strlen(fi.etag);
+	char *s = malloc(rl + 1 + el + 1);
+	if (!s)
+		return -ENOMEM;
+	memcpy(s, kp, rl);
+	s[rl] = '\0';
+	memcpy(s + rl + 1, fi.etag, el + 1);
+	if (ks->n == ks->cap) {
+		size_t nc = ks->cap ? ks->cap * 2 : 256;
+		char **nk = realloc(ks->keys, nc * sizeof *nk);
+		if (!nk) {
+			free(s);
+			return -ENOMEM;
+		}
+		ks->keys = nk;
+		ks->cap = nc;
+	}
+	ks->keys[ks->n++] = s;
+	return 0;
+}
+
+/* Compare "repo\0etag" strings. */
+static int pair_cmp(const char *a, const char *b)
+{
+	int c = strcmp(a, b);
+	if (c)
+		return c;
+	return strcmp(a + strlen(a) + 1, b + strlen(b) + 1);
+}
+
+static int pair_qsort_cmp(const void *a, const void *b)
+{
+	return pair_cmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int keyset_has(const struct keyset *ks, const char *pair)
+{
+	size_t lo = 0, hi = ks->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = pair_cmp(ks->keys[mid], pair);
+		if (c == 0)
+			return 1;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out)
+{
+	memset(out, 0, sizeof *out);
+	struct keyset ks = {0};
+	int rc = iter_prefix(t->txn, DBI(t, DB_FILES), NULL, 0, keyset_add_fn, &ks);
+	if (rc < 0)
+		goto done;
+	qsort(ks.keys, ks.n, sizeof *ks.keys, pair_qsort_cmp);
+
+	/* 1. blobs that no file points to (left by an ingest that died) */
+	MDB_cursor *cur;
+	if ((rc = db_rc(mdb_cursor_open(t->txn, DBI(t, DB_BLOBS), &cur))) < 0)
+		goto done;
+	MDB_val k, v;
+	int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	while (mrc == 0) {
+		char pair[512];
+		if (k.mv_size >= sizeof pair) {
+			mrc = MDB_CORRUPTED;
+			break;
+		}
+		memcpy(pair, k.mv_data, k.mv_size);
+		pair[k.mv_size] = '\0';
+		if (!keyset_has(&ks, pair)) {
+			if ((rc = blob_unref(t, &v)) < 0)
+				break;
+			char tp[512];
+			size_t tpl = prefix_join(tp, sizeof tp, pair, pair + strlen(pair) + 1);
+			if (tpl && (rc = delete_prefix(t->txn, DBI(t, DB_TENSORS), tp, tpl)) < 0)
+				break;
+			if ((mrc = mdb_cursor_del(cur, 0)))
+				break;
+			out->blobs_removed++;
+		}
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	if (rc < 0)
+		goto done;
+	if (mrc != MDB_NOTFOUND && mrc != 0) {
+		rc = db_rc(mrc);
+		goto done;
+	}
+
+	/* 2. chunks with no references */
+	if ((rc = db_rc(mdb_cursor_open(t->txn, DBI(t, DB_CHUNKREFS), &cur))) < 0)
+		goto done;
+	mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	while (mrc == 0) {
+		if (v.mv_size == 8 && mfs_get_le64(v.mv_data) == 0 && k.mv_size == 16) {
+			MDB_val ck = k, cv;
+			if (mdb_get(t->txn, DBI(t, DB_CHUNKS), &ck, &cv) == 0) {
+				out->bytes_freed += cv.mv_size;
+				if ((mrc = mdb_del(t->txn, DBI(t, DB_CHUNKS), &ck, NULL)))
+					break;
+			}
+			if ((mrc = mdb_cursor_del(cur, 0)))
+				break;
+			out->chunks_removed++;
+		}
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	if (mrc != MDB_NOTFOUND && mrc != 0)
+		rc = db_rc(mrc);
+	else if (out->blobs_removed || out->chunks_removed)
+		rc = bump_generation(t);
+done:
+	for (size_t i = 0; i < ks.n; i++)
+		free(ks.keys[i]);
+	free(ks.keys);
+	return rc;
+}
+
+/* ---- locks, stat, compaction ---- */
+
+int mfs_store_lock_ingest(mfs_store *s, int exclusive, int wait, int *fd)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/ingest.lock", s->dir);
+	int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (f < 0)
+		return -errno;
+	int op = (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB);
+	if (flock(f, op) < 0) {
+		int e = errno;
+		close(f);
+		return e == EWOULDBLOCK ? MFS_E_BUSY : -e;
+	}
+	*fd = f;
+	return 0;
+}
+
+void mfs_store_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+static int free_pages_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	/* The free-list value is a count followed by that many page numbers. */
+	if (v->mv_size >= sizeof(size_t)) {
+		size_t n;
+		memcpy(&n, v->mv_data, sizeof n);
+		*(uint64_t *)ud += n;
+	}
+	return 0;
+}
+
+static int chunk_stat_fn(void *ud, const mfs_chunk_key *key, const mfs_chunk_view *v,
+			 uint64_t refcount)
+{
+	mfs_store_stat *st = ud;
+	st->n_chunks++;
+	st->chunk_payload_bytes += v->payload_len;
+	st->chunk_raw_bytes += v->raw_len;
+	return 0;
+}
+
+int mfs_store_stat_get(mfs_txn *t, mfs_store_stat *out)
+{
+	memset(out, 0, sizeof *out);
+	MDB_envinfo ei;
+	MDB_stat ms;
+	mdb_env_info(t->s->env, &ei);
+	mdb_env_stat(t->s->env, &ms);
+	char path[4096];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/data.mdb", t->s->dir);
+	if (stat(path, &st) == 0)
+		out->file_bytes = (uint64_t)st.st_size;
+	uint64_t free_pages = 0;
+	int rc = iter_prefix(t->txn, 0, NULL, 0, free_pages_fn, &free_pages);
+	if (rc < 0)
+		return rc;
+	uint64_t used = (uint64_t)(ei.me_last_pgno + 1);
+	used = used > free_pages ? used - free_pages : 0;
+	out->used_bytes = used * ms.ms_psize;
+	return mfs_chunks_foreach(t, chunk_stat_fn, out);
+}
+
+int mfs_store_compact(mfs_store *s, mfs_errmsg *err)
+{
+	if (s->users_fd < 0 || flock(s->users_fd, LOCK_EX | LOCK_NB) < 0)
+		return mfs_err(err, MFS_E_BUSY,
+			       "store %s is in use by another process (a mount, ingest or "
+			       "other command): stop it, then compact again",
+			       s->dir);
+	char tmpdir[4096], src[4200], dst[4200];
+	snprintf(tmpdir, sizeof tmpdir, "%s/compact.tmp", s->dir);
+	snprintf(src, sizeof src, "%s/data.mdb", tmpdir);
+	snprintf(dst, sizeof dst, "%s/data.mdb", s->dir);
+	unlink(src);
+	if (mkdir(tmpdir, 0700) < 0 && errno != EEXIST)
+		return mfs_err(err, -errno, "cannot create %s: %s", tmpdir, strerror(errno));
+	int rc = mdb_env_copy2(s->env, tmpdir, MDB_CP_COMPACT);
+	if (rc) {
+		unlink(src);
+		rmdir(tmpdir);
+		return mfs_err(err, db_rc(rc), "compacting %s failed: %s (store unchanged)",
+			       s->dir, mdb_strerror(rc));
+	}
+	int fd = open(src, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	if (rename(src, dst) < 0) {
+		int e = errno;
+		unlink(src);
+		rmdir(tmpdir);
+		return mfs_err(err, -e, "cannot replace %s: %s (store unchanged)", dst,
+			       strerror(e));
+	}
+	rmdir(tmpdir);
+	fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	flock(s->users_fd, LOCK_SH);
+	return 0;
+}

@@ -1,0 +1,167 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *mfs_cli_store_dir;
+
+void mfs_cli_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "modelfs %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int mfs_cli_open_store(const char *cmd, unsigned flags, mfs_store **out)
+{
+	char def[4096];
+	const char *dir = mfs_cli_store_dir;
+	if (!dir)
+		dir = getenv("MODELFS_STORE");
+	if (!dir || !dir[0]) {
+		if (mfs_store_default_dir(def, sizeof def) < 0) {
+			mfs_cli_error(cmd, "no store given and neither XDG_DATA_HOME nor HOME "
+					   "is set: pass --store DIR");
+			return -1;
+		}
+		dir = def;
+	}
+	mfs_errmsg err = {0};
+	int rc = mfs_store_open(dir, flags, out, &err);
+	if (rc < 0) {
+		mfs_cli_error(cmd, "%s", err.msg[0] ? err.msg : mfs_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+int mfs_cli_repo_id(const char *cmd, const char *arg, char out[MFS_REPO_ID_MAX + 1])
+{
+	int n;
+	if (!strncmp(arg, "models/", 7) || !strncmp(arg, "datasets/", 9) ||
+	    !strncmp(arg, "spaces/", 7))
+		n = snprintf(out, MFS_REPO_ID_MAX + 1, "%s", arg);
+	else
+		n = snprintf(out, MFS_REPO_ID_MAX + 1, "models/%s", arg);
+	mfs_errmsg err = {0};
+	if (n < 0 || n > MFS_REPO_ID_MAX || mfs_repo_id_check(out, &err) < 0) {
+		mfs_cli_error(cmd, "invalid repo name \"%s\": %s", arg,
+			      err.msg[0] ? err.msg : "too long");
+		return -1;
+	}
+	return 0;
+}
+
+int mfs_cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || s[0] == '-')
+		return -1;
+	unsigned shift = 0;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k': case 'K':
+		shift = 10, end++;
+		break;
+	case 'm': case 'M':
+		shift = 20, end++;
+		break;
+	case 'g': case 'G':
+		shift = 30, end++;
+		break;
+	case 't': case 'T':
+		shift = 40, end++;
+		break;
+	default:
+		return -1;
+	}
+	if (*end == 'i' || *end == 'I')
+		end++;
+	if (*end == 'b' || *end == 'B')
+		end++;
+	if (*end != '\0' || (shift && v > (~0ull >> shift)))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+char *mfs_cli_human(uint64_t bytes, char *buf, size_t cap)
+{
+	static const char *const units[] = {"B", "kB", "MB", "GB", "TB", "PB"};
+	double v = (double)bytes;
+	int u = 0;
+	while (v >= 1000 && u < 5)
+		v /= 1000, u++;
+	if (u == 0)
+		snprintf(buf, cap, "%llu B", (unsigned long long)bytes);
+	else
+		snprintf(buf, cap, "%.1f %s", v, units[u]);
+	return buf;
+}
+
+struct commit_pick {
+	const char *want; /* a commit hash to find, or NULL for the newest */
+	char commit[MFS_COMMIT_LEN + 1];
+	uint64_t time;
+	int found;
+};
+
+static int commit_pick_fn(void *ud, const mfs_commit_info *c)
+{
+	struct commit_pick *p = ud;
+	if (p->want) {
+		if (strcmp(p->want, c->commit) == 0) {
+			memcpy(p->commit, c->commit, sizeof p->commit);
+			p->found = 1;
+			return 1;
+		}
+		return 0;
+	}
+	if (!p->found || c->time > p->time) {
+		memcpy(p->commit, c->commit, sizeof p->commit);
+		p->time = c->time;
+		p->found = 1;
+	}
+	return 0;
+}
+
+int mfs_cli_resolve_rev(const char *cmd, mfs_txn *t, const char *repo, const char *rev,
+			char commit[MFS_COMMIT_LEN + 1])
+{
+	mfs_repo_info ri;
+	if (mfs_repo_get(t, repo, &ri) < 0) {
+		mfs_cli_error(cmd, "no repo %s in the store (see `modelfs ls`)", repo);
+		return -1;
+	}
+	if (mfs_ref_get(t, repo, rev ? rev : "main", commit) == 0)
+		return 0;
+	/* a commit hash of the repo, or (no rev and no main) its newest commit */
+	struct commit_pick p = {.want = rev};
+	if (mfs_commits_foreach(t, repo, commit_pick_fn, &p) < 0 || !p.found) {
+		if (rev)
+			mfs_cli_error(cmd, "%s has no ref or commit \"%s\" (see `modelfs ls %s`)",
+				      repo, rev, repo);
+		else
+			mfs_cli_error(cmd, "%s has no snapshot", repo);
+		return -1;
+	}
+	memcpy(commit, p.commit, sizeof p.commit);
+	return 0;
+}
+
+double mfs_cli_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}

@@ -1,0 +1,54 @@
+/*
+ * cli.h - what every modelfs subcommand shares: option parsing helpers,
+ * opening the store, naming repos, printing sizes.  tools/ is the only layer
+ * that prints to the terminal and decides exit codes.
+ */
+#ifndef MFS_CLI_H
+#define MFS_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+/* Exit codes of every subcommand. */
+enum { MFS_EXIT_OK = 0, MFS_EXIT_ERROR = 1, MFS_EXIT_USAGE = 2 };
+
+/* The store chosen by the global or per-command --store (NULL: default). */
+extern const char *mfs_cli_store_dir;
+
+/**
+ * Open the store for a command: --store, else $MODELFS_STORE, else the default.
+ * Prints the error itself. @return 0 or -1.
+ */
+int mfs_cli_open_store(const char *cmd, unsigned flags, mfs_store **out);
+
+/**
+ * Turn a command-line repo name into a store repo id: "org/name" and "name"
+ * become "models/org/name" and "models/name"; "models/...", "datasets/..."
+ * and "spaces/..." are kept.  Checks the result.
+ * @return 0, or -1 after printing why the name is invalid
+ */
+int mfs_cli_repo_id(const char *cmd, const char *arg, char out[MFS_REPO_ID_MAX + 1]);
+
+/** Parse "1048576", "1M", "64K", "2G" (powers of 1024). @return 0 or -1 */
+int mfs_cli_parse_size(const char *s, uint64_t *out);
+
+/** Human size ("91.3 MB", decimal units) into buf; returns buf. */
+char *mfs_cli_human(uint64_t bytes, char *buf, size_t cap);
+
+/** Print "modelfs CMD: message" to stderr (printf-style). */
+void mfs_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/**
+ * Resolve a commit for a repo: @p rev as a ref name, else as a 40-hex commit
+ * of the repo; NULL means "main", else the newest commit.
+ * @return 0 or -1 after printing the error
+ */
+int mfs_cli_resolve_rev(const char *cmd, mfs_txn *t, const char *repo, const char *rev,
+			char commit[MFS_COMMIT_LEN + 1]);
+
+/** Monotonic seconds. */
+double mfs_cli_now(void);
+
+#endif

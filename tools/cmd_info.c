@@ -1,0 +1,233 @@
+/* modelfs info: per-file and per-tensor facts (dtype, shape, codec, ratio). */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+
+static void info_usage(FILE *f)
+{
+	fprintf(f, "usage: modelfs info [--store DIR] [--rev REV] [--json] ORG/NAME[/FILE]\n\n"
+		   "Show each file of a snapshot (REV: a ref or commit, default main) with its\n"
+		   "size, stored size and ratio, and each tensor of its safetensors files with\n"
+		   "dtype, shape, the codec chosen at ingest and its ratio. --json prints the\n"
+		   "same as one JSON document.\n");
+}
+
+/*
+ * Split "org/name/path" into a repo id and a file path: the longest prefix
+ * (type/org/name or org/name, then name) that is a repo in the store.
+ */
+static int split_target(mfs_txn *t, const char *arg, char repo[MFS_REPO_ID_MAX + 1],
+			const char **file)
+{
+	int typed = !strncmp(arg, "models/", 7) || !strncmp(arg, "datasets/", 9) ||
+		    !strncmp(arg, "spaces/", 7);
+	for (int parts = typed ? 3 : 2; parts >= (typed ? 2 : 1); parts--) {
+		const char *p = arg;
+		int n = 0;
+		while (n < parts && (p = strchr(p, '/')))
+			p++, n++;
+		size_t len = (n == parts && p) ? (size_t)(p - 1 - arg) : strlen(arg);
+		char cand[MFS_REPO_ID_MAX + 1];
+		int w = snprintf(cand, sizeof cand, "%s%.*s", typed ? "" : "models/", (int)len,
+				 arg);
+		if (w < 0 || w > MFS_REPO_ID_MAX)
+			continue;
+		mfs_repo_info ri;
+		if (mfs_repo_id_check(cand, NULL) == 0 && mfs_repo_get(t, cand, &ri) == 0) {
+			strcpy(repo, cand);
+			*file = arg[len] == '/' ? arg + len + 1 : NULL;
+			if (*file && !**file)
+				*file = NULL;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+struct info_ctx {
+	mfs_txn *t;
+	const char *repo;
+	const char *only;  /* one file, or NULL */
+	cJSON *files;      /* JSON output, or NULL for text */
+	int found;
+	int rc;
+};
+
+static int tensor_fn(void *ud, const mfs_tensor_info *ti)
+{
+	struct info_ctx *c = ud;
+	double ratio = ti->stored_len ? (double)ti->raw_len / (double)ti->stored_len : 0;
+	if (c->files) {
+		cJSON *file = cJSON_GetArrayItem(c->files, cJSON_GetArraySize(c->files) - 1);
+		cJSON *arr = cJSON_GetObjectItem(file, "tensors");
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", ti->name);
+		cJSON_AddStringToObject(o, "dtype", mfs_dtype_name(ti->dtype));
+		cJSON *shape = cJSON_AddArrayToObject(o, "shape");
+		for (uint32_t d = 0; d < ti->ndim; d++)
+			cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)ti->shape[d]));
+		cJSON_AddStringToObject(o, "codec", mfs_codec_name(ti->codec));
+		cJSON_AddNumberToObject(o, "offset", (double)ti->data_off);
+		cJSON_AddNumberToObject(o, "raw_bytes", (double)ti->raw_len);
+		cJSON_AddNumberToObject(o, "stored_bytes", (double)ti->stored_len);
+		cJSON_AddNumberToObject(o, "ratio", ratio);
+		cJSON_AddNumberToObject(o, "chunks", (double)ti->n_extents);
+		cJSON_AddItemToArray(arr, o);
+		return 0;
+	}
+	char shape[128] = "[";
+	for (uint32_t d = 0; d < ti->ndim; d++) {
+		size_t l = strlen(shape);
+		snprintf(shape + l, sizeof shape - l, "%s%llu", d ? "," : "",
+			 (unsigned long long)ti->shape[d]);
+	}
+	strncat(shape, "]", sizeof shape - strlen(shape) - 1);
+	printf("    %-52s %-7s %-16s %-13s %11llu %11llu %6.3fx\n", ti->name,
+	       mfs_dtype_name(ti->dtype), shape, mfs_codec_name(ti->codec),
+	       (unsigned long long)ti->raw_len, (unsigned long long)ti->stored_len, ratio);
+	return 0;
+}
+
+static int file_fn(void *ud, const mfs_file_info *f)
+{
+	struct info_ctx *c = ud;
+	if (c->only && strcmp(c->only, f->path) != 0)
+		return 0;
+	c->found = 1;
+	mfs_blob_info bi;
+	int rc = mfs_blob_get(c->t, c->repo, f->etag, &bi, NULL);
+	if (rc < 0)
+		return rc;
+	double ratio = bi.stored_bytes ? (double)bi.size / (double)bi.stored_bytes : 0;
+	char sha[65];
+	for (int i = 0; i < 32; i++)
+		snprintf(sha + 2 * i, 3, "%02x", bi.sha256[i]);
+	if (c->files) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "path", f->path);
+		cJSON_AddStringToObject(o, "etag", f->etag);
+		cJSON_AddStringToObject(o, "sha256", sha);
+		cJSON_AddNumberToObject(o, "size", (double)bi.size);
+		cJSON_AddNumberToObject(o, "stored_bytes", (double)bi.stored_bytes);
+		cJSON_AddNumberToObject(o, "ratio", ratio);
+		cJSON_AddNumberToObject(o, "chunks", (double)bi.n_extents);
+		cJSON_AddArrayToObject(o, "tensors");
+		cJSON_AddItemToArray(c->files, o);
+	} else {
+		char a[32], b[32];
+		printf("%s  %s -> %s (%.3fx)  blob %s\n", f->path,
+		       mfs_cli_human(bi.size, a, sizeof a),
+		       mfs_cli_human(bi.stored_bytes, b, sizeof b), ratio, f->etag);
+		if (bi.n_tensors)
+			printf("    %-52s %-7s %-16s %-13s %11s %11s %7s\n", "tensor", "dtype",
+			       "shape", "codec", "raw", "stored", "ratio");
+	}
+	return mfs_tensors_foreach(c->t, c->repo, f->etag, tensor_fn, c);
+}
+
+static int ref_json_fn(void *ud, const mfs_ref_info *r)
+{
+	cJSON_AddStringToObject((cJSON *)ud, r->name, r->commit);
+	return 0;
+}
+
+static int ref_text_fn(void *ud, const mfs_ref_info *r)
+{
+	printf("ref %s -> %s\n", r->name, r->commit);
+	return 0;
+}
+
+int cmd_info(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"rev", required_argument, NULL, 'r'},
+		{"json", no_argument, NULL, 'j'},
+		{"store", required_argument, NULL, 'S'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *rev = NULL;
+	int json = 0, opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'r':
+			rev = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'S':
+			mfs_cli_store_dir = optarg;
+			break;
+		case 'h':
+			info_usage(stdout);
+			return MFS_EXIT_OK;
+		default:
+			info_usage(stderr);
+			return MFS_EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1) {
+		info_usage(stderr);
+		return MFS_EXIT_USAGE;
+	}
+	mfs_store *s;
+	if (mfs_cli_open_store("info", MFS_STORE_RDONLY, &s) < 0)
+		return MFS_EXIT_ERROR;
+	mfs_txn *t;
+	int rc = mfs_txn_begin(s, MFS_TXN_READ, &t);
+	if (rc < 0) {
+		mfs_cli_error("info", "cannot read the store: %s", mfs_strerror(rc));
+		mfs_store_close(s);
+		return MFS_EXIT_ERROR;
+	}
+	int ret = MFS_EXIT_ERROR;
+	char repo[MFS_REPO_ID_MAX + 1], commit[MFS_COMMIT_LEN + 1];
+	const char *file = NULL;
+	cJSON *doc = NULL;
+	if (split_target(t, argv[optind], repo, &file) < 0) {
+		mfs_cli_error("info", "no repo matching \"%s\" in the store (see `modelfs ls`)",
+			      argv[optind]);
+		goto out;
+	}
+	if (mfs_cli_resolve_rev("info", t, repo, rev, commit) < 0)
+		goto out;
+	struct info_ctx c = {.t = t, .repo = repo, .only = file};
+	if (json) {
+		doc = cJSON_CreateObject();
+		cJSON_AddStringToObject(doc, "repo", repo);
+		cJSON_AddStringToObject(doc, "commit", commit);
+		mfs_refs_foreach(t, repo, ref_json_fn, cJSON_AddObjectToObject(doc, "refs"));
+		c.files = cJSON_AddArrayToObject(doc, "files");
+	} else {
+		printf("repo %s  snapshot %s\n", repo, commit);
+		mfs_refs_foreach(t, repo, ref_text_fn, NULL);
+	}
+	rc = mfs_files_foreach(t, repo, commit, file_fn, &c);
+	if (rc < 0) {
+		mfs_cli_error("info", "reading %s failed: %s", repo, mfs_strerror(rc));
+		goto out;
+	}
+	if (file && !c.found) {
+		mfs_cli_error("info", "%s has no file %s in snapshot %s", repo, file, commit);
+		goto out;
+	}
+	if (doc) {
+		char *txt = cJSON_Print(doc);
+		if (txt)
+			printf("%s\n", txt);
+		free(txt);
+	}
+	ret = MFS_EXIT_OK;
+out:
+	cJSON_Delete(doc);
+	mfs_txn_abort(t);
+	mfs_store_close(s);
+	return ret;
+}

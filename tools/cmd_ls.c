@@ -1,0 +1,175 @@
+/* modelfs ls: repos, or one repo's refs, snapshots and files. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+
+static void ls_usage(FILE *f)
+{
+	fprintf(f, "usage: modelfs ls [--store DIR] [--rev REV] [ORG/NAME]\n\n"
+		   "Without a repo: every repo with its refs, snapshot count, size and stored\n"
+		   "size, and the store's totals. With a repo: its refs and snapshots, and the\n"
+		   "files of REV (default main) with size, stored size and blob etag.\n");
+}
+
+struct repo_sum {
+	mfs_txn *t;
+	const char *repo;
+	uint64_t snapshots, size, stored, blobs;
+};
+
+static int count_commit(void *ud, const mfs_commit_info *c)
+{
+	((struct repo_sum *)ud)->snapshots++;
+	return 0;
+}
+
+static int sum_blob(void *ud, const mfs_blob_info *b)
+{
+	struct repo_sum *s = ud;
+	s->size += b->size;
+	s->stored += b->stored_bytes;
+	s->blobs++;
+	return 0;
+}
+
+static int print_ref_inline(void *ud, const mfs_ref_info *r)
+{
+	printf("%s%s@%.12s", *(int *)ud ? "," : "", r->name, r->commit);
+	*(int *)ud = 1;
+	return 0;
+}
+
+static int print_repo(void *ud, const mfs_repo_info *r)
+{
+	mfs_txn *t = ud;
+	struct repo_sum s = {.t = t, .repo = r->repo};
+	int rc;
+	if ((rc = mfs_commits_foreach(t, r->repo, count_commit, &s)) < 0 ||
+	    (rc = mfs_blobs_foreach(t, r->repo, sum_blob, &s)) < 0)
+		return rc;
+	char a[32], b[32];
+	printf("%-48s %3llu snap %10s %10s  %5.2fx  ", r->repo,
+	       (unsigned long long)s.snapshots, mfs_cli_human(s.size, a, sizeof a),
+	       mfs_cli_human(s.stored, b, sizeof b),
+	       s.stored ? (double)s.size / (double)s.stored : 0.0);
+	int any = 0;
+	rc = mfs_refs_foreach(t, r->repo, print_ref_inline, &any);
+	printf("\n");
+	return rc;
+}
+
+static int print_ref(void *ud, const mfs_ref_info *r)
+{
+	printf("ref       %-20s %s\n", r->name, r->commit);
+	return 0;
+}
+
+static int print_commit(void *ud, const mfs_commit_info *c)
+{
+	printf("snapshot  %s  %llu files  ingested %llu\n", c->commit,
+	       (unsigned long long)c->n_files, (unsigned long long)c->time);
+	return 0;
+}
+
+struct file_ctx {
+	mfs_txn *t;
+	const char *repo;
+};
+
+static int print_file(void *ud, const mfs_file_info *f)
+{
+	struct file_ctx *fc = ud;
+	mfs_blob_info bi;
+	int rc = mfs_blob_get(fc->t, fc->repo, f->etag, &bi, NULL);
+	if (rc < 0)
+		return rc;
+	char a[32], b[32];
+	printf("%10s %10s  %s  %s\n", mfs_cli_human(bi.size, a, sizeof a),
+	       mfs_cli_human(bi.stored_bytes, b, sizeof b), f->etag, f->path);
+	return 0;
+}
+
+int cmd_ls(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"rev", required_argument, NULL, 'r'},
+		{"store", required_argument, NULL, 'S'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *rev = NULL;
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'r':
+			rev = optarg;
+			break;
+		case 'S':
+			mfs_cli_store_dir = optarg;
+			break;
+		case 'h':
+			ls_usage(stdout);
+			return MFS_EXIT_OK;
+		default:
+			ls_usage(stderr);
+			return MFS_EXIT_USAGE;
+		}
+	}
+	if (argc - optind > 1) {
+		ls_usage(stderr);
+		return MFS_EXIT_USAGE;
+	}
+	char repo[MFS_REPO_ID_MAX + 1];
+	if (optind < argc && mfs_cli_repo_id("ls", argv[optind], repo) < 0)
+		return MFS_EXIT_USAGE;
+	mfs_store *s;
+	if (mfs_cli_open_store("ls", MFS_STORE_RDONLY, &s) < 0)
+		return MFS_EXIT_ERROR;
+	mfs_txn *t;
+	int rc = mfs_txn_begin(s, MFS_TXN_READ, &t);
+	int ret = MFS_EXIT_OK;
+	if (rc < 0) {
+		mfs_cli_error("ls", "cannot read the store: %s", mfs_strerror(rc));
+		mfs_store_close(s);
+		return MFS_EXIT_ERROR;
+	}
+	if (optind == argc) {
+		rc = mfs_repos_foreach(t, print_repo, t);
+		mfs_store_stat st;
+		if (rc == 0 && (rc = mfs_store_stat_get(t, &st)) == 0) {
+			char a[32], b[32], c[32], d[32];
+			printf("store %s: %llu chunks, %s raw in %s of payload; file %s, %s in "
+			       "use\n",
+			       mfs_store_dir(s), (unsigned long long)st.n_chunks,
+			       mfs_cli_human(st.chunk_raw_bytes, a, sizeof a),
+			       mfs_cli_human(st.chunk_payload_bytes, b, sizeof b),
+			       mfs_cli_human(st.file_bytes, c, sizeof c),
+			       mfs_cli_human(st.used_bytes, d, sizeof d));
+		}
+	} else {
+		char commit[MFS_COMMIT_LEN + 1];
+		if (mfs_cli_resolve_rev("ls", t, repo, rev, commit) < 0) {
+			ret = MFS_EXIT_ERROR;
+		} else {
+			printf("repo      %s\n", repo);
+			struct file_ctx fc = {t, repo};
+			if ((rc = mfs_refs_foreach(t, repo, print_ref, NULL)) == 0 &&
+			    (rc = mfs_commits_foreach(t, repo, print_commit, NULL)) == 0) {
+				printf("files of %s:\n", commit);
+				rc = mfs_files_foreach(t, repo, commit, print_file, &fc);
+			}
+		}
+	}
+	if (rc < 0) {
+		mfs_cli_error("ls", "reading the store failed: %s", mfs_strerror(rc));
+		ret = MFS_EXIT_ERROR;
+	}
+	mfs_txn_abort(t);
+	mfs_store_close(s);
+	return ret;
+}

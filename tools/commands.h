@@ -1,0 +1,17 @@
+/*
+ * commands.h - the modelfs subcommands.  Each takes (argc, argv) with argv[0]
+ * the command name, parses its own options (every one has --help) and
+ * returns an exit code (MFS_EXIT_*).
+ */
+#ifndef MFS_COMMANDS_H
+#define MFS_COMMANDS_H
+
+int cmd_ingest(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
+
+#endif

@@ -1,0 +1,49 @@
+#include "progress.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+void mfs_progress_init(mfs_progress *p, const char *label, uint64_t total, int quiet)
+{
+	p->label = label;
+	p->total = total;
+	p->done = 0;
+	p->start = mfs_cli_now();
+	p->last_draw = 0;
+	p->enabled = !quiet && isatty(2);
+}
+
+void mfs_progress_add(mfs_progress *p, uint64_t n)
+{
+	p->done += n;
+	if (!p->enabled)
+		return;
+	double now = mfs_cli_now();
+	if (now - p->last_draw < 0.1 && p->done < p->total)
+		return;
+	p->last_draw = now;
+	double frac = p->total ? (double)p->done / (double)p->total : 1.0;
+	if (frac > 1)
+		frac = 1;
+	int width = 30, fill = (int)(frac * width);
+	char bar[64];
+	for (int i = 0; i < width; i++)
+		bar[i] = i < fill ? '#' : '.';
+	bar[width] = '\0';
+	double el = now - p->start;
+	double mbps = el > 0 ? (double)p->done / el / 1e6 : 0;
+	char a[32], b[32];
+	fprintf(stderr, "\r%s [%s] %3.0f%% %s / %s  %.0f MB/s ", p->label, bar, frac * 100,
+		mfs_cli_human(p->done, a, sizeof a), mfs_cli_human(p->total, b, sizeof b), mbps);
+	fflush(stderr);
+}
+
+void mfs_progress_end(mfs_progress *p)
+{
+	if (p->enabled) {
+		fprintf(stderr, "\r\033[K");
+		fflush(stderr);
+	}
+}
