@@ -17,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -477,8 +478,17 @@ int mfs_st_parse(const char *json, uint64_t header_len, uint64_t file_size,
 	memcpy(copy, json, n);
 	copy[n] = '\0';
 
+	/*
+	 * Every cJSON parse writes the library's global error position, so two
+	 * ingest threads parsing at once race on it (ThreadSanitizer does not see
+	 * it: the system libcjson is not instrumented).  A header parse is short
+	 * next to reading the file: serialise it.
+	 */
+	static pthread_mutex_t cjson_lock = PTHREAD_MUTEX_INITIALIZER;
 	const char *end = NULL;
+	pthread_mutex_lock(&cjson_lock);
 	root = cJSON_ParseWithOpts(copy, &end, 0);
+	pthread_mutex_unlock(&cjson_lock);
 	if (!root) {
 		/* cJSON reports failure and out-of-memory alike; it is nearly always
 		 * the former for a header that passed the pre-scan. */
