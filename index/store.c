@@ -1341,7 +1341,8 @@ int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out)
 	int rc = iter_prefix(t->txn, DBI(t, DB_FILES), NULL, 0, keyset_add_fn, &ks);
 	if (rc < 0)
 		goto done;
-	qsort(ks.keys, ks.n, sizeof *ks.keys, pair_qsort_cmp);
+	if (ks.n)
+		qsort(ks.keys, ks.n, sizeof *ks.keys, pair_qsort_cmp);
 
 	/* 1. blobs that no file points to (left by an ingest that died) */
 	MDB_cursor *cur;

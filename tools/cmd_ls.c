@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -70,8 +71,12 @@ static int print_ref(void *ud, const mfs_ref_info *r)
 
 static int print_commit(void *ud, const mfs_commit_info *c)
 {
-	printf("snapshot  %s  %llu files  ingested %llu\n", c->commit,
-	       (unsigned long long)c->n_files, (unsigned long long)c->time);
+	char when[32];
+	time_t tt = (time_t)c->time;
+	struct tm tm;
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&tt, &tm));
+	printf("snapshot  %s  %llu files  ingested %s\n", c->commit,
+	       (unsigned long long)c->n_files, when);
 	return 0;
 }
 
@@ -87,9 +92,11 @@ static int print_file(void *ud, const mfs_file_info *f)
 	int rc = mfs_blob_get(fc->t, fc->repo, f->etag, &bi, NULL);
 	if (rc < 0)
 		return rc;
-	char a[32], b[32];
-	printf("%10s %10s  %s  %s\n", mfs_cli_human(bi.size, a, sizeof a),
-	       mfs_cli_human(bi.stored_bytes, b, sizeof b), f->etag, f->path);
+	/* exact bytes, as ls -l shows them */
+	printf("%12llu %12llu %6.2fx  %-64s  %s\n", (unsigned long long)bi.size,
+	       (unsigned long long)bi.stored_bytes,
+	       bi.stored_bytes ? (double)bi.size / (double)bi.stored_bytes : 0.0, f->etag,
+	       f->path);
 	return 0;
 }
 
@@ -160,7 +167,8 @@ int cmd_ls(int argc, char **argv)
 			struct file_ctx fc = {t, repo};
 			if ((rc = mfs_refs_foreach(t, repo, print_ref, NULL)) == 0 &&
 			    (rc = mfs_commits_foreach(t, repo, print_commit, NULL)) == 0) {
-				printf("files of %s:\n", commit);
+				printf("files of %s:\n%12s %12s %7s  %-64s  %s\n", commit,
+				       "size", "stored", "ratio", "etag", "path");
 				rc = mfs_files_foreach(t, repo, commit, print_file, &fc);
 			}
 		}

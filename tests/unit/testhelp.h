@@ -7,6 +7,7 @@
 #define MFS_TESTHELP_H
 
 #include <inttypes.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,5 @@ static inline uint64_t test_seed(void)
 	return s;
 }
 
-#include <time.h>
 
 #endif

@@ -1,0 +1,456 @@
+/* Unit tests for index/store.c and fs/reader.c: records, versions, refcounts, gc. */
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "reader.h"
+#include "store.h"
+#include "testhelp.h"
+
+static char tmpl[64];
+static uint64_t seed;
+
+static const char *fresh_dir(void)
+{
+	snprintf(tmpl, sizeof tmpl, "/tmp/mfs-test-store-XXXXXX");
+	if (!mkdtemp(tmpl))
+		return NULL;
+	return tmpl;
+}
+
+static void rm_dir(const char *d)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", d);
+}
+
+/* Store raw bytes as one chunk with codec @p codec; returns its key. */
+static int put_chunk(mfs_store *s, const void *raw, size_t len, mfs_codec_id codec,
+		     mfs_chunk_key *key)
+{
+	mfs_codec_ws *ws;
+	if (mfs_codec_ws_create(&ws) < 0)
+		return -1;
+	size_t cap = mfs_codec_bound_max(len), n = 0;
+	uint8_t *enc = malloc(cap);
+	mfs_encode_params p = {0};
+	int rc = mfs_codec_encode(codec, &p, raw, len, enc, cap, &n, ws);
+	mfs_chunk_key_of(raw, len, key);
+	mfs_txn *t;
+	if (rc == 0)
+		rc = mfs_txn_begin(s, MFS_TXN_WRITE, &t);
+	if (rc == 0) {
+		rc = mfs_chunk_put(t, key, codec, (uint32_t)len, NULL, enc, n, NULL);
+		rc = rc ? rc : mfs_txn_commit(t);
+	}
+	free(enc);
+	mfs_codec_ws_free(ws);
+	return rc;
+}
+
+static void test_names(void)
+{
+	static const char *const good[] = {"models/org/name", "models/gpt2",
+					   "datasets/a-b/c_d.e", "models/O1/n.2-x"};
+	static const char *const bad[] = {"org/name",          "models/../x",
+					  "models/a/../../b",  "models/a/b/c",
+					  "models/a--b/c",     "models/.hidden/x",
+					  "models/",           "models/a/",
+					  "blobs/a/b",         "models/a b/c",
+					  "models/a/b\n"};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		CHECK_EQ_INT(mfs_repo_id_check(good[i], NULL), 0);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		mfs_errmsg e = {0};
+		CHECK_EQ_INT(mfs_repo_id_check(bad[i], &e), MFS_E_INVAL);
+		CHECK(e.msg[0] != '\0');
+	}
+	CHECK_EQ_INT(mfs_repo_path_check("config.json", NULL), 0);
+	CHECK_EQ_INT(mfs_repo_path_check("1_Pooling/config.json", NULL), 0);
+	CHECK_EQ_INT(mfs_repo_path_check("name with spaces.json", NULL), 0);
+	CHECK_EQ_INT(mfs_repo_path_check("../etc/passwd", NULL), MFS_E_INVAL);
+	CHECK_EQ_INT(mfs_repo_path_check("a/./b", NULL), MFS_E_INVAL);
+	CHECK_EQ_INT(mfs_repo_path_check("a//b", NULL), MFS_E_INVAL);
+	CHECK_EQ_INT(mfs_repo_path_check("/abs", NULL), MFS_E_INVAL);
+	CHECK_EQ_INT(mfs_repo_path_check("dir/", NULL), MFS_E_INVAL);
+	CHECK_EQ_INT(mfs_repo_path_check("", NULL), MFS_E_INVAL);
+	CHECK_EQ_INT(mfs_repo_path_check("a\x01" "b", NULL), MFS_E_INVAL);
+}
+
+static void test_extent_find(void)
+{
+	for (int round = 0; round < 200; round++) {
+		size_t n = 1 + test_rand(&seed) % 64;
+		mfs_extent ext[64];
+		uint64_t off = 0;
+		for (size_t i = 0; i < n; i++) {
+			ext[i].off = off;
+			ext[i].len = 1 + (uint32_t)(test_rand(&seed) % 5000);
+			off += ext[i].len;
+		}
+		for (int q = 0; q < 50; q++) {
+			uint64_t o = test_rand(&seed) % (off + 10);
+			size_t i = mfs_extent_find(ext, n, o);
+			if (o >= off) {
+				CHECK_EQ_INT(i, n);
+			} else {
+				CHECK(i < n && ext[i].off <= o && o < ext[i].off + ext[i].len);
+			}
+		}
+		CHECK_EQ_INT(mfs_extent_find(ext, n, 0), 0);
+		CHECK_EQ_INT(mfs_extent_find(ext, n, off - 1), n - 1);
+	}
+	CHECK_EQ_INT(mfs_extent_find(NULL, 0, 0), 0);
+}
+
+static void test_open_and_version(void)
+{
+	const char *d = fresh_dir();
+	REQUIRE(d);
+	mfs_store *s = NULL;
+	mfs_errmsg e = {0};
+	CHECK_EQ_INT(mfs_store_open(d, MFS_STORE_RDONLY, &s, &e), -ENOENT);
+	CHECK(strstr(e.msg, d) != NULL);
+	REQUIRE(mfs_store_open(d, MFS_STORE_CREATE, &s, &e) == 0);
+	struct stat st;
+	CHECK(stat(d, &st) == 0);
+	mfs_txn *t;
+	uint64_t g0 = 0;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
+	CHECK_EQ_INT(mfs_store_generation(t, &g0), 0);
+	CHECK(g0 >= 1);
+	mfs_txn_abort(t);
+	mfs_store_close(s);
+
+	/* a store written by another format version is refused, and left alone */
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	REQUIRE(mdb_env_create(&env) == 0);
+	mdb_env_set_maxdbs(env, 16);
+	mdb_env_set_mapsize(env, (size_t)1 << 40);
+	REQUIRE(mdb_env_open(env, d, 0, 0600) == 0);
+	REQUIRE(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	REQUIRE(mdb_dbi_open(txn, "meta", 0, &dbi) == 0);
+	uint8_t v99[8] = {99};
+	MDB_val k = {6, "format"}, v = {8, v99};
+	REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
+	REQUIRE(mdb_txn_commit(txn) == 0);
+	mdb_env_close(env);
+	memset(&e, 0, sizeof e);
+	CHECK_EQ_INT(mfs_store_open(d, 0, &s, &e), MFS_E_VERSION);
+	CHECK(strstr(e.msg, "format 99") != NULL);
+	CHECK_EQ_INT(mfs_store_open(d, MFS_STORE_RDONLY, &s, NULL), MFS_E_VERSION);
+
+	/* something that is not an LMDB file is refused with a message */
+	const char *d2 = fresh_dir();
+	REQUIRE(d2);
+	char p[256];
+	snprintf(p, sizeof p, "%s/data.mdb", d2);
+	FILE *f = fopen(p, "w");
+	REQUIRE(f);
+	for (int i = 0; i < 10000; i++)
+		fputs("not lmdb ", f);
+	fclose(f);
+	memset(&e, 0, sizeof e);
+	CHECK(mfs_store_open(d2, 0, &s, &e) < 0);
+	CHECK(e.msg[0] != '\0');
+	rm_dir(d2);
+	rm_dir(d);
+}
+
+static void test_chunks(void)
+{
+	const char *d = fresh_dir();
+	mfs_store *s;
+	REQUIRE(d && mfs_store_open(d, MFS_STORE_CREATE, &s, NULL) == 0);
+	mfs_codec_ws *ws;
+	REQUIRE(mfs_codec_ws_create(&ws) == 0);
+	size_t len = 100000;
+	uint8_t *raw = malloc(len), *out = malloc(len);
+	for (size_t i = 0; i < len; i++)
+		raw[i] = (uint8_t)(test_rand(&seed) % 7);
+	mfs_chunk_key k1, k2;
+	CHECK_EQ_INT(put_chunk(s, raw, len, MFS_CODEC_ZSTD, &k1), 0);
+	/* the same bytes again: nothing new */
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	int existed = 0;
+	CHECK_EQ_INT(mfs_chunk_put(t, &k1, MFS_CODEC_RAW, (uint32_t)len, NULL, raw, len, &existed),
+		     0);
+	CHECK_EQ_INT(existed, 1);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
+	mfs_chunk_view v;
+	REQUIRE(mfs_chunk_get(t, &k1, &v) == 0);
+	CHECK_EQ_INT(v.codec, MFS_CODEC_ZSTD);
+	CHECK_EQ_INT(v.raw_len, len);
+	CHECK(v.payload_len < len);
+	CHECK_EQ_INT(mfs_chunk_decode(&v, &k1, NULL, out, len, ws), 0);
+	CHECK(memcmp(out, raw, len) == 0);
+	/* a key that does not match the bytes: the decode is refused */
+	k2 = k1;
+	k2.b[5] ^= 1;
+	CHECK_EQ_INT(mfs_chunk_decode(&v, &k2, NULL, out, len, ws), MFS_E_CORRUPT);
+	CHECK_EQ_INT(mfs_chunk_get(t, &k2, &v), MFS_E_NOTFOUND);
+	uint64_t rc = 99;
+	CHECK_EQ_INT(mfs_chunk_refcount(t, &k1, &rc), 0);
+	CHECK_EQ_INT(rc, 0);
+	mfs_txn_abort(t);
+	free(raw);
+	free(out);
+	mfs_codec_ws_free(ws);
+	mfs_store_close(s);
+	rm_dir(d);
+}
+
+/* A store with two repos sharing a chunk; used by the publish/rm/gc/reader tests. */
+struct fixture {
+	mfs_store *s;
+	uint8_t *file;      /* the blob's bytes */
+	size_t size;
+	mfs_extent ext[8];
+	size_t n_ext;
+};
+
+static int fixture_build(struct fixture *fx, const char *d)
+{
+	if (mfs_store_open(d, MFS_STORE_CREATE, &fx->s, NULL) < 0)
+		return -1;
+	/* a file of 5 chunks of uneven size, one of them repeated (dedup inside a file) */
+	static const size_t lens[] = {4096, 65536, 4096, 1000, 7};
+	fx->size = 0;
+	for (size_t i = 0; i < 5; i++)
+		fx->size += lens[i];
+	fx->file = malloc(fx->size);
+	for (size_t i = 0; i < fx->size; i++)
+		fx->file[i] = (uint8_t)(test_rand(&seed) >> 56);
+	memcpy(fx->file + 4096 + 65536, fx->file, 4096);
+	uint64_t off = 0;
+	for (size_t i = 0; i < 5; i++) {
+		mfs_codec_id c = i % 2 ? MFS_CODEC_ZSTD : MFS_CODEC_RAW;
+		if (put_chunk(fx->s, fx->file + off, lens[i], c, &fx->ext[i].key) < 0)
+			return -1;
+		fx->ext[i].off = off;
+		fx->ext[i].len = (uint32_t)lens[i];
+		off += lens[i];
+	}
+	fx->n_ext = 5;
+	return 0;
+}
+
+static int publish(mfs_store *s, const char *repo, const struct fixture *fx, const char *etag,
+		   const char *commit)
+{
+	mfs_txn *t;
+	int rc = mfs_txn_begin(s, MFS_TXN_WRITE, &t);
+	if (rc < 0)
+		return rc;
+	mfs_tensor_info ti = {.name = "w", .dtype = MFS_DT_U8, .ndim = 1, .shape = {100},
+			      .data_off = 8, .raw_len = 100, .codec = MFS_CODEC_RAW,
+			      .n_extents = 1};
+	mfs_blob_rec b = {.etag = etag, .size = fx->size, .stored_bytes = fx->size,
+			  .n_extents = fx->n_ext, .extents = fx->ext, .n_tensors = 1,
+			  .tensors = &ti};
+	mfs_file_rec f[2] = {{"model.safetensors", etag, 0444}, {"sub/dir/copy.bin", etag, 0444}};
+	const char *refs[] = {"main"};
+	const char *noexist[] = {"missing.json"};
+	if ((rc = mfs_blob_put(t, repo, &b, NULL)) < 0 ||
+	    (rc = mfs_snapshot_publish(t, repo, commit, 1700000000, f, 2, noexist, 1, refs, 1,
+				       NULL)) < 0) {
+		mfs_txn_abort(t);
+		return rc;
+	}
+	return mfs_txn_commit(t);
+}
+
+static int count_files(void *ud, const mfs_file_info *f)
+{
+	(*(int *)ud)++;
+	return 0;
+}
+
+static int count_noexist(void *ud, const char *p)
+{
+	(*(int *)ud)++;
+	return strcmp(p, "missing.json") == 0 ? 0 : -1;
+}
+
+static void test_publish_rm_gc(void)
+{
+	const char *d = fresh_dir();
+	struct fixture fx;
+	REQUIRE(d && fixture_build(&fx, d) == 0);
+	const char *etag = "aa00000000000000000000000000000000000000000000000000000000000001";
+	const char *c1 = "1111111111111111111111111111111111111111";
+	const char *c2 = "2222222222222222222222222222222222222222";
+	mfs_txn *t;
+	uint64_t g0, g1;
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_READ, &t) == 0);
+	mfs_store_generation(t, &g0);
+	mfs_txn_abort(t);
+	CHECK_EQ_INT(publish(fx.s, "models/org/a", &fx, etag, c1), 0);
+	CHECK_EQ_INT(publish(fx.s, "models/org/b", &fx, etag, c2), 0);
+	/* a blob whose chunk was never stored is refused */
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
+	mfs_extent bogus = {.off = 0, .len = 10};
+	memset(bogus.key.b, 0xee, 16);
+	mfs_blob_rec bb = {.etag = "bb", .size = 10, .n_extents = 1, .extents = &bogus};
+	CHECK_EQ_INT(mfs_blob_put(t, "models/org/c", &bb, NULL), MFS_E_NOTFOUND);
+	/* extents that do not tile the file are refused */
+	mfs_extent gap[2] = {fx.ext[0], fx.ext[2]};
+	gap[1].off = 5000;
+	mfs_blob_rec bg = {.etag = "bc", .size = 5000 + 4096, .n_extents = 2, .extents = gap};
+	CHECK_EQ_INT(mfs_blob_put(t, "models/org/c", &bg, NULL), MFS_E_INVAL);
+	mfs_txn_abort(t);
+
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_READ, &t) == 0);
+	mfs_store_generation(t, &g1);
+	CHECK(g1 > g0);
+	char commit[41];
+	CHECK_EQ_INT(mfs_ref_get(t, "models/org/a", "main", commit), 0);
+	CHECK(strcmp(commit, c1) == 0);
+	int nf = 0, nn = 0;
+	CHECK_EQ_INT(mfs_files_foreach(t, "models/org/a", c1, count_files, &nf), 0);
+	CHECK_EQ_INT(nf, 2);
+	CHECK_EQ_INT(mfs_noexist_foreach(t, "models/org/a", c1, count_noexist, &nn), 0);
+	CHECK_EQ_INT(nn, 1);
+	mfs_file_info fi;
+	CHECK_EQ_INT(mfs_file_get(t, "models/org/a", c1, "sub/dir/copy.bin", &fi), 0);
+	CHECK(strcmp(fi.etag, etag) == 0);
+	/* "models/org/a" must not see "models/org/ab"-style neighbours: prefix isolation */
+	CHECK_EQ_INT(mfs_files_foreach(t, "models/org", c1, count_files, &nf), 0);
+	CHECK_EQ_INT(nf, 2);
+	mfs_blob_info bi;
+	mfs_extent *ext = NULL;
+	CHECK_EQ_INT(mfs_blob_get(t, "models/org/a", etag, &bi, &ext), 0);
+	CHECK_EQ_INT(bi.size, fx.size);
+	CHECK_EQ_INT(bi.n_extents, 5);
+	CHECK(ext && memcmp(ext[4].key.b, fx.ext[4].key.b, 16) == 0);
+	free(ext);
+	/* chunk 0 is used twice per blob (repeated content) and by two repos */
+	uint64_t rc0 = 0, rc1 = 0;
+	mfs_chunk_refcount(t, &fx.ext[0].key, &rc0);
+	mfs_chunk_refcount(t, &fx.ext[1].key, &rc1);
+	CHECK_EQ_INT(rc0, 4);
+	CHECK_EQ_INT(rc1, 2);
+	mfs_txn_abort(t);
+
+	/* the reader returns exact bytes for random ranges, across chunk boundaries */
+	mfs_reader *r;
+	mfs_rfile *f;
+	mfs_codec_ws *ws;
+	REQUIRE(mfs_reader_create(fx.s, NULL, &r) == 0 && mfs_codec_ws_create(&ws) == 0);
+	REQUIRE(mfs_rfile_open(r, "models/org/a", etag, &f) == 0);
+	uint8_t *buf = malloc(fx.size + 10);
+	for (int q = 0; q < 300; q++) {
+		uint64_t off = test_rand(&seed) % (fx.size + 5);
+		size_t len = (size_t)(test_rand(&seed) % (fx.size + 5));
+		size_t got = 0;
+		CHECK_EQ_INT(mfs_rfile_read(r, f, off, buf, len, &got, ws), 0);
+		size_t want = off >= fx.size ? 0 : (len < fx.size - off ? len : fx.size - off);
+		CHECK_EQ_INT(got, want);
+		if (got)
+			CHECK(memcmp(buf, fx.file + off, got) == 0);
+	}
+	size_t got = 0;
+	CHECK_EQ_INT(mfs_rfile_read(r, f, fx.size - 1, buf, 1, &got, ws), 0);
+	CHECK(got == 1 && buf[0] == fx.file[fx.size - 1]);
+	mfs_rfile_close(f);
+	CHECK_EQ_INT(mfs_rfile_open(r, "models/org/a", "ffff", &f), MFS_E_NOTFOUND);
+
+	/* rm a: b keeps every byte; nothing is garbage yet */
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_repo_remove(t, "models/org/a"), 0);
+	CHECK_EQ_INT(mfs_repo_remove(t, "models/org/zz"), MFS_E_NOTFOUND);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	mfs_gc_stat gs;
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_gc_sweep(t, &gs), 0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	CHECK_EQ_INT(gs.chunks_removed, 0);
+	REQUIRE(mfs_rfile_open(r, "models/org/b", etag, &f) == 0);
+	CHECK_EQ_INT(mfs_rfile_read(r, f, 0, buf, fx.size, &got, ws), 0);
+	CHECK(got == fx.size && memcmp(buf, fx.file, fx.size) == 0);
+	mfs_rfile_close(f);
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_READ, &t) == 0);
+	CHECK_EQ_INT(mfs_ref_get(t, "models/org/a", "main", commit), MFS_E_NOTFOUND);
+	mfs_txn_abort(t);
+
+	/* a chunk nothing uses (an ingest that died) and b removed: gc frees everything */
+	mfs_chunk_key orphan;
+	uint8_t junk[300];
+	for (size_t i = 0; i < sizeof junk; i++)
+		junk[i] = (uint8_t)i;
+	CHECK_EQ_INT(put_chunk(fx.s, junk, sizeof junk, MFS_CODEC_RAW, &orphan), 0);
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_repo_remove(t, "models/org/b"), 0);
+	CHECK_EQ_INT(mfs_gc_sweep(t, &gs), 0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	CHECK_EQ_INT(gs.chunks_removed, 5); /* 4 distinct of the file + the orphan */
+	CHECK(gs.bytes_freed > 0);
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_READ, &t) == 0);
+	mfs_store_stat st;
+	CHECK_EQ_INT(mfs_store_stat_get(t, &st), 0);
+	CHECK_EQ_INT(st.n_chunks, 0);
+	mfs_txn_abort(t);
+
+	free(buf);
+	mfs_codec_ws_free(ws);
+	mfs_reader_free(r);
+	free(fx.file);
+	mfs_store_close(fx.s);
+	rm_dir(d);
+}
+
+static void test_orphan_blob_gc(void)
+{
+	/* a blob put whose snapshot never got published (crash) is swept, refs dropped */
+	const char *d = fresh_dir();
+	struct fixture fx;
+	REQUIRE(d && fixture_build(&fx, d) == 0);
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
+	mfs_blob_rec b = {.etag = "abcdef", .size = fx.size, .n_extents = fx.n_ext,
+			  .extents = fx.ext};
+	CHECK_EQ_INT(mfs_blob_put(t, "models/x", &b, NULL), 0);
+	int existed = 0;
+	CHECK_EQ_INT(mfs_blob_put(t, "models/x", &b, &existed), 0);
+	CHECK_EQ_INT(existed, 1);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	mfs_gc_stat gs;
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_gc_sweep(t, &gs), 0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	CHECK_EQ_INT(gs.blobs_removed, 1);
+	CHECK_EQ_INT(gs.chunks_removed, 4);
+	/* the ingest lock keeps gc from sweeping while an ingest runs */
+	int l1 = -1, l2 = -1;
+	CHECK_EQ_INT(mfs_store_lock_ingest(fx.s, 0, 0, &l1), 0);
+	CHECK_EQ_INT(mfs_store_lock_ingest(fx.s, 1, 0, &l2), MFS_E_BUSY);
+	mfs_store_unlock(l1);
+	CHECK_EQ_INT(mfs_store_lock_ingest(fx.s, 1, 0, &l2), 0);
+	mfs_store_unlock(l2);
+	free(fx.file);
+	mfs_store_close(fx.s);
+	rm_dir(d);
+}
+
+int main(void)
+{
+	seed = test_seed();
+	RUN(test_names);
+	RUN(test_extent_find);
+	RUN(test_open_and_version);
+	RUN(test_chunks);
+	RUN(test_publish_rm_gc);
+	RUN(test_orphan_blob_gc);
+	return test_report();
+}
