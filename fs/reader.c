@@ -7,10 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
+
 struct mfs_reader {
 	mfs_store *store;
 	mfs_cache *cache;
+	unsigned prefetch; /* chunks ahead of a sequential reader */
 };
+
+/* Chunk size the prefetch window is counted in (the ingest default). */
+#define PREFETCH_UNIT ((uint64_t)1 << 20)
 
 int mfs_reader_create(mfs_store *store, mfs_cache *cache, mfs_reader **out)
 {
@@ -24,7 +30,15 @@ int mfs_reader_create(mfs_store *store, mfs_cache *cache, mfs_reader **out)
 
 void mfs_reader_free(mfs_reader *r)
 {
+	if (!r)
+		return;
+	mfs_cache_drain(r->cache, r); /* no worker may still decode with r */
 	free(r);
+}
+
+void mfs_reader_set_prefetch(mfs_reader *r, unsigned chunks)
+{
+	r->prefetch = chunks;
 }
 
 int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile **out)
@@ -104,6 +118,38 @@ int mfs_reader_decode_chunk(mfs_reader *r, const mfs_chunk_key *key, void *dst,
 	return rc;
 }
 
+static int cache_fill(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
+		      mfs_codec_ws *ws)
+{
+	return mfs_reader_decode_chunk(ud, key, dst, len, ws);
+}
+
+/*
+ * A read that starts within a chunk of where the last one ended is
+ * sequential (the kernel's readahead may send neighbours out of order): queue
+ * the decode of the chunks after @p first, over this read and a window of
+ * r->prefetch chunks beyond it, so workers decode while this thread does its
+ * first chunk.  Tiny extents (small tensors) count by bytes, not by number.
+ */
+static void queue_prefetch(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t off,
+			   size_t len)
+{
+	if (!r->cache || !r->prefetch)
+		return;
+	uint64_t prev = __atomic_exchange_n(&f->seq_next, off + len, __ATOMIC_RELAXED);
+	if (off + PREFETCH_UNIT < prev || off > prev + PREFETCH_UNIT)
+		return;
+	uint64_t until = off + len + (uint64_t)r->prefetch * PREFETCH_UNIT;
+	size_t max_jobs = (size_t)r->prefetch * 8;
+	for (size_t j = first + 1, q = 0; j < f->n_extents && q < max_jobs; j++, q++) {
+		const mfs_extent *e = &f->extents[j];
+		if (e->off >= until)
+			break;
+		if (mfs_cache_prefetch(r->cache, &e->key, e->len, cache_fill, r) == MFS_E_BUSY)
+			break;
+	}
+}
+
 int mfs_rfile_read(mfs_reader *r, mfs_rfile *f, uint64_t off, void *buf, size_t len,
 		   size_t *got, mfs_codec_ws *ws)
 {
@@ -113,6 +159,7 @@ int mfs_rfile_read(mfs_reader *r, mfs_rfile *f, uint64_t off, void *buf, size_t 
 	if (len > f->size - off)
 		len = (size_t)(f->size - off);
 	size_t i = mfs_extent_find(f->extents, f->n_extents, off);
+	queue_prefetch(r, f, i, off, len);
 	uint8_t *out = buf;
 	size_t done = 0;
 	while (done < len && i < f->n_extents) {
@@ -122,7 +169,14 @@ int mfs_rfile_read(mfs_reader *r, mfs_rfile *f, uint64_t off, void *buf, size_t 
 		if (n > len - done)
 			n = len - done;
 		int rc;
-		if (in == 0 && n == e->len) {
+		if (r->cache) {
+			mfs_cache_entry *ce;
+			rc = mfs_cache_get(r->cache, &e->key, e->len, cache_fill, r, ws, &ce);
+			if (rc == 0) {
+				memcpy(out + done, (const uint8_t *)mfs_cache_entry_data(ce) + in, n);
+				mfs_cache_release(r->cache, ce);
+			}
+		} else if (in == 0 && n == e->len) {
 			/* The whole chunk is wanted: decode straight into the caller's buffer. */
 			rc = mfs_reader_decode_chunk(r, &e->key, out + done, e->len, ws);
 		} else {
@@ -131,8 +185,10 @@ int mfs_rfile_read(mfs_reader *r, mfs_rfile *f, uint64_t off, void *buf, size_t 
 			if (rc == 0)
 				memcpy(out + done, tmp + in, n);
 		}
-		if (rc < 0)
+		if (rc < 0) {
+			*got = done;
 			return rc;
+		}
 		done += n;
 		i++;
 	}

@@ -35,6 +35,8 @@ typedef struct mfs_rfile {
 	uint8_t sha256[32];
 	size_t n_extents;
 	mfs_extent *extents; /* owned by the mfs_rfile */
+	uint64_t seq_next;   /* where a sequential reader reads next (prefetch);
+				accessed atomically, as threads share the file */
 } mfs_rfile;
 
 /**
@@ -44,8 +46,19 @@ typedef struct mfs_rfile {
  */
 int mfs_reader_create(mfs_store *store, mfs_cache *cache, mfs_reader **out);
 
-/** Free a reader; NULL is a no-op. */
+/**
+ * Free a reader; NULL is a no-op.  With a cache, waits for the prefetch jobs
+ * this reader queued (mfs_cache_drain), so the cache may outlive it.
+ */
 void mfs_reader_free(mfs_reader *r);
+
+/**
+ * Decode up to @p chunks chunks ahead of a sequential reader, on the cache's
+ * worker pool (no effect without a cache; 0 turns prefetch off; default 0).
+ * A read is sequential when it starts within one chunk of where the
+ * previous read of the same file ended.
+ */
+void mfs_reader_set_prefetch(mfs_reader *r, unsigned chunks);
 
 /**
  * Open the blob @p etag of @p repo.
@@ -58,9 +71,12 @@ int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile 
 void mfs_rfile_close(mfs_rfile *f);
 
 /**
- * Read up to @p len bytes at @p off (short only at end of file).
+ * Read up to @p len bytes at @p off (short only at end of file).  With a
+ * cache, chunks come from it (decoded once for all threads) and sequential
+ * reads queue prefetches; without one, each read decodes what it needs.
  * @param[in]  ws    the calling thread's workspace
- * @param[out] got   bytes read
+ * @param[out] got   bytes read; on error, the bytes before the chunk that
+ *                   failed (so off + *got lies in that chunk)
  * @return 0; MFS_E_CORRUPT (a chunk failed its check: nothing of it is
  *         served); MFS_E_NOTFOUND (a chunk is missing); -ENOMEM
  */

@@ -21,6 +21,7 @@ static const struct command commands[] = {
 	{"verify", cmd_verify, "decode everything and check every checksum"},
 	{"rm", cmd_rm, "remove a repo (shared chunks stay)"},
 	{"gc", cmd_gc, "free chunks nothing uses any more"},
+	{"mount", cmd_mount, "serve the store read-only as a Hugging Face cache (FUSE)"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,772 @@
+/*
+ * ll.c - libfuse3 low-level glue: kernel requests -> fs/layout.h + fs/reader.h.
+ *
+ * Only this file includes FUSE.  Each mfs_ll_* handler translates one
+ * request; per-mount state travels in the session userdata (mount_of(req)),
+ * per-thread decode workspaces in a pthread key of the mount.  Every write
+ * request is answered EROFS (the kernel already refuses most of them: the
+ * mount is "ro").
+ *
+ * Caching policy (files never change under a mount):
+ *   - blobs, snapshot entries and symlinks: attr/entry timeouts of a day,
+ *     keep_cache on open, so a re-read comes from the page cache;
+ *   - repo dirs, refs and other names that a refresh may change: 1 s;
+ *   - negative lookups: 1 s, but none at the root, where new repos appear.
+ */
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+
+#include "ll.h"
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "layout.h"
+#include "reader.h"
+
+#define LONG_TIMEOUT 86400.0
+#define SHORT_TIMEOUT 1.0
+#define NEG_TIMEOUT 1.0
+#define REFRESH_MS 1000
+#define MAX_REQUEST (1u << 20)
+
+struct mfs_mount {
+	mfs_mount_config cfg;
+	int debug;
+	int daemonized;
+	int mounted;
+	struct fuse_session *se;
+	mfs_store *store;
+	mfs_layout *layout;
+	mfs_cache *cache;
+	mfs_reader *reader;
+	pthread_key_t tkey;
+	int tkey_ok;
+	int sig_ok;
+};
+
+/* What a FUSE worker thread keeps between requests. */
+typedef struct thread_ctx {
+	mfs_codec_ws *ws;
+	void *buf;
+	size_t cap;
+} thread_ctx;
+
+/* An open regular file. */
+typedef struct ofile {
+	mfs_rfile *rf;           /* blobs */
+	size_t data_len;         /* refs: the whole content */
+	char data[MFS_COMMIT_LEN + 1];
+} ofile;
+
+static mfs_mount *mount_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+void mfs_mount_log(mfs_mount *m, int level, const char *fmt, ...)
+{
+	if (m && level > m->cfg.log_level)
+		return;
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (m && m->daemonized) {
+		static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+		syslog(prio[level < 0 ? 0 : level > 3 ? 3 : level], "%s", line);
+	} else {
+		fprintf(stderr, "modelfs mount: %s\n", line);
+	}
+}
+
+int mfs_errno(int rc)
+{
+	if (rc >= 0)
+		return 0;
+	if (rc > -4096)
+		return -rc; /* already -errno */
+	switch (rc) {
+	case MFS_E_NOTFOUND: return ENOENT;
+	case MFS_E_CORRUPT: return EIO;
+	case MFS_E_FORMAT: return EIO;
+	case MFS_E_VERSION: return EIO;
+	case MFS_E_EXISTS: return EEXIST;
+	case MFS_E_INVAL: return EINVAL;
+	case MFS_E_NOSPACE: return ERANGE;
+	case MFS_E_CODEC: return EIO;
+	case MFS_E_DB: return EIO;
+	case MFS_E_BUSY: return EBUSY;
+	case MFS_E_TOOBIG: return EFBIG;
+	case MFS_E_UNSUPPORTED: return EOPNOTSUPP;
+	default: return EIO;
+	}
+}
+
+static void thread_ctx_free(void *p)
+{
+	thread_ctx *t = p;
+	if (!t)
+		return;
+	mfs_codec_ws_free(t->ws);
+	free(t->buf);
+	free(t);
+}
+
+static thread_ctx *tctx(mfs_mount *m)
+{
+	thread_ctx *t = pthread_getspecific(m->tkey);
+	if (t)
+		return t;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	if (mfs_codec_ws_create(&t->ws) < 0 || pthread_setspecific(m->tkey, t) != 0) {
+		thread_ctx_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* ---- attributes ---- */
+
+static void attr_to_stat(const mfs_layout_attr *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	st->st_mode = a->mode;
+	st->st_nlink = a->nlink;
+	st->st_size = (off_t)a->size;
+	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	st->st_blksize = MAX_REQUEST; /* cp and friends read 1 MiB at a time */
+	st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = (time_t)a->mtime;
+	st->st_uid = 0;
+	st->st_gid = 0;
+}
+
+static double timeout_of(const mfs_layout_attr *a)
+{
+	return a->immutable ? LONG_TIMEOUT : SHORT_TIMEOUT;
+}
+
+static void fill_entry(const mfs_layout_attr *a, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = a->ino;
+	e->generation = 1;
+	attr_to_stat(a, &e->attr);
+	e->attr_timeout = timeout_of(a);
+	e->entry_timeout = timeout_of(a);
+}
+
+/* ---- handlers ---- */
+
+static void mfs_ll_init(void *ud, struct fuse_conn_info *conn)
+{
+	mfs_mount *m = ud;
+	conn->max_readahead = MAX_REQUEST;
+	conn->max_read = MAX_REQUEST; /* must match the max_read mount option */
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	/* files never change: no need to drop the page cache on mtime checks */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	mfs_mount_log(m, MFS_LOG_DEBUG, "init: proto %u.%u, max_readahead %u, max_write %u",
+		      conn->proto_major, conn->proto_minor, conn->max_readahead,
+		      conn->max_write);
+}
+
+static void mfs_ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	mfs_mount *m = mount_of(req);
+	mfs_layout_attr a;
+	int rc = mfs_layout_lookup(m->layout, parent, name, &a);
+	struct fuse_entry_param e;
+	if (rc == MFS_E_NOTFOUND) {
+		/* a cached "no such name", except at the root where repos come and go */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = parent == MFS_LAYOUT_ROOT_INO ? 0 : NEG_TIMEOUT;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (rc < 0) {
+		fuse_reply_err(req, mfs_errno(rc));
+		return;
+	}
+	fill_entry(&a, &e);
+	fuse_reply_entry(req, &e);
+}
+
+static void mfs_ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	/* inode numbers are path hashes: nothing to keep or drop per lookup */
+	fuse_reply_none(req);
+}
+
+static void mfs_ll_forget_multi(fuse_req_t req, size_t count,
+				struct fuse_forget_data *forgets)
+{
+	fuse_reply_none(req);
+}
+
+static void mfs_ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	mfs_mount *m = mount_of(req);
+	mfs_layout_attr a;
+	int rc = mfs_layout_getattr(m->layout, ino, &a);
+	if (rc < 0) {
+		fuse_reply_err(req, mfs_errno(rc));
+		return;
+	}
+	struct stat st;
+	attr_to_stat(&a, &st);
+	fuse_reply_attr(req, &st, timeout_of(&a));
+}
+
+static void mfs_ll_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	mfs_mount *m = mount_of(req);
+	char buf[PATH_MAX];
+	int rc = mfs_layout_readlink(m->layout, ino, buf, sizeof(buf));
+	if (rc < 0)
+		fuse_reply_err(req, mfs_errno(rc));
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+static void mfs_ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	mfs_mount *m = mount_of(req);
+	mfs_layout_dir *d;
+	int rc = mfs_layout_opendir(m->layout, ino, &d);
+	if (rc < 0) {
+		fuse_reply_err(req, mfs_errno(rc));
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	if (fuse_reply_open(req, fi) != 0)
+		mfs_layout_dir_close(m->layout, d); /* interrupted: no releasedir comes */
+}
+
+static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
+		       int plus)
+{
+	mfs_layout_dir *d = (mfs_layout_dir *)(uintptr_t)fi->fh;
+	char *buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	size_t pos = 0, n = mfs_layout_dir_count(d);
+	for (size_t i = off < 0 ? 0 : (size_t)off; i < n; i++) {
+		const char *name;
+		mfs_layout_attr a;
+		if (mfs_layout_dir_entry(d, i, &name, &a) < 0)
+			break;
+		size_t need;
+		if (plus) {
+			struct fuse_entry_param e;
+			fill_entry(&a, &e);
+			need = fuse_add_direntry_plus(req, buf + pos, size - pos, name, &e,
+						      (off_t)(i + 1));
+		} else {
+			struct stat st;
+			attr_to_stat(&a, &st);
+			need = fuse_add_direntry(req, buf + pos, size - pos, name, &st,
+						 (off_t)(i + 1));
+		}
+		if (need > size - pos)
+			break;
+		pos += need;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void mfs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	do_readdir(req, size, off, fi, 0);
+}
+
+static void mfs_ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			       struct fuse_file_info *fi)
+{
+	do_readdir(req, size, off, fi, 1);
+}
+
+static void mfs_ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	mfs_mount *m = mount_of(req);
+	mfs_layout_dir_close(m->layout, (mfs_layout_dir *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void mfs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	mfs_mount *m = mount_of(req);
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	mfs_layout_file lf;
+	int rc = mfs_layout_open(m->layout, ino, &lf);
+	if (rc < 0) {
+		fuse_reply_err(req, mfs_errno(rc));
+		return;
+	}
+	ofile *of = calloc(1, sizeof(*of));
+	if (!of) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (lf.is_blob) {
+		rc = mfs_rfile_open(m->reader, lf.repo, lf.etag, &of->rf);
+		if (rc < 0) {
+			mfs_mount_log(m, MFS_LOG_WARN, "open %s blob %s: %s", lf.repo, lf.etag,
+				      mfs_strerror(rc));
+			free(of);
+			fuse_reply_err(req, mfs_errno(rc));
+			return;
+		}
+		fi->keep_cache = 1; /* a blob is named by its content: never stale */
+	} else {
+		memcpy(of->data, lf.data, lf.data_len);
+		of->data_len = lf.data_len;
+		fi->keep_cache = 0; /* refs may move to another commit */
+	}
+	fi->noflush = 1;
+	fi->fh = (uint64_t)(uintptr_t)of;
+	if (fuse_reply_open(req, fi) != 0) {
+		mfs_rfile_close(of->rf);
+		free(of);
+	}
+}
+
+static void log_read_error(mfs_mount *m, const mfs_rfile *rf, uint64_t off, int rc)
+{
+	size_t i = mfs_extent_find(rf->extents, rf->n_extents, off);
+	char hex[33] = "?";
+	uint64_t eoff = 0;
+	if (i < rf->n_extents) {
+		mfs_chunk_key_hex(&rf->extents[i].key, hex);
+		eoff = rf->extents[i].off;
+	}
+	mfs_mount_log(m, MFS_LOG_ERROR,
+		      "read error (EIO) in %s blob %s: chunk %s at file offset %llu "
+		      "(read at %llu): %s; run `modelfs verify` on this repo",
+		      rf->repo, rf->etag, hex, (unsigned long long)eoff,
+		      (unsigned long long)off, mfs_strerror(rc));
+}
+
+static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			struct fuse_file_info *fi)
+{
+	mfs_mount *m = mount_of(req);
+	ofile *of = (ofile *)(uintptr_t)fi->fh;
+	if (!of->rf) {
+		size_t o = off < 0 ? 0 : (size_t)off;
+		size_t n = o >= of->data_len ? 0 : of->data_len - o;
+		fuse_reply_buf(req, of->data + (o < of->data_len ? o : 0), n < size ? n : size);
+		return;
+	}
+	thread_ctx *t = tctx(m);
+	if (!t) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (t->cap < size) {
+		void *nb = realloc(t->buf, size);
+		if (!nb) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		t->buf = nb;
+		t->cap = size;
+	}
+	size_t got = 0;
+	int rc = mfs_rfile_read(m->reader, of->rf, (uint64_t)off, t->buf, size, &got, t->ws);
+	if (rc < 0) {
+		log_read_error(m, of->rf, (uint64_t)off + got, rc);
+		fuse_reply_err(req, mfs_errno(rc));
+		return;
+	}
+	fuse_reply_buf(req, t->buf, got);
+}
+
+static void mfs_ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	ofile *of = (ofile *)(uintptr_t)fi->fh;
+	if (of) {
+		mfs_rfile_close(of->rf);
+		free(of);
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void mfs_ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+static void mfs_ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+			 struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+static void mfs_ll_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	mfs_mount *m = mount_of(req);
+	mfs_layout_totals tot;
+	mfs_layout_totals_get(m->layout, &tot);
+	struct statvfs sv;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = (tot.blob_bytes + 4095) / 4096;
+	sv.f_files = tot.nodes;
+	sv.f_namemax = 255;
+	sv.f_flag = ST_RDONLY;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void mfs_ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	fuse_reply_err(req, ENODATA); /* no extended attributes here */
+}
+
+static void mfs_ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, 0);
+	else
+		fuse_reply_buf(req, NULL, 0);
+}
+
+static void mfs_ll_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	mfs_mount *m = mount_of(req);
+	mfs_layout_attr a;
+	int rc = mfs_layout_getattr(m->layout, ino, &a);
+	if (rc < 0)
+		fuse_reply_err(req, mfs_errno(rc));
+	else if (mask & W_OK)
+		fuse_reply_err(req, EROFS);
+	else if ((mask & X_OK) && !(a.mode & 0111))
+		fuse_reply_err(req, EACCES);
+	else
+		fuse_reply_err(req, 0);
+}
+
+/* ---- everything that would write: EROFS ---- */
+
+static void mfs_ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+			   struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void mfs_ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			 dev_t rdev)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void mfs_ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void mfs_ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void mfs_ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			   const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void mfs_ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			  fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void mfs_ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+			const char *newname)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void mfs_ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+			 off_t off, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void mfs_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			  struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void mfs_ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			    const char *value, size_t size, int flags)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void mfs_ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void mfs_ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+			     off_t length, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void mfs_ll_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+				   struct fuse_file_info *fi_in, fuse_ino_t ino_out,
+				   off_t off_out, struct fuse_file_info *fi_out, size_t len,
+				   int flags)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static const struct fuse_lowlevel_ops mfs_ll_ops = {
+	.init = mfs_ll_init,
+	.lookup = mfs_ll_lookup,
+	.forget = mfs_ll_forget,
+	.forget_multi = mfs_ll_forget_multi,
+	.getattr = mfs_ll_getattr,
+	.readlink = mfs_ll_readlink,
+	.opendir = mfs_ll_opendir,
+	.readdir = mfs_ll_readdir,
+	.readdirplus = mfs_ll_readdirplus,
+	.releasedir = mfs_ll_releasedir,
+	.open = mfs_ll_open,
+	.read = mfs_ll_read,
+	.release = mfs_ll_release,
+	.flush = mfs_ll_flush,
+	.fsync = mfs_ll_fsync,
+	.statfs = mfs_ll_statfs,
+	.getxattr = mfs_ll_getxattr,
+	.listxattr = mfs_ll_listxattr,
+	.access = mfs_ll_access,
+	.setattr = mfs_ll_setattr,
+	.mknod = mfs_ll_mknod,
+	.mkdir = mfs_ll_mkdir,
+	.unlink = mfs_ll_unlink,
+	.rmdir = mfs_ll_unlink,
+	.symlink = mfs_ll_symlink,
+	.rename = mfs_ll_rename,
+	.link = mfs_ll_link,
+	.write = mfs_ll_write,
+	.create = mfs_ll_create,
+	.setxattr = mfs_ll_setxattr,
+	.removexattr = mfs_ll_removexattr,
+	.fallocate = mfs_ll_fallocate,
+	.copy_file_range = mfs_ll_copy_file_range,
+};
+
+/* ---- the mount's life ---- */
+
+static int open_store(mfs_mount *m, mfs_errmsg *err)
+{
+	int rc = mfs_store_open(m->cfg.store, MFS_STORE_RDONLY, &m->store, err);
+	if (rc < 0)
+		return mfs_err_prefix(err, rc, "store %s", m->cfg.store);
+	rc = mfs_layout_create(m->store, REFRESH_MS, &m->layout, err);
+	if (rc < 0)
+		return rc;
+	return 0;
+}
+
+static void close_store(mfs_mount *m)
+{
+	mfs_reader_free(m->reader); /* drains its prefetch jobs first */
+	m->reader = NULL;
+	mfs_cache_free(m->cache);
+	m->cache = NULL;
+	mfs_layout_free(m->layout);
+	m->layout = NULL;
+	mfs_store_close(m->store);
+	m->store = NULL;
+}
+
+int mfs_mount_create(const mfs_mount_config *cfg, int debug, mfs_mount **out,
+		     mfs_errmsg *err)
+{
+	*out = NULL;
+	mfs_mount *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->cfg = *cfg;
+	m->debug = debug;
+	if (debug) {
+		m->cfg.foreground = 1;
+		m->cfg.log_level = MFS_LOG_DEBUG;
+	}
+	int rc = 0;
+	char real[PATH_MAX];
+	if (!m->cfg.store[0]) {
+		rc = mfs_err(err, MFS_E_INVAL, "no store given (--store, or store = in mount.conf)");
+		goto fail;
+	}
+	if (!realpath(m->cfg.store, real)) {
+		rc = mfs_err(err, -errno, "store %s: %s", m->cfg.store, strerror(errno));
+		goto fail;
+	}
+	snprintf(m->cfg.store, sizeof(m->cfg.store), "%s", real);
+	if (!m->cfg.mountpoint[0]) {
+		rc = mfs_err(err, MFS_E_INVAL, "no mount point given");
+		goto fail;
+	}
+	if (!realpath(m->cfg.mountpoint, real)) {
+		rc = mfs_err(err, -errno, "mount point %s: %s", m->cfg.mountpoint,
+			     strerror(errno));
+		goto fail;
+	}
+	snprintf(m->cfg.mountpoint, sizeof(m->cfg.mountpoint), "%s", real);
+
+	/* check the store now, so errors reach the terminal; reopened after fork */
+	if ((rc = open_store(m, err)) < 0)
+		goto fail;
+	close_store(m);
+
+	if ((rc = pthread_key_create(&m->tkey, thread_ctx_free)) != 0) {
+		rc = mfs_err(err, -rc, "pthread_key_create failed");
+		goto fail;
+	}
+	m->tkey_ok = 1;
+
+	char opts[256];
+	snprintf(opts, sizeof(opts),
+		 "ro,default_permissions,fsname=modelfs,subtype=modelfs,max_read=%u%s",
+		 MAX_REQUEST, m->cfg.allow_other ? ",allow_other" : "");
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	if (fuse_opt_add_arg(&args, "modelfs") || fuse_opt_add_arg(&args, "-o") ||
+	    fuse_opt_add_arg(&args, opts) || (debug && fuse_opt_add_arg(&args, "-d"))) {
+		fuse_opt_free_args(&args);
+		rc = -ENOMEM;
+		goto fail;
+	}
+	m->se = fuse_session_new(&args, &mfs_ll_ops, sizeof(mfs_ll_ops), m);
+	fuse_opt_free_args(&args);
+	if (!m->se) {
+		rc = mfs_err(err, -EINVAL, "cannot create the FUSE session (see above)");
+		goto fail;
+	}
+	if (fuse_set_signal_handlers(m->se) != 0) {
+		rc = mfs_err(err, -EINVAL, "cannot install signal handlers");
+		goto fail;
+	}
+	m->sig_ok = 1;
+	if (fuse_session_mount(m->se, m->cfg.mountpoint) != 0) {
+		rc = mfs_err(err, -EIO,
+			     "cannot mount on %s (see the message above; is /dev/fuse there, "
+			     "fusermount3 installed, the directory not already a mount?)",
+			     m->cfg.mountpoint);
+		goto fail;
+	}
+	m->mounted = 1;
+	*out = m;
+	return 0;
+fail:
+	mfs_mount_destroy(m);
+	return rc;
+}
+
+static unsigned online_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
+}
+
+int mfs_mount_run(mfs_mount *m)
+{
+	if (!m->cfg.foreground) {
+		openlog("modelfs", LOG_PID, LOG_DAEMON);
+		m->daemonized = 1;
+	}
+	fuse_daemonize(m->cfg.foreground);
+
+	mfs_errmsg err = {0};
+	int rc = open_store(m, &err);
+	unsigned workers = m->cfg.prefetch ? online_cpus() : 0;
+	if (rc == 0)
+		rc = mfs_cache_create(m->cfg.cache_bytes, workers, &m->cache);
+	if (rc == 0)
+		rc = mfs_reader_create(m->store, m->cache, &m->reader);
+	if (rc < 0) {
+		mfs_mount_log(m, MFS_LOG_ERROR, "%s", err.msg[0] ? err.msg : mfs_strerror(rc));
+		close_store(m);
+		return rc;
+	}
+	mfs_reader_set_prefetch(m->reader, m->cfg.prefetch);
+	mfs_layout_totals tot;
+	mfs_layout_totals_get(m->layout, &tot);
+	mfs_mount_log(m, MFS_LOG_INFO,
+		      "serving %s at %s: %llu repos; cache %llu MiB, %u threads, prefetch %u "
+		      "chunks on %u workers, gpu %s (no GPU decoder in this build: CPU decode)",
+		      m->cfg.store, m->cfg.mountpoint, (unsigned long long)tot.repos,
+		      (unsigned long long)(m->cfg.cache_bytes >> 20), m->cfg.threads,
+		      m->cfg.prefetch, workers, mfs_config_gpu_name(m->cfg.gpu));
+
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	if (!lc) {
+		close_store(m);
+		return -ENOMEM;
+	}
+	fuse_loop_cfg_set_max_threads(lc, m->cfg.threads);
+	fuse_loop_cfg_set_idle_threads(lc, m->cfg.threads);
+	fuse_loop_cfg_set_clone_fd(lc, 0);
+	rc = fuse_session_loop_mt(m->se, lc);
+	fuse_loop_cfg_destroy(lc);
+
+	mfs_cache_stats st;
+	mfs_cache_stats_get(m->cache, &st);
+	mfs_mount_log(m, MFS_LOG_INFO,
+		      "stopping: cache hits %llu, misses %llu, waits %llu, prefetch decodes %llu, "
+		      "evictions %llu, peak %llu MiB, fill errors %llu",
+		      (unsigned long long)st.hits, (unsigned long long)st.misses,
+		      (unsigned long long)st.waits, (unsigned long long)st.prefetch_fills,
+		      (unsigned long long)st.evictions,
+		      (unsigned long long)(st.bytes_peak >> 20),
+		      (unsigned long long)st.fill_errors);
+	return rc < 0 ? -EIO : 0;
+}
+
+void mfs_mount_destroy(mfs_mount *m)
+{
+	if (!m)
+		return;
+	if (m->se) {
+		if (m->mounted)
+			fuse_session_unmount(m->se);
+		if (m->sig_ok)
+			fuse_remove_signal_handlers(m->se);
+		fuse_session_destroy(m->se);
+	}
+	close_store(m);
+	if (m->tkey_ok)
+		pthread_key_delete(m->tkey);
+	if (m->daemonized)
+		closelog();
+	free(m);
+}

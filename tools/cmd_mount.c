@@ -1,0 +1,206 @@
+/*
+ * cmd_mount.c - `modelfs mount`: serve a store read-only as a Hugging Face
+ * cache through FUSE (fs/ll.h does the serving; this file reads options).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "config.h"
+#include "ll.h"
+
+static void usage(FILE *f)
+{
+	size_t n;
+	const mfs_config_key *k = mfs_config_keys(&n);
+	fprintf(f, "usage: modelfs mount [--config FILE] [--store DIR] [-f|--foreground] "
+		   "[--debug] [flags] MOUNTPOINT\n\n"
+		   "Serve the store read-only at MOUNTPOINT, laid out like the Hugging Face hub\n"
+		   "cache (models--org--name/{refs,snapshots,blobs}). Point HF_HUB_CACHE at it (or\n"
+		   "mount over ~/.cache/huggingface/hub) and set HF_HUB_OFFLINE=1.\n"
+		   "Daemonizes unless --foreground; stop with `fusermount3 -u MOUNTPOINT` (or\n"
+		   "SIGINT/SIGTERM to the daemon).\n\n"
+		   "  --config FILE     read settings from FILE (see mount.conf); flags win\n"
+		   "  -f, --foreground  stay in the foreground, log to stderr\n"
+		   "  --debug           log every FUSE request (implies --foreground)\n");
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "  %-16s  %s%s\n", k[i].flag, k[i].is_bool ? "" : "VALUE: ",
+			k[i].help);
+	fprintf(f, "\nThe store is --store, else store = in the config, else $MODELFS_STORE,\n"
+		   "else $XDG_DATA_HOME/modelfs (~/.local/share/modelfs).\n");
+}
+
+/*
+ * Raise the mount's readahead to 1 MiB so the kernel asks for 1 MiB reads
+ * (it asks for 128 KiB otherwise).  The bdi is named by the mount's device
+ * number, read from mountinfo: a stat() of the mount point would wait on the
+ * daemon, which does not serve yet.  Best effort.
+ */
+static void raise_readahead(mfs_mount *m, const char *mountpoint)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	if (!f)
+		return;
+	char line[8192];
+	unsigned maj = 0, min = 0;
+	int found = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned a, b;
+		char mp[PATH_MAX];
+		/* "36 35 0:52 / /mnt/x rw,... - fuse.modelfs modelfs rw,..." */
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &a, &b, mp) == 3 &&
+		    strcmp(mp, mountpoint) == 0 && strstr(line, " fuse.modelfs ")) {
+			maj = a;
+			min = b;
+			found = 1; /* the last one listed is the top of the stack */
+		}
+	}
+	fclose(f);
+	if (!found) {
+		mfs_mount_log(m, MFS_LOG_WARN, "readahead: %s not found in mountinfo", mountpoint);
+		return;
+	}
+	char path[128];
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
+	int fd = open(path, O_WRONLY);
+	if (fd < 0 || write(fd, "1024", 4) != 4) {
+		mfs_mount_log(m, MFS_LOG_INFO,
+			      "readahead: cannot write %s (%s): the kernel will read 128 KiB at "
+			      "a time; run as root for 1 MiB",
+			      path, strerror(errno));
+	} else {
+		mfs_mount_log(m, MFS_LOG_DEBUG, "readahead: %s = 1024", path);
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+/* The config key of a long flag ("--cache-bytes" -> "cache_bytes"), or NULL. */
+static const mfs_config_key *key_of_flag(const char *flag, size_t flen)
+{
+	size_t n;
+	const mfs_config_key *k = mfs_config_keys(&n);
+	for (size_t i = 0; i < n; i++)
+		if (strlen(k[i].flag) == flen && strncmp(k[i].flag, flag, flen) == 0)
+			return &k[i];
+	return NULL;
+}
+
+int cmd_mount(int argc, char **argv)
+{
+	const char *config_path = NULL;
+	int debug = 0;
+	/* first pass: find --config, so flags can override the file */
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return MFS_EXIT_OK;
+		}
+		if (!strcmp(argv[i], "--config") && i + 1 < argc)
+			config_path = argv[++i];
+		else if (!strncmp(argv[i], "--config=", 9))
+			config_path = argv[i] + 9;
+	}
+	mfs_mount_config cfg;
+	mfs_config_defaults(&cfg);
+	mfs_errmsg err = {0};
+	const char *env_store = getenv("MODELFS_STORE");
+	if (env_store && *env_store &&
+	    mfs_config_set(&cfg, "store", env_store, "$MODELFS_STORE", &err) < 0) {
+		mfs_cli_error("mount", "%s", err.msg);
+		return MFS_EXIT_USAGE;
+	}
+	if (config_path && mfs_config_load_file(&cfg, config_path, &err) < 0) {
+		mfs_cli_error("mount", "%s", err.msg);
+		return MFS_EXIT_USAGE;
+	}
+	if (mfs_cli_store_dir &&
+	    mfs_config_set(&cfg, "store", mfs_cli_store_dir, "--store", &err) < 0) {
+		mfs_cli_error("mount", "%s", err.msg);
+		return MFS_EXIT_USAGE;
+	}
+	const char *mountpoint = NULL;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--config")) {
+			i++;
+			continue;
+		}
+		if (!strncmp(a, "--config=", 9))
+			continue;
+		if (!strcmp(a, "-f")) {
+			cfg.foreground = 1;
+			continue;
+		}
+		if (!strcmp(a, "--debug") || !strcmp(a, "-d")) {
+			debug = 1;
+			continue;
+		}
+		if (a[0] == '-' && a[1] == '-') {
+			const char *eq = strchr(a, '=');
+			size_t flen = eq ? (size_t)(eq - a) : strlen(a);
+			const mfs_config_key *k = key_of_flag(a, flen);
+			if (!k) {
+				mfs_cli_error("mount", "unknown option %s (see modelfs mount --help)",
+					      a);
+				return MFS_EXIT_USAGE;
+			}
+			const char *val = eq ? eq + 1 : NULL;
+			if (!val && k->is_bool)
+				val = "yes";
+			else if (!val && i + 1 < argc)
+				val = argv[++i];
+			if (mfs_config_set(&cfg, k->name, val, k->flag, &err) < 0) {
+				mfs_cli_error("mount", "%s", err.msg);
+				return MFS_EXIT_USAGE;
+			}
+			continue;
+		}
+		if (a[0] == '-') {
+			mfs_cli_error("mount", "unknown option %s (see modelfs mount --help)", a);
+			return MFS_EXIT_USAGE;
+		}
+		if (mountpoint) {
+			mfs_cli_error("mount", "more than one mount point (%s, %s)", mountpoint, a);
+			return MFS_EXIT_USAGE;
+		}
+		mountpoint = a;
+	}
+	if (mountpoint && mfs_config_set(&cfg, "mountpoint", mountpoint, "MOUNTPOINT", &err) < 0) {
+		mfs_cli_error("mount", "%s", err.msg);
+		return MFS_EXIT_USAGE;
+	}
+	if (!cfg.mountpoint[0]) {
+		mfs_cli_error("mount", "no mount point: give MOUNTPOINT or mountpoint = in the "
+				       "config");
+		usage(stderr);
+		return MFS_EXIT_USAGE;
+	}
+
+	/* decoded chunks are 1 MiB blocks freed and reallocated all the time: keep
+	 * them in the heap instead of an mmap + page faults per chunk */
+	mallopt(M_MMAP_THRESHOLD, 64 << 20);
+
+	/* resolved now: once mounted, a stat of the mount point waits for the daemon */
+	char real_mp[PATH_MAX];
+	if (realpath(cfg.mountpoint, real_mp))
+		snprintf(cfg.mountpoint, sizeof(cfg.mountpoint), "%s", real_mp);
+
+	mfs_mount *m;
+	int rc = mfs_mount_create(&cfg, debug, &m, &err);
+	if (rc < 0) {
+		mfs_cli_error("mount", "%s", err.msg[0] ? err.msg : mfs_strerror(rc));
+		return MFS_EXIT_ERROR;
+	}
+	raise_readahead(m, cfg.mountpoint);
+	rc = mfs_mount_run(m);
+	mfs_mount_destroy(m);
+	return rc < 0 ? MFS_EXIT_ERROR : MFS_EXIT_OK;
+}
