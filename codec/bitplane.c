@@ -21,7 +21,9 @@
  *   u8 version (1), u8 dtype (mfs_dtype), u8 nplanes, u8 0
  *   nplanes x { u8 width, u8 mode, u32 len }
  *   plane data, in plane order, each len bytes:
- *     RAW   (0): n symbols of width bits, packed LSB-first, ceil(n*w/8) bytes
+ *     RAW   (0): n symbols of width bits in ceil(n*w/8) bytes: 8-bit symbols
+ *                as bytes, 6-bit ones in blocks of 256 (see pack_bits),
+ *                others packed LSB-first
  *     CONST (1): u16 symbol, all n symbols equal it
  *     HUFF  (2): a huff.h block of n symbols
  * The element count n is dst_len / esize; widths must match the dtype's
@@ -42,7 +44,7 @@
 #define BP_HEADER 4
 #define BP_PLANE_DESC 6
 /* Huffman must save this fraction of a plane's raw size to be chosen. */
-#define MFS_BP_MIN_GAIN 0.02
+#define MFS_BP_MIN_GAIN 0.01
 
 enum { BP_RAW = 0, BP_CONST = 1, BP_HUFF = 2 };
 
@@ -118,12 +120,19 @@ static size_t bp_bound(size_t raw_len)
 
 /* ---- bit packing for RAW planes ---- */
 
-static void pack_bits(const void *syms, unsigned w, size_t n, uint8_t *dst)
+/*
+ * RAW planes of 6-bit symbols (the low mantissa bits of BF16 and FP32) are
+ * laid out so that both directions vectorize: each block of 256 symbols is
+ * 192 bytes; byte j holds symbol j in its low 6 bits, and symbol 192 + k is
+ * spread over the top 2 bits of bytes k, 64 + k and 128 + k.  The symbols
+ * after the last whole block are packed LSB-first.  Other widths are packed
+ * LSB-first throughout (8-bit planes are plain bytes).
+ */
+#define BP6_BLOCK 256
+#define BP6_M 64
+
+static void pack_lsb(const void *syms, unsigned w, size_t n, uint8_t *dst)
 {
-	if (w == 8) {
-		memcpy(dst, syms, n);
-		return;
-	}
 	uint64_t acc = 0;
 	unsigned nb = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -140,24 +149,12 @@ static void pack_bits(const void *syms, unsigned w, size_t n, uint8_t *dst)
 		*dst = (uint8_t)acc;
 }
 
-static void unpack_bits(const uint8_t *src, unsigned w, size_t n, void *syms)
+static void unpack_lsb(const uint8_t *src, unsigned w, size_t n, void *syms)
 {
-	size_t i = 0;
-	if (w == 6) {
-		uint8_t *o = syms;
-		for (; i + 4 <= n; i += 4, src += 3) {
-			uint32_t v = (uint32_t)src[0] | (uint32_t)src[1] << 8 |
-				     (uint32_t)src[2] << 16;
-			o[i] = v & 63;
-			o[i + 1] = (v >> 6) & 63;
-			o[i + 2] = (v >> 12) & 63;
-			o[i + 3] = (v >> 18) & 63;
-		}
-	}
 	uint64_t acc = 0;
 	unsigned nb = 0;
 	uint64_t mask = ((uint64_t)1 << w) - 1;
-	for (; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		while (nb < w) {
 			acc |= (uint64_t)*src++ << nb;
 			nb += 8;
@@ -169,6 +166,50 @@ static void unpack_bits(const uint8_t *src, unsigned w, size_t n, void *syms)
 		acc >>= w;
 		nb -= w;
 	}
+}
+
+static void pack_bits(const void *syms, unsigned w, size_t n, uint8_t *dst)
+{
+	if (w == 8) {
+		memcpy(dst, syms, n);
+		return;
+	}
+	size_t i = 0;
+	if (w == 6) {
+		const uint8_t *s = syms;
+		for (; i + BP6_BLOCK <= n; i += BP6_BLOCK, dst += 3 * BP6_M) {
+			for (unsigned j = 0; j < 3 * BP6_M; j++)
+				dst[j] = s[i + j];
+			for (unsigned k = 0; k < BP6_M; k++) {
+				unsigned t = s[i + 3 * BP6_M + k];
+				dst[k] |= (uint8_t)(t << 6);
+				dst[BP6_M + k] |= (uint8_t)((t >> 2) << 6);
+				dst[2 * BP6_M + k] |= (uint8_t)((t >> 4) << 6);
+			}
+		}
+		pack_lsb(s + i, w, n - i, dst);
+		return;
+	}
+	pack_lsb(syms, w, n, dst);
+}
+
+static void unpack_bits(const uint8_t *src, unsigned w, size_t n, void *syms)
+{
+	size_t i = 0;
+	if (w == 6) {
+		uint8_t *o = syms;
+		for (; i + BP6_BLOCK <= n; i += BP6_BLOCK, src += 3 * BP6_M) {
+			for (unsigned j = 0; j < 3 * BP6_M; j++)
+				o[i + j] = src[j] & 63;
+			for (unsigned k = 0; k < BP6_M; k++)
+				o[i + 3 * BP6_M + k] = (uint8_t)((src[k] >> 6) |
+								 (src[BP6_M + k] >> 6) << 2 |
+								 (src[2 * BP6_M + k] >> 6) << 4);
+		}
+		unpack_lsb(src, w, n - i, o + i);
+		return;
+	}
+	unpack_lsb(src, w, n, syms);
 }
 
 /* ---- split (encoder) and merge (decoder) ---- */
@@ -217,34 +258,35 @@ static void split(const bp_layout *L, const uint8_t *src, size_t n, void **plane
 static void merge(const bp_layout *L, void *const *planes, size_t n, uint8_t *dst)
 {
 	unsigned bits = 8 * L->esize;
-	if (L->esize == 2 && L->width[0] == 10) {
+	/* the fast merges store whole elements: dst must be aligned for them */
+	int aligned = ((uintptr_t)dst & (L->esize - 1)) == 0;
+	if (aligned && L->esize == 2 && L->width[0] == 10) {
 		const uint16_t *s0 = planes[0];
 		const uint8_t *s1 = planes[1];
 		uint16_t *o = (uint16_t *)(void *)dst;
 		for (size_t i = 0; i < n; i++) {
-			unsigned r = (unsigned)s0[i] << 6 | s1[i];
-			uint16_t v = (uint16_t)(r >> 1 | r << 15);
-			memcpy(o + i, &v, 2);
+			uint16_t r = (uint16_t)(s0[i] << 6 | s1[i]);
+			o[i] = (uint16_t)(r >> 1 | r << 15);
 		}
 		return;
 	}
-	if (L->esize == 2 && L->width[0] == 8) {
+	if (aligned && L->esize == 2 && L->width[0] == 8) {
 		const uint8_t *s0 = planes[0], *s1 = planes[1];
+		uint16_t *o = (uint16_t *)(void *)dst;
 		for (size_t i = 0; i < n; i++) {
-			unsigned r = (unsigned)s0[i] << 8 | s1[i];
-			uint16_t v = (uint16_t)(r >> 1 | r << 15);
-			memcpy(dst + 2 * i, &v, 2);
+			uint16_t r = (uint16_t)(s0[i] << 8 | s1[i]);
+			o[i] = (uint16_t)(r >> 1 | r << 15);
 		}
 		return;
 	}
-	if (L->esize == 4 && L->nplanes == 4) {
+	if (aligned && L->esize == 4 && L->nplanes == 4) {
 		const uint16_t *s0 = planes[0];
 		const uint8_t *s1 = planes[1], *s2 = planes[2], *s3 = planes[3];
+		uint32_t *o = (uint32_t *)(void *)dst;
 		for (size_t i = 0; i < n; i++) {
 			uint32_t r = (uint32_t)s0[i] << 22 | (uint32_t)s1[i] << 16 |
 				     (uint32_t)s2[i] << 8 | s3[i];
-			uint32_t v = r >> 1 | r << 31;
-			memcpy(dst + 4 * i, &v, 4);
+			o[i] = r >> 1 | r << 31;
 		}
 		return;
 	}

@@ -2,7 +2,7 @@
  * huff.c - canonical, length-limited Huffman coder with four interleaved
  * LSB-first bit streams per block (format in huff.h).
  *
- * Decoder: one table of 2^max_len uint16 entries (len << 12 | symbol) on the
+ * Decoder: one table of 2^12 uint16 entries (symbol << 4 | len) on the
  * stack; each stream keeps a 64-bit bit buffer refilled without branches
  * (an unaligned 8-byte load, then the pointer advances by whole bytes so the
  * buffer holds 56..63 valid bits), which is enough for four lookups of at
@@ -15,7 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-_Static_assert(MFS_HUFF_MAX_BITS <= 12, "table entries keep the length in 4 bits");
+_Static_assert(MFS_HUFF_MAX_BITS <= 15 && MFS_HUFF_MAX_SYMBOL_BITS <= 12,
+	       "table entries are symbol << 4 | length in 16 bits");
 _Static_assert(4 * MFS_HUFF_MAX_BITS <= 56, "four lookups per refill");
 _Static_assert(MFS_HUFF_MAX_SYMS <= (1u << MFS_HUFF_MAX_BITS),
 	       "every symbol can get a code of at most MFS_HUFF_MAX_BITS");
@@ -327,123 +328,182 @@ int mfs_huff_encode(const mfs_huff_table *t, const void *syms, int wide, size_t 
 
 /* ---- decoder ---- */
 
-typedef struct bitreader {
-	const uint8_t *p; /* next byte not yet in buf */
-	uint64_t buf;     /* valid bits at the bottom */
-	unsigned cnt;     /* number of valid bits */
-} bitreader;
+/*
+ * Each stream is read through a bit position relative to the block start
+ * (one register) and a 64-bit window loaded at that position (a second):
+ * a refill is one unaligned load and one shift and leaves at least 57 valid
+ * bits, enough for four codes of at most 12 bits.  The table always has
+ * 2^MFS_HUFF_MAX_BITS entries, so the index mask is a constant.
+ */
+#define TAB_SIZE (1u << MFS_HUFF_MAX_BITS)
+#define TAB_MASK (TAB_SIZE - 1)
 
-/* Needs 8 readable bytes at b->p; leaves 56..63 valid bits. */
-#define BR_REFILL(b)                                                                       \
+static inline uint64_t window(const uint8_t *base, uint64_t bitpos)
+{
+	return load64le(base + (bitpos >> 3)) >> (bitpos & 7);
+}
+
+/* The window at bitpos when fewer than 8 bytes remain; zeros past blk_len. */
+static inline uint64_t window_tail(const uint8_t *base, size_t blk_len, uint64_t bitpos)
+{
+	size_t byte = (size_t)(bitpos >> 3);
+	if (byte + 8 <= blk_len)
+		return window(base, bitpos);
+	uint64_t v = 0;
+	for (unsigned j = 0; j < 8 && byte + j < blk_len; j++)
+		v |= (uint64_t)base[byte + j] << (8 * j);
+	return v >> (bitpos & 7);
+}
+
+/*
+ * Two-symbol table: entry j holds the code at the bottom of the 12 bits j
+ * and, when the next code also fits in those 12 bits, that one too (the
+ * planes' typical codes are 3-6 bits, so most lookups yield two symbols).
+ * The output store always writes two symbols; the count says how far the
+ * cursor moves.
+ *   wide (uint16_t out):  sym1 0-9 | total len 10-15 | sym2 16-25 | count 26-27 | len1 28-31
+ *   narrow (uint8_t out): sym1 0-7 | sym2 8-15 | total len 16-21 | count 22-23 | len1 24-27
+ */
+#define W_LEN(e) (((e) >> 10) & 63)
+#define W_CNT(e) (((e) >> 26) & 3)
+#define W_SYM1(e) ((e) & 0x3ff)
+#define W_LEN1(e) ((e) >> 28)
+#define N_LEN(e) (((e) >> 16) & 63)
+#define N_CNT(e) (((e) >> 22) & 3)
+#define N_SYM1(e) ((e) & 0xff)
+#define N_LEN1(e) (((e) >> 24) & 15)
+
+static void build_pairs(const uint16_t *tab1, int wide, uint32_t *tab2)
+{
+	for (unsigned j = 0; j < TAB_SIZE; j++) {
+		unsigned e1 = tab1[j], l1 = e1 & 15, s1 = e1 >> 4;
+		unsigned e2 = tab1[j >> l1], l2 = e2 & 15, s2 = e2 >> 4;
+		unsigned lt = l1, cnt = 1;
+		if (l1 + l2 <= MFS_HUFF_MAX_BITS) {
+			lt = l1 + l2;
+			cnt = 2;
+		} else {
+			s2 = 0;
+		}
+		if (wide)
+			tab2[j] = s1 | lt << 10 | s2 << 16 | cnt << 26 | l1 << 28;
+		else
+			tab2[j] = s1 | s2 << 8 | lt << 16 | cnt << 22 | l1 << 24;
+	}
+}
+
+static inline void store_pair16(uint16_t *o, uint32_t e)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	uint32_t v = e & 0x03ff03ffu;
+	memcpy(o, &v, 4);
+#else
+	o[0] = (uint16_t)(e & 0x3ff);
+	o[1] = (uint16_t)((e >> 16) & 0x3ff);
+#endif
+}
+
+static inline void store_pair8(uint8_t *o, uint32_t e)
+{
+	o[0] = (uint8_t)e;
+	o[1] = (uint8_t)(e >> 8);
+}
+
+#define DEC2(w, pos, o, PFX, STORE)                                                        \
 	do {                                                                               \
-		(b).buf |= load64le((b).p) << (b).cnt;                                     \
-		(b).p += (63 - (b).cnt) >> 3;                                              \
-		(b).cnt |= 56;                                                             \
-	} while (0)
-
-/* 8 bytes loadable at p inside the block (p never passes blk_end) */
-#define ROOM8(p) ((size_t)(blk_end - (p)) >= 8)
-
-#define BR_DECODE(b, out)                                                                  \
-	do {                                                                               \
-		unsigned e_ = tab[(b).buf & mask];                                         \
-		(b).buf >>= e_ >> 12;                                                      \
-		(b).cnt -= e_ >> 12;                                                       \
-		(out) = e_ & 0xfff;                                                        \
+		uint32_t e_ = tab[(w) & TAB_MASK];                                         \
+		STORE((o), e_);                                                            \
+		unsigned l_ = PFX##_LEN(e_);                                               \
+		(w) >>= l_;                                                                \
+		(pos) += l_;                                                               \
+		(o) += PFX##_CNT(e_);                                                      \
 	} while (0)
 
 /*
- * Decode streams into T-typed output.  Instantiated for uint8_t and uint16_t.
- * The fast loop needs 8 loadable bytes at each stream's pointer; bytes past
- * a stream's end (the next stream's) may enter its buffer, which is harmless
- * for a valid stream (a code is decided by its own bits; the table repeats
- * each entry for every value of the bits past it) and caught for a corrupt
- * one by the final check on the number of bits each stream consumed.
+ * Decode the four streams into T-typed output; instantiated for uint8_t and
+ * uint16_t.  The fast loop runs in rounds of r iterations for which every
+ * stream's 8-byte loads stay inside the block (an iteration moves a stream
+ * by at most 48 bits) and its two-symbol stores inside its segment (an
+ * iteration writes at most 8 symbols).  Bits past a stream's end (the next
+ * stream's) may be looked at there, which is harmless for a valid stream (a
+ * code is decided by its own bits; the table repeats each entry for every
+ * value of the bits past it) and caught for a corrupt one by the final
+ * check on the bits each stream consumed.  The tail decodes one symbol per
+ * lookup and checks each code against the stream's end.
  */
-#define DEFINE_DECODE_STREAMS(NAME, T)                                                     \
-	static int NAME(const uint16_t *tab, unsigned mask, const uint8_t *const *start,   \
-			const uint8_t *const *send, const uint8_t *blk_end, T *dst, size_t n) \
+#define DEFINE_DECODE_STREAMS(NAME, T, PFX, STORE)                                         \
+	static int NAME(const uint32_t *tab, const uint8_t *base, size_t blk_len,         \
+			const size_t *soff, T *dst, size_t n)                              \
 	{                                                                                  \
 		size_t seg = (n + MFS_HUFF_STREAMS - 1) / MFS_HUFF_STREAMS;                \
-		bitreader br[MFS_HUFF_STREAMS];                                            \
-		T *out[MFS_HUFF_STREAMS];                                                  \
-		size_t cnt[MFS_HUFF_STREAMS];                                              \
-		for (unsigned k = 0; k < MFS_HUFF_STREAMS; k++) {                          \
-			br[k].p = start[k];                                                \
-			br[k].buf = 0;                                                     \
-			br[k].cnt = 0;                                                     \
-			out[k] = dst + seg * k;                                            \
-			cnt[k] = stream_count(n, k);                                       \
-		}                                                                          \
-		size_t i = 0;                                                              \
-		bitreader b0 = br[0], b1 = br[1], b2 = br[2], b3 = br[3];                  \
-		{                                                                          \
-			T *o0 = out[0], *o1 = out[1], *o2 = out[2], *o3 = out[3];          \
-			size_t n3 = cnt[3];                                                \
-			while (i + 4 <= n3 && ROOM8(b0.p) && ROOM8(b1.p) && ROOM8(b2.p) && \
-			       ROOM8(b3.p)) {                                              \
-				BR_REFILL(b0);                                             \
-				BR_REFILL(b1);                                             \
-				BR_REFILL(b2);                                             \
-				BR_REFILL(b3);                                             \
-				BR_DECODE(b0, o0[i]);                                      \
-				BR_DECODE(b1, o1[i]);                                      \
-				BR_DECODE(b2, o2[i]);                                      \
-				BR_DECODE(b3, o3[i]);                                      \
-				BR_DECODE(b0, o0[i + 1]);                                  \
-				BR_DECODE(b1, o1[i + 1]);                                  \
-				BR_DECODE(b2, o2[i + 1]);                                  \
-				BR_DECODE(b3, o3[i + 1]);                                  \
-				BR_DECODE(b0, o0[i + 2]);                                  \
-				BR_DECODE(b1, o1[i + 2]);                                  \
-				BR_DECODE(b2, o2[i + 2]);                                  \
-				BR_DECODE(b3, o3[i + 2]);                                  \
-				BR_DECODE(b0, o0[i + 3]);                                  \
-				BR_DECODE(b1, o1[i + 3]);                                  \
-				BR_DECODE(b2, o2[i + 3]);                                  \
-				BR_DECODE(b3, o3[i + 3]);                                  \
-				i += 4;                                                    \
+		T *oend[MFS_HUFF_STREAMS];                                                 \
+		for (unsigned k = 0; k < MFS_HUFF_STREAMS; k++)                            \
+			oend[k] = dst + seg * k + stream_count(n, k);                      \
+		uint64_t pos0 = 8 * (uint64_t)soff[0], pos1 = 8 * (uint64_t)soff[1];       \
+		uint64_t pos2 = 8 * (uint64_t)soff[2], pos3 = 8 * (uint64_t)soff[3];       \
+		T *o0 = dst, *o1 = dst + seg, *o2 = dst + 2 * seg, *o3 = dst + 3 * seg;    \
+		if (n >= MFS_HUFF_STREAMS * 16) {                                          \
+			for (;;) {                                                         \
+				size_t r = (size_t)(oend[0] - o0);                         \
+				size_t t = (size_t)(oend[1] - o1);                         \
+				r = t < r ? t : r;                                         \
+				t = (size_t)(oend[2] - o2);                                \
+				r = t < r ? t : r;                                         \
+				t = (size_t)(oend[3] - o3);                                \
+				r = (t < r ? t : r) / 8;                                   \
+				uint64_t hi = pos0 > pos1 ? pos0 : pos1;                   \
+				hi = hi > pos2 ? hi : pos2;                                \
+				hi = hi > pos3 ? hi : pos3;                                \
+				size_t room = blk_len - (size_t)(hi >> 3);                 \
+				t = room >= 8 + 6 ? (room - 8) / 6 : 0;                    \
+				r = t < r ? t : r;                                         \
+				if (r == 0)                                                \
+					break;                                             \
+				do {                                                       \
+					uint64_t w0 = window(base, pos0);                  \
+					uint64_t w1 = window(base, pos1);                  \
+					uint64_t w2 = window(base, pos2);                  \
+					uint64_t w3 = window(base, pos3);                  \
+					DEC2(w0, pos0, o0, PFX, STORE);                    \
+					DEC2(w1, pos1, o1, PFX, STORE);                    \
+					DEC2(w2, pos2, o2, PFX, STORE);                    \
+					DEC2(w3, pos3, o3, PFX, STORE);                    \
+					DEC2(w0, pos0, o0, PFX, STORE);                    \
+					DEC2(w1, pos1, o1, PFX, STORE);                    \
+					DEC2(w2, pos2, o2, PFX, STORE);                    \
+					DEC2(w3, pos3, o3, PFX, STORE);                    \
+					DEC2(w0, pos0, o0, PFX, STORE);                    \
+					DEC2(w1, pos1, o1, PFX, STORE);                    \
+					DEC2(w2, pos2, o2, PFX, STORE);                    \
+					DEC2(w3, pos3, o3, PFX, STORE);                    \
+					DEC2(w0, pos0, o0, PFX, STORE);                    \
+					DEC2(w1, pos1, o1, PFX, STORE);                    \
+					DEC2(w2, pos2, o2, PFX, STORE);                    \
+					DEC2(w3, pos3, o3, PFX, STORE);                    \
+				} while (--r);                                             \
 			}                                                                  \
 		}                                                                          \
-		br[0] = b0;                                                                \
-		br[1] = b1;                                                                \
-		br[2] = b2;                                                                \
-		br[3] = b3;                                                                \
+		uint64_t pos[MFS_HUFF_STREAMS] = {pos0, pos1, pos2, pos3};                 \
+		T *cur[MFS_HUFF_STREAMS] = {o0, o1, o2, o3};                               \
 		for (unsigned k = 0; k < MFS_HUFF_STREAMS; k++) {                          \
-			bitreader b = br[k];                                               \
-			T *o = out[k];                                                     \
-			size_t j = i < cnt[k] ? i : cnt[k];                                \
-			while (j + 4 <= cnt[k] && ROOM8(b.p)) {                            \
-				BR_REFILL(b);                                              \
-				BR_DECODE(b, o[j]);                                        \
-				BR_DECODE(b, o[j + 1]);                                    \
-				BR_DECODE(b, o[j + 2]);                                    \
-				BR_DECODE(b, o[j + 3]);                                    \
-				j += 4;                                                    \
-			}                                                                  \
-			for (; j < cnt[k]; j++) {                                          \
-				while (b.cnt <= 56 && b.p < send[k]) {                     \
-					b.buf |= (uint64_t)*b.p++ << b.cnt;                \
-					b.cnt += 8;                                        \
-				}                                                          \
-				unsigned e = tab[b.buf & mask];                            \
-				if ((e >> 12) > b.cnt)                                     \
+			uint64_t p = pos[k], end = 8 * (uint64_t)soff[k + 1];              \
+			for (T *o = cur[k]; o < oend[k]; o++) {                            \
+				uint64_t w = window_tail(base, blk_len, p);                \
+				uint32_t e = tab[w & TAB_MASK];                            \
+				p += PFX##_LEN1(e);                                        \
+				if (p > end)                                               \
 					return MFS_E_CORRUPT;                              \
-				b.buf >>= e >> 12;                                         \
-				b.cnt -= e >> 12;                                          \
-				o[j] = (T)(e & 0xfff);                                     \
+				*o = (T)PFX##_SYM1(e);                                     \
 			}                                                                  \
-			/* the stream must end in its last byte, padding < 8 bits */       \
-			uint64_t len = (uint64_t)(send[k] - start[k]);                     \
-			uint64_t used = 8 * (uint64_t)(b.p - start[k]) - b.cnt;            \
-			if (used > 8 * len || used + 8 <= 8 * len)                         \
+			/* the stream must end in its last byte: padding < 8 bits */       \
+			if (p > end || p + 8 <= end)                                       \
 				return MFS_E_CORRUPT;                                      \
 		}                                                                          \
 		return 0;                                                                  \
 	}
 
-DEFINE_DECODE_STREAMS(decode_streams8, uint8_t)
-DEFINE_DECODE_STREAMS(decode_streams16, uint16_t)
+DEFINE_DECODE_STREAMS(decode_streams8, uint8_t, N, store_pair8)
+DEFINE_DECODE_STREAMS(decode_streams16, uint16_t, W, store_pair16)
 
 int mfs_huff_decode(const uint8_t *src, size_t src_len, unsigned nsym, void *dst, int wide,
 		    size_t n)
@@ -484,8 +544,9 @@ int mfs_huff_decode(const uint8_t *src, size_t src_len, unsigned nsym, void *dst
 	if (kraft != 1u << max_len)
 		return MFS_E_CORRUPT;
 
-	/* table: 2^max_len entries of len << 12 | symbol */
-	uint16_t tab[1u << MFS_HUFF_MAX_BITS];
+	/* table: TAB_SIZE entries of symbol << 4 | len; a code of length l
+	 * fills every entry whose low l bits are its (reversed) code */
+	uint16_t tab[TAB_SIZE];
 	unsigned next[MFS_HUFF_MAX_BITS + 2] = {0};
 	count[0] = 0;
 	unsigned c = 0;
@@ -493,30 +554,31 @@ int mfs_huff_decode(const uint8_t *src, size_t src_len, unsigned nsym, void *dst
 		c = (c + count[l - 1]) << 1;
 		next[l] = c;
 	}
-	unsigned size = 1u << max_len;
 	for (unsigned i = 0; i < cnt; i++) {
 		unsigned l = len[i];
 		if (!l)
 			continue;
 		unsigned r = bit_reverse(next[l]++, l);
-		uint16_t e = (uint16_t)(l << 12 | (lo + i));
-		for (unsigned j = r; j < size; j += 1u << l)
+		uint16_t e = (uint16_t)((lo + i) << 4 | l);
+		for (unsigned j = r; j < TAB_SIZE; j += 1u << l)
 			tab[j] = e;
 	}
 
-	/* streams */
-	const uint8_t *start[MFS_HUFF_STREAMS], *send[MFS_HUFF_STREAMS];
+	/* streams: offsets from the block start; soff[4] is the block end */
+	size_t soff[MFS_HUFF_STREAMS + 1];
 	const uint8_t *sz = q + (cnt + 1) / 2;
-	const uint8_t *p = src + hs, *end = src + src_len;
+	size_t at = hs;
 	for (unsigned k = 0; k < MFS_HUFF_STREAMS; k++) {
-		size_t l = k + 1 < MFS_HUFF_STREAMS ? get32(sz + 4 * k) : (size_t)(end - p);
-		if (l > (size_t)(end - p))
+		size_t l = k + 1 < MFS_HUFF_STREAMS ? get32(sz + 4 * k) : src_len - at;
+		if (l > src_len - at)
 			return MFS_E_CORRUPT;
-		start[k] = p;
-		send[k] = p + l;
-		p += l;
+		soff[k] = at;
+		at += l;
 	}
+	soff[MFS_HUFF_STREAMS] = src_len;
+	uint32_t pairs[TAB_SIZE];
+	build_pairs(tab, wide, pairs);
 	if (wide)
-		return decode_streams16(tab, size - 1, start, send, end, dst, n);
-	return decode_streams8(tab, size - 1, start, send, end, dst, n);
+		return decode_streams16(pairs, src, src_len, soff, dst, n);
+	return decode_streams8(pairs, src, src_len, soff, dst, n);
 }

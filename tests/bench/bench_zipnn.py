@@ -24,7 +24,7 @@ except ImportError:
 
 # ZipNN's name for each safetensors float dtype it handles.
 ZIPNN_DTYPE = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}
-REPEAT_DECODE = 3
+REPEAT_DECODE = 7
 
 
 def tensors(path):
