@@ -18,7 +18,7 @@
  * mantissa bits, stored raw unless Huffman pays.
  *
  * Payload (little-endian):
- *   u8 version (1), u8 dtype (mfs_dtype), u8 nplanes, u8 0
+ *   u8 version (1), u8 dtype (mfs_dtype), u8 nplanes, u8 0, u32 n (elements)
  *   nplanes x { u8 width, u8 mode, u32 len }
  *   plane data, in plane order, each len bytes:
  *     RAW   (0): n symbols of width bits in ceil(n*w/8) bytes: 8-bit symbols
@@ -26,8 +26,9 @@
  *                others packed LSB-first
  *     CONST (1): u16 symbol, all n symbols equal it
  *     HUFF  (2): a huff.h block of n symbols
- * The element count n is dst_len / esize; widths must match the dtype's
- * layout.  The decoder needs nothing but the payload and dst_len.
+ * n must equal dst_len / esize (so a wrong length is caught even when every
+ * plane is a constant); widths must match the dtype's layout.  The decoder
+ * needs nothing but the payload and dst_len.
  */
 #include "codec_internal.h"
 #include "huff.h"
@@ -41,7 +42,7 @@
 
 #define BP_VERSION 1
 #define BP_MAX_PLANES 8
-#define BP_HEADER 4
+#define BP_HEADER 8
 #define BP_PLANE_DESC 6
 /* Huffman must save this fraction of a plane's raw size to be chosen. */
 #define MFS_BP_MIN_GAIN 0.01
@@ -358,6 +359,7 @@ static int bp_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 	out[1] = (uint8_t)prm->dtype;
 	out[2] = (uint8_t)L->nplanes;
 	out[3] = 0;
+	put32(out + 4, (uint32_t)n);
 	uint8_t *desc = out + BP_HEADER;
 	uint8_t *q = desc + BP_PLANE_DESC * L->nplanes;
 	for (unsigned p = 0; p < L->nplanes; p++) {
@@ -410,7 +412,7 @@ static int bp_decode(const void *src_, size_t src_len, const void *ref, size_t r
 		return MFS_E_CORRUPT;
 	size_t n = dst_len / L->esize;
 	size_t hdr = BP_HEADER + BP_PLANE_DESC * L->nplanes;
-	if (src_len < hdr)
+	if (src_len < hdr || get32(src + 4) != n)
 		return MFS_E_CORRUPT;
 
 	const uint8_t *data[BP_MAX_PLANES];

@@ -1,0 +1,312 @@
+/* test_bitplane.c - the bitplane-huff codec: bit-exact round trips, errors. */
+#include "testhelp.h"
+
+#include "codec.h"
+
+static uint64_t seed;
+static mfs_codec_ws *ws;
+
+static const mfs_dtype float_types[] = {MFS_DT_BF16,    MFS_DT_F16,     MFS_DT_F32,
+					MFS_DT_F64,     MFS_DT_F8_E4M3, MFS_DT_F8_E5M2,
+					MFS_DT_F8_E8M0};
+
+static double uniform(uint64_t *s)
+{
+	return (double)(test_rand(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Roughly normal, like trained weights (Irwin-Hall). */
+static double normalish(uint64_t *s)
+{
+	double x = 0;
+	for (int i = 0; i < 6; i++)
+		x += uniform(s);
+	return (x - 3.0) * 0.03;
+}
+
+static uint16_t to_bf16(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return (uint16_t)(u >> 16);
+}
+
+static uint16_t to_f16(float f)
+{
+	/* truncating conversion, good enough for test data */
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	uint32_t sign = (u >> 16) & 0x8000;
+	int e = (int)((u >> 23) & 0xff) - 127 + 15;
+	uint32_t m = (u >> 13) & 0x3ff;
+	if (e <= 0)
+		return (uint16_t)sign;
+	if (e >= 31)
+		return (uint16_t)(sign | 0x7c00);
+	return (uint16_t)(sign | (uint32_t)e << 10 | m);
+}
+
+/* Fill n bytes of weight-like data of dtype dt. */
+static void fill_weights(mfs_dtype dt, uint8_t *p, size_t n, uint64_t *s)
+{
+	unsigned es = mfs_dtype_bits(dt) / 8;
+	for (size_t i = 0; i + es <= n; i += es) {
+		float f = (float)normalish(s);
+		double d = normalish(s);
+		uint16_t h;
+		switch (dt) {
+		case MFS_DT_BF16:
+			h = to_bf16(f);
+			memcpy(p + i, &h, 2);
+			break;
+		case MFS_DT_F16:
+			h = to_f16(f);
+			memcpy(p + i, &h, 2);
+			break;
+		case MFS_DT_F32:
+			memcpy(p + i, &f, 4);
+			break;
+		case MFS_DT_F64:
+			memcpy(p + i, &d, 8);
+			break;
+		default:
+			p[i] = (uint8_t)(to_f16(f) >> 8);
+			break;
+		}
+	}
+}
+
+/* Encode + decode; @return the payload size, or (size_t)-1 after a failure. */
+static size_t roundtrip(mfs_dtype dt, const uint8_t *src, size_t len)
+{
+	mfs_encode_params p = {.dtype = dt};
+	const mfs_codec *c = mfs_codec_get(MFS_CODEC_BITPLANE_HUFF);
+	size_t cap = c->bound(len);
+	uint8_t *enc = malloc(cap);
+	uint8_t *dec = malloc(len + 1);
+	size_t elen = 0;
+	int rc = mfs_codec_encode(MFS_CODEC_BITPLANE_HUFF, &p, src, len, enc, cap, &elen, ws);
+	CHECK_EQ_INT(rc, 0);
+	CHECK(elen <= cap);
+	if (rc == 0) {
+		rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, enc, elen, NULL, 0, dec, len, ws);
+		CHECK_EQ_INT(rc, 0);
+		CHECK(memcmp(dec, src, len) == 0);
+		/* into a misaligned buffer too */
+		rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, enc, elen, NULL, 0, dec + 1,
+				      len, ws);
+		CHECK_EQ_INT(rc, 0);
+		CHECK(memcmp(dec + 1, src, len) == 0);
+	}
+	free(enc);
+	free(dec);
+	return rc == 0 ? elen : (size_t)-1;
+}
+
+static void test_registry(void)
+{
+	const mfs_codec *c = mfs_codec_get(MFS_CODEC_BITPLANE_HUFF);
+	REQUIRE(c != NULL);
+	CHECK(strcmp(c->name, "bitplane-huff") == 0);
+	CHECK(mfs_codec_by_name("bitplane-huff") == c);
+	CHECK(strcmp(mfs_codec_name(MFS_CODEC_BITPLANE_HUFF), "bitplane-huff") == 0);
+}
+
+static void test_unsupported(void)
+{
+	uint8_t src[64] = {0}, dst[512];
+	size_t len;
+	static const mfs_dtype others[] = {MFS_DT_UNKNOWN, MFS_DT_BOOL, MFS_DT_U8,  MFS_DT_I8,
+					   MFS_DT_I16,     MFS_DT_I32,  MFS_DT_I64, MFS_DT_U64,
+					   MFS_DT_C64,     MFS_DT_F4,   (mfs_dtype)200};
+	for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+		mfs_encode_params p = {.dtype = others[i]};
+		CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_BITPLANE_HUFF, &p, src, 16, dst,
+					      sizeof dst, &len, ws),
+			     MFS_E_UNSUPPORTED);
+	}
+	/* odd byte counts: not a whole number of elements */
+	static const struct {
+		mfs_dtype dt;
+		size_t len;
+	} odd[] = {{MFS_DT_BF16, 1}, {MFS_DT_BF16, 3},  {MFS_DT_F16, 63}, {MFS_DT_F32, 6},
+		   {MFS_DT_F32, 2},  {MFS_DT_F64, 12}, {MFS_DT_F64, 7}};
+	for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+		mfs_encode_params p = {.dtype = odd[i].dt};
+		CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_BITPLANE_HUFF, &p, src, odd[i].len, dst,
+					      sizeof dst, &len, ws),
+			     MFS_E_UNSUPPORTED);
+	}
+	/* too small an output buffer */
+	mfs_encode_params p = {.dtype = MFS_DT_BF16};
+	CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_BITPLANE_HUFF, &p, src, 64, dst, 64, &len, ws),
+		     MFS_E_NOSPACE);
+}
+
+static void test_edge_values(void)
+{
+	/* BF16 / F16 / F32 specials, each repeated and mixed */
+	static const uint16_t bf16[] = {0x0000, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f81,
+					0x7fff, 0x0001, 0x807f, 0x0080, 0x3f80, 0xbf80, 0x7f7f};
+	static const uint16_t f16[] = {0x0000, 0x8000, 0x7c00, 0xfc00, 0x7e00, 0xfe01, 0x7c01,
+				       0x7fff, 0x0001, 0x83ff, 0x0400, 0x3c00, 0xbc00, 0x7bff};
+	static const uint32_t f32[] = {0x00000000, 0x80000000, 0x7f800000, 0xff800000,
+				       0x7fc00000, 0xffc00001, 0x7f800001, 0x7fffffff,
+				       0x00000001, 0x807fffff, 0x00800000, 0x3f800000,
+				       0xbf800000, 0x7f7fffff};
+	uint64_t s = seed;
+	for (unsigned rep = 1; rep <= 300; rep = rep * 3 + 1) {
+		size_t n = 14 * rep;
+		uint16_t *a = malloc(2 * n), *b = malloc(2 * n);
+		uint32_t *c = malloc(4 * n);
+		for (size_t i = 0; i < n; i++) {
+			size_t k = rep < 10 ? i % 14 : test_rand(&s) % 14;
+			a[i] = bf16[k];
+			b[i] = f16[k];
+			c[i] = f32[k];
+		}
+		CHECK(roundtrip(MFS_DT_BF16, (uint8_t *)a, 2 * n) != (size_t)-1);
+		CHECK(roundtrip(MFS_DT_F16, (uint8_t *)b, 2 * n) != (size_t)-1);
+		CHECK(roundtrip(MFS_DT_F32, (uint8_t *)c, 4 * n) != (size_t)-1);
+		free(a);
+		free(b);
+		free(c);
+	}
+	/* all NaN payloads and all subnormals of BF16 */
+	uint16_t *all = malloc(2 * 65536);
+	for (unsigned i = 0; i < 65536; i++)
+		all[i] = (uint16_t)i;
+	CHECK(roundtrip(MFS_DT_BF16, (uint8_t *)all, 2 * 65536) != (size_t)-1);
+	CHECK(roundtrip(MFS_DT_F16, (uint8_t *)all, 2 * 65536) != (size_t)-1);
+	free(all);
+}
+
+static void test_small_and_equal(void)
+{
+	uint64_t s = seed + 1;
+	for (size_t t = 0; t < sizeof float_types / sizeof float_types[0]; t++) {
+		mfs_dtype dt = float_types[t];
+		unsigned es = mfs_dtype_bits(dt) / 8;
+		uint8_t buf[8 * 64];
+		/* empty, one element, a few elements */
+		CHECK(roundtrip(dt, buf, 0) != (size_t)-1);
+		for (size_t n = 1; n <= 64; n++) {
+			fill_weights(dt, buf, n * es, &s);
+			CHECK(roundtrip(dt, buf, n * es) != (size_t)-1);
+		}
+		/* all-equal chunks: stored as constants, a few bytes */
+		size_t len = (size_t)1 << 20;
+		uint8_t *big = malloc(len);
+		memset(big, 0, len);
+		size_t e = roundtrip(dt, big, len);
+		CHECK(e < 100);
+		for (size_t i = 0; i < len; i += es)
+			memcpy(big + i, "\x3f\x80\x12\x34\x56\x78\x9a\xbc", es);
+		e = roundtrip(dt, big, len);
+		CHECK(e < 100);
+		/* random bytes: near raw size, never much more */
+		for (size_t i = 0; i < len; i++)
+			big[i] = (uint8_t)test_rand(&s);
+		e = roundtrip(dt, big, len);
+		CHECK(e != (size_t)-1 && e <= len + 128);
+		free(big);
+	}
+}
+
+static void test_chunk_sizes(void)
+{
+	uint64_t s = seed + 2;
+	static const mfs_dtype dts[] = {MFS_DT_BF16, MFS_DT_F16, MFS_DT_F32};
+	size_t maxlen = (size_t)4 << 20;
+	uint8_t *buf = malloc(maxlen);
+	for (size_t d = 0; d < 3; d++) {
+		fill_weights(dts[d], buf, maxlen, &s);
+		for (size_t len = 4096; len <= maxlen; len *= 2) {
+			size_t e = roundtrip(dts[d], buf, len);
+			CHECK(e != (size_t)-1);
+			/* weights compress: the exponent plane is skewed */
+			CHECK(e < len * 95 / 100);
+		}
+		/* lengths that are not powers of two or multiples of 256 elements */
+		for (int k = 0; k < 20; k++) {
+			unsigned es = mfs_dtype_bits(dts[d]) / 8;
+			size_t len = es * (1 + test_rand(&s) % 40000);
+			CHECK(roundtrip(dts[d], buf, len) != (size_t)-1);
+		}
+	}
+	free(buf);
+}
+
+static void test_corrupt(void)
+{
+	uint64_t s = seed + 3;
+	static const mfs_dtype dts[] = {MFS_DT_BF16, MFS_DT_F16, MFS_DT_F32, MFS_DT_F8_E4M3};
+	for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++) {
+		size_t len = 6000 * 4;
+		uint8_t *src = malloc(len), *dec = malloc(len);
+		fill_weights(dts[d], src, len, &s);
+		mfs_encode_params p = {.dtype = dts[d]};
+		size_t cap = mfs_codec_bound_max(len);
+		uint8_t *enc = malloc(cap), *bad = malloc(cap);
+		size_t elen;
+		REQUIRE(mfs_codec_encode(MFS_CODEC_BITPLANE_HUFF, &p, src, len, enc, cap, &elen,
+					 ws) == 0);
+		/* every truncation is an error (plane lengths must add up) */
+		for (size_t cut = 0; cut < elen; cut++) {
+			uint8_t *t = malloc(cut ? cut : 1);
+			memcpy(t, enc, cut);
+			CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, t, cut, NULL, 0, dec,
+						      len, ws),
+				     MFS_E_CORRUPT);
+			free(t);
+		}
+		/* a wrong raw length is an error */
+		CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, enc, elen, NULL, 0, dec,
+					      len - 4, ws),
+			     MFS_E_CORRUPT);
+		/* random damage: an error or some bytes, never a crash (ASan) */
+		for (int trial = 0; trial < 2000; trial++) {
+			memcpy(bad, enc, elen);
+			int flips = 1 + (int)(test_rand(&s) % 3);
+			for (int f = 0; f < flips; f++) {
+				size_t at = trial & 1 ? test_rand(&s) % (elen < 64 ? elen : 64)
+						      : test_rand(&s) % elen;
+				bad[at] ^= (uint8_t)(1 + test_rand(&s) % 255);
+			}
+			int rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, bad, elen, NULL, 0, dec,
+						  len, ws);
+			CHECK(rc == 0 || rc == MFS_E_CORRUPT);
+		}
+		free(src);
+		free(dec);
+		free(enc);
+		free(bad);
+	}
+	/* header checks */
+	uint8_t h[64] = {1, MFS_DT_BF16, 2, 0, 1, 0, 0, 0};
+	uint8_t out[2];
+	CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, h, 8, NULL, 0, out, 2, ws),
+		     MFS_E_CORRUPT);
+	h[0] = 2; /* unknown version */
+	CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, h, 20, NULL, 0, out, 2, ws),
+		     MFS_E_CORRUPT);
+	h[0] = 1;
+	h[1] = MFS_DT_I32;
+	CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, h, 20, NULL, 0, out, 2, ws),
+		     MFS_E_CORRUPT);
+}
+
+int main(void)
+{
+	seed = test_seed();
+	if (mfs_codec_ws_create(&ws))
+		return 1;
+	RUN(test_registry);
+	RUN(test_unsupported);
+	RUN(test_edge_values);
+	RUN(test_small_and_equal);
+	RUN(test_chunk_sizes);
+	RUN(test_corrupt);
+	mfs_codec_ws_free(ws);
+	return test_report();
+}
