@@ -196,7 +196,7 @@ int cmd_export(int argc, char **argv)
 	}
 	char repo[MFS_REPO_ID_MAX + 1], commit[MFS_COMMIT_LEN + 1];
 	if (mfs_cli_repo_id("export", argv[optind], repo) < 0)
-		return MFS_EXIT_USAGE;
+		return MFS_EXIT_ERROR;
 	const char *dest = argv[optind + 1];
 	mfs_store *s;
 	if (mfs_cli_open_store("export", MFS_STORE_RDONLY, &s) < 0)
@@ -211,7 +211,9 @@ int cmd_export(int argc, char **argv)
 	}
 	if (mfs_cli_resolve_rev("export", t, repo, rev, commit) < 0)
 		goto out;
-	if (mkdir(dest, 0755) < 0 && errno != EEXIST) {
+	char dest_slash[4200];
+	snprintf(dest_slash, sizeof dest_slash, "%s/", dest);
+	if (mkdirs_for(dest_slash) < 0) {
 		mfs_cli_error("export", "cannot create %s: %s", dest, strerror(errno));
 		goto out;
 	}

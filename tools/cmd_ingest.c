@@ -58,7 +58,7 @@ int cmd_ingest(int argc, char **argv)
 		switch (opt) {
 		case 'r':
 			if (mfs_cli_repo_id("ingest", optarg, repo) < 0)
-				return MFS_EXIT_USAGE;
+				return MFS_EXIT_ERROR;
 			o.repo = repo;
 			break;
 		case 'R':

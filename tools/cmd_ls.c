@@ -133,7 +133,7 @@ int cmd_ls(int argc, char **argv)
 	}
 	char repo[MFS_REPO_ID_MAX + 1];
 	if (optind < argc && mfs_cli_repo_id("ls", argv[optind], repo) < 0)
-		return MFS_EXIT_USAGE;
+		return MFS_EXIT_ERROR;
 	mfs_store *s;
 	if (mfs_cli_open_store("ls", MFS_STORE_RDONLY, &s) < 0)
 		return MFS_EXIT_ERROR;

@@ -41,7 +41,7 @@ int cmd_rm(int argc, char **argv)
 	}
 	char repo[MFS_REPO_ID_MAX + 1];
 	if (mfs_cli_repo_id("rm", argv[optind], repo) < 0)
-		return MFS_EXIT_USAGE;
+		return MFS_EXIT_ERROR;
 	mfs_store *s;
 	if (mfs_cli_open_store("rm", 0, &s) < 0)
 		return MFS_EXIT_ERROR;

@@ -254,7 +254,7 @@ int cmd_verify(int argc, char **argv)
 	}
 	char only[MFS_REPO_ID_MAX + 1];
 	if (optind < argc && mfs_cli_repo_id("verify", argv[optind], only) < 0)
-		return MFS_EXIT_USAGE;
+		return MFS_EXIT_ERROR;
 	verify_ctx c = {.threads = threads};
 	struct repo_list repos = {0};
 	if (mfs_cli_open_store("verify", MFS_STORE_RDONLY, &c.s) < 0)
