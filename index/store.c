@@ -1,7 +1,8 @@
 /*
  * store.c - the LMDB environment, its records and their transactions.
- * Record layouts are described next to their encoders below; every record
- * starts with a version byte (RECORD_V1) so a later format can add fields.
+ * Record layouts, encoders and decoders live in records.h/records.c; every
+ * record starts with a version byte (MFS_REC_V1) so a later format can add
+ * fields.
  */
 #include "store.h"
 
@@ -17,8 +18,8 @@
 #include <xxhash.h>
 
 #include "bytes.h"
+#include "records.h"
 
-#define RECORD_V1 1
 #define MAP_SIZE ((size_t)1 << 40) /* address space only: the file grows as used */
 #define MAX_READERS 1024
 
@@ -511,12 +512,7 @@ static int bump_generation(mfs_txn *t)
 
 #define DBI(t, d) ((t)->s->dbi[(d)])
 
-/* ---- chunks ----
- * chunks value: u8 version, u8 codec, u8 flags (bit 0: has ref), u8 reserved,
- *               u32 raw_len, [16-byte ref key], payload
- */
-#define CHUNK_HAS_REF 0x1u
-#define CHUNK_HDR 8
+/* ---- chunks (record layout: records.h) ---- */
 
 void mfs_chunk_key_of(const void *raw, size_t len, mfs_chunk_key *out)
 {
@@ -540,24 +536,7 @@ char *mfs_chunk_key_hex(const mfs_chunk_key *k, char *buf)
 
 static int chunk_parse(const MDB_val *v, mfs_chunk_view *out)
 {
-	mfs_rd r = mfs_rd_init(v->mv_data, v->mv_size);
-	uint8_t ver = mfs_rd_u8(&r);
-	uint8_t codec = mfs_rd_u8(&r);
-	uint8_t flags = mfs_rd_u8(&r);
-	(void)mfs_rd_u8(&r);
-	out->raw_len = mfs_rd_u32(&r);
-	out->codec = (mfs_codec_id)codec;
-	out->has_ref = (flags & CHUNK_HAS_REF) != 0;
-	if (out->has_ref) {
-		const uint8_t *ref = mfs_rd_take(&r, 16);
-		if (ref)
-			memcpy(out->ref.b, ref, 16);
-	}
-	if (!r.ok || ver != RECORD_V1)
-		return MFS_E_CORRUPT;
-	out->payload = r.p;
-	out->payload_len = (size_t)(r.end - r.p);
-	return 0;
+	return mfs_rec_chunk_decode(v->mv_data, v->mv_size, out);
 }
 
 int mfs_chunk_get(mfs_txn *t, const mfs_chunk_key *key, mfs_chunk_view *out)
@@ -627,7 +606,8 @@ int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec, uint
 {
 	if (existed)
 		*existed = 0;
-	size_t hdr = CHUNK_HDR + (ref ? 16 : 0);
+	uint8_t hbuf[MFS_REC_CHUNK_HDR_MAX];
+	size_t hdr = mfs_rec_chunk_header(hbuf, codec, raw_len, ref);
 	MDB_val k = {16, (void *)key->b}, v = {hdr + payload_len, NULL};
 	int rc = mdb_put(t->txn, DBI(t, DB_CHUNKS), &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
 	if (rc == MDB_KEYEXIST) {
@@ -638,13 +618,7 @@ int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec, uint
 	if (rc)
 		return db_rc(rc);
 	uint8_t *p = v.mv_data;
-	p[0] = RECORD_V1;
-	p[1] = (uint8_t)codec;
-	p[2] = ref ? CHUNK_HAS_REF : 0;
-	p[3] = 0;
-	mfs_put_le32(p + 4, raw_len);
-	if (ref)
-		memcpy(p + CHUNK_HDR, ref->b, 16);
+	memcpy(p, hbuf, hdr);
 	memcpy(p + hdr, payload, payload_len);
 	/* A new chunk is garbage (count 0) until a published blob references it. */
 	return refcount_put(t, key, 0);
@@ -683,12 +657,7 @@ int mfs_chunks_foreach(mfs_txn *t,
 	return iter_prefix(t->txn, DBI(t, DB_CHUNKS), NULL, 0, chunks_iter_fn, &it);
 }
 
-/* ---- repos, refs, commits, files ----
- * repos:   u8 version, u64 created, u64 updated
- * refs:    40 hex chars
- * commits: u8 version, u64 time, u64 n_files
- * files:   u8 version, u32 mode, u8 etag length, etag
- */
+/* ---- repos, refs, commits, files (record layouts: records.h) ---- */
 
 struct str_iter {
 	const void *cb;
@@ -704,12 +673,8 @@ static int repos_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
 		return MFS_E_CORRUPT;
 	memcpy(name, k->mv_data, k->mv_size);
 	name[k->mv_size] = '\0';
-	mfs_rd r = mfs_rd_init(v->mv_data, v->mv_size);
 	mfs_repo_info ri = {.repo = name};
-	(void)mfs_rd_u8(&r);
-	ri.created = mfs_rd_u64(&r);
-	ri.updated = mfs_rd_u64(&r);
-	if (!r.ok)
+	if (mfs_rec_repo_decode(v->mv_data, v->mv_size, &ri) < 0)
 		return MFS_E_CORRUPT;
 	return ((int (*)(void *, const mfs_repo_info *))it->cb)(it->ud, &ri);
 }
@@ -726,12 +691,8 @@ int mfs_repo_get(mfs_txn *t, const char *repo, mfs_repo_info *out)
 	int rc = mdb_get(t->txn, DBI(t, DB_REPOS), &k, &v);
 	if (rc)
 		return db_rc(rc);
-	mfs_rd r = mfs_rd_init(v.mv_data, v.mv_size);
-	(void)mfs_rd_u8(&r);
 	out->repo = NULL;
-	out->created = mfs_rd_u64(&r);
-	out->updated = mfs_rd_u64(&r);
-	return r.ok ? 0 : MFS_E_CORRUPT;
+	return mfs_rec_repo_decode(v.mv_data, v.mv_size, out);
 }
 
 /* Copy the key's tail after a prefix into buf as a C string. */
@@ -750,10 +711,9 @@ static int refs_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
 	struct str_iter *it = ud;
 	char name[MFS_REF_MAX + 1];
 	mfs_ref_info ri = {.name = name};
-	if (key_tail(k, it->skip, name, sizeof name) < 0 || v->mv_size != MFS_COMMIT_LEN)
+	if (key_tail(k, it->skip, name, sizeof name) < 0 ||
+	    mfs_rec_ref_decode(v->mv_data, v->mv_size, ri.commit) < 0)
 		return MFS_E_CORRUPT;
-	memcpy(ri.commit, v->mv_data, MFS_COMMIT_LEN);
-	ri.commit[MFS_COMMIT_LEN] = '\0';
 	return ((int (*)(void *, const mfs_ref_info *))it->cb)(it->ud, &ri);
 }
 
@@ -778,11 +738,7 @@ int mfs_ref_get(mfs_txn *t, const char *repo, const char *ref, char commit[MFS_C
 	int rc = mdb_get(t->txn, DBI(t, DB_REFS), &k, &v);
 	if (rc)
 		return db_rc(rc);
-	if (v.mv_size != MFS_COMMIT_LEN)
-		return MFS_E_CORRUPT;
-	memcpy(commit, v.mv_data, MFS_COMMIT_LEN);
-	commit[MFS_COMMIT_LEN] = '\0';
-	return 0;
+	return mfs_rec_ref_decode(v.mv_data, v.mv_size, commit);
 }
 
 static int commits_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
@@ -791,11 +747,7 @@ static int commits_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
 	mfs_commit_info ci;
 	if (key_tail(k, it->skip, ci.commit, sizeof ci.commit) < 0)
 		return MFS_E_CORRUPT;
-	mfs_rd r = mfs_rd_init(v->mv_data, v->mv_size);
-	(void)mfs_rd_u8(&r);
-	ci.time = mfs_rd_u64(&r);
-	ci.n_files = mfs_rd_u64(&r);
-	if (!r.ok)
+	if (mfs_rec_commit_decode(v->mv_data, v->mv_size, &ci) < 0)
 		return MFS_E_CORRUPT;
 	return ((int (*)(void *, const mfs_commit_info *))it->cb)(it->ud, &ci);
 }
@@ -813,16 +765,7 @@ int mfs_commits_foreach(mfs_txn *t, const char *repo,
 
 static int file_parse(const MDB_val *v, mfs_file_info *fi)
 {
-	mfs_rd r = mfs_rd_init(v->mv_data, v->mv_size);
-	uint8_t ver = mfs_rd_u8(&r);
-	fi->mode = mfs_rd_u32(&r);
-	uint8_t el = mfs_rd_u8(&r);
-	const uint8_t *e = el <= MFS_ETAG_MAX ? mfs_rd_take(&r, el) : NULL;
-	if (!r.ok || !e || ver != RECORD_V1)
-		return MFS_E_CORRUPT;
-	memcpy(fi->etag, e, el);
-	fi->etag[el] = '\0';
-	return 0;
+	return mfs_rec_file_decode(v->mv_data, v->mv_size, fi);
 }
 
 static int files_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
@@ -881,38 +824,15 @@ int mfs_noexist_foreach(mfs_txn *t, const char *repo, const char *commit,
 	return iter_prefix(t->txn, DBI(t, DB_NOEXIST), pfx, pl, noexist_iter_fn, &it);
 }
 
-/* ---- blobs and tensors ----
- * blobs:   u8 version, u64 size, 32-byte sha256, u64 stored_bytes, u64 n_tensors,
- *          u64 n_extents, then per extent: u64 off, u32 len, 16-byte chunk key
- * tensors: u8 version, u8 dtype, u8 codec, u8 ndim, u64 shape[ndim], u64 data_off,
- *          u64 raw_len, u64 stored_len, u64 first_extent, u64 n_extents,
- *          u16 name length, name (the key holds a shortened name when long)
+/* ---- blobs and tensors (record layouts: records.h) ----
+ * A tensors key holds the name itself, or for a long name a prefix and a hash;
+ * the record always holds the whole name.
  */
-#define BLOB_FIXED (1 + 8 + 32 + 8 + 8 + 8)
-#define EXTENT_REC 28
 #define TENSOR_KEY_NAME_MAX 200
 
 static int blob_parse(const MDB_val *v, mfs_blob_info *bi, const uint8_t **ext)
 {
-	mfs_rd r = mfs_rd_init(v->mv_data, v->mv_size);
-	uint8_t ver = mfs_rd_u8(&r);
-	bi->size = mfs_rd_u64(&r);
-	const uint8_t *sha = mfs_rd_take(&r, 32);
-	bi->stored_bytes = mfs_rd_u64(&r);
-	bi->n_tensors = mfs_rd_u64(&r);
-	bi->n_extents = mfs_rd_u64(&r);
-	if (!r.ok || ver != RECORD_V1 || bi->n_extents > (uint64_t)(r.end - r.p) / EXTENT_REC)
-		return MFS_E_CORRUPT;
-	memcpy(bi->sha256, sha, 32);
-	*ext = r.p;
-	return 0;
-}
-
-static void extent_decode(const uint8_t *p, mfs_extent *e)
-{
-	e->off = mfs_get_le64(p);
-	e->len = mfs_get_le32(p + 8);
-	memcpy(e->key.b, p + 12, 16);
+	return mfs_rec_blob_decode(v->mv_data, v->mv_size, bi, ext);
 }
 
 int mfs_blob_get(mfs_txn *t, const char *repo, const char *etag, mfs_blob_info *info,
@@ -937,19 +857,9 @@ int mfs_blob_get(mfs_txn *t, const char *repo, const char *etag, mfs_blob_info *
 	mfs_extent *e = malloc((info->n_extents ? info->n_extents : 1) * sizeof *e);
 	if (!e)
 		return -ENOMEM;
-	uint64_t expect = 0;
-	for (uint64_t i = 0; i < info->n_extents; i++) {
-		extent_decode(ep + i * EXTENT_REC, &e[i]);
-		/* Extents must tile the file; a record that does not is corrupt. */
-		if (e[i].off != expect || e[i].len == 0) {
-			free(e);
-			return MFS_E_CORRUPT;
-		}
-		expect += e[i].len;
-	}
-	if (expect != info->size) {
+	if ((rc = mfs_rec_blob_extents(info, ep, e)) < 0) {
 		free(e);
-		return MFS_E_CORRUPT;
+		return rc;
 	}
 	*extents = e;
 	return 0;
@@ -995,28 +905,9 @@ static int tensors_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
 {
 	struct str_iter *it = ud;
 	char name[MFS_TENSOR_NAME_MAX + 1];
-	mfs_tensor_info ti = {.name = name};
-	mfs_rd r = mfs_rd_init(v->mv_data, v->mv_size);
-	uint8_t ver = mfs_rd_u8(&r);
-	ti.dtype = (mfs_dtype)mfs_rd_u8(&r);
-	ti.codec = (mfs_codec_id)mfs_rd_u8(&r);
-	ti.ndim = mfs_rd_u8(&r);
-	if (ti.ndim > MFS_MAX_DIMS || ver != RECORD_V1)
+	mfs_tensor_info ti;
+	if (mfs_rec_tensor_decode(v->mv_data, v->mv_size, &ti, name) < 0)
 		return MFS_E_CORRUPT;
-	for (uint32_t i = 0; i < ti.ndim; i++)
-		ti.shape[i] = mfs_rd_u64(&r);
-	ti.data_off = mfs_rd_u64(&r);
-	ti.raw_len = mfs_rd_u64(&r);
-	ti.stored_len = mfs_rd_u64(&r);
-	ti.first_extent = mfs_rd_u64(&r);
-	ti.n_extents = mfs_rd_u64(&r);
-	const uint8_t *nb = mfs_rd_take(&r, 2);
-	size_t nl = nb ? mfs_get_le16(nb) : 0;
-	const uint8_t *np = nl <= MFS_TENSOR_NAME_MAX ? mfs_rd_take(&r, nl) : NULL;
-	if (!r.ok || !np)
-		return MFS_E_CORRUPT;
-	memcpy(name, np, nl);
-	name[nl] = '\0';
 	return ((int (*)(void *, const mfs_tensor_info *))it->cb)(it->ud, &ti);
 }
 
@@ -1088,48 +979,26 @@ int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *exist
 	}
 	if (expect != b->size)
 		return MFS_E_INVAL;
-	v.mv_size = BLOB_FIXED + b->n_extents * EXTENT_REC;
+	size_t blen;
+	if ((rc = mfs_rec_blob_size(b->n_extents, &blen)) < 0)
+		return rc;
+	v.mv_size = blen;
 	rc = mdb_put(t->txn, DBI(t, DB_BLOBS), &k, &v, MDB_RESERVE);
 	if (rc)
 		return db_rc(rc);
-	uint8_t *p = v.mv_data;
-	p[0] = RECORD_V1;
-	mfs_put_le64(p + 1, b->size);
-	memcpy(p + 9, b->sha256, 32);
-	mfs_put_le64(p + 41, b->stored_bytes);
-	mfs_put_le64(p + 49, b->n_tensors);
-	mfs_put_le64(p + 57, b->n_extents);
-	p += BLOB_FIXED;
-	for (size_t i = 0; i < b->n_extents; i++, p += EXTENT_REC) {
-		mfs_put_le64(p, b->extents[i].off);
-		mfs_put_le32(p + 8, b->extents[i].len);
-		memcpy(p + 12, b->extents[i].key.b, 16);
-	}
+	if ((rc = mfs_rec_blob_encode(v.mv_data, blen, b)) < 0)
+		return rc;
 	for (size_t i = 0; i < b->n_tensors; i++) {
 		const mfs_tensor_info *ti = &b->tensors[i];
-		size_t nl = strlen(ti->name);
-		if (nl > MFS_TENSOR_NAME_MAX || ti->ndim > MFS_MAX_DIMS)
-			return MFS_E_INVAL;
-		uint8_t rec[4 + 8 * MFS_MAX_DIMS + 40 + 2 + MFS_TENSOR_NAME_MAX];
-		uint8_t *q = rec;
-		*q++ = RECORD_V1;
-		*q++ = (uint8_t)ti->dtype;
-		*q++ = (uint8_t)ti->codec;
-		*q++ = (uint8_t)ti->ndim;
-		for (uint32_t d = 0; d < ti->ndim; d++, q += 8)
-			mfs_put_le64(q, ti->shape[d]);
-		mfs_put_le64(q, ti->data_off), q += 8;
-		mfs_put_le64(q, ti->raw_len), q += 8;
-		mfs_put_le64(q, ti->stored_len), q += 8;
-		mfs_put_le64(q, ti->first_extent), q += 8;
-		mfs_put_le64(q, ti->n_extents), q += 8;
-		mfs_put_le16(q, (uint16_t)nl), q += 2;
-		memcpy(q, ti->name, nl), q += nl;
+		uint8_t rec[MFS_REC_TENSOR_MAX];
+		size_t rl;
+		if ((rc = mfs_rec_tensor_encode(rec, ti, &rl)) < 0)
+			return rc;
 		char tk[512];
 		size_t tkl = tensor_key(tk, sizeof tk, repo, b->etag, ti->name, 0);
 		if (!tkl)
 			return MFS_E_INVAL;
-		MDB_val kk = {tkl, tk}, vv = {(size_t)(q - rec), rec};
+		MDB_val kk = {tkl, tk}, vv = {rl, rec};
 		if ((rc = mdb_put(t->txn, DBI(t, DB_TENSORS), &kk, &vv, 0)))
 			return db_rc(rc);
 	}
@@ -1159,18 +1028,14 @@ int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint6
 	mfs_repo_info old;
 	if (mfs_repo_get(t, repo, &old) == 0)
 		created = old.created;
-	uint8_t rrec[17];
-	rrec[0] = RECORD_V1;
-	mfs_put_le64(rrec + 1, created);
-	mfs_put_le64(rrec + 9, time);
+	uint8_t rrec[MFS_REC_REPO_LEN];
+	mfs_rec_repo_encode(rrec, created, time);
 	if ((rc = put_kv(t, DB_REPOS, repo, strlen(repo), rrec, sizeof rrec)) < 0)
 		return rc;
 	/* commit record */
 	size_t kl = key_join(key, sizeof key, repo, commit, NULL);
-	uint8_t crec[17];
-	crec[0] = RECORD_V1;
-	mfs_put_le64(crec + 1, time);
-	mfs_put_le64(crec + 9, n_files);
+	uint8_t crec[MFS_REC_COMMIT_LEN];
+	mfs_rec_commit_encode(crec, time, n_files);
 	if ((rc = put_kv(t, DB_COMMITS, key, kl, crec, sizeof crec)) < 0)
 		return rc;
 	/* files: replace the commit's list */
@@ -1191,13 +1056,12 @@ int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint6
 		if (!kl)
 			return mfs_err(err, MFS_E_INVAL, "%s: path too long: %s", repo,
 				       f->path);
-		uint8_t frec[6 + MFS_ETAG_MAX];
-		size_t el = strlen(f->etag);
-		frec[0] = RECORD_V1;
-		mfs_put_le32(frec + 1, f->mode);
-		frec[5] = (uint8_t)el;
-		memcpy(frec + 6, f->etag, el);
-		if ((rc = put_kv(t, DB_FILES, key, kl, frec, 6 + el)) < 0)
+		uint8_t frec[MFS_REC_FILE_MAX];
+		size_t fl;
+		if (mfs_rec_file_encode(frec, f->mode, f->etag, &fl) < 0)
+			return mfs_err(err, MFS_E_INVAL, "%s: file %s: invalid etag \"%s\"",
+				       repo, f->path, f->etag);
+		if ((rc = put_kv(t, DB_FILES, key, kl, frec, fl)) < 0)
 			return rc;
 	}
 	for (size_t i = 0; i < n_noexist; i++) {
@@ -1232,7 +1096,7 @@ static int blob_unref(mfs_txn *t, const MDB_val *v_in)
 	int rc = blob_parse(&v, &bi, &ep);
 	for (uint64_t i = 0; rc == 0 && i < bi.n_extents; i++) {
 		mfs_extent e;
-		extent_decode(ep + i * EXTENT_REC, &e);
+		mfs_rec_extent_get(ep, i, &e);
 		rc = chunk_ref_add(t, &e.key, -1);
 		if (rc == MFS_E_NOTFOUND)
 			rc = 0;

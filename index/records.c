@@ -1,0 +1,288 @@
+/*
+ * records.c - encoders and bounds-checked decoders of the store's records.
+ * The layouts are in records.h; a golden test (tests/unit/test_records.c)
+ * pins them byte for byte.
+ */
+#include "records.h"
+
+#include <string.h>
+
+#include "bytes.h"
+
+_Static_assert(MFS_REC_BLOB_FIXED == 65, "blob record fixed part is 65 bytes");
+_Static_assert(MFS_TENSOR_NAME_MAX <= 0xffff, "tensor name length is a u16");
+_Static_assert(MFS_ETAG_MAX <= 0xff, "etag length is a u8");
+_Static_assert(MFS_CODEC__COUNT <= 0x100, "codec id is a u8");
+
+static int lower_hex(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* The reader consumed the whole record and nothing went out of bounds. */
+static int rd_done(const mfs_rd *r)
+{
+	return r->ok && r->p == r->end;
+}
+
+/* ---- chunk ---- */
+
+size_t mfs_rec_chunk_header(uint8_t *p, mfs_codec_id codec, uint32_t raw_len,
+			    const mfs_chunk_key *ref)
+{
+	p[0] = MFS_REC_V1;
+	p[1] = (uint8_t)codec;
+	p[2] = ref ? MFS_REC_CHUNK_HAS_REF : 0;
+	p[3] = 0;
+	mfs_put_le32(p + 4, raw_len);
+	if (!ref)
+		return MFS_REC_CHUNK_HDR;
+	memcpy(p + MFS_REC_CHUNK_HDR, ref->b, 16);
+	return MFS_REC_CHUNK_HDR_MAX;
+}
+
+int mfs_rec_chunk_decode(const void *p, size_t len, mfs_chunk_view *out)
+{
+	mfs_rd r = mfs_rd_init(p, len);
+	uint8_t ver = mfs_rd_u8(&r);
+	uint8_t codec = mfs_rd_u8(&r);
+	uint8_t flags = mfs_rd_u8(&r);
+	uint8_t reserved = mfs_rd_u8(&r);
+	uint32_t raw_len = mfs_rd_u32(&r);
+	if (!r.ok || ver != MFS_REC_V1 || codec >= MFS_CODEC__COUNT ||
+	    (flags & ~MFS_REC_CHUNK_HAS_REF) != 0 || reserved != 0)
+		return MFS_E_CORRUPT;
+	memset(out, 0, sizeof *out);
+	out->codec = (mfs_codec_id)codec;
+	out->raw_len = raw_len;
+	out->has_ref = (flags & MFS_REC_CHUNK_HAS_REF) != 0;
+	if (out->has_ref) {
+		const uint8_t *ref = mfs_rd_take(&r, 16);
+		if (!ref)
+			return MFS_E_CORRUPT;
+		memcpy(out->ref.b, ref, 16);
+	}
+	out->payload = r.p;
+	out->payload_len = (size_t)(r.end - r.p);
+	return 0;
+}
+
+/* ---- blob ---- */
+
+int mfs_rec_blob_size(uint64_t n_extents, size_t *out)
+{
+	if (n_extents > (SIZE_MAX - MFS_REC_BLOB_FIXED) / MFS_REC_EXTENT)
+		return MFS_E_TOOBIG;
+	*out = MFS_REC_BLOB_FIXED + (size_t)n_extents * MFS_REC_EXTENT;
+	return 0;
+}
+
+int mfs_rec_blob_encode(uint8_t *p, size_t cap, const mfs_blob_rec *b)
+{
+	size_t need;
+	if (mfs_rec_blob_size(b->n_extents, &need) < 0 || cap < need)
+		return MFS_E_NOSPACE;
+	p[0] = MFS_REC_V1;
+	mfs_put_le64(p + 1, b->size);
+	memcpy(p + 9, b->sha256, 32);
+	mfs_put_le64(p + 41, b->stored_bytes);
+	mfs_put_le64(p + 49, b->n_tensors);
+	mfs_put_le64(p + 57, b->n_extents);
+	uint8_t *q = p + MFS_REC_BLOB_FIXED;
+	for (size_t i = 0; i < b->n_extents; i++, q += MFS_REC_EXTENT) {
+		mfs_put_le64(q, b->extents[i].off);
+		mfs_put_le32(q + 8, b->extents[i].len);
+		memcpy(q + 12, b->extents[i].key.b, 16);
+	}
+	return 0;
+}
+
+int mfs_rec_blob_decode(const void *p, size_t len, mfs_blob_info *info, const uint8_t **ext)
+{
+	mfs_rd r = mfs_rd_init(p, len);
+	uint8_t ver = mfs_rd_u8(&r);
+	uint64_t size = mfs_rd_u64(&r);
+	const uint8_t *sha = mfs_rd_take(&r, 32);
+	uint64_t stored = mfs_rd_u64(&r);
+	uint64_t n_tensors = mfs_rd_u64(&r);
+	uint64_t n_extents = mfs_rd_u64(&r);
+	if (!r.ok || ver != MFS_REC_V1)
+		return MFS_E_CORRUPT;
+	size_t left = (size_t)(r.end - r.p);
+	if (left % MFS_REC_EXTENT != 0 || n_extents != left / MFS_REC_EXTENT)
+		return MFS_E_CORRUPT;
+	info->size = size;
+	memcpy(info->sha256, sha, 32);
+	info->stored_bytes = stored;
+	info->n_tensors = n_tensors;
+	info->n_extents = n_extents;
+	if (ext)
+		*ext = r.p;
+	return 0;
+}
+
+void mfs_rec_extent_get(const uint8_t *ext, uint64_t i, mfs_extent *out)
+{
+	const uint8_t *p = ext + i * MFS_REC_EXTENT;
+	out->off = mfs_get_le64(p);
+	out->len = mfs_get_le32(p + 8);
+	memcpy(out->key.b, p + 12, 16);
+}
+
+int mfs_rec_blob_extents(const mfs_blob_info *info, const uint8_t *ext, mfs_extent *out)
+{
+	uint64_t expect = 0;
+	for (uint64_t i = 0; i < info->n_extents; i++) {
+		mfs_rec_extent_get(ext, i, &out[i]);
+		/* Extents tile the file; a record whose extents do not is corrupt. */
+		if (out[i].off != expect || out[i].len == 0)
+			return MFS_E_CORRUPT;
+		expect += out[i].len;
+	}
+	return expect == info->size ? 0 : MFS_E_CORRUPT;
+}
+
+/* ---- tensor ---- */
+
+int mfs_rec_tensor_encode(uint8_t *p, const mfs_tensor_info *ti, size_t *len)
+{
+	size_t nl = strlen(ti->name);
+	if (nl > MFS_TENSOR_NAME_MAX || ti->ndim > MFS_MAX_DIMS)
+		return MFS_E_INVAL;
+	uint8_t *q = p;
+	*q++ = MFS_REC_V1;
+	*q++ = (uint8_t)ti->dtype;
+	*q++ = (uint8_t)ti->codec;
+	*q++ = (uint8_t)ti->ndim;
+	for (uint32_t d = 0; d < ti->ndim; d++, q += 8)
+		mfs_put_le64(q, ti->shape[d]);
+	mfs_put_le64(q, ti->data_off), q += 8;
+	mfs_put_le64(q, ti->raw_len), q += 8;
+	mfs_put_le64(q, ti->stored_len), q += 8;
+	mfs_put_le64(q, ti->first_extent), q += 8;
+	mfs_put_le64(q, ti->n_extents), q += 8;
+	mfs_put_le16(q, (uint16_t)nl), q += 2;
+	memcpy(q, ti->name, nl), q += nl;
+	*len = (size_t)(q - p);
+	return 0;
+}
+
+int mfs_rec_tensor_decode(const void *p, size_t len, mfs_tensor_info *out,
+			  char name[MFS_TENSOR_NAME_MAX + 1])
+{
+	mfs_rd r = mfs_rd_init(p, len);
+	uint8_t ver = mfs_rd_u8(&r);
+	uint8_t dtype = mfs_rd_u8(&r);
+	uint8_t codec = mfs_rd_u8(&r);
+	uint8_t ndim = mfs_rd_u8(&r);
+	if (!r.ok || ver != MFS_REC_V1 || ndim > MFS_MAX_DIMS || codec >= MFS_CODEC__COUNT)
+		return MFS_E_CORRUPT;
+	mfs_tensor_info ti;
+	memset(&ti, 0, sizeof ti);
+	ti.dtype = (mfs_dtype)dtype;
+	ti.codec = (mfs_codec_id)codec;
+	ti.ndim = ndim;
+	for (uint32_t i = 0; i < ti.ndim; i++)
+		ti.shape[i] = mfs_rd_u64(&r);
+	ti.data_off = mfs_rd_u64(&r);
+	ti.raw_len = mfs_rd_u64(&r);
+	ti.stored_len = mfs_rd_u64(&r);
+	ti.first_extent = mfs_rd_u64(&r);
+	ti.n_extents = mfs_rd_u64(&r);
+	const uint8_t *nb = mfs_rd_take(&r, 2);
+	size_t nl = nb ? mfs_get_le16(nb) : 0;
+	const uint8_t *np = nl <= MFS_TENSOR_NAME_MAX ? mfs_rd_take(&r, nl) : NULL;
+	if (!np || !rd_done(&r) || memchr(np, '\0', nl))
+		return MFS_E_CORRUPT;
+	memcpy(name, np, nl);
+	name[nl] = '\0';
+	ti.name = name;
+	*out = ti;
+	return 0;
+}
+
+/* ---- file ---- */
+
+int mfs_rec_file_encode(uint8_t *p, uint32_t mode, const char *etag, size_t *len)
+{
+	size_t el = strlen(etag);
+	if (el == 0 || el > MFS_ETAG_MAX || !lower_hex((const uint8_t *)etag, el))
+		return MFS_E_INVAL;
+	p[0] = MFS_REC_V1;
+	mfs_put_le32(p + 1, mode);
+	p[5] = (uint8_t)el;
+	memcpy(p + 6, etag, el);
+	*len = 6 + el;
+	return 0;
+}
+
+int mfs_rec_file_decode(const void *p, size_t len, mfs_file_info *out)
+{
+	mfs_rd r = mfs_rd_init(p, len);
+	uint8_t ver = mfs_rd_u8(&r);
+	uint32_t mode = mfs_rd_u32(&r);
+	uint8_t el = mfs_rd_u8(&r);
+	const uint8_t *e = el >= 1 && el <= MFS_ETAG_MAX ? mfs_rd_take(&r, el) : NULL;
+	if (!e || !rd_done(&r) || ver != MFS_REC_V1 || !lower_hex(e, el))
+		return MFS_E_CORRUPT;
+	out->mode = mode;
+	memcpy(out->etag, e, el);
+	out->etag[el] = '\0';
+	return 0;
+}
+
+/* ---- repo, commit, ref ---- */
+
+void mfs_rec_repo_encode(uint8_t *p, uint64_t created, uint64_t updated)
+{
+	p[0] = MFS_REC_V1;
+	mfs_put_le64(p + 1, created);
+	mfs_put_le64(p + 9, updated);
+}
+
+int mfs_rec_repo_decode(const void *p, size_t len, mfs_repo_info *out)
+{
+	mfs_rd r = mfs_rd_init(p, len);
+	uint8_t ver = mfs_rd_u8(&r);
+	uint64_t created = mfs_rd_u64(&r);
+	uint64_t updated = mfs_rd_u64(&r);
+	if (!rd_done(&r) || ver != MFS_REC_V1)
+		return MFS_E_CORRUPT;
+	out->created = created;
+	out->updated = updated;
+	return 0;
+}
+
+void mfs_rec_commit_encode(uint8_t *p, uint64_t time, uint64_t n_files)
+{
+	p[0] = MFS_REC_V1;
+	mfs_put_le64(p + 1, time);
+	mfs_put_le64(p + 9, n_files);
+}
+
+int mfs_rec_commit_decode(const void *p, size_t len, mfs_commit_info *out)
+{
+	mfs_rd r = mfs_rd_init(p, len);
+	uint8_t ver = mfs_rd_u8(&r);
+	uint64_t time = mfs_rd_u64(&r);
+	uint64_t n_files = mfs_rd_u64(&r);
+	if (!rd_done(&r) || ver != MFS_REC_V1)
+		return MFS_E_CORRUPT;
+	out->time = time;
+	out->n_files = n_files;
+	return 0;
+}
+
+int mfs_rec_ref_decode(const void *p, size_t len, char commit[MFS_COMMIT_LEN + 1])
+{
+	mfs_rd r = mfs_rd_init(p, len);
+	const uint8_t *c = mfs_rd_take(&r, MFS_COMMIT_LEN);
+	if (!c || !rd_done(&r) || !lower_hex(c, MFS_COMMIT_LEN))
+		return MFS_E_CORRUPT;
+	memcpy(commit, c, MFS_COMMIT_LEN);
+	commit[MFS_COMMIT_LEN] = '\0';
+	return 0;
+}

@@ -1,0 +1,154 @@
+/*
+ * records.h - the store's on-disk record formats: one encoder and one
+ * decoder per record kind, apart from LMDB so they can be unit-tested with
+ * golden byte strings and fuzzed with arbitrary bytes.
+ *
+ * Every value starts with a version byte (MFS_REC_V1).  Integers are
+ * little-endian, written byte by byte (bytes.h).  The layouts:
+ *
+ *   chunk   u8 version, u8 codec, u8 flags (bit 0: has ref; others 0),
+ *           u8 reserved (0), u32 raw_len, [16-byte ref key], payload (the rest)
+ *   blob    u8 version, u64 size, 32-byte sha256, u64 stored_bytes,
+ *           u64 n_tensors, u64 n_extents, then n_extents times:
+ *           u64 off, u32 len, 16-byte chunk key              (exact length)
+ *   tensor  u8 version, u8 dtype, u8 codec, u8 ndim (<= MFS_MAX_DIMS),
+ *           u64 shape[ndim], u64 data_off, u64 raw_len, u64 stored_len,
+ *           u64 first_extent, u64 n_extents, u16 name length (<= 255), name
+ *   file    u8 version, u32 mode, u8 etag length (1..64), etag (lower hex)
+ *   repo    u8 version, u64 created, u64 updated
+ *   commit  u8 version, u64 time, u64 n_files
+ *   ref     40 lower-case hex characters (the commit), no version byte
+ *
+ * Decoders take (ptr, len), read only inside it (through mfs_rd), and
+ * return MFS_E_CORRUPT for anything malformed: a short or over-long record,
+ * an unknown version, a reserved bit set, a count that does not fit.  A
+ * chunk record's payload length is "the rest", so a truncated payload is
+ * caught by the chunk key check on decode (mfs_chunk_decode), not here.
+ *
+ * Module convention: int return, 0 or a negative code from err.h.
+ */
+#ifndef MFS_RECORDS_H
+#define MFS_RECORDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+#define MFS_REC_V1 1
+
+#define MFS_REC_CHUNK_HAS_REF 0x1u
+#define MFS_REC_CHUNK_HDR 8                            /* without the ref key */
+#define MFS_REC_CHUNK_HDR_MAX (MFS_REC_CHUNK_HDR + 16) /* with it */
+
+#define MFS_REC_BLOB_FIXED (1 + 8 + 32 + 8 + 8 + 8)
+#define MFS_REC_EXTENT 28
+#define MFS_REC_TENSOR_MAX (4 + 8 * MFS_MAX_DIMS + 40 + 2 + MFS_TENSOR_NAME_MAX)
+#define MFS_REC_FILE_MAX (6 + MFS_ETAG_MAX)
+#define MFS_REC_REPO_LEN 17
+#define MFS_REC_COMMIT_LEN 17
+#define MFS_REC_REF_LEN MFS_COMMIT_LEN
+
+/* ---- chunk ---- */
+
+/**
+ * Write a chunk record's header.
+ * @param[out] p        at least MFS_REC_CHUNK_HDR_MAX bytes
+ * @param[in]  ref      reference chunk key, or NULL
+ * @return the header length (MFS_REC_CHUNK_HDR, or + 16 with a ref); the
+ *         payload follows it
+ */
+size_t mfs_rec_chunk_header(uint8_t *p, mfs_codec_id codec, uint32_t raw_len,
+			    const mfs_chunk_key *ref);
+
+/**
+ * Decode a chunk record.
+ * @param[out] out  its payload points into [p, p + len): valid as long as that is
+ * @return 0 or MFS_E_CORRUPT (also for a codec id >= MFS_CODEC__COUNT)
+ */
+int mfs_rec_chunk_decode(const void *p, size_t len, mfs_chunk_view *out);
+
+/* ---- blob ---- */
+
+/**
+ * Length of the blob record of @p n_extents extents.
+ * @return 0, or MFS_E_TOOBIG when it does not fit in a size_t
+ */
+int mfs_rec_blob_size(uint64_t n_extents, size_t *out);
+
+/**
+ * Encode a blob record (its fixed part and extents; tensors are records of
+ * their own).  @p cap must be at least mfs_rec_blob_size(b->n_extents).
+ * @return 0 or MFS_E_NOSPACE
+ */
+int mfs_rec_blob_encode(uint8_t *p, size_t cap, const mfs_blob_rec *b);
+
+/**
+ * Decode a blob record's fixed part (info->etag is left as it is) and check
+ * that exactly info->n_extents extents follow.
+ * @param[out] ext  optional: the first extent's bytes, inside [p, p + len);
+ *                  read them with mfs_rec_extent_get()
+ * @return 0 or MFS_E_CORRUPT
+ */
+int mfs_rec_blob_decode(const void *p, size_t len, mfs_blob_info *info, const uint8_t **ext);
+
+/**
+ * Extent @p i of a blob record that mfs_rec_blob_decode() accepted
+ * (@p i < its n_extents: the decoder checked that they are all there).
+ */
+void mfs_rec_extent_get(const uint8_t *ext, uint64_t i, mfs_extent *out);
+
+/**
+ * Decode all extents of an accepted blob record into @p out (info->n_extents
+ * entries) and check that they tile the file: in order from 0, none empty,
+ * ending at info->size.
+ * @return 0 or MFS_E_CORRUPT
+ */
+int mfs_rec_blob_extents(const mfs_blob_info *info, const uint8_t *ext, mfs_extent *out);
+
+/* ---- tensor ---- */
+
+/**
+ * Encode a tensor record into @p p (MFS_REC_TENSOR_MAX bytes).
+ * @param[out] len  bytes written
+ * @return 0, or MFS_E_INVAL (name longer than MFS_TENSOR_NAME_MAX, more than
+ *         MFS_MAX_DIMS dims)
+ */
+int mfs_rec_tensor_encode(uint8_t *p, const mfs_tensor_info *ti, size_t *len);
+
+/**
+ * Decode a tensor record; the name is copied into @p name and out->name
+ * points to it.  @return 0 or MFS_E_CORRUPT
+ */
+int mfs_rec_tensor_decode(const void *p, size_t len, mfs_tensor_info *out,
+			  char name[MFS_TENSOR_NAME_MAX + 1]);
+
+/* ---- file ---- */
+
+/**
+ * Encode a file record into @p p (MFS_REC_FILE_MAX bytes).
+ * @return 0 or MFS_E_INVAL (etag empty, longer than MFS_ETAG_MAX, not lower hex)
+ */
+int mfs_rec_file_encode(uint8_t *p, uint32_t mode, const char *etag, size_t *len);
+
+/** Decode a file record: mode and etag (out->path is left as it is). */
+int mfs_rec_file_decode(const void *p, size_t len, mfs_file_info *out);
+
+/* ---- repo, commit, ref ---- */
+
+/** Encode a repo record (MFS_REC_REPO_LEN bytes). */
+void mfs_rec_repo_encode(uint8_t *p, uint64_t created, uint64_t updated);
+
+/** Decode a repo record: the times (out->repo is left as it is). */
+int mfs_rec_repo_decode(const void *p, size_t len, mfs_repo_info *out);
+
+/** Encode a commit record (MFS_REC_COMMIT_LEN bytes). */
+void mfs_rec_commit_encode(uint8_t *p, uint64_t time, uint64_t n_files);
+
+/** Decode a commit record: time and n_files (out->commit is left as it is). */
+int mfs_rec_commit_decode(const void *p, size_t len, mfs_commit_info *out);
+
+/** Decode a ref value into @p commit (NUL-terminated). @return 0 or MFS_E_CORRUPT */
+int mfs_rec_ref_decode(const void *p, size_t len, char commit[MFS_COMMIT_LEN + 1]);
+
+#endif
