@@ -431,7 +431,7 @@ static int bp_decode(const void *src_, size_t src_len, const void *ref, size_t r
 		at += len[p];
 		off[p] = need;
 		if (!(d[1] == BP_RAW && w == 8))
-			need += (plane_sym_bytes(w, n) + 63) & ~(size_t)63;
+			need += (plane_sym_bytes(w, n) + 64) & ~(size_t)63; /* >= 64: never NULL */
 	}
 	if (at != src_len)
 		return MFS_E_CORRUPT;

@@ -143,10 +143,8 @@ static void test_length_limit(void)
 	for (unsigned nsym = 13; nsym <= 46; nsym += 11) {
 		uint32_t freq[64] = {0};
 		uint32_t a = 1, b = 1;
-		size_t n = 0;
 		for (unsigned s = 0; s < nsym; s++) {
 			freq[s] = a;
-			n += a;
 			uint32_t c = a + b;
 			a = b;
 			b = c;
