@@ -10,7 +10,8 @@
  * Caching policy (files never change under a mount):
  *   - blobs, snapshot entries and symlinks: attr/entry timeouts of a day,
  *     keep_cache on open, so a re-read comes from the page cache;
- *   - repo dirs, refs and other names that a refresh may change: 1 s;
+ *   - refs and other names that a refresh may change: 1 s; names in the
+ *     root (repo dirs): entry timeout 0, so a removed repo goes at once;
  *   - negative lookups: 1 s, but none at the root, where new repos appear.
  */
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
@@ -160,14 +161,19 @@ static double timeout_of(const mfs_layout_attr *a)
 	return a->immutable ? LONG_TIMEOUT : SHORT_TIMEOUT;
 }
 
-static void fill_entry(const mfs_layout_attr *a, struct fuse_entry_param *e)
+/*
+ * Names in the root (repo dirs) are looked up again on every path walk
+ * (entry timeout 0): a removed repo is gone at once, and a root lookup costs
+ * a hash-table probe.
+ */
+static void fill_entry(const mfs_layout_attr *a, uint64_t parent, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = a->ino;
 	e->generation = 1;
 	attr_to_stat(a, &e->attr);
 	e->attr_timeout = timeout_of(a);
-	e->entry_timeout = timeout_of(a);
+	e->entry_timeout = parent == MFS_LAYOUT_ROOT_INO ? 0 : timeout_of(a);
 }
 
 /* ---- handlers ---- */
@@ -203,7 +209,7 @@ static void mfs_ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, mfs_errno(rc));
 		return;
 	}
-	fill_entry(&a, &e);
+	fill_entry(&a, parent, &e);
 	fuse_reply_entry(req, &e);
 }
 
@@ -258,8 +264,8 @@ static void mfs_ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 		mfs_layout_dir_close(m->layout, d); /* interrupted: no releasedir comes */
 }
 
-static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
-		       int plus)
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, int plus)
 {
 	mfs_layout_dir *d = (mfs_layout_dir *)(uintptr_t)fi->fh;
 	char *buf = malloc(size ? size : 1);
@@ -276,7 +282,7 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 		size_t need;
 		if (plus) {
 			struct fuse_entry_param e;
-			fill_entry(&a, &e);
+			fill_entry(&a, ino, &e);
 			need = fuse_add_direntry_plus(req, buf + pos, size - pos, name, &e,
 						      (off_t)(i + 1));
 		} else {
@@ -296,13 +302,13 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 static void mfs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
-	do_readdir(req, size, off, fi, 0);
+	do_readdir(req, ino, size, off, fi, 0);
 }
 
 static void mfs_ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			       struct fuse_file_info *fi)
 {
-	do_readdir(req, size, off, fi, 1);
+	do_readdir(req, ino, size, off, fi, 1);
 }
 
 static void mfs_ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -375,9 +381,17 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	mfs_mount *m = mount_of(req);
 	ofile *of = (ofile *)(uintptr_t)fi->fh;
 	if (!of->rf) {
+		/*
+		 * Reply from a copy: once the kernel has the reply, the file may be
+		 * released (and of freed) before fuse_reply_buf returns.
+		 */
+		char copy[sizeof(of->data)];
 		size_t o = off < 0 ? 0 : (size_t)off;
 		size_t n = o >= of->data_len ? 0 : of->data_len - o;
-		fuse_reply_buf(req, of->data + (o < of->data_len ? o : 0), n < size ? n : size);
+		if (n > size)
+			n = size;
+		memcpy(copy, of->data + (n ? o : 0), n);
+		fuse_reply_buf(req, copy, n);
 		return;
 	}
 	thread_ctx *t = tctx(m);

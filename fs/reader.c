@@ -4,6 +4,7 @@
 #include "reader.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,17 @@ struct mfs_reader {
 	mfs_store *store;
 	mfs_cache *cache;
 	unsigned prefetch; /* chunks ahead of a sequential reader */
+};
+
+/*
+ * An open file's snapshot: one read transaction for the file's life.  Its
+ * lookups are serialised by @mu (an LMDB transaction is not for concurrent
+ * use); the payloads they return stay valid, and are decoded, unlocked.
+ */
+struct mfs_rfile_snap {
+	pthread_mutex_t mu;
+	mfs_txn *txn;
+	mfs_reader *r;
 };
 
 /* Chunk size the prefetch window is counted in (the ingest default). */
@@ -57,11 +69,17 @@ int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile 
 	}
 	mfs_blob_info bi;
 	rc = mfs_blob_get(t, repo, etag, &bi, &f->extents);
-	mfs_txn_abort(t);
+	if (rc == 0 && !(f->snap = calloc(1, sizeof(*f->snap))))
+		rc = -ENOMEM;
 	if (rc < 0) {
+		mfs_txn_abort(t);
+		free(f->extents);
 		free(f);
 		return rc;
 	}
+	pthread_mutex_init(&f->snap->mu, NULL);
+	f->snap->txn = t;
+	f->snap->r = r;
 	strcpy(f->repo, repo);
 	strcpy(f->etag, etag);
 	f->size = bi.size;
@@ -75,6 +93,12 @@ void mfs_rfile_close(mfs_rfile *f)
 {
 	if (!f)
 		return;
+	if (f->snap) {
+		mfs_cache_drain(f->snap->r->cache, f); /* no worker may still use f */
+		mfs_txn_abort(f->snap->txn);
+		pthread_mutex_destroy(&f->snap->mu);
+		free(f->snap);
+	}
 	free(f->extents);
 	free(f);
 }
@@ -118,10 +142,45 @@ int mfs_reader_decode_chunk(mfs_reader *r, const mfs_chunk_key *key, void *dst,
 	return rc;
 }
 
+/*
+ * Decode a chunk of @p f from the file's own snapshot: the lookups under the
+ * snapshot lock, the decode (the expensive part) outside it.
+ */
+static int rfile_decode(mfs_rfile *f, const mfs_chunk_key *key, void *dst, size_t len,
+			mfs_codec_ws *ws)
+{
+	mfs_chunk_view v, rv;
+	pthread_mutex_lock(&f->snap->mu);
+	int rc = mfs_chunk_get(f->snap->txn, key, &v);
+	if (rc == 0 && v.has_ref) {
+		rc = mfs_chunk_get(f->snap->txn, &v.ref, &rv);
+		if (rc == MFS_E_NOTFOUND)
+			rc = MFS_E_CORRUPT;
+	}
+	pthread_mutex_unlock(&f->snap->mu);
+	if (rc < 0)
+		return rc;
+	if (v.raw_len != len)
+		return MFS_E_CORRUPT;
+	const void *ref = NULL;
+	if (v.has_ref) {
+		/* Reference chains have depth 1: a reference chunk has no reference. */
+		if (rv.has_ref || rv.raw_len != len)
+			return MFS_E_CORRUPT;
+		void *rbuf = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_REF, len);
+		if (!rbuf)
+			return -ENOMEM;
+		if ((rc = mfs_chunk_decode(&rv, &v.ref, NULL, rbuf, len, ws)) < 0)
+			return rc;
+		ref = rbuf;
+	}
+	return mfs_chunk_decode(&v, key, ref, dst, len, ws);
+}
+
 static int cache_fill(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
 		      mfs_codec_ws *ws)
 {
-	return mfs_reader_decode_chunk(ud, key, dst, len, ws);
+	return rfile_decode(ud, key, dst, len, ws);
 }
 
 /*
@@ -145,7 +204,7 @@ static void queue_prefetch(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t o
 		const mfs_extent *e = &f->extents[j];
 		if (e->off >= until)
 			break;
-		if (mfs_cache_prefetch(r->cache, &e->key, e->len, cache_fill, r) == MFS_E_BUSY)
+		if (mfs_cache_prefetch(r->cache, &e->key, e->len, cache_fill, f) == MFS_E_BUSY)
 			break;
 	}
 }
@@ -171,17 +230,17 @@ int mfs_rfile_read(mfs_reader *r, mfs_rfile *f, uint64_t off, void *buf, size_t 
 		int rc;
 		if (r->cache) {
 			mfs_cache_entry *ce;
-			rc = mfs_cache_get(r->cache, &e->key, e->len, cache_fill, r, ws, &ce);
+			rc = mfs_cache_get(r->cache, &e->key, e->len, cache_fill, f, ws, &ce);
 			if (rc == 0) {
 				memcpy(out + done, (const uint8_t *)mfs_cache_entry_data(ce) + in, n);
 				mfs_cache_release(r->cache, ce);
 			}
 		} else if (in == 0 && n == e->len) {
 			/* The whole chunk is wanted: decode straight into the caller's buffer. */
-			rc = mfs_reader_decode_chunk(r, &e->key, out + done, e->len, ws);
+			rc = rfile_decode(f, &e->key, out + done, e->len, ws);
 		} else {
 			uint8_t *tmp = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_CHUNK, e->len);
-			rc = tmp ? mfs_reader_decode_chunk(r, &e->key, tmp, e->len, ws) : -ENOMEM;
+			rc = tmp ? rfile_decode(f, &e->key, tmp, e->len, ws) : -ENOMEM;
 			if (rc == 0)
 				memcpy(out + done, tmp + in, n);
 		}

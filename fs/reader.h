@@ -37,6 +37,7 @@ typedef struct mfs_rfile {
 	mfs_extent *extents; /* owned by the mfs_rfile */
 	uint64_t seq_next;   /* where a sequential reader reads next (prefetch);
 				accessed atomically, as threads share the file */
+	struct mfs_rfile_snap *snap; /* private: the read snapshot the file reads */
 } mfs_rfile;
 
 /**
@@ -61,13 +62,20 @@ void mfs_reader_free(mfs_reader *r);
 void mfs_reader_set_prefetch(mfs_reader *r, unsigned chunks);
 
 /**
- * Open the blob @p etag of @p repo.
+ * Open the blob @p etag of @p repo.  The file keeps the store's read
+ * snapshot of the moment it was opened (an LMDB read transaction) until it
+ * is closed: it reads the same bytes even if the repo is removed and its
+ * chunks garbage-collected meanwhile (at the price of LMDB not reusing the
+ * pages freed after the open while the file stays open).
  * @param[out] out  free with mfs_rfile_close()
  * @return 0, MFS_E_NOTFOUND, -ENOMEM
  */
 int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile **out);
 
-/** Close a file; NULL is a no-op. */
+/**
+ * Close a file; NULL is a no-op.  Waits for the prefetch jobs it queued.
+ * No read of it may be in progress.
+ */
 void mfs_rfile_close(mfs_rfile *f);
 
 /**
