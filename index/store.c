@@ -624,6 +624,29 @@ int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec, uint
 	return refcount_put(t, key, 0);
 }
 
+int mfs_chunk_replace(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec,
+		      uint32_t raw_len, const mfs_chunk_key *ref, const void *payload,
+		      size_t payload_len)
+{
+	if (!t->write)
+		return MFS_E_INVAL;
+	MDB_val k = {16, (void *)key->b}, v;
+	int rc = mdb_get(t->txn, DBI(t, DB_CHUNKS), &k, &v);
+	if (rc)
+		return db_rc(rc);
+	uint8_t hbuf[MFS_REC_CHUNK_HDR_MAX];
+	size_t hdr = mfs_rec_chunk_header(hbuf, codec, raw_len, ref);
+	/* The old value is not read from here on: overwriting it is safe. */
+	v.mv_size = hdr + payload_len;
+	v.mv_data = NULL;
+	rc = mdb_put(t->txn, DBI(t, DB_CHUNKS), &k, &v, MDB_RESERVE);
+	if (rc)
+		return db_rc(rc);
+	memcpy(v.mv_data, hbuf, hdr);
+	memcpy((uint8_t *)v.mv_data + hdr, payload, payload_len);
+	return bump_generation(t);
+}
+
 struct chunks_iter {
 	mfs_txn *t;
 	int (*cb)(void *, const mfs_chunk_key *, const mfs_chunk_view *, uint64_t);
@@ -1364,6 +1387,7 @@ int mfs_store_compact(mfs_store *s, mfs_errmsg *err)
 	}
 	int fd = open(src, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
+		fchmod(fd, 0600); /* as mdb_env_open created the original */
 		fsync(fd);
 		close(fd);
 	}
