@@ -215,33 +215,81 @@ static void unpack_bits(const uint8_t *src, unsigned w, size_t n, void *syms)
 
 /* ---- split (encoder) and merge (decoder) ---- */
 
-static void split(const bp_layout *L, const uint8_t *src, size_t n, void **planes,
-		  uint32_t (*freq)[MFS_HUFF_MAX_SYMS])
+/* Histogram with interleaved sub-counts (repeated symbols do not serialise). */
+static void histogram(const void *syms, int wide, size_t n, uint32_t *freq, unsigned nsym,
+		      uint32_t (*sub)[MFS_HUFF_MAX_SYMS])
+{
+	memset(sub, 0, 4 * sizeof sub[0]);
+	size_t i = 0;
+	if (wide) {
+		const uint16_t *v = syms;
+		for (; i + 4 <= n; i += 4) {
+			sub[0][v[i]]++;
+			sub[1][v[i + 1]]++;
+			sub[2][v[i + 2]]++;
+			sub[3][v[i + 3]]++;
+		}
+		for (; i < n; i++)
+			sub[0][v[i]]++;
+	} else {
+		const uint8_t *v = syms;
+		for (; i + 4 <= n; i += 4) {
+			sub[0][v[i]]++;
+			sub[1][v[i + 1]]++;
+			sub[2][v[i + 2]]++;
+			sub[3][v[i + 3]]++;
+		}
+		for (; i < n; i++)
+			sub[0][v[i]]++;
+	}
+	for (unsigned k = 0; k < nsym; k++)
+		freq[k] = sub[0][k] + sub[1][k] + sub[2][k] + sub[3][k];
+}
+
+/* Cut elements into symbol planes (the common layouts get loops that vectorize). */
+static void split(const bp_layout *L, const uint8_t *src, size_t n, void **planes)
 {
 	unsigned bits = 8 * L->esize;
+	if (L->esize == 2 && L->nplanes == 2) {
+		const uint16_t *v = (const void *)src; /* src alignment checked by caller */
+		unsigned w1 = L->width[1];
+		uint16_t m1 = (uint16_t)((1u << w1) - 1);
+		if (L->width[0] > 8) {
+			uint16_t *p0 = planes[0];
+			uint8_t *p1 = planes[1];
+			for (size_t i = 0; i < n; i++) {
+				uint16_t r = (uint16_t)(v[i] << 1 | v[i] >> 15);
+				p0[i] = (uint16_t)(r >> w1);
+				p1[i] = (uint8_t)(r & m1);
+			}
+		} else {
+			uint8_t *p0 = planes[0], *p1 = planes[1];
+			for (size_t i = 0; i < n; i++) {
+				uint16_t r = (uint16_t)(v[i] << 1 | v[i] >> 15);
+				p0[i] = (uint8_t)(r >> w1);
+				p1[i] = (uint8_t)(r & m1);
+			}
+		}
+		return;
+	}
+	if (L->esize == 4 && L->nplanes == 4 && L->width[0] == 10) {
+		const uint32_t *v = (const void *)src;
+		uint16_t *p0 = planes[0];
+		uint8_t *p1 = planes[1], *p2 = planes[2], *p3 = planes[3];
+		for (size_t i = 0; i < n; i++) {
+			uint32_t r = v[i] << 1 | v[i] >> 31;
+			p0[i] = (uint16_t)(r >> 22);
+			p1[i] = (uint8_t)((r >> 16) & 63);
+			p2[i] = (uint8_t)(r >> 8);
+			p3[i] = (uint8_t)r;
+		}
+		return;
+	}
 	unsigned shift[BP_MAX_PLANES];
 	unsigned at = bits;
 	for (unsigned p = 0; p < L->nplanes; p++) {
 		at -= L->width[p];
 		shift[p] = at;
-	}
-	if (L->esize == 2 && L->nplanes == 2) {
-		unsigned w1 = L->width[1];
-		unsigned m1 = (1u << w1) - 1;
-		for (size_t i = 0; i < n; i++) {
-			uint16_t v;
-			memcpy(&v, src + 2 * i, 2);
-			unsigned r = (unsigned)rotl(v, L->rot, 16);
-			unsigned s0 = r >> w1, s1 = r & m1;
-			if (L->width[0] > 8)
-				((uint16_t *)planes[0])[i] = (uint16_t)s0;
-			else
-				((uint8_t *)planes[0])[i] = (uint8_t)s0;
-			((uint8_t *)planes[1])[i] = (uint8_t)s1;
-			freq[0][s0]++;
-			freq[1][s1]++;
-		}
-		return;
 	}
 	for (size_t i = 0; i < n; i++) {
 		uint64_t r = rotl(load_elem(src + L->esize * i, L->esize), L->rot, bits);
@@ -251,7 +299,6 @@ static void split(const bp_layout *L, const uint8_t *src, size_t n, void **plane
 				((uint16_t *)planes[p])[i] = (uint16_t)s;
 			else
 				((uint8_t *)planes[p])[i] = (uint8_t)s;
-			freq[p][s]++;
 		}
 	}
 }
@@ -337,22 +384,37 @@ static int bp_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 
 	/* scratch A: per-plane frequencies, then the symbol planes */
 	size_t freq_bytes = sizeof(uint32_t) * MFS_HUFF_MAX_SYMS * L->nplanes;
-	size_t need = freq_bytes + sizeof(mfs_huff_table);
+	size_t sub_bytes = 4 * sizeof(uint32_t) * MFS_HUFF_MAX_SYMS;
+	size_t need = freq_bytes + sub_bytes + sizeof(mfs_huff_table);
+	/* one more element's room: an unaligned source is copied behind the planes */
+	int src_aligned = ((uintptr_t)src & (L->esize - 1)) == 0;
+	size_t copy_off = 0;
 	size_t off[BP_MAX_PLANES];
 	for (unsigned p = 0; p < L->nplanes; p++) {
 		off[p] = need;
 		need += (plane_sym_bytes(L->width[p], n) + 63) & ~(size_t)63;
 	}
+	if (!src_aligned) {
+		copy_off = need;
+		need += src_len;
+	}
 	uint8_t *scr = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_A, need);
 	if (!scr)
 		return -ENOMEM;
 	uint32_t(*freq)[MFS_HUFF_MAX_SYMS] = (void *)scr;
-	mfs_huff_table *tab = (void *)(scr + freq_bytes);
+	uint32_t(*sub)[MFS_HUFF_MAX_SYMS] = (void *)(scr + freq_bytes);
+	mfs_huff_table *tab = (void *)(scr + freq_bytes + sub_bytes);
 	void *planes[BP_MAX_PLANES];
-	memset(freq, 0, freq_bytes);
 	for (unsigned p = 0; p < L->nplanes; p++)
 		planes[p] = scr + off[p];
-	split(L, src, n, planes, freq);
+	const uint8_t *elems = src;
+	if (!src_aligned) {
+		memcpy(scr + copy_off, src, src_len);
+		elems = scr + copy_off;
+	}
+	split(L, elems, n, planes);
+	for (unsigned p = 0; p < L->nplanes; p++)
+		histogram(planes[p], L->width[p] > 8, n, freq[p], 1u << L->width[p], sub);
 
 	uint8_t *out = dst, *end = out + dst_cap;
 	out[0] = BP_VERSION;

@@ -2,13 +2,14 @@
  * huff.c - canonical, length-limited Huffman coder with four interleaved
  * LSB-first bit streams per block (format in huff.h).
  *
- * Decoder: one table of 2^12 uint16 entries (symbol << 4 | len) on the
- * stack; each stream keeps a 64-bit bit buffer refilled without branches
- * (an unaligned 8-byte load, then the pointer advances by whole bytes so the
- * buffer holds 56..63 valid bits), which is enough for four lookups of at
- * most 12 bits.  The fast loop runs while every stream can load 8 bytes
- * inside the block; the tail loads byte by byte and checks that each code
- * fits in the bits that remain.
+ * Decoder: the lengths are checked (range, Kraft sum exactly 1) and turned
+ * into a 2^12-entry table that yields one or two symbols per lookup (the
+ * planes' common codes are 3-6 bits, so most lookups yield two).  Each
+ * stream is a bit position plus a 64-bit window refilled by one unaligned
+ * load; four streams are decoded side by side so their lookups overlap.
+ * Loads never leave the block; the tail decodes symbol by symbol and every
+ * stream must end exactly in its last byte.  Tables live on the stack
+ * (8 KiB + 16 KiB): nothing is allocated.
  */
 #include "huff.h"
 

@@ -8,7 +8,9 @@ dtype, prints: stored % of raw, single-thread encode and decode MB/s for
 ZipNN's byte-level API (zipnn 0.5.4, threads=1, its default method and
 chunking).  Each tensor is one ZipNN call, as ZipNN is used on whole tensors;
 ZipNN compresses its input buffer in place, so it is given a fresh copy and
-the copy is not timed.  --tsv prints machine-readable rows for codecs.sh.
+the copy is not timed.  Times are process CPU time (as bench_codecs), so a
+busy neighbour on a shared machine does not count; decode is the best of
+REPEAT_DECODE passes per tensor.  --tsv prints machine-readable rows for codecs.sh.
 """
 import json
 import struct
@@ -55,7 +57,7 @@ def main(argv):
             if dtype in ZIPNN_DTYPE and len(buf) > 0:
                 groups.setdefault(dtype, []).append(buf)
     if not tsv:
-        print("ZipNN %s, threads=1, per tensor; decode best of %d"
+        print("ZipNN %s, threads=1, per tensor, process CPU time; decode best of %d"
               % (getattr(zipnn, "__version__", "0.5.4"), REPEAT_DECODE))
         print("%-6s %-10s %10s %9s %10s %10s" % ("dtype", "codec", "raw MB", "stored%",
                                                "enc MB/s", "dec MB/s"))
@@ -69,14 +71,14 @@ def main(argv):
         t_enc = t_dec = 0.0
         for buf in bufs:
             work = bytearray(buf)  # ZipNN compresses in place: give it a copy
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             comp = bytes(zpn.compress(work))
-            t_enc += time.perf_counter() - t0
+            t_enc += time.process_time() - t0
             best = None
             for _ in range(REPEAT_DECODE):
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 out = zpn.decompress(comp)
-                dt = time.perf_counter() - t0
+                dt = time.process_time() - t0
                 best = dt if best is None else min(best, dt)
             if bytes(out) != buf:
                 sys.stderr.write("bench_zipnn: %s round trip mismatch\n" % dtype)
