@@ -152,8 +152,9 @@ static void attr_to_stat(const mfs_layout_attr *a, struct stat *st)
 	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
 	st->st_blksize = MAX_REQUEST; /* cp and friends read 1 MiB at a time */
 	st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = (time_t)a->mtime;
-	st->st_uid = 0;
-	st->st_gid = 0;
+	/* owned by the mounting user, the user_id/group_id libfuse mounts with */
+	st->st_uid = getuid();
+	st->st_gid = getgid();
 }
 
 static double timeout_of(const mfs_layout_attr *a)
