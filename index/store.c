@@ -383,6 +383,15 @@ int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg 
 		free(s);
 		return code;
 	}
+	/*
+	 * Free the reader slots of processes that died holding a read transaction
+	 * (a mount killed with -9).  LMDB re-initialises the reader table only when
+	 * no other process has the store open; otherwise a dead reader would pin
+	 * its old snapshot (pages freed after it are never reused) and its slot
+	 * for as long as any other user stays up.
+	 */
+	int dead = 0;
+	mdb_reader_check(s->env, &dead);
 	snprintf(path, sizeof path, "%s/users.lock", dir);
 	s->users_fd = open(path, (rdonly ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC, 0600);
 	if (s->users_fd >= 0)

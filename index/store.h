@@ -187,6 +187,20 @@ int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec, uint
 		  const mfs_chunk_key *ref, const void *payload, size_t payload_len,
 		  int *existed);
 
+/**
+ * Rewrite an existing chunk's record in place (repair): same key, new codec
+ * and payload; its reference count is kept.  The caller must have checked
+ * that @p payload decodes to @p raw_len bytes hashing to @p key
+ * (mfs_chunk_decode): this call stores what it is given.  Bumps the
+ * generation so a mount drops what it derived from the old record.
+ * @param[in] ref  key of the reference chunk for NEEDS_REF codecs, else NULL
+ * @return 0; MFS_E_NOTFOUND (no chunk with this key: nothing written);
+ *         MFS_E_INVAL (read-only transaction); MFS_E_DB / -ENOSPC
+ */
+int mfs_chunk_replace(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec,
+		      uint32_t raw_len, const mfs_chunk_key *ref, const void *payload,
+		      size_t payload_len);
+
 /** 1 if the chunk exists, 0 if not, or a negative code. */
 int mfs_chunk_exists(mfs_txn *t, const mfs_chunk_key *key);
 

@@ -1,15 +1,19 @@
 /*
  * modelfs verify: decode every chunk and check it against its key, then
  * rebuild every file and check its sha256; name every damaged chunk and the
- * files it breaks.
+ * files it breaks.  With --repair-from DIR, rewrite each damaged chunk from a
+ * good copy of a file that uses it, then verify again.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -21,29 +25,52 @@
 
 static void verify_usage(FILE *f)
 {
-	fprintf(f, "usage: modelfs verify [--store DIR] [--threads N] [--quiet] [ORG/NAME]\n\n"
-		   "Check the store: decode every chunk and compare it with its checksum, then\n"
-		   "rebuild every file (of one repo, when given) and compare its sha256 with\n"
-		   "the one recorded at ingest. Prints each damaged chunk and the files it\n"
-		   "breaks; exits 1 when anything is wrong, 0 when all is clean.\n");
+	fprintf(f,
+		"usage: modelfs verify [--store DIR] [--threads N] [--quiet] [--repair-from DIR]\n"
+		"                      [ORG/NAME]\n\n"
+		"Check the store: decode every chunk and compare it with its checksum, then\n"
+		"rebuild every file (of one repo, when given) and compare its sha256 with\n"
+		"the one recorded at ingest. Prints each damaged chunk and the files it\n"
+		"breaks; exits 1 when anything is wrong, 0 when all is clean.\n\n"
+		"  --repair-from DIR  look under DIR (a folder of model files or a Hugging\n"
+		"                     Face cache; searched recursively) for good copies of the\n"
+		"                     damaged files (same sha256, or same size and named by\n"
+		"                     their etag), rewrite each damaged chunk from the copy's\n"
+		"                     bytes (checked against the chunk key first), then verify\n"
+		"                     again. Exits 0 only if the store is clean at the end.\n");
 }
 
 typedef struct chunk_job {
 	mfs_chunk_key key;
 	uint32_t raw_len;
 	int rc;
+	int repaired;
 } chunk_job;
+
+/* A file whose rebuild failed: what repair needs to find a good copy. */
+typedef struct bad_blob {
+	char repo[MFS_REPO_ID_MAX + 1];
+	char etag[MFS_ETAG_MAX + 1];
+	uint64_t size;
+	uint8_t sha256[32];
+	size_t n_extents;
+	mfs_extent *extents;  /* owned */
+	char *source;         /* a good copy found under --repair-from, owned */
+} bad_blob;
 
 typedef struct verify_ctx {
 	mfs_store *s;
 	mfs_reader *r;
 	mfs_txn *t;
-	int threads;
+	int threads, quiet;
 	mfs_progress progress;
 	/* phase 1 */
 	chunk_job *chunks;
 	size_t n_chunks, cap_chunks;
 	atomic_size_t next;
+	/* phase 2 */
+	bad_blob *bad;
+	size_t n_bad, cap_bad;
 	/* results */
 	uint64_t bad_chunks, bad_files, files, bytes;
 	const char *repo;     /* of the blobs being checked */
@@ -64,6 +91,7 @@ static int collect_chunk(void *ud, const mfs_chunk_key *key, const mfs_chunk_vie
 	chunk_job *j = &c->chunks[c->n_chunks++];
 	j->key = *key;
 	j->raw_len = v->raw_len;
+	j->repaired = 0;
 	/* a record that did not parse is reported as corrupt without decoding */
 	j->rc = v->codec == MFS_CODEC__COUNT ? MFS_E_CORRUPT : 1;
 	return 0;
@@ -116,12 +144,23 @@ static int verify_chunks(verify_ctx *c)
 	for (size_t i = 0; i < c->n_chunks; i++) {
 		if (c->chunks[i].rc < 0) {
 			char hex[33];
-			printf("BAD chunk %s: %s\n", mfs_chunk_key_hex(&c->chunks[i].key, hex),
-			       mfs_strerror(c->chunks[i].rc));
+			uint64_t refs = 0;
+			mfs_chunk_refcount(c->t, &c->chunks[i].key, &refs);
+			printf("BAD chunk %s: %s (used by %llu file extents)\n",
+			       mfs_chunk_key_hex(&c->chunks[i].key, hex),
+			       mfs_strerror(c->chunks[i].rc), (unsigned long long)refs);
 			c->bad_chunks++;
 		}
 	}
 	return 0;
+}
+
+static chunk_job *find_bad_chunk(verify_ctx *c, const mfs_chunk_key *key)
+{
+	for (size_t i = 0; i < c->n_chunks; i++)
+		if (c->chunks[i].rc < 0 && !memcmp(c->chunks[i].key.b, key->b, 16))
+			return &c->chunks[i];
+	return NULL;
 }
 
 /* Extents of a blob that use a chunk phase 1 found bad. */
@@ -129,14 +168,70 @@ static void report_bad_extents(verify_ctx *c, const char *repo, const mfs_blob_i
 			       const mfs_extent *ext)
 {
 	for (uint64_t e = 0; e < b->n_extents; e++)
-		for (size_t i = 0; i < c->n_chunks; i++)
-			if (c->chunks[i].rc < 0 &&
-			    !memcmp(c->chunks[i].key.b, ext[e].key.b, 16)) {
-				char hex[33];
-				printf("  blob %s of %s uses damaged chunk %s at offset %llu\n",
-				       b->etag, repo, mfs_chunk_key_hex(&ext[e].key, hex),
-				       (unsigned long long)ext[e].off);
-			}
+		if (find_bad_chunk(c, &ext[e].key)) {
+			char hex[33];
+			printf("  blob %s of %s uses damaged chunk %s at offset %llu (%u bytes)\n",
+			       b->etag, repo, mfs_chunk_key_hex(&ext[e].key, hex),
+			       (unsigned long long)ext[e].off, ext[e].len);
+		}
+}
+
+/* Name the snapshot files that a damaged blob breaks. */
+struct file_names {
+	mfs_txn *t;
+	const char *repo, *etag, *commit;
+	int n;
+};
+
+static int name_file(void *ud, const mfs_file_info *f)
+{
+	struct file_names *fn = ud;
+	if (strcmp(f->etag, fn->etag) != 0)
+		return 0;
+	printf("  damaged file: %s/%s (commit %s)\n", fn->repo, f->path, fn->commit);
+	fn->n++;
+	return 0;
+}
+
+static int name_commit(void *ud, const mfs_commit_info *ci)
+{
+	struct file_names *fn = ud;
+	fn->commit = ci->commit;
+	return mfs_files_foreach(fn->t, fn->repo, ci->commit, name_file, fn);
+}
+
+static void report_files(verify_ctx *c, const char *repo, const char *etag)
+{
+	struct file_names fn = {c->t, repo, etag, NULL, 0};
+	mfs_commits_foreach(c->t, repo, name_commit, &fn);
+	if (fn.n == 0)
+		printf("  (no snapshot file points to blob %s: `modelfs gc` removes it)\n",
+		       etag);
+}
+
+static int remember_bad(verify_ctx *c, const mfs_rfile *f)
+{
+	if (c->n_bad == c->cap_bad) {
+		size_t nc = c->cap_bad ? 2 * c->cap_bad : 16;
+		bad_blob *p = realloc(c->bad, nc * sizeof *p);
+		if (!p)
+			return -ENOMEM;
+		c->bad = p;
+		c->cap_bad = nc;
+	}
+	bad_blob *b = &c->bad[c->n_bad];
+	memset(b, 0, sizeof *b);
+	snprintf(b->repo, sizeof b->repo, "%s", f->repo);
+	snprintf(b->etag, sizeof b->etag, "%s", f->etag);
+	b->size = f->size;
+	memcpy(b->sha256, f->sha256, 32);
+	b->extents = malloc((f->n_extents ? f->n_extents : 1) * sizeof *b->extents);
+	if (!b->extents)
+		return -ENOMEM;
+	memcpy(b->extents, f->extents, f->n_extents * sizeof *b->extents);
+	b->n_extents = f->n_extents;
+	c->n_bad++;
+	return 0;
 }
 
 struct hash_ctx {
@@ -161,6 +256,7 @@ static int verify_blob(void *ud, const mfs_blob_info *b)
 	if (rc < 0) {
 		printf("BAD blob %s of %s: its record is unreadable (%s)\n", b->etag, c->repo,
 		       mfs_strerror(rc));
+		report_files(c, c->repo, b->etag);
 		c->bad_files++;
 		return rc == -ENOMEM ? rc : 0;
 	}
@@ -181,7 +277,12 @@ static int verify_blob(void *ud, const mfs_blob_info *b)
 		if (rc < 0)
 			printf("  first damaged chunk at offset %llu\n", (unsigned long long)bad);
 		report_bad_extents(c, c->repo, b, f->extents);
+		report_files(c, c->repo, b->etag);
 		c->bad_files++;
+		if ((rc = remember_bad(c, f)) < 0) {
+			mfs_rfile_close(f);
+			return rc;
+		}
 	}
 	c->bytes += f->size;
 	mfs_rfile_close(f);
@@ -214,16 +315,414 @@ static int list_repo(void *ud, const mfs_repo_info *r)
 	return l->names[l->n++] ? 0 : -ENOMEM;
 }
 
+static void verify_reset(verify_ctx *c)
+{
+	for (size_t i = 0; i < c->n_bad; i++) {
+		free(c->bad[i].extents);
+		free(c->bad[i].source);
+	}
+	free(c->bad);
+	free(c->chunks);
+	c->bad = NULL;
+	c->chunks = NULL;
+	c->n_bad = c->cap_bad = c->n_chunks = c->cap_chunks = 0;
+	c->bad_chunks = c->bad_files = c->files = c->bytes = 0;
+}
+
+/*
+ * One full pass: every chunk, then every file of @p only (or of every repo).
+ * @return 0 (findings are in c), or -1 after printing why the pass could not run
+ */
+static int verify_pass(verify_ctx *c, const char *only)
+{
+	struct repo_list repos = {0};
+	int ret = -1;
+	int rc = mfs_txn_begin(c->s, MFS_TXN_READ, &c->t);
+	if (rc < 0) {
+		mfs_cli_error("verify", "cannot read the store: %s", mfs_strerror(rc));
+		return -1;
+	}
+	double t0 = mfs_cli_now();
+	if ((rc = verify_chunks(c)) < 0) {
+		mfs_cli_error("verify", "listing chunks failed: %s", mfs_strerror(rc));
+		goto out;
+	}
+	if (only) {
+		mfs_repo_info ri;
+		if (mfs_repo_get(c->t, only, &ri) < 0) {
+			mfs_cli_error("verify", "no repo %s in the store", only);
+			goto out;
+		}
+		rc = list_repo(&repos, &(mfs_repo_info){.repo = only});
+	} else {
+		rc = mfs_repos_foreach(c->t, list_repo, &repos);
+	}
+	uint64_t total = 0;
+	for (size_t i = 0; rc == 0 && i < repos.n; i++)
+		mfs_blobs_foreach(c->t, repos.names[i], sum_blob, &total);
+	mfs_progress_init(&c->progress, "verify", total, c->quiet);
+	for (size_t i = 0; rc == 0 && i < repos.n; i++) {
+		c->repo = repos.names[i];
+		rc = mfs_blobs_foreach(c->t, c->repo, verify_blob, c);
+	}
+	mfs_progress_end(&c->progress);
+	if (rc < 0) {
+		mfs_cli_error("verify", "reading the store failed: %s", mfs_strerror(rc));
+		goto out;
+	}
+	printf("verified %llu chunks and %llu files (%llu bytes) in %.2f s: %llu damaged "
+	       "chunks, %llu damaged files\n",
+	       (unsigned long long)c->n_chunks, (unsigned long long)c->files,
+	       (unsigned long long)c->bytes, mfs_cli_now() - t0,
+	       (unsigned long long)c->bad_chunks, (unsigned long long)c->bad_files);
+	ret = 0;
+out:
+	for (size_t i = 0; i < repos.n; i++)
+		free(repos.names[i]);
+	free(repos.names);
+	mfs_txn_abort(c->t);
+	c->t = NULL;
+	return ret;
+}
+
+/* ---- repair ---- */
+
+/* A file's sha256; @return 0 or -errno. */
+static int sha256_file(const char *path, uint8_t out[32])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	size_t cap = 1 << 20;
+	uint8_t *buf = malloc(cap);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	mfs_sha256_ctx sha;
+	mfs_sha256_init(&sha);
+	int rc = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf, cap);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		mfs_sha256_update(&sha, buf, (size_t)n);
+	}
+	mfs_sha256_final(&sha, out);
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+/* Files already looked at (hard links and the cache's many symlinks to one blob). */
+struct seen {
+	struct {
+		dev_t dev;
+		ino_t ino;
+	} *v;
+	size_t n, cap;
+};
+
+static int seen_add(struct seen *s, const struct stat *st)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].dev == st->st_dev && s->v[i].ino == st->st_ino)
+			return 0;
+	if (s->n == s->cap) {
+		size_t nc = s->cap ? 2 * s->cap : 64;
+		void *p = realloc(s->v, nc * sizeof *s->v);
+		if (!p)
+			return -ENOMEM;
+		s->v = p;
+		s->cap = nc;
+	}
+	s->v[s->n].dev = st->st_dev;
+	s->v[s->n].ino = st->st_ino;
+	s->n++;
+	return 1;
+}
+
+/* A candidate file: does it hold the content of any damaged blob still without one? */
+static int consider_file(verify_ctx *c, const char *path, const char *name,
+			 const struct stat *st)
+{
+	int hashed = 0;
+	uint8_t d[32];
+	for (size_t i = 0; i < c->n_bad; i++) {
+		bad_blob *b = &c->bad[i];
+		if (b->source || b->size != (uint64_t)st->st_size)
+			continue;
+		/* The HF cache names a blob by its etag; every chunk read from it is
+		 * still checked against its key before it is used. */
+		int match = strcmp(name, b->etag) == 0;
+		if (!match) {
+			if (!hashed) {
+				if (sha256_file(path, d) < 0)
+					return 0; /* unreadable: not a candidate */
+				hashed = 1;
+			}
+			match = memcmp(d, b->sha256, 32) == 0;
+		}
+		if (match && !(b->source = strdup(path)))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Walk @p dir: directories are not followed through symlinks (no loops);
+ * symlinks to files are (an HF snapshot folder links into blobs/). */
+static int walk(verify_ctx *c, const char *dir, struct seen *seen, int depth)
+{
+	if (depth > 64)
+		return 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	struct dirent *de;
+	int rc = 0;
+	while (rc == 0 && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		char path[4096];
+		if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path)
+			continue;
+		struct stat st;
+		if (lstat(path, &st) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			rc = walk(c, path, seen, depth + 1);
+			continue;
+		}
+		if (S_ISLNK(st.st_mode) && stat(path, &st) < 0)
+			continue;
+		if (!S_ISREG(st.st_mode))
+			continue;
+		int fresh = seen_add(seen, &st);
+		if (fresh < 0)
+			rc = fresh;
+		else if (fresh)
+			rc = consider_file(c, path, de->d_name, &st);
+	}
+	closedir(d);
+	return rc;
+}
+
+/* The dtype of the tensor holding extent @p idx of a blob (UNKNOWN if none). */
+struct dtype_find {
+	uint64_t idx;
+	mfs_dtype dtype;
+};
+
+static int dtype_of_extent(void *ud, const mfs_tensor_info *ti)
+{
+	struct dtype_find *f = ud;
+	if (f->idx >= ti->first_extent && f->idx - ti->first_extent < ti->n_extents) {
+		f->dtype = ti->dtype;
+		return 1;
+	}
+	return 0;
+}
+
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : MFS_E_CORRUPT; /* the copy is shorter */
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Encode @p raw as ingest would (mfs_codec_choose with the tensor's dtype, or
+ * zstd for non-tensor bytes; raw when nothing is gained), prove it decodes to
+ * @p key, and rewrite the chunk in one write transaction.
+ */
+static int rewrite_chunk(verify_ctx *c, const mfs_chunk_key *key, const uint8_t *raw,
+			 size_t len, mfs_dtype dtype, mfs_codec_ws *ws, mfs_codec_id *used)
+{
+	mfs_encode_params ep = {.dtype = dtype};
+	mfs_codec_id codec = MFS_CODEC_ZSTD;
+	int rc;
+	if (dtype != MFS_DT_UNKNOWN && (rc = mfs_codec_choose(&ep, raw, len, ws, &codec, NULL,
+							      NULL)) < 0)
+		return rc;
+	size_t cap = mfs_codec_bound_max(len);
+	uint8_t *enc = malloc(cap ? cap : 1);
+	uint8_t *chk = malloc(len ? len : 1);
+	size_t enc_len = 0;
+	if (!enc || !chk) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = mfs_codec_encode(codec, &ep, raw, len, enc, cap, &enc_len, ws);
+	if (rc == MFS_E_UNSUPPORTED) {
+		codec = MFS_CODEC_ZSTD;
+		rc = mfs_codec_encode(codec, &ep, raw, len, enc, cap, &enc_len, ws);
+	}
+	if (rc < 0)
+		goto out;
+	if (enc_len >= len && codec != MFS_CODEC_RAW) {
+		codec = MFS_CODEC_RAW;
+		memcpy(enc, raw, len);
+		enc_len = len;
+	}
+	/* Encode, then decode and re-hash exactly as a reader will. */
+	mfs_chunk_view v = {.codec = codec, .raw_len = (uint32_t)len, .payload = enc,
+			    .payload_len = enc_len};
+	if ((rc = mfs_chunk_decode(&v, key, NULL, chk, len, ws)) < 0)
+		goto out;
+	mfs_txn *t;
+	if ((rc = mfs_txn_begin(c->s, MFS_TXN_WRITE, &t)) < 0)
+		goto out;
+	rc = mfs_chunk_replace(t, key, codec, (uint32_t)len, NULL, enc, enc_len);
+	if (rc < 0)
+		mfs_txn_abort(t);
+	else
+		rc = mfs_txn_commit(t);
+	*used = codec;
+out:
+	free(enc);
+	free(chk);
+	return rc;
+}
+
+/* Try to repair one damaged chunk from the good copies found. @return 1 repaired, 0 not */
+static int repair_chunk(verify_ctx *c, chunk_job *j, mfs_codec_ws *ws)
+{
+	char hex[33];
+	mfs_chunk_key_hex(&j->key, hex);
+	int tried = 0;
+	for (size_t i = 0; i < c->n_bad; i++) {
+		bad_blob *b = &c->bad[i];
+		for (size_t e = 0; e < b->n_extents; e++) {
+			const mfs_extent *x = &b->extents[e];
+			if (memcmp(x->key.b, j->key.b, 16) != 0 || !b->source)
+				continue;
+			tried = 1;
+			int fd = open(b->source, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			uint8_t *raw = malloc(x->len ? x->len : 1);
+			int rc = raw ? pread_full(fd, raw, x->len, x->off) : -ENOMEM;
+			close(fd);
+			mfs_chunk_key got;
+			if (rc == 0) {
+				mfs_chunk_key_of(raw, x->len, &got);
+				if (memcmp(got.b, j->key.b, 16) != 0)
+					rc = MFS_E_CORRUPT;
+			}
+			if (rc < 0) {
+				printf("  %s: bytes %llu..%llu of %s do not match chunk %s (%s)\n",
+				       b->etag, (unsigned long long)x->off,
+				       (unsigned long long)(x->off + x->len), b->source, hex,
+				       mfs_strerror(rc));
+				free(raw);
+				continue;
+			}
+			mfs_txn *t;
+			struct dtype_find df = {e, MFS_DT_UNKNOWN};
+			if (mfs_txn_begin(c->s, MFS_TXN_READ, &t) == 0) {
+				mfs_tensors_foreach(t, b->repo, b->etag, dtype_of_extent, &df);
+				mfs_txn_abort(t);
+			}
+			mfs_codec_id codec = MFS_CODEC_RAW;
+			rc = rewrite_chunk(c, &j->key, raw, x->len, df.dtype, ws, &codec);
+			free(raw);
+			if (rc < 0) {
+				printf("could not rewrite chunk %s: %s\n", hex, mfs_strerror(rc));
+				return 0;
+			}
+			printf("repaired chunk %s (%u bytes, %s) from %s at offset %llu\n", hex,
+			       x->len, mfs_codec_name(codec), b->source,
+			       (unsigned long long)x->off);
+			return 1;
+		}
+	}
+	if (!tried) {
+		uint64_t refs = 0;
+		mfs_txn *t;
+		if (mfs_txn_begin(c->s, MFS_TXN_READ, &t) == 0) {
+			mfs_chunk_refcount(t, &j->key, &refs);
+			mfs_txn_abort(t);
+		}
+		if (refs == 0)
+			printf("cannot repair chunk %s: no file uses it (`modelfs gc` removes "
+			       "it)\n",
+			       hex);
+		else
+			printf("cannot repair chunk %s: no good copy of a file that uses it was "
+			       "found under the repair folder\n",
+			       hex);
+	}
+	return 0;
+}
+
+static int repair(verify_ctx *c, const char *from)
+{
+	struct stat st;
+	if (stat(from, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		mfs_cli_error("verify", "--repair-from %s: not a folder", from);
+		return -1;
+	}
+	struct seen seen = {0};
+	int rc = walk(c, from, &seen, 0);
+	free(seen.v);
+	if (rc < 0) {
+		mfs_cli_error("verify", "searching %s failed: %s", from, mfs_strerror(rc));
+		return -1;
+	}
+	for (size_t i = 0; i < c->n_bad; i++) {
+		bad_blob *b = &c->bad[i];
+		if (b->source)
+			printf("good copy of blob %s of %s: %s\n", b->etag, b->repo, b->source);
+		else
+			printf("no good copy of blob %s of %s (%llu bytes) under %s\n", b->etag,
+			       b->repo, (unsigned long long)b->size, from);
+	}
+	mfs_codec_ws *ws = NULL;
+	if ((rc = mfs_codec_ws_create(&ws)) < 0) {
+		mfs_cli_error("verify", "out of memory");
+		return -1;
+	}
+	uint64_t fixed = 0, failed = 0;
+	for (size_t i = 0; i < c->n_chunks; i++) {
+		chunk_job *j = &c->chunks[i];
+		if (j->rc >= 0)
+			continue;
+		if (repair_chunk(c, j, ws))
+			fixed++;
+		else
+			failed++;
+	}
+	mfs_codec_ws_free(ws);
+	printf("repair: %llu chunks rewritten, %llu could not be repaired\n",
+	       (unsigned long long)fixed, (unsigned long long)failed);
+	return 0;
+}
+
 int cmd_verify(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"threads", required_argument, NULL, 't'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"store", required_argument, NULL, 'S'},
+		{"repair-from", required_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), quiet = 0, opt;
+	const char *repair_from = NULL;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "hq", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -240,6 +739,9 @@ int cmd_verify(int argc, char **argv)
 		case 'S':
 			mfs_cli_store_dir = optarg;
 			break;
+		case 'R':
+			repair_from = optarg;
+			break;
 		case 'h':
 			verify_usage(stdout);
 			return MFS_EXIT_OK;
@@ -252,65 +754,54 @@ int cmd_verify(int argc, char **argv)
 		verify_usage(stderr);
 		return MFS_EXIT_USAGE;
 	}
-	char only[MFS_REPO_ID_MAX + 1];
-	if (optind < argc && mfs_cli_repo_id("verify", argv[optind], only) < 0)
-		return MFS_EXIT_ERROR;
-	verify_ctx c = {.threads = threads};
-	struct repo_list repos = {0};
-	if (mfs_cli_open_store("verify", MFS_STORE_RDONLY, &c.s) < 0)
+	char only_buf[MFS_REPO_ID_MAX + 1];
+	const char *only = NULL;
+	if (optind < argc) {
+		if (mfs_cli_repo_id("verify", argv[optind], only_buf) < 0)
+			return MFS_EXIT_ERROR;
+		only = only_buf;
+	}
+	verify_ctx c = {.threads = threads, .quiet = quiet};
+	int lock_fd = -1;
+	if (mfs_cli_open_store("verify", repair_from ? 0 : MFS_STORE_RDONLY, &c.s) < 0)
 		return MFS_EXIT_ERROR;
 	int ret = MFS_EXIT_ERROR;
-	int rc = mfs_txn_begin(c.s, MFS_TXN_READ, &c.t);
-	if (rc < 0 || (rc = mfs_reader_create(c.s, NULL, &c.r)) < 0) {
+	int rc = mfs_reader_create(c.s, NULL, &c.r);
+	if (rc < 0) {
 		mfs_cli_error("verify", "cannot read the store: %s", mfs_strerror(rc));
 		goto out;
 	}
-	double t0 = mfs_cli_now();
-	if ((rc = verify_chunks(&c)) < 0) {
-		mfs_cli_error("verify", "listing chunks failed: %s", mfs_strerror(rc));
-		goto out;
-	}
-	if (optind < argc) {
-		mfs_repo_info ri;
-		if (mfs_repo_get(c.t, only, &ri) < 0) {
-			mfs_cli_error("verify", "no repo %s in the store", only);
+	if (repair_from) {
+		/* Shared, like an ingest: keeps gc from sweeping chunks we rewrite. */
+		rc = mfs_store_lock_ingest(c.s, 0, 1, &lock_fd);
+		if (rc < 0) {
+			mfs_cli_error("verify", "cannot lock the store: %s", mfs_strerror(rc));
 			goto out;
 		}
-		rc = list_repo(&repos, &(mfs_repo_info){.repo = only});
-	} else {
-		rc = mfs_repos_foreach(c.t, list_repo, &repos);
 	}
-	uint64_t total = 0;
-	for (size_t i = 0; rc == 0 && i < repos.n; i++)
-		mfs_blobs_foreach(c.t, repos.names[i], sum_blob, &total);
-	mfs_progress_init(&c.progress, "verify", total, quiet);
-	for (size_t i = 0; rc == 0 && i < repos.n; i++) {
-		c.repo = repos.names[i];
-		rc = mfs_blobs_foreach(c.t, c.repo, verify_blob, &c);
-	}
-	mfs_progress_end(&c.progress);
-	if (rc < 0) {
-		mfs_cli_error("verify", "reading the store failed: %s", mfs_strerror(rc));
+	if (verify_pass(&c, only) < 0)
 		goto out;
+	if (repair_from && (c.bad_chunks || c.bad_files)) {
+		if (repair(&c, repair_from) < 0)
+			goto out;
+		printf("verifying again after repair\n");
+		verify_reset(&c);
+		if (verify_pass(&c, only) < 0)
+			goto out;
 	}
-	double dt = mfs_cli_now() - t0;
-	printf("verified %llu chunks and %llu files (%llu bytes) in %.2f s: %llu damaged "
-	       "chunks, %llu damaged files\n",
-	       (unsigned long long)c.n_chunks, (unsigned long long)c.files,
-	       (unsigned long long)c.bytes, dt, (unsigned long long)c.bad_chunks,
-	       (unsigned long long)c.bad_files);
 	if (c.bad_chunks || c.bad_files)
-		printf("the store is damaged: re-ingest the damaged files from a good copy, "
-		       "or `modelfs rm` their repos\n");
+		printf("the store is damaged: %s", repair_from
+			       ? "no good copy was found for the files above: re-ingest them "
+				 "from a good copy, or `modelfs rm` their repos\n"
+			       : "repair it with `modelfs verify --repair-from DIR` (DIR holding "
+				 "good copies of the files above), re-ingest them, or `modelfs "
+				 "rm` their repos\n");
 	else
 		ret = MFS_EXIT_OK;
 out:
-	for (size_t i = 0; i < repos.n; i++)
-		free(repos.names[i]);
-	free(repos.names);
-	free(c.chunks);
+	verify_reset(&c);
+	mfs_store_unlock(lock_fd);
 	mfs_reader_free(c.r);
-	mfs_txn_abort(c.t);
 	mfs_store_close(c.s);
 	return ret;
 }
