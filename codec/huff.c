@@ -432,8 +432,8 @@ static inline void store_pair8(uint8_t *o, uint32_t e)
  * check on the bits each stream consumed.  The tail decodes one symbol per
  * lookup and checks each code against the stream's end.
  */
-#define DEFINE_DECODE_STREAMS(NAME, T, PFX, STORE)                                         \
-	static int NAME(const uint32_t *tab, const uint8_t *base, size_t blk_len,         \
+#define DEFINE_DECODE_STREAMS(NAME, T, PFX, STORE, ATTR)                                   \
+	ATTR static int NAME(const uint32_t *tab, const uint8_t *base, size_t blk_len,         \
 			const size_t *soff, T *dst, size_t n)                              \
 	{                                                                                  \
 		size_t seg = (n + MFS_HUFF_STREAMS - 1) / MFS_HUFF_STREAMS;                \
@@ -503,8 +503,19 @@ static inline void store_pair8(uint8_t *o, uint32_t e)
 		return 0;                                                                  \
 	}
 
-DEFINE_DECODE_STREAMS(decode_streams8, uint8_t, N, store_pair8)
-DEFINE_DECODE_STREAMS(decode_streams16, uint16_t, W, store_pair16)
+DEFINE_DECODE_STREAMS(decode_streams8, uint8_t, N, store_pair8, )
+DEFINE_DECODE_STREAMS(decode_streams16, uint16_t, W, store_pair16, )
+
+/*
+ * x86-64 with BMI2: the same loops compiled for shrx (a variable shift that
+ * does not tie up CL), chosen at run time; a few percent faster here.
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define MFS_HUFF_BMI2 1
+#define BMI2_ATTR __attribute__((target("bmi2")))
+DEFINE_DECODE_STREAMS(decode_streams8_bmi2, uint8_t, N, store_pair8, BMI2_ATTR)
+DEFINE_DECODE_STREAMS(decode_streams16_bmi2, uint16_t, W, store_pair16, BMI2_ATTR)
+#endif
 
 int mfs_huff_decode(const uint8_t *src, size_t src_len, unsigned nsym, void *dst, int wide,
 		    size_t n)
@@ -579,6 +590,13 @@ int mfs_huff_decode(const uint8_t *src, size_t src_len, unsigned nsym, void *dst
 	soff[MFS_HUFF_STREAMS] = src_len;
 	uint32_t pairs[TAB_SIZE];
 	build_pairs(tab, wide, pairs);
+#ifdef MFS_HUFF_BMI2
+	if (__builtin_cpu_supports("bmi2")) {
+		if (wide)
+			return decode_streams16_bmi2(pairs, src, src_len, soff, dst, n);
+		return decode_streams8_bmi2(pairs, src, src_len, soff, dst, n);
+	}
+#endif
 	if (wide)
 		return decode_streams16(pairs, src, src_len, soff, dst, n);
 	return decode_streams8(pairs, src, src_len, soff, dst, n);
