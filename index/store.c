@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -490,10 +491,24 @@ int mfs_txn_begin(mfs_store *s, unsigned flags, mfs_txn **out)
 	return 0;
 }
 
+/* Is the file system holding the store (nearly) out of space? */
+static int store_disk_full(mfs_store *s)
+{
+	int fd;
+	struct statvfs sv;
+	if (mdb_env_get_fd(s->env, &fd) != 0 || fstatvfs(fd, &sv) != 0)
+		return 0;
+	return (uint64_t)sv.f_bavail * sv.f_frsize < ((uint64_t)1 << 20);
+}
+
 int mfs_txn_commit(mfs_txn *t)
 {
+	mfs_store *s = t->s;
 	int rc = mdb_txn_commit(t->txn);
 	free(t);
+	/* LMDB turns a short write (the disk filled up mid-flush) into EIO: say ENOSPC */
+	if (rc == EIO && store_disk_full(s))
+		rc = ENOSPC;
 	return db_rc(rc);
 }
 
