@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache.h"
@@ -54,6 +55,11 @@ struct mfs_mount {
 	pthread_key_t tkey;
 	int tkey_ok;
 	int sig_ok;
+	/* the store's data.mdb as the mount opened it (store_gone) */
+	dev_t store_dev;
+	ino_t store_ino;
+	uint64_t store_checked_ms;
+	int store_gone; /* 0, or why it is gone (an errno value) */
 };
 
 /* What a FUSE worker thread keeps between requests. */
@@ -140,6 +146,69 @@ static thread_ctx *tctx(mfs_mount *m)
 	return t;
 }
 
+/* ---- the store under the mount ---- */
+
+/*
+ * A store directory removed, replaced or made unreadable while mounted: LMDB
+ * goes on reading its old (unlinked) map, so without this check the mount
+ * would serve a store that no longer exists, holding its disk space, until
+ * unmounted.  Requests check at most every STORE_CHECK_MS that
+ * <store>/data.mdb is still the file the mount opened; while it is not,
+ * lookups and opens fail with ENOENT, directory opens and reads with EIO.  If
+ * the same file comes back (permissions restored), serving resumes.
+ */
+#define STORE_CHECK_MS 1000
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Remember which file the store is, right after opening it. */
+static void store_remember(mfs_mount *m)
+{
+	char path[MFS_CONFIG_PATH_MAX + 16];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/data.mdb", m->cfg.store);
+	if (stat(path, &st) == 0) {
+		m->store_dev = st.st_dev;
+		m->store_ino = st.st_ino;
+	}
+	m->store_checked_ms = now_ms();
+	m->store_gone = 0;
+}
+
+/* 0 while the store is there, else an errno value saying why it is not. */
+static int store_gone(mfs_mount *m)
+{
+	uint64_t now = now_ms();
+	uint64_t last = __atomic_load_n(&m->store_checked_ms, __ATOMIC_RELAXED);
+	if (now - last < STORE_CHECK_MS ||
+	    !__atomic_compare_exchange_n(&m->store_checked_ms, &last, now, 0, __ATOMIC_RELAXED,
+					 __ATOMIC_RELAXED))
+		return __atomic_load_n(&m->store_gone, __ATOMIC_RELAXED);
+	char path[MFS_CONFIG_PATH_MAX + 16];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/data.mdb", m->cfg.store);
+	int gone = 0;
+	if (stat(path, &st) != 0)
+		gone = errno ? errno : EIO;
+	else if (st.st_dev != m->store_dev || st.st_ino != m->store_ino)
+		gone = ESTALE;
+	int was = __atomic_exchange_n(&m->store_gone, gone, __ATOMIC_RELAXED);
+	if (gone && !was)
+		mfs_mount_log(m, MFS_LOG_ERROR,
+			      "store %s is gone (%s): lookups fail with ENOENT and reads with "
+			      "EIO; unmount, and mount again once the store is back",
+			      m->cfg.store,
+			      gone == ESTALE ? "data.mdb was replaced by another file" : strerror(gone));
+	else if (!gone && was)
+		mfs_mount_log(m, MFS_LOG_WARN, "store %s is back: serving again", m->cfg.store);
+	return gone;
+}
+
 /* ---- attributes ---- */
 
 static void attr_to_stat(const mfs_layout_attr *a, struct stat *st)
@@ -196,6 +265,10 @@ static void mfs_ll_init(void *ud, struct fuse_conn_info *conn)
 static void mfs_ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	mfs_mount *m = mount_of(req);
+	if (store_gone(m)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
 	mfs_layout_attr a;
 	int rc = mfs_layout_lookup(m->layout, parent, name, &a);
 	struct fuse_entry_param e;
@@ -254,6 +327,10 @@ static void mfs_ll_readlink(fuse_req_t req, fuse_ino_t ino)
 static void mfs_ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	mfs_mount *m = mount_of(req);
+	if (store_gone(m)) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	mfs_layout_dir *d;
 	int rc = mfs_layout_opendir(m->layout, ino, &d);
 	if (rc < 0) {
@@ -326,6 +403,10 @@ static void mfs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		fuse_reply_err(req, EROFS);
 		return;
 	}
+	if (store_gone(m)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
 	mfs_layout_file lf;
 	int rc = mfs_layout_open(m->layout, ino, &lf);
 	if (rc < 0) {
@@ -381,6 +462,10 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	mfs_mount *m = mount_of(req);
 	ofile *of = (ofile *)(uintptr_t)fi->fh;
+	if (store_gone(m)) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	if (!of->rf) {
 		/*
 		 * Reply from a copy: once the kernel has the reply, the file may be
@@ -606,6 +691,7 @@ static int open_store(mfs_mount *m, mfs_errmsg *err)
 	int rc = mfs_store_open(m->cfg.store, MFS_STORE_RDONLY, &m->store, err);
 	if (rc < 0)
 		return mfs_err_prefix(err, rc, "store %s", m->cfg.store);
+	store_remember(m);
 	rc = mfs_layout_create(m->store, REFRESH_MS, &m->layout, err);
 	if (rc < 0)
 		return rc;
