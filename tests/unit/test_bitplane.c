@@ -296,6 +296,78 @@ static void test_corrupt(void)
 		     MFS_E_CORRUPT);
 }
 
+/*
+ * Golden payload: the format is on disk, so version 1 must keep decoding to
+ * the same bytes.  64 BF16 values from a fixed generator; the payload is a
+ * 10-bit HUFF plane (symbols 480..507) and a 6-bit RAW plane.
+ */
+static void golden_input(uint16_t *v, size_t n)
+{
+	uint32_t s = 1;
+	for (size_t i = 0; i < n; i++) {
+		s = s * 1103515245u + 12345u;
+		unsigned e = 120 + ((s >> 16) % 7);
+		unsigned m = (s >> 8) & 0x7f;
+		v[i] = (uint16_t)(((s >> 30) & 1) << 15 | e << 7 | m);
+	}
+}
+
+static const uint8_t golden_bf16[] = {
+	0x01, 0x09, 0x02, 0x00, 0x40, 0x00, 0x00, 0x00, 0x0a, 0x02, 0x44, 0x00,
+	0x00, 0x00, 0x06, 0x00, 0x30, 0x00, 0x00, 0x00, 0xe0, 0x01, 0x1c, 0x00,
+	0x64, 0x44, 0x66, 0x00, 0x45, 0x54, 0x45, 0x45, 0x56, 0x66, 0x45, 0x55,
+	0x55, 0x45, 0x0a, 0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00, 0x09, 0x00,
+	0x00, 0x00, 0xe6, 0x33, 0x21, 0xf1, 0xf5, 0x0c, 0x0f, 0xa7, 0x2f, 0x03,
+	0xc2, 0x77, 0xb5, 0xb4, 0xe0, 0x18, 0x81, 0x74, 0x4f, 0x55, 0x99, 0x30,
+	0x74, 0xa3, 0xb7, 0xc5, 0x2f, 0x07, 0x7b, 0x60, 0x03, 0xfd, 0x7b, 0x2e,
+	0x07, 0x4c, 0x66, 0x01, 0x3d, 0x88, 0xdc, 0x3f, 0xda, 0x72, 0xb8, 0x4a,
+	0xa2, 0x04, 0xb8, 0x5c, 0xfb, 0x50, 0x6f, 0x31, 0xf2, 0xbb, 0x42, 0xda,
+	0x2b, 0x45, 0x97, 0x94, 0x51, 0x97, 0xe7, 0x3c, 0x88, 0xee, 0xa2, 0xd7,
+	0x8a, 0x5a, 0xf4, 0xb1, 0xfd, 0x7b, 0x31, 0x60, 0xac, 0xf6, 0x5c, 0x43,
+	0xd3, 0x4a, 0xdf, 0xa8,
+};
+
+static void test_golden(void)
+{
+	uint16_t v[64], out[64];
+	golden_input(v, 64);
+	CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, golden_bf16, sizeof golden_bf16,
+				      NULL, 0, out, sizeof out, ws),
+		     0);
+	CHECK(memcmp(out, v, sizeof v) == 0);
+	/* today's encoder writes exactly this payload */
+	uint8_t enc[512];
+	size_t elen = 0;
+	mfs_encode_params p = {.dtype = MFS_DT_BF16};
+	CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_BITPLANE_HUFF, &p, v, sizeof v, enc, sizeof enc,
+				      &elen, ws),
+		     0);
+	CHECK(elen == sizeof golden_bf16 && memcmp(enc, golden_bf16, elen) == 0);
+	/* deliberately corrupt variants */
+	uint8_t bad[sizeof golden_bf16];
+	static const struct {
+		size_t at;
+		uint8_t val;
+	} edits[] = {
+		{0, 2},     /* version */
+		{1, 8},     /* dtype F16: wrong plane widths */
+		{4, 63},    /* element count */
+		{9, 3},     /* plane 0 mode */
+		{8, 8},     /* plane 0 width */
+		{21, 0x04}, /* Huffman lo: lo + cnt past the alphabet */
+		{24, 0x65}, /* a code length: Kraft sum != 1 */
+		{24, 0xd4}, /* a code length of 13 */
+		{38, 0x0b}, /* stream 0 length */
+	};
+	for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+		memcpy(bad, golden_bf16, sizeof bad);
+		bad[edits[i].at] = edits[i].val;
+		CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, bad, sizeof bad, NULL, 0,
+					      out, sizeof out, ws),
+			     MFS_E_CORRUPT);
+	}
+}
+
 int main(void)
 {
 	seed = test_seed();
@@ -307,6 +379,7 @@ int main(void)
 	RUN(test_small_and_equal);
 	RUN(test_chunk_sizes);
 	RUN(test_corrupt);
+	RUN(test_golden);
 	mfs_codec_ws_free(ws);
 	return test_report();
 }
