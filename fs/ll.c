@@ -60,7 +60,16 @@ struct mfs_mount {
 	ino_t store_ino;
 	uint64_t store_checked_ms;
 	int store_gone; /* 0, or why it is gone (an errno value) */
+	/* read counters, for the stop log line: updated atomically */
+	uint64_t n_reads, read_bytes, read_ns, reply_ns;
 };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* What a FUSE worker thread keeps between requests. */
 typedef struct thread_ctx {
@@ -495,13 +504,20 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		t->cap = size;
 	}
 	size_t got = 0;
+	uint64_t t0 = mono_ns();
 	int rc = mfs_rfile_read(m->reader, of->rf, (uint64_t)off, t->buf, size, &got, t->ws);
 	if (rc < 0) {
 		log_read_error(m, of->rf, (uint64_t)off + got, rc);
 		fuse_reply_err(req, mfs_errno(rc));
 		return;
 	}
+	uint64_t t1 = mono_ns();
 	fuse_reply_buf(req, t->buf, got);
+	uint64_t t2 = mono_ns();
+	__atomic_add_fetch(&m->n_reads, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&m->read_bytes, got, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&m->read_ns, t1 - t0, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&m->reply_ns, t2 - t1, __ATOMIC_RELAXED);
 }
 
 static void mfs_ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -850,6 +866,11 @@ int mfs_mount_run(mfs_mount *m)
 		      (unsigned long long)st.evictions,
 		      (unsigned long long)(st.bytes_peak >> 20),
 		      (unsigned long long)st.fill_errors);
+	mfs_mount_log(m, MFS_LOG_INFO,
+		      "reads: %llu requests, %llu MiB, %.1f ms reading (decode + copy), "
+		      "%.1f ms replying",
+		      (unsigned long long)m->n_reads, (unsigned long long)(m->read_bytes >> 20),
+		      m->read_ns / 1e6, m->reply_ns / 1e6);
 	return rc < 0 ? -EIO : 0;
 }
 

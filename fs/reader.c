@@ -7,6 +7,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "cache.h"
 
@@ -143,6 +145,17 @@ int mfs_reader_decode_chunk(mfs_reader *r, const mfs_chunk_key *key, void *dst,
 }
 
 /*
+ * The payload lives in LMDB's map: on a cold store, faulting it in 4 KiB (or
+ * readahead-window) steps from the decoder is slow; ask for all of it at once.
+ */
+static void will_need(const void *p, size_t len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
+	madvise((void *)a, len + ((uintptr_t)p - a), MADV_WILLNEED);
+}
+
+/*
  * Decode a chunk of @p f from the file's own snapshot: the lookups under the
  * snapshot lock, the decode (the expensive part) outside it.
  */
@@ -162,6 +175,7 @@ static int rfile_decode(mfs_rfile *f, const mfs_chunk_key *key, void *dst, size_
 		return rc;
 	if (v.raw_len != len)
 		return MFS_E_CORRUPT;
+	will_need(v.payload, v.payload_len);
 	const void *ref = NULL;
 	if (v.has_ref) {
 		/* Reference chains have depth 1: a reference chunk has no reference. */

@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# mount.sh - benchmark of `modelfs mount` on the bf16 variant of
+# all-MiniLM-L6-v2 (the real model from PyPI, converted by tests/e2e/fixtures.py).
+#
+# One command, one run; each figure is the median of MFS_BENCH_REPS (3) tries:
+#   page cache   read the original files, already in the page cache
+#   zstd -dc     decompress the same files, compressed at level 3 (the .zst in
+#                the page cache), to /dev/null; "cold": after drop_caches
+#   mount cold   read every file through a fresh mount after drop_caches (the
+#                store comes from disk, every chunk is decoded)
+#   mount fresh  the same with the store's pages in the page cache (decode only)
+#   mount warm   read everything again through the same mount (page cache)
+#   from_pretrained  AutoModel.from_pretrained wall time (after imports, every
+#                weight touched): the plain folder (page cache), the same files
+#                laid out as an on-disk HF cache (load by repo id, which costs
+#                huggingface_hub's own lookups), and a fresh mount with
+#                HF_HUB_CACHE + HF_HUB_OFFLINE=1 (REPS + 2 runs)
+# Targets: mount cold > zstd -dc; warm within 1.5x of page cache;
+# from_pretrained through the mount within 1.3x of the plain folder.
+#
+# Environment: MODELFS (binary; default build/tools/modelfs, built in Release
+# if missing), PYTHON (default .venv/bin/python), MFS_BENCH_REPS.
+# Every mount it makes is unmounted on exit, whatever happens.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+PY="${PYTHON:-$ROOT/.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
+MODELFS="${MODELFS:-$ROOT/build/tools/modelfs}"
+REPS="${MFS_BENCH_REPS:-3}"
+HELPER="$ROOT/tests/bench/mount_bench.py"
+REPO="bench/minilm-bf16"
+
+log() { printf '[bench mount] %s\n' "$*" >&2; }
+
+if [ ! -x "$MODELFS" ]; then
+	log "building a Release modelfs in $ROOT/build"
+	cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build "$ROOT/build" -j"$(nproc)" --target modelfs >/dev/null
+fi
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/modelfs-bench.XXXXXX")"
+MNT="$WORK/mnt"
+DAEMON_PID=""
+mkdir -p "$MNT"
+
+is_mounted() { awk -v m="$MNT" '$2 == m && $3 ~ /^fuse/ {f=1} END {exit !f}' /proc/mounts; }
+
+unmount() {
+	if is_mounted; then
+		fusermount3 -u "$MNT" 2>/dev/null || true
+	fi
+	if [ -n "$DAEMON_PID" ]; then
+		for _ in $(seq 100); do
+			kill -0 "$DAEMON_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$DAEMON_PID" 2>/dev/null; then
+			kill "$DAEMON_PID" 2>/dev/null || true
+			wait "$DAEMON_PID" 2>/dev/null || true
+		fi
+		DAEMON_PID=""
+	fi
+	if is_mounted; then
+		fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+	fi
+}
+
+cleanup() {
+	unmount
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mount_fresh() {
+	unmount
+	"$MODELFS" --store "$WORK/store" mount -f --cache-bytes 1G "$MNT" \
+		>>"$WORK/mount.log" 2>&1 &
+	DAEMON_PID=$!
+	for _ in $(seq 300); do
+		is_mounted && return 0
+		kill -0 "$DAEMON_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	log "mount failed:"
+	cat "$WORK/mount.log" >&2
+	exit 1
+}
+
+CAN_DROP=0
+if [ -w /proc/sys/vm/drop_caches ]; then
+	CAN_DROP=1
+fi
+drop_caches() {
+	sync
+	if [ "$CAN_DROP" = 1 ]; then
+		echo 3 >/proc/sys/vm/drop_caches
+	fi
+}
+
+json() { "$PY" -c "import json,sys; print(json.loads(sys.argv[1])['$1'])" "$2"; }
+now() { date +%s.%N; }
+
+RESULTS="$WORK/results"
+: >"$RESULTS"
+record() { echo "$1 $2" >>"$RESULTS"; }
+
+MODEL="$("$PY" "$ROOT/tests/e2e/fixtures.py" path minilm-bf16 | tail -1)"
+log "model: $MODEL"
+mapfile -t REL < <(cd "$MODEL" && find . -type f | sed 's|^\./||' | sort)
+ORIG=()
+for f in "${REL[@]}"; do ORIG+=("$MODEL/$f"); done
+TOTAL=$(cat "${ORIG[@]}" | wc -c)
+log "$TOTAL bytes in ${#REL[@]} files"
+
+log "ingest"
+"$MODELFS" --store "$WORK/store" ingest "$MODEL" --repo "$REPO" >"$WORK/ingest.log" 2>&1 ||
+	{ cat "$WORK/ingest.log" >&2; exit 1; }
+STORED=$(du -sb --apparent-size "$WORK/store" | cut -f1)
+record store_bytes "$STORED"
+
+# ---- originals from the page cache
+"$PY" "$HELPER" read "${ORIG[@]}" >/dev/null
+for i in $(seq "$REPS"); do
+	record page_mbs "$(json mbs "$("$PY" "$HELPER" read --passes 10 "${ORIG[@]}")")"
+done
+
+# ---- zstd -dc of the same files at level 3
+mkdir -p "$WORK/zst"
+ZST=()
+for i in "${!REL[@]}"; do
+	zstd -q -3 -c "${ORIG[$i]}" >"$WORK/zst/$i.zst"
+	ZST+=("$WORK/zst/$i.zst")
+done
+record zstd_bytes "$(cat "${ZST[@]}" | wc -c)"
+for i in $(seq "$REPS"); do
+	t0=$(now)
+	zstd -q -dc "${ZST[@]}" >/dev/null
+	t1=$(now)
+	record zstd_mbs "$(echo "$TOTAL / ($t1 - $t0) / 1000000" | bc -l)"
+	drop_caches
+	t0=$(now)
+	zstd -q -dc "${ZST[@]}" >/dev/null
+	t1=$(now)
+	record zstd_cold_mbs "$(echo "$TOTAL / ($t1 - $t0) / 1000000" | bc -l)"
+done
+
+# ---- through the mount: cold, fresh, warm
+for i in $(seq "$REPS"); do
+	mount_fresh
+	COMMIT="$(cat "$MNT/models--${REPO//\//--}/refs/main")"
+	SNAP="$MNT/models--${REPO//\//--}/snapshots/$COMMIT"
+	MNTF=()
+	for f in "${REL[@]}"; do MNTF+=("$SNAP/$f"); done
+	drop_caches
+	record cold_mbs "$(json mbs "$("$PY" "$HELPER" read "${MNTF[@]}")")"
+	record warm_mbs "$(json mbs "$("$PY" "$HELPER" read --passes 10 "${MNTF[@]}")")"
+	mount_fresh
+	"$PY" "$HELPER" read "${ORIG[@]}" >/dev/null # keep the python pages warm
+	record fresh_mbs "$(json mbs "$("$PY" "$HELPER" read "${MNTF[@]}")")"
+done
+
+# ---- from_pretrained: plain folder, the same files as an on-disk HF cache, a fresh mount
+"$PY" - "$ROOT/tests/e2e" "$MODEL" "$REPO" "$WORK/plaincache" <<'PYEOF'
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import fixtures
+fixtures.hf_cache(Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4]))
+PYEOF
+LOAD_REPS=$((REPS + 2))
+for i in $(seq "$LOAD_REPS"); do
+	record load_plain_s "$(json seconds "$(HF_HUB_OFFLINE=1 "$PY" "$HELPER" load "$MODEL" \
+		2>/dev/null)")"
+	record load_cache_s "$(json seconds "$(HF_HUB_CACHE="$WORK/plaincache" HF_HUB_OFFLINE=1 \
+		TRANSFORMERS_OFFLINE=1 "$PY" "$HELPER" load "$REPO" 2>/dev/null)")"
+	mount_fresh
+	record load_mount_s "$(json seconds "$(HF_HUB_CACHE="$MNT" HF_HUB_OFFLINE=1 \
+		TRANSFORMERS_OFFLINE=1 "$PY" "$HELPER" load "$REPO" 2>/dev/null)")"
+done
+unmount
+
+"$PY" - "$RESULTS" "$TOTAL" "$CAN_DROP" "$(nproc)" <<'EOF'
+import statistics, sys, platform
+res = {}
+for line in open(sys.argv[1]):
+    k, v = line.split()
+    res.setdefault(k, []).append(float(v))
+med = {k: statistics.median(v) for k, v in res.items()}
+total, can_drop, cores = int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+cpu = "?"
+for l in open("/proc/cpuinfo"):
+    if l.startswith("model name"):
+        cpu = l.split(":", 1)[1].strip()
+        break
+print(f"\nmodelfs mount benchmark: all-MiniLM-L6-v2 bf16, {total/1e6:.1f} MB "
+      f"in the model; store {med['store_bytes']/1e6:.1f} MB on disk "
+      f"(ratio {total/med['store_bytes']:.2f}); zstd -3: {med['zstd_bytes']/1e6:.1f} MB")
+print(f"machine: {cpu}, {cores} cores; median of {len(res['page_mbs'])} runs each\n")
+rows = [
+    ("originals, page cache", med["page_mbs"]),
+    ("zstd -dc (level 3)", med["zstd_mbs"]),
+    ("zstd -dc (level 3), cold input", med["zstd_cold_mbs"]),
+    ("mount, cold" + ("" if can_drop else " (no drop_caches: not root)"), med["cold_mbs"]),
+    ("mount, fresh (store cached)", med["fresh_mbs"]),
+    ("mount, warm re-read", med["warm_mbs"]),
+]
+print(f"{'read of every file':34s} {'MB/s':>9s} {'vs page cache':>14s} {'vs zstd -dc':>12s}")
+for name, v in rows:
+    print(f"{name:34s} {v:9.0f} {v/med['page_mbs']:13.2f}x {v/med['zstd_mbs']:11.2f}x")
+lp, lc, lm = med["load_plain_s"], med["load_cache_s"], med["load_mount_s"]
+print(f"\n{'from_pretrained (median of %d)' % len(res['load_plain_s']):34s} {'seconds':>9s}")
+print(f"{'plain folder (path, page cache)':34s} {lp:9.3f}")
+print(f"{'plain HF cache on disk (repo id)':34s} {lc:9.3f}   {lc/lp:.2f}x the folder")
+print(f"{'fresh mount (HF_HUB_CACHE, repo id)':34s} {lm:9.3f}   {lm/lp:.2f}x the folder, "
+      f"{lm/lc:.2f}x the on-disk cache")
+print("\ntargets:")
+print(f"  cold mount read faster than zstd -dc:      "
+      f"{'yes' if med['cold_mbs'] > med['zstd_mbs'] else 'NO'} "
+      f"({med['cold_mbs']:.0f} vs {med['zstd_mbs']:.0f} MB/s)")
+print(f"  warm re-read within 1.5x of page cache:    "
+      f"{'yes' if med['page_mbs'] / med['warm_mbs'] <= 1.5 else 'NO'} "
+      f"({med['page_mbs'] / med['warm_mbs']:.2f}x slower)")
+print(f"  from_pretrained within 1.3x of the folder: "
+      f"{'yes' if lm / lp <= 1.3 else 'NO'} ({lm / lp:.2f}x; "
+      f"{lm / lc:.2f}x the same layout on disk)")
+EOF
