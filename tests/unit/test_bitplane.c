@@ -92,6 +92,16 @@ static size_t roundtrip(mfs_dtype dt, const uint8_t *src, size_t len)
 		rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, enc, elen, NULL, 0, dec, len, ws);
 		CHECK_EQ_INT(rc, 0);
 		CHECK(memcmp(dec, src, len) == 0);
+		/* from a misaligned source: the same payload */
+		uint8_t *mis = malloc(len + 1), *enc2 = malloc(cap);
+		memcpy(mis + 1, src, len);
+		size_t elen2 = 0;
+		CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_BITPLANE_HUFF, &p, mis + 1, len, enc2, cap,
+					      &elen2, ws),
+			     0);
+		CHECK(elen2 == elen && memcmp(enc, enc2, elen) == 0);
+		free(mis);
+		free(enc2);
 		/* into a misaligned buffer too */
 		rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, enc, elen, NULL, 0, dec + 1,
 				      len, ws);
