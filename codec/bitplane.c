@@ -40,9 +40,9 @@
 #error "bitplane.c assumes a little-endian host"
 #endif
 
-#define BP_VERSION 1
+#define BP_VERSION    1
 #define BP_MAX_PLANES 8
-#define BP_HEADER 8
+#define BP_HEADER     8
 #define BP_PLANE_DESC 6
 /* Huffman must save this fraction of a plane's raw size to be chosen. */
 #define MFS_BP_MIN_GAIN 0.01
@@ -50,8 +50,8 @@
 enum { BP_RAW = 0, BP_CONST = 1, BP_HUFF = 2 };
 
 typedef struct bp_layout {
-	unsigned esize;   /* bytes per element */
-	unsigned rot;     /* left rotation applied before cutting */
+	unsigned esize; /* bytes per element */
+	unsigned rot;	/* left rotation applied before cutting */
 	unsigned nplanes;
 	unsigned width[BP_MAX_PLANES]; /* top bits first; sums to 8 * esize */
 } bp_layout;
@@ -130,14 +130,15 @@ static size_t bp_bound(size_t raw_len)
  * LSB-first throughout (8-bit planes are plain bytes).
  */
 #define BP6_BLOCK 256
-#define BP6_M 64
+#define BP6_M	  64
 
 static void pack_lsb(const void *syms, unsigned w, size_t n, uint8_t *dst)
 {
 	uint64_t acc = 0;
 	unsigned nb = 0;
 	for (size_t i = 0; i < n; i++) {
-		unsigned s = w > 8 ? ((const uint16_t *)syms)[i] : ((const uint8_t *)syms)[i];
+		unsigned s =
+		    w > 8 ? ((const uint16_t *)syms)[i] : ((const uint8_t *)syms)[i];
 		acc |= (uint64_t)s << nb;
 		nb += w;
 		while (nb >= 8) {
@@ -203,9 +204,9 @@ static void unpack_bits(const uint8_t *src, unsigned w, size_t n, void *syms)
 			for (unsigned j = 0; j < 3 * BP6_M; j++)
 				o[i + j] = src[j] & 63;
 			for (unsigned k = 0; k < BP6_M; k++)
-				o[i + 3 * BP6_M + k] = (uint8_t)((src[k] >> 6) |
-								 (src[BP6_M + k] >> 6) << 2 |
-								 (src[2 * BP6_M + k] >> 6) << 4);
+				o[i + 3 * BP6_M + k] =
+				    (uint8_t)((src[k] >> 6) | (src[BP6_M + k] >> 6) << 2 |
+					      (src[2 * BP6_M + k] >> 6) << 4);
 		}
 		unpack_lsb(src, w, n - i, o + i);
 		return;
@@ -251,7 +252,8 @@ static void split(const bp_layout *L, const uint8_t *src, size_t n, void **plane
 {
 	unsigned bits = 8 * L->esize;
 	if (L->esize == 2 && L->nplanes == 2) {
-		const uint16_t *v = (const void *)src; /* src alignment checked by caller */
+		const uint16_t *v =
+		    (const void *)src; /* src alignment checked by caller */
 		unsigned w1 = L->width[1];
 		uint16_t m1 = (uint16_t)((1u << w1) - 1);
 		if (L->width[0] > 8) {
@@ -294,7 +296,8 @@ static void split(const bp_layout *L, const uint8_t *src, size_t n, void **plane
 	for (size_t i = 0; i < n; i++) {
 		uint64_t r = rotl(load_elem(src + L->esize * i, L->esize), L->rot, bits);
 		for (unsigned p = 0; p < L->nplanes; p++) {
-			unsigned s = (unsigned)(r >> shift[p]) & ((1u << L->width[p]) - 1);
+			unsigned s =
+			    (unsigned)(r >> shift[p]) & ((1u << L->width[p]) - 1);
 			if (L->width[p] > 8)
 				((uint16_t *)planes[p])[i] = (uint16_t)s;
 			else
@@ -370,8 +373,8 @@ static uint32_t get32(const uint8_t *p)
 	       (uint32_t)p[3] << 24;
 }
 
-static int bp_encode(const mfs_encode_params *prm, const void *src, size_t src_len, void *dst,
-		     size_t dst_cap, size_t *dst_len, mfs_codec_ws *ws)
+static int bp_encode(const mfs_encode_params *prm, const void *src, size_t src_len,
+		     void *dst, size_t dst_cap, size_t *dst_len, mfs_codec_ws *ws)
 {
 	const bp_layout *L = layout_for(prm->dtype);
 	if (!L || src_len % L->esize)
@@ -443,9 +446,9 @@ static int bp_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 			len = 2;
 		} else if (distinct >= 2 && mfs_huff_build(freq[p], nsym, tab) == 0 &&
 			   (double)mfs_huff_block_estimate(tab, freq[p]) <=
-				   (1.0 - MFS_BP_MIN_GAIN) * (double)raw) {
-			int rc = mfs_huff_encode(tab, planes[p], w > 8, n, q, (size_t)(end - q),
-						 &len);
+			       (1.0 - MFS_BP_MIN_GAIN) * (double)raw) {
+			int rc = mfs_huff_encode(tab, planes[p], w > 8, n, q,
+						 (size_t)(end - q), &len);
 			if (rc < 0)
 				return rc;
 			mode = BP_HUFF;
@@ -493,7 +496,8 @@ static int bp_decode(const void *src_, size_t src_len, const void *ref, size_t r
 		at += len[p];
 		off[p] = need;
 		if (!(d[1] == BP_RAW && w == 8))
-			need += (plane_sym_bytes(w, n) + 64) & ~(size_t)63; /* >= 64: never NULL */
+			need += (plane_sym_bytes(w, n) + 64) &
+				~(size_t)63; /* >= 64: never NULL */
 	}
 	if (at != src_len)
 		return MFS_E_CORRUPT;
@@ -532,7 +536,8 @@ static int bp_decode(const void *src_, size_t src_len, const void *ref, size_t r
 			}
 		} else {
 			planes[p] = scr + off[p];
-			int rc = mfs_huff_decode(data[p], len[p], 1u << w, planes[p], w > 8, n);
+			int rc = mfs_huff_decode(data[p], len[p], 1u << w, planes[p],
+						 w > 8, n);
 			if (rc < 0)
 				return rc;
 		}
@@ -542,10 +547,10 @@ static int bp_decode(const void *src_, size_t src_len, const void *ref, size_t r
 }
 
 const mfs_codec mfs_codec_bitplane_huff = {
-	.id = MFS_CODEC_BITPLANE_HUFF,
-	.name = "bitplane-huff",
-	.flags = 0,
-	.bound = bp_bound,
-	.encode = bp_encode,
-	.decode = bp_decode,
+    .id = MFS_CODEC_BITPLANE_HUFF,
+    .name = "bitplane-huff",
+    .flags = 0,
+    .bound = bp_bound,
+    .encode = bp_encode,
+    .decode = bp_decode,
 };

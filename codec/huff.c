@@ -217,11 +217,12 @@ size_t mfs_huff_block_estimate(const mfs_huff_table *t, const uint32_t *freq)
 	uint64_t bits = 0;
 	for (unsigned s = t->lo; s <= t->hi; s++)
 		bits += (uint64_t)freq[s] * t->len[s];
-	return header_size(t->hi - t->lo + 1) + (size_t)((bits + 7) / 8) + MFS_HUFF_STREAMS;
+	return header_size(t->hi - t->lo + 1) + (size_t)((bits + 7) / 8) +
+	       MFS_HUFF_STREAMS;
 }
 
-static uint64_t stream_bits(const mfs_huff_table *t, const void *syms, int wide, size_t from,
-			    size_t count)
+static uint64_t stream_bits(const mfs_huff_table *t, const void *syms, int wide,
+			    size_t from, size_t count)
 {
 	uint64_t bits = 0;
 	if (wide) {
@@ -241,8 +242,10 @@ size_t mfs_huff_block_size(const mfs_huff_table *t, const void *syms, int wide, 
 	size_t total = header_size(t->hi - t->lo + 1);
 	size_t seg = (n + MFS_HUFF_STREAMS - 1) / MFS_HUFF_STREAMS;
 	for (unsigned k = 0; k < MFS_HUFF_STREAMS; k++)
-		total += (size_t)((stream_bits(t, syms, wide, seg * k, stream_count(n, k)) + 7) /
-				  8);
+		total +=
+		    (size_t)((stream_bits(t, syms, wide, seg * k, stream_count(n, k)) +
+			      7) /
+			     8);
 	return total;
 }
 
@@ -254,8 +257,8 @@ static inline unsigned sym_at(const void *syms, int wide, size_t i)
 }
 
 /* Write one stream; @return bytes written or (size_t)-1 when out of room. */
-static size_t encode_stream(const mfs_huff_table *t, const void *syms, int wide, size_t from,
-			    size_t count, uint8_t *dst, uint8_t *end)
+static size_t encode_stream(const mfs_huff_table *t, const void *syms, int wide,
+			    size_t from, size_t count, uint8_t *dst, uint8_t *end)
 {
 	uint8_t *p = dst;
 	uint64_t acc = 0;
@@ -313,7 +316,8 @@ int mfs_huff_encode(const mfs_huff_table *t, const void *syms, int wide, size_t 
 	uint8_t *p = dst + hs, *end = dst + dst_cap;
 	size_t seg = (n + MFS_HUFF_STREAMS - 1) / MFS_HUFF_STREAMS;
 	for (unsigned k = 0; k < MFS_HUFF_STREAMS; k++) {
-		size_t w = encode_stream(t, syms, wide, seg * k, stream_count(n, k), p, end);
+		size_t w =
+		    encode_stream(t, syms, wide, seg * k, stream_count(n, k), p, end);
 		if (w == (size_t)-1)
 			return MFS_E_NOSPACE;
 		if (k + 1 < MFS_HUFF_STREAMS) {
@@ -362,16 +366,17 @@ static inline uint64_t window_tail(const uint8_t *base, size_t blk_len, uint64_t
  * planes' typical codes are 3-6 bits, so most lookups yield two symbols).
  * The output store always writes two symbols; the count says how far the
  * cursor moves.
- *   wide (uint16_t out):  sym1 0-9 | total len 10-15 | sym2 16-25 | count 26-27 | len1 28-31
- *   narrow (uint8_t out): sym1 0-7 | sym2 8-15 | total len 16-21 | count 22-23 | len1 24-27
+ *   wide (uint16_t out):  sym1 0-9 | total len 10-15 | sym2 16-25 | count 26-27 | len1
+ * 28-31 narrow (uint8_t out): sym1 0-7 | sym2 8-15 | total len 16-21 | count 22-23 | len1
+ * 24-27
  */
-#define W_LEN(e) (((e) >> 10) & 63)
-#define W_CNT(e) (((e) >> 26) & 3)
-#define W_SYM1(e) ((e) & 0x3ff)
+#define W_LEN(e)  (((e) >> 10) & 63)
+#define W_CNT(e)  (((e) >> 26) & 3)
+#define W_SYM1(e) ((e)&0x3ff)
 #define W_LEN1(e) ((e) >> 28)
-#define N_LEN(e) (((e) >> 16) & 63)
-#define N_CNT(e) (((e) >> 22) & 3)
-#define N_SYM1(e) ((e) & 0xff)
+#define N_LEN(e)  (((e) >> 16) & 63)
+#define N_CNT(e)  (((e) >> 22) & 3)
+#define N_SYM1(e) ((e)&0xff)
 #define N_LEN1(e) (((e) >> 24) & 15)
 
 static void build_pairs(const uint16_t *tab1, int wide, uint32_t *tab2)
@@ -410,14 +415,14 @@ static inline void store_pair8(uint8_t *o, uint32_t e)
 	o[1] = (uint8_t)(e >> 8);
 }
 
-#define DEC2(w, pos, o, PFX, STORE)                                                        \
-	do {                                                                               \
-		uint32_t e_ = tab[(w) & TAB_MASK];                                         \
-		STORE((o), e_);                                                            \
-		unsigned l_ = PFX##_LEN(e_);                                               \
-		(w) >>= l_;                                                                \
-		(pos) += l_;                                                               \
-		(o) += PFX##_CNT(e_);                                                      \
+#define DEC2(w, pos, o, PFX, STORE)                                                      \
+	do {                                                                             \
+		uint32_t e_ = tab[(w)&TAB_MASK];                                         \
+		STORE((o), e_);                                                          \
+		unsigned l_ = PFX##_LEN(e_);                                             \
+		(w) >>= l_;                                                              \
+		(pos) += l_;                                                             \
+		(o) += PFX##_CNT(e_);                                                    \
 	} while (0)
 
 /*
@@ -432,75 +437,75 @@ static inline void store_pair8(uint8_t *o, uint32_t e)
  * check on the bits each stream consumed.  The tail decodes one symbol per
  * lookup and checks each code against the stream's end.
  */
-#define DEFINE_DECODE_STREAMS(NAME, T, PFX, STORE, ATTR)                                   \
-	ATTR static int NAME(const uint32_t *tab, const uint8_t *base, size_t blk_len,         \
-			const size_t *soff, T *dst, size_t n)                              \
-	{                                                                                  \
-		size_t seg = (n + MFS_HUFF_STREAMS - 1) / MFS_HUFF_STREAMS;                \
-		T *oend[MFS_HUFF_STREAMS];                                                 \
-		for (unsigned k = 0; k < MFS_HUFF_STREAMS; k++)                            \
-			oend[k] = dst + seg * k + stream_count(n, k);                      \
-		uint64_t pos0 = 8 * (uint64_t)soff[0], pos1 = 8 * (uint64_t)soff[1];       \
-		uint64_t pos2 = 8 * (uint64_t)soff[2], pos3 = 8 * (uint64_t)soff[3];       \
-		T *o0 = dst, *o1 = dst + seg, *o2 = dst + 2 * seg, *o3 = dst + 3 * seg;    \
-		if (n >= MFS_HUFF_STREAMS * 16) {                                          \
-			for (;;) {                                                         \
-				size_t r = (size_t)(oend[0] - o0);                         \
-				size_t t = (size_t)(oend[1] - o1);                         \
-				r = t < r ? t : r;                                         \
-				t = (size_t)(oend[2] - o2);                                \
-				r = t < r ? t : r;                                         \
-				t = (size_t)(oend[3] - o3);                                \
-				r = (t < r ? t : r) / 8;                                   \
-				uint64_t hi = pos0 > pos1 ? pos0 : pos1;                   \
-				hi = hi > pos2 ? hi : pos2;                                \
-				hi = hi > pos3 ? hi : pos3;                                \
-				size_t room = blk_len - (size_t)(hi >> 3);                 \
-				t = room >= 8 + 6 ? (room - 8) / 6 : 0;                    \
-				r = t < r ? t : r;                                         \
-				if (r == 0)                                                \
-					break;                                             \
-				do {                                                       \
-					uint64_t w0 = window(base, pos0);                  \
-					uint64_t w1 = window(base, pos1);                  \
-					uint64_t w2 = window(base, pos2);                  \
-					uint64_t w3 = window(base, pos3);                  \
-					DEC2(w0, pos0, o0, PFX, STORE);                    \
-					DEC2(w1, pos1, o1, PFX, STORE);                    \
-					DEC2(w2, pos2, o2, PFX, STORE);                    \
-					DEC2(w3, pos3, o3, PFX, STORE);                    \
-					DEC2(w0, pos0, o0, PFX, STORE);                    \
-					DEC2(w1, pos1, o1, PFX, STORE);                    \
-					DEC2(w2, pos2, o2, PFX, STORE);                    \
-					DEC2(w3, pos3, o3, PFX, STORE);                    \
-					DEC2(w0, pos0, o0, PFX, STORE);                    \
-					DEC2(w1, pos1, o1, PFX, STORE);                    \
-					DEC2(w2, pos2, o2, PFX, STORE);                    \
-					DEC2(w3, pos3, o3, PFX, STORE);                    \
-					DEC2(w0, pos0, o0, PFX, STORE);                    \
-					DEC2(w1, pos1, o1, PFX, STORE);                    \
-					DEC2(w2, pos2, o2, PFX, STORE);                    \
-					DEC2(w3, pos3, o3, PFX, STORE);                    \
-				} while (--r);                                             \
-			}                                                                  \
-		}                                                                          \
-		uint64_t pos[MFS_HUFF_STREAMS] = {pos0, pos1, pos2, pos3};                 \
-		T *cur[MFS_HUFF_STREAMS] = {o0, o1, o2, o3};                               \
-		for (unsigned k = 0; k < MFS_HUFF_STREAMS; k++) {                          \
-			uint64_t p = pos[k], end = 8 * (uint64_t)soff[k + 1];              \
-			for (T *o = cur[k]; o < oend[k]; o++) {                            \
-				uint64_t w = window_tail(base, blk_len, p);                \
-				uint32_t e = tab[w & TAB_MASK];                            \
-				p += PFX##_LEN1(e);                                        \
-				if (p > end)                                               \
-					return MFS_E_CORRUPT;                              \
-				*o = (T)PFX##_SYM1(e);                                     \
-			}                                                                  \
-			/* the stream must end in its last byte: padding < 8 bits */       \
-			if (p > end || p + 8 <= end)                                       \
-				return MFS_E_CORRUPT;                                      \
-		}                                                                          \
-		return 0;                                                                  \
+#define DEFINE_DECODE_STREAMS(NAME, T, PFX, STORE, ATTR)                                 \
+	ATTR static int NAME(const uint32_t *tab, const uint8_t *base, size_t blk_len,   \
+			     const size_t *soff, T *dst, size_t n)                       \
+	{                                                                                \
+		size_t seg = (n + MFS_HUFF_STREAMS - 1) / MFS_HUFF_STREAMS;              \
+		T *oend[MFS_HUFF_STREAMS];                                               \
+		for (unsigned k = 0; k < MFS_HUFF_STREAMS; k++)                          \
+			oend[k] = dst + seg * k + stream_count(n, k);                    \
+		uint64_t pos0 = 8 * (uint64_t)soff[0], pos1 = 8 * (uint64_t)soff[1];     \
+		uint64_t pos2 = 8 * (uint64_t)soff[2], pos3 = 8 * (uint64_t)soff[3];     \
+		T *o0 = dst, *o1 = dst + seg, *o2 = dst + 2 * seg, *o3 = dst + 3 * seg;  \
+		if (n >= MFS_HUFF_STREAMS * 16) {                                        \
+			for (;;) {                                                       \
+				size_t r = (size_t)(oend[0] - o0);                       \
+				size_t t = (size_t)(oend[1] - o1);                       \
+				r = t < r ? t : r;                                       \
+				t = (size_t)(oend[2] - o2);                              \
+				r = t < r ? t : r;                                       \
+				t = (size_t)(oend[3] - o3);                              \
+				r = (t < r ? t : r) / 8;                                 \
+				uint64_t hi = pos0 > pos1 ? pos0 : pos1;                 \
+				hi = hi > pos2 ? hi : pos2;                              \
+				hi = hi > pos3 ? hi : pos3;                              \
+				size_t room = blk_len - (size_t)(hi >> 3);               \
+				t = room >= 8 + 6 ? (room - 8) / 6 : 0;                  \
+				r = t < r ? t : r;                                       \
+				if (r == 0)                                              \
+					break;                                           \
+				do {                                                     \
+					uint64_t w0 = window(base, pos0);                \
+					uint64_t w1 = window(base, pos1);                \
+					uint64_t w2 = window(base, pos2);                \
+					uint64_t w3 = window(base, pos3);                \
+					DEC2(w0, pos0, o0, PFX, STORE);                  \
+					DEC2(w1, pos1, o1, PFX, STORE);                  \
+					DEC2(w2, pos2, o2, PFX, STORE);                  \
+					DEC2(w3, pos3, o3, PFX, STORE);                  \
+					DEC2(w0, pos0, o0, PFX, STORE);                  \
+					DEC2(w1, pos1, o1, PFX, STORE);                  \
+					DEC2(w2, pos2, o2, PFX, STORE);                  \
+					DEC2(w3, pos3, o3, PFX, STORE);                  \
+					DEC2(w0, pos0, o0, PFX, STORE);                  \
+					DEC2(w1, pos1, o1, PFX, STORE);                  \
+					DEC2(w2, pos2, o2, PFX, STORE);                  \
+					DEC2(w3, pos3, o3, PFX, STORE);                  \
+					DEC2(w0, pos0, o0, PFX, STORE);                  \
+					DEC2(w1, pos1, o1, PFX, STORE);                  \
+					DEC2(w2, pos2, o2, PFX, STORE);                  \
+					DEC2(w3, pos3, o3, PFX, STORE);                  \
+				} while (--r);                                           \
+			}                                                                \
+		}                                                                        \
+		uint64_t pos[MFS_HUFF_STREAMS] = {pos0, pos1, pos2, pos3};               \
+		T *cur[MFS_HUFF_STREAMS] = {o0, o1, o2, o3};                             \
+		for (unsigned k = 0; k < MFS_HUFF_STREAMS; k++) {                        \
+			uint64_t p = pos[k], end = 8 * (uint64_t)soff[k + 1];            \
+			for (T *o = cur[k]; o < oend[k]; o++) {                          \
+				uint64_t w = window_tail(base, blk_len, p);              \
+				uint32_t e = tab[w & TAB_MASK];                          \
+				p += PFX##_LEN1(e);                                      \
+				if (p > end)                                             \
+					return MFS_E_CORRUPT;                            \
+				*o = (T)PFX##_SYM1(e);                                   \
+			}                                                                \
+			/* the stream must end in its last byte: padding < 8 bits */     \
+			if (p > end || p + 8 <= end)                                     \
+				return MFS_E_CORRUPT;                                    \
+		}                                                                        \
+		return 0;                                                                \
 	}
 
 DEFINE_DECODE_STREAMS(decode_streams8, uint8_t, N, store_pair8, )
@@ -513,13 +518,13 @@ DEFINE_DECODE_STREAMS(decode_streams16, uint16_t, W, store_pair16, )
  */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(MFS_HUFF_NO_BMI2)
 #define MFS_HUFF_BMI2 1
-#define BMI2_ATTR __attribute__((target("bmi2")))
+#define BMI2_ATTR     __attribute__((target("bmi2")))
 DEFINE_DECODE_STREAMS(decode_streams8_bmi2, uint8_t, N, store_pair8, BMI2_ATTR)
 DEFINE_DECODE_STREAMS(decode_streams16_bmi2, uint16_t, W, store_pair16, BMI2_ATTR)
 #endif
 
-int mfs_huff_decode(const uint8_t *src, size_t src_len, unsigned nsym, void *dst, int wide,
-		    size_t n)
+int mfs_huff_decode(const uint8_t *src, size_t src_len, unsigned nsym, void *dst,
+		    int wide, size_t n)
 {
 	if (nsym < 2 || nsym > MFS_HUFF_MAX_SYMS || (!wide && nsym > 256))
 		return MFS_E_CORRUPT;

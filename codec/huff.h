@@ -40,18 +40,18 @@
 
 #include "err.h"
 
-#define MFS_HUFF_MAX_BITS 12   /* longest code; one lookup of this many bits */
+#define MFS_HUFF_MAX_BITS	 12 /* longest code; one lookup of this many bits */
 #define MFS_HUFF_MAX_SYMBOL_BITS 10
-#define MFS_HUFF_MAX_SYMS (1u << MFS_HUFF_MAX_SYMBOL_BITS)
-#define MFS_HUFF_STREAMS 4
+#define MFS_HUFF_MAX_SYMS	 (1u << MFS_HUFF_MAX_SYMBOL_BITS)
+#define MFS_HUFF_STREAMS	 4
 
 /* An encoding table: code lengths and LSB-first (bit-reversed) codes. */
 typedef struct mfs_huff_table {
-	unsigned nsym;                     /* alphabet size, <= MFS_HUFF_MAX_SYMS */
-	unsigned lo, hi;                   /* present symbols lie in [lo, hi] */
-	unsigned max_len;                  /* longest code length used */
-	uint8_t len[MFS_HUFF_MAX_SYMS];    /* 0 = symbol absent */
-	uint16_t code[MFS_HUFF_MAX_SYMS];  /* bit-reversed canonical code */
+	unsigned nsym;			  /* alphabet size, <= MFS_HUFF_MAX_SYMS */
+	unsigned lo, hi;		  /* present symbols lie in [lo, hi] */
+	unsigned max_len;		  /* longest code length used */
+	uint8_t len[MFS_HUFF_MAX_SYMS];	  /* 0 = symbol absent */
+	uint16_t code[MFS_HUFF_MAX_SYMS]; /* bit-reversed canonical code */
 } mfs_huff_table;
 
 /**
@@ -102,7 +102,7 @@ int mfs_huff_encode(const mfs_huff_table *t, const void *syms, int wide, size_t 
  * @return 0 or MFS_E_CORRUPT (bad table, stream sizes, or bits that do not
  *         decode to exactly n symbols filling each stream)
  */
-int mfs_huff_decode(const uint8_t *src, size_t src_len, unsigned nsym, void *dst, int wide,
-		    size_t n);
+int mfs_huff_decode(const uint8_t *src, size_t src_len, unsigned nsym, void *dst,
+		    int wide, size_t n);
 
 #endif

@@ -57,7 +57,8 @@ typedef struct jcur {
 
 static void jws(jcur *c)
 {
-	while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
+	while (c->p < c->end &&
+	       (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
 		c->p++;
 }
 
@@ -208,8 +209,8 @@ static int read_safetensors(const char *path, tensor_list *out)
 				if (strcmp(key, "dtype") == 0) {
 					if (jstring(&c, dtype, sizeof dtype))
 						goto bad;
-				} else if (strcmp(key, "data_offsets") == 0 && c.p < c.end &&
-					   *c.p == '[') {
+				} else if (strcmp(key, "data_offsets") == 0 &&
+					   c.p < c.end && *c.p == '[') {
 					char *e;
 					off[0] = strtoull(c.p + 1, &e, 10);
 					while (e < c.end && *e != ',')
@@ -273,19 +274,20 @@ typedef struct chunk {
 	size_t enc_len;
 } chunk;
 
-static int bench_one(const codec_cfg *cc, mfs_dtype dt, chunk *ch, size_t nch, size_t chunk_size,
-		     int repeat, mfs_codec_ws *ws, uint8_t *dec, double *pct, double *enc_mbps,
-		     double *dec_mbps)
+static int bench_one(const codec_cfg *cc, mfs_dtype dt, chunk *ch, size_t nch,
+		     size_t chunk_size, int repeat, mfs_codec_ws *ws, uint8_t *dec,
+		     double *pct, double *enc_mbps, double *dec_mbps)
 {
 	mfs_encode_params p = {.dtype = dt, .zstd_level = cc->level};
 	size_t raw = 0, stored = 0;
 	size_t cap = mfs_codec_bound_max(chunk_size);
 	double t0 = now();
 	for (size_t i = 0; i < nch; i++) {
-		int rc = mfs_codec_encode(cc->id, &p, ch[i].raw, ch[i].len, ch[i].enc, cap,
-					  &ch[i].enc_len, ws);
+		int rc = mfs_codec_encode(cc->id, &p, ch[i].raw, ch[i].len, ch[i].enc,
+					  cap, &ch[i].enc_len, ws);
 		if (rc < 0) {
-			fprintf(stderr, "bench_codecs: %s encode: %s\n", cc->label, mfs_strerror(rc));
+			fprintf(stderr, "bench_codecs: %s encode: %s\n", cc->label,
+				mfs_strerror(rc));
 			return -1;
 		}
 		raw += ch[i].len;
@@ -293,11 +295,11 @@ static int bench_one(const codec_cfg *cc, mfs_dtype dt, chunk *ch, size_t nch, s
 	}
 	double t_enc = now() - t0;
 	for (size_t i = 0; i < nch; i++) {
-		int rc = mfs_codec_decode(cc->id, ch[i].enc, ch[i].enc_len, NULL, 0, dec, ch[i].len,
-					  ws);
+		int rc = mfs_codec_decode(cc->id, ch[i].enc, ch[i].enc_len, NULL, 0, dec,
+					  ch[i].len, ws);
 		if (rc < 0 || memcmp(dec, ch[i].raw, ch[i].len) != 0) {
-			fprintf(stderr, "bench_codecs: %s: round trip failed (%s)\n", cc->label,
-				mfs_strerror(rc));
+			fprintf(stderr, "bench_codecs: %s: round trip failed (%s)\n",
+				cc->label, mfs_strerror(rc));
 			return -1;
 		}
 	}
@@ -312,8 +314,8 @@ static int bench_one(const codec_cfg *cc, mfs_dtype dt, chunk *ch, size_t nch, s
 		for (int r = 0; r < repeat; r++) {
 			t0 = now();
 			for (size_t c = i; c < j; c++)
-				mfs_codec_decode(cc->id, ch[c].enc, ch[c].enc_len, NULL, 0, dec,
-						 ch[c].len, ws);
+				mfs_codec_decode(cc->id, ch[c].enc, ch[c].enc_len, NULL,
+						 0, dec, ch[c].len, ws);
 			double t = now() - t0;
 			if (r == 0 || t < best)
 				best = t;
@@ -344,7 +346,8 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--chunk") == 0 && i + 1 < argc) {
 			chunk_size = strtoull(argv[++i], NULL, 0);
 		} else if (argv[i][0] == '-') {
-			fprintf(stderr, "usage: bench_codecs [--tsv] [--quick] [--repeat N] [--chunk BYTES] "
+			fprintf(stderr, "usage: bench_codecs [--tsv] [--quick] [--repeat "
+					"N] [--chunk BYTES] "
 					"FILE.safetensors...\n");
 			return 2;
 		} else {
@@ -354,14 +357,16 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!files || repeat < 1 || chunk_size == 0 || chunk_size > MFS_CHUNK_MAX) {
-		fprintf(stderr, "usage: bench_codecs [--tsv] [--quick] [--repeat N] [--chunk BYTES] "
-				"FILE.safetensors...\n");
+		fprintf(
+		    stderr,
+		    "usage: bench_codecs [--tsv] [--quick] [--repeat N] [--chunk BYTES] "
+		    "FILE.safetensors...\n");
 		return 2;
 	}
 	static const codec_cfg codecs[] = {
-		{"bitplane-huff", MFS_CODEC_BITPLANE_HUFF, 0},
-		{"zstd-3", MFS_CODEC_ZSTD, 3},
-		{"zstd-19", MFS_CODEC_ZSTD, 19},
+	    {"bitplane-huff", MFS_CODEC_BITPLANE_HUFF, 0},
+	    {"zstd-3", MFS_CODEC_ZSTD, 3},
+	    {"zstd-19", MFS_CODEC_ZSTD, 19},
 	};
 	static const mfs_dtype dtypes[] = {MFS_DT_BF16, MFS_DT_F16, MFS_DT_F32};
 	mfs_codec_ws *ws;
@@ -372,11 +377,13 @@ int main(int argc, char **argv)
 		return 1;
 	memset(dec, 0, chunk_size); /* pre-fault the reused decode buffer */
 	if (!tsv) {
-		printf("chunks of %zu bytes, one thread, process CPU time; decode into one reused "
-		       "pre-faulted buffer, best of %d passes per tensor; MB = 1e6 raw bytes\n",
+		printf("chunks of %zu bytes, one thread, process CPU time; decode into "
+		       "one reused "
+		       "pre-faulted buffer, best of %d passes per tensor; MB = 1e6 raw "
+		       "bytes\n",
 		       chunk_size, repeat);
-		printf("%-6s %-14s %10s %9s %10s %10s\n", "dtype", "codec", "raw MB", "stored%",
-		       "enc MB/s", "dec MB/s");
+		printf("%-6s %-14s %10s %9s %10s %10s\n", "dtype", "codec", "raw MB",
+		       "stored%", "enc MB/s", "dec MB/s");
 	}
 	for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
 		size_t nch = 0, raw = 0;
@@ -394,7 +401,8 @@ int main(int argc, char **argv)
 			for (size_t o = 0; o < tl.v[i].len; o += chunk_size) {
 				ch[k].tensor = i;
 				ch[k].raw = tl.v[i].data + o;
-				ch[k].len = tl.v[i].len - o < chunk_size ? tl.v[i].len - o : chunk_size;
+				ch[k].len = tl.v[i].len - o < chunk_size ? tl.v[i].len - o
+									 : chunk_size;
 				ch[k].enc = malloc(cap);
 				if (!ch[k].enc)
 					return 1;
@@ -405,16 +413,17 @@ int main(int argc, char **argv)
 		size_t ncodecs = only_bitplane ? 1 : sizeof codecs / sizeof codecs[0];
 		for (size_t c = 0; c < ncodecs; c++) {
 			double pct, e, dm;
-			if (bench_one(&codecs[c], dtypes[d], ch, nch, chunk_size, repeat, ws, dec,
-				      &pct, &e, &dm))
+			if (bench_one(&codecs[c], dtypes[d], ch, nch, chunk_size, repeat,
+				      ws, dec, &pct, &e, &dm))
 				return 1;
 			if (tsv)
-				printf("%s\t%s\t%.3f\t%.2f\t%.0f\t%.0f\n", mfs_dtype_name(dtypes[d]),
-				       codecs[c].label, raw / 1e6, pct, e, dm);
+				printf("%s\t%s\t%.3f\t%.2f\t%.0f\t%.0f\n",
+				       mfs_dtype_name(dtypes[d]), codecs[c].label,
+				       raw / 1e6, pct, e, dm);
 			else
 				printf("%-6s %-14s %10.1f %8.2f%% %10.0f %10.0f\n",
-				       mfs_dtype_name(dtypes[d]), codecs[c].label, raw / 1e6, pct, e,
-				       dm);
+				       mfs_dtype_name(dtypes[d]), codecs[c].label,
+				       raw / 1e6, pct, e, dm);
 			fflush(stdout);
 		}
 		for (size_t i = 0; i < nch; i++)

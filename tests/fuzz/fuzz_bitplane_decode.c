@@ -33,7 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(src, p, n);
 
 	size_t dst_len = sel & 0x3fff;
-	int rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, src, n, NULL, 0, dst, dst_len, ws);
+	int rc =
+	    mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, src, n, NULL, 0, dst, dst_len, ws);
 	if (rc != 0 && rc != MFS_E_CORRUPT)
 		__builtin_trap();
 	/* the element count from the payload itself, so deep paths are reached */
@@ -41,8 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t cnt = (size_t)src[4] | (size_t)src[5] << 8;
 		unsigned es = mfs_dtype_bits((mfs_dtype)src[1]) / 8;
 		if (es && cnt * es <= DST_MAX) {
-			rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, src, n, NULL, 0, dst,
-					      cnt * es, ws);
+			rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, src, n, NULL, 0,
+					      dst, cnt * es, ws);
 			if (rc != 0 && rc != MFS_E_CORRUPT)
 				__builtin_trap();
 		}

@@ -12,8 +12,8 @@
 
 static mfs_codec_ws *ws;
 
-static const mfs_dtype types[] = {MFS_DT_BF16,    MFS_DT_F16,     MFS_DT_F32,
-				  MFS_DT_F64,     MFS_DT_F8_E4M3, MFS_DT_F8_E5M2,
+static const mfs_dtype types[] = {MFS_DT_BF16,	  MFS_DT_F16,	  MFS_DT_F32,
+				  MFS_DT_F64,	  MFS_DT_F8_E4M3, MFS_DT_F8_E5M2,
 				  MFS_DT_F8_E8M0, MFS_DT_I32};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -37,14 +37,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t cap = mfs_codec_bound_max(len);
 	uint8_t *enc = malloc(cap), *dec = malloc(len ? len : 1);
 	size_t elen = 0;
-	int rc = mfs_codec_encode(MFS_CODEC_BITPLANE_HUFF, &p, src, len, enc, cap, &elen, ws);
+	int rc =
+	    mfs_codec_encode(MFS_CODEC_BITPLANE_HUFF, &p, src, len, enc, cap, &elen, ws);
 	if (rc == MFS_E_UNSUPPORTED) {
 		if (len % es == 0 && dt != MFS_DT_I32)
 			__builtin_trap();
 	} else {
 		if (rc != 0 || elen > cap)
 			__builtin_trap();
-		rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, enc, elen, NULL, 0, dec, len, ws);
+		rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, enc, elen, NULL, 0, dec,
+				      len, ws);
 		if (rc != 0 || memcmp(dec, src, len) != 0)
 			__builtin_trap();
 	}

@@ -54,7 +54,8 @@ static void test_random_skewed(void)
 {
 	uint64_t s = seed;
 	static const unsigned nsyms[] = {2, 3, 16, 256, 1024};
-	static const size_t ns[] = {1, 2, 3, 4, 5, 17, 63, 64, 65, 1000, 4099, 100000, 300001};
+	static const size_t ns[] = {1,	2,  3,	  4,	5,	17,    63,
+				    64, 65, 1000, 4099, 100000, 300001};
 	static const double qs[] = {0.1, 0.5, 0.8, 0.97};
 	for (size_t a = 0; a < sizeof nsyms / sizeof nsyms[0]; a++)
 		for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++)
@@ -242,8 +243,8 @@ static void test_corrupt(void)
 	/* crafted headers */
 	uint8_t h[64];
 	memset(h, 0, sizeof h);
-	h[0] = 0, h[2] = 2;      /* lo 0, cnt 2 */
-	h[4] = 0x11;             /* lengths 1, 1: a complete code */
+	h[0] = 0, h[2] = 2; /* lo 0, cnt 2 */
+	h[4] = 0x11;	    /* lengths 1, 1: a complete code */
 	CHECK_EQ_INT(mfs_huff_decode(h, 4 + 1 + 12, 256, out, 0, 0), 0);
 	h[4] = 0x21; /* lengths 1, 2: Kraft 3/4 */
 	CHECK_EQ_INT(mfs_huff_decode(h, 17, 256, out, 0, 0), MFS_E_CORRUPT);
