@@ -268,3 +268,49 @@ int mfs_rfile_read(mfs_reader *r, mfs_rfile *f, uint64_t off, void *buf, size_t 
 	*got = done;
 	return 0;
 }
+
+int mfs_rfile_read_segs(mfs_reader *r, mfs_rfile *f, uint64_t off, size_t len,
+			mfs_read_seg *segs, size_t max_segs, size_t *n_segs, size_t *got,
+			mfs_codec_ws *ws)
+{
+	*n_segs = 0;
+	*got = 0;
+	if (!r->cache)
+		return MFS_E_INVAL;
+	if (off >= f->size || len == 0)
+		return 0;
+	if (len > f->size - off)
+		len = (size_t)(f->size - off);
+	size_t first = mfs_extent_find(f->extents, f->n_extents, off);
+	size_t last = mfs_extent_find(f->extents, f->n_extents, off + len - 1);
+	if (last - first + 1 > max_segs)
+		return MFS_E_NOSPACE;
+	queue_prefetch(r, f, first, off, len);
+	size_t done = 0;
+	for (size_t i = first; done < len && i < f->n_extents; i++) {
+		const mfs_extent *e = &f->extents[i];
+		uint64_t in = off + done - e->off;
+		size_t n = e->len - in;
+		if (n > len - done)
+			n = len - done;
+		mfs_cache_entry *ce;
+		int rc = mfs_cache_get(r->cache, &e->key, e->len, cache_fill, f, ws, &ce);
+		if (rc < 0) {
+			*got = done;
+			return rc;
+		}
+		segs[*n_segs].data = (const uint8_t *)mfs_cache_entry_data(ce) + in;
+		segs[*n_segs].len = n;
+		segs[*n_segs].pin = ce;
+		(*n_segs)++;
+		done += n;
+	}
+	*got = done;
+	return 0;
+}
+
+void mfs_rfile_release_segs(mfs_reader *r, mfs_read_seg *segs, size_t n_segs)
+{
+	for (size_t i = 0; i < n_segs; i++)
+		mfs_cache_release(r->cache, segs[i].pin);
+}

@@ -91,6 +91,31 @@ void mfs_rfile_close(mfs_rfile *f);
 int mfs_rfile_read(mfs_reader *r, mfs_rfile *f, uint64_t off, void *buf, size_t len,
 		   size_t *got, mfs_codec_ws *ws);
 
+/* A piece of a read, served in place from a pinned decoded chunk. */
+typedef struct mfs_read_seg {
+	const void *data;
+	size_t len;
+	struct mfs_cache_entry *pin; /* give back with mfs_rfile_release_segs() */
+} mfs_read_seg;
+
+/**
+ * Read like mfs_rfile_read() without copying: @p segs point into the
+ * cache's decoded chunks, pinned until mfs_rfile_release_segs().  Needs a
+ * cache (MFS_E_INVAL without one).
+ * @param[in]  max_segs  capacity of @p segs; a range that needs more pieces
+ *                       (many tiny tensors) fails with MFS_E_NOSPACE, with
+ *                       nothing pinned: use mfs_rfile_read() then
+ * @param[out] n_segs    pieces filled (also on error: release them)
+ * @param[out] got       bytes covered; on error, those before the bad chunk
+ * @return as mfs_rfile_read(), or MFS_E_NOSPACE / MFS_E_INVAL
+ */
+int mfs_rfile_read_segs(mfs_reader *r, mfs_rfile *f, uint64_t off, size_t len,
+			mfs_read_seg *segs, size_t max_segs, size_t *n_segs, size_t *got,
+			mfs_codec_ws *ws);
+
+/** Unpin the pieces of a mfs_rfile_read_segs(). */
+void mfs_rfile_release_segs(mfs_reader *r, mfs_read_seg *segs, size_t n_segs);
+
 /**
  * Decode one chunk (resolving its reference chunk, if any) into @p dst of
  * exactly @p raw_len bytes, verified.  Used by the reader and by the cache's
