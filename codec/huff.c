@@ -67,12 +67,13 @@ static inline void put32(uint8_t *p, uint32_t v)
 
 static unsigned bit_reverse(unsigned code, unsigned len)
 {
-	unsigned r = 0;
-	for (unsigned i = 0; i < len; i++) {
-		r = (r << 1) | (code & 1);
-		code >>= 1;
-	}
-	return r;
+	/* reverse 16 bits by swapping halves, bytes, nibbles, pairs, bits */
+	unsigned r = code & 0xffff;
+	r = (r >> 8 | r << 8) & 0xffff;
+	r = ((r >> 4) & 0x0f0f) | ((r & 0x0f0f) << 4);
+	r = ((r >> 2) & 0x3333) | ((r & 0x3333) << 2);
+	r = ((r >> 1) & 0x5555) | ((r & 0x5555) << 1);
+	return r >> (16 - len);
 }
 
 static size_t header_size(unsigned cnt)
@@ -379,22 +380,31 @@ static inline uint64_t window_tail(const uint8_t *base, size_t blk_len, uint64_t
 #define N_SYM1(e) ((e)&0xff)
 #define N_LEN1(e) (((e) >> 24) & 15)
 
-static void build_pairs(const uint16_t *tab1, int wide, uint32_t *tab2)
+/*
+ * Fill the two-symbol table symbol by symbol: the entries whose low l1 bits
+ * are symbol s1's code are s1 followed by whatever the remaining 12 - l1 bits
+ * x decode to (tab1[x], read in order), when that code fits in them.
+ */
+static void build_pairs(const uint16_t *tab1, const uint16_t *sym, const uint8_t *slen,
+			const uint16_t *srev, unsigned m, int wide, uint32_t *tab2)
 {
-	for (unsigned j = 0; j < TAB_SIZE; j++) {
-		unsigned e1 = tab1[j], l1 = e1 & 15, s1 = e1 >> 4;
-		unsigned e2 = tab1[j >> l1], l2 = e2 & 15, s2 = e2 >> 4;
-		unsigned lt = l1, cnt = 1;
-		if (l1 + l2 <= MFS_HUFF_MAX_BITS) {
-			lt = l1 + l2;
-			cnt = 2;
+	for (unsigned k = 0; k < m; k++) {
+		unsigned s1 = sym[k], l1 = slen[k], r1 = srev[k];
+		unsigned avail = MFS_HUFF_MAX_BITS - l1;
+		uint32_t one, two_base;
+		if (wide) {
+			one = s1 | l1 << 10 | 1u << 26 | l1 << 28;
+			two_base = s1 | 2u << 26 | l1 << 28;
 		} else {
-			s2 = 0;
+			one = s1 | l1 << 16 | 1u << 22 | l1 << 24;
+			two_base = s1 | 2u << 22 | l1 << 24;
 		}
-		if (wide)
-			tab2[j] = s1 | lt << 10 | s2 << 16 | cnt << 26 | l1 << 28;
-		else
-			tab2[j] = s1 | s2 << 8 | lt << 16 | cnt << 22 | l1 << 24;
+		for (unsigned x = 0; x < 1u << avail; x++) {
+			unsigned e2 = tab1[x], l2 = e2 & 15, s2 = e2 >> 4;
+			uint32_t two = wide ? two_base | (l1 + l2) << 10 | s2 << 16
+					    : two_base | s2 << 8 | (l1 + l2) << 16;
+			tab2[r1 | x << l1] = l2 <= avail ? two : one;
+		}
 	}
 }
 
@@ -572,6 +582,9 @@ int mfs_huff_decode(const uint8_t *src, size_t src_len, unsigned nsym, void *dst
 		c = (c + count[l - 1]) << 1;
 		next[l] = c;
 	}
+	uint16_t sym[MFS_HUFF_MAX_SYMS], srev[MFS_HUFF_MAX_SYMS];
+	uint8_t slen[MFS_HUFF_MAX_SYMS];
+	unsigned m = 0;
 	for (unsigned i = 0; i < cnt; i++) {
 		unsigned l = len[i];
 		if (!l)
@@ -580,6 +593,10 @@ int mfs_huff_decode(const uint8_t *src, size_t src_len, unsigned nsym, void *dst
 		uint16_t e = (uint16_t)((lo + i) << 4 | l);
 		for (unsigned j = r; j < TAB_SIZE; j += 1u << l)
 			tab[j] = e;
+		sym[m] = (uint16_t)(lo + i);
+		slen[m] = (uint8_t)l;
+		srev[m] = (uint16_t)r;
+		m++;
 	}
 
 	/* streams: offsets from the block start; soff[4] is the block end */
@@ -595,7 +612,7 @@ int mfs_huff_decode(const uint8_t *src, size_t src_len, unsigned nsym, void *dst
 	}
 	soff[MFS_HUFF_STREAMS] = src_len;
 	uint32_t pairs[TAB_SIZE];
-	build_pairs(tab, wide, pairs);
+	build_pairs(tab, sym, slen, srev, m, wide, pairs);
 #ifdef MFS_HUFF_BMI2
 	if (__builtin_cpu_supports("bmi2")) {
 		if (wide)
