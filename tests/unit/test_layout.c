@@ -1,0 +1,468 @@
+/*
+ * test_layout.c - the hub-cache tree over a real store (fs/layout.c), and the
+ * cached read path (fs/reader.c + fs/cache.c): names, link targets, modes,
+ * nlink, stable inode numbers across refreshes, removal, exact reads from
+ * many threads, zero-copy segments, a corrupt chunk, and an open file that
+ * outlives rm + gc.  Meant to run under ThreadSanitizer too.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "layout.h"
+#include "reader.h"
+#include "store.h"
+#include "testhelp.h"
+
+static uint64_t seed;
+static char dir[64];
+
+#define C1 "1111111111111111111111111111111111111111"
+#define C2 "2222222222222222222222222222222222222222"
+#define ETAG_W "aa00000000000000000000000000000000000000000000000000000000000001"
+#define ETAG_CFG "bb00000000000000000000000000000000000002"
+#define ETAG_BAD "cc00000000000000000000000000000000000000000000000000000000000003"
+
+/* The weight file: chunks of uneven sizes, cut at "tensor" starts. */
+static const size_t wlens[] = {8 + 120, 65536, 65536, 1000, 131072, 3, 70000};
+#define NW (sizeof(wlens) / sizeof(wlens[0]))
+static uint8_t *wfile;
+static size_t wsize;
+static mfs_extent wext[NW];
+
+static int put_chunk(mfs_txn *t, const void *raw, size_t len, mfs_codec_id codec,
+		     mfs_chunk_key *key, const void *lie)
+{
+	mfs_codec_ws *ws;
+	if (mfs_codec_ws_create(&ws) < 0)
+		return -ENOMEM;
+	size_t cap = mfs_codec_bound_max(len), n = 0;
+	uint8_t *enc = malloc(cap);
+	mfs_encode_params p = {0};
+	/* @lie: store these bytes under the key of @raw (a corrupt chunk) */
+	int rc = mfs_codec_encode(codec, &p, lie ? lie : raw, len, enc, cap, &n, ws);
+	mfs_chunk_key_of(raw, len, key);
+	if (rc == 0)
+		rc = mfs_chunk_put(t, key, codec, (uint32_t)len, NULL, enc, n, NULL);
+	free(enc);
+	mfs_codec_ws_free(ws);
+	return rc;
+}
+
+static int put_blob(mfs_txn *t, const char *repo, const char *etag, const uint8_t *data,
+		    const size_t *lens, size_t n, mfs_extent *ext, int corrupt_idx)
+{
+	uint64_t off = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *lie = NULL;
+		if ((int)i == corrupt_idx) {
+			lie = malloc(lens[i]);
+			memcpy(lie, data + off, lens[i]);
+			lie[lens[i] / 2] ^= 0x40;
+		}
+		int rc = put_chunk(t, data + off, lens[i], i % 2 ? MFS_CODEC_ZSTD : MFS_CODEC_RAW,
+				   &ext[i].key, lie);
+		free(lie);
+		if (rc < 0)
+			return rc;
+		ext[i].off = off;
+		ext[i].len = (uint32_t)lens[i];
+		off += lens[i];
+	}
+	mfs_blob_rec b = {.etag = etag, .size = off, .stored_bytes = off, .n_extents = n,
+			  .extents = ext};
+	return mfs_blob_put(t, repo, &b, NULL);
+}
+
+static const char cfg_text[] = "{\"model_type\": \"bert\"}";
+
+static int publish_repo(mfs_store *s, const char *repo, const char *commit, int with_bad)
+{
+	mfs_txn *t;
+	int rc = mfs_txn_begin(s, MFS_TXN_WRITE, &t);
+	if (rc < 0)
+		return rc;
+	mfs_extent cext[1], bext[2];
+	size_t clen[1] = {sizeof(cfg_text) - 1};
+	static const size_t blens[2] = {4096, 4096};
+	static uint8_t bad[8192];
+	uint64_t bs = 42; /* two different chunks (a periodic pattern would dedup) */
+	for (size_t i = 0; i < sizeof(bad); i++)
+		bad[i] = (uint8_t)(test_rand(&bs) >> 56);
+	mfs_file_rec files[4] = {
+		{"model.safetensors", ETAG_W, 0444},
+		{"config.json", ETAG_CFG, 0444},
+		{"1_Pooling/deep/config.json", ETAG_CFG, 0444},
+		{"bad.bin", ETAG_BAD, 0444},
+	};
+	const char *noexist[] = {"adapter_config.json", "sub/x.json"};
+	const char *refs[] = {"main", "refs/pr/1"};
+	if ((rc = put_blob(t, repo, ETAG_W, wfile, wlens, NW, wext, -1)) < 0 ||
+	    (rc = put_blob(t, repo, ETAG_CFG, (const uint8_t *)cfg_text, clen, 1, cext, -1)) <
+		    0 ||
+	    (with_bad && (rc = put_blob(t, repo, ETAG_BAD, bad, blens, 2, bext, 1)) < 0) ||
+	    (rc = mfs_snapshot_publish(t, repo, commit, 1700000000, files, with_bad ? 4 : 3,
+				       noexist, 2, refs, 2, NULL)) < 0) {
+		mfs_txn_abort(t);
+		return rc;
+	}
+	return mfs_txn_commit(t);
+}
+
+static int setup(mfs_store **s)
+{
+	snprintf(dir, sizeof(dir), "/tmp/mfs-test-layout-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	if (mfs_store_open(dir, MFS_STORE_CREATE, s, NULL) < 0)
+		return -1;
+	wsize = 0;
+	for (size_t i = 0; i < NW; i++)
+		wsize += wlens[i];
+	wfile = malloc(wsize);
+	for (size_t i = 0; i < wsize; i++)
+		wfile[i] = (uint8_t)(test_rand(&seed) >> 60); /* compressible */
+	return publish_repo(*s, "models/org/a", C1, 1);
+}
+
+static void cleanup(mfs_store *s)
+{
+	mfs_store_close(s);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+	free(wfile);
+}
+
+/* Walk a '/'-separated path from the root. */
+static int walk(mfs_layout *l, const char *path, mfs_layout_attr *a)
+{
+	char buf[512];
+	snprintf(buf, sizeof(buf), "%s", path);
+	uint64_t ino = MFS_LAYOUT_ROOT_INO;
+	int rc = mfs_layout_getattr(l, ino, a);
+	for (char *save, *p = strtok_r(buf, "/", &save); p && rc == 0;
+	     p = strtok_r(NULL, "/", &save)) {
+		rc = mfs_layout_lookup(l, ino, p, a);
+		ino = a->ino;
+	}
+	return rc;
+}
+
+static void test_tree(mfs_store *s)
+{
+	mfs_layout *l;
+	mfs_errmsg err = {0};
+	REQUIRE(mfs_layout_create(s, 1000, &l, &err) == 0);
+	mfs_layout_attr a, b;
+	CHECK_EQ_INT(mfs_layout_getattr(l, MFS_LAYOUT_ROOT_INO, &a), 0);
+	CHECK_EQ_INT(a.mode, S_IFDIR | 0555);
+	CHECK_EQ_INT(a.nlink, 3);
+	CHECK_EQ_INT(walk(l, "models--org--a", &a), 0);
+	CHECK_EQ_INT(a.mode, S_IFDIR | 0555);
+	CHECK_EQ_INT(a.nlink, 2 + 4); /* blobs refs snapshots .no_exist */
+
+	CHECK_EQ_INT(walk(l, "models--org--a/refs/main", &a), 0);
+	CHECK_EQ_INT(a.mode, S_IFREG | 0444);
+	CHECK_EQ_INT(a.size, 40);
+	CHECK_EQ_INT(a.mtime, 1700000000);
+	mfs_layout_file lf;
+	CHECK_EQ_INT(mfs_layout_open(l, a.ino, &lf), 0);
+	CHECK(!lf.is_blob && lf.data_len == 40 && memcmp(lf.data, C1, 40) == 0);
+	CHECK_EQ_INT(walk(l, "models--org--a/refs/refs/pr/1", &a), 0);
+
+	char target[256];
+	CHECK_EQ_INT(walk(l, "models--org--a/snapshots/" C1 "/model.safetensors", &a), 0);
+	CHECK_EQ_INT(a.mode, S_IFLNK | 0777);
+	CHECK_EQ_INT(mfs_layout_readlink(l, a.ino, target, sizeof(target)), 0);
+	CHECK(strcmp(target, "../../blobs/" ETAG_W) == 0);
+	CHECK_EQ_INT(a.size, strlen(target));
+	CHECK_EQ_INT(walk(l, "models--org--a/snapshots/" C1 "/1_Pooling/deep/config.json", &a),
+		     0);
+	CHECK_EQ_INT(mfs_layout_readlink(l, a.ino, target, sizeof(target)), 0);
+	CHECK(strcmp(target, "../../../../blobs/" ETAG_CFG) == 0);
+	CHECK_EQ_INT(mfs_layout_readlink(l, a.ino, target, 5), MFS_E_NOSPACE);
+
+	CHECK_EQ_INT(walk(l, "models--org--a/blobs/" ETAG_W, &a), 0);
+	CHECK_EQ_INT(a.mode, S_IFREG | 0444);
+	CHECK_EQ_INT(a.size, wsize);
+	CHECK(a.immutable);
+	CHECK_EQ_INT(mfs_layout_open(l, a.ino, &lf), 0);
+	CHECK(lf.is_blob && strcmp(lf.repo, "models/org/a") == 0 &&
+	      strcmp(lf.etag, ETAG_W) == 0);
+
+	CHECK_EQ_INT(walk(l, "models--org--a/.no_exist/" C1 "/adapter_config.json", &a), 0);
+	CHECK_EQ_INT(a.mode, S_IFREG | 0444);
+	CHECK_EQ_INT(a.size, 0);
+	CHECK_EQ_INT(walk(l, "models--org--a/.no_exist/" C1 "/sub/x.json", &a), 0);
+
+	/* errors */
+	CHECK_EQ_INT(walk(l, "models--org--a/nope", &a), MFS_E_NOTFOUND);
+	CHECK_EQ_INT(walk(l, "models--org--a/refs/main/x", &a), -ENOTDIR);
+	CHECK_EQ_INT(walk(l, "models--org--a/blobs", &a), 0);
+	CHECK_EQ_INT(mfs_layout_open(l, a.ino, &lf), -EISDIR);
+	CHECK_EQ_INT(mfs_layout_readlink(l, a.ino, target, sizeof(target)), -EINVAL);
+	CHECK_EQ_INT(mfs_layout_getattr(l, 12345, &a), MFS_E_NOTFOUND);
+
+	/* listing: . and .. first, then sorted names */
+	CHECK_EQ_INT(walk(l, "models--org--a", &a), 0);
+	mfs_layout_dir *d;
+	CHECK_EQ_INT(mfs_layout_opendir(l, a.ino, &d), 0);
+	const char *want[] = {".", "..", ".no_exist", "blobs", "refs", "snapshots"};
+	CHECK_EQ_INT(mfs_layout_dir_count(d), 6);
+	for (size_t i = 0; i < 6; i++) {
+		const char *name;
+		CHECK_EQ_INT(mfs_layout_dir_entry(d, i, &name, &b), 0);
+		CHECK(strcmp(name, want[i]) == 0);
+	}
+	const char *name;
+	CHECK_EQ_INT(mfs_layout_dir_entry(d, 1, &name, &b), 0);
+	CHECK_EQ_INT(b.ino, MFS_LAYOUT_ROOT_INO);
+	CHECK_EQ_INT(mfs_layout_dir_entry(d, 6, &name, &b), MFS_E_NOTFOUND);
+	mfs_layout_dir_close(l, d);
+
+	mfs_layout_totals tot;
+	mfs_layout_totals_get(l, &tot);
+	CHECK_EQ_INT(tot.repos, 1);
+	CHECK_EQ_INT(tot.blob_bytes, wsize + sizeof(cfg_text) - 1 + 8192);
+
+	/* refresh: a new repo appears, inode numbers keep their meaning */
+	mfs_layout_attr before;
+	CHECK_EQ_INT(walk(l, "models--org--a/blobs/" ETAG_W, &before), 0);
+	CHECK_EQ_INT(mfs_layout_opendir(l, MFS_LAYOUT_ROOT_INO, &d), 0);
+	CHECK_EQ_INT(mfs_layout_dir_count(d), 3);
+	CHECK_EQ_INT(publish_repo(s, "models/org/b", C2, 0), 0);
+	int changed = 0;
+	CHECK_EQ_INT(mfs_layout_refresh(l, 1, &changed), 0);
+	CHECK(changed);
+	CHECK_EQ_INT(mfs_layout_dir_count(d), 3); /* an open listing keeps its version */
+	mfs_layout_dir_close(l, d);
+	CHECK_EQ_INT(walk(l, "models--org--b/snapshots/" C2 "/config.json", &a), 0);
+	CHECK_EQ_INT(walk(l, "models--org--a/blobs/" ETAG_W, &a), 0);
+	CHECK_EQ_INT(a.ino, before.ino);
+	CHECK_EQ_INT(mfs_layout_refresh(l, 1, &changed), 0);
+	CHECK(!changed);
+	/* the same path in another repo is another inode */
+	CHECK_EQ_INT(walk(l, "models--org--b/blobs/" ETAG_W, &b), 0);
+	CHECK(b.ino != a.ino);
+
+	/* removal */
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_repo_remove(t, "models/org/b"), 0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	CHECK_EQ_INT(mfs_layout_refresh(l, 1, &changed), 0);
+	CHECK(changed);
+	CHECK_EQ_INT(walk(l, "models--org--b", &a), MFS_E_NOTFOUND);
+	CHECK_EQ_INT(mfs_layout_getattr(l, b.ino, &a), MFS_E_NOTFOUND);
+	CHECK_EQ_INT(walk(l, "models--org--a/blobs/" ETAG_W, &a), 0);
+	mfs_layout_free(l);
+	mfs_layout_free(NULL);
+
+	char name_buf[8];
+	CHECK_EQ_INT(mfs_layout_repo_dirname("models/org/name", target, sizeof(target)), 0);
+	CHECK(strcmp(target, "models--org--name") == 0);
+	CHECK_EQ_INT(mfs_layout_repo_dirname("datasets/x", target, sizeof(target)), 0);
+	CHECK(strcmp(target, "datasets--x") == 0);
+	CHECK_EQ_INT(mfs_layout_repo_dirname("models/org/name", name_buf, sizeof(name_buf)),
+		     MFS_E_NOSPACE);
+}
+
+/* ---- the cached read path ---- */
+
+typedef struct rd_arg {
+	mfs_reader *r;
+	mfs_rfile *f;
+	uint64_t seed;
+	int bad;
+} rd_arg;
+
+static void *read_worker(void *p)
+{
+	rd_arg *a = p;
+	mfs_codec_ws *ws;
+	if (mfs_codec_ws_create(&ws) < 0) {
+		a->bad++;
+		return NULL;
+	}
+	uint8_t *buf = malloc(wsize + 10);
+	uint64_t s = a->seed;
+	for (int i = 0; i < 400; i++) {
+		uint64_t off;
+		size_t len;
+		switch (test_rand(&s) % 4) {
+		case 0: /* around a chunk boundary */
+			off = wext[test_rand(&s) % NW].off;
+			off = off > 5 ? off - test_rand(&s) % 5 : off;
+			len = 1 + test_rand(&s) % 70000;
+			break;
+		case 1: /* the last byte, and past the end */
+			off = wsize - 1 - test_rand(&s) % 2;
+			len = 1 + test_rand(&s) % 10;
+			break;
+		default:
+			off = test_rand(&s) % wsize;
+			len = 1 + test_rand(&s) % (wsize - off + 5);
+		}
+		size_t got;
+		size_t want = off >= wsize ? 0 : (len < wsize - off ? len : wsize - off);
+		if (i % 2) {
+			if (mfs_rfile_read(a->r, a->f, off, buf, len, &got, ws) != 0 || got != want ||
+			    memcmp(buf, wfile + off, got) != 0)
+				a->bad++;
+		} else {
+			mfs_read_seg segs[16];
+			size_t n;
+			int rc = mfs_rfile_read_segs(a->r, a->f, off, len, segs, 16, &n, &got, ws);
+			size_t pos = 0;
+			for (size_t k = 0; rc == 0 && k < n; k++) {
+				if (memcmp(segs[k].data, wfile + off + pos, segs[k].len) != 0)
+					a->bad++;
+				pos += segs[k].len;
+			}
+			if (rc != 0 || got != want || pos != want)
+				a->bad++;
+			mfs_rfile_release_segs(a->r, segs, n);
+		}
+	}
+	free(buf);
+	mfs_codec_ws_free(ws);
+	return NULL;
+}
+
+static void test_reader(mfs_store *s, size_t budget, unsigned workers, unsigned prefetch)
+{
+	mfs_cache *c;
+	mfs_reader *r;
+	REQUIRE(mfs_cache_create(budget, workers, &c) == 0);
+	REQUIRE(mfs_reader_create(s, c, &r) == 0);
+	mfs_reader_set_prefetch(r, prefetch);
+	mfs_rfile *f;
+	REQUIRE(mfs_rfile_open(r, "models/org/a", ETAG_W, &f) == 0);
+	CHECK_EQ_INT(f->size, wsize);
+	enum { N = 8 };
+	pthread_t t[N];
+	rd_arg a[N];
+	for (int i = 0; i < N; i++) {
+		a[i] = (rd_arg){r, f, seed + (uint64_t)i * 101, 0};
+		pthread_create(&t[i], NULL, read_worker, &a[i]);
+	}
+	int bad = 0;
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		bad += a[i].bad;
+	}
+	CHECK_EQ_INT(bad, 0);
+
+	/* a corrupt chunk: an error, not bytes; got says where */
+	mfs_codec_ws *ws;
+	REQUIRE(mfs_codec_ws_create(&ws) == 0);
+	mfs_rfile *fb;
+	REQUIRE(mfs_rfile_open(r, "models/org/a", ETAG_BAD, &fb) == 0);
+	uint8_t buf[8192];
+	size_t got = 99;
+	CHECK_EQ_INT(mfs_rfile_read(r, fb, 0, buf, 4096, &got, ws), 0);
+	CHECK_EQ_INT(got, 4096);
+	CHECK_EQ_INT(mfs_rfile_read(r, fb, 100, buf, 8000, &got, ws), MFS_E_CORRUPT);
+	CHECK_EQ_INT(got, 4096 - 100);
+	mfs_read_seg segs[4];
+	size_t n;
+	CHECK_EQ_INT(mfs_rfile_read_segs(r, fb, 4000, 200, segs, 4, &n, &got, ws), MFS_E_CORRUPT);
+	CHECK_EQ_INT(got, 96);
+	mfs_rfile_release_segs(r, segs, n);
+	CHECK_EQ_INT(mfs_rfile_read_segs(r, f, 0, wsize, segs, 2, &n, &got, ws), MFS_E_NOSPACE);
+	CHECK_EQ_INT(n, 0);
+	mfs_rfile_close(fb);
+	mfs_codec_ws_free(ws);
+
+	mfs_cache_stats st;
+	mfs_cache_stats_get(c, &st);
+	if (prefetch && workers)
+		CHECK(st.prefetch_queued > 0);
+	CHECK(st.fill_errors >= 1);
+	mfs_rfile_close(f);
+	mfs_reader_free(r);
+	mfs_cache_free(c);
+}
+
+/* An open file reads its own snapshot: rm + gc of its repo do not break it. */
+static void test_open_file_survives_gc(mfs_store *s)
+{
+	CHECK_EQ_INT(publish_repo(s, "models/org/gone", C2, 0), 0);
+	/* a blob only this repo has: re-store the weights under another etag with
+	 * a changed first chunk, so gc really frees chunks */
+	wfile[0] ^= 0xFF;
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	mfs_extent ext[NW];
+	CHECK_EQ_INT(put_blob(t, "models/org/gone", ETAG_BAD, wfile, wlens, NW, ext, -1), 0);
+	mfs_file_rec files[1] = {{"w.bin", ETAG_BAD, 0444}};
+	CHECK_EQ_INT(mfs_snapshot_publish(t, "models/org/gone", C1, 1, files, 1, NULL, 0, NULL, 0,
+					  NULL),
+		     0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+
+	mfs_cache *c;
+	mfs_reader *r;
+	REQUIRE(mfs_cache_create(1 << 20, 1, &c) == 0);
+	REQUIRE(mfs_reader_create(s, c, &r) == 0);
+	mfs_rfile *f;
+	REQUIRE(mfs_rfile_open(r, "models/org/gone", ETAG_BAD, &f) == 0);
+
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_repo_remove(t, "models/org/gone"), 0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	int lock;
+	REQUIRE(mfs_store_lock_ingest(s, 1, 1, &lock) == 0);
+	mfs_gc_stat gs;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_gc_sweep(t, &gs), 0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	mfs_store_unlock(lock);
+	CHECK(gs.chunks_removed >= 1);
+
+	mfs_rfile *g;
+	CHECK_EQ_INT(mfs_rfile_open(r, "models/org/gone", ETAG_BAD, &g), MFS_E_NOTFOUND);
+	mfs_codec_ws *ws;
+	REQUIRE(mfs_codec_ws_create(&ws) == 0);
+	uint8_t *buf = malloc(wsize);
+	size_t got;
+	CHECK_EQ_INT(mfs_rfile_read(r, f, 0, buf, wsize, &got, ws), 0);
+	CHECK(got == wsize && memcmp(buf, wfile, wsize) == 0);
+	free(buf);
+	mfs_codec_ws_free(ws);
+	mfs_rfile_close(f);
+	mfs_reader_free(r);
+	mfs_cache_free(c);
+	wfile[0] ^= 0xFF;
+}
+
+int main(void)
+{
+	seed = test_seed();
+	mfs_store *s = NULL;
+	int rc = setup(&s);
+	if (rc != 0) {
+		fprintf(stderr, "setup: %s\n", mfs_strerror(rc));
+		fprintf(stderr, "cannot build the test store in %s\n", dir);
+		cleanup(s);
+		return 1;
+	}
+	test_tree(s);
+	fprintf(stderr, "ok   test_tree\n");
+	test_reader(s, 64 << 20, 2, 8);
+	test_reader(s, 100 << 10, 2, 4); /* evictions all the time */
+	test_reader(s, 1 << 20, 0, 0);
+	fprintf(stderr, "ok   test_reader\n");
+	test_open_file_survives_gc(s);
+	fprintf(stderr, "ok   test_open_file_survives_gc\n");
+	cleanup(s);
+	return test_report();
+}
