@@ -423,3 +423,35 @@ def test_daemonized_mount_and_config(mfs, hf_cache, minilm_f32, tmp_path):
         if fuse_mounted(mnt):
             subprocess.run(["fusermount3", "-uz", str(mnt)], timeout=30)
     assert not fuse_mounted(mnt)
+
+
+def test_corrupt_chunk_is_eio_and_logged(mfs, mounted, tmp_path):
+    """A chunk whose bytes changed on disk: reads of it fail with EIO (never
+    wrong bytes), the rest of the file still reads, and the daemon logs one
+    line naming the repo, the blob, the chunk and the offset."""
+    src = tmp_path / "src"
+    src.mkdir()
+    data = random.Random(7).randbytes(3 << 20)  # incompressible: stored verbatim
+    (src / "random.bin").write_bytes(data)
+    (src / "config.json").write_text("{}")
+    mfs.ingest(src, "org/corrupt")
+    db = mfs.store / "data.mdb"
+    raw = bytearray(db.read_bytes())
+    probe = data[(1 << 20) + 1000:(1 << 20) + 1064]  # inside the second 1 MiB chunk
+    at = raw.find(probe)
+    assert at >= 0, "chunk payload not found verbatim in data.mdb"
+    raw[at + 10] ^= 0xFF
+    db.write_bytes(bytes(raw))
+    m = mounted(mfs)
+    path = m.snapshot("org/corrupt") / "random.bin"
+    with open(path, "rb", buffering=0) as f:
+        assert f.read(4096) == data[:4096]
+        with pytest.raises(OSError) as ei:
+            os.pread(f.fileno(), 4096, (1 << 20) + 1000)
+        assert ei.value.errno == errno.EIO
+        assert os.pread(f.fileno(), 4096, len(data) - 4096) == data[-4096:]
+    etag = hashlib.sha256(data).hexdigest()
+    wait_for(lambda: "read error (EIO)" in m.log(), what="the log line")
+    line = next(l for l in m.log().splitlines() if "read error (EIO)" in l)
+    assert "models/org/corrupt" in line and etag in line and "chunk " in line, line
+    assert "offset" in line, line
