@@ -230,8 +230,10 @@ def read_file(path: Path, data: bytes, mode: str, rnd: random.Random) -> tuple[i
 
 
 def is_sanitized(binary: Path) -> bool:
+    """An ASan/TSan build (its shadow memory and quarantine dwarf the cache)."""
     with open(binary, "rb") as f:
-        return b"AddressSanitizer" in f.read()
+        data = f.read()
+    return any(s in data for s in (b"__asan_init", b"__tsan_init", b"libasan", b"libtsan"))
 
 
 def test_stress_readers_ingest_gc(make_mfs, model_path, mounted, tmp_path):
@@ -395,7 +397,9 @@ def test_stress_readers_ingest_gc(make_mfs, model_path, mounted, tmp_path):
         Path(os.environ["MFS_STRESS_REPORT"]).write_text(json.dumps(report, indent=1))
 
     assert stats.reads > 0 and stats.bytes > 0
-    if not is_sanitized(MODELFS_FAST):
+    if is_sanitized(MODELFS_FAST):
+        print("stress: sanitizer build: memory bounds not checked (set MODELFS_RELEASE)")
+    else:
         assert rss_anon_peak <= CACHE_BYTES + DAEMON_OVERHEAD, \
             f"daemon anonymous memory peaked at {rss_anon_peak / MiB:.1f} MiB: over the " \
             f"{CACHE_BYTES / MiB:.0f} MiB cache + {DAEMON_OVERHEAD / MiB:.0f} MiB overhead"
