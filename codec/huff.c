@@ -425,13 +425,19 @@ static inline void store_pair8(uint8_t *o, uint32_t e)
 	o[1] = (uint8_t)(e >> 8);
 }
 
-#define DEC2(w, pos, o, PFX, STORE)                                                      \
+/*
+ * The fast loop's windows carry a sentinel bit at 63: after c bits are
+ * shifted out it sits at 63 - c >= 15, above any index bits, so the bits a
+ * stream consumed in one iteration are clz(window) and need no per-symbol
+ * bookkeeping.  (A window only ever needs bits 0..59: 48 consumed + 12.)
+ */
+#define SENTINEL ((uint64_t)1 << 63)
+
+#define DEC2(w, o, PFX, STORE)                                                           \
 	do {                                                                             \
 		uint32_t e_ = tab[(w)&TAB_MASK];                                         \
 		STORE((o), e_);                                                          \
-		unsigned l_ = PFX##_LEN(e_);                                             \
-		(w) >>= l_;                                                              \
-		(pos) += l_;                                                             \
+		(w) >>= PFX##_LEN(e_);                                                   \
 		(o) += PFX##_CNT(e_);                                                    \
 	} while (0)
 
@@ -476,26 +482,30 @@ static inline void store_pair8(uint8_t *o, uint32_t e)
 				if (r == 0)                                              \
 					break;                                           \
 				do {                                                     \
-					uint64_t w0 = window(base, pos0);                \
-					uint64_t w1 = window(base, pos1);                \
-					uint64_t w2 = window(base, pos2);                \
-					uint64_t w3 = window(base, pos3);                \
-					DEC2(w0, pos0, o0, PFX, STORE);                  \
-					DEC2(w1, pos1, o1, PFX, STORE);                  \
-					DEC2(w2, pos2, o2, PFX, STORE);                  \
-					DEC2(w3, pos3, o3, PFX, STORE);                  \
-					DEC2(w0, pos0, o0, PFX, STORE);                  \
-					DEC2(w1, pos1, o1, PFX, STORE);                  \
-					DEC2(w2, pos2, o2, PFX, STORE);                  \
-					DEC2(w3, pos3, o3, PFX, STORE);                  \
-					DEC2(w0, pos0, o0, PFX, STORE);                  \
-					DEC2(w1, pos1, o1, PFX, STORE);                  \
-					DEC2(w2, pos2, o2, PFX, STORE);                  \
-					DEC2(w3, pos3, o3, PFX, STORE);                  \
-					DEC2(w0, pos0, o0, PFX, STORE);                  \
-					DEC2(w1, pos1, o1, PFX, STORE);                  \
-					DEC2(w2, pos2, o2, PFX, STORE);                  \
-					DEC2(w3, pos3, o3, PFX, STORE);                  \
+					uint64_t w0 = window(base, pos0) | SENTINEL;     \
+					uint64_t w1 = window(base, pos1) | SENTINEL;     \
+					uint64_t w2 = window(base, pos2) | SENTINEL;     \
+					uint64_t w3 = window(base, pos3) | SENTINEL;     \
+					DEC2(w0, o0, PFX, STORE);                        \
+					DEC2(w1, o1, PFX, STORE);                        \
+					DEC2(w2, o2, PFX, STORE);                        \
+					DEC2(w3, o3, PFX, STORE);                        \
+					DEC2(w0, o0, PFX, STORE);                        \
+					DEC2(w1, o1, PFX, STORE);                        \
+					DEC2(w2, o2, PFX, STORE);                        \
+					DEC2(w3, o3, PFX, STORE);                        \
+					DEC2(w0, o0, PFX, STORE);                        \
+					DEC2(w1, o1, PFX, STORE);                        \
+					DEC2(w2, o2, PFX, STORE);                        \
+					DEC2(w3, o3, PFX, STORE);                        \
+					DEC2(w0, o0, PFX, STORE);                        \
+					DEC2(w1, o1, PFX, STORE);                        \
+					DEC2(w2, o2, PFX, STORE);                        \
+					DEC2(w3, o3, PFX, STORE);                        \
+					pos0 += (uint64_t)__builtin_clzll(w0);           \
+					pos1 += (uint64_t)__builtin_clzll(w1);           \
+					pos2 += (uint64_t)__builtin_clzll(w2);           \
+					pos3 += (uint64_t)__builtin_clzll(w3);           \
 				} while (--r);                                           \
 			}                                                                \
 		}                                                                        \
