@@ -392,6 +392,9 @@ def test_stress_readers_ingest_gc(make_mfs, model_path, mounted, tmp_path):
                       cache_waits=waits, prefetch_decodes=pf, evictions=ev,
                       cache_peak_mib=peak, fill_errors=ferr)
         assert ferr == 0, log
+    mr = re.search(r"reads: (\d+) requests, (\d+) MiB", log)
+    if mr:  # FUSE read requests the daemon answered, when its log says
+        report.update(fuse_read_requests=int(mr.group(1)), fuse_read_mib=int(mr.group(2)))
     print("stress:", json.dumps(report))
     if os.environ.get("MFS_STRESS_REPORT"):
         Path(os.environ["MFS_STRESS_REPORT"]).write_text(json.dumps(report, indent=1))
