@@ -367,17 +367,17 @@ static inline uint64_t window_tail(const uint8_t *base, size_t blk_len, uint64_t
  * planes' typical codes are 3-6 bits, so most lookups yield two symbols).
  * The output store always writes two symbols; the count says how far the
  * cursor moves.
- *   wide (uint16_t out):  sym1 0-9 | total len 10-15 | sym2 16-25 | count 26-27 | len1
- * 28-31 narrow (uint8_t out): sym1 0-7 | sym2 8-15 | total len 16-21 | count 22-23 | len1
- * 24-27
+ * Entry layouts (the count on top, so extracting it is one shift):
+ *   wide (uint16_t out):  sym1 0-9, total len 10-15, sym2 16-25, len1 26-29, count 30-31
+ *   narrow (uint8_t out): sym1 0-7, sym2 8-15, total len 16-21, len1 24-27, count 30-31
  */
 #define W_LEN(e)  (((e) >> 10) & 63)
-#define W_CNT(e)  (((e) >> 26) & 3)
-#define W_SYM1(e) ((e)&0x3ff)
-#define W_LEN1(e) ((e) >> 28)
+#define W_CNT(e)  ((e) >> 30)
+#define W_SYM1(e) ((e) & 0x3ff)
+#define W_LEN1(e) (((e) >> 26) & 15)
 #define N_LEN(e)  (((e) >> 16) & 63)
-#define N_CNT(e)  (((e) >> 22) & 3)
-#define N_SYM1(e) ((e)&0xff)
+#define N_CNT(e)  ((e) >> 30)
+#define N_SYM1(e) ((e) & 0xff)
 #define N_LEN1(e) (((e) >> 24) & 15)
 
 /*
@@ -393,11 +393,11 @@ static void build_pairs(const uint16_t *tab1, const uint16_t *sym, const uint8_t
 		unsigned avail = MFS_HUFF_MAX_BITS - l1;
 		uint32_t one, two_base;
 		if (wide) {
-			one = s1 | l1 << 10 | 1u << 26 | l1 << 28;
-			two_base = s1 | 2u << 26 | l1 << 28;
+			one = s1 | l1 << 10 | l1 << 26 | 1u << 30;
+			two_base = s1 | l1 << 26 | 2u << 30;
 		} else {
-			one = s1 | l1 << 16 | 1u << 22 | l1 << 24;
-			two_base = s1 | 2u << 22 | l1 << 24;
+			one = s1 | l1 << 16 | l1 << 24 | 1u << 30;
+			two_base = s1 | l1 << 24 | 2u << 30;
 		}
 		for (unsigned x = 0; x < 1u << avail; x++) {
 			unsigned e2 = tab1[x], l2 = e2 & 15, s2 = e2 >> 4;
