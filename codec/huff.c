@@ -373,11 +373,11 @@ static inline uint64_t window_tail(const uint8_t *base, size_t blk_len, uint64_t
  */
 #define W_LEN(e)  (((e) >> 10) & 63)
 #define W_CNT(e)  ((e) >> 30)
-#define W_SYM1(e) ((e) & 0x3ff)
+#define W_SYM1(e) ((e)&0x3ff)
 #define W_LEN1(e) (((e) >> 26) & 15)
 #define N_LEN(e)  (((e) >> 16) & 63)
 #define N_CNT(e)  ((e) >> 30)
-#define N_SYM1(e) ((e) & 0xff)
+#define N_SYM1(e) ((e)&0xff)
 #define N_LEN1(e) (((e) >> 24) & 15)
 
 /*
