@@ -2,8 +2,11 @@
  * fuzz_bitplane_decode - hostile payloads for the bitplane-huff decoder and
  * the Huffman block decoder under it.  Input: u16 LE selector, then payload.
  * The selector picks the decoded length (and, for the raw Huffman call, the
- * alphabet and output width).  Any result is fine except a crash, a
- * sanitizer report or an error code other than MFS_E_CORRUPT.
+ * alphabet and output width).  The payload is also encoded as weight-like
+ * BF16 and F16 and then damaged at a place the selector picks, so the deep
+ * paths (tables, streams, merges) see near-valid input.  Any result is fine
+ * except a crash, a sanitizer report or an error code other than
+ * MFS_E_CORRUPT.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,6 +58,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = mfs_huff_decode(src, n, nsym, dst, wide, nsyms);
 	if (rc != 0 && rc != MFS_E_CORRUPT)
 		__builtin_trap();
+	/* near-valid payloads: encode, damage one byte, decode */
+	static const mfs_dtype dts[] = {MFS_DT_BF16, MFS_DT_F16};
+	mfs_dtype dt = dts[sel >> 15];
+	size_t len = n & ~(size_t)1;
+	if (len > DST_MAX)
+		len = DST_MAX;
+	for (size_t i = 1; i < len; i += 2)
+		src[i] = (uint8_t)(0x3c + (src[i] & 3)); /* skewed exponents */
+	size_t cap = mfs_codec_bound_max(len);
+	uint8_t *enc = malloc(cap);
+	size_t elen = 0;
+	mfs_encode_params prm = {.dtype = dt};
+	if (enc &&
+	    mfs_codec_encode(MFS_CODEC_BITPLANE_HUFF, &prm, src, len, enc, cap, &elen,
+			     ws) == 0 &&
+	    elen > 0) {
+		size_t at = sel % elen;
+		enc[at] ^= (uint8_t)(n ? p[0] | 1 : 1);
+		uint8_t *exact = malloc(elen);
+		memcpy(exact, enc, elen);
+		rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, exact, elen, NULL, 0, dst,
+				      len, ws);
+		if (rc != 0 && rc != MFS_E_CORRUPT)
+			__builtin_trap();
+		free(exact);
+	}
+	free(enc);
 	free(src);
 	return 0;
 }
