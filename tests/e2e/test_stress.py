@@ -297,19 +297,32 @@ def test_stress_readers_ingest_gc(make_mfs, model_path, mounted, tmp_path):
             mon_stop.wait(0.05)
 
     # the store changes under the readers: an ingest, then rm + gc of a repo
-    # nobody reads
-    changes: dict[str, object] = {}
+    # nobody reads; while time is left, the two swap back and forth
+    changes: dict[str, dict] = {}
+    cycles = [0]
 
     def store_changes():
         env = mfs.env()
         time.sleep(min(3.0, STRESS_SECONDS / 6))
-        for what, args in (("ingest", ["ingest", str(model_path(LATE[1])), "--repo", LATE[0]]),
-                           ("rm", ["rm", VICTIM[0]]),
-                           ("gc", ["gc"])):
-            rc, out, err, secs, _ = run_process(mfs.argv(*args), env, timeout=300)
-            changes[what] = {"rc": rc, "seconds": round(secs, 2), "err": err[-2000:]}
-            if rc != 0 or SANITIZER_RE.search(err):
-                return
+        late = ["ingest", str(model_path(LATE[1])), "--repo", LATE[0]]
+        back = ["ingest", str(model_path(VICTIM[1])), "--repo", VICTIM[0]]
+        forth = (("ingest", late), ("rm", ["rm", VICTIM[0]]), ("gc", ["gc"]))
+        swap = (("ingest", back), ("rm", ["rm", LATE[0]]), ("gc", ["gc"]))
+        while True:
+            for steps in (forth, swap):
+                for what, args in steps:
+                    rc, out, err, secs, _ = run_process(mfs.argv(*args), env, timeout=300)
+                    c = changes.setdefault(what, {"rc": 0, "n": 0, "seconds": 0.0})
+                    c["n"] += 1
+                    c["seconds"] = round(c["seconds"] + secs, 2)
+                    if rc != 0 or SANITIZER_RE.search(err):
+                        c.update(rc=rc, err=err[-2000:], args=args)
+                        return
+                # end with LATE in and VICTIM out
+                if steps is forth:
+                    cycles[0] += 1
+                    if time.monotonic() > stop_at - 15:
+                        return
 
     threads = [threading.Thread(target=reader, args=(i,), daemon=True, name=f"reader{i}")
                for i in range(READERS)]
@@ -378,8 +391,8 @@ def test_stress_readers_ingest_gc(make_mfs, model_path, mounted, tmp_path):
         "rss_anon_peak": rss_anon_peak, "vm_hwm": st["VmHWM"], "data_mdb": data_mdb,
         "fds_baseline": base_fds, "fds_peak": samples["fds_peak"], "fds_after": fds,
         "lmdb_readers_baseline": base_readers, "lmdb_readers_peak": samples["readers_peak"],
-        "lmdb_readers_after": readers, "store_changes": {k: v["seconds"]
-                                                         for k, v in changes.items()},
+        "lmdb_readers_after": readers, "store_change_cycles": cycles[0],
+        "store_changes": changes,
     }
     rc = m.stop()
     log = m.log()
