@@ -130,8 +130,13 @@ static void entry_free(mfs_cache_entry *e)
 	free(e);
 }
 
-/* Evict least-recently used unpinned entries until @p need more bytes fit. */
-static void make_room(mfs_cache *c, size_t need)
+/*
+ * Evict least-recently used unpinned entries until @p need more bytes fit.
+ * With @p reuse, the bytes of the first evicted entry of exactly @p need
+ * bytes are handed back instead of freed (caller owns them), so a full cache
+ * turning over same-sized chunks neither frees nor faults in fresh pages.
+ */
+static void make_room(mfs_cache *c, size_t need, void **reuse)
 {
 	while (c->bytes + need > c->budget && c->lru.lprev != &c->lru) {
 		mfs_cache_entry *v = c->lru.lprev;
@@ -139,6 +144,10 @@ static void make_room(mfs_cache *c, size_t need)
 		table_remove(c, v);
 		c->bytes -= v->len;
 		c->st.evictions++;
+		if (reuse && !*reuse && v->len == need) {
+			*reuse = v->data;
+			v->data = NULL;
+		}
 		entry_free(v);
 	}
 }
@@ -157,7 +166,7 @@ static void unpin_locked(mfs_cache *c, mfs_cache_entry *e)
 		return;
 	if (e->state == ST_READY && e->in_table) {
 		lru_push_front(c, e);
-		make_room(c, 0); /* trims back after a pinned overshoot */
+		make_room(c, 0, NULL); /* trims back after a pinned overshoot */
 		note_bytes(c);
 	} else if (!e->in_table) {
 		entry_free(e);
@@ -172,14 +181,16 @@ static void unpin_locked(mfs_cache *c, mfs_cache_entry *e)
 static int fill_entry(mfs_cache *c, mfs_cache_entry *e, mfs_cache_fill_fn fill, void *ud,
 		      mfs_codec_ws *ws)
 {
-	make_room(c, e->len);
+	void *data = NULL;
+	make_room(c, e->len, e->len ? &data : NULL);
 	c->bytes += e->len;
 	note_bytes(c);
 	c->st.fills++;
 	pthread_mutex_unlock(&c->mu);
 
 	int rc = 0;
-	void *data = malloc(e->len ? e->len : 1);
+	if (!data)
+		data = malloc(e->len ? e->len : 1);
 	if (!data)
 		rc = -ENOMEM;
 	else
