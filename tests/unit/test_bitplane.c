@@ -315,6 +315,31 @@ static void test_corrupt(void)
 	    MFS_E_CORRUPT);
 }
 
+/* The ingest rule (choose.c) picks bitplane-huff for weights, raw for noise. */
+static void test_choose(void)
+{
+	uint64_t s = seed + 4;
+	static const mfs_dtype dts[] = {MFS_DT_BF16, MFS_DT_F16, MFS_DT_F32};
+	size_t len = (size_t)256 << 10;
+	uint8_t *buf = malloc(len);
+	for (size_t d = 0; d < 3; d++) {
+		mfs_encode_params p = {.dtype = dts[d]};
+		mfs_codec_id id = MFS_CODEC_RAW;
+		mfs_codec_trial tr[8];
+		size_t nt = 8;
+		fill_weights(dts[d], buf, len, &s);
+		CHECK_EQ_INT(mfs_codec_choose(&p, buf, len, ws, &id, tr, &nt), 0);
+		CHECK_EQ_INT(id, MFS_CODEC_BITPLANE_HUFF);
+		CHECK(nt >= 2);
+		for (size_t i = 0; i < len; i++)
+			buf[i] = (uint8_t)test_rand(&s);
+		nt = 8;
+		CHECK_EQ_INT(mfs_codec_choose(&p, buf, len, ws, &id, tr, &nt), 0);
+		CHECK_EQ_INT(id, MFS_CODEC_RAW);
+	}
+	free(buf);
+}
+
 /*
  * Golden payload: the format is on disk, so version 1 must keep decoding to
  * the same bytes.  64 BF16 values from a fixed generator; the payload is a
@@ -397,6 +422,7 @@ int main(void)
 	RUN(test_chunk_sizes);
 	RUN(test_corrupt);
 	RUN(test_golden);
+	RUN(test_choose);
 	mfs_codec_ws_free(ws);
 	return test_report();
 }
