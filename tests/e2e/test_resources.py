@@ -156,6 +156,14 @@ def test_store_removed_while_mounted(make_mfs, model_path, mounted, tmp_path):
         assert isinstance(r, OSError) and r.errno == errno.ENOENT, r
         assert m.proc.poll() is None, f"the daemon died:\n{m.log()}"
         assert "is gone" in m.log(), m.log()
+        # a new store made at the same path is another store: the mount does
+        # not start serving it (remount for that)
+        mfs.ingest(model_path("wordllama"), "org/new")
+        time.sleep(1.5)
+        r = bounded(lambda: os.listdir(m.root))
+        assert isinstance(r, OSError) and r.errno == errno.EIO, r
+        r = bounded(lambda: pread_dropped(held["org/res-f32"], 4096, 0))
+        assert isinstance(r, OSError) and r.errno == errno.EIO, r
     finally:
         stop.set()
         for fd in held.values():
