@@ -306,6 +306,34 @@ static void split(const bp_layout *L, const uint8_t *src, size_t n, void **plane
 	}
 }
 
+/*
+ * BF16 with a RAW 6-bit plane: merge straight from the packed blocks, which
+ * saves writing and re-reading an unpacked plane.  dst must be aligned.
+ */
+static void merge_bf16_raw6(const uint16_t *s0, const uint8_t *b, size_t n, uint16_t *o)
+{
+	size_t i = 0;
+	for (; i + BP6_BLOCK <= n; i += BP6_BLOCK, b += 3 * BP6_M) {
+		for (unsigned j = 0; j < 3 * BP6_M; j++) {
+			uint16_t r = (uint16_t)(s0[i + j] << 6 | (b[j] & 63));
+			o[i + j] = (uint16_t)(r >> 1 | r << 15);
+		}
+		for (unsigned k = 0; k < BP6_M; k++) {
+			unsigned t = (unsigned)(b[k] >> 6) |
+				     (unsigned)(b[BP6_M + k] >> 6) << 2 |
+				     (unsigned)(b[2 * BP6_M + k] >> 6) << 4;
+			uint16_t r = (uint16_t)(s0[i + 3 * BP6_M + k] << 6 | t);
+			o[i + 3 * BP6_M + k] = (uint16_t)(r >> 1 | r << 15);
+		}
+	}
+	uint8_t tail[BP6_BLOCK];
+	unpack_lsb(b, 6, n - i, tail);
+	for (size_t j = 0; i + j < n; j++) {
+		uint16_t r = (uint16_t)(s0[i + j] << 6 | tail[j]);
+		o[i + j] = (uint16_t)(r >> 1 | r << 15);
+	}
+}
+
 static void merge(const bp_layout *L, void *const *planes, size_t n, uint8_t *dst)
 {
 	unsigned bits = 8 * L->esize;
@@ -508,13 +536,15 @@ static int bp_decode(const void *src_, size_t src_len, const void *ref, size_t r
 			return -ENOMEM;
 	}
 	void *planes[BP_MAX_PLANES];
+	int fuse6 = L == &layout_bf16 && src[BP_HEADER + BP_PLANE_DESC + 1] == BP_RAW &&
+		    ((uintptr_t)dst & 1) == 0;
 	for (unsigned p = 0; p < L->nplanes; p++) {
 		unsigned w = L->width[p];
 		unsigned mode = src[BP_HEADER + BP_PLANE_DESC * p + 1];
 		if (mode == BP_RAW) {
 			if (len[p] != raw_plane_len(w, n))
 				return MFS_E_CORRUPT;
-			if (w == 8) {
+			if (w == 8 || (p == 1 && fuse6)) {
 				planes[p] = (void *)(uintptr_t)data[p];
 			} else {
 				planes[p] = scr + off[p];
@@ -542,7 +572,10 @@ static int bp_decode(const void *src_, size_t src_len, const void *ref, size_t r
 				return rc;
 		}
 	}
-	merge(L, planes, n, dst);
+	if (fuse6)
+		merge_bf16_raw6(planes[0], planes[1], n, dst);
+	else
+		merge(L, planes, n, dst);
 	return 0;
 }
 
