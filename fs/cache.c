@@ -24,15 +24,15 @@ enum { ST_QUEUED, ST_FILLING, ST_READY, ST_FAILED };
 
 struct mfs_cache_entry {
 	mfs_chunk_key key;
-	struct mfs_cache_entry *hnext;           /* hash chain */
-	struct mfs_cache_entry *lprev, *lnext;   /* LRU list (READY, unpinned) */
+	struct mfs_cache_entry *hnext;	       /* hash chain */
+	struct mfs_cache_entry *lprev, *lnext; /* LRU list (READY, unpinned) */
 	void *data;
 	size_t len;
 	unsigned refs;
 	int state;
 	int err;
 	int in_table;
-	int prefetch;                            /* bytes counted in pf_bytes */
+	int prefetch; /* bytes counted in pf_bytes */
 };
 
 typedef struct pf_job {
@@ -49,9 +49,9 @@ typedef struct pf_worker {
 
 struct mfs_cache {
 	pthread_mutex_t mu;
-	pthread_cond_t fill_cv;  /* an entry left FILLING */
-	pthread_cond_t job_cv;   /* a job was queued, or stop */
-	pthread_cond_t idle_cv;  /* a worker finished a job (for drain) */
+	pthread_cond_t fill_cv; /* an entry left FILLING */
+	pthread_cond_t job_cv;	/* a job was queued, or stop */
+	pthread_cond_t idle_cv; /* a worker finished a job (for drain) */
 
 	mfs_cache_entry **buckets;
 	size_t nbuckets; /* power of two */
@@ -59,10 +59,10 @@ struct mfs_cache {
 	mfs_cache_entry lru; /* sentinel: lru.lnext = most recent */
 
 	size_t budget;
-	size_t bytes;     /* data bytes of entries in the table + in flight */
-	size_t pf_bytes;  /* bytes of QUEUED + prefetch FILLING entries */
+	size_t bytes;	 /* data bytes of entries in the table + in flight */
+	size_t pf_bytes; /* bytes of QUEUED + prefetch FILLING entries */
 
-	pf_job *queue;    /* ring */
+	pf_job *queue; /* ring */
 	size_t qcap, qhead, qlen;
 	pf_worker *workers;
 	unsigned nworkers;
@@ -217,8 +217,9 @@ static int fill_entry(mfs_cache *c, mfs_cache_entry *e, mfs_cache_fill_fn fill, 
 	return rc;
 }
 
-int mfs_cache_get(mfs_cache *c, const mfs_chunk_key *key, size_t len, mfs_cache_fill_fn fill,
-		  void *ud, mfs_codec_ws *ws, mfs_cache_entry **out)
+int mfs_cache_get(mfs_cache *c, const mfs_chunk_key *key, size_t len,
+		  mfs_cache_fill_fn fill, void *ud, mfs_codec_ws *ws,
+		  mfs_cache_entry **out)
 {
 	*out = NULL;
 	pthread_mutex_lock(&c->mu);
@@ -438,7 +439,8 @@ int mfs_cache_create(size_t budget_bytes, unsigned workers, mfs_cache **out)
 	pthread_cond_init(&c->idle_cv, NULL);
 	for (unsigned i = 0; i < workers; i++) {
 		c->workers[i].c = c;
-		int rc = pthread_create(&c->workers[i].tid, NULL, worker_main, &c->workers[i]);
+		int rc =
+		    pthread_create(&c->workers[i].tid, NULL, worker_main, &c->workers[i]);
 		if (rc) {
 			mfs_cache_free(c);
 			return -rc;

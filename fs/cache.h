@@ -54,8 +54,8 @@ typedef struct mfs_cache_entry mfs_cache_entry;
  * @param[in] ws  the calling thread's workspace
  * @return 0 or a negative code (the entry is then not cached)
  */
-typedef int (*mfs_cache_fill_fn)(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
-				 mfs_codec_ws *ws);
+typedef int (*mfs_cache_fill_fn)(void *ud, const mfs_chunk_key *key, void *dst,
+				 size_t len, mfs_codec_ws *ws);
 
 /**
  * Create a cache.
@@ -82,8 +82,9 @@ void mfs_cache_free(mfs_cache *c);
  *                   give it back with mfs_cache_release() (exactly once)
  * @return 0; the fill function's error (nothing is pinned then); -ENOMEM
  */
-int mfs_cache_get(mfs_cache *c, const mfs_chunk_key *key, size_t len, mfs_cache_fill_fn fill,
-		  void *ud, mfs_codec_ws *ws, mfs_cache_entry **out);
+int mfs_cache_get(mfs_cache *c, const mfs_chunk_key *key, size_t len,
+		  mfs_cache_fill_fn fill, void *ud, mfs_codec_ws *ws,
+		  mfs_cache_entry **out);
 
 /** The decoded bytes of a pinned entry: valid until mfs_cache_release(). */
 const void *mfs_cache_entry_data(const mfs_cache_entry *e);
@@ -114,18 +115,18 @@ void mfs_cache_drain(mfs_cache *c, void *ud);
 
 /* Counters, for tests, logs and `modelfs mount --debug`. */
 typedef struct mfs_cache_stats {
-	uint64_t hits;           /* gets served from a ready entry */
-	uint64_t misses;         /* gets that decoded (including taken-over prefetches) */
-	uint64_t waits;          /* gets that waited for another thread's decode */
-	uint64_t fills;          /* fill calls (get + prefetch) */
+	uint64_t hits;	 /* gets served from a ready entry */
+	uint64_t misses; /* gets that decoded (including taken-over prefetches) */
+	uint64_t waits;	 /* gets that waited for another thread's decode */
+	uint64_t fills;	 /* fill calls (get + prefetch) */
 	uint64_t fill_errors;
 	uint64_t prefetch_queued;
 	uint64_t prefetch_fills; /* decodes done by workers */
 	uint64_t prefetch_dropped;
 	uint64_t evictions;
-	uint64_t entries;        /* entries in the table now */
-	uint64_t bytes;          /* decoded bytes held now (ready + in flight) */
-	uint64_t bytes_peak;     /* largest `bytes` seen */
+	uint64_t entries;    /* entries in the table now */
+	uint64_t bytes;	     /* decoded bytes held now (ready + in flight) */
+	uint64_t bytes_peak; /* largest `bytes` seen */
 	uint64_t budget;
 } mfs_cache_stats;
 

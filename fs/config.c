@@ -13,15 +13,15 @@
 #include "store.h"
 
 static const mfs_config_key keys[] = {
-	{"store", "--store", 0, "store directory"},
-	{"mountpoint", "--mountpoint", 0, "directory to mount on"},
-	{"cache_bytes", "--cache-bytes", 0, "decoded-chunk cache budget (e.g. 512M, 2G)"},
-	{"threads", "--threads", 0, "FUSE worker threads (1..256)"},
-	{"prefetch", "--prefetch", 0, "chunks decoded ahead of a sequential reader (0..256)"},
-	{"gpu", "--gpu", 0, "auto|on|off (no GPU decoder yet: stored only)"},
-	{"log_level", "--log-level", 0, "error|warn|info|debug"},
-	{"allow_other", "--allow-other", 1, "yes|no: let other users read the mount"},
-	{"foreground", "--foreground", 1, "yes|no: do not daemonize"},
+    {"store", "--store", 0, "store directory"},
+    {"mountpoint", "--mountpoint", 0, "directory to mount on"},
+    {"cache_bytes", "--cache-bytes", 0, "decoded-chunk cache budget (e.g. 512M, 2G)"},
+    {"threads", "--threads", 0, "FUSE worker threads (1..256)"},
+    {"prefetch", "--prefetch", 0, "chunks decoded ahead of a sequential reader (0..256)"},
+    {"gpu", "--gpu", 0, "auto|on|off (no GPU decoder yet: stored only)"},
+    {"log_level", "--log-level", 0, "error|warn|info|debug"},
+    {"allow_other", "--allow-other", 1, "yes|no: let other users read the mount"},
+    {"foreground", "--foreground", 1, "yes|no: do not daemonize"},
 };
 
 const mfs_config_key *mfs_config_keys(size_t *n)
@@ -53,11 +53,24 @@ int mfs_config_parse_size(const char *s, uint64_t *out)
 		return MFS_E_INVAL;
 	uint64_t mul = 1;
 	switch (toupper((unsigned char)*end)) {
-	case 'K': mul = 1ull << 10; end++; break;
-	case 'M': mul = 1ull << 20; end++; break;
-	case 'G': mul = 1ull << 30; end++; break;
-	case 'T': mul = 1ull << 40; end++; break;
-	default: break;
+	case 'K':
+		mul = 1ull << 10;
+		end++;
+		break;
+	case 'M':
+		mul = 1ull << 20;
+		end++;
+		break;
+	case 'G':
+		mul = 1ull << 30;
+		end++;
+		break;
+	case 'T':
+		mul = 1ull << 40;
+		end++;
+		break;
+	default:
+		break;
 	}
 	if (mul > 1 && (*end == 'i' || *end == 'I'))
 		end++;
@@ -127,12 +140,14 @@ static int set_path(char *dst, const char *value, const char *where, const char 
 	char buf[MFS_CONFIG_PATH_MAX];
 	const char *home = getenv("HOME");
 	if (value[0] == '~' && (value[1] == '/' || value[1] == 0) && home) {
-		if ((size_t)snprintf(buf, sizeof(buf), "%s%s", home, value + 1) >= sizeof(buf))
+		if ((size_t)snprintf(buf, sizeof(buf), "%s%s", home, value + 1) >=
+		    sizeof(buf))
 			goto toolong;
 		value = buf;
 	}
 	if (!*value)
-		return mfs_err(err, MFS_E_INVAL, "%s: %s is empty; give a directory", where, key);
+		return mfs_err(err, MFS_E_INVAL, "%s: %s is empty; give a directory",
+			       where, key);
 	if (strlen(value) >= MFS_CONFIG_PATH_MAX)
 		goto toolong;
 	memmove(dst, value, strlen(value) + 1);
@@ -154,52 +169,58 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
 	if (strcmp(key, "cache_bytes") == 0) {
 		uint64_t v;
 		if (mfs_config_parse_size(value, &v) < 0 || v < (1u << 20))
-			return mfs_err(err, MFS_E_INVAL,
-				       "%s: cache_bytes '%s' is not a size of at least 1M "
-				       "(bytes, or a number with K, M, G or T: 512M, 2G)",
-				       where, value);
+			return mfs_err(
+			    err, MFS_E_INVAL,
+			    "%s: cache_bytes '%s' is not a size of at least 1M "
+			    "(bytes, or a number with K, M, G or T: 512M, 2G)",
+			    where, value);
 		c->cache_bytes = v;
 		return 0;
 	}
 	if (strcmp(key, "threads") == 0) {
 		if (parse_uint(value, 1, 256, &c->threads) < 0)
-			return mfs_err(err, MFS_E_INVAL,
-				       "%s: threads '%s' is not a whole number from 1 to 256", where,
-				       value);
+			return mfs_err(
+			    err, MFS_E_INVAL,
+			    "%s: threads '%s' is not a whole number from 1 to 256", where,
+			    value);
 		return 0;
 	}
 	if (strcmp(key, "prefetch") == 0) {
 		if (parse_uint(value, 0, 256, &c->prefetch) < 0)
-			return mfs_err(err, MFS_E_INVAL,
-				       "%s: prefetch '%s' is not a whole number from 0 to 256 "
-				       "(chunks ahead; 0 turns prefetch off)",
-				       where, value);
+			return mfs_err(
+			    err, MFS_E_INVAL,
+			    "%s: prefetch '%s' is not a whole number from 0 to 256 "
+			    "(chunks ahead; 0 turns prefetch off)",
+			    where, value);
 		return 0;
 	}
 	if (strcmp(key, "gpu") == 0) {
 		if (parse_enum(value, gpu_names, 3, &c->gpu) < 0)
-			return mfs_err(err, MFS_E_INVAL, "%s: gpu '%s' is not one of auto, on, off",
-				       where, value);
+			return mfs_err(err, MFS_E_INVAL,
+				       "%s: gpu '%s' is not one of auto, on, off", where,
+				       value);
 		return 0;
 	}
 	if (strcmp(key, "log_level") == 0) {
 		if (parse_enum(value, log_names, 4, &c->log_level) < 0)
-			return mfs_err(err, MFS_E_INVAL,
-				       "%s: log_level '%s' is not one of error, warn, info, debug",
-				       where, value);
+			return mfs_err(
+			    err, MFS_E_INVAL,
+			    "%s: log_level '%s' is not one of error, warn, info, debug",
+			    where, value);
 		return 0;
 	}
 	if (strcmp(key, "allow_other") == 0 || strcmp(key, "foreground") == 0) {
 		int *dst = key[0] == 'a' ? &c->allow_other : &c->foreground;
 		if (parse_bool(value, dst) < 0)
-			return mfs_err(err, MFS_E_INVAL, "%s: %s '%s' is not yes or no", where, key,
-				       value);
+			return mfs_err(err, MFS_E_INVAL, "%s: %s '%s' is not yes or no",
+				       where, key, value);
 		return 0;
 	}
-	return mfs_err(err, MFS_E_INVAL,
-		       "%s: unknown key '%s' (known: store, mountpoint, cache_bytes, threads, "
-		       "prefetch, gpu, log_level, allow_other, foreground)",
-		       where, key);
+	return mfs_err(
+	    err, MFS_E_INVAL,
+	    "%s: unknown key '%s' (known: store, mountpoint, cache_bytes, threads, "
+	    "prefetch, gpu, log_level, allow_other, foreground)",
+	    where, key);
 }
 
 static char *trim(char *s)
@@ -244,8 +265,8 @@ int mfs_config_load_file(mfs_mount_config *c, const char *path, mfs_errmsg *err)
 			continue;
 		char *eq = strchr(s, '=');
 		if (!eq) {
-			rc = mfs_err(err, MFS_E_INVAL, "%s: expected 'key = value', got '%s'", where,
-				     s);
+			rc = mfs_err(err, MFS_E_INVAL,
+				     "%s: expected 'key = value', got '%s'", where, s);
 			break;
 		}
 		*eq = 0;
@@ -255,12 +276,13 @@ int mfs_config_load_file(mfs_mount_config *c, const char *path, mfs_errmsg *err)
 			val[vl - 1] = 0;
 			val++;
 		} else if (strchr(val, '"')) {
-			rc = mfs_err(err, MFS_E_INVAL, "%s: unbalanced quote in value of %s", where,
-				     key);
+			rc = mfs_err(err, MFS_E_INVAL,
+				     "%s: unbalanced quote in value of %s", where, key);
 			break;
 		}
 		if (!*key) {
-			rc = mfs_err(err, MFS_E_INVAL, "%s: missing key before '='", where);
+			rc = mfs_err(err, MFS_E_INVAL, "%s: missing key before '='",
+				     where);
 			break;
 		}
 		if ((rc = mfs_config_set(c, key, val, where, err)) < 0)

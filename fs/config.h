@@ -40,17 +40,17 @@ typedef struct mfs_mount_config {
 	uint64_t cache_bytes;
 	unsigned threads;
 	unsigned prefetch;
-	int gpu;          /* MFS_GPU_* */
-	int log_level;    /* MFS_LOG_* */
+	int gpu;       /* MFS_GPU_* */
+	int log_level; /* MFS_LOG_* */
 	int allow_other;
 	int foreground;
 } mfs_mount_config;
 
 /* One key, for --help and for mapping flags. */
 typedef struct mfs_config_key {
-	const char *name;   /* "cache_bytes" */
-	const char *flag;   /* "--cache-bytes" */
-	int is_bool;        /* a flag without a value sets it to yes */
+	const char *name; /* "cache_bytes" */
+	const char *flag; /* "--cache-bytes" */
+	int is_bool;	  /* a flag without a value sets it to yes */
 	const char *help;
 } mfs_config_key;
 

@@ -23,7 +23,7 @@ enum { K_DIR, K_FILE, K_LINK };
 typedef struct node {
 	uint64_t ino;
 	struct node *parent;
-	char *path;        /* "/models--a--b/blobs/123": owned; name points into it */
+	char *path; /* "/models--a--b/blobs/123": owned; name points into it */
 	const char *name;
 	int kind;
 	uint32_t perm;
@@ -38,7 +38,7 @@ typedef struct node {
 	char *target;
 	/* file */
 	int is_blob;
-	const char *repo;  /* owned by the tree's repo list */
+	const char *repo; /* owned by the tree's repo list */
 	char etag[MFS_ETAG_MAX + 1];
 	char data[MFS_COMMIT_LEN + 1];
 	size_t data_len;
@@ -49,7 +49,7 @@ typedef struct tree {
 	uint64_t generation;
 	node **nodes;
 	size_t nnodes, capnodes;
-	node **by_ino;     /* open addressing, power of two */
+	node **by_ino; /* open addressing, power of two */
 	size_t ino_cap;
 	char **repos;
 	size_t nrepos, caprepos;
@@ -59,7 +59,7 @@ typedef struct tree {
 struct mfs_layout {
 	mfs_store *store;
 	unsigned refresh_ms;
-	pthread_mutex_t mu;       /* guards cur */
+	pthread_mutex_t mu;	  /* guards cur */
 	pthread_mutex_t build_mu; /* one refresh at a time */
 	tree *cur;
 	atomic_uint_fast64_t last_check_ms;
@@ -141,7 +141,8 @@ static uint64_t path_ino(const tree *t, const char *path)
 		return MFS_LAYOUT_ROOT_INO;
 	size_t len = strlen(path);
 	for (uint64_t seed = 0;; seed++) {
-		uint64_t h = seed ? XXH3_64bits_withSeed(path, len, seed) : XXH3_64bits(path, len);
+		uint64_t h =
+		    seed ? XXH3_64bits_withSeed(path, len, seed) : XXH3_64bits(path, len);
 		if (h <= MFS_LAYOUT_ROOT_INO)
 			continue;
 		node *o = t->ino_cap ? ino_find(t, h) : NULL;
@@ -378,7 +379,8 @@ static int ref_cb(void *ud, const mfs_ref_info *r)
 			known = 1;
 		}
 	if (!known)
-		return 0; /* a ref to a commit we do not have: scan_cache_dir would warn */
+		return 0; /* a ref to a commit we do not have: scan_cache_dir would warn
+			   */
 	char rel[MFS_REF_MAX + 8];
 	snprintf(rel, sizeof(rel), "refs/%s", r->name);
 	node *n;
@@ -433,7 +435,8 @@ static int repo_cb(void *ud, const mfs_repo_info *r)
 		char rel[MFS_COMMIT_LEN + 16];
 		snprintf(rel, sizeof(rel), "snapshots/%s", b->commit);
 		node *snap;
-		MFS_TRY(get_path(t, b->repo_dir, rel, K_DIR, b->commit_time, &snap, NULL));
+		MFS_TRY(
+		    get_path(t, b->repo_dir, rel, K_DIR, b->commit_time, &snap, NULL));
 		MFS_TRY(mfs_files_foreach(b->txn, repo, b->commit, file_cb, b));
 		MFS_TRY(mfs_noexist_foreach(b->txn, repo, b->commit, noexist_cb, b));
 	}
@@ -459,7 +462,8 @@ static int tree_build(mfs_store *s, tree **out, mfs_errmsg *err)
 		goto out;
 	rc = mfs_txn_begin(s, MFS_TXN_READ, &b.txn);
 	if (rc < 0) {
-		mfs_err(err, rc, "layout: cannot begin a read transaction: %s", mfs_strerror(rc));
+		mfs_err(err, rc, "layout: cannot begin a read transaction: %s",
+			mfs_strerror(rc));
 		goto out;
 	}
 	rc = mfs_store_generation(b.txn, &t->generation);
@@ -467,8 +471,9 @@ static int tree_build(mfs_store *s, tree **out, mfs_errmsg *err)
 		rc = mfs_repos_foreach(b.txn, repo_cb, &b);
 	mfs_txn_abort(b.txn);
 	if (rc < 0) {
-		mfs_err(err, rc, "layout: reading the store%s%s: %s", b.repo ? " at repo " : "",
-			b.repo ? b.repo : "", mfs_strerror(rc));
+		mfs_err(err, rc, "layout: reading the store%s%s: %s",
+			b.repo ? " at repo " : "", b.repo ? b.repo : "",
+			mfs_strerror(rc));
 		goto out;
 	}
 	rc = 0;
@@ -597,7 +602,9 @@ uint64_t mfs_layout_generation(mfs_layout *l)
 static void fill_attr(const node *n, mfs_layout_attr *a)
 {
 	a->ino = n->ino;
-	a->mode = n->perm | (n->kind == K_DIR ? S_IFDIR : n->kind == K_LINK ? S_IFLNK : S_IFREG);
+	a->mode = n->perm | (n->kind == K_DIR	 ? S_IFDIR
+			     : n->kind == K_LINK ? S_IFLNK
+						 : S_IFREG);
 	a->nlink = n->kind == K_DIR ? 2 + n->nsubdirs : 1;
 	a->size = n->size;
 	a->mtime = n->mtime;
@@ -626,15 +633,17 @@ static node *find_kid(const node *dir, const char *name)
 int mfs_layout_lookup(mfs_layout *l, uint64_t parent, const char *name,
 		      mfs_layout_attr *out)
 {
-	refresh_every(l, parent == MFS_LAYOUT_ROOT_INO ? ROOT_REFRESH_MS : l->refresh_ms, NULL);
+	refresh_every(l, parent == MFS_LAYOUT_ROOT_INO ? ROOT_REFRESH_MS : l->refresh_ms,
+		      NULL);
 	tree *t = tree_get(l);
 	int rc = MFS_E_NOTFOUND;
 	node *d = ino_find(t, parent);
 	if (d && d->kind != K_DIR) {
 		rc = -ENOTDIR;
 	} else if (d) {
-		node *n = strcmp(name, ".") == 0 ? d : strcmp(name, "..") == 0 ? d->parent
-										 : find_kid(d, name);
+		node *n = strcmp(name, ".") == 0    ? d
+			  : strcmp(name, "..") == 0 ? d->parent
+						    : find_kid(d, name);
 		if (n) {
 			fill_attr(n, out);
 			rc = 0;
@@ -703,7 +712,8 @@ int mfs_layout_open(mfs_layout *l, uint64_t ino, mfs_layout_file *out)
 int mfs_layout_opendir(mfs_layout *l, uint64_t ino, mfs_layout_dir **out)
 {
 	*out = NULL;
-	refresh_every(l, ino == MFS_LAYOUT_ROOT_INO ? ROOT_REFRESH_MS : l->refresh_ms, NULL);
+	refresh_every(l, ino == MFS_LAYOUT_ROOT_INO ? ROOT_REFRESH_MS : l->refresh_ms,
+		      NULL);
 	tree *t = tree_get(l);
 	node *n = ino_find(t, ino);
 	int rc = !n ? MFS_E_NOTFOUND : n->kind != K_DIR ? -ENOTDIR : 0;

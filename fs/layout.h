@@ -47,21 +47,22 @@ typedef struct mfs_layout_dir mfs_layout_dir;
 /* What stat() reports for a node. */
 typedef struct mfs_layout_attr {
 	uint64_t ino;
-	uint32_t mode;     /* S_IFDIR | 0555, S_IFREG | 0444 (0555 executable), S_IFLNK | 0777 */
-	uint32_t nlink;    /* dirs: 2 + subdirectories; others 1 */
-	uint64_t size;     /* files: bytes; links: target length; dirs: 4096 */
-	uint64_t mtime;    /* unix seconds: the ingest time of the commit */
-	int immutable;     /* 1 when the content can never change (blobs, links,
-			      snapshot dirs): the kernel may cache it for long */
+	uint32_t
+	    mode; /* S_IFDIR | 0555, S_IFREG | 0444 (0555 executable), S_IFLNK | 0777 */
+	uint32_t nlink; /* dirs: 2 + subdirectories; others 1 */
+	uint64_t size;	/* files: bytes; links: target length; dirs: 4096 */
+	uint64_t mtime; /* unix seconds: the ingest time of the commit */
+	int immutable;	/* 1 when the content can never change (blobs, links,
+			   snapshot dirs): the kernel may cache it for long */
 } mfs_layout_attr;
 
 /* How to read a regular file. */
 typedef struct mfs_layout_file {
-	int is_blob;                       /* 1: a blob (read via fs/reader.h) */
-	char repo[MFS_REPO_ID_MAX + 1];    /* blob: the repo id ("models/org/name") */
-	char etag[MFS_ETAG_MAX + 1];       /* blob: its etag */
+	int is_blob;			/* 1: a blob (read via fs/reader.h) */
+	char repo[MFS_REPO_ID_MAX + 1]; /* blob: the repo id ("models/org/name") */
+	char etag[MFS_ETAG_MAX + 1];	/* blob: its etag */
 	uint64_t size;
-	char data[MFS_COMMIT_LEN + 1];     /* not a blob: the whole content (refs) */
+	char data[MFS_COMMIT_LEN + 1]; /* not a blob: the whole content (refs) */
 	size_t data_len;
 } mfs_layout_file;
 
@@ -138,7 +139,7 @@ void mfs_layout_dir_close(mfs_layout *l, mfs_layout_dir *d);
 typedef struct mfs_layout_totals {
 	uint64_t nodes;
 	uint64_t repos;
-	uint64_t blob_bytes;  /* sum of blob sizes */
+	uint64_t blob_bytes; /* sum of blob sizes */
 } mfs_layout_totals;
 
 void mfs_layout_totals_get(mfs_layout *l, mfs_layout_totals *out);

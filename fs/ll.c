@@ -37,12 +37,12 @@
 #include "layout.h"
 #include "reader.h"
 
-#define LONG_TIMEOUT 86400.0
+#define LONG_TIMEOUT  86400.0
 #define SHORT_TIMEOUT 1.0
-#define NEG_TIMEOUT 1.0
-#define REFRESH_MS 1000
-#define MAX_REQUEST (1u << 20)
-#define MAX_SEGS 64 /* pieces of a zero-copy reply */
+#define NEG_TIMEOUT   1.0
+#define REFRESH_MS    1000
+#define MAX_REQUEST   (1u << 20)
+#define MAX_SEGS      64 /* pieces of a zero-copy reply */
 
 struct mfs_mount {
 	mfs_mount_config cfg;
@@ -82,8 +82,8 @@ typedef struct thread_ctx {
 
 /* An open regular file. */
 typedef struct ofile {
-	mfs_rfile *rf;           /* blobs */
-	size_t data_len;         /* refs: the whole content */
+	mfs_rfile *rf;	 /* blobs */
+	size_t data_len; /* refs: the whole content */
 	char data[MFS_COMMIT_LEN + 1];
 } ofile;
 
@@ -116,19 +116,32 @@ int mfs_errno(int rc)
 	if (rc > -4096)
 		return -rc; /* already -errno */
 	switch (rc) {
-	case MFS_E_NOTFOUND: return ENOENT;
-	case MFS_E_CORRUPT: return EIO;
-	case MFS_E_FORMAT: return EIO;
-	case MFS_E_VERSION: return EIO;
-	case MFS_E_EXISTS: return EEXIST;
-	case MFS_E_INVAL: return EINVAL;
-	case MFS_E_NOSPACE: return ERANGE;
-	case MFS_E_CODEC: return EIO;
-	case MFS_E_DB: return EIO;
-	case MFS_E_BUSY: return EBUSY;
-	case MFS_E_TOOBIG: return EFBIG;
-	case MFS_E_UNSUPPORTED: return EOPNOTSUPP;
-	default: return EIO;
+	case MFS_E_NOTFOUND:
+		return ENOENT;
+	case MFS_E_CORRUPT:
+		return EIO;
+	case MFS_E_FORMAT:
+		return EIO;
+	case MFS_E_VERSION:
+		return EIO;
+	case MFS_E_EXISTS:
+		return EEXIST;
+	case MFS_E_INVAL:
+		return EINVAL;
+	case MFS_E_NOSPACE:
+		return ERANGE;
+	case MFS_E_CODEC:
+		return EIO;
+	case MFS_E_DB:
+		return EIO;
+	case MFS_E_BUSY:
+		return EBUSY;
+	case MFS_E_TOOBIG:
+		return EFBIG;
+	case MFS_E_UNSUPPORTED:
+		return EOPNOTSUPP;
+	default:
+		return EIO;
 	}
 }
 
@@ -197,8 +210,8 @@ static int store_gone(mfs_mount *m)
 	uint64_t now = now_ms();
 	uint64_t last = __atomic_load_n(&m->store_checked_ms, __ATOMIC_RELAXED);
 	if (now - last < STORE_CHECK_MS ||
-	    !__atomic_compare_exchange_n(&m->store_checked_ms, &last, now, 0, __ATOMIC_RELAXED,
-					 __ATOMIC_RELAXED))
+	    !__atomic_compare_exchange_n(&m->store_checked_ms, &last, now, 0,
+					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		return __atomic_load_n(&m->store_gone, __ATOMIC_RELAXED);
 	char path[MFS_CONFIG_PATH_MAX + 16];
 	struct stat st;
@@ -210,13 +223,16 @@ static int store_gone(mfs_mount *m)
 		gone = ESTALE;
 	int was = __atomic_exchange_n(&m->store_gone, gone, __ATOMIC_RELAXED);
 	if (gone && !was)
-		mfs_mount_log(m, MFS_LOG_ERROR,
-			      "store %s is gone (%s): lookups fail with ENOENT and reads with "
-			      "EIO; unmount, and mount again once the store is back",
-			      m->cfg.store,
-			      gone == ESTALE ? "data.mdb was replaced by another file" : strerror(gone));
+		mfs_mount_log(
+		    m, MFS_LOG_ERROR,
+		    "store %s is gone (%s): lookups fail with ENOENT and reads with "
+		    "EIO; unmount, and mount again once the store is back",
+		    m->cfg.store,
+		    gone == ESTALE ? "data.mdb was replaced by another file"
+				   : strerror(gone));
 	else if (!gone && was)
-		mfs_mount_log(m, MFS_LOG_WARN, "store %s is back: serving again", m->cfg.store);
+		mfs_mount_log(m, MFS_LOG_WARN, "store %s is back: serving again",
+			      m->cfg.store);
 	return gone;
 }
 
@@ -247,7 +263,8 @@ static double timeout_of(const mfs_layout_attr *a)
  * (entry timeout 0): a removed repo is gone at once, and a root lookup costs
  * a hash-table probe.
  */
-static void fill_entry(const mfs_layout_attr *a, uint64_t parent, struct fuse_entry_param *e)
+static void fill_entry(const mfs_layout_attr *a, uint64_t parent,
+		       struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = a->ino;
@@ -268,9 +285,9 @@ static void mfs_ll_init(void *ud, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	/* files never change: no need to drop the page cache on mtime checks */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	mfs_mount_log(m, MFS_LOG_DEBUG, "init: proto %u.%u, max_readahead %u, max_write %u",
-		      conn->proto_major, conn->proto_minor, conn->max_readahead,
-		      conn->max_write);
+	mfs_mount_log(
+	    m, MFS_LOG_DEBUG, "init: proto %u.%u, max_readahead %u, max_write %u",
+	    conn->proto_major, conn->proto_minor, conn->max_readahead, conn->max_write);
 }
 
 static void mfs_ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -372,8 +389,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (plus) {
 			struct fuse_entry_param e;
 			fill_entry(&a, ino, &e);
-			need = fuse_add_direntry_plus(req, buf + pos, size - pos, name, &e,
-						      (off_t)(i + 1));
+			need = fuse_add_direntry_plus(req, buf + pos, size - pos, name,
+						      &e, (off_t)(i + 1));
 		} else {
 			struct stat st;
 			attr_to_stat(&a, &st);
@@ -432,8 +449,8 @@ static void mfs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	if (lf.is_blob) {
 		rc = mfs_rfile_open(m->reader, lf.repo, lf.etag, &of->rf);
 		if (rc < 0) {
-			mfs_mount_log(m, MFS_LOG_WARN, "open %s blob %s: %s", lf.repo, lf.etag,
-				      mfs_strerror(rc));
+			mfs_mount_log(m, MFS_LOG_WARN, "open %s blob %s: %s", lf.repo,
+				      lf.etag, mfs_strerror(rc));
 			free(of);
 			fuse_reply_err(req, mfs_errno(rc));
 			return;
@@ -509,8 +526,8 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct iovec iov[MAX_SEGS];
 	size_t nseg = 0, got = 0;
 	uint64_t t0 = mono_ns();
-	int rc = mfs_rfile_read_segs(m->reader, of->rf, (uint64_t)off, size, segs, MAX_SEGS,
-				     &nseg, &got, t->ws);
+	int rc = mfs_rfile_read_segs(m->reader, of->rf, (uint64_t)off, size, segs,
+				     MAX_SEGS, &nseg, &got, t->ws);
 	if (rc != MFS_E_NOSPACE) {
 		if (rc < 0) {
 			mfs_rfile_release_segs(m->reader, segs, nseg);
@@ -663,8 +680,8 @@ static void mfs_ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t
 	fuse_reply_err(req, EROFS);
 }
 
-static void mfs_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-			  struct fuse_file_info *fi)
+static void mfs_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+			  mode_t mode, struct fuse_file_info *fi)
 {
 	fuse_reply_err(req, EROFS);
 }
@@ -688,46 +705,46 @@ static void mfs_ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off
 
 static void mfs_ll_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 				   struct fuse_file_info *fi_in, fuse_ino_t ino_out,
-				   off_t off_out, struct fuse_file_info *fi_out, size_t len,
-				   int flags)
+				   off_t off_out, struct fuse_file_info *fi_out,
+				   size_t len, int flags)
 {
 	fuse_reply_err(req, EROFS);
 }
 
 static const struct fuse_lowlevel_ops mfs_ll_ops = {
-	.init = mfs_ll_init,
-	.lookup = mfs_ll_lookup,
-	.forget = mfs_ll_forget,
-	.forget_multi = mfs_ll_forget_multi,
-	.getattr = mfs_ll_getattr,
-	.readlink = mfs_ll_readlink,
-	.opendir = mfs_ll_opendir,
-	.readdir = mfs_ll_readdir,
-	.readdirplus = mfs_ll_readdirplus,
-	.releasedir = mfs_ll_releasedir,
-	.open = mfs_ll_open,
-	.read = mfs_ll_read,
-	.release = mfs_ll_release,
-	.flush = mfs_ll_flush,
-	.fsync = mfs_ll_fsync,
-	.statfs = mfs_ll_statfs,
-	.getxattr = mfs_ll_getxattr,
-	.listxattr = mfs_ll_listxattr,
-	.access = mfs_ll_access,
-	.setattr = mfs_ll_setattr,
-	.mknod = mfs_ll_mknod,
-	.mkdir = mfs_ll_mkdir,
-	.unlink = mfs_ll_unlink,
-	.rmdir = mfs_ll_unlink,
-	.symlink = mfs_ll_symlink,
-	.rename = mfs_ll_rename,
-	.link = mfs_ll_link,
-	.write = mfs_ll_write,
-	.create = mfs_ll_create,
-	.setxattr = mfs_ll_setxattr,
-	.removexattr = mfs_ll_removexattr,
-	.fallocate = mfs_ll_fallocate,
-	.copy_file_range = mfs_ll_copy_file_range,
+    .init = mfs_ll_init,
+    .lookup = mfs_ll_lookup,
+    .forget = mfs_ll_forget,
+    .forget_multi = mfs_ll_forget_multi,
+    .getattr = mfs_ll_getattr,
+    .readlink = mfs_ll_readlink,
+    .opendir = mfs_ll_opendir,
+    .readdir = mfs_ll_readdir,
+    .readdirplus = mfs_ll_readdirplus,
+    .releasedir = mfs_ll_releasedir,
+    .open = mfs_ll_open,
+    .read = mfs_ll_read,
+    .release = mfs_ll_release,
+    .flush = mfs_ll_flush,
+    .fsync = mfs_ll_fsync,
+    .statfs = mfs_ll_statfs,
+    .getxattr = mfs_ll_getxattr,
+    .listxattr = mfs_ll_listxattr,
+    .access = mfs_ll_access,
+    .setattr = mfs_ll_setattr,
+    .mknod = mfs_ll_mknod,
+    .mkdir = mfs_ll_mkdir,
+    .unlink = mfs_ll_unlink,
+    .rmdir = mfs_ll_unlink,
+    .symlink = mfs_ll_symlink,
+    .rename = mfs_ll_rename,
+    .link = mfs_ll_link,
+    .write = mfs_ll_write,
+    .create = mfs_ll_create,
+    .setxattr = mfs_ll_setxattr,
+    .removexattr = mfs_ll_removexattr,
+    .fallocate = mfs_ll_fallocate,
+    .copy_file_range = mfs_ll_copy_file_range,
 };
 
 /* ---- the mount's life ---- */
@@ -772,7 +789,8 @@ int mfs_mount_create(const mfs_mount_config *cfg, int debug, mfs_mount **out,
 	int rc = 0;
 	char real[PATH_MAX];
 	if (!m->cfg.store[0]) {
-		rc = mfs_err(err, MFS_E_INVAL, "no store given (--store, or store = in mount.conf)");
+		rc = mfs_err(err, MFS_E_INVAL,
+			     "no store given (--store, or store = in mount.conf)");
 		goto fail;
 	}
 	if (!realpath(m->cfg.store, real)) {
@@ -825,10 +843,11 @@ int mfs_mount_create(const mfs_mount_config *cfg, int debug, mfs_mount **out,
 	}
 	m->sig_ok = 1;
 	if (fuse_session_mount(m->se, m->cfg.mountpoint) != 0) {
-		rc = mfs_err(err, -EIO,
-			     "cannot mount on %s (see the message above; is /dev/fuse there, "
-			     "fusermount3 installed, the directory not already a mount?)",
-			     m->cfg.mountpoint);
+		rc = mfs_err(
+		    err, -EIO,
+		    "cannot mount on %s (see the message above; is /dev/fuse there, "
+		    "fusermount3 installed, the directory not already a mount?)",
+		    m->cfg.mountpoint);
 		goto fail;
 	}
 	m->mounted = 1;
@@ -861,19 +880,21 @@ int mfs_mount_run(mfs_mount *m)
 	if (rc == 0)
 		rc = mfs_reader_create(m->store, m->cache, &m->reader);
 	if (rc < 0) {
-		mfs_mount_log(m, MFS_LOG_ERROR, "%s", err.msg[0] ? err.msg : mfs_strerror(rc));
+		mfs_mount_log(m, MFS_LOG_ERROR, "%s",
+			      err.msg[0] ? err.msg : mfs_strerror(rc));
 		close_store(m);
 		return rc;
 	}
 	mfs_reader_set_prefetch(m->reader, m->cfg.prefetch);
 	mfs_layout_totals tot;
 	mfs_layout_totals_get(m->layout, &tot);
-	mfs_mount_log(m, MFS_LOG_INFO,
-		      "serving %s at %s: %llu repos; cache %llu MiB, %u threads, prefetch %u "
-		      "chunks on %u workers, gpu %s (no GPU decoder in this build: CPU decode)",
-		      m->cfg.store, m->cfg.mountpoint, (unsigned long long)tot.repos,
-		      (unsigned long long)(m->cfg.cache_bytes >> 20), m->cfg.threads,
-		      m->cfg.prefetch, workers, mfs_config_gpu_name(m->cfg.gpu));
+	mfs_mount_log(
+	    m, MFS_LOG_INFO,
+	    "serving %s at %s: %llu repos; cache %llu MiB, %u threads, prefetch %u "
+	    "chunks on %u workers, gpu %s (no GPU decoder in this build: CPU decode)",
+	    m->cfg.store, m->cfg.mountpoint, (unsigned long long)tot.repos,
+	    (unsigned long long)(m->cfg.cache_bytes >> 20), m->cfg.threads,
+	    m->cfg.prefetch, workers, mfs_config_gpu_name(m->cfg.gpu));
 
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
 	if (!lc) {
@@ -888,19 +909,20 @@ int mfs_mount_run(mfs_mount *m)
 
 	mfs_cache_stats st;
 	mfs_cache_stats_get(m->cache, &st);
-	mfs_mount_log(m, MFS_LOG_INFO,
-		      "stopping: cache hits %llu, misses %llu, waits %llu, prefetch decodes %llu, "
-		      "evictions %llu, peak %llu MiB, fill errors %llu",
-		      (unsigned long long)st.hits, (unsigned long long)st.misses,
-		      (unsigned long long)st.waits, (unsigned long long)st.prefetch_fills,
-		      (unsigned long long)st.evictions,
-		      (unsigned long long)(st.bytes_peak >> 20),
-		      (unsigned long long)st.fill_errors);
+	mfs_mount_log(
+	    m, MFS_LOG_INFO,
+	    "stopping: cache hits %llu, misses %llu, waits %llu, prefetch decodes %llu, "
+	    "evictions %llu, peak %llu MiB, fill errors %llu",
+	    (unsigned long long)st.hits, (unsigned long long)st.misses,
+	    (unsigned long long)st.waits, (unsigned long long)st.prefetch_fills,
+	    (unsigned long long)st.evictions, (unsigned long long)(st.bytes_peak >> 20),
+	    (unsigned long long)st.fill_errors);
 	mfs_mount_log(m, MFS_LOG_INFO,
 		      "reads: %llu requests, %llu MiB, %.1f ms reading (decode + copy), "
 		      "%.1f ms replying",
-		      (unsigned long long)m->n_reads, (unsigned long long)(m->read_bytes >> 20),
-		      m->read_ns / 1e6, m->reply_ns / 1e6);
+		      (unsigned long long)m->n_reads,
+		      (unsigned long long)(m->read_bytes >> 20), m->read_ns / 1e6,
+		      m->reply_ns / 1e6);
 	return rc < 0 ? -EIO : 0;
 }
 

@@ -46,7 +46,7 @@ void mfs_mount_destroy(mfs_mount *m);
 
 /** Log a line at @p level (MFS_LOG_*): stderr in the foreground, else syslog. */
 void mfs_mount_log(mfs_mount *m, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /**
  * The one place a modelfs code becomes an errno for the kernel:

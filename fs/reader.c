@@ -218,7 +218,8 @@ static void queue_prefetch(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t o
 		const mfs_extent *e = &f->extents[j];
 		if (e->off >= until)
 			break;
-		if (mfs_cache_prefetch(r->cache, &e->key, e->len, cache_fill, f) == MFS_E_BUSY)
+		if (mfs_cache_prefetch(r->cache, &e->key, e->len, cache_fill, f) ==
+		    MFS_E_BUSY)
 			break;
 	}
 }
@@ -244,16 +245,20 @@ int mfs_rfile_read(mfs_reader *r, mfs_rfile *f, uint64_t off, void *buf, size_t 
 		int rc;
 		if (r->cache) {
 			mfs_cache_entry *ce;
-			rc = mfs_cache_get(r->cache, &e->key, e->len, cache_fill, f, ws, &ce);
+			rc = mfs_cache_get(r->cache, &e->key, e->len, cache_fill, f, ws,
+					   &ce);
 			if (rc == 0) {
-				memcpy(out + done, (const uint8_t *)mfs_cache_entry_data(ce) + in, n);
+				memcpy(out + done,
+				       (const uint8_t *)mfs_cache_entry_data(ce) + in, n);
 				mfs_cache_release(r->cache, ce);
 			}
 		} else if (in == 0 && n == e->len) {
-			/* The whole chunk is wanted: decode straight into the caller's buffer. */
+			/* The whole chunk is wanted: decode straight into the caller's
+			 * buffer. */
 			rc = rfile_decode(f, &e->key, out + done, e->len, ws);
 		} else {
-			uint8_t *tmp = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_CHUNK, e->len);
+			uint8_t *tmp =
+			    mfs_codec_ws_scratch(ws, MFS_WS_SLOT_CHUNK, e->len);
 			rc = tmp ? rfile_decode(f, &e->key, tmp, e->len, ws) : -ENOMEM;
 			if (rc == 0)
 				memcpy(out + done, tmp + in, n);

@@ -34,9 +34,9 @@ typedef struct mfs_rfile {
 	uint64_t size;
 	uint8_t sha256[32];
 	size_t n_extents;
-	mfs_extent *extents; /* owned by the mfs_rfile */
-	uint64_t seq_next;   /* where a sequential reader reads next (prefetch);
-				accessed atomically, as threads share the file */
+	mfs_extent *extents;	     /* owned by the mfs_rfile */
+	uint64_t seq_next;	     /* where a sequential reader reads next (prefetch);
+					accessed atomically, as threads share the file */
 	struct mfs_rfile_snap *snap; /* private: the read snapshot the file reads */
 } mfs_rfile;
 

@@ -20,21 +20,27 @@ static void usage(FILE *f)
 {
 	size_t n;
 	const mfs_config_key *k = mfs_config_keys(&n);
-	fprintf(f, "usage: modelfs mount [--config FILE] [--store DIR] [-f|--foreground] "
-		   "[--debug] [flags] MOUNTPOINT\n\n"
-		   "Serve the store read-only at MOUNTPOINT, laid out like the Hugging Face hub\n"
-		   "cache (models--org--name/{refs,snapshots,blobs}). Point HF_HUB_CACHE at it (or\n"
-		   "mount over ~/.cache/huggingface/hub) and set HF_HUB_OFFLINE=1.\n"
-		   "Daemonizes unless --foreground; stop with `fusermount3 -u MOUNTPOINT` (or\n"
-		   "SIGINT/SIGTERM to the daemon).\n\n"
-		   "  --config FILE     read settings from FILE (see mount.conf); flags win\n"
-		   "  -f, --foreground  stay in the foreground, log to stderr\n"
-		   "  --debug           log every FUSE request (implies --foreground)\n");
+	fprintf(
+	    f,
+	    "usage: modelfs mount [--config FILE] [--store DIR] [-f|--foreground] "
+	    "[--debug] [flags] MOUNTPOINT\n\n"
+	    "Serve the store read-only at MOUNTPOINT, laid out like the Hugging Face "
+	    "hub\n"
+	    "cache (models--org--name/{refs,snapshots,blobs}). Point HF_HUB_CACHE at it "
+	    "(or\n"
+	    "mount over ~/.cache/huggingface/hub) and set HF_HUB_OFFLINE=1.\n"
+	    "Daemonizes unless --foreground; stop with `fusermount3 -u MOUNTPOINT` (or\n"
+	    "SIGINT/SIGTERM to the daemon).\n\n"
+	    "  --config FILE     read settings from FILE (see mount.conf); flags win\n"
+	    "  -f, --foreground  stay in the foreground, log to stderr\n"
+	    "  --debug           log every FUSE request (implies --foreground)\n");
 	for (size_t i = 0; i < n; i++)
-		fprintf(f, "  %-16s  %s%s\n", k[i].flag, k[i].is_bool ? "" : "VALUE: ",
-			k[i].help);
-	fprintf(f, "\nThe store is --store, else store = in the config, else $MODELFS_STORE,\n"
-		   "else $XDG_DATA_HOME/modelfs (~/.local/share/modelfs).\n");
+		fprintf(f, "  %-16s  %s%s\n", k[i].flag,
+			k[i].is_bool ? "" : "VALUE: ", k[i].help);
+	fprintf(
+	    f,
+	    "\nThe store is --store, else store = in the config, else $MODELFS_STORE,\n"
+	    "else $XDG_DATA_HOME/modelfs (~/.local/share/modelfs).\n");
 }
 
 /*
@@ -64,17 +70,19 @@ static void raise_readahead(mfs_mount *m, const char *mountpoint)
 	}
 	fclose(f);
 	if (!found) {
-		mfs_mount_log(m, MFS_LOG_WARN, "readahead: %s not found in mountinfo", mountpoint);
+		mfs_mount_log(m, MFS_LOG_WARN, "readahead: %s not found in mountinfo",
+			      mountpoint);
 		return;
 	}
 	char path[128];
 	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
 	int fd = open(path, O_WRONLY);
 	if (fd < 0 || write(fd, "1024", 4) != 4) {
-		mfs_mount_log(m, MFS_LOG_INFO,
-			      "readahead: cannot write %s (%s): the kernel will read 128 KiB at "
-			      "a time; run as root for 1 MiB",
-			      path, strerror(errno));
+		mfs_mount_log(
+		    m, MFS_LOG_INFO,
+		    "readahead: cannot write %s (%s): the kernel will read 128 KiB at "
+		    "a time; run as root for 1 MiB",
+		    path, strerror(errno));
 	} else {
 		mfs_mount_log(m, MFS_LOG_DEBUG, "readahead: %s = 1024", path);
 	}
@@ -148,8 +156,9 @@ int cmd_mount(int argc, char **argv)
 			size_t flen = eq ? (size_t)(eq - a) : strlen(a);
 			const mfs_config_key *k = key_of_flag(a, flen);
 			if (!k) {
-				mfs_cli_error("mount", "unknown option %s (see modelfs mount --help)",
-					      a);
+				mfs_cli_error(
+				    "mount",
+				    "unknown option %s (see modelfs mount --help)", a);
 				return MFS_EXIT_USAGE;
 			}
 			const char *val = eq ? eq + 1 : NULL;
@@ -164,22 +173,26 @@ int cmd_mount(int argc, char **argv)
 			continue;
 		}
 		if (a[0] == '-') {
-			mfs_cli_error("mount", "unknown option %s (see modelfs mount --help)", a);
+			mfs_cli_error("mount",
+				      "unknown option %s (see modelfs mount --help)", a);
 			return MFS_EXIT_USAGE;
 		}
 		if (mountpoint) {
-			mfs_cli_error("mount", "more than one mount point (%s, %s)", mountpoint, a);
+			mfs_cli_error("mount", "more than one mount point (%s, %s)",
+				      mountpoint, a);
 			return MFS_EXIT_USAGE;
 		}
 		mountpoint = a;
 	}
-	if (mountpoint && mfs_config_set(&cfg, "mountpoint", mountpoint, "MOUNTPOINT", &err) < 0) {
+	if (mountpoint &&
+	    mfs_config_set(&cfg, "mountpoint", mountpoint, "MOUNTPOINT", &err) < 0) {
 		mfs_cli_error("mount", "%s", err.msg);
 		return MFS_EXIT_USAGE;
 	}
 	if (!cfg.mountpoint[0]) {
-		mfs_cli_error("mount", "no mount point: give MOUNTPOINT or mountpoint = in the "
-				       "config");
+		mfs_cli_error("mount",
+			      "no mount point: give MOUNTPOINT or mountpoint = in the "
+			      "config");
 		usage(stderr);
 		return MFS_EXIT_USAGE;
 	}

@@ -16,7 +16,7 @@
 typedef struct fake_store {
 	atomic_int fills[NKEYS];
 	atomic_int in_fill;
-	int fail_mod;       /* keys with id % fail_mod == 0 fail (0: none) */
+	int fail_mod; /* keys with id % fail_mod == 0 fail (0: none) */
 	int fill_sleep_us;
 } fake_store;
 
@@ -139,7 +139,8 @@ static void *get_worker(void *p)
 			mfs_cache_release(a->c, e);
 		} else {
 			atomic_fetch_add(a->errors_seen, 1);
-			if (rc != MFS_E_CORRUPT || !a->fs->fail_mod || id % a->fs->fail_mod)
+			if (rc != MFS_E_CORRUPT || !a->fs->fail_mod ||
+			    id % a->fs->fail_mod)
 				atomic_fetch_add(a->bad, 1);
 		}
 	}

@@ -23,9 +23,9 @@
 static uint64_t seed;
 static char dir[64];
 
-#define C1 "1111111111111111111111111111111111111111"
-#define C2 "2222222222222222222222222222222222222222"
-#define ETAG_W "aa00000000000000000000000000000000000000000000000000000000000001"
+#define C1	 "1111111111111111111111111111111111111111"
+#define C2	 "2222222222222222222222222222222222222222"
+#define ETAG_W	 "aa00000000000000000000000000000000000000000000000000000000000001"
 #define ETAG_CFG "bb00000000000000000000000000000000000002"
 #define ETAG_BAD "cc00000000000000000000000000000000000000000000000000000000000003"
 
@@ -66,8 +66,9 @@ static int put_blob(mfs_txn *t, const char *repo, const char *etag, const uint8_
 			memcpy(lie, data + off, lens[i]);
 			lie[lens[i] / 2] ^= 0x40;
 		}
-		int rc = put_chunk(t, data + off, lens[i], i % 2 ? MFS_CODEC_ZSTD : MFS_CODEC_RAW,
-				   &ext[i].key, lie);
+		int rc =
+		    put_chunk(t, data + off, lens[i],
+			      i % 2 ? MFS_CODEC_ZSTD : MFS_CODEC_RAW, &ext[i].key, lie);
 		free(lie);
 		if (rc < 0)
 			return rc;
@@ -75,7 +76,10 @@ static int put_blob(mfs_txn *t, const char *repo, const char *etag, const uint8_
 		ext[i].len = (uint32_t)lens[i];
 		off += lens[i];
 	}
-	mfs_blob_rec b = {.etag = etag, .size = off, .stored_bytes = off, .n_extents = n,
+	mfs_blob_rec b = {.etag = etag,
+			  .size = off,
+			  .stored_bytes = off,
+			  .n_extents = n,
 			  .extents = ext};
 	return mfs_blob_put(t, repo, &b, NULL);
 }
@@ -96,19 +100,21 @@ static int publish_repo(mfs_store *s, const char *repo, const char *commit, int 
 	for (size_t i = 0; i < sizeof(bad); i++)
 		bad[i] = (uint8_t)(test_rand(&bs) >> 56);
 	mfs_file_rec files[4] = {
-		{"model.safetensors", ETAG_W, 0444},
-		{"config.json", ETAG_CFG, 0444},
-		{"1_Pooling/deep/config.json", ETAG_CFG, 0444},
-		{"bad.bin", ETAG_BAD, 0444},
+	    {"model.safetensors", ETAG_W, 0444},
+	    {"config.json", ETAG_CFG, 0444},
+	    {"1_Pooling/deep/config.json", ETAG_CFG, 0444},
+	    {"bad.bin", ETAG_BAD, 0444},
 	};
 	const char *noexist[] = {"adapter_config.json", "sub/x.json"};
 	const char *refs[] = {"main", "refs/pr/1"};
 	if ((rc = put_blob(t, repo, ETAG_W, wfile, wlens, NW, wext, -1)) < 0 ||
-	    (rc = put_blob(t, repo, ETAG_CFG, (const uint8_t *)cfg_text, clen, 1, cext, -1)) <
-		    0 ||
-	    (with_bad && (rc = put_blob(t, repo, ETAG_BAD, bad, blens, 2, bext, 1)) < 0) ||
-	    (rc = mfs_snapshot_publish(t, repo, commit, 1700000000, files, with_bad ? 4 : 3,
-				       noexist, 2, refs, 2, NULL)) < 0) {
+	    (rc = put_blob(t, repo, ETAG_CFG, (const uint8_t *)cfg_text, clen, 1, cext,
+			   -1)) < 0 ||
+	    (with_bad &&
+	     (rc = put_blob(t, repo, ETAG_BAD, bad, blens, 2, bext, 1)) < 0) ||
+	    (rc = mfs_snapshot_publish(t, repo, commit, 1700000000, files,
+				       with_bad ? 4 : 3, noexist, 2, refs, 2, NULL)) <
+		0) {
 		mfs_txn_abort(t);
 		return rc;
 	}
@@ -184,8 +190,8 @@ static void test_tree(mfs_store *s)
 	CHECK_EQ_INT(mfs_layout_readlink(l, a.ino, target, sizeof(target)), 0);
 	CHECK(strcmp(target, "../../blobs/" ETAG_W) == 0);
 	CHECK_EQ_INT(a.size, strlen(target));
-	CHECK_EQ_INT(walk(l, "models--org--a/snapshots/" C1 "/1_Pooling/deep/config.json", &a),
-		     0);
+	CHECK_EQ_INT(
+	    walk(l, "models--org--a/snapshots/" C1 "/1_Pooling/deep/config.json", &a), 0);
 	CHECK_EQ_INT(mfs_layout_readlink(l, a.ino, target, sizeof(target)), 0);
 	CHECK(strcmp(target, "../../../../blobs/" ETAG_CFG) == 0);
 	CHECK_EQ_INT(mfs_layout_readlink(l, a.ino, target, 5), MFS_E_NOSPACE);
@@ -198,7 +204,8 @@ static void test_tree(mfs_store *s)
 	CHECK(lf.is_blob && strcmp(lf.repo, "models/org/a") == 0 &&
 	      strcmp(lf.etag, ETAG_W) == 0);
 
-	CHECK_EQ_INT(walk(l, "models--org--a/.no_exist/" C1 "/adapter_config.json", &a), 0);
+	CHECK_EQ_INT(walk(l, "models--org--a/.no_exist/" C1 "/adapter_config.json", &a),
+		     0);
 	CHECK_EQ_INT(a.mode, S_IFREG | 0444);
 	CHECK_EQ_INT(a.size, 0);
 	CHECK_EQ_INT(walk(l, "models--org--a/.no_exist/" C1 "/sub/x.json", &a), 0);
@@ -267,12 +274,14 @@ static void test_tree(mfs_store *s)
 	mfs_layout_free(NULL);
 
 	char name_buf[8];
-	CHECK_EQ_INT(mfs_layout_repo_dirname("models/org/name", target, sizeof(target)), 0);
+	CHECK_EQ_INT(mfs_layout_repo_dirname("models/org/name", target, sizeof(target)),
+		     0);
 	CHECK(strcmp(target, "models--org--name") == 0);
 	CHECK_EQ_INT(mfs_layout_repo_dirname("datasets/x", target, sizeof(target)), 0);
 	CHECK(strcmp(target, "datasets--x") == 0);
-	CHECK_EQ_INT(mfs_layout_repo_dirname("models/org/name", name_buf, sizeof(name_buf)),
-		     MFS_E_NOSPACE);
+	CHECK_EQ_INT(
+	    mfs_layout_repo_dirname("models/org/name", name_buf, sizeof(name_buf)),
+	    MFS_E_NOSPACE);
 }
 
 /* ---- the cached read path ---- */
@@ -314,16 +323,18 @@ static void *read_worker(void *p)
 		size_t got;
 		size_t want = off >= wsize ? 0 : (len < wsize - off ? len : wsize - off);
 		if (i % 2) {
-			if (mfs_rfile_read(a->r, a->f, off, buf, len, &got, ws) != 0 || got != want ||
-			    memcmp(buf, wfile + off, got) != 0)
+			if (mfs_rfile_read(a->r, a->f, off, buf, len, &got, ws) != 0 ||
+			    got != want || memcmp(buf, wfile + off, got) != 0)
 				a->bad++;
 		} else {
 			mfs_read_seg segs[16];
 			size_t n;
-			int rc = mfs_rfile_read_segs(a->r, a->f, off, len, segs, 16, &n, &got, ws);
+			int rc = mfs_rfile_read_segs(a->r, a->f, off, len, segs, 16, &n,
+						     &got, ws);
 			size_t pos = 0;
 			for (size_t k = 0; rc == 0 && k < n; k++) {
-				if (memcmp(segs[k].data, wfile + off + pos, segs[k].len) != 0)
+				if (memcmp(segs[k].data, wfile + off + pos,
+					   segs[k].len) != 0)
 					a->bad++;
 				pos += segs[k].len;
 			}
@@ -374,10 +385,12 @@ static void test_reader(mfs_store *s, size_t budget, unsigned workers, unsigned 
 	CHECK_EQ_INT(got, 4096 - 100);
 	mfs_read_seg segs[4];
 	size_t n;
-	CHECK_EQ_INT(mfs_rfile_read_segs(r, fb, 4000, 200, segs, 4, &n, &got, ws), MFS_E_CORRUPT);
+	CHECK_EQ_INT(mfs_rfile_read_segs(r, fb, 4000, 200, segs, 4, &n, &got, ws),
+		     MFS_E_CORRUPT);
 	CHECK_EQ_INT(got, 96);
 	mfs_rfile_release_segs(r, segs, n);
-	CHECK_EQ_INT(mfs_rfile_read_segs(r, f, 0, wsize, segs, 2, &n, &got, ws), MFS_E_NOSPACE);
+	CHECK_EQ_INT(mfs_rfile_read_segs(r, f, 0, wsize, segs, 2, &n, &got, ws),
+		     MFS_E_NOSPACE);
 	CHECK_EQ_INT(n, 0);
 	mfs_rfile_close(fb);
 	mfs_codec_ws_free(ws);
@@ -402,10 +415,11 @@ static void test_open_file_survives_gc(mfs_store *s)
 	mfs_txn *t;
 	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
 	mfs_extent ext[NW];
-	CHECK_EQ_INT(put_blob(t, "models/org/gone", ETAG_BAD, wfile, wlens, NW, ext, -1), 0);
+	CHECK_EQ_INT(put_blob(t, "models/org/gone", ETAG_BAD, wfile, wlens, NW, ext, -1),
+		     0);
 	mfs_file_rec files[1] = {{"w.bin", ETAG_BAD, 0444}};
-	CHECK_EQ_INT(mfs_snapshot_publish(t, "models/org/gone", C1, 1, files, 1, NULL, 0, NULL, 0,
-					  NULL),
+	CHECK_EQ_INT(mfs_snapshot_publish(t, "models/org/gone", C1, 1, files, 1, NULL, 0,
+					  NULL, 0, NULL),
 		     0);
 	CHECK_EQ_INT(mfs_txn_commit(t), 0);
 
