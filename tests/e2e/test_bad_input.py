@@ -84,9 +84,28 @@ CASES = {
 }
 
 
+@pytest.fixture(scope="session")
+def good_model(tmp_path_factory) -> Path:
+    """A small valid repo (3 MiB of BF16/F32 weights over several chunks, a
+    config, a tokenizer file) that every bad-input test's store holds first:
+    it must come out byte-exact after the failed ingest. Small, so that the
+    35-odd tests here spend their time on the bad input, not on ingesting."""
+    src = tmp_path_factory.mktemp("good-model")
+    seed = bytes(range(256)) * 64
+    w1 = bytes((b * 7 + i // 251) & 0xFF for i, b in enumerate(seed)) * 40  # 640 KiB
+    w2 = os.urandom(1 << 20) * 2                                            # 2 MiB
+    (src / "model.safetensors").write_bytes(safetensors_bytes(
+        {"emb.weight": ("BF16", [len(w1) // 2], [0, len(w1)]),
+         "proj.weight": ("F32", [len(w2) // 16, 4], [len(w1), len(w1) + len(w2)])},
+        data=w1 + w2, metadata={"format": "pt"}))
+    (src / "config.json").write_text('{"model_type": "bert", "hidden_size": 16}\n')
+    (src / "tokenizer.json").write_text(json.dumps({"vocab": {f"t{i}": i for i in range(5000)}}))
+    return src
+
+
 @pytest.fixture
-def store_with_good_repo(mfs, minilm_bf16) -> Modelfs:
-    mfs.ingest(minilm_bf16, GOOD_REPO)
+def store_with_good_repo(mfs, good_model) -> Modelfs:
+    mfs.ingest(good_model, GOOD_REPO)
     return mfs
 
 
@@ -110,7 +129,7 @@ def bad_folder(tmp: Path, filename: str, content: bytes) -> Path:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_safetensors(store_with_good_repo, tmp_path, minilm_bf16, case):
+def test_bad_safetensors(store_with_good_repo, tmp_path, good_model, case):
     m = store_with_good_repo
     content, problem = CASES[case]
     fname = f"model-{case}.safetensors"
@@ -122,10 +141,10 @@ def test_bad_safetensors(store_with_good_repo, tmp_path, minilm_bf16, case):
     assert re.search(problem, res.err, re.I), (
         f"message must say what is wrong ({case}, /{problem}/):\n{res.err}")
     assert m.ls() == before
-    assert_store_unchanged(m, minilm_bf16, tmp_path)
+    assert_store_unchanged(m, good_model, tmp_path)
 
 
-def test_bad_safetensors_in_hf_cache(store_with_good_repo, tmp_path, hf_cache, minilm_bf16):
+def test_bad_safetensors_in_hf_cache(store_with_good_repo, tmp_path, hf_cache, good_model):
     """The same checks through the HF cache layout: the message names the file."""
     m = store_with_good_repo
     content, problem = CASES["overlapping-offsets"]
@@ -135,27 +154,27 @@ def test_bad_safetensors_in_hf_cache(store_with_good_repo, tmp_path, hf_cache, m
     assert res.rc == 1, res
     assert "model.safetensors" in res.err, res.err
     assert re.search(problem, res.err, re.I), res.err
-    assert_store_unchanged(m, minilm_bf16, tmp_path)
+    assert_store_unchanged(m, good_model, tmp_path)
 
 
 def test_bad_file_among_good_ones_rejects_whole_ingest(store_with_good_repo, tmp_path,
-                                                       minilm_f32, minilm_bf16):
+                                                       minilm_bf16, good_model):
     """A repo whose last shard is bad: none of the repo becomes visible, and
     the good shards' chunks are garbage that gc can remove."""
     m = store_with_good_repo
     src = tmp_path / "mixed"
     src.mkdir()
     for rel in ("config.json", "tokenizer.json", "vocab.txt"):
-        (src / rel).write_bytes((minilm_f32 / rel).read_bytes())
+        (src / rel).write_bytes((minilm_bf16 / rel).read_bytes())
     (src / "model-00001-of-00002.safetensors").write_bytes(
-        (minilm_f32 / "model.safetensors").read_bytes())
+        (minilm_bf16 / "model.safetensors").read_bytes())
     (src / "model-00002-of-00002.safetensors").write_bytes(CASES["unknown-dtype"][0])
     res = m.run("ingest", src, "--repo", BAD_REPO, timeout=300)
     assert res.rc == 1, res
     assert "model-00002-of-00002.safetensors" in res.err, res.err
-    assert_store_unchanged(m, minilm_bf16, tmp_path)
+    assert_store_unchanged(m, good_model, tmp_path)
     m.ok("gc")
-    assert_store_unchanged(m, minilm_bf16, tmp_path / "after-gc")
+    assert_store_unchanged(m, good_model, tmp_path / "after-gc")
 
 
 BAD_NAMES = ["../x", "a/../../b", "a/b/c", "a--b/c", "/abs", "org/", "a/..", "./a",
@@ -163,7 +182,7 @@ BAD_NAMES = ["../x", "a/../../b", "a/b/c", "a--b/c", "/abs", "org/", "a/..", "./
 
 
 @pytest.mark.parametrize("name", BAD_NAMES, ids=lambda n: repr(n))
-def test_bad_repo_names(store_with_good_repo, tmp_path, minilm_bf16, name):
+def test_bad_repo_names(store_with_good_repo, tmp_path, good_model, name):
     m = store_with_good_repo
     src = tmp_path / "src"
     src.mkdir()
@@ -178,10 +197,10 @@ def test_bad_repo_names(store_with_good_repo, tmp_path, minilm_bf16, name):
     assert re.search(r"repo|name|invalid", res.err, re.I), res.err
     # Nothing escaped the store either.
     assert not (tmp_path / "x").exists() and not (tmp_path / "b").exists()
-    assert_store_unchanged(m, minilm_bf16, tmp_path, bad_repo=name if "/" in name else "x/x")
+    assert_store_unchanged(m, good_model, tmp_path, bad_repo=name if "/" in name else "x/x")
 
 
-def test_bad_repo_name_from_hf_cache_dir(store_with_good_repo, tmp_path, minilm_bf16):
+def test_bad_repo_name_from_hf_cache_dir(store_with_good_repo, tmp_path, good_model):
     """A cache folder whose name decodes to a path trick (models--..--evil)."""
     m = store_with_good_repo
     cache = tmp_path / "cache"
@@ -193,18 +212,18 @@ def test_bad_repo_name_from_hf_cache_dir(store_with_good_repo, tmp_path, minilm_
     res = m.run("ingest", cache / "models--..--evil", timeout=60)
     assert res.rc == 1, res
     assert "models--..--evil" in res.err or "../evil" in res.err, res.err
-    assert_store_unchanged(m, minilm_bf16, tmp_path)
+    assert_store_unchanged(m, good_model, tmp_path)
 
 
-def test_missing_source(store_with_good_repo, tmp_path, minilm_bf16):
+def test_missing_source(store_with_good_repo, tmp_path, good_model):
     m = store_with_good_repo
     res = m.run("ingest", tmp_path / "does-not-exist", "--repo", BAD_REPO)
     assert res.rc == 1, res
     assert "does-not-exist" in res.err, res.err
-    assert_store_unchanged(m, minilm_bf16, tmp_path)
+    assert_store_unchanged(m, good_model, tmp_path)
 
 
-def test_fifo_source_is_refused(store_with_good_repo, tmp_path, minilm_bf16):
+def test_fifo_source_is_refused(store_with_good_repo, tmp_path, good_model):
     """A FIFO in the source (a file that is not a regular file) must not hang
     the ingest nor be half-ingested."""
     m = store_with_good_repo
@@ -215,10 +234,10 @@ def test_fifo_source_is_refused(store_with_good_repo, tmp_path, minilm_bf16):
     res = m.run("ingest", src, "--repo", BAD_REPO, timeout=60)
     assert res.rc == 1, f"a FIFO must be refused, not read:\n{res!r}"
     assert "model.safetensors" in res.err, res.err
-    assert_store_unchanged(m, minilm_bf16, tmp_path)
+    assert_store_unchanged(m, good_model, tmp_path)
 
 
-def test_unreadable_file(store_with_good_repo, tmp_path, minilm_bf16):
+def test_unreadable_file(store_with_good_repo, tmp_path, good_model):
     """A file that cannot be opened: exit 1, named. (Root reads anything, so a
     dangling symlink stands in for an unreadable file.)"""
     m = store_with_good_repo
@@ -229,10 +248,10 @@ def test_unreadable_file(store_with_good_repo, tmp_path, minilm_bf16):
     res = m.run("ingest", src, "--repo", BAD_REPO, timeout=60)
     assert res.rc == 1, res
     assert "model.safetensors" in res.err, res.err
-    assert_store_unchanged(m, minilm_bf16, tmp_path)
+    assert_store_unchanged(m, good_model, tmp_path)
 
 
-def _big_valid_safetensors(path: Path, mib: int = 256):
+def _big_valid_safetensors(path: Path, mib: int = 128):
     """A valid BF16 safetensors of ~mib MiB with non-repeating data (slow-ish
     to ingest, so there is time to pull it away)."""
     n = mib << 20
@@ -247,7 +266,7 @@ def _big_valid_safetensors(path: Path, mib: int = 256):
 
 
 @pytest.mark.parametrize("how", ["truncate", "unlink", "replace"])
-def test_source_changes_mid_ingest(store_with_good_repo, tmp_path, minilm_bf16, how):
+def test_source_changes_mid_ingest(store_with_good_repo, tmp_path, good_model, how):
     """Best effort: the source file is truncated / removed / replaced while
     ingest runs. Whatever the timing, the ingest either succeeds with bytes it
     can vouch for or fails with exit 1 naming the file, and the store verifies
@@ -294,10 +313,10 @@ def test_source_changes_mid_ingest(store_with_good_repo, tmp_path, minilm_bf16, 
     m.verify()
     out_dir = tmp_path / "good-export"
     m.export(GOOD_REPO, out_dir)
-    assert_same_tree(minilm_bf16, out_dir)
+    assert_same_tree(good_model, out_dir)
 
 
-def test_not_a_store_is_refused(tmp_path, minilm_bf16):
+def test_not_a_store_is_refused(tmp_path):
     """A store directory that is not a modelfs store (a stray file where the
     LMDB environment should be) gets a clear error, and is not damaged."""
     store = tmp_path / "store"
