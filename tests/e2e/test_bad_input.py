@@ -215,6 +215,22 @@ def test_bad_repo_name_from_hf_cache_dir(store_with_good_repo, tmp_path, good_mo
     assert_store_unchanged(m, good_model, tmp_path)
 
 
+def test_hf_cache_with_missing_blob(store_with_good_repo, tmp_path, hf_cache, good_model):
+    """A snapshot symlink whose blob was deleted: exit 1, the file named,
+    nothing of the repo visible."""
+    m = store_with_good_repo
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text("{}\n")
+    (src / "model.safetensors").write_bytes(safetensors_bytes(VALID))
+    lay = hf_cache(src, BAD_REPO)
+    (lay["repo_dir"] / "blobs" / lay["files"]["model.safetensors"]).unlink()
+    res = m.run("ingest", lay["cache_dir"], timeout=60)
+    assert res.rc == 1, res
+    assert "model.safetensors" in res.err or lay["files"]["model.safetensors"] in res.err, res.err
+    assert_store_unchanged(m, good_model, tmp_path)
+
+
 def test_missing_source(store_with_good_repo, tmp_path, good_model):
     m = store_with_good_repo
     res = m.run("ingest", tmp_path / "does-not-exist", "--repo", BAD_REPO)

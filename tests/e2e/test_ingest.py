@@ -204,6 +204,28 @@ def test_hf_cache_many_repos_and_revisions(mfs, tmp_path, hf_cache, minilm_f32, 
     check_cache_identity(mfs, "dleemiller/wordllama", lay_w)
 
 
+def test_hf_cache_real_world_details(mfs, tmp_path, hf_cache, minilm_f32, wordllama_model):
+    """What real caches hold besides refs/main: a PR ref (refs/pr/1), a
+    snapshot no ref points at (downloaded by commit hash), .no_exist/ markers,
+    a half-downloaded blob (*.incomplete) and CACHEDIR.TAG / .locks/."""
+    a, b = "a" * 40, "b" * 40
+    lay = hf_cache(wordllama_model, "org/w", commit=a, refs=("main", "pr/1"))
+    hf_cache(minilm_f32, "org/w", commit=b, refs=())
+    no_exist = lay["repo_dir"] / ".no_exist" / a
+    no_exist.mkdir(parents=True)
+    (no_exist / "tokenizer.json").write_bytes(b"")
+    (lay["repo_dir"] / "blobs" / ("c" * 64 + ".incomplete")).write_bytes(os.urandom(4096))
+    mfs.ingest(lay["cache_dir"])
+    mfs.verify()
+    text = mfs.ls("org/w") + json.dumps(mfs.info_json("org/w"))
+    assert "pr/1" in text
+    for rev, src in (("main", wordllama_model), ("pr/1", wordllama_model), (a, wordllama_model),
+                     (b, minilm_f32)):
+        out = tmp_path / f"out-{rev.replace('/', '_')}"
+        mfs.export("org/w", out, rev=rev)
+        assert_same_tree(src, out)
+
+
 def test_plain_folder_commit_is_stable(make_mfs, minilm_f32):
     """A plain folder gets a synthesized 40-hex commit id derived from its
     content: the same folder in two stores gets the same id."""
