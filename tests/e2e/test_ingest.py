@@ -440,6 +440,69 @@ def test_plain_folder_needs_repo(mfs, minilm_f32):
     assert "--repo" in res.err, f"message should say --repo is needed:\n{res!r}"
 
 
+# ---------------------------------------------------------------- concurrency
+
+def _start(m: Modelfs, *args) -> subprocess.Popen:
+    return subprocess.Popen(m.argv(*args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=m.env())
+
+
+def _finish(p: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+    out, err = p.communicate(timeout=timeout)
+    err = err.decode("utf-8", "replace")
+    assert "Sanitizer" not in err and "runtime error:" not in err, err
+    return p.returncode, out.decode("utf-8", "replace") + err
+
+
+def test_concurrent_ingests_into_one_store(mfs, tmp_path, minilm_f32, minilm_bf16,
+                                           minilm_reupload):
+    """Three ingests at once (two of them sharing every weight chunk): all
+    succeed, the store verifies clean, every repo exports byte-exact."""
+    srcs = {"org/a": minilm_f32, "org/b": minilm_bf16, "org/c": minilm_reupload}
+    procs = {r: _start(mfs, "ingest", src, "--repo", r) for r, src in srcs.items()}
+    for r, p in procs.items():
+        rc, text = _finish(p)
+        assert rc == 0, f"concurrent ingest of {r} failed:\n{text}"
+    mfs.verify()
+    for r, src in srcs.items():
+        out = tmp_path / r.replace("/", "_")
+        mfs.export(r, out)
+        assert_same_tree(src, out)
+
+
+def test_gc_while_ingesting(mfs, tmp_path, minilm_f32, minilm_bf16):
+    """gc running again and again during an ingest must not free the chunks
+    the ingest has written but not yet published."""
+    mfs.ingest(minilm_bf16, "org/old")
+    mfs.ok("rm", "org/old")  # gives gc something to do
+    p = _start(mfs, "ingest", minilm_f32, "--repo", "org/new", "--threads", "1")
+    runs = 0
+    while p.poll() is None and runs < 200:
+        res = mfs.run("gc")
+        assert res.rc == 0, res
+        runs += 1
+    rc, text = _finish(p)
+    assert rc == 0, text
+    mfs.verify()
+    mfs.export("org/new", tmp_path / "out")
+    assert_same_tree(minilm_f32, tmp_path / "out")
+
+
+def test_export_while_ingesting_same_content(mfs, tmp_path, minilm_f32):
+    """Readers (export, verify, ls) run while a writer ingests."""
+    mfs.ingest(minilm_f32, "org/one")
+    p = _start(mfs, "ingest", minilm_f32, "--repo", "org/two")
+    i = 0
+    while p.poll() is None and i < 20:
+        out = tmp_path / f"out{i}"
+        mfs.export("org/one", out)
+        assert_same_tree(minilm_f32, out)
+        i += 1
+    rc, text = _finish(p)
+    assert rc == 0, text
+    mfs.verify()
+
+
 # ---------------------------------------------------------------- crash safety
 
 def test_kill9_during_ingest(make_mfs, tmp_path, hf_cache, minilm_f32, minilm_bf16,
