@@ -706,6 +706,11 @@ static int repair(verify_ctx *c, const char *from)
 			failed++;
 	}
 	mfs_codec_ws_free(ws);
+	/* Each rewrite committed (fsynced by LMDB); make it explicit, as ingest does. */
+	if (fixed && (rc = mfs_store_sync(c->s)) < 0) {
+		mfs_cli_error("verify", "syncing the store failed: %s", mfs_strerror(rc));
+		return -1;
+	}
 	printf("repair: %llu chunks rewritten, %llu could not be repaired\n",
 	       (unsigned long long)fixed, (unsigned long long)failed);
 	return 0;
