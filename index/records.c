@@ -100,7 +100,8 @@ int mfs_rec_blob_encode(uint8_t *p, size_t cap, const mfs_blob_rec *b)
 	return 0;
 }
 
-int mfs_rec_blob_decode(const void *p, size_t len, mfs_blob_info *info, const uint8_t **ext)
+int mfs_rec_blob_decode(const void *p, size_t len, mfs_blob_info *info,
+			const uint8_t **ext)
 {
 	mfs_rd r = mfs_rd_init(p, len);
 	uint8_t ver = mfs_rd_u8(&r);
@@ -178,7 +179,8 @@ int mfs_rec_tensor_decode(const void *p, size_t len, mfs_tensor_info *out,
 	uint8_t dtype = mfs_rd_u8(&r);
 	uint8_t codec = mfs_rd_u8(&r);
 	uint8_t ndim = mfs_rd_u8(&r);
-	if (!r.ok || ver != MFS_REC_V1 || ndim > MFS_MAX_DIMS || codec >= MFS_CODEC__COUNT)
+	if (!r.ok || ver != MFS_REC_V1 || ndim > MFS_MAX_DIMS ||
+	    codec >= MFS_CODEC__COUNT)
 		return MFS_E_CORRUPT;
 	mfs_tensor_info ti;
 	memset(&ti, 0, sizeof ti);

@@ -90,7 +90,8 @@ int mfs_rec_blob_encode(uint8_t *p, size_t cap, const mfs_blob_rec *b);
  *                  read them with mfs_rec_extent_get()
  * @return 0 or MFS_E_CORRUPT
  */
-int mfs_rec_blob_decode(const void *p, size_t len, mfs_blob_info *info, const uint8_t **ext);
+int mfs_rec_blob_decode(const void *p, size_t len, mfs_blob_info *info,
+			const uint8_t **ext);
 
 /**
  * Extent @p i of a blob record that mfs_rec_blob_decode() accepted

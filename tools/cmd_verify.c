@@ -26,18 +26,19 @@
 static void verify_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: modelfs verify [--store DIR] [--threads N] [--quiet] [--repair-from DIR]\n"
-		"                      [ORG/NAME]\n\n"
-		"Check the store: decode every chunk and compare it with its checksum, then\n"
-		"rebuild every file (of one repo, when given) and compare its sha256 with\n"
-		"the one recorded at ingest. Prints each damaged chunk and the files it\n"
-		"breaks; exits 1 when anything is wrong, 0 when all is clean.\n\n"
-		"  --repair-from DIR  look under DIR (a folder of model files or a Hugging\n"
-		"                     Face cache; searched recursively) for good copies of the\n"
-		"                     damaged files (same sha256, or same size and named by\n"
-		"                     their etag), rewrite each damaged chunk from the copy's\n"
-		"                     bytes (checked against the chunk key first), then verify\n"
-		"                     again. Exits 0 only if the store is clean at the end.\n");
+		"usage: modelfs verify [--store DIR] [--threads N] [--quiet]\n"
+		"                      [--repair-from DIR] [ORG/NAME]\n\n"
+		"Check the store: decode every chunk and compare it with its checksum,\n"
+		"then rebuild every file (of one repo, when given) and compare its sha256\n"
+		"with the one recorded at ingest. Prints each damaged chunk and the files\n"
+		"it breaks; exits 1 when anything is wrong, 0 when all is clean.\n\n"
+		"  --repair-from DIR  look under DIR (a folder of model files or a\n"
+		"                     Hugging Face cache; searched recursively) for good\n"
+		"                     copies of the damaged files (same sha256, or same\n"
+		"                     size and named by their etag), rewrite each damaged\n"
+		"                     chunk from the copy's bytes (checked against the\n"
+		"                     chunk key first), then verify again. Exits 0 only\n"
+		"                     if the store is clean at the end.\n");
 }
 
 typedef struct chunk_job {
@@ -117,9 +118,11 @@ static void *chunk_worker(void *arg)
 			buf = malloc(j->raw_len);
 			cap = buf ? j->raw_len : 0;
 		}
-		j->rc = buf || j->raw_len == 0
-				? mfs_reader_decode_chunk(c->r, &j->key, buf, j->raw_len, ws)
-				: -ENOMEM;
+		if (!buf && j->raw_len)
+			j->rc = -ENOMEM;
+		else
+			j->rc = mfs_reader_decode_chunk(c->r, &j->key, buf, j->raw_len,
+							ws);
 	}
 	free(buf);
 	mfs_codec_ws_free(ws);
@@ -170,7 +173,8 @@ static void report_bad_extents(verify_ctx *c, const char *repo, const mfs_blob_i
 	for (uint64_t e = 0; e < b->n_extents; e++)
 		if (find_bad_chunk(c, &ext[e].key)) {
 			char hex[33];
-			printf("  blob %s of %s uses damaged chunk %s at offset %llu (%u bytes)\n",
+			printf("  blob %s of %s uses damaged chunk %s at offset %llu "
+			       "(%u bytes)\n",
 			       b->etag, repo, mfs_chunk_key_hex(&ext[e].key, hex),
 			       (unsigned long long)ext[e].off, ext[e].len);
 		}
@@ -205,7 +209,8 @@ static void report_files(verify_ctx *c, const char *repo, const char *etag)
 	struct file_names fn = {c->t, repo, etag, NULL, 0};
 	mfs_commits_foreach(c->t, repo, name_commit, &fn);
 	if (fn.n == 0)
-		printf("  (no snapshot file points to blob %s: `modelfs gc` removes it)\n",
+		printf("  (no snapshot file points to blob %s: `modelfs gc` removes "
+		       "it)\n",
 		       etag);
 }
 
@@ -254,8 +259,8 @@ static int verify_blob(void *ud, const mfs_blob_info *b)
 	int rc = mfs_rfile_open(c->r, c->repo, b->etag, &f);
 	c->files++;
 	if (rc < 0) {
-		printf("BAD blob %s of %s: its record is unreadable (%s)\n", b->etag, c->repo,
-		       mfs_strerror(rc));
+		printf("BAD blob %s of %s: its record is unreadable (%s)\n", b->etag,
+		       c->repo, mfs_strerror(rc));
 		report_files(c, c->repo, b->etag);
 		c->bad_files++;
 		return rc == -ENOMEM ? rc : 0;
@@ -275,7 +280,8 @@ static int verify_blob(void *ud, const mfs_blob_info *b)
 		       (unsigned long long)b->size,
 		       rc < 0 ? mfs_strerror(rc) : "sha256 of the rebuilt file differs");
 		if (rc < 0)
-			printf("  first damaged chunk at offset %llu\n", (unsigned long long)bad);
+			printf("  first damaged chunk at offset %llu\n",
+			       (unsigned long long)bad);
 		report_bad_extents(c, c->repo, b, f->extents);
 		report_files(c, c->repo, b->etag);
 		c->bad_files++;
@@ -490,7 +496,8 @@ static int walk(verify_ctx *c, const char *dir, struct seen *seen, int depth)
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		char path[4096];
-		if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path)
+		int pl = snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		if (pl < 0 || pl >= (int)sizeof path)
 			continue;
 		struct stat st;
 		if (lstat(path, &st) < 0)
@@ -533,7 +540,8 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 	while (done < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done,
+				  (off_t)(off + done));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -549,13 +557,14 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off)
  * @p key, and rewrite the chunk in one write transaction.
  */
 static int rewrite_chunk(verify_ctx *c, const mfs_chunk_key *key, const uint8_t *raw,
-			 size_t len, mfs_dtype dtype, mfs_codec_ws *ws, mfs_codec_id *used)
+			 size_t len, mfs_dtype dtype, mfs_codec_ws *ws,
+			 mfs_codec_id *used)
 {
 	mfs_encode_params ep = {.dtype = dtype};
 	mfs_codec_id codec = MFS_CODEC_ZSTD;
 	int rc;
-	if (dtype != MFS_DT_UNKNOWN && (rc = mfs_codec_choose(&ep, raw, len, ws, &codec, NULL,
-							      NULL)) < 0)
+	if (dtype != MFS_DT_UNKNOWN &&
+	    (rc = mfs_codec_choose(&ep, raw, len, ws, &codec, NULL, NULL)) < 0)
 		return rc;
 	size_t cap = mfs_codec_bound_max(len);
 	uint8_t *enc = malloc(cap ? cap : 1);
@@ -597,74 +606,88 @@ out:
 	return rc;
 }
 
-/* Try to repair one damaged chunk from the good copies found. @return 1 repaired, 0 not */
-static int repair_chunk(verify_ctx *c, chunk_job *j, mfs_codec_ws *ws)
+/*
+ * Repair chunk @p j from extent @p e of bad blob @p b's good copy.
+ * @return 1 repaired; 0 the copy's bytes there do not match (try another);
+ *         a negative code when the rewrite itself failed
+ */
+static int repair_from_extent(verify_ctx *c, chunk_job *j, const bad_blob *b, size_t e,
+			      mfs_codec_ws *ws)
 {
+	const mfs_extent *x = &b->extents[e];
 	char hex[33];
 	mfs_chunk_key_hex(&j->key, hex);
+	int fd = open(b->source, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	uint8_t *raw = malloc(x->len ? x->len : 1);
+	int rc = raw ? pread_full(fd, raw, x->len, x->off) : -ENOMEM;
+	close(fd);
+	mfs_chunk_key got;
+	if (rc == 0) {
+		mfs_chunk_key_of(raw, x->len, &got);
+		if (memcmp(got.b, j->key.b, 16) != 0)
+			rc = MFS_E_CORRUPT;
+	}
+	if (rc < 0) {
+		printf("  %s: bytes %llu..%llu of %s do not match chunk %s (%s)\n",
+		       b->etag, (unsigned long long)x->off,
+		       (unsigned long long)(x->off + x->len), b->source, hex,
+		       mfs_strerror(rc));
+		free(raw);
+		return 0;
+	}
+	mfs_txn *t;
+	struct dtype_find df = {e, MFS_DT_UNKNOWN};
+	if (mfs_txn_begin(c->s, MFS_TXN_READ, &t) == 0) {
+		mfs_tensors_foreach(t, b->repo, b->etag, dtype_of_extent, &df);
+		mfs_txn_abort(t);
+	}
+	mfs_codec_id codec = MFS_CODEC_RAW;
+	rc = rewrite_chunk(c, &j->key, raw, x->len, df.dtype, ws, &codec);
+	free(raw);
+	if (rc < 0) {
+		printf("could not rewrite chunk %s: %s\n", hex, mfs_strerror(rc));
+		return rc;
+	}
+	printf("repaired chunk %s (%u bytes, %s) from %s at offset %llu\n", hex, x->len,
+	       mfs_codec_name(codec), b->source, (unsigned long long)x->off);
+	return 1;
+}
+
+/* Try to repair one damaged chunk from the good copies found. @return 1 if repaired */
+static int repair_chunk(verify_ctx *c, chunk_job *j, mfs_codec_ws *ws)
+{
 	int tried = 0;
 	for (size_t i = 0; i < c->n_bad; i++) {
-		bad_blob *b = &c->bad[i];
-		for (size_t e = 0; e < b->n_extents; e++) {
-			const mfs_extent *x = &b->extents[e];
-			if (memcmp(x->key.b, j->key.b, 16) != 0 || !b->source)
+		const bad_blob *b = &c->bad[i];
+		for (size_t e = 0; b->source && e < b->n_extents; e++) {
+			if (memcmp(b->extents[e].key.b, j->key.b, 16) != 0)
 				continue;
 			tried = 1;
-			int fd = open(b->source, O_RDONLY | O_CLOEXEC);
-			if (fd < 0)
-				continue;
-			uint8_t *raw = malloc(x->len ? x->len : 1);
-			int rc = raw ? pread_full(fd, raw, x->len, x->off) : -ENOMEM;
-			close(fd);
-			mfs_chunk_key got;
-			if (rc == 0) {
-				mfs_chunk_key_of(raw, x->len, &got);
-				if (memcmp(got.b, j->key.b, 16) != 0)
-					rc = MFS_E_CORRUPT;
-			}
-			if (rc < 0) {
-				printf("  %s: bytes %llu..%llu of %s do not match chunk %s (%s)\n",
-				       b->etag, (unsigned long long)x->off,
-				       (unsigned long long)(x->off + x->len), b->source, hex,
-				       mfs_strerror(rc));
-				free(raw);
-				continue;
-			}
-			mfs_txn *t;
-			struct dtype_find df = {e, MFS_DT_UNKNOWN};
-			if (mfs_txn_begin(c->s, MFS_TXN_READ, &t) == 0) {
-				mfs_tensors_foreach(t, b->repo, b->etag, dtype_of_extent, &df);
-				mfs_txn_abort(t);
-			}
-			mfs_codec_id codec = MFS_CODEC_RAW;
-			rc = rewrite_chunk(c, &j->key, raw, x->len, df.dtype, ws, &codec);
-			free(raw);
-			if (rc < 0) {
-				printf("could not rewrite chunk %s: %s\n", hex, mfs_strerror(rc));
-				return 0;
-			}
-			printf("repaired chunk %s (%u bytes, %s) from %s at offset %llu\n", hex,
-			       x->len, mfs_codec_name(codec), b->source,
-			       (unsigned long long)x->off);
-			return 1;
+			int rc = repair_from_extent(c, j, b, e, ws);
+			if (rc != 0)
+				return rc > 0;
 		}
 	}
-	if (!tried) {
-		uint64_t refs = 0;
-		mfs_txn *t;
-		if (mfs_txn_begin(c->s, MFS_TXN_READ, &t) == 0) {
-			mfs_chunk_refcount(t, &j->key, &refs);
-			mfs_txn_abort(t);
-		}
-		if (refs == 0)
-			printf("cannot repair chunk %s: no file uses it (`modelfs gc` removes "
-			       "it)\n",
-			       hex);
-		else
-			printf("cannot repair chunk %s: no good copy of a file that uses it was "
-			       "found under the repair folder\n",
-			       hex);
+	if (tried)
+		return 0;
+	char hex[33];
+	mfs_chunk_key_hex(&j->key, hex);
+	uint64_t refs = 0;
+	mfs_txn *t;
+	if (mfs_txn_begin(c->s, MFS_TXN_READ, &t) == 0) {
+		mfs_chunk_refcount(t, &j->key, &refs);
+		mfs_txn_abort(t);
 	}
+	if (refs == 0)
+		printf("cannot repair chunk %s: no file uses it (`modelfs gc` removes "
+		       "it)\n",
+		       hex);
+	else
+		printf("cannot repair chunk %s: no good copy of a file that uses it was "
+		       "found under the repair folder\n",
+		       hex);
 	return 0;
 }
 
@@ -679,16 +702,18 @@ static int repair(verify_ctx *c, const char *from)
 	int rc = walk(c, from, &seen, 0);
 	free(seen.v);
 	if (rc < 0) {
-		mfs_cli_error("verify", "searching %s failed: %s", from, mfs_strerror(rc));
+		mfs_cli_error("verify", "searching %s failed: %s", from,
+			      mfs_strerror(rc));
 		return -1;
 	}
 	for (size_t i = 0; i < c->n_bad; i++) {
 		bad_blob *b = &c->bad[i];
 		if (b->source)
-			printf("good copy of blob %s of %s: %s\n", b->etag, b->repo, b->source);
+			printf("good copy of blob %s of %s: %s\n", b->etag, b->repo,
+			       b->source);
 		else
-			printf("no good copy of blob %s of %s (%llu bytes) under %s\n", b->etag,
-			       b->repo, (unsigned long long)b->size, from);
+			printf("no good copy of blob %s of %s (%llu bytes) under %s\n",
+			       b->etag, b->repo, (unsigned long long)b->size, from);
 	}
 	mfs_codec_ws *ws = NULL;
 	if ((rc = mfs_codec_ws_create(&ws)) < 0) {
@@ -734,7 +759,8 @@ int cmd_verify(int argc, char **argv)
 		case 't':
 			threads = atoi(optarg);
 			if (threads < 1 || threads > 256) {
-				mfs_cli_error("verify", "--threads %s: must be 1..256", optarg);
+				mfs_cli_error("verify", "--threads %s: must be 1..256",
+					      optarg);
 				return MFS_EXIT_USAGE;
 			}
 			break;
@@ -780,7 +806,8 @@ int cmd_verify(int argc, char **argv)
 		/* Shared, like an ingest: keeps gc from sweeping chunks we rewrite. */
 		rc = mfs_store_lock_ingest(c.s, 0, 1, &lock_fd);
 		if (rc < 0) {
-			mfs_cli_error("verify", "cannot lock the store: %s", mfs_strerror(rc));
+			mfs_cli_error("verify", "cannot lock the store: %s",
+				      mfs_strerror(rc));
 			goto out;
 		}
 	}
@@ -794,13 +821,14 @@ int cmd_verify(int argc, char **argv)
 		if (verify_pass(&c, only) < 0)
 			goto out;
 	}
-	if (c.bad_chunks || c.bad_files)
-		printf("the store is damaged: %s", repair_from
-			       ? "no good copy was found for the files above: re-ingest them "
-				 "from a good copy, or `modelfs rm` their repos\n"
-			       : "repair it with `modelfs verify --repair-from DIR` (DIR holding "
-				 "good copies of the files above), re-ingest them, or `modelfs "
-				 "rm` their repos\n");
+	if ((c.bad_chunks || c.bad_files) && repair_from)
+		printf("the store is damaged: no good copy was found for the files "
+		       "above: re-ingest them from a good copy, or `modelfs rm` their "
+		       "repos\n");
+	else if (c.bad_chunks || c.bad_files)
+		printf("the store is damaged: repair it with `modelfs verify "
+		       "--repair-from DIR` (DIR holding good copies of the files above), "
+		       "re-ingest them, or `modelfs rm` their repos\n");
 	else
 		ret = MFS_EXIT_OK;
 out:
