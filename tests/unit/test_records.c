@@ -7,6 +7,9 @@
  */
 #include "testhelp.h"
 
+#include <errno.h>
+#include <unistd.h>
+
 #include "records.h"
 
 /* Hex (spaces allowed) into bytes; returns the length. */
@@ -418,6 +421,85 @@ static void test_random_inputs(void)
 	fprintf(stderr, "  random inputs: %d decodes accepted\n", accepted);
 }
 
+/* mfs_chunk_replace (store.h) writes a record through mfs_rec_chunk_header:
+ * the rewritten chunk decodes, keeps its reference count, and only an
+ * existing chunk can be replaced, only in a write transaction. */
+static void test_chunk_replace(void)
+{
+	char dir[] = "/tmp/mfs-test-records.XXXXXX";
+	REQUIRE(mkdtemp(dir) != NULL);
+	mfs_store *s = NULL;
+	REQUIRE(mfs_store_open(dir, MFS_STORE_CREATE, &s, NULL) == 0);
+	uint8_t raw[4096];
+	for (size_t i = 0; i < sizeof raw; i++)
+		raw[i] = (uint8_t)(i % 7);
+	mfs_chunk_key key, other;
+	mfs_chunk_key_of(raw, sizeof raw, &key);
+	key_fill(&other, 0x55);
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	/* stored raw, damaged on purpose: one byte flipped */
+	uint8_t bad[sizeof raw];
+	memcpy(bad, raw, sizeof raw);
+	bad[100] ^= 1;
+	CHECK_EQ_INT(mfs_chunk_put(t, &key, MFS_CODEC_RAW, sizeof raw, NULL, bad, sizeof bad,
+				   NULL),
+		     0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+
+	mfs_codec_ws *ws = NULL;
+	REQUIRE(mfs_codec_ws_create(&ws) == 0);
+	uint8_t out[sizeof raw];
+	mfs_chunk_view v;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
+	REQUIRE(mfs_chunk_get(t, &key, &v) == 0);
+	CHECK_EQ_INT(mfs_chunk_decode(&v, &key, NULL, out, sizeof out, ws), MFS_E_CORRUPT);
+	/* not in a read transaction */
+	CHECK_EQ_INT(mfs_chunk_replace(t, &key, MFS_CODEC_RAW, sizeof raw, NULL, raw,
+				       sizeof raw),
+		     MFS_E_INVAL);
+	uint64_t g0 = 0;
+	CHECK_EQ_INT(mfs_store_generation(t, &g0), 0);
+	mfs_txn_abort(t);
+
+	/* give it a reference, as a published blob would (refcount 1) */
+	mfs_extent e = {.off = 0, .len = sizeof raw, .key = key};
+	mfs_blob_rec br = {.etag = "ab", .size = sizeof raw, .n_extents = 1, .extents = &e};
+	uint8_t enc[8192];
+	size_t enc_len = 0;
+	mfs_encode_params ep = {.dtype = MFS_DT_UNKNOWN};
+	REQUIRE(mfs_codec_encode(MFS_CODEC_ZSTD, &ep, raw, sizeof raw, enc, sizeof enc,
+				 &enc_len, ws) == 0);
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_blob_put(t, "models/a/b", &br, NULL), 0);
+	CHECK_EQ_INT(mfs_chunk_replace(t, &other, MFS_CODEC_ZSTD, sizeof raw, NULL, enc,
+				       enc_len),
+		     MFS_E_NOTFOUND);
+	CHECK_EQ_INT(mfs_chunk_replace(t, &key, MFS_CODEC_ZSTD, sizeof raw, NULL, enc,
+				       enc_len),
+		     0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
+	REQUIRE(mfs_chunk_get(t, &key, &v) == 0);
+	CHECK_EQ_INT(v.codec, MFS_CODEC_ZSTD);
+	CHECK_EQ_INT(v.payload_len, enc_len);
+	CHECK_EQ_INT(mfs_chunk_decode(&v, &key, NULL, out, sizeof out, ws), 0);
+	CHECK(!memcmp(out, raw, sizeof raw));
+	uint64_t refs = 0, g1 = 0;
+	CHECK_EQ_INT(mfs_chunk_refcount(t, &key, &refs), 0);
+	CHECK_EQ_INT(refs, 1);
+	CHECK_EQ_INT(mfs_chunk_exists(t, &other), 0);
+	CHECK_EQ_INT(mfs_store_generation(t, &g1), 0);
+	CHECK(g1 > g0);
+	mfs_txn_abort(t);
+	mfs_codec_ws_free(ws);
+	mfs_store_close(s);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	CHECK_EQ_INT(system(cmd), 0);
+}
+
 int main(void)
 {
 	RUN(test_chunk);
@@ -426,5 +508,6 @@ int main(void)
 	RUN(test_file);
 	RUN(test_repo_commit_ref);
 	RUN(test_random_inputs);
+	RUN(test_chunk_replace);
 	return test_report();
 }
