@@ -506,11 +506,10 @@ def test_export_while_ingesting_same_content(mfs, tmp_path, minilm_f32):
 # ---------------------------------------------------------------- crash safety
 
 def test_kill9_during_ingest(make_mfs, tmp_path, hf_cache, minilm_f32, minilm_bf16,
-                             minilm_fp16, minilm_sharded):
+                             minilm_sharded):
     """kill -9 at random moments of an ingest: the store opens, verifies clean,
     shows no half-ingested file, and the same ingest then succeeds."""
-    sources = {"org/f32": minilm_f32, "org/bf16": minilm_bf16, "org/fp16": minilm_fp16,
-               "org/sharded": minilm_sharded}
+    sources = {"org/f32": minilm_f32, "org/bf16": minilm_bf16, "org/sharded": minilm_sharded}
     cache = tmp_path / "cache"
     lays = {r: hf_cache(src, r, cache_dir=cache) for r, src in sources.items()}
     expected = {r: fixtures.tree_sha256(src) for r, src in sources.items()}
