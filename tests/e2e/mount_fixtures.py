@@ -53,10 +53,11 @@ class Mount:
                                      stderr=subprocess.STDOUT, env=self.mfs.env())
         t0 = time.monotonic()
         while not fuse_mounted(self.mnt):
-            if self.proc.poll() is not None:
+            rc = self.proc.poll()
+            if rc is not None:
                 self.stop()
-                pytest.fail(f"modelfs mount exited with {self.proc.returncode} before "
-                            f"mounting:\n{self.log()}", pytrace=False)
+                pytest.fail(f"modelfs mount exited with {rc} before mounting:\n"
+                            f"{self.log()}", pytrace=False)
             if time.monotonic() - t0 > timeout:
                 self.stop()
                 pytest.fail(f"mount did not appear within {timeout}s:\n{self.log()}",
