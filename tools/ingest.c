@@ -292,7 +292,8 @@ typedef struct job {
 	size_t enc_cap, enc_len;
 	mfs_codec_id codec;
 	int rc;
-	int state;              /* 0 free, 1 queued, 2 done */
+	int state;              /* 1 queued, 2 done: written under the pool lock */
+	int in_flight;          /* submitted and not yet finalised: main thread only */
 } job;
 
 typedef struct pool {
@@ -428,6 +429,7 @@ static void *worker_main(void *arg)
 
 static void pool_submit(pool *p, job *j)
 {
+	j->in_flight = 1;
 	pthread_mutex_lock(&p->mu);
 	j->state = 1;
 	p->queue[(p->q_head + p->q_len) % p->q_cap] = j;
@@ -554,7 +556,7 @@ typedef struct file_state {
 static int finalize_job(ingest_ctx *c, file_state *fs, job *j, uint64_t off)
 {
 	pool_wait(&c->pool, j);
-	j->state = 0;
+	j->in_flight = 0;
 	if (j->rc < 0) {
 		if (j->rc == MFS_E_CORRUPT)
 			return mfs_err(c->err, MFS_E_CORRUPT,
@@ -804,7 +806,7 @@ static int ingest_file(ingest_ctx *c, const char *repo, const src_file *sf, char
 		mfs_dtype dt = sp->tensor >= 0 ? fs.st.tensors[sp->tensor].dtype : MFS_DT_UNKNOWN;
 		for (uint64_t in = 0; in < sp->len && rc == 0; in += c->opts->chunk_size) {
 			job *j = &c->ring[seq % c->n_ring];
-			if (j->state != 0)
+			if (j->in_flight)
 				rc = finalize_job(c, &fs, j, slot_off[seq % c->n_ring]);
 			if (rc < 0)
 				break;
@@ -842,13 +844,13 @@ static int ingest_file(ingest_ctx *c, const char *repo, const src_file *sf, char
 	size_t first = seq > c->n_ring ? seq - c->n_ring : 0;
 	for (size_t q = first; q < seq; q++) {
 		job *j = &c->ring[q % c->n_ring];
-		if (j->state == 0)
+		if (!j->in_flight)
 			continue;
 		if (rc == 0)
 			rc = finalize_job(c, &fs, j, slot_off[q % c->n_ring]);
 		else {
 			pool_wait(&c->pool, j);
-			j->state = 0;
+			j->in_flight = 0;
 		}
 	}
 	free(slot_off);
