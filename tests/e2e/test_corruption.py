@@ -15,10 +15,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
-import hashlib
 import json
 import os
 import random
+import shutil
 import struct
 from pathlib import Path
 
@@ -103,14 +103,25 @@ def damage_in_store(store: Path, chunk: bytes) -> int:
     return n
 
 
-@pytest.fixture
-def damaged(mfs: Modelfs, tmp_path, minilm_f32):
-    """Two repos ingested, one chunk of REPO_BAD's model.safetensors damaged."""
-    src = tmp_path / "randsrc"
+@pytest.fixture(scope="module")
+def clean_store(tmp_path_factory, minilm_f32):
+    """Two repos ingested once per module (a template store each test copies)."""
+    root = tmp_path_factory.mktemp("corruption")
+    src = root / "randsrc"
     data_start = make_random_model(src)
-    mfs.ingest(src, REPO_BAD)
-    mfs.ingest(minilm_f32, REPO_GOOD)
-    mfs.verify()
+    m = Modelfs(root / "store")
+    m.ingest(src, REPO_BAD)
+    m.ingest(minilm_f32, REPO_GOOD)
+    m.verify()
+    return m.store, src, data_start
+
+
+@pytest.fixture
+def damaged(mfs: Modelfs, clean_store, minilm_f32):
+    """mfs's store: a copy of the template, one chunk of REPO_BAD's
+    model.safetensors damaged inside data.mdb."""
+    template, src, data_start = clean_store
+    shutil.copytree(template, mfs.store)
     raw = (src / "model.safetensors").read_bytes()
     c0 = data_start + DAMAGED_CHUNK * MiB
     chunk = raw[c0:c0 + MiB]
