@@ -64,7 +64,42 @@ struct mfs_mount {
 	int store_gone; /* 0, or why it is gone (an errno value) */
 	/* read counters, for the stop log line: updated atomically */
 	uint64_t n_reads, read_bytes, read_ns, reply_ns;
+	/*
+	 * Open files and directories, so that those the kernel never released
+	 * (the mount went away while they were open) are freed at destroy.
+	 */
+	pthread_mutex_t handles_mu;
+	int handles_ok;
+	struct handle *handles;
 };
+
+/* What an open file or directory's fh points to: linked into m->handles. */
+typedef struct handle {
+	struct handle *prev, *next;
+} handle;
+
+static void handle_add(mfs_mount *m, handle *h)
+{
+	pthread_mutex_lock(&m->handles_mu);
+	h->prev = NULL;
+	h->next = m->handles;
+	if (m->handles)
+		m->handles->prev = h;
+	m->handles = h;
+	pthread_mutex_unlock(&m->handles_mu);
+}
+
+static void handle_remove(mfs_mount *m, handle *h)
+{
+	pthread_mutex_lock(&m->handles_mu);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		m->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&m->handles_mu);
+}
 
 static uint64_t mono_ns(void)
 {
@@ -82,6 +117,9 @@ typedef struct thread_ctx {
 
 /* An open regular file. */
 typedef struct ofile {
+	handle h;	 /* first: the handle list links ofiles and odirs */
+	int is_dir;
+	mfs_layout_dir *dir; /* directories */
 	mfs_rfile *rf;	 /* blobs */
 	size_t data_len; /* refs: the whole content */
 	char data[MFS_COMMIT_LEN + 1];
@@ -90,6 +128,19 @@ typedef struct ofile {
 static mfs_mount *mount_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
+}
+
+/* Unlink and free an open file or directory; NULL is a no-op. */
+static void ofile_free(mfs_mount *m, ofile *of)
+{
+	if (!of)
+		return;
+	handle_remove(m, &of->h);
+	if (of->is_dir)
+		mfs_layout_dir_close(m->layout, of->dir);
+	else
+		mfs_rfile_close(of->rf);
+	free(of);
 }
 
 void mfs_mount_log(mfs_mount *m, int level, const char *fmt, ...)
@@ -359,21 +410,28 @@ static void mfs_ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	mfs_layout_dir *d;
-	int rc = mfs_layout_opendir(m->layout, ino, &d);
+	ofile *od = calloc(1, sizeof(*od));
+	if (!od) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	int rc = mfs_layout_opendir(m->layout, ino, &od->dir);
 	if (rc < 0) {
+		free(od);
 		fuse_reply_err(req, mfs_errno(rc));
 		return;
 	}
-	fi->fh = (uint64_t)(uintptr_t)d;
+	od->is_dir = 1;
+	handle_add(m, &od->h);
+	fi->fh = (uint64_t)(uintptr_t)od;
 	if (fuse_reply_open(req, fi) != 0)
-		mfs_layout_dir_close(m->layout, d); /* interrupted: no releasedir comes */
+		ofile_free(m, od); /* interrupted: no releasedir comes */
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, int plus)
 {
-	mfs_layout_dir *d = (mfs_layout_dir *)(uintptr_t)fi->fh;
+	mfs_layout_dir *d = ((ofile *)(uintptr_t)fi->fh)->dir;
 	char *buf = malloc(size ? size : 1);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
@@ -419,8 +477,7 @@ static void mfs_ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_
 
 static void mfs_ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	mfs_mount *m = mount_of(req);
-	mfs_layout_dir_close(m->layout, (mfs_layout_dir *)(uintptr_t)fi->fh);
+	ofile_free(mount_of(req), (ofile *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -462,11 +519,10 @@ static void mfs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		fi->keep_cache = 0; /* refs may move to another commit */
 	}
 	fi->noflush = 1;
+	handle_add(m, &of->h);
 	fi->fh = (uint64_t)(uintptr_t)of;
-	if (fuse_reply_open(req, fi) != 0) {
-		mfs_rfile_close(of->rf);
-		free(of);
-	}
+	if (fuse_reply_open(req, fi) != 0)
+		ofile_free(m, of);
 }
 
 static void log_read_error(mfs_mount *m, const mfs_rfile *rf, uint64_t off, int rc)
@@ -569,11 +625,7 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void mfs_ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	ofile *of = (ofile *)(uintptr_t)fi->fh;
-	if (of) {
-		mfs_rfile_close(of->rf);
-		free(of);
-	}
+	ofile_free(mount_of(req), (ofile *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -782,6 +834,8 @@ int mfs_mount_create(const mfs_mount_config *cfg, int debug, mfs_mount **out,
 		return -ENOMEM;
 	m->cfg = *cfg;
 	m->debug = debug;
+	pthread_mutex_init(&m->handles_mu, NULL);
+	m->handles_ok = 1;
 	if (debug) {
 		m->cfg.foreground = 1;
 		m->cfg.log_level = MFS_LOG_DEBUG;
@@ -937,7 +991,12 @@ void mfs_mount_destroy(mfs_mount *m)
 			fuse_remove_signal_handlers(m->se);
 		fuse_session_destroy(m->se);
 	}
+	/* no request runs any more: free what the kernel left open */
+	while (m->handles)
+		ofile_free(m, (ofile *)m->handles);
 	close_store(m);
+	if (m->handles_ok)
+		pthread_mutex_destroy(&m->handles_mu);
 	if (m->tkey_ok)
 		pthread_key_delete(m->tkey);
 	if (m->daemonized)
