@@ -12,11 +12,20 @@
 # buffer, ZipNN on whole tensors with threads=1.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-bin=${BENCH_CODECS:-build/tests/bench/bench_codecs}
+root=$(cd "$here/../.." && pwd)
+bin=${BENCH_CODECS:-$root/build/tests/bench/bench_codecs}
 py=${PYTHON:-python3}
+[ -n "${PYTHON:-}" ] || [ ! -x "$root/.venv/bin/python" ] || py=$root/.venv/bin/python
 if [ $# -eq 0 ]; then
-	echo "usage: $0 FILE.safetensors..." >&2
-	exit 2
+	# default: the real weights of the test fixtures (F32, BF16, F16 variants
+	# of all-MiniLM-L6-v2 and the wordllama F16 tensor)
+	models=$root/tests/data/models
+	if [ ! -f "$models/minilm-bf16/model.safetensors" ]; then
+		"$py" "$root/tests/e2e/fixtures.py" all >&2 ||
+			{ echo "codecs.sh: cannot build the model fixtures" >&2; exit 2; }
+	fi
+	set -- "$models"/minilm-f32/model.safetensors "$models"/minilm-bf16/model.safetensors \
+		"$models"/minilm-fp16/model.safetensors $(ls "$models"/wordllama/*.safetensors)
 fi
 if [ ! -x "$bin" ]; then
 	echo "codecs.sh: $bin not found; build it (cmake --build build --target bench_codecs)" \

@@ -13,7 +13,7 @@ PY="${PYTHON:-$ROOT/.venv/bin/python}"
 [ -x "$BIN" ] || { echo "no modelfs binary at $BIN (run ./run build)" >&2; exit 1; }
 MODELS="$ROOT/tests/data/models"
 if [ ! -d "$MODELS/minilm-bf16" ]; then
-	(cd "$ROOT/tests/e2e" && "$PY" -c 'import fixtures; fixtures.ensure_all()') >&2 ||
+	"$PY" "$ROOT/tests/e2e/fixtures.py" all >&2 ||
 		{ echo "cannot build the model fixtures (tests/e2e/fixtures.py)" >&2; exit 1; }
 fi
 WORK="$(mktemp -d /tmp/modelfs-bench-store.XXXXXX)"
