@@ -81,6 +81,10 @@ CASES = {
         r"data_offsets|offset|missing|field"),
     "shape-overflow": (safetensors_bytes({"a": ("F32", [1 << 40, 1 << 40], [0, 16])}),
                        r"shape|size|overflow|mismatch|large|expected"),
+    "duplicate-names": (safetensors_bytes({}, header=(
+        b'{"a": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]}, '
+        b'"a": {"dtype": "U8", "shape": [8], "data_offsets": [8, 16]}}').ljust(104),
+        data=b"\x05" * 16), r"duplicate|twice|again"),
 }
 
 
@@ -344,3 +348,37 @@ def test_not_a_store_is_refused(tmp_path):
     assert res.rc == 1, res
     assert str(store) in res.err or "data.mdb" in res.err or "store" in res.err.lower(), res.err
     assert junk.read_bytes() == b"this is not an lmdb environment" * 100
+
+
+def test_header_over_100_mb_is_refused(store_with_good_repo, tmp_path, good_model):
+    """A header length over 100 MB is refused before anything is read or
+    allocated, even when the file really is that large (sparse here)."""
+    m = store_with_good_repo
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text("{}\n")
+    big = src / "model.safetensors"
+    n = 100 * 1000 * 1000 + 8 * 1024 * 1024
+    with open(big, "wb") as f:
+        f.write(struct.pack("<Q", n) + b"{")
+        f.truncate(8 + n + 64)
+    res = m.run("ingest", src, "--repo", BAD_REPO, timeout=120)
+    assert res.rc == 1, res
+    assert "model.safetensors" in res.err, res.err
+    assert re.search(r"header|100|large|limit|exceed", res.err, re.I), res.err
+    assert_store_unchanged(m, good_model, tmp_path)
+
+
+def test_symlink_loop_is_refused(store_with_good_repo, tmp_path, good_model):
+    """A symlink loop in a plain folder: refused with its name, no hang."""
+    m = store_with_good_repo
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text("{}\n")
+    os.symlink("loop-b.json", src / "loop-a.json")
+    os.symlink("loop-a.json", src / "loop-b.json")
+    res = m.run("ingest", src, "--repo", BAD_REPO, timeout=60)
+    assert res.rc == 1, res
+    assert "loop-a.json" in res.err, res.err
+    assert re.search(r"loop|too many", res.err, re.I), res.err
+    assert_store_unchanged(m, good_model, tmp_path)
