@@ -229,6 +229,37 @@ int mfs_sha256_have_shani(void)
 
 typedef void (*sha256_blocks_fn)(uint32_t h[8], const uint8_t *p, size_t nblocks);
 
+/*
+ * Merkle-Damgard buffering shared by SHA-256 and SHA-1: top up a partial
+ * block, hash whole blocks straight from the input, keep the tail.
+ */
+static void md_update(uint32_t *h, uint8_t buf[64], size_t *buf_len, uint64_t *total,
+		      void (*blocks)(uint32_t *h, const uint8_t *p, size_t nblocks),
+		      const uint8_t *p, size_t len)
+{
+	*total += len;
+	if (*buf_len) {
+		size_t take = 64 - *buf_len;
+		if (take > len)
+			take = len;
+		memcpy(buf + *buf_len, p, take);
+		*buf_len += take;
+		p += take;
+		len -= take;
+		if (*buf_len < 64)
+			return;
+		blocks(h, buf, 1);
+		*buf_len = 0;
+	}
+	if (len >= 64) {
+		blocks(h, p, len / 64);
+		p += len & ~(size_t)63;
+		len &= 63;
+	}
+	memcpy(buf, p, len);
+	*buf_len = len;
+}
+
 static sha256_blocks_fn sha256_blocks(void)
 {
 	return mfs_sha256_have_shani() ? mfs_sha256_blocks_shani
@@ -245,32 +276,10 @@ void mfs_sha256_init(mfs_sha256_ctx *c)
 void mfs_sha256_update(mfs_sha256_ctx *c, const void *data, size_t len)
 {
 	const uint8_t *p = data;
-	sha256_blocks_fn blocks;
 
 	if (!len)
 		return;
-	blocks = sha256_blocks();
-	c->total += len;
-	if (c->buf_len) {
-		size_t take = 64 - c->buf_len;
-		if (take > len)
-			take = len;
-		memcpy(c->buf + c->buf_len, p, take);
-		c->buf_len += take;
-		p += take;
-		len -= take;
-		if (c->buf_len < 64)
-			return;
-		blocks(c->h, c->buf, 1);
-		c->buf_len = 0;
-	}
-	if (len >= 64) {
-		blocks(c->h, p, len / 64);
-		p += len & ~(size_t)63;
-		len &= 63;
-	}
-	memcpy(c->buf, p, len);
-	c->buf_len = len;
+	md_update(c->h, c->buf, &c->buf_len, &c->total, sha256_blocks(), p, len);
 }
 
 /* FIPS 180-4 5.1.1 padding, shared by SHA-1 and SHA-256: 0x80, zeros, then
@@ -374,27 +383,7 @@ void mfs_sha1_update(mfs_sha1_ctx *c, const void *data, size_t len)
 
 	if (!len)
 		return;
-	c->total += len;
-	if (c->buf_len) {
-		size_t take = 64 - c->buf_len;
-		if (take > len)
-			take = len;
-		memcpy(c->buf + c->buf_len, p, take);
-		c->buf_len += take;
-		p += take;
-		len -= take;
-		if (c->buf_len < 64)
-			return;
-		sha1_blocks(c->h, c->buf, 1);
-		c->buf_len = 0;
-	}
-	if (len >= 64) {
-		sha1_blocks(c->h, p, len / 64);
-		p += len & ~(size_t)63;
-		len &= 63;
-	}
-	memcpy(c->buf, p, len);
-	c->buf_len = len;
+	md_update(c->h, c->buf, &c->buf_len, &c->total, sha1_blocks, p, len);
 }
 
 void mfs_sha1_final(mfs_sha1_ctx *c, uint8_t out[20])
