@@ -315,15 +315,20 @@ void mfs_sha256(const void *data, size_t len, uint8_t out[32])
 	mfs_sha256_final(&c, out);
 }
 
-void mfs_sha256_hex(const uint8_t d[32], char hex[65])
+void mfs_hex(const uint8_t *d, size_t n, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
 
-	for (int i = 0; i < 32; i++) {
-		hex[2 * i] = digits[d[i] >> 4];
-		hex[2 * i + 1] = digits[d[i] & 15];
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[d[i] >> 4];
+		out[2 * i + 1] = digits[d[i] & 15];
 	}
-	hex[64] = '\0';
+	out[2 * n] = '\0';
+}
+
+void mfs_sha256_hex(const uint8_t d[32], char hex[65])
+{
+	mfs_hex(d, 32, hex);
 }
 
 /* SHA-1, FIPS 180-4 6.1. */

@@ -30,6 +30,9 @@ void mfs_sha256(const void *data, size_t len, uint8_t out[32]);
 /** Lower-case hex of a 32-byte digest into @p hex (65 bytes). */
 void mfs_sha256_hex(const uint8_t d[32], char hex[65]);
 
+/** Lower-case hex of @p n bytes into @p out (2 * n + 1 bytes, NUL-terminated). */
+void mfs_hex(const uint8_t *d, size_t n, char *out);
+
 /*
  * SHA-1, only for git blob ids ("blob <len>\0" + content), which the hub
  * uses as the etag of small non-LFS files.

@@ -19,6 +19,7 @@
 #include <xxhash.h>
 
 #include "bytes.h"
+#include "sha256.h"
 #include "records.h"
 
 #define MAP_SIZE ((size_t)1 << 40) /* address space only: the file grows as used */
@@ -549,12 +550,7 @@ void mfs_chunk_key_of(const void *raw, size_t len, mfs_chunk_key *out)
 
 char *mfs_chunk_key_hex(const mfs_chunk_key *k, char *buf)
 {
-	static const char hx[] = "0123456789abcdef";
-	for (int i = 0; i < 16; i++) {
-		buf[2 * i] = hx[k->b[i] >> 4];
-		buf[2 * i + 1] = hx[k->b[i] & 15];
-	}
-	buf[32] = '\0';
+	mfs_hex(k->b, 16, buf);
 	return buf;
 }
 

@@ -59,6 +59,17 @@ int mfs_cli_repo_id(const char *cmd, const char *arg, char out[MFS_REPO_ID_MAX +
 	return 0;
 }
 
+int mfs_cli_parse_threads(const char *cmd, const char *arg, int *out)
+{
+	int n = atoi(arg);
+	if (n < 1 || n > 256) {
+		mfs_cli_error(cmd, "--threads %s: must be 1..256", arg);
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
+
 int mfs_cli_parse_size(const char *s, uint64_t *out)
 {
 	char *end;

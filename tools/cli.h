@@ -31,6 +31,12 @@ int mfs_cli_open_store(const char *cmd, unsigned flags, mfs_store **out);
  */
 int mfs_cli_repo_id(const char *cmd, const char *arg, char out[MFS_REPO_ID_MAX + 1]);
 
+/**
+ * Parse a --threads value: a whole number from 1 to 256.
+ * @return 0, or -1 after printing the error
+ */
+int mfs_cli_parse_threads(const char *cmd, const char *arg, int *out);
+
 /** Parse "1048576", "1M", "64K", "2G" (powers of 1024). @return 0 or -1 */
 int mfs_cli_parse_size(const char *s, uint64_t *out);
 

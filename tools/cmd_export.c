@@ -170,11 +170,8 @@ int cmd_export(int argc, char **argv)
 			rev = optarg;
 			break;
 		case 't':
-			threads = atoi(optarg);
-			if (threads < 1 || threads > 256) {
-				mfs_cli_error("export", "--threads %s: must be 1..256", optarg);
+			if (mfs_cli_parse_threads("export", optarg, &threads) < 0)
 				return MFS_EXIT_USAGE;
-			}
 			break;
 		case 'q':
 			quiet = 1;

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "sha256.h"
 
 static void info_usage(FILE *f)
 {
@@ -105,8 +106,7 @@ static int file_fn(void *ud, const mfs_file_info *f)
 		return rc;
 	double ratio = bi.stored_bytes ? (double)bi.size / (double)bi.stored_bytes : 0;
 	char sha[65];
-	for (int i = 0; i < 32; i++)
-		snprintf(sha + 2 * i, 3, "%02x", bi.sha256[i]);
+	mfs_sha256_hex(bi.sha256, sha);
 	if (c->files) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "path", f->path);

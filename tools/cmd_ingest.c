@@ -88,11 +88,8 @@ int cmd_ingest(int argc, char **argv)
 			}
 			break;
 		case 't':
-			o.threads = atoi(optarg);
-			if (o.threads < 1 || o.threads > 256) {
-				mfs_cli_error("ingest", "--threads %s: must be 1..256", optarg);
+			if (mfs_cli_parse_threads("ingest", optarg, &o.threads) < 0)
 				return MFS_EXIT_USAGE;
-			}
 			break;
 		case 'q':
 			o.quiet = 1;

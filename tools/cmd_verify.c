@@ -757,12 +757,8 @@ int cmd_verify(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "hq", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 't':
-			threads = atoi(optarg);
-			if (threads < 1 || threads > 256) {
-				mfs_cli_error("verify", "--threads %s: must be 1..256",
-					      optarg);
+			if (mfs_cli_parse_threads("verify", optarg, &threads) < 0)
 				return MFS_EXIT_USAGE;
-			}
 			break;
 		case 'q':
 			quiet = 1;

@@ -645,16 +645,6 @@ static int is_lfs_name(const char *rel)
 	return 0;
 }
 
-static void hex_of(const uint8_t *d, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hx[d[i] >> 4];
-		out[2 * i + 1] = hx[d[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 static void file_state_free(file_state *fs)
 {
 	if (fs->is_st)
@@ -869,11 +859,11 @@ static int ingest_file(ingest_ctx *c, const char *repo, const src_file *sf, char
 	mfs_blob_rec br = {0};
 	mfs_sha256_final(&sha, br.sha256);
 	char sha_hex[65], sha1_hex[41];
-	hex_of(br.sha256, 32, sha_hex);
+	mfs_hex(br.sha256, 32, sha_hex);
 	if (need_sha1) {
 		uint8_t d1[20];
 		mfs_sha1_final(&sha1, d1);
-		hex_of(d1, 20, sha1_hex);
+		mfs_hex(d1, 20, sha1_hex);
 	}
 	const char *computed = need_sha1 ? sha1_hex : sha_hex;
 	if (sf->etag[0] && strcmp(sf->etag, computed) != 0) {
@@ -923,7 +913,7 @@ static void folder_commit_id(const src_snapshot *sn, char **etags, char out[41])
 	}
 	uint8_t d[20];
 	mfs_sha1_final(&h, d);
-	hex_of(d, 20, out);
+	mfs_hex(d, 20, out);
 }
 
 static int ingest_snapshot(ingest_ctx *c, const char *repo, src_snapshot *sn)
