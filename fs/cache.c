@@ -33,6 +33,7 @@ struct mfs_cache_entry {
 	int err;
 	int in_table;
 	int prefetch; /* bytes counted in pf_bytes */
+	size_t served; /* bytes handed to a reader that keeps them (drop-behind) */
 };
 
 typedef struct pf_job {
@@ -124,32 +125,60 @@ static void lru_push_front(mfs_cache *c, mfs_cache_entry *e)
 	c->lru.lnext = e;
 }
 
+/* At the cold end: a spent entry goes before any other. */
+static void lru_push_back(mfs_cache *c, mfs_cache_entry *e)
+{
+	e->lprev = c->lru.lprev;
+	e->lnext = &c->lru;
+	c->lru.lprev->lnext = e;
+	c->lru.lprev = e;
+}
+
+/* Every byte of @p e has been served to a reader that keeps it. */
+static int spent(const mfs_cache_entry *e)
+{
+	return e->served >= e->len;
+}
+
 static void entry_free(mfs_cache_entry *e)
 {
 	free(e->data);
 	free(e);
 }
 
+static void evict_locked(mfs_cache *c, mfs_cache_entry *v, size_t need, void **reuse)
+{
+	lru_unlink(v);
+	table_remove(c, v);
+	c->bytes -= v->len;
+	c->st.evictions++;
+	if (reuse && !*reuse && v->len == need) {
+		*reuse = v->data;
+		v->data = NULL;
+	}
+	entry_free(v);
+}
+
 /*
- * Evict least-recently used unpinned entries until @p need more bytes fit.
+ * Make room for @p need more bytes.  First drop-behind: spent entries (at the
+ * cold end of the LRU) are evicted until @p need bytes have been freed, so a
+ * stream of reads recycles the memory of what the kernel already holds
+ * instead of growing the cache (fresh pages cost as much as decoding).  Then
+ * least-recently used unpinned entries go until the budget holds @p need.
  * With @p reuse, the bytes of the first evicted entry of exactly @p need
- * bytes are handed back instead of freed (caller owns them), so a full cache
+ * bytes are handed back instead of freed (caller owns them), so a cache
  * turning over same-sized chunks neither frees nor faults in fresh pages.
  */
 static void make_room(mfs_cache *c, size_t need, void **reuse)
 {
-	while (c->bytes + need > c->budget && c->lru.lprev != &c->lru) {
-		mfs_cache_entry *v = c->lru.lprev;
-		lru_unlink(v);
-		table_remove(c, v);
-		c->bytes -= v->len;
-		c->st.evictions++;
-		if (reuse && !*reuse && v->len == need) {
-			*reuse = v->data;
-			v->data = NULL;
-		}
-		entry_free(v);
+	size_t freed = 0;
+	while (freed < need && c->lru.lprev != &c->lru && spent(c->lru.lprev)) {
+		freed += c->lru.lprev->len;
+		c->st.drop_behind++;
+		evict_locked(c, c->lru.lprev, need, reuse);
 	}
+	while (c->bytes + need > c->budget && c->lru.lprev != &c->lru)
+		evict_locked(c, c->lru.lprev, need, reuse);
 }
 
 static void note_bytes(mfs_cache *c)
@@ -165,7 +194,10 @@ static void unpin_locked(mfs_cache *c, mfs_cache_entry *e)
 	if (--e->refs > 0)
 		return;
 	if (e->state == ST_READY && e->in_table) {
-		lru_push_front(c, e);
+		if (spent(e))
+			lru_push_back(c, e);
+		else
+			lru_push_front(c, e);
 		make_room(c, 0, NULL); /* trims back after a pinned overshoot */
 		note_bytes(c);
 	} else if (!e->in_table) {
@@ -287,9 +319,15 @@ size_t mfs_cache_entry_len(const mfs_cache_entry *e)
 
 void mfs_cache_release(mfs_cache *c, mfs_cache_entry *e)
 {
+	mfs_cache_release_served(c, e, 0);
+}
+
+void mfs_cache_release_served(mfs_cache *c, mfs_cache_entry *e, size_t served)
+{
 	if (!e)
 		return;
 	pthread_mutex_lock(&c->mu);
+	e->served += served;
 	unpin_locked(c, e);
 	pthread_mutex_unlock(&c->mu);
 }

@@ -17,6 +17,8 @@
  *   - a failed decode is not cached: every thread waiting on it gets the
  *     error, and the next get tries again;
  *   - a pinned entry is never evicted nor freed;
+ *   - spent entries (every byte served to a reader that keeps a copy, see
+ *     mfs_cache_release_served) are evicted before the cache grows;
  *   - the bytes of unpinned entries stay within the budget.  Pinned and
  *     in-flight entries may take the total over it while they are held (at
  *     most one chunk per reading thread and per prefetch worker: the fixed
@@ -96,6 +98,18 @@ size_t mfs_cache_entry_len(const mfs_cache_entry *e);
 void mfs_cache_release(mfs_cache *c, mfs_cache_entry *e);
 
 /**
+ * Unpin like mfs_cache_release(), noting that @p served bytes of the entry
+ * went to a reader that keeps its own copy (the kernel page cache of a
+ * mount).  Once as many bytes as the entry holds have been served, the entry
+ * is "spent": it moves to the cold end of the LRU and is evicted before the
+ * cache grows (drop-behind), so a sequential stream recycles a few chunks'
+ * memory instead of faulting in fresh pages for every chunk.  The count is a
+ * hint (overlapping reads count twice); it never affects which bytes are
+ * returned, only what is evicted first.
+ */
+void mfs_cache_release_served(mfs_cache *c, mfs_cache_entry *e, size_t served);
+
+/**
  * Queue a decode of @p key on the worker pool, unless the chunk is cached,
  * being decoded or queued already.  Never blocks on a decode.
  * @param[in] ud  passed to @p fill; must stay valid until the job has run
@@ -124,6 +138,7 @@ typedef struct mfs_cache_stats {
 	uint64_t prefetch_fills; /* decodes done by workers */
 	uint64_t prefetch_dropped;
 	uint64_t evictions;
+	uint64_t drop_behind; /* evictions of spent entries (part of evictions) */
 	uint64_t entries;    /* entries in the table now */
 	uint64_t bytes;	     /* decoded bytes held now (ready + in flight) */
 	uint64_t bytes_peak; /* largest `bytes` seen */

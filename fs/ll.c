@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "heap.h"
 #include "layout.h"
 #include "reader.h"
 
@@ -586,7 +587,7 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				     MAX_SEGS, &nseg, &got, t->ws);
 	if (rc != MFS_E_NOSPACE) {
 		if (rc < 0) {
-			mfs_rfile_release_segs(m->reader, segs, nseg);
+			mfs_rfile_release_segs(m->reader, segs, nseg, 0);
 			log_read_error(m, of->rf, (uint64_t)off + got, rc);
 			fuse_reply_err(req, mfs_errno(rc));
 			return;
@@ -596,9 +597,11 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			iov[i].iov_len = segs[i].len;
 		}
 		uint64_t t1 = mono_ns();
-		fuse_reply_iov(req, iov, (int)nseg);
+		int sent = fuse_reply_iov(req, iov, (int)nseg) == 0;
 		uint64_t t2 = mono_ns();
-		mfs_rfile_release_segs(m->reader, segs, nseg);
+		/* a reply to a cached (not O_DIRECT) read lands in the page cache,
+		 * which keeps it (keep_cache): the chunks may go first (drop-behind) */
+		mfs_rfile_release_segs(m->reader, segs, nseg, sent && !(fi->flags & O_DIRECT));
 		count_read(m, got, t1 - t0, t2 - t1);
 		return;
 	}
@@ -940,6 +943,10 @@ int mfs_mount_run(mfs_mount *m)
 		return rc;
 	}
 	mfs_reader_set_prefetch(m->reader, m->cfg.prefetch);
+	/* the memory a streaming reader cycles through: the prefetch window, a
+	 * chunk per FUSE thread and per worker, and the kernel's request */
+	size_t warm = ((size_t)m->cfg.prefetch + m->cfg.threads + workers + 2) << 20;
+	mfs_heap_prewarm(warm < m->cfg.cache_bytes ? warm : (size_t)m->cfg.cache_bytes);
 	mfs_layout_totals tot;
 	mfs_layout_totals_get(m->layout, &tot);
 	mfs_mount_log(
@@ -966,10 +973,11 @@ int mfs_mount_run(mfs_mount *m)
 	mfs_mount_log(
 	    m, MFS_LOG_INFO,
 	    "stopping: cache hits %llu, misses %llu, waits %llu, prefetch decodes %llu, "
-	    "evictions %llu, peak %llu MiB, fill errors %llu",
+	    "evictions %llu (drop-behind %llu), peak %llu MiB, fill errors %llu",
 	    (unsigned long long)st.hits, (unsigned long long)st.misses,
 	    (unsigned long long)st.waits, (unsigned long long)st.prefetch_fills,
-	    (unsigned long long)st.evictions, (unsigned long long)(st.bytes_peak >> 20),
+	    (unsigned long long)st.evictions, (unsigned long long)st.drop_behind,
+	    (unsigned long long)(st.bytes_peak >> 20),
 	    (unsigned long long)st.fill_errors);
 	mfs_mount_log(m, MFS_LOG_INFO,
 		      "reads: %llu requests, %llu MiB, %.1f ms reading (decode + copy), "

@@ -314,8 +314,8 @@ int mfs_rfile_read_segs(mfs_reader *r, mfs_rfile *f, uint64_t off, size_t len,
 	return 0;
 }
 
-void mfs_rfile_release_segs(mfs_reader *r, mfs_read_seg *segs, size_t n_segs)
+void mfs_rfile_release_segs(mfs_reader *r, mfs_read_seg *segs, size_t n_segs, int kept)
 {
 	for (size_t i = 0; i < n_segs; i++)
-		mfs_cache_release(r->cache, segs[i].pin);
+		mfs_cache_release_served(r->cache, segs[i].pin, kept ? segs[i].len : 0);
 }

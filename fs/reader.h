@@ -113,8 +113,15 @@ int mfs_rfile_read_segs(mfs_reader *r, mfs_rfile *f, uint64_t off, size_t len,
 			mfs_read_seg *segs, size_t max_segs, size_t *n_segs, size_t *got,
 			mfs_codec_ws *ws);
 
-/** Unpin the pieces of a mfs_rfile_read_segs(). */
-void mfs_rfile_release_segs(mfs_reader *r, mfs_read_seg *segs, size_t n_segs);
+/**
+ * Unpin the pieces of a mfs_rfile_read_segs().
+ * @param[in] kept  nonzero when the pieces were handed to a reader that keeps
+ *                  its own copy (the mount's replies land in the kernel page
+ *                  cache): their chunks then become the first to be recycled
+ *                  once wholly served (mfs_cache_release_served); 0 on error
+ *                  paths and for readers that may come back for the bytes
+ */
+void mfs_rfile_release_segs(mfs_reader *r, mfs_read_seg *segs, size_t n_segs, int kept);
 
 /**
  * Decode one chunk (resolving its reference chunk, if any) into @p dst of

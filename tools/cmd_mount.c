@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
+#include "heap.h"
 #include "ll.h"
 
 static void usage(FILE *f)
@@ -197,16 +197,7 @@ int cmd_mount(int argc, char **argv)
 		return MFS_EXIT_USAGE;
 	}
 
-	/* decoded chunks are 1 MiB blocks freed and reallocated all the time: keep
-	 * them in the heap instead of an mmap + page faults per chunk */
-	mallopt(M_MMAP_THRESHOLD, 64 << 20);
-	/* ... and in one arena: with one arena per thread, chunks evicted by one
-	 * thread sit free in that thread's arena while others grow theirs, and the
-	 * daemon's memory climbs far past the cache budget (tests/e2e/test_stress.py
-	 * measured +90 MiB over a 64 MiB budget with 8 threads; +45 MiB with one
-	 * arena, which is the per-thread buffers).  One malloc per decoded chunk
-	 * makes the shared arena lock cheap. */
-	mallopt(M_ARENA_MAX, 1);
+	mfs_heap_setup(); /* before any thread starts: see fs/heap.h */
 
 	/* resolved now: once mounted, a stat of the mount point waits for the daemon */
 	char real_mp[PATH_MAX];

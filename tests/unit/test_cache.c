@@ -252,6 +252,89 @@ static void test_pinned_not_evicted(void)
 	mfs_cache_free(c);
 }
 
+/* ---- drop-behind: wholly served entries are recycled before the cache grows ---- */
+
+static mfs_cache_entry *get_id(mfs_cache *c, fake_store *fs, unsigned id, size_t len)
+{
+	mfs_chunk_key k = key_of(id);
+	mfs_cache_entry *e = NULL;
+	CHECK_EQ_INT(mfs_cache_get(c, &k, len, fake_fill, fs, NULL, &e), 0);
+	return e;
+}
+
+static void test_drop_behind(void)
+{
+	fake_store fs = {0};
+	mfs_cache *c;
+	const size_t len = 4096;
+	mfs_cache_stats st;
+	REQUIRE(mfs_cache_create(1 << 20, 0, &c) == 0); /* room for 256: no budget eviction */
+
+	/* served in two halves, by two pins: spent only when both are back */
+	mfs_cache_entry *a = get_id(c, &fs, 1, len), *a2 = get_id(c, &fs, 1, len);
+	mfs_cache_release_served(c, a, len / 2);
+	mfs_cache_entry *b = get_id(c, &fs, 2, len); /* a is pinned: stays */
+	CHECK(data_ok(1, a2, len));
+	mfs_cache_release_served(c, a2, len / 2);
+	mfs_cache_stats_get(c, &st);
+	CHECK_EQ_INT(st.drop_behind, 0);
+	CHECK_EQ_INT(st.entries, 2);
+
+	/* partly served b stays; a new fill recycles the spent a, not b */
+	mfs_cache_release_served(c, b, len - 1);
+	mfs_cache_release(c, get_id(c, &fs, 3, len));
+	mfs_cache_stats_get(c, &st);
+	CHECK_EQ_INT(st.drop_behind, 1);
+	CHECK_EQ_INT(st.evictions, 1);
+	CHECK_EQ_INT(st.entries, 2);
+	CHECK_EQ_INT(st.bytes, 2 * len);
+	mfs_cache_entry *e = get_id(c, &fs, 2, len); /* b: still cached */
+	CHECK(data_ok(2, e, len));
+	CHECK_EQ_INT(atomic_load(&fs.fills[2]), 1);
+	mfs_cache_release(c, e);
+	e = get_id(c, &fs, 1, len); /* a: decoded again, same bytes */
+	CHECK(data_ok(1, e, len));
+	CHECK_EQ_INT(atomic_load(&fs.fills[1]), 2);
+	mfs_cache_release(c, e);
+
+	/* a stream: each entry wholly served once; the cache stays at a few entries
+	 * however long the stream, and every get sees its own bytes */
+	for (unsigned id = 10; id < 200; id++) {
+		e = get_id(c, &fs, id, len);
+		CHECK(data_ok(id, e, len));
+		mfs_cache_release_served(c, e, len);
+	}
+	mfs_cache_stats_get(c, &st);
+	CHECK(st.entries <= 4);
+	CHECK(st.bytes_peak <= 5 * len);
+
+	/* a spent entry got again before it is recycled is a hit, valid bytes */
+	e = get_id(c, &fs, 199, len);
+	CHECK(data_ok(199, e, len));
+	CHECK_EQ_INT(atomic_load(&fs.fills[199]), 1);
+	mfs_cache_release(c, e);
+
+	/* a bigger fill recycles as many spent entries as it needs, no more:
+	 * four spent at once (pinned together, then served) */
+	mfs_cache_entry *four[4];
+	for (unsigned i = 0; i < 4; i++)
+		four[i] = get_id(c, &fs, 210 + i, len);
+	for (unsigned i = 0; i < 4; i++)
+		mfs_cache_release_served(c, four[i], len);
+	mfs_cache_stats_get(c, &st);
+	uint64_t before = st.drop_behind;
+	mfs_cache_release(c, get_id(c, &fs, 220, 2 * len));
+	mfs_cache_stats_get(c, &st);
+	CHECK_EQ_INT(st.drop_behind - before, 2);
+	for (unsigned i = 0; i < 2; i++) { /* the two spent first are still there
+					     (the cold end takes the latest spent) */
+		e = get_id(c, &fs, 210 + i, len);
+		CHECK_EQ_INT(atomic_load(&fs.fills[210 + i]), 1);
+		mfs_cache_release(c, e);
+	}
+	mfs_cache_free(c);
+}
+
 /* ---- a failed fill reaches every waiter and is not cached ---- */
 
 typedef struct err_arg {
@@ -371,6 +454,7 @@ int main(void)
 	test_budget(seed ^ 0x55, 1);
 	fprintf(stderr, "ok   test_budget\n");
 	RUN(test_pinned_not_evicted);
+	RUN(test_drop_behind);
 	RUN(test_error_propagation);
 	RUN(test_prefetch);
 	return test_report();

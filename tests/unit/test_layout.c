@@ -340,7 +340,7 @@ static void *read_worker(void *p)
 			}
 			if (rc != 0 || got != want || pos != want)
 				a->bad++;
-			mfs_rfile_release_segs(a->r, segs, n);
+			mfs_rfile_release_segs(a->r, segs, n, 0);
 		}
 	}
 	free(buf);
@@ -388,7 +388,7 @@ static void test_reader(mfs_store *s, size_t budget, unsigned workers, unsigned 
 	CHECK_EQ_INT(mfs_rfile_read_segs(r, fb, 4000, 200, segs, 4, &n, &got, ws),
 		     MFS_E_CORRUPT);
 	CHECK_EQ_INT(got, 96);
-	mfs_rfile_release_segs(r, segs, n);
+	mfs_rfile_release_segs(r, segs, n, 1);
 	CHECK_EQ_INT(mfs_rfile_read_segs(r, f, 0, wsize, segs, 2, &n, &got, ws),
 		     MFS_E_NOSPACE);
 	CHECK_EQ_INT(n, 0);
