@@ -587,7 +587,7 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				     MAX_SEGS, &nseg, &got, t->ws);
 	if (rc != MFS_E_NOSPACE) {
 		if (rc < 0) {
-			mfs_rfile_release_segs(m->reader, segs, nseg, 0);
+			mfs_rfile_release_segs(m->reader, of->rf, segs, nseg, 0);
 			log_read_error(m, of->rf, (uint64_t)off + got, rc);
 			fuse_reply_err(req, mfs_errno(rc));
 			return;
@@ -601,7 +601,8 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		uint64_t t2 = mono_ns();
 		/* a reply to a cached (not O_DIRECT) read lands in the page cache,
 		 * which keeps it (keep_cache): the chunks may go first (drop-behind) */
-		mfs_rfile_release_segs(m->reader, segs, nseg, sent && !(fi->flags & O_DIRECT));
+		mfs_rfile_release_segs(m->reader, of->rf, segs, nseg,
+				       sent && !(fi->flags & O_DIRECT));
 		count_read(m, got, t1 - t0, t2 - t1);
 		return;
 	}

@@ -71,10 +71,12 @@ int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile 
 	}
 	mfs_blob_info bi;
 	rc = mfs_blob_get(t, repo, etag, &bi, &f->extents);
-	if (rc == 0 && !(f->snap = calloc(1, sizeof(*f->snap))))
+	if (rc == 0 && (!(f->snap = calloc(1, sizeof(*f->snap))) ||
+			!(f->served = calloc(bi.n_extents ? bi.n_extents : 1, sizeof(uint64_t)))))
 		rc = -ENOMEM;
 	if (rc < 0) {
 		mfs_txn_abort(t);
+		free(f->snap);
 		free(f->extents);
 		free(f);
 		return rc;
@@ -102,6 +104,7 @@ void mfs_rfile_close(mfs_rfile *f)
 		free(f->snap);
 	}
 	free(f->extents);
+	free(f->served);
 	free(f);
 }
 
@@ -218,6 +221,11 @@ static void queue_prefetch(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t o
 		const mfs_extent *e = &f->extents[j];
 		if (e->off >= until)
 			break;
+		/* the reader already has it (a reader that jumps back, as mmap
+		 * faults of tensors in model order do, must not decode again what
+		 * lies after the jump) */
+		if (__atomic_load_n(&f->served[j], __ATOMIC_RELAXED) >= e->len)
+			continue;
 		if (mfs_cache_prefetch(r->cache, &e->key, e->len, cache_fill, f) ==
 		    MFS_E_BUSY)
 			break;
@@ -307,6 +315,7 @@ int mfs_rfile_read_segs(mfs_reader *r, mfs_rfile *f, uint64_t off, size_t len,
 		segs[*n_segs].data = (const uint8_t *)mfs_cache_entry_data(ce) + in;
 		segs[*n_segs].len = n;
 		segs[*n_segs].pin = ce;
+		segs[*n_segs].ext = i;
 		(*n_segs)++;
 		done += n;
 	}
@@ -314,8 +323,13 @@ int mfs_rfile_read_segs(mfs_reader *r, mfs_rfile *f, uint64_t off, size_t len,
 	return 0;
 }
 
-void mfs_rfile_release_segs(mfs_reader *r, mfs_read_seg *segs, size_t n_segs, int kept)
+void mfs_rfile_release_segs(mfs_reader *r, mfs_rfile *f, mfs_read_seg *segs, size_t n_segs,
+			    int kept)
 {
-	for (size_t i = 0; i < n_segs; i++)
+	for (size_t i = 0; i < n_segs; i++) {
+		if (kept)
+			__atomic_add_fetch(&f->served[segs[i].ext], segs[i].len,
+					   __ATOMIC_RELAXED);
 		mfs_cache_release_served(r->cache, segs[i].pin, kept ? segs[i].len : 0);
+	}
 }

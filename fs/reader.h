@@ -37,6 +37,8 @@ typedef struct mfs_rfile {
 	mfs_extent *extents;	     /* owned by the mfs_rfile */
 	uint64_t seq_next;	     /* where a sequential reader reads next (prefetch);
 					accessed atomically, as threads share the file */
+	uint64_t *served;	     /* per extent: bytes handed to a reader that keeps
+					them (mfs_rfile_release_segs kept); atomic */
 	struct mfs_rfile_snap *snap; /* private: the read snapshot the file reads */
 } mfs_rfile;
 
@@ -96,6 +98,7 @@ typedef struct mfs_read_seg {
 	const void *data;
 	size_t len;
 	struct mfs_cache_entry *pin; /* give back with mfs_rfile_release_segs() */
+	size_t ext;		     /* index of the extent it lies in */
 } mfs_read_seg;
 
 /**
@@ -114,14 +117,17 @@ int mfs_rfile_read_segs(mfs_reader *r, mfs_rfile *f, uint64_t off, size_t len,
 			mfs_codec_ws *ws);
 
 /**
- * Unpin the pieces of a mfs_rfile_read_segs().
+ * Unpin the pieces of a mfs_rfile_read_segs() of @p f.
  * @param[in] kept  nonzero when the pieces were handed to a reader that keeps
  *                  its own copy (the mount's replies land in the kernel page
  *                  cache): their chunks then become the first to be recycled
- *                  once wholly served (mfs_cache_release_served); 0 on error
- *                  paths and for readers that may come back for the bytes
+ *                  once wholly served (mfs_cache_release_served), and
+ *                  prefetch skips the extents of @p f served whole (the
+ *                  reader has them); 0 on error paths and for readers that
+ *                  may come back for the bytes
  */
-void mfs_rfile_release_segs(mfs_reader *r, mfs_read_seg *segs, size_t n_segs, int kept);
+void mfs_rfile_release_segs(mfs_reader *r, mfs_rfile *f, mfs_read_seg *segs, size_t n_segs,
+			    int kept);
 
 /**
  * Decode one chunk (resolving its reference chunk, if any) into @p dst of
