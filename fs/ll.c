@@ -587,7 +587,7 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				     MAX_SEGS, &nseg, &got, t->ws);
 	if (rc != MFS_E_NOSPACE) {
 		if (rc < 0) {
-			mfs_rfile_release_segs(m->reader, of->rf, segs, nseg, 0);
+			mfs_rfile_release_segs(m->reader, segs, nseg, 0);
 			log_read_error(m, of->rf, (uint64_t)off + got, rc);
 			fuse_reply_err(req, mfs_errno(rc));
 			return;
@@ -596,13 +596,17 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			iov[i].iov_base = (void *)segs[i].data;
 			iov[i].iov_len = segs[i].len;
 		}
+		/* a reply to a cached (not O_DIRECT) read lands in the page cache,
+		 * which keeps it (keep_cache): prefetch need not decode it again,
+		 * and its chunks may be recycled first (drop-behind) */
+		int kept = !(fi->flags & O_DIRECT);
+		if (kept) /* now: once replied, the kernel may release the file */
+			mfs_rfile_mark_served(of->rf, segs, nseg);
 		uint64_t t1 = mono_ns();
 		int sent = fuse_reply_iov(req, iov, (int)nseg) == 0;
 		uint64_t t2 = mono_ns();
-		/* a reply to a cached (not O_DIRECT) read lands in the page cache,
-		 * which keeps it (keep_cache): the chunks may go first (drop-behind) */
-		mfs_rfile_release_segs(m->reader, of->rf, segs, nseg,
-				       sent && !(fi->flags & O_DIRECT));
+		/* of may be freed by now: only the pinned chunks are touched */
+		mfs_rfile_release_segs(m->reader, segs, nseg, sent && kept);
 		count_read(m, got, t1 - t0, t2 - t1);
 		return;
 	}

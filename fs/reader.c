@@ -323,13 +323,14 @@ int mfs_rfile_read_segs(mfs_reader *r, mfs_rfile *f, uint64_t off, size_t len,
 	return 0;
 }
 
-void mfs_rfile_release_segs(mfs_reader *r, mfs_rfile *f, mfs_read_seg *segs, size_t n_segs,
-			    int kept)
+void mfs_rfile_mark_served(mfs_rfile *f, const mfs_read_seg *segs, size_t n_segs)
 {
-	for (size_t i = 0; i < n_segs; i++) {
-		if (kept)
-			__atomic_add_fetch(&f->served[segs[i].ext], segs[i].len,
-					   __ATOMIC_RELAXED);
+	for (size_t i = 0; i < n_segs; i++)
+		__atomic_add_fetch(&f->served[segs[i].ext], segs[i].len, __ATOMIC_RELAXED);
+}
+
+void mfs_rfile_release_segs(mfs_reader *r, mfs_read_seg *segs, size_t n_segs, int kept)
+{
+	for (size_t i = 0; i < n_segs; i++)
 		mfs_cache_release_served(r->cache, segs[i].pin, kept ? segs[i].len : 0);
-	}
 }

@@ -38,7 +38,7 @@ typedef struct mfs_rfile {
 	uint64_t seq_next;	     /* where a sequential reader reads next (prefetch);
 					accessed atomically, as threads share the file */
 	uint64_t *served;	     /* per extent: bytes handed to a reader that keeps
-					them (mfs_rfile_release_segs kept); atomic */
+					them (mfs_rfile_mark_served); atomic */
 	struct mfs_rfile_snap *snap; /* private: the read snapshot the file reads */
 } mfs_rfile;
 
@@ -117,17 +117,24 @@ int mfs_rfile_read_segs(mfs_reader *r, mfs_rfile *f, uint64_t off, size_t len,
 			mfs_codec_ws *ws);
 
 /**
- * Unpin the pieces of a mfs_rfile_read_segs() of @p f.
- * @param[in] kept  nonzero when the pieces were handed to a reader that keeps
- *                  its own copy (the mount's replies land in the kernel page
- *                  cache): their chunks then become the first to be recycled
- *                  once wholly served (mfs_cache_release_served), and
- *                  prefetch skips the extents of @p f served whole (the
- *                  reader has them); 0 on error paths and for readers that
- *                  may come back for the bytes
+ * Note that the pieces of a mfs_rfile_read_segs() of @p f are about to be
+ * handed to a reader that keeps its own copy (the mount's replies land in the
+ * kernel page cache): prefetch then skips the extents of @p f served whole
+ * (the reader has them).  Call before handing them over: once a mount has
+ * replied, the kernel may close the file.
  */
-void mfs_rfile_release_segs(mfs_reader *r, mfs_rfile *f, mfs_read_seg *segs, size_t n_segs,
-			    int kept);
+void mfs_rfile_mark_served(mfs_rfile *f, const mfs_read_seg *segs, size_t n_segs);
+
+/**
+ * Unpin the pieces of a mfs_rfile_read_segs().  Does not touch their file,
+ * which may be closed by now.
+ * @param[in] kept  nonzero when the pieces were handed to a reader that keeps
+ *                  its own copy: their chunks then become the first to be
+ *                  recycled once wholly served (mfs_cache_release_served);
+ *                  0 on error paths and for readers that may come back for
+ *                  the bytes
+ */
+void mfs_rfile_release_segs(mfs_reader *r, mfs_read_seg *segs, size_t n_segs, int kept);
 
 /**
  * Decode one chunk (resolving its reference chunk, if any) into @p dst of

@@ -353,6 +353,30 @@ def test_mmap_whole_file(mfs, hf_cache, minilm_fp16, mounted):
                 mm.close()
 
 
+def test_close_right_after_read(mfs, hf_cache, minilm_bf16, mounted):
+    """Open, read whole, close, over and over, with the page cache dropped each
+    time so every read reaches the daemon: once the daemon replies, the kernel
+    may release the file before the daemon's read handler has returned (a
+    use-after-free there once corrupted the daemon's heap on cold reads)."""
+    repo = "org/closer"
+    ingest_cache(mfs, hf_cache, minilm_bf16, repo)
+    m = mounted(mfs)
+    snap = m.snapshot(repo)
+    names = [f for f in fixtures.list_files(minilm_bf16) if f != "model.safetensors"]
+    want = {n: (minilm_bf16 / n).read_bytes() for n in names}
+    for _ in range(40):
+        for n in names:
+            fd = os.open(snap / n, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                got = b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
+            finally:
+                os.close(fd)
+            assert got == want[n], n
+    # the daemon must still be up and serving (a heap corruption aborts it)
+    assert sha256(snap / "model.safetensors") == sha256(minilm_bf16 / "model.safetensors")
+
+
 # ---------------------------------------------------------------- store changes
 
 def test_ingest_while_mounted_then_rm_gc(mfs, hf_cache, minilm_f32, minilm_bf16, mounted):

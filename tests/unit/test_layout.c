@@ -340,7 +340,7 @@ static void *read_worker(void *p)
 			}
 			if (rc != 0 || got != want || pos != want)
 				a->bad++;
-			mfs_rfile_release_segs(a->r, a->f, segs, n, 0);
+			mfs_rfile_release_segs(a->r, segs, n, 0);
 		}
 	}
 	free(buf);
@@ -388,7 +388,7 @@ static void test_reader(mfs_store *s, size_t budget, unsigned workers, unsigned 
 	CHECK_EQ_INT(mfs_rfile_read_segs(r, fb, 4000, 200, segs, 4, &n, &got, ws),
 		     MFS_E_CORRUPT);
 	CHECK_EQ_INT(got, 96);
-	mfs_rfile_release_segs(r, fb, segs, n, 1);
+	mfs_rfile_release_segs(r, segs, n, 1);
 	CHECK_EQ_INT(mfs_rfile_read_segs(r, f, 0, wsize, segs, 2, &n, &got, ws),
 		     MFS_E_NOSPACE);
 	CHECK_EQ_INT(n, 0);
@@ -436,7 +436,8 @@ static void test_prefetch_skips_served(mfs_store *s)
 				CHECK(memcmp(segs[i].data, wfile + off + pos, segs[i].len) == 0);
 				pos += segs[i].len;
 			}
-			mfs_rfile_release_segs(r, f, segs, n, 1);
+			mfs_rfile_mark_served(f, segs, n);
+			mfs_rfile_release_segs(r, segs, n, 1);
 		}
 		mfs_cache_drain(c, f);
 	}
