@@ -221,9 +221,9 @@ static void queue_prefetch(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t o
 		const mfs_extent *e = &f->extents[j];
 		if (e->off >= until)
 			break;
-		/* the reader already has it (a reader that jumps back, as mmap
-		 * faults of tensors in model order do, must not decode again what
-		 * lies after the jump) */
+		/* the reader already has it (a reader that jumps back, as loading
+		 * tensors in model order does, must not decode again what lies
+		 * after the jump) */
 		if (__atomic_load_n(&f->served[j], __ATOMIC_RELAXED) >= e->len)
 			continue;
 		if (mfs_cache_prefetch(r->cache, &e->key, e->len, cache_fill, f) ==
