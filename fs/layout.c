@@ -18,6 +18,8 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "grow.h"
+
 enum { K_DIR, K_FILE, K_LINK };
 
 typedef struct node {
@@ -153,14 +155,10 @@ static uint64_t path_ino(const tree *t, const char *path)
 
 static int add_kid(node *dir, node *kid)
 {
-	if (dir->nkids == dir->capkids) {
-		size_t cap = dir->capkids ? dir->capkids * 2 : 8;
-		node **k = realloc(dir->kids, cap * sizeof(*k));
-		if (!k)
-			return -ENOMEM;
-		dir->kids = k;
-		dir->capkids = cap;
-	}
+	node **k = mfs_grow(dir->kids, &dir->capkids, dir->nkids, sizeof(*k), 8);
+	if (!k)
+		return -ENOMEM;
+	dir->kids = k;
 	dir->kids[dir->nkids++] = kid;
 	if (kid->kind == K_DIR)
 		dir->nsubdirs++;
@@ -183,14 +181,10 @@ static int get_node(tree *t, node *parent, const char *path, int kind, uint64_t 
 	}
 	if ((t->nnodes + 1) * 2 > t->ino_cap && ino_grow(t) < 0)
 		return -ENOMEM;
-	if (t->nnodes == t->capnodes) {
-		size_t cap = t->capnodes ? t->capnodes * 2 : 256;
-		node **v = realloc(t->nodes, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		t->nodes = v;
-		t->capnodes = cap;
-	}
+	node **v = mfs_grow(t->nodes, &t->capnodes, t->nnodes, sizeof(*v), 256);
+	if (!v)
+		return -ENOMEM;
+	t->nodes = v;
 	n = calloc(1, sizeof(*n));
 	if (!n || !(n->path = strdup(path))) {
 		free(n);
@@ -356,14 +350,10 @@ static int noexist_cb(void *ud, const char *path)
 static int commit_cb(void *ud, const mfs_commit_info *c)
 {
 	build_ctx *b = ud;
-	if (b->ncommits == b->capcommits) {
-		size_t cap = b->capcommits ? b->capcommits * 2 : 8;
-		mfs_commit_info *v = realloc(b->commits, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		b->commits = v;
-		b->capcommits = cap;
-	}
+	mfs_commit_info *v = mfs_grow(b->commits, &b->capcommits, b->ncommits, sizeof(*v), 8);
+	if (!v)
+		return -ENOMEM;
+	b->commits = v;
 	b->commits[b->ncommits++] = *c;
 	return 0;
 }
@@ -404,14 +394,10 @@ static int repo_cb(void *ud, const mfs_repo_info *r)
 	char dname[2 * MFS_REPO_ID_MAX + 2];
 	if (mfs_layout_repo_dirname(r->repo, dname, sizeof(dname)) < 0)
 		return 0;
-	if (t->nrepos == t->caprepos) {
-		size_t cap = t->caprepos ? t->caprepos * 2 : 16;
-		char **v = realloc(t->repos, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		t->repos = v;
-		t->caprepos = cap;
-	}
+	char **v = mfs_grow(t->repos, &t->caprepos, t->nrepos, sizeof(*v), 16);
+	if (!v)
+		return -ENOMEM;
+	t->repos = v;
 	char *repo = strdup(r->repo);
 	if (!repo)
 		return -ENOMEM;

@@ -19,6 +19,7 @@
 #include <xxhash.h>
 
 #include "bytes.h"
+#include "grow.h"
 #include "sha256.h"
 #include "records.h"
 
@@ -1197,16 +1198,12 @@ static int keyset_add_fn(void *ud, const MDB_val *k, const MDB_val *v)
 	memcpy(s, kp, rl);
 	s[rl] = '\0';
 	memcpy(s + rl + 1, fi.etag, el + 1);
-	if (ks->n == ks->cap) {
-		size_t nc = ks->cap ? ks->cap * 2 : 256;
-		char **nk = realloc(ks->keys, nc * sizeof *nk);
-		if (!nk) {
-			free(s);
-			return -ENOMEM;
-		}
-		ks->keys = nk;
-		ks->cap = nc;
+	char **nk = mfs_grow(ks->keys, &ks->cap, ks->n, sizeof *nk, 256);
+	if (!nk) {
+		free(s);
+		return -ENOMEM;
 	}
+	ks->keys = nk;
 	ks->keys[ks->n++] = s;
 	return 0;
 }

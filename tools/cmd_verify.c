@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "grow.h"
 #include "progress.h"
 #include "reader.h"
 #include "sha256.h"
@@ -81,14 +82,10 @@ static int collect_chunk(void *ud, const mfs_chunk_key *key, const mfs_chunk_vie
 			 uint64_t refcount)
 {
 	verify_ctx *c = ud;
-	if (c->n_chunks == c->cap_chunks) {
-		size_t nc = c->cap_chunks ? 2 * c->cap_chunks : 1024;
-		chunk_job *p = realloc(c->chunks, nc * sizeof *p);
-		if (!p)
-			return -ENOMEM;
-		c->chunks = p;
-		c->cap_chunks = nc;
-	}
+	chunk_job *p = mfs_grow(c->chunks, &c->cap_chunks, c->n_chunks, sizeof *p, 1024);
+	if (!p)
+		return -ENOMEM;
+	c->chunks = p;
 	chunk_job *j = &c->chunks[c->n_chunks++];
 	j->key = *key;
 	j->raw_len = v->raw_len;
@@ -216,14 +213,10 @@ static void report_files(verify_ctx *c, const char *repo, const char *etag)
 
 static int remember_bad(verify_ctx *c, const mfs_rfile *f)
 {
-	if (c->n_bad == c->cap_bad) {
-		size_t nc = c->cap_bad ? 2 * c->cap_bad : 16;
-		bad_blob *p = realloc(c->bad, nc * sizeof *p);
-		if (!p)
-			return -ENOMEM;
-		c->bad = p;
-		c->cap_bad = nc;
-	}
+	bad_blob *p = mfs_grow(c->bad, &c->cap_bad, c->n_bad, sizeof *p, 16);
+	if (!p)
+		return -ENOMEM;
+	c->bad = p;
 	bad_blob *b = &c->bad[c->n_bad];
 	memset(b, 0, sizeof *b);
 	snprintf(b->repo, sizeof b->repo, "%s", f->repo);
@@ -309,14 +302,10 @@ struct repo_list {
 static int list_repo(void *ud, const mfs_repo_info *r)
 {
 	struct repo_list *l = ud;
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? 2 * l->cap : 16;
-		char **p = realloc(l->names, nc * sizeof *p);
-		if (!p)
-			return -ENOMEM;
-		l->names = p;
-		l->cap = nc;
-	}
+	char **p = mfs_grow(l->names, &l->cap, l->n, sizeof *p, 16);
+	if (!p)
+		return -ENOMEM;
+	l->names = p;
 	l->names[l->n] = strdup(r->repo);
 	return l->names[l->n++] ? 0 : -ENOMEM;
 }
@@ -440,14 +429,10 @@ static int seen_add(struct seen *s, const struct stat *st)
 	for (size_t i = 0; i < s->n; i++)
 		if (s->v[i].dev == st->st_dev && s->v[i].ino == st->st_ino)
 			return 0;
-	if (s->n == s->cap) {
-		size_t nc = s->cap ? 2 * s->cap : 64;
-		void *p = realloc(s->v, nc * sizeof *s->v);
-		if (!p)
-			return -ENOMEM;
-		s->v = p;
-		s->cap = nc;
-	}
+	void *p = mfs_grow(s->v, &s->cap, s->n, sizeof *s->v, 64);
+	if (!p)
+		return -ENOMEM;
+	s->v = p;
 	s->v[s->n].dev = st->st_dev;
 	s->v[s->n].ino = st->st_ino;
 	s->n++;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "grow.h"
 #include "progress.h"
 #include "safetensors.h"
 #include "sha256.h"
@@ -43,23 +44,12 @@ typedef struct src_snapshot {
 	size_t n_refs, cap_refs;
 } src_snapshot;
 
-static int grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-	if (n < *cap)
-		return 0;
-	size_t nc = *cap ? *cap * 2 : 16;
-	void *p = realloc(*arr, nc * elem);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	*cap = nc;
-	return 0;
-}
-
 static int push_str(char ***arr, size_t *n, size_t *cap, const char *s)
 {
-	if (grow((void **)arr, cap, *n, sizeof **arr) < 0)
+	char **a = mfs_grow(*arr, cap, *n, sizeof *a, 16);
+	if (!a)
 		return -ENOMEM;
+	*arr = a;
 	char *d = strdup(s);
 	if (!d)
 		return -ENOMEM;
@@ -161,8 +151,10 @@ static int walk(const char *root, const char *rel, int depth, const char *const 
 static int folder_file_fn(void *ud, const char *abs, const char *rel, const struct stat *lst)
 {
 	src_snapshot *sn = ud;
-	if (grow((void **)&sn->files, &sn->cap_files, sn->n_files, sizeof *sn->files) < 0)
+	src_file *files = mfs_grow(sn->files, &sn->cap_files, sn->n_files, sizeof *files, 16);
+	if (!files)
 		return -ENOMEM;
+	sn->files = files;
 	src_file *f = &sn->files[sn->n_files];
 	memset(f, 0, sizeof *f);
 	f->rel = strdup(rel);
@@ -588,9 +580,11 @@ static int finalize_job(ingest_ctx *c, file_state *fs, job *j, uint64_t off)
 	} else {
 		c->stats->chunks_dedup++;
 	}
-	if (grow((void **)&fs->extents, &fs->cap_extents, fs->n_extents, sizeof *fs->extents) <
-	    0)
+	mfs_extent *ext =
+	    mfs_grow(fs->extents, &fs->cap_extents, fs->n_extents, sizeof *ext, 16);
+	if (!ext)
 		return -ENOMEM;
+	fs->extents = ext;
 	mfs_extent *e = &fs->extents[fs->n_extents++];
 	e->off = off;
 	e->len = (uint32_t)j->len;
@@ -1001,8 +995,12 @@ static int collect_hf_repo(const char *dir, src_snapshot **out, size_t *n_out,
 				     dir, de->d_name);
 			break;
 		}
-		if ((rc = grow((void **)&snaps, &cap, n, sizeof *snaps)) < 0)
+		src_snapshot *more = mfs_grow(snaps, &cap, n, sizeof *more, 16);
+		if (!more) {
+			rc = -ENOMEM;
 			break;
+		}
+		snaps = more;
 		memset(&snaps[n], 0, sizeof snaps[n]);
 		strcpy(snaps[n].commit, de->d_name);
 		n++;
