@@ -54,6 +54,7 @@ struct mfs_mount {
 	mfs_store *store;
 	mfs_layout *layout;
 	mfs_cache *cache;
+	mfs_ioahead *io; /* read-ahead of stored records (reader) */
 	mfs_reader *reader;
 	pthread_key_t tkey;
 	int tkey_ok;
@@ -811,7 +812,8 @@ static const struct fuse_lowlevel_ops mfs_ll_ops = {
 
 static int open_store(mfs_mount *m, mfs_errmsg *err)
 {
-	int rc = mfs_store_open(m->cfg.store, MFS_STORE_RDONLY, &m->store, err);
+	int rc = mfs_store_open(m->cfg.store, MFS_STORE_RDONLY | MFS_STORE_NORDAHEAD, &m->store,
+				err);
 	if (rc < 0)
 		return mfs_err_prefix(err, rc, "store %s", m->cfg.store);
 	store_remember(m);
@@ -823,6 +825,10 @@ static int open_store(mfs_mount *m, mfs_errmsg *err)
 
 static void close_store(mfs_mount *m)
 {
+	if (m->reader) /* a file closed from here on has no read-ahead to drain */
+		mfs_reader_set_ioahead(m->reader, NULL);
+	mfs_ioahead_free(m->io); /* its running job finishes first */
+	m->io = NULL;
 	mfs_reader_free(m->reader); /* drains its prefetch jobs first */
 	m->reader = NULL;
 	mfs_cache_free(m->cache);
@@ -941,6 +947,8 @@ int mfs_mount_run(mfs_mount *m)
 		rc = mfs_cache_create(m->cfg.cache_bytes, workers, &m->cache);
 	if (rc == 0)
 		rc = mfs_reader_create(m->store, m->cache, &m->reader);
+	if (rc == 0 && workers)
+		rc = mfs_ioahead_create(&m->io);
 	if (rc < 0) {
 		mfs_mount_log(m, MFS_LOG_ERROR, "%s",
 			      err.msg[0] ? err.msg : mfs_strerror(rc));
@@ -948,6 +956,7 @@ int mfs_mount_run(mfs_mount *m)
 		return rc;
 	}
 	mfs_reader_set_prefetch(m->reader, m->cfg.prefetch);
+	mfs_reader_set_ioahead(m->reader, m->io);
 	/* the memory a streaming reader cycles through: the prefetch window, a
 	 * chunk per FUSE thread and per worker, and the kernel's request */
 	size_t warm = ((size_t)m->cfg.prefetch + m->cfg.threads + workers + 2) << 20;

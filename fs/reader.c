@@ -11,11 +11,13 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "ioahead.h"
 
 struct mfs_reader {
 	mfs_store *store;
 	mfs_cache *cache;
 	unsigned prefetch; /* chunks ahead of a sequential reader */
+	mfs_ioahead *io;   /* optional: asks the disk for records ahead */
 };
 
 /*
@@ -31,6 +33,14 @@ struct mfs_rfile_snap {
 
 /* Chunk size the prefetch window is counted in (the ingest default). */
 #define PREFETCH_UNIT ((uint64_t)1 << 20)
+/* A sequential reader's stored records are asked for from the disk this many
+ * prefetch windows ahead (read_ahead_io). */
+#define IO_AHEAD_WINDOWS 4
+/* One request reads records at most this far apart, up to this much. */
+#define IO_AHEAD_GAP ((uintptr_t)64 << 10)
+#define IO_AHEAD_MAX ((uintptr_t)8 << 20)
+/* Records smaller than this are not asked for (see read_ahead_io). */
+#define IO_AHEAD_MIN 4096
 
 int mfs_reader_create(mfs_store *store, mfs_cache *cache, mfs_reader **out)
 {
@@ -53,6 +63,11 @@ void mfs_reader_free(mfs_reader *r)
 void mfs_reader_set_prefetch(mfs_reader *r, unsigned chunks)
 {
 	r->prefetch = chunks;
+}
+
+void mfs_reader_set_ioahead(mfs_reader *r, mfs_ioahead *io)
+{
+	r->io = io;
 }
 
 int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile **out)
@@ -98,6 +113,8 @@ void mfs_rfile_close(mfs_rfile *f)
 	if (!f)
 		return;
 	if (f->snap) {
+		if (f->snap->r->io) /* nor the read-ahead thread */
+			mfs_ioahead_drain(f->snap->r->io, f);
 		mfs_cache_drain(f->snap->r->cache, f); /* no worker may still use f */
 		mfs_txn_abort(f->snap->txn);
 		pthread_mutex_destroy(&f->snap->mu);
@@ -207,6 +224,88 @@ static int cache_fill(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
  * r->prefetch chunks beyond it, so workers decode while this thread does its
  * first chunk.  Tiny extents (small tensors) count by bytes, not by number.
  */
+/*
+ * A job of the read-ahead thread (ioahead.h): ask the kernel to read, from
+ * extent @p first up to file offset @p until, the stored records of the
+ * chunks the reader has not had yet (madvise(MADV_WILLNEED), located without
+ * reading them).  On a cold store this keeps the disk busy ahead of the
+ * decoders: the mount opens the store without read-around
+ * (MFS_STORE_NORDAHEAD), so otherwise each decode would wait for its own
+ * record's read.  Records asked for before (extents f->io_first to
+ * f->io_next) are skipped, unless the reader jumped back before them.
+ *
+ * The lookups run in a transaction of their own, not under the file's
+ * snapshot lock: on a cold store a lookup may wait for a B-tree page behind
+ * the very reads asked for here (the disk's queue is sorted by position),
+ * and the decoders must not wait on it.  A newer snapshot holds the same
+ * record for the same key (keys are content hashes) or none, and an address
+ * is only ever a hint to the kernel, never read here.
+ */
+static void read_ahead_io(void *ud, size_t first, uint64_t until)
+{
+	mfs_rfile *f = ud;
+	size_t j = __atomic_load_n(&f->io_next, __ATOMIC_RELAXED);
+	size_t from = __atomic_load_n(&f->io_first, __ATOMIC_RELAXED);
+	if (j < first || first < from) {
+		/* a jump forward, or back before what was asked */
+		j = first;
+		__atomic_store_n(&f->io_first, first, __ATOMIC_RELAXED);
+	}
+	if (j >= f->n_extents || f->extents[j].off >= until)
+		return;
+	mfs_txn *t;
+	if (mfs_txn_begin(f->snap->r->store, MFS_TXN_READ, &t) < 0)
+		return;
+	enum { BATCH = 16 };
+	while (j < f->n_extents && f->extents[j].off < until) {
+		const void *p[BATCH];
+		size_t n[BATCH], k = 0;
+		for (; k < BATCH && j < f->n_extents && f->extents[j].off < until; j++) {
+			const mfs_extent *e = &f->extents[j];
+			/* a record under a page lies in the B-tree leaf the lookup
+			 * just read: nothing to ask for */
+			if (__atomic_load_n(&f->served[j], __ATOMIC_RELAXED) < e->len &&
+			    mfs_chunk_locate(t, &e->key, &p[k], &n[k]) == 0 &&
+			    n[k] >= IO_AHEAD_MIN)
+				k++;
+		}
+		/* records written one after another lie one after another in the
+		 * map: one call for a run of them makes one large disk request
+		 * instead of one per record (a record is ~0.7 MiB; a request
+		 * costs ~0.3 ms on top of its transfer on the disks we measure) */
+		for (size_t i = 0; i < k;) {
+			uintptr_t a = (uintptr_t)p[i], end = a + n[i];
+			for (i++; i < k && (uintptr_t)p[i] >= a &&
+				  (uintptr_t)p[i] <= end + IO_AHEAD_GAP &&
+				  (uintptr_t)p[i] + n[i] - a <= IO_AHEAD_MAX;
+			     i++)
+				if ((uintptr_t)p[i] + n[i] > end)
+					end = (uintptr_t)p[i] + n[i];
+			will_need((const void *)a, end - a);
+		}
+		__atomic_store_n(&f->io_next, j, __ATOMIC_RELAXED);
+	}
+	mfs_txn_abort(t);
+}
+
+/*
+ * Hand the read-ahead thread the window after a sequential read of extents
+ * from @p first that ends at @p end, when what it has asked for reaches less
+ * than half a window past @p end (so it wakes once per half window, not per
+ * read), or when the reader jumped past it or back before it.
+ */
+static void request_io_ahead(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t end)
+{
+	uint64_t win = (uint64_t)r->prefetch * PREFETCH_UNIT * IO_AHEAD_WINDOWS;
+	size_t from = __atomic_load_n(&f->io_first, __ATOMIC_RELAXED);
+	size_t next = __atomic_load_n(&f->io_next, __ATOMIC_RELAXED);
+	uint64_t asked = next < f->n_extents ? f->extents[next].off : f->size;
+	uint64_t want = end + win / 2 < f->size ? end + win / 2 : f->size;
+	if (first >= from && first <= next && asked >= want)
+		return;
+	mfs_ioahead_request(r->io, read_ahead_io, f, first, end + win);
+}
+
 static void queue_prefetch(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t off,
 			   size_t len)
 {
@@ -215,6 +314,8 @@ static void queue_prefetch(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t o
 	uint64_t prev = __atomic_exchange_n(&f->seq_next, off + len, __ATOMIC_RELAXED);
 	if (off + PREFETCH_UNIT < prev || off > prev + PREFETCH_UNIT)
 		return;
+	if (r->io)
+		request_io_ahead(r, f, first, off + len);
 	uint64_t until = off + len + (uint64_t)r->prefetch * PREFETCH_UNIT;
 	size_t max_jobs = (size_t)r->prefetch * 8;
 	for (size_t j = first + 1, q = 0; j < f->n_extents && q < max_jobs; j++, q++) {

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "ioahead.h"
 #include "store.h"
 
 typedef struct mfs_reader mfs_reader;
@@ -39,6 +40,8 @@ typedef struct mfs_rfile {
 					accessed atomically, as threads share the file */
 	uint64_t *served;	     /* per extent: bytes handed to a reader that keeps
 					them (mfs_rfile_mark_served); atomic */
+	size_t io_first, io_next;    /* extents io_first..io_next-1 have been asked
+					for from the disk (read_ahead_io); atomic */
 	struct mfs_rfile_snap *snap; /* private: the read snapshot the file reads */
 } mfs_rfile;
 
@@ -62,6 +65,15 @@ void mfs_reader_free(mfs_reader *r);
  * previous read of the same file ended.
  */
 void mfs_reader_set_prefetch(mfs_reader *r, unsigned chunks);
+
+/**
+ * Ask the disk for the stored records of a sequential reader's next chunks
+ * (IO_AHEAD_WINDOWS prefetch windows ahead, in reader.c) on @p io's thread,
+ * so a cold store is read in the background while chunks decode.  Needs a
+ * cache and prefetch on; NULL (the default) turns it off.  @p io is
+ * borrowed and must outlive every file opened through the reader.
+ */
+void mfs_reader_set_ioahead(mfs_reader *r, mfs_ioahead *io);
 
 /**
  * Open the blob @p etag of @p repo.  The file keeps the store's read

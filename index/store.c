@@ -376,7 +376,10 @@ int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg 
 	mdb_env_set_mapsize(s->env, MAP_SIZE);
 	mdb_env_set_maxdbs(s->env, DB__COUNT + 2);
 	mdb_env_set_maxreaders(s->env, MAX_READERS);
-	rc = mdb_env_open(s->env, dir, MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0600);
+	rc = mdb_env_open(s->env, dir,
+			  MDB_NOTLS | (rdonly ? MDB_RDONLY : 0) |
+			      (flags & MFS_STORE_NORDAHEAD ? MDB_NORDAHEAD : 0),
+			  0600);
 	if (rc) {
 		int code = db_rc(rc);
 		mfs_err(err, code, "cannot open store %s: %s%s", dir, mdb_strerror(rc),
@@ -560,13 +563,25 @@ static int chunk_parse(const MDB_val *v, mfs_chunk_view *out)
 	return mfs_rec_chunk_decode(v->mv_data, v->mv_size, out);
 }
 
-int mfs_chunk_get(mfs_txn *t, const mfs_chunk_key *key, mfs_chunk_view *out)
+int mfs_chunk_locate(mfs_txn *t, const mfs_chunk_key *key, const void **data, size_t *len)
 {
+	/* mdb_get returns a record on overflow pages as a pointer computed from
+	 * the page number in its leaf node: the record's pages are not read */
 	MDB_val k = {16, (void *)key->b}, v;
 	int rc = mdb_get(t->txn, DBI(t, DB_CHUNKS), &k, &v);
 	if (rc)
 		return db_rc(rc);
-	return chunk_parse(&v, out);
+	*data = v.mv_data;
+	*len = v.mv_size;
+	return 0;
+}
+
+int mfs_chunk_get(mfs_txn *t, const mfs_chunk_key *key, mfs_chunk_view *out)
+{
+	const void *rec = NULL;
+	size_t len = 0;
+	int rc = mfs_chunk_locate(t, key, &rec, &len);
+	return rc < 0 ? rc : mfs_rec_chunk_decode(rec, len, out);
 }
 
 int mfs_chunk_decode(const mfs_chunk_view *view, const mfs_chunk_key *key, const void *ref,

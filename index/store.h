@@ -61,6 +61,12 @@ typedef struct mfs_txn mfs_txn;
 /* Flags for mfs_store_open. */
 #define MFS_STORE_CREATE 0x1u /* create the directory (0700) and environment if missing */
 #define MFS_STORE_RDONLY 0x2u /* open read-only (mount, ls, info, export, verify) */
+/* No kernel read-around on the map (MDB_NORDAHEAD, i.e. MADV_RANDOM): a
+ * fault reads only its own page.  For readers that say what they need with
+ * mfs_chunk_locate + madvise(MADV_WILLNEED) (the mount); without it a cold
+ * 4 KiB lookup reads the device's whole readahead window (8 MiB on some
+ * virtual disks), synchronously. */
+#define MFS_STORE_NORDAHEAD 0x4u
 
 /**
  * Open (or create) a store.
@@ -166,6 +172,16 @@ typedef struct mfs_chunk_view {
  * Look a chunk up. @return 0, MFS_E_NOTFOUND, MFS_E_CORRUPT (bad record).
  */
 int mfs_chunk_get(mfs_txn *t, const mfs_chunk_key *key, mfs_chunk_view *out);
+
+/**
+ * Where a chunk's stored record (header and payload) lies in the LMDB map,
+ * found without reading the record itself: only the B-tree pages on the way
+ * are touched, so a caller can ask the kernel to read the record ahead
+ * (madvise MADV_WILLNEED) before it is needed.  The range is owned by LMDB
+ * and valid until the transaction ends; nothing in it has been checked.
+ * @return 0, MFS_E_NOTFOUND, or another MFS_E_* from the database
+ */
+int mfs_chunk_locate(mfs_txn *t, const mfs_chunk_key *key, const void **data, size_t *len);
 
 /**
  * Decode a chunk into @p dst (exactly raw_len bytes) and verify that the

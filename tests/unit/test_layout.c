@@ -348,13 +348,19 @@ static void *read_worker(void *p)
 	return NULL;
 }
 
-static void test_reader(mfs_store *s, size_t budget, unsigned workers, unsigned prefetch)
+static void test_reader(mfs_store *s, size_t budget, unsigned workers, unsigned prefetch,
+			int with_io)
 {
 	mfs_cache *c;
 	mfs_reader *r;
+	mfs_ioahead *io = NULL;
 	REQUIRE(mfs_cache_create(budget, workers, &c) == 0);
 	REQUIRE(mfs_reader_create(s, c, &r) == 0);
 	mfs_reader_set_prefetch(r, prefetch);
+	if (with_io) {
+		REQUIRE(mfs_ioahead_create(&io) == 0);
+		mfs_reader_set_ioahead(r, io);
+	}
 	mfs_rfile *f;
 	REQUIRE(mfs_rfile_open(r, "models/org/a", ETAG_W, &f) == 0);
 	CHECK_EQ_INT(f->size, wsize);
@@ -400,8 +406,43 @@ static void test_reader(mfs_store *s, size_t budget, unsigned workers, unsigned 
 	if (prefetch && workers)
 		CHECK(st.prefetch_queued > 0);
 	CHECK(st.fill_errors >= 1);
-	mfs_rfile_close(f);
+	if (io) {
+		/* a sequential pass from the start: the read-ahead asks for every
+		 * record of the file (the window is larger than the file) */
+		mfs_rfile *fs;
+		REQUIRE(mfs_rfile_open(r, "models/org/a", ETAG_W, &fs) == 0);
+		mfs_ioahead_stats ist0, ist;
+		mfs_ioahead_get_stats(io, &ist0);
+		size_t reads = 0;
+		REQUIRE(mfs_codec_ws_create(&ws) == 0);
+		uint8_t *all = malloc(wsize);
+		REQUIRE(all);
+		for (uint64_t off = 0; off < wsize; off += got) {
+			size_t len = wsize - off > 50000 ? 50000 : (size_t)(wsize - off);
+			CHECK_EQ_INT(mfs_rfile_read(r, fs, off, all + off, len, &got, ws), 0);
+			CHECK_EQ_INT(got, len);
+			reads++;
+			if (got != len)
+				break;
+		}
+		CHECK(memcmp(all, wfile, wsize) == 0);
+		free(all);
+		mfs_ioahead_drain(io, fs);
+		CHECK_EQ_INT(fs->io_next, fs->n_extents);
+		mfs_ioahead_get_stats(io, &ist);
+		CHECK(ist.runs > ist0.runs);
+		/* ... and wakes the thread once per half window, not per read:
+		 * here the window holds the whole file, so once, plus the reads
+		 * that came before that run had got far enough to be seen */
+		CHECK(ist.runs - ist0.runs <= 3);
+		CHECK(ist.requests - ist0.requests < reads);
+		CHECK(reads > 4);
+		mfs_rfile_close(fs);
+		mfs_codec_ws_free(ws);
+	}
+	mfs_rfile_close(f); /* drains the read-ahead of f */
 	mfs_reader_free(r);
+	mfs_ioahead_free(io);
 	mfs_cache_free(c);
 }
 
@@ -522,9 +563,10 @@ int main(void)
 	}
 	test_tree(s);
 	fprintf(stderr, "ok   test_tree\n");
-	test_reader(s, 64 << 20, 2, 8);
-	test_reader(s, 100 << 10, 2, 4); /* evictions all the time */
-	test_reader(s, 1 << 20, 0, 0);
+	test_reader(s, 64 << 20, 2, 8, 0);
+	test_reader(s, 64 << 20, 2, 8, 1);	 /* with the read-ahead thread */
+	test_reader(s, 100 << 10, 2, 4, 1); /* evictions all the time */
+	test_reader(s, 1 << 20, 0, 0, 0);
 	fprintf(stderr, "ok   test_reader\n");
 	test_prefetch_skips_served(s);
 	fprintf(stderr, "ok   test_prefetch_skips_served\n");

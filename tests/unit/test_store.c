@@ -200,9 +200,26 @@ static void test_chunks(void)
 	k2.b[5] ^= 1;
 	CHECK_EQ_INT(mfs_chunk_decode(&v, &k2, NULL, out, len, ws), MFS_E_CORRUPT);
 	CHECK_EQ_INT(mfs_chunk_get(t, &k2, &v), MFS_E_NOTFOUND);
+	/* locate: the record's range, which holds the payload get returned */
+	const void *rec = NULL;
+	size_t rec_len = 0;
+	CHECK_EQ_INT(mfs_chunk_locate(t, &k1, &rec, &rec_len), 0);
+	CHECK((const uint8_t *)v.payload >= (const uint8_t *)rec);
+	CHECK((const uint8_t *)v.payload + v.payload_len == (const uint8_t *)rec + rec_len);
+	CHECK(rec_len > v.payload_len && rec_len < v.payload_len + 64);
+	CHECK_EQ_INT(mfs_chunk_locate(t, &k2, &rec, &rec_len), MFS_E_NOTFOUND);
 	uint64_t rc = 99;
 	CHECK_EQ_INT(mfs_chunk_refcount(t, &k1, &rc), 0);
 	CHECK_EQ_INT(rc, 0);
+	mfs_txn_abort(t);
+	/* read-only without read-around (the mount's way) reads the same */
+	mfs_store_close(s);
+	REQUIRE(mfs_store_open(d, MFS_STORE_RDONLY | MFS_STORE_NORDAHEAD, &s, NULL) == 0);
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
+	REQUIRE(mfs_chunk_get(t, &k1, &v) == 0);
+	memset(out, 0, len);
+	CHECK_EQ_INT(mfs_chunk_decode(&v, &k1, NULL, out, len, ws), 0);
+	CHECK(memcmp(out, raw, len) == 0);
 	mfs_txn_abort(t);
 	free(raw);
 	free(out);
