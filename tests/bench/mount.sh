@@ -15,7 +15,9 @@
 #                laid out as an on-disk HF cache (load by repo id, which costs
 #                huggingface_hub's own lookups), and a fresh mount with
 #                HF_HUB_CACHE + HF_HUB_OFFLINE=1, then again through the same
-#                mount (REPS + 2 runs)
+#                mount, and through a fresh mount whose daemon has decoded
+#                every chunk before (an O_DIRECT read of every file first: the
+#                page cache stays empty) (REPS + 2 runs)
 # Targets: a read through a fresh mount faster than zstd -dc, like for like
 # (store and .zst in the page cache; and, as root, both dropped from it);
 # warm within 1.5x of page cache; from_pretrained through a fresh mount within
@@ -91,6 +93,15 @@ mount_fresh() {
 	exit 1
 }
 
+# MNTF: the model's files in the snapshot of the mount
+mount_files() {
+	local commit snap f
+	commit="$(cat "$MNT/models--${REPO//\//--}/refs/main")"
+	snap="$MNT/models--${REPO//\//--}/snapshots/$commit"
+	MNTF=()
+	for f in "${REL[@]}"; do MNTF+=("$snap/$f"); done
+}
+
 CAN_DROP=0
 if [ -w /proc/sys/vm/drop_caches ]; then
 	CAN_DROP=1
@@ -157,10 +168,7 @@ done
 # ---- through the mount: cold, fresh, warm
 for i in $(seq "$REPS"); do
 	mount_fresh
-	COMMIT="$(cat "$MNT/models--${REPO//\//--}/refs/main")"
-	SNAP="$MNT/models--${REPO//\//--}/snapshots/$COMMIT"
-	MNTF=()
-	for f in "${REL[@]}"; do MNTF+=("$SNAP/$f"); done
+	mount_files
 	drop_caches
 	d0=$(daemon_cpu)
 	record cold_mbs "$(json mbs "$("$PY" "$HELPER" read "${MNTF[@]}")")"
@@ -203,6 +211,15 @@ for i in $(seq "$LOAD_REPS"); do
 	out="$(HF_HUB_CACHE="$MNT" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$PY" "$HELPER" \
 		load "$REPO" 2>/dev/null)"
 	record load_mount_warm_s "$(json seconds "$out")"
+	# a fresh mount whose daemon has decoded every chunk already (an O_DIRECT
+	# read leaves the kernel's page cache empty): what the decode costs the
+	# load, against the fresh mount above
+	mount_fresh
+	mount_files
+	"$PY" "$HELPER" direct "${MNTF[@]}" >/dev/null
+	out="$(HF_HUB_CACHE="$MNT" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$PY" "$HELPER" \
+		load "$REPO" 2>/dev/null)"
+	record load_mount_decoded_s "$(json seconds "$out")"
 done
 unmount
 
@@ -245,6 +262,9 @@ print(f"{'fresh mount (HF_HUB_CACHE, repo id)':34s} {lm:9.3f}   {lm/lp:.2f}x the
       f"{lm/lc:.2f}x the on-disk cache")
 lw = med["load_mount_warm_s"]
 print(f"{'same mount again (page cache warm)':34s} {lw:9.3f}   {lw/lp:.2f}x the folder")
+ld = med["load_mount_decoded_s"]
+print(f"{'fresh mount, chunks decoded before':34s} {ld:9.3f}   {ld/lp:.2f}x the folder "
+      f"(the decode costs the load {1e3 * (lm - ld):.0f} ms)")
 cp, cc, cm = med["load_plain_cpu"], med["load_cache_cpu"], med["load_mount_cpu"]
 print(f"{'CPU s, folder (python)':34s} {cp:9.3f}")
 print(f"{'CPU s, on-disk cache (python)':34s} {cc:9.3f}   {cc/cp:.2f}x the folder")

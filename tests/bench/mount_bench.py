@@ -6,6 +6,9 @@
     python mount_bench.py load SRC            AutoModel.from_pretrained(SRC), timed
                                               after the imports (HF_HUB_CACHE etc.
                                               come from the environment)
+    python mount_bench.py direct FILE...      read every file with O_DIRECT (through
+                                              a mount: the daemon decodes and caches
+                                              every chunk, the kernel keeps no page)
 """
 
 from __future__ import annotations
@@ -32,6 +35,20 @@ def read_files(paths: list[str], passes: int = 1) -> dict:
     return {"bytes": total, "seconds": secs, "mbs": total / secs / 1e6 if secs else 0.0}
 
 
+def read_direct(paths: list[str]) -> dict:
+    import mmap
+    buf = mmap.mmap(-1, 1 << 20)  # page-aligned, as O_DIRECT wants
+    total = 0
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY | os.O_DIRECT)
+        try:
+            while (n := os.readv(fd, [buf])) > 0:
+                total += n
+        finally:
+            os.close(fd)
+    return {"bytes": total}
+
+
 def load(src: str) -> dict:
     import torch  # noqa: F401  (imports are not part of the timing)
     from transformers import AutoConfig, AutoModel
@@ -55,6 +72,9 @@ def main(argv: list[str]) -> int:
         if argv[1] == "--passes":
             passes, argv = int(argv[2]), argv[2:]
         print(json.dumps(read_files(argv[1:], passes)))
+        return 0
+    if len(argv) >= 2 and argv[0] == "direct":
+        print(json.dumps(read_direct(argv[1:])))
         return 0
     if len(argv) == 2 and argv[0] == "load":
         print(json.dumps(load(argv[1])))
