@@ -309,29 +309,48 @@ static void split(const bp_layout *L, const uint8_t *src, size_t n, void **plane
 /*
  * BF16 with a RAW 6-bit plane: merge straight from the packed blocks, which
  * saves writing and re-reading an unpacked plane.  dst must be aligned.
+ * Instantiated twice: the portable build (SSE2 on x86-64) and, chosen at run
+ * time, an AVX2 one (twice the lanes for the same loop).
  */
+#define DEFINE_MERGE_BF16_RAW6(NAME, ATTR)                                               \
+	ATTR static void NAME(const uint16_t *s0, const uint8_t *b, size_t n, uint16_t *o) \
+	{                                                                                \
+		size_t i = 0;                                                            \
+		for (; i + BP6_BLOCK <= n; i += BP6_BLOCK, b += 3 * BP6_M) {             \
+			for (unsigned j = 0; j < 3 * BP6_M; j++) {                       \
+				uint16_t r = (uint16_t)(s0[i + j] << 6 | (b[j] & 63));   \
+				o[i + j] = (uint16_t)(r >> 1 | r << 15);                 \
+			}                                                                \
+			for (unsigned k = 0; k < BP6_M; k++) {                           \
+				unsigned t = (unsigned)(b[k] >> 6) |                     \
+					     (unsigned)(b[BP6_M + k] >> 6) << 2 |        \
+					     (unsigned)(b[2 * BP6_M + k] >> 6) << 4;     \
+				uint16_t r = (uint16_t)(s0[i + 3 * BP6_M + k] << 6 | t); \
+				o[i + 3 * BP6_M + k] = (uint16_t)(r >> 1 | r << 15);     \
+			}                                                                \
+		}                                                                        \
+		uint8_t tail[BP6_BLOCK];                                                 \
+		unpack_lsb(b, 6, n - i, tail);                                           \
+		for (size_t j = 0; i + j < n; j++) {                                     \
+			uint16_t r = (uint16_t)(s0[i + j] << 6 | tail[j]);               \
+			o[i + j] = (uint16_t)(r >> 1 | r << 15);                         \
+		}                                                                        \
+	}
+
+DEFINE_MERGE_BF16_RAW6(merge_bf16_raw6_portable, )
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(MFS_BP_NO_AVX2)
+DEFINE_MERGE_BF16_RAW6(merge_bf16_raw6_avx2, __attribute__((target("avx2"))))
+#endif
+
 static void merge_bf16_raw6(const uint16_t *s0, const uint8_t *b, size_t n, uint16_t *o)
 {
-	size_t i = 0;
-	for (; i + BP6_BLOCK <= n; i += BP6_BLOCK, b += 3 * BP6_M) {
-		for (unsigned j = 0; j < 3 * BP6_M; j++) {
-			uint16_t r = (uint16_t)(s0[i + j] << 6 | (b[j] & 63));
-			o[i + j] = (uint16_t)(r >> 1 | r << 15);
-		}
-		for (unsigned k = 0; k < BP6_M; k++) {
-			unsigned t = (unsigned)(b[k] >> 6) |
-				     (unsigned)(b[BP6_M + k] >> 6) << 2 |
-				     (unsigned)(b[2 * BP6_M + k] >> 6) << 4;
-			uint16_t r = (uint16_t)(s0[i + 3 * BP6_M + k] << 6 | t);
-			o[i + 3 * BP6_M + k] = (uint16_t)(r >> 1 | r << 15);
-		}
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(MFS_BP_NO_AVX2)
+	if (__builtin_cpu_supports("avx2")) {
+		merge_bf16_raw6_avx2(s0, b, n, o);
+		return;
 	}
-	uint8_t tail[BP6_BLOCK];
-	unpack_lsb(b, 6, n - i, tail);
-	for (size_t j = 0; i + j < n; j++) {
-		uint16_t r = (uint16_t)(s0[i + j] << 6 | tail[j]);
-		o[i + j] = (uint16_t)(r >> 1 | r << 15);
-	}
+#endif
+	merge_bf16_raw6_portable(s0, b, n, o);
 }
 
 static void merge(const bp_layout *L, void *const *planes, size_t n, uint8_t *dst)
