@@ -18,6 +18,8 @@ static const mfs_config_key keys[] = {
     {"cache_bytes", "--cache-bytes", 0, "decoded-chunk cache budget (e.g. 512M, 2G)"},
     {"threads", "--threads", 0, "FUSE worker threads (1..256)"},
     {"prefetch", "--prefetch", 0, "chunks decoded ahead of a sequential reader (0..256)"},
+    {"prefetch_file", "--prefetch-file", 0,
+     "files up to this size are decoded whole once read out of order (e.g. 256M; 0 = off)"},
     {"gpu", "--gpu", 0, "auto|on|off (no GPU decoder yet: stored only)"},
     {"log_level", "--log-level", 0, "error|warn|info|debug"},
     {"allow_other", "--allow-other", 1, "yes|no: let other users read the mount"},
@@ -38,6 +40,7 @@ void mfs_config_defaults(mfs_mount_config *c)
 	c->cache_bytes = (uint64_t)1 << 30;
 	c->threads = 4;
 	c->prefetch = 8;
+	c->prefetch_file = (uint64_t)256 << 20;
 	c->gpu = MFS_GPU_AUTO;
 	c->log_level = MFS_LOG_INFO;
 }
@@ -194,6 +197,15 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
 			    where, value);
 		return 0;
 	}
+	if (strcmp(key, "prefetch_file") == 0) {
+		if (mfs_config_parse_size(value, &c->prefetch_file) < 0)
+			return mfs_err(
+			    err, MFS_E_INVAL,
+			    "%s: prefetch_file '%s' is not a size (bytes, or a number "
+			    "with K, M, G or T: 256M; 0 turns it off)",
+			    where, value);
+		return 0;
+	}
 	if (strcmp(key, "gpu") == 0) {
 		if (parse_enum(value, gpu_names, 3, &c->gpu) < 0)
 			return mfs_err(err, MFS_E_INVAL,
@@ -219,7 +231,7 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
 	return mfs_err(
 	    err, MFS_E_INVAL,
 	    "%s: unknown key '%s' (known: store, mountpoint, cache_bytes, threads, "
-	    "prefetch, gpu, log_level, allow_other, foreground)",
+	    "prefetch, prefetch_file, gpu, log_level, allow_other, foreground)",
 	    where, key);
 }
 

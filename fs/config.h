@@ -13,6 +13,9 @@
  *   cache_bytes  decoded-chunk cache budget: bytes, or with a K/M/G/T suffix (x1024)
  *   threads      FUSE worker threads (1..256)
  *   prefetch     chunks decoded ahead of a sequential reader (0..256, 0 = off)
+ *   prefetch_file  a file up to this size (bytes or K/M/G/T) is decoded whole in
+ *                the background the first time it is read out of order; at
+ *                most a quarter of cache_bytes takes effect; 0 = off
  *   gpu          auto | on | off  (accepted and stored; no GPU decoder exists yet)
  *   log_level    error | warn | info | debug
  *   allow_other  yes | no  (let other users read the mount; needs user_allow_other
@@ -40,6 +43,7 @@ typedef struct mfs_mount_config {
 	uint64_t cache_bytes;
 	unsigned threads;
 	unsigned prefetch;
+	uint64_t prefetch_file; /* bytes; 0 = off */
 	int gpu;       /* MFS_GPU_* */
 	int log_level; /* MFS_LOG_* */
 	int allow_other;
@@ -64,7 +68,7 @@ const mfs_config_key *mfs_config_keys(size_t *n);
 /**
  * Fill @p c with the defaults: store = mfs_store_default_dir() (empty when
  * neither XDG_DATA_HOME nor HOME is set), no mountpoint, cache_bytes 1 GiB,
- * threads 4, prefetch 8, gpu auto, log_level info, allow_other no,
+ * threads 4, prefetch 8, prefetch_file 256 MiB, gpu auto, log_level info, allow_other no,
  * foreground no.
  */
 void mfs_config_defaults(mfs_mount_config *c);

@@ -44,6 +44,9 @@
 #define REFRESH_MS    1000
 #define MAX_REQUEST   (1u << 20)
 #define MAX_SEGS      64 /* pieces of a zero-copy reply */
+/* prefetch_file takes effect up to this share of the cache budget
+ * (mfs_reader_set_whole_file). */
+#define WHOLE_FILE_SHARE 4
 
 struct mfs_mount {
 	mfs_mount_config cfg;
@@ -957,6 +960,12 @@ int mfs_mount_run(mfs_mount *m)
 	}
 	mfs_reader_set_prefetch(m->reader, m->cfg.prefetch);
 	mfs_reader_set_ioahead(m->reader, m->io);
+	uint64_t whole = 0;
+	if (m->cfg.prefetch) {
+		whole = m->cfg.cache_bytes / WHOLE_FILE_SHARE;
+		whole = m->cfg.prefetch_file < whole ? m->cfg.prefetch_file : whole;
+		mfs_reader_set_whole_file(m->reader, whole);
+	}
 	/* the memory a streaming reader cycles through: the prefetch window, a
 	 * chunk per FUSE thread and per worker, and the kernel's request */
 	size_t warm = ((size_t)m->cfg.prefetch + m->cfg.threads + workers + 2) << 20;
@@ -966,10 +975,12 @@ int mfs_mount_run(mfs_mount *m)
 	mfs_mount_log(
 	    m, MFS_LOG_INFO,
 	    "serving %s at %s: %llu repos; cache %llu MiB, %u threads, prefetch %u "
-	    "chunks on %u workers, gpu %s (no GPU decoder in this build: CPU decode)",
+	    "chunks on %u workers, files up to %llu MiB decoded whole once read out of "
+	    "order, gpu %s (no GPU decoder in this build: CPU decode)",
 	    m->cfg.store, m->cfg.mountpoint, (unsigned long long)tot.repos,
 	    (unsigned long long)(m->cfg.cache_bytes >> 20), m->cfg.threads,
-	    m->cfg.prefetch, workers, mfs_config_gpu_name(m->cfg.gpu));
+	    m->cfg.prefetch, workers, (unsigned long long)(whole >> 20),
+	    mfs_config_gpu_name(m->cfg.gpu));
 
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
 	if (!lc) {

@@ -18,6 +18,7 @@ struct mfs_reader {
 	mfs_cache *cache;
 	unsigned prefetch; /* chunks ahead of a sequential reader */
 	mfs_ioahead *io;   /* optional: asks the disk for records ahead */
+	uint64_t whole_max; /* mfs_reader_set_whole_file */
 };
 
 /*
@@ -68,6 +69,11 @@ void mfs_reader_set_prefetch(mfs_reader *r, unsigned chunks)
 void mfs_reader_set_ioahead(mfs_reader *r, mfs_ioahead *io)
 {
 	r->io = io;
+}
+
+void mfs_reader_set_whole_file(mfs_reader *r, uint64_t max_bytes)
+{
+	r->whole_max = max_bytes;
 }
 
 int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile **out)
@@ -306,31 +312,49 @@ static void request_io_ahead(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t
 	mfs_ioahead_request(r->io, read_ahead_io, f, first, end + win);
 }
 
-static void queue_prefetch(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t off,
-			   size_t len)
+/*
+ * Queue the decode of the extents from @p j on that start before @p until
+ * (looking at @p max_jobs at most), skipping those the reader already has
+ * (a reader that jumps back, as loading tensors in model order does, must
+ * not decode again what lies after the jump); stops when the cache is busy.
+ */
+static void queue_decodes(mfs_reader *r, mfs_rfile *f, size_t j, uint64_t until,
+			  size_t max_jobs)
 {
-	if (!r->cache || !r->prefetch)
-		return;
-	uint64_t prev = __atomic_exchange_n(&f->seq_next, off + len, __ATOMIC_RELAXED);
-	if (off + PREFETCH_UNIT < prev || off > prev + PREFETCH_UNIT)
-		return;
-	if (r->io)
-		request_io_ahead(r, f, first, off + len);
-	uint64_t until = off + len + (uint64_t)r->prefetch * PREFETCH_UNIT;
-	size_t max_jobs = (size_t)r->prefetch * 8;
-	for (size_t j = first + 1, q = 0; j < f->n_extents && q < max_jobs; j++, q++) {
+	for (size_t q = 0; j < f->n_extents && q < max_jobs; j++, q++) {
 		const mfs_extent *e = &f->extents[j];
 		if (e->off >= until)
 			break;
-		/* the reader already has it (a reader that jumps back, as loading
-		 * tensors in model order does, must not decode again what lies
-		 * after the jump) */
 		if (__atomic_load_n(&f->served[j], __ATOMIC_RELAXED) >= e->len)
 			continue;
 		if (mfs_cache_prefetch(r->cache, &e->key, e->len, cache_fill, f) ==
 		    MFS_E_BUSY)
 			break;
 	}
+}
+
+static void queue_prefetch(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t off,
+			   size_t len)
+{
+	if (!r->cache || !r->prefetch)
+		return;
+	uint64_t prev = __atomic_exchange_n(&f->seq_next, off + len, __ATOMIC_RELAXED);
+	if (off + PREFETCH_UNIT < prev || off > prev + PREFETCH_UNIT) {
+		/* out of order: the first time, a file that fits is decoded whole,
+		 * from here to the end, then the start (mfs_reader_set_whole_file) */
+		if (f->size <= r->whole_max &&
+		    !__atomic_exchange_n(&f->whole, 1, __ATOMIC_RELAXED)) {
+			if (r->io)
+				mfs_ioahead_request(r->io, read_ahead_io, f, first, f->size);
+			queue_decodes(r, f, first, f->size, f->n_extents);
+			queue_decodes(r, f, 0, f->extents[first].off, first);
+		}
+		return;
+	}
+	if (r->io)
+		request_io_ahead(r, f, first, off + len);
+	queue_decodes(r, f, first + 1, off + len + (uint64_t)r->prefetch * PREFETCH_UNIT,
+		      (size_t)r->prefetch * 8);
 }
 
 int mfs_rfile_read(mfs_reader *r, mfs_rfile *f, uint64_t off, void *buf, size_t len,

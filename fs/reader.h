@@ -42,6 +42,7 @@ typedef struct mfs_rfile {
 					them (mfs_rfile_mark_served); atomic */
 	size_t io_first, io_next;    /* extents io_first..io_next-1 have been asked
 					for from the disk (read_ahead_io); atomic */
+	int whole;		     /* queued whole (mfs_reader_set_whole_file); atomic */
 	struct mfs_rfile_snap *snap; /* private: the read snapshot the file reads */
 } mfs_rfile;
 
@@ -74,6 +75,21 @@ void mfs_reader_set_prefetch(mfs_reader *r, unsigned chunks);
  * borrowed and must outlive every file opened through the reader.
  */
 void mfs_reader_set_ioahead(mfs_reader *r, mfs_ioahead *io);
+
+/**
+ * The first time a file of at most @p max_bytes is read out of order (a read
+ * that does not continue the file's previous read), queue the decode of all
+ * of it on the cache's workers: from that read to the end, then the start;
+ * with a read-ahead thread, ask the disk for the records from that read on.
+ * Loaders that jump (from_pretrained maps the file and its loader threads
+ * fault in the encoder layers at the end first, the embeddings at the start
+ * last) end up reading every tensor, in an order no window follows;
+ * sequential readers (cp, sha256sum) keep the window, and a reader of the
+ * header alone never triggers it.  Needs a cache and prefetch on; the cache
+ * bounds the queued work (half its budget, and its queue); the mount keeps
+ * @p max_bytes within a quarter of the budget.  0 (the default) turns it off.
+ */
+void mfs_reader_set_whole_file(mfs_reader *r, uint64_t max_bytes);
 
 /**
  * Open the blob @p etag of @p repo.  The file keeps the store's read

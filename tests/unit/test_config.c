@@ -45,6 +45,7 @@ static void test_defaults_and_set(void)
 	CHECK_EQ_INT(c.cache_bytes, 1ull << 30);
 	CHECK_EQ_INT(c.threads, 4);
 	CHECK_EQ_INT(c.prefetch, 8);
+	CHECK_EQ_INT(c.prefetch_file, 256ull << 20);
 	CHECK_EQ_INT(c.gpu, MFS_GPU_AUTO);
 	CHECK_EQ_INT(c.log_level, MFS_LOG_INFO);
 	CHECK_EQ_INT(c.allow_other, 0);
@@ -59,6 +60,14 @@ static void test_defaults_and_set(void)
 	CHECK_EQ_INT(mfs_config_set(&c, "threads", "4x", "--threads", &e), MFS_E_INVAL);
 	CHECK_EQ_INT(mfs_config_set(&c, "prefetch", "0", "x", &e), 0);
 	CHECK_EQ_INT(c.prefetch, 0);
+	CHECK_EQ_INT(mfs_config_set(&c, "prefetch_file", "0", "x", &e), 0);
+	CHECK_EQ_INT(c.prefetch_file, 0);
+	CHECK_EQ_INT(mfs_config_set(&c, "prefetch_file", "1G", "x", &e), 0);
+	CHECK_EQ_INT(c.prefetch_file, 1ull << 30);
+	CHECK_EQ_INT(mfs_config_set(&c, "prefetch_file", "lots", "--prefetch-file", &e),
+		     MFS_E_INVAL);
+	CHECK(strstr(e.msg, "--prefetch-file") && strstr(e.msg, "0 turns it off"));
+	CHECK_EQ_INT(c.prefetch_file, 1ull << 30);
 	CHECK_EQ_INT(mfs_config_set(&c, "gpu", "off", "x", &e), 0);
 	CHECK_EQ_INT(c.gpu, MFS_GPU_OFF);
 	CHECK_EQ_INT(mfs_config_set(&c, "gpu", "cuda", "x", &e), MFS_E_INVAL);
@@ -76,7 +85,7 @@ static void test_defaults_and_set(void)
 	CHECK_EQ_INT(mfs_config_set(&c, "store", "", "x", &e), MFS_E_INVAL);
 	size_t n;
 	const mfs_config_key *k = mfs_config_keys(&n);
-	CHECK_EQ_INT(n, 9);
+	CHECK_EQ_INT(n, 10);
 	CHECK(strcmp(k[2].flag, "--cache-bytes") == 0);
 }
 
@@ -162,6 +171,7 @@ static void test_example(void)
 	CHECK_EQ_INT(c.cache_bytes, d.cache_bytes);
 	CHECK_EQ_INT(c.threads, d.threads);
 	CHECK_EQ_INT(c.prefetch, d.prefetch);
+	CHECK_EQ_INT(c.prefetch_file, d.prefetch_file);
 	CHECK_EQ_INT(c.gpu, d.gpu);
 	CHECK_EQ_INT(c.log_level, d.log_level);
 	CHECK_EQ_INT(c.allow_other, d.allow_other);
