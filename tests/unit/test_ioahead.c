@@ -104,15 +104,24 @@ static void test_replace_and_order(void)
 	mfs_ioahead_free(q);
 }
 
-/* Drain drops a waiting job and waits for a running one. */
-static void test_drain(void)
+/* A queue whose thread runs A's job, held at the gate, with B's waiting. */
+static mfs_ioahead *busy_queue(void)
 {
 	mfs_ioahead *q;
-	REQUIRE(mfs_ioahead_create(&q) == 0);
+	if (mfs_ioahead_create(&q) != 0)
+		return NULL;
 	reset(0);
 	CHECK_EQ_INT(mfs_ioahead_request(q, job, &A, 1, 1), 0);
 	wait_running();
 	CHECK_EQ_INT(mfs_ioahead_request(q, job, &B, 2, 2), 0);
+	return q;
+}
+
+/* Drain drops a waiting job and waits for a running one. */
+static void test_drain(void)
+{
+	mfs_ioahead *q = busy_queue();
+	REQUIRE(q);
 	mfs_ioahead_drain(q, &B); /* waiting: dropped, returns at once */
 	mfs_ioahead_stats st;
 	mfs_ioahead_get_stats(q, &st);
@@ -160,12 +169,8 @@ static void test_threads(void)
 /* Free with jobs waiting: they are dropped; the running one finishes. */
 static void test_free_with_waiting(void)
 {
-	mfs_ioahead *q;
-	REQUIRE(mfs_ioahead_create(&q) == 0);
-	reset(0);
-	CHECK_EQ_INT(mfs_ioahead_request(q, job, &A, 1, 1), 0);
-	wait_running();
-	CHECK_EQ_INT(mfs_ioahead_request(q, job, &B, 2, 2), 0);
+	mfs_ioahead *q = busy_queue();
+	REQUIRE(q);
 	CHECK_EQ_INT(mfs_ioahead_request(q, job, &C, 3, 3), 0);
 	open_gate();
 	mfs_ioahead_free(q); /* joins after A; B and C may or may not have run */
