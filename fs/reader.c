@@ -224,13 +224,6 @@ static int cache_fill(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
 }
 
 /*
- * A read that starts within a chunk of where the last one ended is
- * sequential (the kernel's readahead may send neighbours out of order): queue
- * the decode of the chunks after @p first, over this read and a window of
- * r->prefetch chunks beyond it, so workers decode while this thread does its
- * first chunk.  Tiny extents (small tensors) count by bytes, not by number.
- */
-/*
  * A job of the read-ahead thread (ioahead.h): ask the kernel to read, from
  * extent @p first up to file offset @p until, the stored records of the
  * chunks the reader has not had yet (madvise(MADV_WILLNEED), located without
@@ -333,6 +326,17 @@ static void queue_decodes(mfs_reader *r, mfs_rfile *f, size_t j, uint64_t until,
 	}
 }
 
+/*
+ * A read that starts within a chunk of where the last one ended is
+ * sequential (the kernel's readahead may send neighbours out of order): queue
+ * the decode of the chunks after @p first, over this read and a window of
+ * r->prefetch chunks beyond it, so workers decode while this thread does its
+ * first chunk, and hand the read-ahead thread its next records.  Tiny extents
+ * (small tensors) count by bytes, not by number.  Any other read is out of
+ * order: the first one may queue the whole file (mfs_reader_set_whole_file;
+ * a later window request may replace its disk read-ahead before it runs,
+ * which leaves each decode to ask for its own record).
+ */
 static void queue_prefetch(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t off,
 			   size_t len)
 {
