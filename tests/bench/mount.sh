@@ -191,25 +191,26 @@ sys.path.insert(0, sys.argv[1])
 import fixtures
 fixtures.hf_cache(Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4]))
 PYEOF
+# from_pretrained of the repo id from the hub cache at $1, offline (JSON out)
+load_hub() {
+	HF_HUB_CACHE="$1" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$PY" "$HELPER" load "$REPO" 2>/dev/null
+}
 LOAD_REPS=$((REPS + 2))
 for i in $(seq "$LOAD_REPS"); do
 	out="$(HF_HUB_OFFLINE=1 "$PY" "$HELPER" load "$MODEL" 2>/dev/null)"
 	record load_plain_s "$(json seconds "$out")"
 	record load_plain_cpu "$(json cpu "$out")"
-	out="$(HF_HUB_CACHE="$WORK/plaincache" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-		"$PY" "$HELPER" load "$REPO" 2>/dev/null)"
+	out="$(load_hub "$WORK/plaincache")"
 	record load_cache_s "$(json seconds "$out")"
 	record load_cache_cpu "$(json cpu "$out")"
 	mount_fresh
 	d0=$(daemon_cpu)
-	out="$(HF_HUB_CACHE="$MNT" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$PY" "$HELPER" \
-		load "$REPO" 2>/dev/null)"
+	out="$(load_hub "$MNT")"
 	d1=$(daemon_cpu)
 	record load_mount_s "$(json seconds "$out")"
 	record load_mount_cpu "$(echo "$(json cpu "$out") + $d1 - $d0" | bc -l)"
 	# again through the same mount: the kernel page cache now holds the files
-	out="$(HF_HUB_CACHE="$MNT" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$PY" "$HELPER" \
-		load "$REPO" 2>/dev/null)"
+	out="$(load_hub "$MNT")"
 	record load_mount_warm_s "$(json seconds "$out")"
 	# a fresh mount whose daemon has decoded every chunk already (an O_DIRECT
 	# read leaves the kernel's page cache empty): what the decode costs the
@@ -217,8 +218,7 @@ for i in $(seq "$LOAD_REPS"); do
 	mount_fresh
 	mount_files
 	"$PY" "$HELPER" direct "${MNTF[@]}" >/dev/null
-	out="$(HF_HUB_CACHE="$MNT" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$PY" "$HELPER" \
-		load "$REPO" 2>/dev/null)"
+	out="$(load_hub "$MNT")"
 	record load_mount_decoded_s "$(json seconds "$out")"
 done
 unmount
