@@ -440,6 +440,20 @@ void mfs_cache_drain(mfs_cache *c, void *ud)
 	pthread_mutex_unlock(&c->mu);
 }
 
+int mfs_cache_busy(mfs_cache *c, void *ud)
+{
+	if (!c)
+		return 0;
+	pthread_mutex_lock(&c->mu);
+	int busy = 0;
+	for (size_t i = 0; i < c->qlen && !busy; i++)
+		busy = c->queue[(c->qhead + i) % c->qcap].ud == ud;
+	for (unsigned i = 0; i < c->nworkers && !busy; i++)
+		busy = c->workers[i].cur_ud == ud;
+	pthread_mutex_unlock(&c->mu);
+	return busy;
+}
+
 static size_t pow2_at_least(size_t n)
 {
 	size_t p = 1;

@@ -127,6 +127,13 @@ int mfs_cache_prefetch(mfs_cache *c, const mfs_chunk_key *key, size_t len,
  */
 void mfs_cache_drain(mfs_cache *c, void *ud);
 
+/**
+ * Whether a prefetch made with @p ud is queued or being decoded (a
+ * snapshot).  NULL cache: 0.
+ * @return 1 or 0
+ */
+int mfs_cache_busy(mfs_cache *c, void *ud);
+
 /* Counters, for tests, logs and `modelfs mount --debug`. */
 typedef struct mfs_cache_stats {
 	uint64_t hits;	 /* gets served from a ready entry */

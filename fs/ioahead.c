@@ -154,6 +154,15 @@ void mfs_ioahead_drain(mfs_ioahead *q, void *ud)
 	pthread_mutex_unlock(&q->mu);
 }
 
+int mfs_ioahead_busy(mfs_ioahead *q, void *ud)
+{
+	pthread_mutex_lock(&q->mu);
+	job *prev;
+	int busy = q->running == ud || find(q, ud, &prev) != NULL;
+	pthread_mutex_unlock(&q->mu);
+	return busy;
+}
+
 void mfs_ioahead_get_stats(mfs_ioahead *q, mfs_ioahead_stats *out)
 {
 	pthread_mutex_lock(&q->mu);

@@ -55,6 +55,13 @@ int mfs_ioahead_request(mfs_ioahead *q, mfs_ioahead_fn fn, void *ud, size_t firs
  */
 void mfs_ioahead_drain(mfs_ioahead *q, void *ud);
 
+/**
+ * Whether @p ud has a job waiting or running (a snapshot: it may change as
+ * soon as it is returned).
+ * @return 1 or 0
+ */
+int mfs_ioahead_busy(mfs_ioahead *q, void *ud);
+
 /** Counters since creation (a snapshot; for tests and the stop log). */
 typedef struct mfs_ioahead_stats {
 	uint64_t requests; /* mfs_ioahead_request calls that queued or replaced */

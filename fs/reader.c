@@ -327,6 +327,31 @@ static void queue_decodes(mfs_reader *r, mfs_rfile *f, size_t j, uint64_t until,
 }
 
 /*
+ * Queue the decode of all of @p f, from extent @p first to the end, then the
+ * start, and ask the disk for its records from @p first on; once per file.
+ */
+static void queue_whole(mfs_reader *r, mfs_rfile *f, size_t first)
+{
+	if (f->n_extents == 0 || __atomic_exchange_n(&f->whole, 1, __ATOMIC_RELAXED))
+		return;
+	if (r->io)
+		mfs_ioahead_request(r->io, read_ahead_io, f, first, f->size);
+	queue_decodes(r, f, first, f->size, f->n_extents);
+	queue_decodes(r, f, 0, f->extents[first].off, first);
+}
+
+void mfs_rfile_queue_whole(mfs_reader *r, mfs_rfile *f)
+{
+	if (r->cache && r->prefetch)
+		queue_whole(r, f, 0);
+}
+
+int mfs_rfile_busy(mfs_reader *r, mfs_rfile *f)
+{
+	return (r->io && mfs_ioahead_busy(r->io, f)) || mfs_cache_busy(r->cache, f);
+}
+
+/*
  * A read that starts within a chunk of where the last one ended is
  * sequential (the kernel's readahead may send neighbours out of order): queue
  * the decode of the chunks after @p first, over this read and a window of
@@ -346,13 +371,8 @@ static void queue_prefetch(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t o
 	if (off + PREFETCH_UNIT < prev || off > prev + PREFETCH_UNIT) {
 		/* out of order: the first time, a file that fits is decoded whole,
 		 * from here to the end, then the start (mfs_reader_set_whole_file) */
-		if (f->size <= r->whole_max &&
-		    !__atomic_exchange_n(&f->whole, 1, __ATOMIC_RELAXED)) {
-			if (r->io)
-				mfs_ioahead_request(r->io, read_ahead_io, f, first, f->size);
-			queue_decodes(r, f, first, f->size, f->n_extents);
-			queue_decodes(r, f, 0, f->extents[first].off, first);
-		}
+		if (f->size <= r->whole_max)
+			queue_whole(r, f, first);
 		return;
 	}
 	if (r->io)

@@ -92,6 +92,23 @@ void mfs_reader_set_ioahead(mfs_reader *r, mfs_ioahead *io);
 void mfs_reader_set_whole_file(mfs_reader *r, uint64_t max_bytes);
 
 /**
+ * Queue the decode of all of @p f now, as the first out-of-order read does
+ * (mfs_reader_set_whole_file), whatever its size, before anyone reads it:
+ * the mount does this for a model's weights when its config.json is opened
+ * (fs/warm.h).  Once per file; the cache bounds the queued work (a file of
+ * more chunks than its queue holds is decoded in part).  Needs a cache and
+ * prefetch on (otherwise nothing happens).
+ */
+void mfs_rfile_queue_whole(mfs_reader *r, mfs_rfile *f);
+
+/**
+ * Whether work queued for @p f (decodes, disk read-ahead) is still waiting
+ * or running: once 0, closing @p f waits for nothing.
+ * @return 1 or 0
+ */
+int mfs_rfile_busy(mfs_reader *r, mfs_rfile *f);
+
+/**
  * Open the blob @p etag of @p repo.  The file keeps the store's read
  * snapshot of the moment it was opened (an LMDB read transaction) until it
  * is closed: it reads the same bytes even if the repo is removed and its
