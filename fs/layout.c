@@ -38,8 +38,10 @@ typedef struct node {
 	uint32_t nsubdirs;
 	/* link */
 	char *target;
+	struct node *blob; /* snapshot links: the blob they name */
 	/* file */
 	int is_blob;
+	int is_config; /* blobs: some snapshot names it config.json */
 	const char *repo; /* owned by the tree's repo list */
 	char etag[MFS_ETAG_MAX + 1];
 	char data[MFS_COMMIT_LEN + 1];
@@ -248,6 +250,10 @@ static int get_path(tree *t, node *base, const char *rel, int kind, uint64_t mti
 	return 0;
 }
 
+/* The file a model loader reads first; its weights lie next to it. */
+#define MODEL_CONFIG "config.json"
+#define WEIGHTS_SUFFIX ".safetensors"
+
 typedef struct build_ctx {
 	tree *t;
 	mfs_txn *txn;
@@ -330,6 +336,9 @@ static int file_cb(void *ud, const mfs_file_info *f)
 	}
 	if (f->mode & 0111)
 		blob->perm = 0555;
+	link->blob = blob;
+	if (strcmp(link->name, MODEL_CONFIG) == 0)
+		blob->is_config = 1;
 	return 0;
 }
 
@@ -682,6 +691,7 @@ int mfs_layout_open(mfs_layout *l, uint64_t ino, mfs_layout_file *out)
 	} else {
 		memset(out, 0, sizeof(*out));
 		out->is_blob = n->is_blob;
+		out->is_config = n->is_config;
 		out->size = n->size;
 		if (n->is_blob) {
 			snprintf(out->repo, sizeof(out->repo), "%s", n->repo);
@@ -690,6 +700,68 @@ int mfs_layout_open(mfs_layout *l, uint64_t ino, mfs_layout_file *out)
 			memcpy(out->data, n->data, n->data_len);
 			out->data_len = n->data_len;
 		}
+	}
+	tree_put(t);
+	return rc;
+}
+
+static int has_suffix(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n > m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* The weights in directory @p dir, added to @p out unless there already. */
+static void add_weights(const node *dir, mfs_layout_file *out, size_t cap, size_t *n)
+{
+	for (size_t i = 0; i < dir->nkids && *n < cap; i++) {
+		const node *k = dir->kids[i];
+		if (k->kind != K_LINK || !k->blob || !has_suffix(k->name, WEIGHTS_SUFFIX))
+			continue;
+		size_t j = 0;
+		while (j < *n && strcmp(out[j].etag, k->blob->etag) != 0)
+			j++;
+		if (j < *n)
+			continue;
+		memset(&out[j], 0, sizeof(out[j]));
+		out[j].is_blob = 1;
+		snprintf(out[j].repo, sizeof(out[j].repo), "%s", k->blob->repo);
+		snprintf(out[j].etag, sizeof(out[j].etag), "%s", k->blob->etag);
+		out[j].size = k->blob->size;
+		(*n)++;
+	}
+}
+
+/* Every config.json link under @p dir naming @p blob: add the weights beside it. */
+static void find_configs(const node *dir, const node *blob, mfs_layout_file *out,
+			 size_t cap, size_t *n)
+{
+	for (size_t i = 0; i < dir->nkids; i++) {
+		const node *k = dir->kids[i];
+		if (k->kind == K_DIR)
+			find_configs(k, blob, out, cap, n);
+		else if (k->kind == K_LINK && k->blob == blob &&
+			 strcmp(k->name, MODEL_CONFIG) == 0)
+			add_weights(dir, out, cap, n);
+	}
+}
+
+int mfs_layout_model_files(mfs_layout *l, uint64_t ino, mfs_layout_file *out, size_t cap,
+			   size_t *n)
+{
+	*n = 0;
+	tree *t = tree_get(l);
+	const node *b = ino_find(t, ino);
+	int rc = 0;
+	if (!b) {
+		rc = MFS_E_NOTFOUND;
+	} else if (b->kind == K_FILE && b->is_config) {
+		/* a blob is <repo dir>/blobs/<etag> */
+		const node *repo_dir = b->parent->parent;
+		for (size_t i = 0; i < repo_dir->nkids; i++)
+			if (repo_dir->kids[i]->kind == K_DIR &&
+			    strcmp(repo_dir->kids[i]->name, "snapshots") == 0)
+				find_configs(repo_dir->kids[i], b, out, cap, n);
 	}
 	tree_put(t);
 	return rc;

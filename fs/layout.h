@@ -59,6 +59,8 @@ typedef struct mfs_layout_attr {
 /* How to read a regular file. */
 typedef struct mfs_layout_file {
 	int is_blob;			/* 1: a blob (read via fs/reader.h) */
+	int is_config;			/* blob: a snapshot names it config.json
+					   (mfs_layout_model_files) */
 	char repo[MFS_REPO_ID_MAX + 1]; /* blob: the repo id ("models/org/name") */
 	char etag[MFS_ETAG_MAX + 1];	/* blob: its etag */
 	uint64_t size;
@@ -112,6 +114,19 @@ int mfs_layout_readlink(mfs_layout *l, uint64_t ino, char *buf, size_t cap);
  * @return 0, MFS_E_NOTFOUND, -EISDIR, -EINVAL (a link)
  */
 int mfs_layout_open(mfs_layout *l, uint64_t ino, mfs_layout_file *out);
+
+/**
+ * The model weights a loader that opened blob @p ino is about to read: when
+ * some snapshot names @p ino `config.json` (the first file transformers and
+ * diffusers read), the `*.safetensors` files of every directory where it
+ * does, each once, in name order (model-00001-of-00003 first).  Any other
+ * node has none.
+ * @param[out] out  up to @p cap files (is_blob, repo, etag, size set)
+ * @param[out] n    files filled
+ * @return 0 or MFS_E_NOTFOUND
+ */
+int mfs_layout_model_files(mfs_layout *l, uint64_t ino, mfs_layout_file *out, size_t cap,
+			   size_t *n);
 
 /**
  * Open directory @p ino for listing: the handle sees one version of the
