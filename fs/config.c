@@ -20,6 +20,9 @@ static const mfs_config_key keys[] = {
     {"prefetch", "--prefetch", 0, "chunks decoded ahead of a sequential reader (0..256)"},
     {"prefetch_file", "--prefetch-file", 0,
      "files up to this size are decoded whole once read out of order (e.g. 256M; 0 = off)"},
+    {"prefetch_model", "--prefetch-model", 0,
+     "yes|no: opening a snapshot's config.json decodes the *.safetensors beside it, "
+     "within prefetch_file"},
     {"gpu", "--gpu", 0, "auto|on|off (no GPU decoder yet: stored only)"},
     {"log_level", "--log-level", 0, "error|warn|info|debug"},
     {"allow_other", "--allow-other", 1, "yes|no: let other users read the mount"},
@@ -41,6 +44,7 @@ void mfs_config_defaults(mfs_mount_config *c)
 	c->threads = 4;
 	c->prefetch = 8;
 	c->prefetch_file = (uint64_t)256 << 20;
+	c->prefetch_model = 1;
 	c->gpu = MFS_GPU_AUTO;
 	c->log_level = MFS_LOG_INFO;
 }
@@ -221,8 +225,11 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
 			    where, value);
 		return 0;
 	}
-	if (strcmp(key, "allow_other") == 0 || strcmp(key, "foreground") == 0) {
-		int *dst = key[0] == 'a' ? &c->allow_other : &c->foreground;
+	if (strcmp(key, "allow_other") == 0 || strcmp(key, "foreground") == 0 ||
+	    strcmp(key, "prefetch_model") == 0) {
+		int *dst = key[0] == 'a' ? &c->allow_other
+			   : key[0] == 'f' ? &c->foreground
+					   : &c->prefetch_model;
 		if (parse_bool(value, dst) < 0)
 			return mfs_err(err, MFS_E_INVAL, "%s: %s '%s' is not yes or no",
 				       where, key, value);
@@ -231,7 +238,8 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
 	return mfs_err(
 	    err, MFS_E_INVAL,
 	    "%s: unknown key '%s' (known: store, mountpoint, cache_bytes, threads, "
-	    "prefetch, prefetch_file, gpu, log_level, allow_other, foreground)",
+	    "prefetch, prefetch_file, prefetch_model, gpu, log_level, allow_other, "
+	    "foreground)",
 	    where, key);
 }
 

@@ -16,6 +16,10 @@
  *   prefetch_file  a file up to this size (bytes or K/M/G/T) is decoded whole in
  *                the background the first time it is read out of order; at
  *                most a quarter of cache_bytes takes effect; 0 = off
+ *   prefetch_model  yes | no: when a snapshot's config.json is opened, the
+ *                `*.safetensors` files beside it are decoded in the background
+ *                (fs/prefetch_model.h), as many as fit in the prefetch_file
+ *                limit; needs prefetch on
  *   gpu          auto | on | off  (accepted and stored; no GPU decoder exists yet)
  *   log_level    error | warn | info | debug
  *   allow_other  yes | no  (let other users read the mount; needs user_allow_other
@@ -44,6 +48,7 @@ typedef struct mfs_mount_config {
 	unsigned threads;
 	unsigned prefetch;
 	uint64_t prefetch_file; /* bytes; 0 = off */
+	int prefetch_model;	/* yes/no */
 	int gpu;       /* MFS_GPU_* */
 	int log_level; /* MFS_LOG_* */
 	int allow_other;
@@ -68,7 +73,8 @@ const mfs_config_key *mfs_config_keys(size_t *n);
 /**
  * Fill @p c with the defaults: store = mfs_store_default_dir() (empty when
  * neither XDG_DATA_HOME nor HOME is set), no mountpoint, cache_bytes 1 GiB,
- * threads 4, prefetch 8, prefetch_file 256 MiB, gpu auto, log_level info, allow_other no,
+ * threads 4, prefetch 8, prefetch_file 256 MiB, prefetch_model yes, gpu auto,
+ * log_level info, allow_other no,
  * foreground no.
  */
 void mfs_config_defaults(mfs_mount_config *c);

@@ -36,6 +36,7 @@
 #include "cache.h"
 #include "heap.h"
 #include "layout.h"
+#include "prefetch_model.h"
 #include "reader.h"
 
 #define LONG_TIMEOUT  86400.0
@@ -59,6 +60,7 @@ struct mfs_mount {
 	mfs_cache *cache;
 	mfs_ioahead *io; /* read-ahead of stored records (reader) */
 	mfs_reader *reader;
+	mfs_prefetch_model *pmodel; /* prefetch_model: weights decoded on config.json */
 	pthread_key_t tkey;
 	int tkey_ok;
 	int sig_ok;
@@ -486,6 +488,36 @@ static void mfs_ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_i
 	fuse_reply_err(req, 0);
 }
 
+/*
+ * After the reply to an open (the opener goes on meanwhile): a config.json
+ * starts the decode of the weights beside it (prefetch_model.h); any open
+ * closes the prefetched files whose work is done.
+ */
+static void prefetch_model(mfs_mount *m, fuse_ino_t ino, const mfs_layout_file *lf)
+{
+	enum { MAX_FILES = 64 };
+	if (!lf->is_config) {
+		mfs_prefetch_model_reap(m->pmodel);
+		return;
+	}
+	mfs_layout_file *files = malloc(MAX_FILES * sizeof(*files));
+	size_t n = 0, started = 0;
+	int rc = files ? mfs_layout_model_files(m->layout, ino, files, MAX_FILES, &n) : -ENOMEM;
+	if (rc == 0)
+		rc = mfs_prefetch_model_start(m->pmodel, files, n, &started);
+	if (rc < 0)
+		mfs_mount_log(m, MFS_LOG_WARN,
+			      "prefetch of the weights beside %s blob %s (its config.json) "
+			      "failed: %s; the files read as usual",
+			      lf->repo, lf->etag, mfs_strerror(rc));
+	else if (started)
+		mfs_mount_log(m, MFS_LOG_DEBUG,
+			      "prefetch: %zu of %zu weight files beside %s blob %s "
+			      "(config.json)",
+			      started, n, lf->repo, lf->etag);
+	free(files);
+}
+
 static void mfs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	mfs_mount *m = mount_of(req);
@@ -528,6 +560,8 @@ static void mfs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	fi->fh = (uint64_t)(uintptr_t)of;
 	if (fuse_reply_open(req, fi) != 0)
 		ofile_free(m, of);
+	else if (m->pmodel)
+		prefetch_model(m, ino, &lf);
 }
 
 static void log_read_error(mfs_mount *m, const mfs_rfile *rf, uint64_t off, int rc)
@@ -637,8 +671,11 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void mfs_ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	ofile_free(mount_of(req), (ofile *)(uintptr_t)fi->fh);
+	mfs_mount *m = mount_of(req);
+	ofile_free(m, (ofile *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
+	if (m->pmodel)
+		mfs_prefetch_model_reap(m->pmodel);
 }
 
 static void mfs_ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -830,6 +867,8 @@ static void close_store(mfs_mount *m)
 {
 	if (m->reader) /* a file closed from here on has no read-ahead to drain */
 		mfs_reader_set_ioahead(m->reader, NULL);
+	mfs_prefetch_model_free(m->pmodel); /* closes its files: before the reader */
+	m->pmodel = NULL;
 	mfs_ioahead_free(m->io); /* its running job finishes first */
 	m->io = NULL;
 	mfs_reader_free(m->reader); /* drains its prefetch jobs first */
@@ -965,6 +1004,13 @@ int mfs_mount_run(mfs_mount *m)
 		whole = m->cfg.cache_bytes / WHOLE_FILE_SHARE;
 		whole = m->cfg.prefetch_file < whole ? m->cfg.prefetch_file : whole;
 		mfs_reader_set_whole_file(m->reader, whole);
+		if (m->cfg.prefetch_model && whole)
+			rc = mfs_prefetch_model_create(m->reader, whole, &m->pmodel);
+	}
+	if (rc < 0) {
+		mfs_mount_log(m, MFS_LOG_ERROR, "%s", mfs_strerror(rc));
+		close_store(m);
+		return rc;
 	}
 	/* the memory a streaming reader cycles through: the prefetch window, a
 	 * chunk per FUSE thread and per worker, and the kernel's request */
@@ -976,10 +1022,11 @@ int mfs_mount_run(mfs_mount *m)
 	    m, MFS_LOG_INFO,
 	    "serving %s at %s: %llu repos; cache %llu MiB, %u threads, prefetch %u "
 	    "chunks on %u workers, files up to %llu MiB decoded whole once read out of "
-	    "order, gpu %s (no GPU decoder in this build: CPU decode)",
+	    "order%s, gpu %s (no GPU decoder in this build: CPU decode)",
 	    m->cfg.store, m->cfg.mountpoint, (unsigned long long)tot.repos,
 	    (unsigned long long)(m->cfg.cache_bytes >> 20), m->cfg.threads,
 	    m->cfg.prefetch, workers, (unsigned long long)(whole >> 20),
+	    m->pmodel ? " or when their config.json is opened" : "",
 	    mfs_config_gpu_name(m->cfg.gpu));
 
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
@@ -1010,6 +1057,16 @@ int mfs_mount_run(mfs_mount *m)
 		      (unsigned long long)m->n_reads,
 		      (unsigned long long)(m->read_bytes >> 20), m->read_ns / 1e6,
 		      m->reply_ns / 1e6);
+	if (m->pmodel) {
+		mfs_prefetch_model_stats ps;
+		mfs_prefetch_model_stats_get(m->pmodel, &ps);
+		mfs_mount_log(m, MFS_LOG_INFO,
+			      "prefetch_model: %llu weight files (%llu MiB) decoded on "
+			      "config.json opens, %llu over the budget skipped",
+			      (unsigned long long)ps.files,
+			      (unsigned long long)(ps.bytes >> 20),
+			      (unsigned long long)ps.skipped);
+	}
 	return rc < 0 ? -EIO : 0;
 }
 

@@ -377,6 +377,37 @@ def test_close_right_after_read(mfs, hf_cache, minilm_bf16, mounted):
     assert sha256(snap / "model.safetensors") == sha256(minilm_bf16 / "model.safetensors")
 
 
+def test_config_json_prefetches_the_weights(mfs, hf_cache, minilm_sharded, mounted):
+    """Opening a snapshot's config.json starts the decode of the weights beside
+    it (prefetch_model), as many shards as fit in the limit; the shards read
+    exact while and after it runs; `--prefetch-model no` turns it off."""
+    repo = "org/pm"
+    ingest_cache(mfs, hf_cache, minilm_sharded, repo)
+    shards = sorted(f for f in fixtures.list_files(minilm_sharded)
+                    if f.endswith(".safetensors"))
+    assert len(shards) == 2
+    first, second = ((minilm_sharded / s).stat().st_size for s in shards)
+    # a quarter of a 192M cache (48 MiB) holds the first shard, not both
+    cache = 192 << 20
+    assert first <= cache // 4 < first + second
+
+    def run(*flags) -> str:
+        m = mounted(mfs, "--cache-bytes", str(cache), *flags)
+        snap = m.snapshot(repo)
+        assert (snap / "config.json").read_bytes() == \
+            (minilm_sharded / "config.json").read_bytes()
+        for s in shards:  # while the prefetch runs, and after
+            assert sha256(snap / s) == sha256(minilm_sharded / s), s
+        assert m.stop() == 0
+        return m.log()
+
+    log = run()
+    assert "prefetch_model: 1 weight files (" in log and \
+        "decoded on config.json opens, 1 over the budget skipped" in log, log
+    log = run("--prefetch-model", "no")
+    assert "prefetch_model" not in log, log
+
+
 # ---------------------------------------------------------------- store changes
 
 def test_ingest_while_mounted_then_rm_gc(mfs, hf_cache, minilm_f32, minilm_bf16, mounted):

@@ -46,6 +46,7 @@ static void test_defaults_and_set(void)
 	CHECK_EQ_INT(c.threads, 4);
 	CHECK_EQ_INT(c.prefetch, 8);
 	CHECK_EQ_INT(c.prefetch_file, 256ull << 20);
+	CHECK_EQ_INT(c.prefetch_model, 1);
 	CHECK_EQ_INT(c.gpu, MFS_GPU_AUTO);
 	CHECK_EQ_INT(c.log_level, MFS_LOG_INFO);
 	CHECK_EQ_INT(c.allow_other, 0);
@@ -68,6 +69,12 @@ static void test_defaults_and_set(void)
 		     MFS_E_INVAL);
 	CHECK(strstr(e.msg, "--prefetch-file") && strstr(e.msg, "0 turns it off"));
 	CHECK_EQ_INT(c.prefetch_file, 1ull << 30);
+	CHECK_EQ_INT(mfs_config_set(&c, "prefetch_model", "no", "x", &e), 0);
+	CHECK_EQ_INT(c.prefetch_model, 0);
+	CHECK_EQ_INT(mfs_config_set(&c, "prefetch_model", "1G", "--prefetch-model", &e),
+		     MFS_E_INVAL);
+	CHECK(strstr(e.msg, "--prefetch-model") && strstr(e.msg, "yes or no"));
+	CHECK_EQ_INT(c.prefetch_model, 0);
 	CHECK_EQ_INT(mfs_config_set(&c, "gpu", "off", "x", &e), 0);
 	CHECK_EQ_INT(c.gpu, MFS_GPU_OFF);
 	CHECK_EQ_INT(mfs_config_set(&c, "gpu", "cuda", "x", &e), MFS_E_INVAL);
@@ -85,7 +92,7 @@ static void test_defaults_and_set(void)
 	CHECK_EQ_INT(mfs_config_set(&c, "store", "", "x", &e), MFS_E_INVAL);
 	size_t n;
 	const mfs_config_key *k = mfs_config_keys(&n);
-	CHECK_EQ_INT(n, 10);
+	CHECK_EQ_INT(n, 11);
 	CHECK(strcmp(k[2].flag, "--cache-bytes") == 0);
 }
 
@@ -172,6 +179,7 @@ static void test_example(void)
 	CHECK_EQ_INT(c.threads, d.threads);
 	CHECK_EQ_INT(c.prefetch, d.prefetch);
 	CHECK_EQ_INT(c.prefetch_file, d.prefetch_file);
+	CHECK_EQ_INT(c.prefetch_model, d.prefetch_model);
 	CHECK_EQ_INT(c.gpu, d.gpu);
 	CHECK_EQ_INT(c.log_level, d.log_level);
 	CHECK_EQ_INT(c.allow_other, d.allow_other);

@@ -16,6 +16,7 @@
 
 #include "cache.h"
 #include "layout.h"
+#include "prefetch_model.h"
 #include "reader.h"
 #include "store.h"
 #include "testhelp.h"
@@ -205,6 +206,30 @@ static void test_tree(mfs_store *s)
 	CHECK_EQ_INT(mfs_layout_open(l, a.ino, &lf), 0);
 	CHECK(lf.is_blob && strcmp(lf.repo, "models/org/a") == 0 &&
 	      strcmp(lf.etag, ETAG_W) == 0);
+	CHECK(!lf.is_config);
+	/* the weights are not a config: no model files to prefetch */
+	mfs_layout_file mf[4];
+	size_t nmf = 99;
+	CHECK_EQ_INT(mfs_layout_model_files(l, a.ino, mf, 4, &nmf), 0);
+	CHECK_EQ_INT(nmf, 0);
+	/* the config blob (named config.json at the top and in 1_Pooling/deep):
+	 * the weights beside the top one, once */
+	CHECK_EQ_INT(walk(l, "models--org--a/blobs/" ETAG_CFG, &a), 0);
+	CHECK_EQ_INT(mfs_layout_open(l, a.ino, &lf), 0);
+	CHECK(lf.is_blob && lf.is_config);
+	CHECK_EQ_INT(mfs_layout_model_files(l, a.ino, mf, 4, &nmf), 0);
+	CHECK_EQ_INT(nmf, 1);
+	CHECK(mf[0].is_blob && strcmp(mf[0].repo, "models/org/a") == 0 &&
+	      strcmp(mf[0].etag, ETAG_W) == 0 && mf[0].size == wsize);
+	CHECK_EQ_INT(mfs_layout_model_files(l, a.ino, mf, 0, &nmf), 0);
+	CHECK_EQ_INT(nmf, 0);
+	/* a snapshot link and a directory have none; a missing node is an error */
+	CHECK_EQ_INT(walk(l, "models--org--a/snapshots/" C1 "/config.json", &a), 0);
+	CHECK_EQ_INT(mfs_layout_model_files(l, a.ino, mf, 4, &nmf), 0);
+	CHECK_EQ_INT(nmf, 0);
+	CHECK_EQ_INT(mfs_layout_model_files(l, MFS_LAYOUT_ROOT_INO, mf, 4, &nmf), 0);
+	CHECK_EQ_INT(nmf, 0);
+	CHECK_EQ_INT(mfs_layout_model_files(l, 12345, mf, 4, &nmf), MFS_E_NOTFOUND);
 
 	CHECK_EQ_INT(walk(l, "models--org--a/.no_exist/" C1 "/adapter_config.json", &a),
 		     0);
@@ -604,6 +629,119 @@ static void test_whole_file_on_jump(mfs_store *s)
 	free(buf);
 }
 
+/* Wait (up to 10 s) until the set holds no file: their work is done. */
+static void wait_reaped(mfs_prefetch_model *p)
+{
+	mfs_prefetch_model_stats ps;
+	for (int ms = 0; ms < 10000; ms++) {
+		mfs_prefetch_model_reap(p);
+		mfs_prefetch_model_stats_get(p, &ps);
+		if (ps.held == 0)
+			return;
+		usleep(1000);
+	}
+}
+
+/*
+ * prefetch_model: the config blob's model files are decoded whole before
+ * anyone reads them (every read then hits), within the budget, each file
+ * once while held; freeing the set with work still queued is safe.
+ */
+static void test_prefetch_model(mfs_store *s)
+{
+	mfs_layout *l;
+	mfs_errmsg err = {0};
+	REQUIRE(mfs_layout_create(s, 1000, &l, &err) == 0);
+	mfs_layout_attr a;
+	REQUIRE(walk(l, "models--org--a/blobs/" ETAG_CFG, &a) == 0);
+	mfs_layout_file mf[4];
+	size_t nmf, started;
+	REQUIRE(mfs_layout_model_files(l, a.ino, mf, 4, &nmf) == 0 && nmf == 1);
+
+	mfs_cache *c;
+	mfs_reader *r;
+	mfs_codec_ws *ws;
+	REQUIRE(mfs_cache_create(64 << 20, 2, &c) == 0);
+	REQUIRE(mfs_reader_create(s, c, &r) == 0);
+	REQUIRE(mfs_codec_ws_create(&ws) == 0);
+	mfs_reader_set_prefetch(r, 1);
+	mfs_prefetch_model *p;
+	mfs_prefetch_model_stats ps;
+
+	/* over the budget: skipped */
+	REQUIRE(mfs_prefetch_model_create(r, wsize - 1, &p) == 0);
+	CHECK_EQ_INT(mfs_prefetch_model_start(p, mf, nmf, &started), 0);
+	CHECK_EQ_INT(started, 0);
+	mfs_prefetch_model_stats_get(p, &ps);
+	CHECK_EQ_INT(ps.skipped, 1);
+	CHECK_EQ_INT(ps.held, 0);
+	mfs_prefetch_model_free(p);
+
+	/* within it: every chunk decoded by the workers, then reads only hit */
+	REQUIRE(mfs_prefetch_model_create(r, wsize, &p) == 0);
+	CHECK_EQ_INT(mfs_prefetch_model_start(p, mf, nmf, &started), 0);
+	CHECK_EQ_INT(started, 1);
+	/* held (or done already): not started twice */
+	CHECK_EQ_INT(mfs_prefetch_model_start(p, mf, nmf, &started), 0);
+	mfs_prefetch_model_stats_get(p, &ps);
+	CHECK_EQ_INT(ps.files, 1 + started);
+	wait_reaped(p);
+	mfs_prefetch_model_stats_get(p, &ps);
+	CHECK_EQ_INT(ps.held, 0);
+	mfs_cache_stats st0, st;
+	mfs_cache_stats_get(c, &st0);
+	CHECK_EQ_INT(st0.prefetch_fills, NW);
+	CHECK_EQ_INT(st0.misses, 0);
+	mfs_rfile *f;
+	REQUIRE(mfs_rfile_open(r, "models/org/a", ETAG_W, &f) == 0);
+	uint8_t *buf = malloc(wsize);
+	size_t got;
+	CHECK_EQ_INT(mfs_rfile_read(r, f, 0, buf, wsize, &got, ws), 0);
+	CHECK(got == wsize && memcmp(buf, wfile, wsize) == 0);
+	mfs_cache_stats_get(c, &st);
+	CHECK_EQ_INT(st.misses, 0);
+	CHECK_EQ_INT(st.hits, st0.hits + NW);
+	mfs_rfile_close(f);
+	/* started again once done: nothing is decoded twice */
+	CHECK_EQ_INT(mfs_prefetch_model_start(p, mf, nmf, &started), 0);
+	CHECK_EQ_INT(started, 1);
+	wait_reaped(p);
+	mfs_cache_stats_get(c, &st);
+	CHECK_EQ_INT(st.prefetch_fills, NW);
+	mfs_prefetch_model_free(p);
+	mfs_reader_free(r);
+	mfs_cache_free(c);
+
+	/* freed at once, with the decodes queued or running */
+	REQUIRE(mfs_cache_create(64 << 20, 1, &c) == 0);
+	REQUIRE(mfs_reader_create(s, c, &r) == 0);
+	mfs_reader_set_prefetch(r, 1);
+	REQUIRE(mfs_prefetch_model_create(r, wsize, &p) == 0);
+	CHECK_EQ_INT(mfs_prefetch_model_start(p, mf, nmf, &started), 0);
+	CHECK_EQ_INT(started, 1);
+	mfs_prefetch_model_free(p);
+	mfs_reader_free(r);
+	mfs_cache_free(c);
+
+	/* a file that is gone from the store: an error, nothing held */
+	mfs_layout_file gone = mf[0];
+	gone.etag[0] = 'f';
+	REQUIRE(mfs_cache_create(64 << 20, 1, &c) == 0);
+	REQUIRE(mfs_reader_create(s, c, &r) == 0);
+	mfs_reader_set_prefetch(r, 1);
+	REQUIRE(mfs_prefetch_model_create(r, wsize, &p) == 0);
+	CHECK_EQ_INT(mfs_prefetch_model_start(p, &gone, 1, &started), MFS_E_NOTFOUND);
+	CHECK_EQ_INT(started, 0);
+	mfs_prefetch_model_stats_get(p, &ps);
+	CHECK_EQ_INT(ps.held, 0);
+	mfs_prefetch_model_free(p);
+	mfs_reader_free(r);
+	mfs_cache_free(c);
+	free(buf);
+	mfs_codec_ws_free(ws);
+	mfs_layout_free(l);
+}
+
 /* An open file reads its own snapshot: rm + gc of its repo do not break it. */
 static void test_open_file_survives_gc(mfs_store *s)
 {
@@ -679,6 +817,8 @@ int main(void)
 	fprintf(stderr, "ok   test_prefetch_skips_served\n");
 	test_whole_file_on_jump(s);
 	fprintf(stderr, "ok   test_whole_file_on_jump\n");
+	test_prefetch_model(s);
+	fprintf(stderr, "ok   test_prefetch_model\n");
 	test_open_file_survives_gc(s);
 	fprintf(stderr, "ok   test_open_file_survives_gc\n");
 	cleanup(s);
