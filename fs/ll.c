@@ -502,7 +502,8 @@ static void prefetch_model(mfs_mount *m, fuse_ino_t ino, const mfs_layout_file *
 	}
 	mfs_layout_file *files = malloc(MAX_FILES * sizeof(*files));
 	size_t n = 0, started = 0;
-	int rc = files ? mfs_layout_model_files(m->layout, ino, files, MAX_FILES, &n) : -ENOMEM;
+	int rc = files ? mfs_layout_model_files(m->layout, ino, files, MAX_FILES, &n)
+		       : -ENOMEM;
 	if (rc == 0)
 		rc = mfs_prefetch_model_start(m->pmodel, files, n, &started);
 	if (rc < 0)
