@@ -95,7 +95,7 @@ void mfs_reader_set_whole_file(mfs_reader *r, uint64_t max_bytes);
  * Queue the decode of all of @p f now, as the first out-of-order read does
  * (mfs_reader_set_whole_file), whatever its size, before anyone reads it:
  * the mount does this for a model's weights when its config.json is opened
- * (fs/warm.h).  Once per file; the cache bounds the queued work (a file of
+ * (fs/prefetch_model.h).  Once per file; the cache bounds the queued work (a file of
  * more chunks than its queue holds is decoded in part).  Needs a cache and
  * prefetch on (otherwise nothing happens).
  */
