@@ -223,8 +223,8 @@ for i in $(seq "$LOAD_REPS"); do
 	out="$(load_hub "$MNT")"
 	record load_mount_nopm_s "$(json seconds "$out")"
 	# a fresh mount whose daemon has decoded every chunk already (an O_DIRECT
-	# read leaves the kernel's page cache empty): what the decode costs the
-	# load, against the fresh mount above
+	# read leaves the kernel's page cache empty): what the decode costs a
+	# load that waits for it, against the --prefetch-model no mount above
 	mount_fresh
 	mount_files
 	"$PY" "$HELPER" direct "${MNTF[@]}" >/dev/null
@@ -277,7 +277,7 @@ lw = med["load_mount_warm_s"]
 print(f"{'same mount again (page cache warm)':34s} {lw:9.3f}   {lw/lp:.2f}x the folder")
 ld = med["load_mount_decoded_s"]
 print(f"{'fresh mount, chunks decoded before':34s} {ld:9.3f}   {ld/lp:.2f}x the folder "
-      f"(the decode costs the load {1e3 * (lm - ld):.0f} ms)")
+      f"(the decode costs a load that waits for it {1e3 * (ln - ld):.0f} ms)")
 cp, cc, cm = med["load_plain_cpu"], med["load_cache_cpu"], med["load_mount_cpu"]
 print(f"{'CPU s, folder (python)':34s} {cp:9.3f}")
 print(f"{'CPU s, on-disk cache (python)':34s} {cc:9.3f}   {cc/cp:.2f}x the folder")
