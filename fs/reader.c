@@ -22,14 +22,17 @@ struct mfs_reader {
 };
 
 /*
- * An open file's snapshot: one read transaction for the file's life.  Its
- * lookups are serialised by @mu (an LMDB transaction is not for concurrent
- * use); the payloads they return stay valid, and are decoded, unlocked.
+ * A view (reader.h): one read transaction, shared by the files opened in it
+ * and freed with the last of them.  Its lookups are serialised by @mu (an
+ * LMDB transaction is not for concurrent use); the payloads they return stay
+ * valid while the view lives, and are decoded unlocked.
  */
-struct mfs_rfile_snap {
+struct mfs_view {
 	pthread_mutex_t mu;
 	mfs_txn *txn;
 	mfs_reader *r;
+	uint64_t generation;
+	int refs; /* atomic */
 };
 
 /* Chunk size the prefetch window is counted in (the ingest default). */
@@ -76,7 +79,58 @@ void mfs_reader_set_whole_file(mfs_reader *r, uint64_t max_bytes)
 	r->whole_max = max_bytes;
 }
 
-int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile **out)
+int mfs_view_begin(mfs_reader *r, mfs_view **out)
+{
+	*out = NULL;
+	mfs_view *v = calloc(1, sizeof *v);
+	if (!v)
+		return -ENOMEM;
+	int rc = mfs_txn_begin(r->store, MFS_TXN_READ, &v->txn);
+	if (rc == 0 && (rc = mfs_store_generation(v->txn, &v->generation)) < 0)
+		mfs_txn_abort(v->txn);
+	if (rc < 0) {
+		free(v);
+		return rc;
+	}
+	pthread_mutex_init(&v->mu, NULL);
+	v->r = r;
+	v->refs = 1;
+	*out = v;
+	return 0;
+}
+
+void mfs_view_ref(mfs_view *v)
+{
+	__atomic_add_fetch(&v->refs, 1, __ATOMIC_RELAXED);
+}
+
+void mfs_view_unref(mfs_view *v)
+{
+	if (!v || __atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	mfs_txn_abort(v->txn);
+	pthread_mutex_destroy(&v->mu);
+	free(v);
+}
+
+uint64_t mfs_view_generation(const mfs_view *v)
+{
+	return v->generation;
+}
+
+int mfs_view_has_blob(mfs_view *v, const char *repo, const char *etag)
+{
+	if (strlen(repo) > MFS_REPO_ID_MAX || strlen(etag) > MFS_ETAG_MAX)
+		return 0;
+	mfs_blob_info bi;
+	pthread_mutex_lock(&v->mu);
+	int rc = mfs_blob_get(v->txn, repo, etag, &bi, NULL);
+	pthread_mutex_unlock(&v->mu);
+	return rc == 0 ? 1 : rc == MFS_E_NOTFOUND ? 0 : rc;
+}
+
+int mfs_rfile_open_in(mfs_reader *r, mfs_view *v, const char *repo, const char *etag,
+		      mfs_rfile **out)
 {
 	*out = NULL;
 	if (strlen(repo) > MFS_REPO_ID_MAX || strlen(etag) > MFS_ETAG_MAX)
@@ -84,27 +138,20 @@ int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile 
 	mfs_rfile *f = calloc(1, sizeof *f);
 	if (!f)
 		return -ENOMEM;
-	mfs_txn *t;
-	int rc = mfs_txn_begin(r->store, MFS_TXN_READ, &t);
-	if (rc < 0) {
-		free(f);
-		return rc;
-	}
 	mfs_blob_info bi;
-	rc = mfs_blob_get(t, repo, etag, &bi, &f->extents);
-	if (rc == 0 && (!(f->snap = calloc(1, sizeof(*f->snap))) ||
-			!(f->served = calloc(bi.n_extents ? bi.n_extents : 1, sizeof(uint64_t)))))
+	pthread_mutex_lock(&v->mu);
+	int rc = mfs_blob_get(v->txn, repo, etag, &bi, &f->extents);
+	pthread_mutex_unlock(&v->mu);
+	if (rc == 0 && !(f->served = calloc(bi.n_extents ? bi.n_extents : 1, sizeof(uint64_t))))
 		rc = -ENOMEM;
 	if (rc < 0) {
-		mfs_txn_abort(t);
-		free(f->snap);
 		free(f->extents);
 		free(f);
 		return rc;
 	}
-	pthread_mutex_init(&f->snap->mu, NULL);
-	f->snap->txn = t;
-	f->snap->r = r;
+	mfs_view_ref(v);
+	f->view = v;
+	f->reader = r;
 	strcpy(f->repo, repo);
 	strcpy(f->etag, etag);
 	f->size = bi.size;
@@ -114,18 +161,26 @@ int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile 
 	return 0;
 }
 
+int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile **out)
+{
+	*out = NULL;
+	mfs_view *v;
+	int rc = mfs_view_begin(r, &v);
+	if (rc < 0)
+		return rc;
+	rc = mfs_rfile_open_in(r, v, repo, etag, out);
+	mfs_view_unref(v); /* the file holds its own reference */
+	return rc;
+}
+
 void mfs_rfile_close(mfs_rfile *f)
 {
 	if (!f)
 		return;
-	if (f->snap) {
-		if (f->snap->r->io) /* nor the read-ahead thread */
-			mfs_ioahead_drain(f->snap->r->io, f);
-		mfs_cache_drain(f->snap->r->cache, f); /* no worker may still use f */
-		mfs_txn_abort(f->snap->txn);
-		pthread_mutex_destroy(&f->snap->mu);
-		free(f->snap);
-	}
+	if (f->reader->io) /* nor the read-ahead thread */
+		mfs_ioahead_drain(f->reader->io, f);
+	mfs_cache_drain(f->reader->cache, f); /* no worker may still use f */
+	mfs_view_unref(f->view);
 	free(f->extents);
 	free(f->served);
 	free(f);
@@ -182,21 +237,21 @@ static void will_need(const void *p, size_t len)
 }
 
 /*
- * Decode a chunk of @p f from the file's own snapshot: the lookups under the
- * snapshot lock, the decode (the expensive part) outside it.
+ * Decode a chunk of @p f from the file's view: the lookups under the view's
+ * lock, the decode (the expensive part) outside it.
  */
 static int rfile_decode(mfs_rfile *f, const mfs_chunk_key *key, void *dst, size_t len,
 			mfs_codec_ws *ws)
 {
 	mfs_chunk_view v, rv;
-	pthread_mutex_lock(&f->snap->mu);
-	int rc = mfs_chunk_get(f->snap->txn, key, &v);
+	pthread_mutex_lock(&f->view->mu);
+	int rc = mfs_chunk_get(f->view->txn, key, &v);
 	if (rc == 0 && v.has_ref) {
-		rc = mfs_chunk_get(f->snap->txn, &v.ref, &rv);
+		rc = mfs_chunk_get(f->view->txn, &v.ref, &rv);
 		if (rc == MFS_E_NOTFOUND)
 			rc = MFS_E_CORRUPT;
 	}
-	pthread_mutex_unlock(&f->snap->mu);
+	pthread_mutex_unlock(&f->view->mu);
 	if (rc < 0)
 		return rc;
 	if (v.raw_len != len)
@@ -234,7 +289,7 @@ static int cache_fill(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
  * f->io_next) are skipped, unless the reader jumped back before them.
  *
  * The lookups run in a transaction of their own, not under the file's
- * snapshot lock: on a cold store a lookup may wait for a B-tree page behind
+ * view's lock: on a cold store a lookup may wait for a B-tree page behind
  * the very reads asked for here (the disk's queue is sorted by position),
  * and the decoders must not wait on it.  A newer snapshot holds the same
  * record for the same key (keys are content hashes) or none, and an address
@@ -253,7 +308,7 @@ static void read_ahead_io(void *ud, size_t first, uint64_t until)
 	if (j >= f->n_extents || f->extents[j].off >= until)
 		return;
 	mfs_txn *t;
-	if (mfs_txn_begin(f->snap->r->store, MFS_TXN_READ, &t) < 0)
+	if (mfs_txn_begin(f->reader->store, MFS_TXN_READ, &t) < 0)
 		return;
 	enum { BATCH = 16 };
 	while (j < f->n_extents && f->extents[j].off < until) {

@@ -27,6 +27,7 @@
 
 typedef struct mfs_reader mfs_reader;
 typedef struct mfs_cache mfs_cache;
+typedef struct mfs_view mfs_view;
 
 /* An open file: its extent list, copied out of the store at open. */
 typedef struct mfs_rfile {
@@ -43,7 +44,8 @@ typedef struct mfs_rfile {
 	size_t io_first, io_next;    /* extents io_first..io_next-1 have been asked
 					for from the disk (read_ahead_io); atomic */
 	int whole;		     /* queued whole (mfs_reader_set_whole_file); atomic */
-	struct mfs_rfile_snap *snap; /* private: the read snapshot the file reads */
+	struct mfs_view *view;	     /* the view the file reads (a reference) */
+	mfs_reader *reader;	     /* the reader it was opened through */
 } mfs_rfile;
 
 /**
@@ -94,7 +96,7 @@ void mfs_reader_set_whole_file(mfs_reader *r, uint64_t max_bytes);
 /**
  * Queue the decode of all of @p f now, as the first out-of-order read does
  * (mfs_reader_set_whole_file), whatever its size, before anyone reads it:
- * the mount does this for a model's weights when its config.json is opened
+ * the mount does this for a model's weights when its config.json is first read
  * (fs/prefetch_model.h).  Once per file; the cache bounds the queued work (a file of
  * more chunks than its queue holds is decoded in part).  Needs a cache and
  * prefetch on (otherwise nothing happens).
@@ -109,13 +111,47 @@ void mfs_rfile_queue_whole(mfs_reader *r, mfs_rfile *f);
 int mfs_rfile_busy(mfs_reader *r, mfs_rfile *f);
 
 /**
- * Open the blob @p etag of @p repo.  The file keeps the store's read
- * snapshot of the moment it was opened (an LMDB read transaction) until it
- * is closed: it reads the same bytes even if the repo is removed and its
- * chunks garbage-collected meanwhile (at the price of LMDB not reusing the
- * pages freed after the open while the file stays open).
+ * A view of the store: one read transaction (LMDB MVCC), shared by every
+ * file opened in it.  Files opened in a view read the bytes the store held
+ * when the view began, even after their repo is removed and its chunks
+ * garbage-collected, at the price of LMDB not reusing the pages freed after
+ * the view began while it lives.  Reference counted: the view lives while
+ * its creator or any file opened in it holds it.
+ * @param[out] out  one reference: give it back with mfs_view_unref()
+ * @return 0, -ENOMEM, or a store error (MFS_E_DB: no reader slot left)
+ */
+int mfs_view_begin(mfs_reader *r, mfs_view **out);
+
+/** Take one more reference to @p v. */
+void mfs_view_ref(mfs_view *v);
+
+/** Give back a reference; the last one ends the transaction. NULL is a no-op. */
+void mfs_view_unref(mfs_view *v);
+
+/** The store generation (mfs_store_generation) the view reads. */
+uint64_t mfs_view_generation(const mfs_view *v);
+
+/**
+ * Whether blob @p etag of @p repo is in view @p v.
+ * @return 1, 0, or a negative store error
+ */
+int mfs_view_has_blob(mfs_view *v, const char *repo, const char *etag);
+
+/**
+ * Open the blob @p etag of @p repo in view @p v (the file takes its own
+ * reference to @p v): it reads what the store held when @p v began.
  * @param[out] out  free with mfs_rfile_close()
  * @return 0, MFS_E_NOTFOUND, -ENOMEM
+ */
+int mfs_rfile_open_in(mfs_reader *r, mfs_view *v, const char *repo, const char *etag,
+		      mfs_rfile **out);
+
+/**
+ * Open the blob @p etag of @p repo in a view of its own, begun now
+ * (mfs_rfile_open_in): it reads the same bytes until closed, even if the
+ * repo is removed and its chunks garbage-collected meanwhile.
+ * @param[out] out  free with mfs_rfile_close()
+ * @return 0, MFS_E_NOTFOUND, -ENOMEM, or a store error
  */
 int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile **out);
 
