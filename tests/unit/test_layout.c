@@ -2,8 +2,8 @@
  * test_layout.c - the hub-cache tree over a real store (fs/layout.c), and the
  * cached read path (fs/reader.c + fs/cache.c): names, link targets, modes,
  * nlink, stable inode numbers across refreshes, removal, exact reads from
- * many threads, zero-copy segments, a corrupt chunk, and an open file that
- * outlives rm + gc.  Meant to run under ThreadSanitizer too.
+ * many threads, zero-copy segments, a corrupt chunk, an open file that
+ * outlives rm + gc, and the blob table (views, entries by inode).  Meant to run under ThreadSanitizer too.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blob_table.h"
 #include "cache.h"
 #include "layout.h"
 #include "prefetch_model.h"
@@ -795,6 +796,181 @@ static void test_open_file_survives_gc(mfs_store *s)
 	wfile[0] ^= 0xFF;
 }
 
+/* Read all of blob inode @p ino through @p t; 0 when it equals @p want. */
+static int table_read(mfs_blob_table *t, mfs_reader *r, uint64_t ino, const uint8_t *want,
+		      size_t len, int *opened, mfs_codec_ws *ws)
+{
+	mfs_blob_entry *e;
+	mfs_rfile *f;
+	int rc = mfs_blob_table_get(t, ino, &e, &f, opened);
+	if (rc < 0)
+		return rc;
+	uint8_t *buf = malloc(len + 1);
+	size_t got = 0;
+	rc = buf ? mfs_rfile_read(r, f, 0, buf, len + 1, &got, ws) : -ENOMEM;
+	if (rc == 0 && (got != len || memcmp(buf, want, len) != 0))
+		rc = MFS_E_CORRUPT;
+	free(buf);
+	mfs_blob_table_put(t, e);
+	return rc;
+}
+
+typedef struct bt_arg {
+	mfs_blob_table *t;
+	mfs_reader *r;
+	uint64_t ino;
+	const uint8_t *want;
+	size_t len;
+	int bad;
+} bt_arg;
+
+static void *bt_reader(void *p)
+{
+	bt_arg *a = p;
+	mfs_codec_ws *ws;
+	if (mfs_codec_ws_create(&ws) < 0) {
+		a->bad = 1;
+		return NULL;
+	}
+	for (int i = 0; i < 50 && !a->bad; i++)
+		if (table_read(a->t, a->r, a->ino, a->want, a->len, NULL, ws) != 0)
+			a->bad = 1;
+	mfs_codec_ws_free(ws);
+	return NULL;
+}
+
+/*
+ * Views and the blob table (what the mount reads by inode): an entry reads
+ * the view it was made in, so a blob looked up before rm + gc reads exact
+ * after them, read before or not; rebase moves the entries of blobs still
+ * in the store to a newer view and leaves the removed ones; forget frees
+ * (at once, or at the last put); reads from threads while entries come,
+ * go and move.
+ */
+static void test_blob_table(mfs_store *s)
+{
+	/* a blob only this repo has (a changed first chunk), so gc frees chunks */
+	wfile[0] ^= 0x5A;
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	mfs_extent ext[NW];
+	CHECK_EQ_INT(put_blob(t, "models/org/bt", ETAG_BAD, wfile, wlens, NW, ext, -1), 0);
+	mfs_file_rec files[1] = {{"w.bin", ETAG_BAD, 0444}};
+	CHECK_EQ_INT(mfs_snapshot_publish(t, "models/org/bt", C1, 1, files, 1, NULL, 0,
+					  NULL, 0, NULL),
+		     0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	uint8_t *gone = malloc(wsize);
+	memcpy(gone, wfile, wsize);
+	wfile[0] ^= 0x5A;
+
+	mfs_cache *c;
+	mfs_reader *r;
+	REQUIRE(reader_with_cache(s, 1 << 20, 1, 2, &c, &r) == 0);
+	mfs_codec_ws *ws;
+	REQUIRE(mfs_codec_ws_create(&ws) == 0);
+	mfs_blob_table *bt;
+	REQUIRE(mfs_blob_table_create(r, &bt) == 0);
+	mfs_view *v1, *v2;
+	REQUIRE(mfs_view_begin(r, &v1) == 0);
+	CHECK_EQ_INT(mfs_view_has_blob(v1, "models/org/bt", ETAG_BAD), 1);
+	CHECK_EQ_INT(mfs_view_has_blob(v1, "models/org/bt", ETAG_W), 0);
+
+	/* 100: looked up twice and read; 200: another repo's blob; 300: looked
+	 * up, never read before the rm */
+	CHECK_EQ_INT(mfs_blob_table_ref(bt, 100, "models/org/bt", ETAG_BAD, v1), 0);
+	CHECK_EQ_INT(mfs_blob_table_ref(bt, 100, "models/org/bt", ETAG_BAD, v1), 0);
+	CHECK_EQ_INT(mfs_blob_table_ref(bt, 200, "models/org/a", ETAG_W, v1), 0);
+	CHECK_EQ_INT(mfs_blob_table_ref(bt, 300, "models/org/bt", ETAG_BAD, v1), 0);
+	int opened = -1;
+	CHECK_EQ_INT(table_read(bt, r, 100, gone, wsize, &opened, ws), 0);
+	CHECK_EQ_INT(opened, 1);
+	CHECK_EQ_INT(table_read(bt, r, 100, gone, wsize, &opened, ws), 0);
+	CHECK_EQ_INT(opened, 0);
+	mfs_blob_entry *e;
+	mfs_rfile *f;
+	CHECK_EQ_INT(mfs_blob_table_get(bt, 999, &e, &f, NULL), MFS_E_NOTFOUND);
+	mfs_blob_table_stats st;
+	mfs_blob_table_stats_get(bt, &st);
+	CHECK(st.entries == 3 && st.files == 1 && st.behind == 0);
+
+	/* rm + gc */
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_repo_remove(t, "models/org/bt"), 0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	int lock;
+	REQUIRE(mfs_store_lock_ingest(s, 1, 1, &lock) == 0);
+	mfs_gc_stat gs;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_gc_sweep(t, &gs), 0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	mfs_store_unlock(lock);
+	CHECK(gs.chunks_removed >= 1);
+	REQUIRE(mfs_view_begin(r, &v2) == 0);
+	CHECK(mfs_view_generation(v2) > mfs_view_generation(v1));
+	CHECK_EQ_INT(mfs_view_has_blob(v2, "models/org/bt", ETAG_BAD), 0);
+
+	/* 200 moves to v2; 100 and 300 stay on v1, and read exact */
+	CHECK(mfs_blob_table_rebase(bt, v2) == 1);
+	CHECK(mfs_blob_table_rebase(bt, v2) == 0);
+	mfs_blob_table_stats_get(bt, &st);
+	CHECK(st.entries == 3 && st.files == 1 && st.behind == 2);
+	CHECK_EQ_INT(table_read(bt, r, 300, gone, wsize, &opened, ws), 0);
+	CHECK_EQ_INT(opened, 1);
+	CHECK_EQ_INT(table_read(bt, r, 100, gone, wsize, NULL, ws), 0);
+	CHECK_EQ_INT(table_read(bt, r, 200, wfile, wsize, &opened, ws), 0);
+	CHECK_EQ_INT(opened, 1);
+	/* an entry made in v2 for the removed blob: not there */
+	CHECK_EQ_INT(mfs_blob_table_ref(bt, 400, "models/org/bt", ETAG_BAD, v2), 0);
+	CHECK_EQ_INT(mfs_blob_table_get(bt, 400, &e, &f, NULL), -ESTALE);
+	mfs_blob_table_forget(bt, 400, 1);
+
+	/* threads read 200 and 300 while entries come, go and move */
+	bt_arg args[4];
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++) {
+		args[i] = (bt_arg){bt, r, i % 2 ? 200 : 300, i % 2 ? wfile : gone, wsize, 0};
+		REQUIRE(pthread_create(&th[i], NULL, bt_reader, &args[i]) == 0);
+	}
+	for (int i = 0; i < 200; i++) {
+		CHECK_EQ_INT(mfs_blob_table_ref(bt, 500 + i % 7, "models/org/a", ETAG_W, v1), 0);
+		if (i % 3 == 0)
+			mfs_blob_table_forget(bt, 500 + (i + 3) % 7, 2);
+		mfs_blob_table_rebase(bt, v2);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CHECK(!args[i].bad);
+	}
+
+	/* forget: 100 goes at its second; 200 forgotten while in use goes at put */
+	mfs_blob_table_forget(bt, 100, 1);
+	CHECK_EQ_INT(table_read(bt, r, 100, gone, wsize, NULL, ws), 0);
+	mfs_blob_table_forget(bt, 100, 1);
+	CHECK_EQ_INT(mfs_blob_table_get(bt, 100, &e, &f, NULL), MFS_E_NOTFOUND);
+	CHECK_EQ_INT(mfs_blob_table_get(bt, 200, &e, &f, NULL), 0);
+	mfs_blob_table_forget(bt, 200, 99);
+	mfs_blob_entry *e2; /* gone from the table, still readable by its user */
+	mfs_rfile *f2;
+	CHECK_EQ_INT(mfs_blob_table_get(bt, 200, &e2, &f2, NULL), MFS_E_NOTFOUND);
+	uint8_t *buf = malloc(wsize);
+	size_t got = 0;
+	CHECK_EQ_INT(mfs_rfile_read(r, f, 0, buf, wsize, &got, ws), 0);
+	CHECK(got == wsize && memcmp(buf, wfile, wsize) == 0);
+	free(buf);
+	mfs_blob_table_put(bt, e);
+	mfs_blob_table_stats_get(bt, &st);
+	CHECK(st.entries <= 1 + 7 && st.files >= 1); /* 300 and some of 500..506 */
+
+	mfs_view_unref(v1); /* entries still hold it */
+	mfs_blob_table_free(bt);
+	mfs_view_unref(v2);
+	mfs_codec_ws_free(ws);
+	free(gone);
+	mfs_reader_free(r);
+	mfs_cache_free(c);
+}
+
 int main(void)
 {
 	seed = test_seed();
@@ -821,6 +997,8 @@ int main(void)
 	fprintf(stderr, "ok   test_prefetch_model\n");
 	test_open_file_survives_gc(s);
 	fprintf(stderr, "ok   test_open_file_survives_gc\n");
+	test_blob_table(s);
+	fprintf(stderr, "ok   test_blob_table\n");
 	cleanup(s);
 	return test_report();
 }
