@@ -21,7 +21,7 @@ static const mfs_config_key keys[] = {
     {"prefetch_file", "--prefetch-file", 0,
      "files up to this size are decoded whole once read out of order (e.g. 256M; 0 = off)"},
     {"prefetch_model", "--prefetch-model", 0,
-     "yes|no: opening a snapshot's config.json decodes the *.safetensors beside it, "
+     "yes|no: the first read of a snapshot's config.json decodes the *.safetensors beside it, "
      "within prefetch_file"},
     {"gpu", "--gpu", 0, "auto|on|off (no GPU decoder yet: stored only)"},
     {"log_level", "--log-level", 0, "error|warn|info|debug"},

@@ -16,7 +16,7 @@
  *   prefetch_file  a file up to this size (bytes or K/M/G/T) is decoded whole in
  *                the background the first time it is read out of order; at
  *                most a quarter of cache_bytes takes effect; 0 = off
- *   prefetch_model  yes | no: when a snapshot's config.json is opened, the
+ *   prefetch_model  yes | no: when a snapshot's config.json is first read, the
  *                `*.safetensors` files beside it are decoded in the background
  *                (fs/prefetch_model.h), as many as fit in the prefetch_file
  *                limit; needs prefetch on

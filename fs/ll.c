@@ -8,11 +8,19 @@
  * mount is "ro").
  *
  * Caching policy (files never change under a mount):
- *   - blobs, snapshot entries and symlinks: attr/entry timeouts of a day,
- *     keep_cache on open, so a re-read comes from the page cache;
- *   - refs and other names that a refresh may change: 1 s; names in the
- *     root (repo dirs): entry timeout 0, so a removed repo goes at once;
+ *   - no OPEN: the first one is answered ENOSYS (FUSE_CAP_NO_OPEN_SUPPORT),
+ *     so the kernel opens files by itself from then on, keeping their page
+ *     cache, and a re-read of a cached file costs no request at all.  Reads
+ *     therefore find their file by inode (fs/blob_table.h: a blob's entry
+ *     lives from the first lookup handed out until the kernel forgets it);
+ *   - blobs, snapshot entries and symlinks: attr/entry timeouts of a day;
+ *   - refs and other names that a refresh may change: 1 s, and the watcher
+ *     thread drops the page cache of every ref when the store changes;
+ *   - names in the root (repo dirs): 1 s, and the watcher drops those of
+ *     removed repos at once (the root's listing shows them gone at once);
  *   - negative lookups: 1 s, but none at the root, where new repos appear.
+ * On a kernel without FUSE_CAP_NO_OPEN_SUPPORT, opens are answered with
+ * keep_cache for blobs (not for refs) and read the same way, by inode.
  */
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
 
@@ -33,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blob_table.h"
 #include "cache.h"
 #include "heap.h"
 #include "layout.h"
@@ -43,6 +52,7 @@
 #define SHORT_TIMEOUT 1.0
 #define NEG_TIMEOUT   1.0
 #define REFRESH_MS    1000
+#define WATCH_MS      100 /* the watcher's tick (watch_main) */
 #define MAX_REQUEST   (1u << 20)
 #define MAX_SEGS      64 /* pieces of a zero-copy reply */
 /* prefetch_file takes effect up to this share of the cache budget
@@ -61,6 +71,19 @@ struct mfs_mount {
 	mfs_ioahead *io; /* read-ahead of stored records (reader) */
 	mfs_reader *reader;
 	mfs_prefetch_model *pmodel; /* prefetch_model: weights decoded on config.json */
+	mfs_blob_table *blobs;	    /* the blobs the kernel holds, by inode */
+	pthread_mutex_t view_mu;
+	mfs_view *view; /* the newest view: new blob entries read it (current_view) */
+	int no_open;	/* the kernel opens files without asking (no OPEN) */
+	/* the watcher thread (watch_main) */
+	pthread_t watcher;
+	int watcher_ok;
+	pthread_mutex_t watch_mu;
+	pthread_cond_t watch_cv;
+	int watch_stop;
+	uint64_t watch_gen; /* the layout generation it last saw */
+	char **root_names;  /* the root's names at that generation */
+	size_t n_root_names;
 	pthread_key_t tkey;
 	int tkey_ok;
 	int sig_ok;
@@ -72,15 +95,15 @@ struct mfs_mount {
 	/* read counters, for the stop log line: updated atomically */
 	uint64_t n_reads, read_bytes, read_ns, reply_ns;
 	/*
-	 * Open files and directories, so that those the kernel never released
-	 * (the mount went away while they were open) are freed at destroy.
+	 * Open directories, so that those the kernel never released (the mount
+	 * went away while they were open) are freed at destroy.
 	 */
 	pthread_mutex_t handles_mu;
 	int handles_ok;
 	struct handle *handles;
 };
 
-/* What an open file or directory's fh points to: linked into m->handles. */
+/* What an open directory's fh points to: linked into m->handles. */
 typedef struct handle {
 	struct handle *prev, *next;
 } handle;
@@ -122,32 +145,25 @@ typedef struct thread_ctx {
 	size_t cap;
 } thread_ctx;
 
-/* An open regular file. */
-typedef struct ofile {
-	handle h;	 /* first: the handle list links ofiles and odirs */
-	int is_dir;
-	mfs_layout_dir *dir; /* directories */
-	mfs_rfile *rf;	 /* blobs */
-	size_t data_len; /* refs: the whole content */
-	char data[MFS_COMMIT_LEN + 1];
-} ofile;
+/* An open directory. */
+typedef struct odir {
+	handle h; /* first: the handle list links odirs */
+	mfs_layout_dir *dir;
+} odir;
 
 static mfs_mount *mount_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
 
-/* Unlink and free an open file or directory; NULL is a no-op. */
-static void ofile_free(mfs_mount *m, ofile *of)
+/* Unlink and free an open directory; NULL is a no-op. */
+static void odir_free(mfs_mount *m, odir *od)
 {
-	if (!of)
+	if (!od)
 		return;
-	handle_remove(m, &of->h);
-	if (of->is_dir)
-		mfs_layout_dir_close(m->layout, of->dir);
-	else
-		mfs_rfile_close(of->rf);
-	free(of);
+	handle_remove(m, &od->h);
+	mfs_layout_dir_close(m->layout, od->dir);
+	free(od);
 }
 
 void mfs_mount_log(mfs_mount *m, int level, const char *fmt, ...)
@@ -317,9 +333,8 @@ static double timeout_of(const mfs_layout_attr *a)
 }
 
 /*
- * Names in the root (repo dirs) are looked up again on every path walk
- * (entry timeout 0): a removed repo is gone at once, and a root lookup costs
- * a hash-table probe.
+ * Names in the root (repo dirs) are kept 1 s (a path walk then costs no
+ * request), and dropped by the watcher as soon as their repo is removed.
  */
 static void fill_entry(const mfs_layout_attr *a, uint64_t parent,
 		       struct fuse_entry_param *e)
@@ -329,7 +344,58 @@ static void fill_entry(const mfs_layout_attr *a, uint64_t parent,
 	e->generation = 1;
 	attr_to_stat(a, &e->attr);
 	e->attr_timeout = timeout_of(a);
-	e->entry_timeout = parent == MFS_LAYOUT_ROOT_INO ? 0 : timeout_of(a);
+	e->entry_timeout = parent == MFS_LAYOUT_ROOT_INO ? SHORT_TIMEOUT : timeout_of(a);
+}
+
+/*
+ * A reference to the newest view of the store (give it back with
+ * mfs_view_unref), begun anew once the layout has seen a newer generation:
+ * blob entries made from that layout then find their blob in it.  NULL on
+ * error (no memory, no LMDB reader slot left).
+ */
+static mfs_view *current_view(mfs_mount *m)
+{
+	uint64_t gen = mfs_layout_generation(m->layout);
+	pthread_mutex_lock(&m->view_mu);
+	if (!m->view || mfs_view_generation(m->view) < gen) {
+		mfs_view *v;
+		int rc = mfs_view_begin(m->reader, &v);
+		if (rc == 0) {
+			mfs_view_unref(m->view);
+			m->view = v;
+		} else {
+			mfs_mount_log(m, MFS_LOG_WARN,
+				      "cannot begin a read of store %s: %s", m->cfg.store,
+				      mfs_strerror(rc));
+		}
+	}
+	mfs_view *v = m->view;
+	if (v)
+		mfs_view_ref(v);
+	pthread_mutex_unlock(&m->view_mu);
+	return v;
+}
+
+/*
+ * The kernel is about to be handed an entry for @p a: when it is a blob,
+ * count it in m->blobs (its reads find their file there).
+ * @return 1 (a blob, counted: mfs_blob_table_forget if the entry is not
+ *         sent), 0 (not a blob), or a negative error
+ */
+static int hold_blob(mfs_mount *m, const mfs_layout_attr *a)
+{
+	if (!S_ISREG(a->mode))
+		return 0;
+	mfs_layout_file lf;
+	int rc = mfs_layout_open(m->layout, a->ino, &lf);
+	if (rc < 0 || !lf.is_blob)
+		return rc < 0 ? rc : 0;
+	mfs_view *v = current_view(m);
+	if (!v)
+		return MFS_E_DB;
+	rc = mfs_blob_table_ref(m->blobs, a->ino, lf.repo, lf.etag, v);
+	mfs_view_unref(v);
+	return rc < 0 ? rc : 1;
 }
 
 /* ---- handlers ---- */
@@ -343,6 +409,8 @@ static void mfs_ll_init(void *ud, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	/* files never change: no need to drop the page cache on mtime checks */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	/* answer the first OPEN with ENOSYS: the kernel sends no more */
+	m->no_open = !!(conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
 	mfs_mount_log(
 	    m, MFS_LOG_DEBUG, "init: proto %u.%u, max_readahead %u, max_write %u",
 	    conn->proto_major, conn->proto_minor, conn->max_readahead, conn->max_write);
@@ -365,23 +433,29 @@ static void mfs_ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 		return;
 	}
-	if (rc < 0) {
-		fuse_reply_err(req, mfs_errno(rc));
+	int held = rc < 0 ? rc : hold_blob(m, &a);
+	if (held < 0) {
+		fuse_reply_err(req, mfs_errno(held));
 		return;
 	}
 	fill_entry(&a, parent, &e);
-	fuse_reply_entry(req, &e);
+	if (fuse_reply_entry(req, &e) != 0 && held)
+		mfs_blob_table_forget(m->blobs, a.ino, 1); /* the kernel never had it */
 }
 
+/* Inode numbers are path hashes: only blobs keep something per lookup. */
 static void mfs_ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	/* inode numbers are path hashes: nothing to keep or drop per lookup */
+	mfs_blob_table_forget(mount_of(req)->blobs, ino, nlookup);
 	fuse_reply_none(req);
 }
 
 static void mfs_ll_forget_multi(fuse_req_t req, size_t count,
 				struct fuse_forget_data *forgets)
 {
+	mfs_mount *m = mount_of(req);
+	for (size_t i = 0; i < count; i++)
+		mfs_blob_table_forget(m->blobs, forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -417,7 +491,7 @@ static void mfs_ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	ofile *od = calloc(1, sizeof(*od));
+	odir *od = calloc(1, sizeof(*od));
 	if (!od) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -428,23 +502,29 @@ static void mfs_ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 		fuse_reply_err(req, mfs_errno(rc));
 		return;
 	}
-	od->is_dir = 1;
 	handle_add(m, &od->h);
 	fi->fh = (uint64_t)(uintptr_t)od;
 	if (fuse_reply_open(req, fi) != 0)
-		ofile_free(m, od); /* interrupted: no releasedir comes */
+		odir_free(m, od); /* interrupted: no releasedir comes */
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, int plus)
 {
-	mfs_layout_dir *d = ((ofile *)(uintptr_t)fi->fh)->dir;
+	mfs_mount *m = mount_of(req);
+	mfs_layout_dir *d = ((odir *)(uintptr_t)fi->fh)->dir;
 	char *buf = malloc(size ? size : 1);
-	if (!buf) {
+	/* readdirplus: the blobs counted for this reply (hold_blob) */
+	uint64_t *held = plus ? malloc((size / 64 + 1) * sizeof(*held)) : NULL;
+	size_t n_held = 0;
+	if (!buf || (plus && !held)) {
+		free(buf);
+		free(held);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	size_t pos = 0, n = mfs_layout_dir_count(d);
+	int rc = 0;
 	for (size_t i = off < 0 ? 0 : (size_t)off; i < n; i++) {
 		const char *name;
 		mfs_layout_attr a;
@@ -452,8 +532,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			break;
 		size_t need;
 		if (plus) {
+			/* every entry but . and .. counts as a lookup (once it fits) */
 			struct fuse_entry_param e;
 			fill_entry(&a, ino, &e);
+			need = fuse_add_direntry_plus(req, NULL, 0, name, &e, 0);
+			if (need > size - pos)
+				break;
+			if (i >= 2 && (rc = hold_blob(m, &a)) < 0)
+				break;
+			if (rc == 1)
+				held[n_held++] = a.ino;
 			need = fuse_add_direntry_plus(req, buf + pos, size - pos, name,
 						      &e, (off_t)(i + 1));
 		} else {
@@ -466,8 +554,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			break;
 		pos += need;
 	}
-	fuse_reply_buf(req, buf, pos);
+	if (rc < 0 && pos == 0) {
+		fuse_reply_err(req, mfs_errno(rc));
+	} else if (fuse_reply_buf(req, buf, pos) != 0) {
+		for (size_t k = 0; k < n_held; k++) /* the kernel never had them */
+			mfs_blob_table_forget(m->blobs, held[k], 1);
+	}
 	free(buf);
+	free(held);
 }
 
 static void mfs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -484,22 +578,21 @@ static void mfs_ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_
 
 static void mfs_ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	ofile_free(mount_of(req), (ofile *)(uintptr_t)fi->fh);
+	odir_free(mount_of(req), (odir *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
 /*
- * After the reply to an open (the opener goes on meanwhile): a config.json
- * starts the decode of the weights beside it (prefetch_model.h); any open
- * closes the prefetched files whose work is done.
+ * After the reply to the first read of a blob (the reader goes on
+ * meanwhile): a config.json starts the decode of the weights beside it
+ * (prefetch_model.h).
  */
-static void prefetch_model(mfs_mount *m, fuse_ino_t ino, const mfs_layout_file *lf)
+static void prefetch_model(mfs_mount *m, fuse_ino_t ino)
 {
 	enum { MAX_FILES = 64 };
-	if (!lf->is_config) {
-		mfs_prefetch_model_reap(m->pmodel);
+	mfs_layout_file lf;
+	if (mfs_layout_open(m->layout, ino, &lf) < 0 || !lf.is_config)
 		return;
-	}
 	mfs_layout_file *files = malloc(MAX_FILES * sizeof(*files));
 	size_t n = 0, started = 0;
 	int rc = files ? mfs_layout_model_files(m->layout, ino, files, MAX_FILES, &n)
@@ -510,15 +603,19 @@ static void prefetch_model(mfs_mount *m, fuse_ino_t ino, const mfs_layout_file *
 		mfs_mount_log(m, MFS_LOG_WARN,
 			      "prefetch of the weights beside %s blob %s (its config.json) "
 			      "failed: %s; the files read as usual",
-			      lf->repo, lf->etag, mfs_strerror(rc));
+			      lf.repo, lf.etag, mfs_strerror(rc));
 	else if (started)
 		mfs_mount_log(m, MFS_LOG_DEBUG,
 			      "prefetch: %zu of %zu weight files beside %s blob %s "
 			      "(config.json)",
-			      started, n, lf->repo, lf->etag);
+			      started, n, lf.repo, lf.etag);
 	free(files);
 }
 
+/*
+ * Only a kernel without FUSE_CAP_NO_OPEN_SUPPORT sends more than one OPEN:
+ * reads find their file by inode either way.
+ */
 static void mfs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	mfs_mount *m = mount_of(req);
@@ -530,39 +627,22 @@ static void mfs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
+	if (m->no_open) {
+		/* "not implemented" means: open it yourself, now and from now on,
+		 * keeping the page cache */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	mfs_layout_file lf;
 	int rc = mfs_layout_open(m->layout, ino, &lf);
 	if (rc < 0) {
 		fuse_reply_err(req, mfs_errno(rc));
 		return;
 	}
-	ofile *of = calloc(1, sizeof(*of));
-	if (!of) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	if (lf.is_blob) {
-		rc = mfs_rfile_open(m->reader, lf.repo, lf.etag, &of->rf);
-		if (rc < 0) {
-			mfs_mount_log(m, MFS_LOG_WARN, "open %s blob %s: %s", lf.repo,
-				      lf.etag, mfs_strerror(rc));
-			free(of);
-			fuse_reply_err(req, mfs_errno(rc));
-			return;
-		}
-		fi->keep_cache = 1; /* a blob is named by its content: never stale */
-	} else {
-		memcpy(of->data, lf.data, lf.data_len);
-		of->data_len = lf.data_len;
-		fi->keep_cache = 0; /* refs may move to another commit */
-	}
+	fi->keep_cache = lf.is_blob; /* a blob is named by its content; refs move */
 	fi->noflush = 1;
-	handle_add(m, &of->h);
-	fi->fh = (uint64_t)(uintptr_t)of;
-	if (fuse_reply_open(req, fi) != 0)
-		ofile_free(m, of);
-	else if (m->pmodel)
-		prefetch_model(m, ino, &lf);
+	fi->fh = 0;
+	fuse_reply_open(req, fi);
 }
 
 static void log_read_error(mfs_mount *m, const mfs_rfile *rf, uint64_t off, int rc)
@@ -589,99 +669,125 @@ static void count_read(mfs_mount *m, size_t bytes, uint64_t read_ns, uint64_t re
 	__atomic_add_fetch(&m->reply_ns, reply_ns, __ATOMIC_RELAXED);
 }
 
-static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			struct fuse_file_info *fi)
+/* A read of a file that is not a blob the kernel holds: refs, .no_exist. */
+static void read_small(mfs_mount *m, fuse_req_t req, fuse_ino_t ino, size_t size,
+		       off_t off)
 {
-	mfs_mount *m = mount_of(req);
-	ofile *of = (ofile *)(uintptr_t)fi->fh;
-	if (store_gone(m)) {
-		fuse_reply_err(req, EIO);
+	mfs_layout_file lf;
+	int rc = mfs_layout_open(m->layout, ino, &lf);
+	if (rc == 0 && lf.is_blob) {
+		/* every blob entry handed out is counted (hold_blob): not reached */
+		mfs_mount_log(m, MFS_LOG_ERROR,
+			      "read of %s blob %s (inode %llu) that the mount never "
+			      "handed out: EIO",
+			      lf.repo, lf.etag, (unsigned long long)ino);
+		rc = MFS_E_CORRUPT;
+	}
+	if (rc < 0) {
+		fuse_reply_err(req, mfs_errno(rc));
 		return;
 	}
-	if (!of->rf) {
-		/*
-		 * Reply from a copy: once the kernel has the reply, the file may be
-		 * released (and of freed) before fuse_reply_buf returns.
-		 */
-		char copy[sizeof(of->data)];
-		size_t o = off < 0 ? 0 : (size_t)off;
-		size_t n = o >= of->data_len ? 0 : of->data_len - o;
-		if (n > size)
-			n = size;
-		memcpy(copy, of->data + (n ? o : 0), n);
-		fuse_reply_buf(req, copy, n);
-		return;
-	}
-	thread_ctx *t = tctx(m);
-	if (!t) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	/* zero copy: reply straight from the pinned decoded chunks */
+	size_t o = off < 0 ? 0 : (size_t)off;
+	size_t n = o >= lf.data_len ? 0 : lf.data_len - o;
+	fuse_reply_buf(req, lf.data + (n ? o : 0), n < size ? n : size);
+}
+
+/* The mfs_rfile_read_segs reply: zero copy from the pinned decoded chunks. */
+static int reply_segs(mfs_mount *m, fuse_req_t req, mfs_rfile *rf, size_t size,
+		      off_t off, struct fuse_file_info *fi, thread_ctx *t)
+{
 	mfs_read_seg segs[MAX_SEGS];
 	struct iovec iov[MAX_SEGS];
 	size_t nseg = 0, got = 0;
 	uint64_t t0 = mono_ns();
-	int rc = mfs_rfile_read_segs(m->reader, of->rf, (uint64_t)off, size, segs,
-				     MAX_SEGS, &nseg, &got, t->ws);
-	if (rc != MFS_E_NOSPACE) {
-		if (rc < 0) {
-			mfs_rfile_release_segs(m->reader, segs, nseg, 0);
-			log_read_error(m, of->rf, (uint64_t)off + got, rc);
-			fuse_reply_err(req, mfs_errno(rc));
-			return;
-		}
-		for (size_t i = 0; i < nseg; i++) {
-			iov[i].iov_base = (void *)segs[i].data;
-			iov[i].iov_len = segs[i].len;
-		}
-		/* a reply to a cached (not O_DIRECT) read lands in the page cache,
-		 * which keeps it (keep_cache): prefetch need not decode it again,
-		 * and its chunks may be recycled first (drop-behind) */
-		int kept = !(fi->flags & O_DIRECT);
-		if (kept) /* now: once replied, the kernel may release the file */
-			mfs_rfile_mark_served(of->rf, segs, nseg);
-		uint64_t t1 = mono_ns();
-		int sent = fuse_reply_iov(req, iov, (int)nseg) == 0;
-		uint64_t t2 = mono_ns();
-		/* of may be freed by now: only the pinned chunks are touched */
-		mfs_rfile_release_segs(m->reader, segs, nseg, sent && kept);
-		count_read(m, got, t1 - t0, t2 - t1);
+	int rc = mfs_rfile_read_segs(m->reader, rf, (uint64_t)off, size, segs, MAX_SEGS,
+				     &nseg, &got, t->ws);
+	if (rc == MFS_E_NOSPACE)
+		return rc;
+	if (rc < 0) {
+		mfs_rfile_release_segs(m->reader, segs, nseg, 0);
+		log_read_error(m, rf, (uint64_t)off + got, rc);
+		fuse_reply_err(req, mfs_errno(rc));
+		return 0;
+	}
+	for (size_t i = 0; i < nseg; i++) {
+		iov[i].iov_base = (void *)segs[i].data;
+		iov[i].iov_len = segs[i].len;
+	}
+	/* a reply to a cached (not O_DIRECT) read lands in the page cache, which
+	 * keeps it: prefetch need not decode it again, and its chunks may be
+	 * recycled first (drop-behind) */
+	int kept = !(fi->flags & O_DIRECT);
+	if (kept)
+		mfs_rfile_mark_served(rf, segs, nseg);
+	uint64_t t1 = mono_ns();
+	int sent = fuse_reply_iov(req, iov, (int)nseg) == 0;
+	uint64_t t2 = mono_ns();
+	mfs_rfile_release_segs(m->reader, segs, nseg, sent && kept);
+	count_read(m, got, t1 - t0, t2 - t1);
+	return 0;
+}
+
+static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			struct fuse_file_info *fi)
+{
+	mfs_mount *m = mount_of(req);
+	if (store_gone(m)) {
+		fuse_reply_err(req, EIO);
 		return;
 	}
-	/* a range of many tiny chunks: copy them into one buffer */
-	if (t->cap < size) {
-		void *nb = realloc(t->buf, size);
-		if (!nb) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		t->buf = nb;
-		t->cap = size;
+	mfs_blob_entry *e;
+	mfs_rfile *rf;
+	int opened;
+	int rc = mfs_blob_table_get(m->blobs, ino, &e, &rf, &opened);
+	if (rc == MFS_E_NOTFOUND) {
+		read_small(m, req, ino, size, off);
+		return;
 	}
-	rc = mfs_rfile_read(m->reader, of->rf, (uint64_t)off, t->buf, size, &got, t->ws);
 	if (rc < 0) {
-		log_read_error(m, of->rf, (uint64_t)off + got, rc);
+		mfs_mount_log(m, MFS_LOG_WARN, "read of inode %llu: %s",
+			      (unsigned long long)ino, mfs_strerror(rc));
 		fuse_reply_err(req, mfs_errno(rc));
 		return;
 	}
-	uint64_t t1 = mono_ns();
-	fuse_reply_buf(req, t->buf, got);
-	count_read(m, got, t1 - t0, mono_ns() - t1);
+	thread_ctx *t = tctx(m);
+	if (!t) {
+		mfs_blob_table_put(m->blobs, e);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (reply_segs(m, req, rf, size, off, fi, t) == MFS_E_NOSPACE) {
+		/* a range of many tiny chunks: copy them into one buffer */
+		size_t got = 0;
+		uint64_t t0 = mono_ns();
+		if (t->cap < size) {
+			void *nb = realloc(t->buf, size);
+			rc = nb ? 0 : -ENOMEM;
+			if (nb) {
+				t->buf = nb;
+				t->cap = size;
+			}
+		}
+		if (rc == 0 &&
+		    (rc = mfs_rfile_read(m->reader, rf, (uint64_t)off, t->buf, size, &got,
+					 t->ws)) < 0)
+			log_read_error(m, rf, (uint64_t)off + got, rc);
+		if (rc < 0) {
+			fuse_reply_err(req, mfs_errno(rc));
+		} else {
+			uint64_t t1 = mono_ns();
+			fuse_reply_buf(req, t->buf, got);
+			count_read(m, got, t1 - t0, mono_ns() - t1);
+		}
+	}
+	mfs_blob_table_put(m->blobs, e);
+	if (opened && m->pmodel)
+		prefetch_model(m, ino);
 }
 
 static void mfs_ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	mfs_mount *m = mount_of(req);
-	ofile_free(m, (ofile *)(uintptr_t)fi->fh);
-	fuse_reply_err(req, 0);
-	if (m->pmodel)
-		mfs_prefetch_model_reap(m->pmodel);
-}
-
-static void mfs_ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, 0);
+	fuse_reply_err(req, 0); /* nothing per open (see mfs_ll_open) */
 }
 
 static void mfs_ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
@@ -827,7 +933,8 @@ static const struct fuse_lowlevel_ops mfs_ll_ops = {
     .open = mfs_ll_open,
     .read = mfs_ll_read,
     .release = mfs_ll_release,
-    .flush = mfs_ll_flush,
+    /* no .flush: libfuse answers ENOSYS, and the kernel sends no more
+     * FLUSH on close (a file opened without OPEN has no noflush flag) */
     .fsync = mfs_ll_fsync,
     .statfs = mfs_ll_statfs,
     .getxattr = mfs_ll_getxattr,
@@ -848,6 +955,176 @@ static const struct fuse_lowlevel_ops mfs_ll_ops = {
     .fallocate = mfs_ll_fallocate,
     .copy_file_range = mfs_ll_copy_file_range,
 };
+
+/* ---- the watcher: what a store change means for the kernel's caches ---- */
+
+static void free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* The names in the root (repo dirs), in the layout's order (sorted). */
+static int list_root(mfs_mount *m, char ***out, size_t *n_out)
+{
+	*out = NULL;
+	*n_out = 0;
+	mfs_layout_dir *d;
+	int rc = mfs_layout_opendir(m->layout, MFS_LAYOUT_ROOT_INO, &d);
+	if (rc < 0)
+		return rc;
+	size_t cnt = mfs_layout_dir_count(d), n = 0;
+	char **names = calloc(cnt ? cnt : 1, sizeof(*names));
+	for (size_t i = 2; names && i < cnt && rc == 0; i++) { /* after . and .. */
+		const char *name;
+		mfs_layout_attr a;
+		if (mfs_layout_dir_entry(d, i, &name, &a) == 0 &&
+		    !(names[n++] = strdup(name)))
+			rc = -ENOMEM;
+	}
+	mfs_layout_dir_close(m->layout, d);
+	if (!names || rc < 0) {
+		free_names(names, n);
+		return -ENOMEM;
+	}
+	*out = names;
+	*n_out = n;
+	return 0;
+}
+
+/* Drop the kernel's page cache and attributes of every file under @p dir
+ * (a repo's refs/, whose files say which commit a ref names). */
+static void inval_files_under(mfs_mount *m, uint64_t dir, int depth)
+{
+	mfs_layout_dir *d;
+	if (depth > 8 || mfs_layout_opendir(m->layout, dir, &d) < 0)
+		return;
+	size_t cnt = mfs_layout_dir_count(d);
+	for (size_t i = 2; i < cnt; i++) {
+		const char *name;
+		mfs_layout_attr a;
+		if (mfs_layout_dir_entry(d, i, &name, &a) < 0)
+			continue;
+		if (S_ISDIR(a.mode))
+			inval_files_under(m, a.ino, depth + 1);
+		else if (S_ISREG(a.mode)) /* -ENOENT: the kernel has no such inode */
+			fuse_lowlevel_notify_inval_inode(m->se, a.ino, 0, 0);
+	}
+	mfs_layout_dir_close(m->layout, d);
+}
+
+/*
+ * The store changed (a new generation): the kernel keeps files' pages
+ * (no OPEN tells it otherwise) and the root's names for a second, so
+ *   - every ref's pages go (a ref may name another commit now);
+ *   - the names of removed repos go (their subtrees with them: the blob
+ *     inodes no file holds open are forgotten, and their entries freed).
+ */
+static void watch_changed(mfs_mount *m)
+{
+	char **names;
+	size_t n;
+	if (list_root(m, &names, &n) < 0)
+		return; /* no memory: next tick */
+	for (size_t i = 0, j = 0; i < m->n_root_names; i++) {
+		while (j < n && strcmp(names[j], m->root_names[i]) < 0)
+			j++;
+		if (j < n && !strcmp(names[j], m->root_names[i]))
+			continue;
+		const char *gone = m->root_names[i];
+		int rc = fuse_lowlevel_notify_inval_entry(m->se, MFS_LAYOUT_ROOT_INO, gone,
+							  strlen(gone));
+		mfs_mount_log(m, MFS_LOG_DEBUG, "watch: %s removed (%s)", gone,
+			      rc == 0 || rc == -ENOENT ? "dropped" : strerror(-rc));
+	}
+	free_names(m->root_names, m->n_root_names);
+	m->root_names = names;
+	m->n_root_names = n;
+	for (size_t i = 0; i < n; i++) {
+		mfs_layout_attr repo, refs;
+		if (mfs_layout_lookup(m->layout, MFS_LAYOUT_ROOT_INO, names[i], &repo) == 0 &&
+		    mfs_layout_lookup(m->layout, repo.ino, "refs", &refs) == 0)
+			inval_files_under(m, refs.ino, 0);
+	}
+}
+
+/*
+ * One tick: reap the finished model prefetches; notice a new store
+ * generation (watch_changed); move the blob entries still in the store to
+ * the newest view (mfs_blob_table_rebase), so older views end.
+ */
+static void watch_tick(mfs_mount *m)
+{
+	if (m->pmodel)
+		mfs_prefetch_model_reap(m->pmodel);
+	mfs_layout_refresh(m->layout, 0, NULL); /* errors: the old tree stays */
+	uint64_t gen = mfs_layout_generation(m->layout);
+	if (gen != m->watch_gen) {
+		m->watch_gen = gen;
+		watch_changed(m);
+	}
+	mfs_view *v = current_view(m);
+	if (v) {
+		size_t moved = mfs_blob_table_rebase(m->blobs, v);
+		if (moved)
+			mfs_mount_log(m, MFS_LOG_DEBUG,
+				      "watch: %zu blob files moved to store generation %llu",
+				      moved, (unsigned long long)mfs_view_generation(v));
+		mfs_view_unref(v);
+	}
+}
+
+static void *watch_main(void *p)
+{
+	mfs_mount *m = p;
+	pthread_mutex_lock(&m->watch_mu);
+	while (!m->watch_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += WATCH_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&m->watch_cv, &m->watch_mu, &ts);
+		if (m->watch_stop)
+			break;
+		pthread_mutex_unlock(&m->watch_mu);
+		watch_tick(m);
+		pthread_mutex_lock(&m->watch_mu);
+	}
+	pthread_mutex_unlock(&m->watch_mu);
+	return NULL;
+}
+
+/* Start the watcher; without it (no thread), the mount still serves, with
+ * removed repos and moved refs taking up to a second to show. */
+static void watch_start(mfs_mount *m)
+{
+	m->watch_gen = mfs_layout_generation(m->layout);
+	if (list_root(m, &m->root_names, &m->n_root_names) < 0 ||
+	    pthread_create(&m->watcher, NULL, watch_main, m) != 0) {
+		mfs_mount_log(m, MFS_LOG_WARN,
+			      "cannot start the watcher thread: removed repos show for "
+			      "up to a second, and a ref that moves may read stale");
+		return;
+	}
+	m->watcher_ok = 1;
+}
+
+static void watch_stop(mfs_mount *m)
+{
+	if (m->watcher_ok) {
+		pthread_mutex_lock(&m->watch_mu);
+		m->watch_stop = 1;
+		pthread_cond_signal(&m->watch_cv);
+		pthread_mutex_unlock(&m->watch_mu);
+		pthread_join(m->watcher, NULL);
+		m->watcher_ok = 0;
+	}
+	free_names(m->root_names, m->n_root_names);
+	m->root_names = NULL;
+	m->n_root_names = 0;
+}
 
 /* ---- the mount's life ---- */
 
@@ -870,6 +1147,10 @@ static void close_store(mfs_mount *m)
 		mfs_reader_set_ioahead(m->reader, NULL);
 	mfs_prefetch_model_free(m->pmodel); /* closes its files: before the reader */
 	m->pmodel = NULL;
+	mfs_blob_table_free(m->blobs); /* the same */
+	m->blobs = NULL;
+	mfs_view_unref(m->view);
+	m->view = NULL;
 	mfs_ioahead_free(m->io); /* its running job finishes first */
 	m->io = NULL;
 	mfs_reader_free(m->reader); /* drains its prefetch jobs first */
@@ -892,6 +1173,9 @@ int mfs_mount_create(const mfs_mount_config *cfg, int debug, mfs_mount **out,
 	m->cfg = *cfg;
 	m->debug = debug;
 	pthread_mutex_init(&m->handles_mu, NULL);
+	pthread_mutex_init(&m->view_mu, NULL);
+	pthread_mutex_init(&m->watch_mu, NULL);
+	pthread_cond_init(&m->watch_cv, NULL);
 	m->handles_ok = 1;
 	if (debug) {
 		m->cfg.foreground = 1;
@@ -990,6 +1274,8 @@ int mfs_mount_run(mfs_mount *m)
 		rc = mfs_cache_create(m->cfg.cache_bytes, workers, &m->cache);
 	if (rc == 0)
 		rc = mfs_reader_create(m->store, m->cache, &m->reader);
+	if (rc == 0)
+		rc = mfs_blob_table_create(m->reader, &m->blobs);
 	if (rc == 0 && workers)
 		rc = mfs_ioahead_create(&m->io);
 	if (rc < 0) {
@@ -1027,7 +1313,7 @@ int mfs_mount_run(mfs_mount *m)
 	    m->cfg.store, m->cfg.mountpoint, (unsigned long long)tot.repos,
 	    (unsigned long long)(m->cfg.cache_bytes >> 20), m->cfg.threads,
 	    m->cfg.prefetch, workers, (unsigned long long)(whole >> 20),
-	    m->pmodel ? " or when their config.json is opened" : "",
+	    m->pmodel ? " or when their config.json is first read" : "",
 	    mfs_config_gpu_name(m->cfg.gpu));
 
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
@@ -1038,7 +1324,9 @@ int mfs_mount_run(mfs_mount *m)
 	fuse_loop_cfg_set_max_threads(lc, m->cfg.threads);
 	fuse_loop_cfg_set_idle_threads(lc, m->cfg.threads);
 	fuse_loop_cfg_set_clone_fd(lc, 0);
+	watch_start(m);
 	rc = fuse_session_loop_mt(m->se, lc);
+	watch_stop(m);
 	fuse_loop_cfg_destroy(lc);
 
 	mfs_cache_stats st;
@@ -1063,7 +1351,7 @@ int mfs_mount_run(mfs_mount *m)
 		mfs_prefetch_model_stats_get(m->pmodel, &ps);
 		mfs_mount_log(m, MFS_LOG_INFO,
 			      "prefetch_model: %llu weight files (%llu MiB) decoded on "
-			      "config.json opens, %llu over the budget skipped",
+			      "config.json reads, %llu over the budget skipped",
 			      (unsigned long long)ps.files,
 			      (unsigned long long)(ps.bytes >> 20),
 			      (unsigned long long)ps.skipped);
@@ -1084,10 +1372,14 @@ void mfs_mount_destroy(mfs_mount *m)
 	}
 	/* no request runs any more: free what the kernel left open */
 	while (m->handles)
-		ofile_free(m, (ofile *)m->handles);
+		odir_free(m, (odir *)m->handles);
 	close_store(m);
-	if (m->handles_ok)
+	if (m->handles_ok) {
 		pthread_mutex_destroy(&m->handles_mu);
+		pthread_mutex_destroy(&m->view_mu);
+		pthread_mutex_destroy(&m->watch_mu);
+		pthread_cond_destroy(&m->watch_cv);
+	}
 	if (m->tkey_ok)
 		pthread_key_delete(m->tkey);
 	if (m->daemonized)

@@ -378,7 +378,7 @@ def test_close_right_after_read(mfs, hf_cache, minilm_bf16, mounted):
 
 
 def test_config_json_prefetches_the_weights(mfs, hf_cache, minilm_sharded, mounted):
-    """Opening a snapshot's config.json starts the decode of the weights beside
+    """The first read of a snapshot's config.json starts the decode of the weights beside
     it (prefetch_model), as many shards as fit in the limit; the shards read
     exact while and after it runs; `--prefetch-model no` turns it off."""
     repo = "org/pm"
@@ -403,7 +403,7 @@ def test_config_json_prefetches_the_weights(mfs, hf_cache, minilm_sharded, mount
 
     log = run()
     assert "prefetch_model: 1 weight files (" in log and \
-        "decoded on config.json opens, 1 over the budget skipped" in log, log
+        "decoded on config.json reads, 1 over the budget skipped" in log, log
     log = run("--prefetch-model", "no")
     assert "prefetch_model" not in log, log
 
@@ -419,7 +419,8 @@ def test_ingest_while_mounted_then_rm_gc(mfs, hf_cache, minilm_f32, minilm_bf16,
     wait_for(lambda: "models--org--second" in os.listdir(m.root), what="the new repo")
     snap = m.repo_dir("org/second") / "snapshots" / lay["commit"]
     assert fixtures.tree_sha256(snap) == fixtures.tree_sha256(minilm_bf16)
-    # an open file keeps reading its content after rm + gc (its own snapshot)
+    # an open file keeps reading its content after rm + gc (the store as it
+    # was when the kernel looked it up)
     held = open(m.repo_dir("org/second") / "blobs" /
                 lay["files"]["model.safetensors"], "rb")
     try:
@@ -427,13 +428,37 @@ def test_ingest_while_mounted_then_rm_gc(mfs, hf_cache, minilm_f32, minilm_bf16,
         mfs.ok("gc")
         wait_for(lambda: "models--org--second" not in os.listdir(m.root),
                  what="the removed repo to disappear")
-        assert not m.repo_dir("org/second").exists()
+        # the kernel drops its cached name soon after the listing shows it gone
+        wait_for(lambda: not m.repo_dir("org/second").exists(),
+                 what="the removed repo's name to go", timeout=3.0)
+        # drop the kernel's copy, so the bytes come from the daemon again
+        os.posix_fadvise(held.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         assert hashlib.sha256(held.read()).hexdigest() == \
             sha256(minilm_bf16 / "model.safetensors")
     finally:
         held.close()
     # the other repo is untouched
     assert fixtures.tree_sha256(m.snapshot("org/first")) == fixtures.tree_sha256(minilm_f32)
+
+
+def test_ref_moves_while_mounted(mfs, hf_cache, minilm_f32, minilm_bf16, mounted, tmp_path):
+    """A new commit ingested into a mounted repo moves its ref: a re-read of
+    refs/main (the kernel keeps file pages: no OPEN tells it otherwise) names
+    the new commit, and the new snapshot reads exact."""
+    first = ingest_cache(mfs, hf_cache, minilm_f32, "org/moving")
+    m = mounted(mfs)
+    ref = m.repo_dir("org/moving") / "refs" / "main"
+    assert ref.read_text() == first["commit"]
+    assert ref.read_text() == first["commit"]  # from the page cache now
+    second = hf_cache(minilm_bf16, "org/moving", commit=fixtures.folder_commit(minilm_bf16),
+                      cache_dir=tmp_path / "second")
+    assert second["commit"] != first["commit"]
+    mfs.ingest(second["repo_dir"])
+    wait_for(lambda: ref.read_text() == second["commit"], what="refs/main to move",
+             timeout=5.0)
+    snaps = m.repo_dir("org/moving") / "snapshots"
+    assert fixtures.tree_sha256(snaps / second["commit"]) == fixtures.tree_sha256(minilm_bf16)
+    assert fixtures.tree_sha256(snaps / first["commit"]) == fixtures.tree_sha256(minilm_f32)
 
 
 def test_unmount_by_signal(mfs, hf_cache, minilm_f32, mounted):
