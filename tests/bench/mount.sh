@@ -9,7 +9,9 @@
 #   mount cold   read every file through a fresh mount after drop_caches (the
 #                store comes from disk, every chunk is decoded)
 #   mount fresh  the same with the store's pages in the page cache (decode only)
-#   mount warm   read everything again through the same mount (page cache)
+#   mount warm   read everything again through the same mount (page cache),
+#                in 3 x REPS pairs interleaved with "page cache" (the ratio
+#                judged is the median of the per-pair ratios)
 #   from_pretrained  AutoModel.from_pretrained wall time (after imports, every
 #                weight touched): the plain folder (page cache), the same files
 #                laid out as an on-disk HF cache (load by repo id, which costs
@@ -142,11 +144,8 @@ log "ingest"
 STORED=$(du -sb --apparent-size "$WORK/store" | cut -f1)
 record store_bytes "$STORED"
 
-# ---- originals from the page cache
+# ---- originals into the page cache (read against the mount below)
 "$PY" "$HELPER" read "${ORIG[@]}" >/dev/null
-for i in $(seq "$REPS"); do
-	record page_mbs "$(json mbs "$("$PY" "$HELPER" read --passes 10 "${ORIG[@]}")")"
-done
 
 # ---- zstd -dc of the same files at level 3
 mkdir -p "$WORK/zst"
@@ -176,7 +175,6 @@ for i in $(seq "$REPS"); do
 	d0=$(daemon_cpu)
 	record cold_mbs "$(json mbs "$("$PY" "$HELPER" read "${MNTF[@]}")")"
 	record cold_daemon_cpu "$(echo "$(daemon_cpu) - $d0" | bc -l)"
-	record warm_mbs "$(json mbs "$("$PY" "$HELPER" read --passes 10 "${MNTF[@]}")")"
 	mount_fresh
 	"$PY" "$HELPER" read "${ORIG[@]}" >/dev/null # keep the python pages warm
 	d0=$(daemon_cpu)
@@ -184,6 +182,20 @@ for i in $(seq "$REPS"); do
 	record fresh_mbs "$(json mbs "$("$PY" "$HELPER" read "${MNTF[@]}")")"
 	record fresh_daemon_cpu "$(echo "$(daemon_cpu) - $d0" | bc -l)"
 	record fresh_daemon_minflt "$(($(daemon_minflt) - f0))"
+done
+
+# ---- warm re-read: the mount's page cache against the originals', in
+# interleaved pairs (both halves of a pair meet the same machine: the
+# target is judged on the median of the per-pair ratios)
+mount_fresh
+mount_files
+"$PY" "$HELPER" read "${MNTF[@]}" >/dev/null # the kernel now holds every page
+for i in $(seq $((REPS * 3))); do
+	p="$(json mbs "$("$PY" "$HELPER" read --passes 10 "${ORIG[@]}")")"
+	w="$(json mbs "$("$PY" "$HELPER" read --passes 10 "${MNTF[@]}")")"
+	record page_mbs "$p"
+	record warm_mbs "$w"
+	record warm_ratio "$(echo "$p / $w" | bc -l)"
 done
 
 # ---- from_pretrained: plain folder, the same files as an on-disk HF cache, a fresh mount
@@ -218,7 +230,7 @@ for i in $(seq "$LOAD_REPS"); do
 	out="$(load_hub "$MNT")"
 	record load_mount_warm_s "$(json seconds "$out")"
 	# a fresh mount without prefetch_model: what decoding the weights from
-	# the config.json open on gains
+	# the first config.json read on gains
 	mount_fresh --prefetch-model no
 	out="$(load_hub "$MNT")"
 	record load_mount_nopm_s "$(json seconds "$out")"
@@ -250,7 +262,8 @@ print(f"\nmodelfs mount benchmark: all-MiniLM-L6-v2 bf16, {total/1e6:.1f} MB "
       f"in the model; store {med['store_bytes']/1e6:.1f} MB on disk "
       f"(ratio {total/med['store_bytes']:.2f}); zstd -3: {med['zstd_bytes']/1e6:.1f} MB")
 import os
-print(f"machine: {cpu}, {cores} cores; median of {len(res['page_mbs'])} runs each; "
+print(f"machine: {cpu}, {cores} cores; median of {len(res['cold_mbs'])} runs each "
+      f"(page cache and warm re-read: {len(res['warm_ratio'])} interleaved pairs); "
       f"load average at the end {os.getloadavg()[0]:.1f} (other work on the machine "
       f"shows up in every figure)\n")
 rows = [
@@ -272,7 +285,7 @@ print(f"{'fresh mount (HF_HUB_CACHE, repo id)':34s} {lm:9.3f}   {lm/lp:.2f}x the
       f"{lm/lc:.2f}x the on-disk cache")
 ln = med["load_mount_nopm_s"]
 print(f"{'fresh mount, prefetch_model off':34s} {ln:9.3f}   {ln/lp:.2f}x the folder "
-      f"(decoding from the config.json open saves {1e3 * (ln - lm):.0f} ms)")
+      f"(decoding from the config.json read saves {1e3 * (ln - lm):.0f} ms)")
 lw = med["load_mount_warm_s"]
 print(f"{'same mount again (page cache warm)':34s} {lw:9.3f}   {lw/lp:.2f}x the folder")
 ld = med["load_mount_decoded_s"]
@@ -296,9 +309,11 @@ if can_drop:
           f"{'yes' if med['cold_mbs'] > med['zstd_cold_mbs'] else 'NO'} "
           f"({med['cold_mbs']:.0f} vs {med['zstd_cold_mbs']:.0f} MB/s, "
           f"{med['cold_mbs'] / med['zstd_cold_mbs']:.2f}x)")
+wq = statistics.quantiles(res["warm_ratio"], n=4)
 print(f"  warm re-read within 1.5x of page cache:    "
-      f"{'yes' if med['page_mbs'] / med['warm_mbs'] <= 1.5 else 'NO'} "
-      f"({med['page_mbs'] / med['warm_mbs']:.2f}x slower)")
+      f"{'yes' if med['warm_ratio'] <= 1.5 else 'NO'} "
+      f"({med['warm_ratio']:.2f}x slower: median of the per-pair ratios; "
+      f"quartiles {wq[0]:.2f}x-{wq[2]:.2f}x)")
 print(f"  from_pretrained within 1.3x of the folder: "
       f"{'yes' if lm / lp <= 1.3 else 'NO'} ({lm / lp:.2f}x; "
       f"{lm / lc:.2f}x the same layout on disk)")
