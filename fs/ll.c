@@ -1346,6 +1346,12 @@ int mfs_mount_run(mfs_mount *m)
 		      (unsigned long long)m->n_reads,
 		      (unsigned long long)(m->read_bytes >> 20), m->read_ns / 1e6,
 		      m->reply_ns / 1e6);
+	mfs_blob_table_stats bs;
+	mfs_blob_table_stats_get(m->blobs, &bs);
+	mfs_mount_log(m, MFS_LOG_INFO,
+		      "blobs the kernel still holds: %zu (%zu with a file open, %zu on an "
+		      "older view of the store)",
+		      bs.entries, bs.files, bs.behind);
 	if (m->pmodel) {
 		mfs_prefetch_model_stats ps;
 		mfs_prefetch_model_stats_get(m->pmodel, &ps);
