@@ -745,8 +745,11 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	if (rc < 0) {
-		mfs_mount_log(m, MFS_LOG_WARN, "read of inode %llu: %s",
-			      (unsigned long long)ino, mfs_strerror(rc));
+		mfs_mount_log(m, MFS_LOG_WARN, "read of blob inode %llu failed: %s%s",
+			      (unsigned long long)ino, mfs_strerror(rc),
+			      rc == -ESTALE ? " (its repo was removed from the store before "
+					      "the file was looked up: open it again)"
+					    : "");
 		fuse_reply_err(req, mfs_errno(rc));
 		return;
 	}
