@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "err.h"
 
@@ -21,6 +22,7 @@ struct mfs_blob_entry {
 	uint64_t ino;
 	uint64_t nlookup; /* the kernel's lookup count */
 	unsigned use;	  /* reads between get and put */
+	uint64_t last_ms; /* when the last read put it back (monotonic) */
 	int dead;	  /* forgotten while in use: freed by the last put */
 	mfs_view *view;	  /* a reference */
 	mfs_rfile *file;  /* opened on the first read; NULL until then */
@@ -38,6 +40,13 @@ struct mfs_blob_table {
 };
 
 #define FIRST_BUCKETS 64
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static size_t bucket_of(const mfs_blob_table *t, uint64_t ino)
 {
@@ -222,7 +231,9 @@ void mfs_blob_table_put(mfs_blob_table *t, mfs_blob_entry *e)
 {
 	if (!e)
 		return;
+	uint64_t now = now_ms();
 	pthread_mutex_lock(&t->mu);
+	e->last_ms = now;
 	int last = --e->use == 0 && e->dead;
 	pthread_mutex_unlock(&t->mu);
 	if (last)
@@ -272,6 +283,30 @@ done:
 	}
 	free(out);
 	return n_moved;
+}
+
+size_t mfs_blob_table_close_idle(mfs_blob_table *t, uint64_t idle_ms)
+{
+	enum { BATCH = 64 }; /* closed per pass over the table, outside the lock */
+	size_t closed = 0;
+	for (;;) {
+		mfs_rfile *batch[BATCH];
+		size_t n = 0;
+		uint64_t now = now_ms();
+		pthread_mutex_lock(&t->mu);
+		for (size_t b = 0; b < t->n_buckets && n < BATCH; b++)
+			for (mfs_blob_entry *e = t->buckets[b]; e && n < BATCH; e = e->next)
+				if (e->file && !e->use && now - e->last_ms >= idle_ms) {
+					batch[n++] = e->file;
+					e->file = NULL;
+				}
+		pthread_mutex_unlock(&t->mu);
+		for (size_t i = 0; i < n; i++)
+			mfs_rfile_close(batch[i]);
+		closed += n;
+		if (n < BATCH)
+			return closed;
+	}
 }
 
 void mfs_blob_table_stats_get(mfs_blob_table *t, mfs_blob_table_stats *out)

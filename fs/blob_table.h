@@ -85,6 +85,15 @@ void mfs_blob_table_put(mfs_blob_table *t, mfs_blob_entry *e);
  */
 size_t mfs_blob_table_rebase(mfs_blob_table *t, mfs_view *view);
 
+/**
+ * Close the files of entries no read has used for @p idle_ms (entries not in
+ * use): the kernel may keep an inode long after its last read, and a file
+ * holds its extent list.  The entry stays, with its view; its next read
+ * reopens the file.  May wait for a file's prefetches, like rebase.
+ * @return the files closed
+ */
+size_t mfs_blob_table_close_idle(mfs_blob_table *t, uint64_t idle_ms);
+
 /* What the table holds (tests, the stop log). */
 typedef struct mfs_blob_table_stats {
 	size_t entries; /* inodes the kernel holds */

@@ -53,6 +53,7 @@
 #define NEG_TIMEOUT   1.0
 #define REFRESH_MS    1000
 #define WATCH_MS      100 /* the watcher's tick (watch_main) */
+#define FILE_IDLE_MS  30000 /* a blob's file closes after this long unread */
 #define MAX_REQUEST   (1u << 20)
 #define MAX_SEGS      64 /* pieces of a zero-copy reply */
 /* prefetch_file takes effect up to this share of the cache budget
@@ -1054,8 +1055,9 @@ static void watch_changed(mfs_mount *m)
 
 /*
  * One tick: reap the finished model prefetches; notice a new store
- * generation (watch_changed); move the blob entries still in the store to
- * the newest view (mfs_blob_table_rebase), so older views end.
+ * generation (watch_changed); close blob files unread for FILE_IDLE_MS (the
+ * kernel may keep an inode for long); move the blob entries still in the
+ * store to the newest view (mfs_blob_table_rebase), so older views end.
  */
 static void watch_tick(mfs_mount *m)
 {
@@ -1067,6 +1069,7 @@ static void watch_tick(mfs_mount *m)
 		m->watch_gen = gen;
 		watch_changed(m);
 	}
+	mfs_blob_table_close_idle(m->blobs, FILE_IDLE_MS);
 	mfs_view *v = current_view(m);
 	if (v) {
 		size_t moved = mfs_blob_table_rebase(m->blobs, v);

@@ -843,9 +843,9 @@ static void *bt_reader(void *p)
  * Views and the blob table (what the mount reads by inode): an entry reads
  * the view it was made in, so a blob looked up before rm + gc reads exact
  * after them, read before or not; rebase moves the entries of blobs still
- * in the store to a newer view and leaves the removed ones; forget frees
- * (at once, or at the last put); reads from threads while entries come,
- * go and move.
+ * in the store to a newer view and leaves the removed ones; idle files
+ * close and reopen in their entry's view; forget frees (at once, or at the
+ * last put); reads from threads while entries come, go and move.
  */
 static void test_blob_table(mfs_store *s)
 {
@@ -942,6 +942,17 @@ static void test_blob_table(mfs_store *s)
 		pthread_join(th[i], NULL);
 		CHECK(!args[i].bad);
 	}
+
+	/* idle files close; the entry reopens its file in its own view */
+	mfs_blob_table_stats_get(bt, &st);
+	size_t open_files = st.files;
+	CHECK(open_files >= 3); /* 100, 200, 300 */
+	CHECK(mfs_blob_table_close_idle(bt, 3600 * 1000) == 0);
+	CHECK(mfs_blob_table_close_idle(bt, 0) == open_files);
+	mfs_blob_table_stats_get(bt, &st);
+	CHECK(st.files == 0);
+	CHECK_EQ_INT(table_read(bt, r, 300, gone, wsize, &opened, ws), 0);
+	CHECK_EQ_INT(opened, 1);
 
 	/* forget: 100 goes at its second; 200 forgotten while in use goes at put */
 	mfs_blob_table_forget(bt, 100, 1);
