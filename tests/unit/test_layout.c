@@ -743,6 +743,23 @@ static void test_prefetch_model(mfs_store *s)
 	mfs_layout_free(l);
 }
 
+/* `modelfs rm REPO` then `modelfs gc`, as the commands do; gc must free chunks. */
+static void remove_and_gc(mfs_store *s, const char *repo)
+{
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_repo_remove(t, repo), 0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	int lock;
+	REQUIRE(mfs_store_lock_ingest(s, 1, 1, &lock) == 0);
+	mfs_gc_stat gs;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_gc_sweep(t, &gs), 0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	mfs_store_unlock(lock);
+	CHECK(gs.chunks_removed >= 1);
+}
+
 /* An open file reads its own snapshot: rm + gc of its repo do not break it. */
 static void test_open_file_survives_gc(mfs_store *s)
 {
@@ -768,17 +785,7 @@ static void test_open_file_survives_gc(mfs_store *s)
 	mfs_rfile *f;
 	REQUIRE(mfs_rfile_open(r, "models/org/gone", ETAG_BAD, &f) == 0);
 
-	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
-	CHECK_EQ_INT(mfs_repo_remove(t, "models/org/gone"), 0);
-	CHECK_EQ_INT(mfs_txn_commit(t), 0);
-	int lock;
-	REQUIRE(mfs_store_lock_ingest(s, 1, 1, &lock) == 0);
-	mfs_gc_stat gs;
-	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
-	CHECK_EQ_INT(mfs_gc_sweep(t, &gs), 0);
-	CHECK_EQ_INT(mfs_txn_commit(t), 0);
-	mfs_store_unlock(lock);
-	CHECK(gs.chunks_removed >= 1);
+	remove_and_gc(s, "models/org/gone");
 
 	mfs_rfile *g;
 	CHECK_EQ_INT(mfs_rfile_open(r, "models/org/gone", ETAG_BAD, &g), MFS_E_NOTFOUND);
@@ -895,17 +902,7 @@ static void test_blob_table(mfs_store *s)
 	CHECK(st.entries == 3 && st.files == 1 && st.behind == 0);
 
 	/* rm + gc */
-	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
-	CHECK_EQ_INT(mfs_repo_remove(t, "models/org/bt"), 0);
-	CHECK_EQ_INT(mfs_txn_commit(t), 0);
-	int lock;
-	REQUIRE(mfs_store_lock_ingest(s, 1, 1, &lock) == 0);
-	mfs_gc_stat gs;
-	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
-	CHECK_EQ_INT(mfs_gc_sweep(t, &gs), 0);
-	CHECK_EQ_INT(mfs_txn_commit(t), 0);
-	mfs_store_unlock(lock);
-	CHECK(gs.chunks_removed >= 1);
+	remove_and_gc(s, "models/org/bt");
 	REQUIRE(mfs_view_begin(r, &v2) == 0);
 	CHECK(mfs_view_generation(v2) > mfs_view_generation(v1));
 	CHECK_EQ_INT(mfs_view_has_blob(v2, "models/org/bt", ETAG_BAD), 0);
