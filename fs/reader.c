@@ -30,7 +30,6 @@ struct mfs_reader {
 struct mfs_view {
 	pthread_mutex_t mu;
 	mfs_txn *txn;
-	mfs_reader *r;
 	uint64_t generation;
 	int refs; /* atomic */
 };
@@ -93,7 +92,6 @@ int mfs_view_begin(mfs_reader *r, mfs_view **out)
 		return rc;
 	}
 	pthread_mutex_init(&v->mu, NULL);
-	v->r = r;
 	v->refs = 1;
 	*out = v;
 	return 0;
