@@ -240,71 +240,76 @@ void mfs_blob_table_put(mfs_blob_table *t, mfs_blob_entry *e)
 		entry_free(e);
 }
 
+/*
+ * Rebase and close_idle take files (and views) out of entries under the
+ * lock, and close them outside it, SWEEP_BATCH per pass over the table: an
+ * entry they have dealt with no longer matches, so a pass that fills its
+ * batch is followed by another.
+ */
+enum { SWEEP_BATCH = 64 };
+
+typedef struct taken {
+	mfs_rfile *file; /* or NULL */
+	mfs_view *view;	 /* a reference, or NULL */
+} taken;
+
+static void release_taken(const taken *tk, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		mfs_rfile_close(tk[i].file);
+		mfs_view_unref(tk[i].view);
+	}
+}
+
 size_t mfs_blob_table_rebase(mfs_blob_table *t, mfs_view *view)
 {
 	uint64_t gen = mfs_view_generation(view);
-	/* what was moved: its old file and view, closed outside the lock */
-	typedef struct moved {
-		mfs_rfile *file;
-		mfs_view *view;
-	} moved;
-	moved *out = NULL;
-	size_t n_out = 0, cap = 0, n_moved = 0;
-	pthread_mutex_lock(&t->mu);
-	if (gen > t->newest)
-		t->newest = gen;
-	for (size_t b = 0; b < t->n_buckets; b++)
-		for (mfs_blob_entry *e = t->buckets[b]; e; e = e->next) {
-			if (e->use || e->view == view ||
-			    mfs_view_generation(e->view) >= gen ||
-			    mfs_view_has_blob(view, e->repo, e->etag) != 1)
-				continue;
-			if (n_out == cap) {
-				size_t nc = cap ? cap * 2 : 64;
-				moved *m = realloc(out, nc * sizeof *m);
-				if (!m)
-					goto done; /* the rest move next time */
-				out = m;
-				cap = nc;
+	size_t moved = 0;
+	for (;;) {
+		taken tk[SWEEP_BATCH];
+		size_t n = 0;
+		pthread_mutex_lock(&t->mu);
+		if (gen > t->newest)
+			t->newest = gen;
+		for (size_t b = 0; b < t->n_buckets && n < SWEEP_BATCH; b++)
+			for (mfs_blob_entry *e = t->buckets[b]; e && n < SWEEP_BATCH;
+			     e = e->next) {
+				if (e->use || e->view == view ||
+				    mfs_view_generation(e->view) >= gen ||
+				    mfs_view_has_blob(view, e->repo, e->etag) != 1)
+					continue;
+				tk[n++] = (taken){e->file, e->view};
+				e->file = NULL;
+				mfs_view_ref(view);
+				e->view = view;
 			}
-			out[n_out].file = e->file;
-			out[n_out].view = e->view;
-			n_out++;
-			e->file = NULL;
-			mfs_view_ref(view);
-			e->view = view;
-			n_moved++;
-		}
-done:
-	pthread_mutex_unlock(&t->mu);
-	for (size_t i = 0; i < n_out; i++) {
-		mfs_rfile_close(out[i].file);
-		mfs_view_unref(out[i].view);
+		pthread_mutex_unlock(&t->mu);
+		release_taken(tk, n);
+		moved += n;
+		if (n < SWEEP_BATCH)
+			return moved;
 	}
-	free(out);
-	return n_moved;
 }
 
 size_t mfs_blob_table_close_idle(mfs_blob_table *t, uint64_t idle_ms)
 {
-	enum { BATCH = 64 }; /* closed per pass over the table, outside the lock */
 	size_t closed = 0;
 	for (;;) {
-		mfs_rfile *batch[BATCH];
+		taken tk[SWEEP_BATCH];
 		size_t n = 0;
 		uint64_t now = now_ms();
 		pthread_mutex_lock(&t->mu);
-		for (size_t b = 0; b < t->n_buckets && n < BATCH; b++)
-			for (mfs_blob_entry *e = t->buckets[b]; e && n < BATCH; e = e->next)
+		for (size_t b = 0; b < t->n_buckets && n < SWEEP_BATCH; b++)
+			for (mfs_blob_entry *e = t->buckets[b]; e && n < SWEEP_BATCH;
+			     e = e->next)
 				if (e->file && !e->use && now - e->last_ms >= idle_ms) {
-					batch[n++] = e->file;
+					tk[n++] = (taken){e->file, NULL};
 					e->file = NULL;
 				}
 		pthread_mutex_unlock(&t->mu);
-		for (size_t i = 0; i < n; i++)
-			mfs_rfile_close(batch[i]);
+		release_taken(tk, n);
 		closed += n;
-		if (n < BATCH)
+		if (n < SWEEP_BATCH)
 			return closed;
 	}
 }

@@ -118,9 +118,7 @@ uint64_t mfs_view_generation(const mfs_view *v)
 
 int mfs_view_has_blob(mfs_view *v, const char *repo, const char *etag)
 {
-	if (strlen(repo) > MFS_REPO_ID_MAX || strlen(etag) > MFS_ETAG_MAX)
-		return 0;
-	mfs_blob_info bi;
+	mfs_blob_info bi; /* mfs_blob_get: a name too long is MFS_E_NOTFOUND */
 	pthread_mutex_lock(&v->mu);
 	int rc = mfs_blob_get(v->txn, repo, etag, &bi, NULL);
 	pthread_mutex_unlock(&v->mu);

@@ -922,6 +922,15 @@ static void test_blob_table(mfs_store *s)
 	CHECK_EQ_INT(mfs_blob_table_get(bt, 400, &e, &f, NULL), -ESTALE);
 	mfs_blob_table_forget(bt, 400, 1);
 
+	/* more entries than a sweep's batch (64): rebase moves them all, and
+	 * (below) close_idle closes all their files */
+	enum { MANY = 70 };
+	for (uint64_t i = 0; i < MANY; i++)
+		CHECK_EQ_INT(mfs_blob_table_ref(bt, 1000 + i, "models/org/a", ETAG_W, v1), 0);
+	CHECK(mfs_blob_table_rebase(bt, v2) == MANY);
+	for (uint64_t i = 0; i < MANY; i++)
+		CHECK_EQ_INT(table_read(bt, r, 1000 + i, wfile, wsize, NULL, ws), 0);
+
 	/* threads read 200 and 300 while entries come, go and move */
 	bt_arg args[4];
 	pthread_t th[4];
@@ -943,11 +952,13 @@ static void test_blob_table(mfs_store *s)
 	/* idle files close; the entry reopens its file in its own view */
 	mfs_blob_table_stats_get(bt, &st);
 	size_t open_files = st.files;
-	CHECK(open_files >= 3); /* 100, 200, 300 */
+	CHECK(open_files >= 3 + MANY); /* 100, 200, 300, 1000.. */
 	CHECK(mfs_blob_table_close_idle(bt, 3600 * 1000) == 0);
 	CHECK(mfs_blob_table_close_idle(bt, 0) == open_files);
 	mfs_blob_table_stats_get(bt, &st);
 	CHECK(st.files == 0);
+	for (uint64_t i = 0; i < MANY; i++)
+		mfs_blob_table_forget(bt, 1000 + i, 1);
 	CHECK_EQ_INT(table_read(bt, r, 300, gone, wsize, &opened, ws), 0);
 	CHECK_EQ_INT(opened, 1);
 
