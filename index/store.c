@@ -22,132 +22,14 @@
 #include "grow.h"
 #include "sha256.h"
 #include "records.h"
+#include "store_internal.h"
 
 #define MAP_SIZE ((size_t)1 << 40) /* address space only: the file grows as used */
 #define MAX_READERS 1024
 
 _Static_assert(sizeof(size_t) == 8, "the store maps up to 1 TiB: 64-bit only");
 
-enum {
-	DB_META,
-	DB_REPOS,
-	DB_REFS,
-	DB_COMMITS,
-	DB_FILES,
-	DB_NOEXIST,
-	DB_BLOBS,
-	DB_TENSORS,
-	DB_CHUNKS,
-	DB_CHUNKREFS,
-	DB__COUNT
-};
-
-static const char *const db_names[DB__COUNT] = {
-	"meta", "repos", "refs", "commits", "files", "noexist", "blobs", "tensors", "chunks",
-	"chunkrefs",
-};
-
-struct mfs_store {
-	MDB_env *env;
-	MDB_dbi dbi[DB__COUNT];
-	char *dir;
-	int users_fd; /* users.lock, held shared while open */
-	int rdonly;
-};
-
-struct mfs_txn {
-	mfs_store *s;
-	MDB_txn *txn;
-	int write;
-};
-
-/* Translate an LMDB return code. */
-static int db_rc(int rc)
-{
-	switch (rc) {
-	case MDB_SUCCESS:
-		return 0;
-	case MDB_NOTFOUND:
-		return MFS_E_NOTFOUND;
-	case MDB_KEYEXIST:
-		return MFS_E_EXISTS;
-	case MDB_CORRUPTED:
-	case MDB_PAGE_NOTFOUND:
-	case MDB_INVALID:
-		return MFS_E_CORRUPT;
-	case MDB_VERSION_MISMATCH:
-		return MFS_E_VERSION;
-	case MDB_MAP_FULL:
-		return -ENOSPC;
-	case MDB_READERS_FULL:
-		return MFS_E_BUSY;
-	}
-	if (rc > 0)
-		return -rc; /* an errno value */
-	return MFS_E_DB;
-}
-
 /* ---- keys ---- */
-
-/* Join parts with NUL separators; returns the length, or 0 when over LMDB's key limit. */
-static size_t key_join(char *buf, size_t cap, const char *a, const char *b, const char *c)
-{
-	size_t la = strlen(a), lb = b ? strlen(b) : 0, lc = c ? strlen(c) : 0;
-	size_t n = la + (b ? 1 + lb : 0) + (c ? 1 + lc : 0);
-	if (n > cap || n > 511 || n == 0)
-		return 0;
-	memcpy(buf, a, la);
-	size_t o = la;
-	if (b) {
-		buf[o++] = '\0';
-		memcpy(buf + o, b, lb);
-		o += lb;
-	}
-	if (c) {
-		buf[o++] = '\0';
-		memcpy(buf + o, c, lc);
-		o += lc;
-	}
-	return o;
-}
-
-/* A prefix "a\0b\0" (trailing separator) for iterating the records under a and b. */
-static size_t prefix_join(char *buf, size_t cap, const char *a, const char *b)
-{
-	size_t n = key_join(buf, cap - 1, a, b, NULL);
-	if (!n)
-		return 0;
-	buf[n] = '\0';
-	return n + 1;
-}
-
-typedef int (*iter_fn)(void *ud, const MDB_val *k, const MDB_val *v);
-
-/* Call fn for every record whose key starts with prefix (all records when plen == 0). */
-static int iter_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t plen, iter_fn fn,
-		       void *ud)
-{
-	MDB_cursor *cur;
-	int rc = mdb_cursor_open(txn, dbi, &cur);
-	if (rc)
-		return db_rc(rc);
-	MDB_val k = {plen, (void *)prefix}, v;
-	rc = plen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
-		  : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	int ret = 0;
-	while (rc == 0) {
-		if (plen && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
-			break;
-		ret = fn(ud, &k, &v);
-		if (ret != 0)
-			break;
-		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-	}
-	if (ret == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		ret = db_rc(rc);
-	mdb_cursor_close(cur);
-	return ret;
-}
 
 /* Delete every record whose key starts with prefix. */
 static int delete_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t plen)
@@ -155,7 +37,7 @@ static int delete_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t p
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(txn, dbi, &cur);
 	if (rc)
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	MDB_val k = {plen, (void *)prefix}, v;
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	while (rc == 0) {
@@ -168,7 +50,7 @@ static int delete_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t p
 		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
 	mdb_cursor_close(cur);
-	return rc == MDB_NOTFOUND ? 0 : db_rc(rc);
+	return rc == MDB_NOTFOUND ? 0 : mfs_db_rc(rc);
 }
 
 /* ---- names ---- */
@@ -292,7 +174,7 @@ static int meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *o
 	MDB_val k = {strlen(name), (void *)name}, v;
 	int rc = mdb_get(txn, dbi, &k, &v);
 	if (rc)
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	if (v.mv_size != 8)
 		return MFS_E_CORRUPT;
 	*out = mfs_get_le64(v.mv_data);
@@ -304,7 +186,7 @@ static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t va
 	uint8_t b[8];
 	mfs_put_le64(b, val);
 	MDB_val k = {strlen(name), (void *)name}, v = {8, b};
-	return db_rc(mdb_put(txn, dbi, &k, &v, 0));
+	return mfs_db_rc(mdb_put(txn, dbi, &k, &v, 0));
 }
 
 int mfs_store_default_dir(char *buf, size_t cap)
@@ -370,7 +252,7 @@ int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg 
 	if (rc) {
 		free(s->dir);
 		free(s);
-		return mfs_err(err, db_rc(rc), "cannot create LMDB environment: %s",
+		return mfs_err(err, mfs_db_rc(rc), "cannot create LMDB environment: %s",
 			       mdb_strerror(rc));
 	}
 	mdb_env_set_mapsize(s->env, MAP_SIZE);
@@ -381,7 +263,7 @@ int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg 
 			      (flags & MFS_STORE_NORDAHEAD ? MDB_NORDAHEAD : 0),
 			  0600);
 	if (rc) {
-		int code = db_rc(rc);
+		int code = mfs_db_rc(rc);
 		mfs_err(err, code, "cannot open store %s: %s%s", dir, mdb_strerror(rc),
 			rc == MDB_INVALID ? " (not an LMDB file: is this a modelfs store?)" : "");
 		mdb_env_close(s->env);
@@ -408,7 +290,7 @@ int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg 
 	if (rc)
 		goto fail_db;
 	for (int i = 0; i < DB__COUNT; i++) {
-		rc = mdb_dbi_open(txn, db_names[i], rdonly ? 0 : MDB_CREATE, &s->dbi[i]);
+		rc = mdb_dbi_open(txn, mfs_db_names[i], rdonly ? 0 : MDB_CREATE, &s->dbi[i]);
 		if (rc) {
 			mdb_txn_abort(txn);
 			goto fail_db;
@@ -445,7 +327,7 @@ int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg 
 	*out = s;
 	return 0;
 fail_db:;
-	int code = db_rc(rc);
+	int code = mfs_db_rc(rc);
 	mfs_err(err, code, "cannot open store %s: %s%s", dir, mdb_strerror(rc),
 		rc == MDB_NOTFOUND ? " (not a modelfs store: its databases are missing)" : "");
 	mfs_store_close(s);
@@ -471,7 +353,7 @@ const char *mfs_store_dir(const mfs_store *s)
 
 int mfs_store_sync(mfs_store *s)
 {
-	return db_rc(mdb_env_sync(s->env, 1));
+	return mfs_db_rc(mdb_env_sync(s->env, 1));
 }
 
 /* ---- transactions ---- */
@@ -490,7 +372,7 @@ int mfs_txn_begin(mfs_store *s, unsigned flags, mfs_txn **out)
 	int rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
 	if (rc) {
 		free(t);
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	}
 	*out = t;
 	return 0;
@@ -514,7 +396,7 @@ int mfs_txn_commit(mfs_txn *t)
 	/* LMDB turns a short write (the disk filled up mid-flush) into EIO: say ENOSPC */
 	if (rc == EIO && store_disk_full(s))
 		rc = ENOSPC;
-	return db_rc(rc);
+	return mfs_db_rc(rc);
 }
 
 void mfs_txn_abort(mfs_txn *t)
@@ -539,7 +421,6 @@ static int bump_generation(mfs_txn *t)
 	return meta_put_u64(t->txn, t->s->dbi[DB_META], "generation", g + 1);
 }
 
-#define DBI(t, d) ((t)->s->dbi[(d)])
 
 /* ---- chunks (record layout: records.h) ---- */
 
@@ -570,7 +451,7 @@ int mfs_chunk_locate(mfs_txn *t, const mfs_chunk_key *key, const void **data, si
 	MDB_val k = {16, (void *)key->b}, v;
 	int rc = mdb_get(t->txn, DBI(t, DB_CHUNKS), &k, &v);
 	if (rc)
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	*data = v.mv_data;
 	*len = v.mv_size;
 	return 0;
@@ -606,7 +487,7 @@ int mfs_chunk_exists(mfs_txn *t, const mfs_chunk_key *key)
 	int rc = mdb_get(t->txn, DBI(t, DB_CHUNKREFS), &k, &v);
 	if (rc == MDB_NOTFOUND)
 		return 0;
-	return rc ? db_rc(rc) : 1;
+	return rc ? mfs_db_rc(rc) : 1;
 }
 
 static int refcount_get(mfs_txn *t, const mfs_chunk_key *key, uint64_t *out)
@@ -614,7 +495,7 @@ static int refcount_get(mfs_txn *t, const mfs_chunk_key *key, uint64_t *out)
 	MDB_val k = {16, (void *)key->b}, v;
 	int rc = mdb_get(t->txn, DBI(t, DB_CHUNKREFS), &k, &v);
 	if (rc)
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	if (v.mv_size != 8)
 		return MFS_E_CORRUPT;
 	*out = mfs_get_le64(v.mv_data);
@@ -626,7 +507,7 @@ static int refcount_put(mfs_txn *t, const mfs_chunk_key *key, uint64_t n)
 	uint8_t b[8];
 	mfs_put_le64(b, n);
 	MDB_val k = {16, (void *)key->b}, v = {8, b};
-	return db_rc(mdb_put(t->txn, DBI(t, DB_CHUNKREFS), &k, &v, 0));
+	return mfs_db_rc(mdb_put(t->txn, DBI(t, DB_CHUNKREFS), &k, &v, 0));
 }
 
 int mfs_chunk_refcount(mfs_txn *t, const mfs_chunk_key *key, uint64_t *out)
@@ -652,7 +533,7 @@ int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec, uint
 		return 0;
 	}
 	if (rc)
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	uint8_t *p = v.mv_data;
 	memcpy(p, hbuf, hdr);
 	memcpy(p + hdr, payload, payload_len);
@@ -669,7 +550,7 @@ int mfs_chunk_replace(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec,
 	MDB_val k = {16, (void *)key->b}, v;
 	int rc = mdb_get(t->txn, DBI(t, DB_CHUNKS), &k, &v);
 	if (rc)
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	uint8_t hbuf[MFS_REC_CHUNK_HDR_MAX];
 	size_t hdr = mfs_rec_chunk_header(hbuf, codec, raw_len, ref);
 	/* The old value is not read from here on: overwriting it is safe. */
@@ -677,7 +558,7 @@ int mfs_chunk_replace(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec,
 	v.mv_data = NULL;
 	rc = mdb_put(t->txn, DBI(t, DB_CHUNKS), &k, &v, MDB_RESERVE);
 	if (rc)
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	memcpy(v.mv_data, hbuf, hdr);
 	memcpy((uint8_t *)v.mv_data + hdr, payload, payload_len);
 	return bump_generation(t);
@@ -713,7 +594,7 @@ int mfs_chunks_foreach(mfs_txn *t,
 		       void *ud)
 {
 	struct chunks_iter it = {t, cb, ud};
-	return iter_prefix(t->txn, DBI(t, DB_CHUNKS), NULL, 0, chunks_iter_fn, &it);
+	return mfs_db_iter(t->txn, DBI(t, DB_CHUNKS), NULL, 0, chunks_iter_fn, &it);
 }
 
 /* ---- repos, refs, commits, files (record layouts: records.h) ---- */
@@ -741,7 +622,7 @@ static int repos_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
 int mfs_repos_foreach(mfs_txn *t, int (*cb)(void *ud, const mfs_repo_info *r), void *ud)
 {
 	struct str_iter it = {(const void *)cb, ud, 0};
-	return iter_prefix(t->txn, DBI(t, DB_REPOS), NULL, 0, repos_iter_fn, &it);
+	return mfs_db_iter(t->txn, DBI(t, DB_REPOS), NULL, 0, repos_iter_fn, &it);
 }
 
 int mfs_repo_get(mfs_txn *t, const char *repo, mfs_repo_info *out)
@@ -749,7 +630,7 @@ int mfs_repo_get(mfs_txn *t, const char *repo, mfs_repo_info *out)
 	MDB_val k = {strlen(repo), (void *)repo}, v;
 	int rc = mdb_get(t->txn, DBI(t, DB_REPOS), &k, &v);
 	if (rc)
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	out->repo = NULL;
 	return mfs_rec_repo_decode(v.mv_data, v.mv_size, out);
 }
@@ -780,23 +661,23 @@ int mfs_refs_foreach(mfs_txn *t, const char *repo,
 		     int (*cb)(void *ud, const mfs_ref_info *r), void *ud)
 {
 	char pfx[512];
-	size_t pl = prefix_join(pfx, sizeof pfx, repo, NULL);
+	size_t pl = mfs_db_prefix_join(pfx, sizeof pfx, repo, NULL);
 	if (!pl)
 		return MFS_E_INVAL;
 	struct str_iter it = {(const void *)cb, ud, pl};
-	return iter_prefix(t->txn, DBI(t, DB_REFS), pfx, pl, refs_iter_fn, &it);
+	return mfs_db_iter(t->txn, DBI(t, DB_REFS), pfx, pl, refs_iter_fn, &it);
 }
 
 int mfs_ref_get(mfs_txn *t, const char *repo, const char *ref, char commit[MFS_COMMIT_LEN + 1])
 {
 	char key[512];
-	size_t kl = key_join(key, sizeof key, repo, ref, NULL);
+	size_t kl = mfs_db_key_join(key, sizeof key, repo, ref, NULL);
 	if (!kl)
 		return MFS_E_INVAL;
 	MDB_val k = {kl, key}, v;
 	int rc = mdb_get(t->txn, DBI(t, DB_REFS), &k, &v);
 	if (rc)
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	return mfs_rec_ref_decode(v.mv_data, v.mv_size, commit);
 }
 
@@ -815,11 +696,11 @@ int mfs_commits_foreach(mfs_txn *t, const char *repo,
 			int (*cb)(void *ud, const mfs_commit_info *c), void *ud)
 {
 	char pfx[512];
-	size_t pl = prefix_join(pfx, sizeof pfx, repo, NULL);
+	size_t pl = mfs_db_prefix_join(pfx, sizeof pfx, repo, NULL);
 	if (!pl)
 		return MFS_E_INVAL;
 	struct str_iter it = {(const void *)cb, ud, pl};
-	return iter_prefix(t->txn, DBI(t, DB_COMMITS), pfx, pl, commits_iter_fn, &it);
+	return mfs_db_iter(t->txn, DBI(t, DB_COMMITS), pfx, pl, commits_iter_fn, &it);
 }
 
 static int file_parse(const MDB_val *v, mfs_file_info *fi)
@@ -841,24 +722,24 @@ int mfs_files_foreach(mfs_txn *t, const char *repo, const char *commit,
 		      int (*cb)(void *ud, const mfs_file_info *f), void *ud)
 {
 	char pfx[512];
-	size_t pl = prefix_join(pfx, sizeof pfx, repo, commit);
+	size_t pl = mfs_db_prefix_join(pfx, sizeof pfx, repo, commit);
 	if (!pl)
 		return MFS_E_INVAL;
 	struct str_iter it = {(const void *)cb, ud, pl};
-	return iter_prefix(t->txn, DBI(t, DB_FILES), pfx, pl, files_iter_fn, &it);
+	return mfs_db_iter(t->txn, DBI(t, DB_FILES), pfx, pl, files_iter_fn, &it);
 }
 
 int mfs_file_get(mfs_txn *t, const char *repo, const char *commit, const char *path,
 		 mfs_file_info *out)
 {
 	char key[512];
-	size_t kl = key_join(key, sizeof key, repo, commit, path);
+	size_t kl = mfs_db_key_join(key, sizeof key, repo, commit, path);
 	if (!kl)
 		return MFS_E_NOTFOUND;
 	MDB_val k = {kl, key}, v;
 	int rc = mdb_get(t->txn, DBI(t, DB_FILES), &k, &v);
 	if (rc)
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	out->path = NULL;
 	return file_parse(&v, out);
 }
@@ -876,11 +757,11 @@ int mfs_noexist_foreach(mfs_txn *t, const char *repo, const char *commit,
 			int (*cb)(void *ud, const char *path), void *ud)
 {
 	char pfx[512];
-	size_t pl = prefix_join(pfx, sizeof pfx, repo, commit);
+	size_t pl = mfs_db_prefix_join(pfx, sizeof pfx, repo, commit);
 	if (!pl)
 		return MFS_E_INVAL;
 	struct str_iter it = {(const void *)cb, ud, pl};
-	return iter_prefix(t->txn, DBI(t, DB_NOEXIST), pfx, pl, noexist_iter_fn, &it);
+	return mfs_db_iter(t->txn, DBI(t, DB_NOEXIST), pfx, pl, noexist_iter_fn, &it);
 }
 
 /* ---- blobs and tensors (record layouts: records.h) ----
@@ -900,13 +781,13 @@ int mfs_blob_get(mfs_txn *t, const char *repo, const char *etag, mfs_blob_info *
 	if (extents)
 		*extents = NULL;
 	char key[512];
-	size_t kl = key_join(key, sizeof key, repo, etag, NULL);
+	size_t kl = mfs_db_key_join(key, sizeof key, repo, etag, NULL);
 	if (!kl || strlen(etag) > MFS_ETAG_MAX)
 		return MFS_E_NOTFOUND;
 	MDB_val k = {kl, key}, v;
 	int rc = mdb_get(t->txn, DBI(t, DB_BLOBS), &k, &v);
 	if (rc)
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	const uint8_t *ep;
 	if ((rc = blob_parse(&v, info, &ep)) < 0)
 		return rc;
@@ -938,11 +819,11 @@ int mfs_blobs_foreach(mfs_txn *t, const char *repo,
 		      int (*cb)(void *ud, const mfs_blob_info *b), void *ud)
 {
 	char pfx[512];
-	size_t pl = prefix_join(pfx, sizeof pfx, repo, NULL);
+	size_t pl = mfs_db_prefix_join(pfx, sizeof pfx, repo, NULL);
 	if (!pl)
 		return MFS_E_INVAL;
 	struct str_iter it = {(const void *)cb, ud, pl};
-	return iter_prefix(t->txn, DBI(t, DB_BLOBS), pfx, pl, blobs_iter_fn, &it);
+	return mfs_db_iter(t->txn, DBI(t, DB_BLOBS), pfx, pl, blobs_iter_fn, &it);
 }
 
 size_t mfs_extent_find(const mfs_extent *ext, size_t n, uint64_t off)
@@ -974,11 +855,11 @@ int mfs_tensors_foreach(mfs_txn *t, const char *repo, const char *etag,
 			int (*cb)(void *ud, const mfs_tensor_info *ti), void *ud)
 {
 	char pfx[512];
-	size_t pl = prefix_join(pfx, sizeof pfx, repo, etag);
+	size_t pl = mfs_db_prefix_join(pfx, sizeof pfx, repo, etag);
 	if (!pl)
 		return MFS_E_INVAL;
 	struct str_iter it = {(const void *)cb, ud, pl};
-	return iter_prefix(t->txn, DBI(t, DB_TENSORS), pfx, pl, tensors_iter_fn, &it);
+	return mfs_db_iter(t->txn, DBI(t, DB_TENSORS), pfx, pl, tensors_iter_fn, &it);
 }
 
 /* The tensors key: the name itself, or for long names a prefix plus a hash. */
@@ -995,12 +876,12 @@ static size_t tensor_key(char *buf, size_t cap, const char *repo, const char *et
 			 (unsigned long long)XXH3_64bits(name, nl));
 	}
 	(void)data_off_for_order;
-	return key_join(buf, cap, repo, etag, kn);
+	return mfs_db_key_join(buf, cap, repo, etag, kn);
 }
 
 static int chunk_ref_add(mfs_txn *t, const mfs_chunk_key *key, int delta)
 {
-	uint64_t n;
+	uint64_t n = 0;
 	int rc = refcount_get(t, key, &n);
 	if (rc < 0)
 		return rc; /* MFS_E_NOTFOUND: the chunk was never stored */
@@ -1016,7 +897,7 @@ int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *exist
 	if (!etag_ok(b->etag))
 		return MFS_E_INVAL;
 	char key[512];
-	size_t kl = key_join(key, sizeof key, repo, b->etag, NULL);
+	size_t kl = mfs_db_key_join(key, sizeof key, repo, b->etag, NULL);
 	if (!kl)
 		return MFS_E_INVAL;
 	MDB_val k = {kl, key}, v;
@@ -1027,7 +908,7 @@ int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *exist
 		return 0;
 	}
 	if (rc != MDB_NOTFOUND)
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	uint64_t expect = 0;
 	for (size_t i = 0; i < b->n_extents; i++) {
 		if (b->extents[i].off != expect || b->extents[i].len == 0)
@@ -1044,7 +925,7 @@ int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *exist
 	v.mv_size = blen;
 	rc = mdb_put(t->txn, DBI(t, DB_BLOBS), &k, &v, MDB_RESERVE);
 	if (rc)
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	if ((rc = mfs_rec_blob_encode(v.mv_data, blen, b)) < 0)
 		return rc;
 	for (size_t i = 0; i < b->n_tensors; i++) {
@@ -1059,7 +940,7 @@ int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *exist
 			return MFS_E_INVAL;
 		MDB_val kk = {tkl, tk}, vv = {rl, rec};
 		if ((rc = mdb_put(t->txn, DBI(t, DB_TENSORS), &kk, &vv, 0)))
-			return db_rc(rc);
+			return mfs_db_rc(rc);
 	}
 	return 0;
 }
@@ -1067,7 +948,7 @@ int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *exist
 static int put_kv(mfs_txn *t, int db, const char *key, size_t kl, const void *val, size_t vl)
 {
 	MDB_val k = {kl, (void *)key}, v = {vl, (void *)val};
-	return db_rc(mdb_put(t->txn, DBI(t, db), &k, &v, 0));
+	return mfs_db_rc(mdb_put(t->txn, DBI(t, db), &k, &v, 0));
 }
 
 int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint64_t time,
@@ -1092,13 +973,13 @@ int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint6
 	if ((rc = put_kv(t, DB_REPOS, repo, strlen(repo), rrec, sizeof rrec)) < 0)
 		return rc;
 	/* commit record */
-	size_t kl = key_join(key, sizeof key, repo, commit, NULL);
+	size_t kl = mfs_db_key_join(key, sizeof key, repo, commit, NULL);
 	uint8_t crec[MFS_REC_COMMIT_LEN];
 	mfs_rec_commit_encode(crec, time, n_files);
 	if ((rc = put_kv(t, DB_COMMITS, key, kl, crec, sizeof crec)) < 0)
 		return rc;
 	/* files: replace the commit's list */
-	size_t pl = prefix_join(key, sizeof key, repo, commit);
+	size_t pl = mfs_db_prefix_join(key, sizeof key, repo, commit);
 	if ((rc = delete_prefix(t->txn, DBI(t, DB_FILES), key, pl)) < 0 ||
 	    (rc = delete_prefix(t->txn, DBI(t, DB_NOEXIST), key, pl)) < 0)
 		return rc;
@@ -1111,7 +992,7 @@ int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint6
 			return mfs_err(err, MFS_E_NOTFOUND,
 				       "%s: file %s points to blob %s, which is not stored", repo,
 				       f->path, f->etag);
-		kl = key_join(key, sizeof key, repo, commit, f->path);
+		kl = mfs_db_key_join(key, sizeof key, repo, commit, f->path);
 		if (!kl)
 			return mfs_err(err, MFS_E_INVAL, "%s: path too long: %s", repo,
 				       f->path);
@@ -1126,7 +1007,7 @@ int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint6
 	for (size_t i = 0; i < n_noexist; i++) {
 		if (mfs_repo_path_check(noexist[i], NULL) < 0)
 			continue; /* a .no_exist entry we cannot name is only a cache hint */
-		kl = key_join(key, sizeof key, repo, commit, noexist[i]);
+		kl = mfs_db_key_join(key, sizeof key, repo, commit, noexist[i]);
 		if (kl && (rc = put_kv(t, DB_NOEXIST, key, kl, "", 0)) < 0)
 			return rc;
 	}
@@ -1134,7 +1015,7 @@ int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint6
 		if (!ref_ok(refs[i]))
 			return mfs_err(err, MFS_E_INVAL, "%s: invalid ref name \"%s\"", repo,
 				       refs[i]);
-		kl = key_join(key, sizeof key, repo, refs[i], NULL);
+		kl = mfs_db_key_join(key, sizeof key, repo, refs[i], NULL);
 		if (!kl || (rc = put_kv(t, DB_REFS, key, kl, commit, MFS_COMMIT_LEN)) < 0)
 			return rc ? rc : MFS_E_INVAL;
 	}
@@ -1174,12 +1055,12 @@ int mfs_repo_remove(mfs_txn *t, const char *repo)
 	MDB_val k = {strlen(repo), (void *)repo}, v;
 	int rc = mdb_get(t->txn, DBI(t, DB_REPOS), &k, &v);
 	if (rc)
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	char pfx[512];
-	size_t pl = prefix_join(pfx, sizeof pfx, repo, NULL);
+	size_t pl = mfs_db_prefix_join(pfx, sizeof pfx, repo, NULL);
 	if (!pl)
 		return MFS_E_INVAL;
-	if ((rc = iter_prefix(t->txn, DBI(t, DB_BLOBS), pfx, pl, unref_iter_fn, t)) < 0)
+	if ((rc = mfs_db_iter(t->txn, DBI(t, DB_BLOBS), pfx, pl, unref_iter_fn, t)) < 0)
 		return rc;
 	static const int dbs[] = {DB_REFS, DB_COMMITS, DB_FILES, DB_NOEXIST, DB_BLOBS,
 				  DB_TENSORS};
@@ -1187,7 +1068,7 @@ int mfs_repo_remove(mfs_txn *t, const char *repo)
 		if ((rc = delete_prefix(t->txn, DBI(t, dbs[i]), pfx, pl)) < 0)
 			return rc;
 	if ((rc = mdb_del(t->txn, DBI(t, DB_REPOS), &k, NULL)))
-		return db_rc(rc);
+		return mfs_db_rc(rc);
 	return bump_generation(t);
 }
 
@@ -1257,7 +1138,7 @@ int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out)
 {
 	memset(out, 0, sizeof *out);
 	struct keyset ks = {0};
-	int rc = iter_prefix(t->txn, DBI(t, DB_FILES), NULL, 0, keyset_add_fn, &ks);
+	int rc = mfs_db_iter(t->txn, DBI(t, DB_FILES), NULL, 0, keyset_add_fn, &ks);
 	if (rc < 0)
 		goto done;
 	if (ks.n)
@@ -1265,7 +1146,7 @@ int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out)
 
 	/* 1. blobs that no file points to (left by an ingest that died) */
 	MDB_cursor *cur;
-	if ((rc = db_rc(mdb_cursor_open(t->txn, DBI(t, DB_BLOBS), &cur))) < 0)
+	if ((rc = mfs_db_rc(mdb_cursor_open(t->txn, DBI(t, DB_BLOBS), &cur))) < 0)
 		goto done;
 	MDB_val k, v;
 	int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -1281,7 +1162,7 @@ int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out)
 			if ((rc = blob_unref(t, &v)) < 0)
 				break;
 			char tp[512];
-			size_t tpl = prefix_join(tp, sizeof tp, pair, pair + strlen(pair) + 1);
+			size_t tpl = mfs_db_prefix_join(tp, sizeof tp, pair, pair + strlen(pair) + 1);
 			if (tpl && (rc = delete_prefix(t->txn, DBI(t, DB_TENSORS), tp, tpl)) < 0)
 				break;
 			if ((mrc = mdb_cursor_del(cur, 0)))
@@ -1294,12 +1175,12 @@ int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out)
 	if (rc < 0)
 		goto done;
 	if (mrc != MDB_NOTFOUND && mrc != 0) {
-		rc = db_rc(mrc);
+		rc = mfs_db_rc(mrc);
 		goto done;
 	}
 
 	/* 2. chunks with no references */
-	if ((rc = db_rc(mdb_cursor_open(t->txn, DBI(t, DB_CHUNKREFS), &cur))) < 0)
+	if ((rc = mfs_db_rc(mdb_cursor_open(t->txn, DBI(t, DB_CHUNKREFS), &cur))) < 0)
 		goto done;
 	mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 	while (mrc == 0) {
@@ -1318,7 +1199,7 @@ int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out)
 	}
 	mdb_cursor_close(cur);
 	if (mrc != MDB_NOTFOUND && mrc != 0)
-		rc = db_rc(mrc);
+		rc = mfs_db_rc(mrc);
 	else if (out->blobs_removed || out->chunks_removed)
 		rc = bump_generation(t);
 done:
@@ -1387,7 +1268,7 @@ int mfs_store_stat_get(mfs_txn *t, mfs_store_stat *out)
 	if (stat(path, &st) == 0)
 		out->file_bytes = (uint64_t)st.st_size;
 	uint64_t free_pages = 0;
-	int rc = iter_prefix(t->txn, 0, NULL, 0, free_pages_fn, &free_pages);
+	int rc = mfs_db_iter(t->txn, 0, NULL, 0, free_pages_fn, &free_pages);
 	if (rc < 0)
 		return rc;
 	uint64_t used = (uint64_t)(ei.me_last_pgno + 1);
@@ -1414,7 +1295,7 @@ int mfs_store_compact(mfs_store *s, mfs_errmsg *err)
 	if (rc) {
 		unlink(src);
 		rmdir(tmpdir);
-		return mfs_err(err, db_rc(rc), "compacting %s failed: %s (store unchanged)",
+		return mfs_err(err, mfs_db_rc(rc), "compacting %s failed: %s (store unchanged)",
 			       s->dir, mdb_strerror(rc));
 	}
 	int fd = open(src, O_RDONLY | O_CLOEXEC);

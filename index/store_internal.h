@@ -1,0 +1,79 @@
+/*
+ * store_internal.h - what the modules of index/ share about the LMDB
+ * environment behind an mfs_store: the named databases, the handle structs
+ * and the key and iteration helpers.  Not a public header: only the sources in
+ * index/ include it; everything outside goes through store.h.
+ *
+ * Module convention: int return, 0 or a negative code from err.h (the
+ * key builders return a length, 0 meaning "does not fit").
+ */
+#ifndef MFS_STORE_INTERNAL_H
+#define MFS_STORE_INTERNAL_H
+
+#include <lmdb.h>
+#include <stddef.h>
+
+#include "store.h"
+
+/* The named databases of a store (key layouts: store.h). */
+enum {
+	DB_META,
+	DB_REPOS,
+	DB_REFS,
+	DB_COMMITS,
+	DB_FILES,
+	DB_NOEXIST,
+	DB_BLOBS,
+	DB_TENSORS,
+	DB_CHUNKS,
+	DB_CHUNKREFS,
+	DB__COUNT
+};
+
+/* Their names in the environment, by the enum above. */
+extern const char *const mfs_db_names[DB__COUNT];
+
+struct mfs_store {
+	MDB_env *env;
+	MDB_dbi dbi[DB__COUNT];
+	char *dir;
+	int users_fd; /* users.lock, held shared while open (taken before the env) */
+	int rdonly;
+};
+
+struct mfs_txn {
+	mfs_store *s;
+	MDB_txn *txn;
+	int write;
+};
+
+#define DBI(t, d) ((t)->s->dbi[(d)])
+
+/** An LMDB return code as an MFS_E_* / -errno code. */
+int mfs_db_rc(int rc);
+
+/**
+ * Join key parts with NUL separators (b and c may be NULL).
+ * @return the key's length, or 0 when it exceeds @p cap or LMDB's 511-byte limit
+ */
+size_t mfs_db_key_join(char *buf, size_t cap, const char *a, const char *b, const char *c);
+
+/**
+ * The prefix "a\0b\0" (trailing separator; b may be NULL) that every key
+ * under a (and b) starts with.  @return its length, or 0 when it does not fit
+ */
+size_t mfs_db_prefix_join(char *buf, size_t cap, const char *a, const char *b);
+
+/* A record as iterated: key and value point into the map, valid during the call. */
+typedef int (*mfs_db_iter_fn)(void *ud, const MDB_val *k, const MDB_val *v);
+
+/**
+ * Call @p fn for every record of @p dbi whose key starts with @p prefix
+ * (every record when @p plen is 0), in key order.  @p fn returns 0 to go on,
+ * anything else to stop (returned as is).
+ * @return 0, what @p fn returned, or a database error
+ */
+int mfs_db_iter(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t plen, mfs_db_iter_fn fn,
+		void *ud);
+
+#endif
