@@ -69,3 +69,28 @@ int mfs_err_prefix(mfs_errmsg *e, int code, const char *fmt, ...)
 		e->code = code;
 	return e->code;
 }
+
+const char *mfs_str_quote(const char *s, size_t max_chars, char *buf, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0, n = 0;
+	const unsigned char *p = (const unsigned char *)s;
+
+	for (; *p && o + 8 < cap && n < max_chars; p++, n++) {
+		if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') {
+			buf[o++] = (char)*p;
+		} else {
+			buf[o++] = '\\';
+			buf[o++] = 'x';
+			buf[o++] = hex[*p >> 4];
+			buf[o++] = hex[*p & 15];
+		}
+	}
+	if (*p && o + 4 <= cap) {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
+	if (cap)
+		buf[o < cap ? o : cap - 1] = '\0';
+	return buf;
+}

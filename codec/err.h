@@ -68,6 +68,16 @@ int mfs_err(mfs_errmsg *e, int code, const char *fmt, ...)
 int mfs_err_prefix(mfs_errmsg *e, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/**
+ * Quote untrusted text (a tensor name, a path or ref read from a file or the
+ * index) for a message or a listing: printable ASCII as is; '"', '\\' and
+ * every other byte as \xNN, so no terminal escape reaches a screen or a log.
+ * At most @p max_chars input bytes are shown; longer text ends in "...".
+ * @param[out] buf  output, always NUL-terminated; cut to fit @p cap (>= 1)
+ * @return buf
+ */
+const char *mfs_str_quote(const char *s, size_t max_chars, char *buf, size_t cap);
+
 /* Forward an error from a call, in debug builds logging file and line. */
 #ifdef MFS_DEBUG
 #include <stdio.h>

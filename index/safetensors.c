@@ -33,33 +33,11 @@ static const char *st_what(const char *what)
 	return what ? what : "safetensors file";
 }
 
-/*
- * Quote a tensor name for a message: printable ASCII as is, other bytes as
- * \xNN, cut at ST_NAME_QUOTE_MAX characters.  A name is user input and must
- * not put terminal escapes into a log.
- */
+/* A tensor name is user input: quoted (mfs_str_quote) so it cannot put
+ * terminal escapes into a message. */
 static const char *st_quote(const char *name, char *buf, size_t cap)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-	const unsigned char *p = (const unsigned char *)name;
-
-	for (; *p && o + 8 < cap && o < ST_NAME_QUOTE_MAX; p++) {
-		if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') {
-			buf[o++] = (char)*p;
-		} else {
-			buf[o++] = '\\';
-			buf[o++] = 'x';
-			buf[o++] = hex[*p >> 4];
-			buf[o++] = hex[*p & 15];
-		}
-	}
-	if (*p && o + 4 < cap) {
-		memcpy(buf + o, "...", 3);
-		o += 3;
-	}
-	buf[o] = '\0';
-	return buf;
+	return mfs_str_quote(name, ST_NAME_QUOTE_MAX, buf, cap);
 }
 
 int mfs_st_header_len(const uint8_t first8[8], uint64_t file_size, uint64_t *out,

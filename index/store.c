@@ -156,15 +156,55 @@ static int etag_ok(const char *e)
 	return 1;
 }
 
-static int ref_ok(const char *r)
+/* One '/'-separated component of a ref name, as git check-ref-format takes it. */
+static const char *ref_component_bad(const char *c, size_t n)
 {
-	size_t n = strlen(r);
-	if (n == 0 || n > MFS_REF_MAX || r[0] == '.' || strstr(r, ".."))
+	if (n == 0)
+		return "an empty component (\"//\", or a leading or trailing '/')";
+	if (c[0] == '.')
+		return "a component that starts with '.'";
+	if (n >= 5 && !memcmp(c + n - 5, ".lock", 5))
+		return "a component that ends with \".lock\"";
+	return NULL;
+}
+
+int mfs_ref_name_check(const char *ref, mfs_errmsg *err)
+{
+	size_t n = strlen(ref);
+	const char *why = NULL;
+	if (n == 0 || n > MFS_REF_MAX)
+		why = "empty or longer than 128 bytes";
+	else if (!strcmp(ref, "@"))
+		why = "\"@\" alone";
+	else if (ref[n - 1] == '.')
+		why = "ends with '.'";
+	else if (strstr(ref, ".."))
+		why = "contains \"..\"";
+	else if (strstr(ref, "@{"))
+		why = "contains \"@{\"";
+	for (size_t i = 0; !why && i < n; i++) {
+		unsigned char ch = (unsigned char)ref[i];
+		if (ch < 0x20 || ch == 0x7f)
+			why = "contains a control character";
+		else if (strchr(" ~^:?*[\\", ch))
+			why = "contains one of: space ~ ^ : ? * [ \\";
+	}
+	for (const char *p = ref; !why;) {
+		const char *e = strchr(p, '/');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		why = ref_component_bad(p, len);
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	if (!why)
 		return 0;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)r[i] < 0x20 || r[i] == '\\')
-			return 0;
-	return 1;
+	char shown[4 * MFS_REF_MAX + 8];
+	mfs_str_quote(ref, MFS_REF_MAX, shown, sizeof shown);
+	return mfs_err(err, MFS_E_INVAL,
+		       "ref name \"%s\": %s (ref names follow git check-ref-format: "
+		       "'/'-separated components such as main or refs/pr/1)",
+		       shown, why);
 }
 
 /* ---- open / close ---- */
@@ -951,6 +991,57 @@ static int put_kv(mfs_txn *t, int db, const char *key, size_t kl, const void *va
 	return mfs_db_rc(mdb_put(t->txn, DBI(t, db), &k, &v, 0));
 }
 
+/* Is one ref name a folder of the other ("main" and "main/sub")? */
+static int ref_nested(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la == lb)
+		return 0;
+	const char *s = la < lb ? a : b, *l = la < lb ? b : a;
+	size_t n = la < lb ? la : lb;
+	return !strncmp(s, l, n) && l[n] == '/';
+}
+
+struct ref_conflict {
+	const char *name;
+	char other[MFS_REF_MAX + 1];
+};
+
+static int ref_conflict_fn(void *ud, const mfs_ref_info *r)
+{
+	struct ref_conflict *c = ud;
+	if (!ref_nested(c->name, r->name))
+		return 0;
+	snprintf(c->other, sizeof c->other, "%s", r->name);
+	return 1;
+}
+
+/*
+ * Ref refs[i] may not be a folder of another ref of the repo, or hold one
+ * (git's rule: refs are files under refs/, and "main" cannot be both a file
+ * and a folder there, as the hub cache on disk could not hold both).
+ */
+static int ref_conflict_check(mfs_txn *t, const char *repo, const char *const *refs,
+			      size_t n_refs, size_t i, mfs_errmsg *err)
+{
+	struct ref_conflict c = {.name = refs[i]};
+	for (size_t j = 0; j < n_refs && !c.other[0]; j++)
+		if (ref_nested(refs[i], refs[j]))
+			snprintf(c.other, sizeof c.other, "%s", refs[j]);
+	if (!c.other[0]) {
+		int rc = mfs_refs_foreach(t, repo, ref_conflict_fn, &c);
+		if (rc < 0)
+			return mfs_err(err, rc, "%s: reading its refs failed: %s", repo,
+				       mfs_strerror(rc));
+	}
+	if (!c.other[0])
+		return 0;
+	return mfs_err(err, MFS_E_INVAL,
+		       "%s: ref \"%s\" cannot sit beside ref \"%s\" (one would be a "
+		       "folder of the other): choose another name with --ref",
+		       repo, refs[i], c.other);
+}
+
 int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint64_t time,
 			 const mfs_file_rec *files, size_t n_files, const char *const *noexist,
 			 size_t n_noexist, const char *const *refs, size_t n_refs,
@@ -1012,9 +1103,10 @@ int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint6
 			return rc;
 	}
 	for (size_t i = 0; i < n_refs; i++) {
-		if (!ref_ok(refs[i]))
-			return mfs_err(err, MFS_E_INVAL, "%s: invalid ref name \"%s\"", repo,
-				       refs[i]);
+		if ((rc = mfs_ref_name_check(refs[i], err)) < 0)
+			return mfs_err_prefix(err, rc, "%s", repo);
+		if ((rc = ref_conflict_check(t, repo, refs, n_refs, i, err)) < 0)
+			return rc;
 		kl = mfs_db_key_join(key, sizeof key, repo, refs[i], NULL);
 		if (!kl || (rc = put_kv(t, DB_REFS, key, kl, commit, MFS_COMMIT_LEN)) < 0)
 			return rc ? rc : MFS_E_INVAL;

@@ -146,6 +146,15 @@ int mfs_repo_id_check(const char *repo, mfs_errmsg *err);
  */
 int mfs_repo_path_check(const char *path, mfs_errmsg *err);
 
+/**
+ * Check a ref name ("main", "refs/pr/1") as git check-ref-format does:
+ * '/'-separated components, none empty, starting with '.' or ending in
+ * ".lock"; no "..", "@{", control characters, space, ~ ^ : ? * [ or \;
+ * not ending in '.'; not "@"; at most MFS_REF_MAX bytes.
+ * @return 0 or MFS_E_INVAL with a message naming the rule broken
+ */
+int mfs_ref_name_check(const char *ref, mfs_errmsg *err);
+
 /* ---- chunks ---- */
 
 typedef struct mfs_chunk_key {
