@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "store_internal.h"
 
 const char *const mfs_db_names[DB__COUNT] = {
@@ -93,4 +94,24 @@ int mfs_db_iter(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t plen, mfs_
 		ret = mfs_db_rc(rc);
 	mdb_cursor_close(cur);
 	return ret;
+}
+
+int mfs_db_meta_get(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out)
+{
+	MDB_val k = {strlen(name), (void *)name}, v;
+	int rc = mdb_get(txn, dbi, &k, &v);
+	if (rc)
+		return mfs_db_rc(rc);
+	if (v.mv_size != 8)
+		return MFS_E_CORRUPT;
+	*out = mfs_get_le64(v.mv_data);
+	return 0;
+}
+
+int mfs_db_meta_put(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t val)
+{
+	uint8_t b[8];
+	mfs_put_le64(b, val);
+	MDB_val k = {strlen(name), (void *)name}, v = {8, b};
+	return mfs_db_rc(mdb_put(txn, dbi, &k, &v, 0));
 }

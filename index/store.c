@@ -1,5 +1,6 @@
 /*
- * store.c - the LMDB environment, its records and their transactions.
+ * store.c - a store's records and their transactions (the environment, its
+ * locks and compaction: env.c).
  * Record layouts, encoders and decoders live in records.h/records.c; every
  * record starts with a version byte (MFS_REC_V1) so a later format can add
  * fields.
@@ -12,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -23,11 +23,6 @@
 #include "sha256.h"
 #include "records.h"
 #include "store_internal.h"
-
-#define MAP_SIZE ((size_t)1 << 40) /* address space only: the file grows as used */
-#define MAX_READERS 1024
-
-_Static_assert(sizeof(size_t) == 8, "the store maps up to 1 TiB: 64-bit only");
 
 /* ---- keys ---- */
 
@@ -207,195 +202,6 @@ int mfs_ref_name_check(const char *ref, mfs_errmsg *err)
 		       shown, why);
 }
 
-/* ---- open / close ---- */
-
-static int meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out)
-{
-	MDB_val k = {strlen(name), (void *)name}, v;
-	int rc = mdb_get(txn, dbi, &k, &v);
-	if (rc)
-		return mfs_db_rc(rc);
-	if (v.mv_size != 8)
-		return MFS_E_CORRUPT;
-	*out = mfs_get_le64(v.mv_data);
-	return 0;
-}
-
-static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t val)
-{
-	uint8_t b[8];
-	mfs_put_le64(b, val);
-	MDB_val k = {strlen(name), (void *)name}, v = {8, b};
-	return mfs_db_rc(mdb_put(txn, dbi, &k, &v, 0));
-}
-
-int mfs_store_default_dir(char *buf, size_t cap)
-{
-	const char *x = getenv("XDG_DATA_HOME");
-	int n;
-	if (x && x[0] == '/')
-		n = snprintf(buf, cap, "%s/modelfs", x);
-	else {
-		const char *h = getenv("HOME");
-		if (!h || !h[0])
-			return MFS_E_INVAL;
-		n = snprintf(buf, cap, "%s/.local/share/modelfs", h);
-	}
-	return (n < 0 || (size_t)n >= cap) ? MFS_E_INVAL : 0;
-}
-
-static int mkdir_p(const char *dir, mode_t mode)
-{
-	char tmp[4096];
-	size_t n = strlen(dir);
-	if (n >= sizeof tmp)
-		return -ENAMETOOLONG;
-	memcpy(tmp, dir, n + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg *err)
-{
-	*out = NULL;
-	int rdonly = (flags & MFS_STORE_RDONLY) != 0;
-	char path[4096];
-	struct stat st;
-	snprintf(path, sizeof path, "%s/data.mdb", dir);
-	if (stat(path, &st) < 0) {
-		if (!(flags & MFS_STORE_CREATE) || rdonly)
-			return mfs_err(err, -ENOENT,
-				       "no modelfs store at %s (ingest a model first, or pass "
-				       "--store DIR)",
-				       dir);
-		int rc = mkdir_p(dir, 0700);
-		if (rc < 0)
-			return mfs_err(err, rc, "cannot create store directory %s: %s", dir,
-				       mfs_strerror(rc));
-	}
-	mfs_store *s = calloc(1, sizeof *s);
-	if (!s)
-		return -ENOMEM;
-	s->users_fd = -1;
-	s->rdonly = rdonly;
-	s->dir = strdup(dir);
-	int rc = s->dir ? mdb_env_create(&s->env) : ENOMEM;
-	if (rc) {
-		free(s->dir);
-		free(s);
-		return mfs_err(err, mfs_db_rc(rc), "cannot create LMDB environment: %s",
-			       mdb_strerror(rc));
-	}
-	mdb_env_set_mapsize(s->env, MAP_SIZE);
-	mdb_env_set_maxdbs(s->env, DB__COUNT + 2);
-	mdb_env_set_maxreaders(s->env, MAX_READERS);
-	rc = mdb_env_open(s->env, dir,
-			  MDB_NOTLS | (rdonly ? MDB_RDONLY : 0) |
-			      (flags & MFS_STORE_NORDAHEAD ? MDB_NORDAHEAD : 0),
-			  0600);
-	if (rc) {
-		int code = mfs_db_rc(rc);
-		mfs_err(err, code, "cannot open store %s: %s%s", dir, mdb_strerror(rc),
-			rc == MDB_INVALID ? " (not an LMDB file: is this a modelfs store?)" : "");
-		mdb_env_close(s->env);
-		free(s->dir);
-		free(s);
-		return code;
-	}
-	/*
-	 * Free the reader slots of processes that died holding a read transaction
-	 * (a mount killed with -9).  LMDB re-initialises the reader table only when
-	 * no other process has the store open; otherwise a dead reader would pin
-	 * its old snapshot (pages freed after it are never reused) and its slot
-	 * for as long as any other user stays up.
-	 */
-	int dead = 0;
-	mdb_reader_check(s->env, &dead);
-	snprintf(path, sizeof path, "%s/users.lock", dir);
-	s->users_fd = open(path, (rdonly ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC, 0600);
-	if (s->users_fd >= 0)
-		flock(s->users_fd, LOCK_SH);
-
-	MDB_txn *txn;
-	rc = mdb_txn_begin(s->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
-	if (rc)
-		goto fail_db;
-	for (int i = 0; i < DB__COUNT; i++) {
-		rc = mdb_dbi_open(txn, mfs_db_names[i], rdonly ? 0 : MDB_CREATE, &s->dbi[i]);
-		if (rc) {
-			mdb_txn_abort(txn);
-			goto fail_db;
-		}
-	}
-	uint64_t fmt = 0;
-	int grc = meta_get_u64(txn, s->dbi[DB_META], "format", &fmt);
-	if (grc == MFS_E_NOTFOUND && !rdonly) {
-		if ((grc = meta_put_u64(txn, s->dbi[DB_META], "format", MFS_STORE_FORMAT)) ||
-		    (grc = meta_put_u64(txn, s->dbi[DB_META], "generation", 1))) {
-			mdb_txn_abort(txn);
-			mfs_store_close(s);
-			return mfs_err(err, grc, "cannot initialise store %s: %s", dir,
-				       mfs_strerror(grc));
-		}
-		fmt = MFS_STORE_FORMAT;
-	} else if (grc < 0) {
-		mdb_txn_abort(txn);
-		mfs_store_close(s);
-		return mfs_err(err, grc, "store %s has no readable format record: %s", dir,
-			       mfs_strerror(grc));
-	}
-	if (fmt != MFS_STORE_FORMAT) {
-		mdb_txn_abort(txn);
-		mfs_store_close(s);
-		return mfs_err(err, MFS_E_VERSION,
-			       "store %s is format %llu, this modelfs reads format %d: use the "
-			       "modelfs version that wrote it (nothing was changed)",
-			       dir, (unsigned long long)fmt, MFS_STORE_FORMAT);
-	}
-	rc = mdb_txn_commit(txn);
-	if (rc)
-		goto fail_db;
-	*out = s;
-	return 0;
-fail_db:;
-	int code = mfs_db_rc(rc);
-	mfs_err(err, code, "cannot open store %s: %s%s", dir, mdb_strerror(rc),
-		rc == MDB_NOTFOUND ? " (not a modelfs store: its databases are missing)" : "");
-	mfs_store_close(s);
-	return code;
-}
-
-void mfs_store_close(mfs_store *s)
-{
-	if (!s)
-		return;
-	if (s->env)
-		mdb_env_close(s->env);
-	if (s->users_fd >= 0)
-		close(s->users_fd);
-	free(s->dir);
-	free(s);
-}
-
-const char *mfs_store_dir(const mfs_store *s)
-{
-	return s->dir;
-}
-
-int mfs_store_sync(mfs_store *s)
-{
-	return mfs_db_rc(mdb_env_sync(s->env, 1));
-}
-
 /* ---- transactions ---- */
 
 int mfs_txn_begin(mfs_store *s, unsigned flags, mfs_txn **out)
@@ -449,7 +255,7 @@ void mfs_txn_abort(mfs_txn *t)
 
 int mfs_store_generation(mfs_txn *t, uint64_t *out)
 {
-	return meta_get_u64(t->txn, t->s->dbi[DB_META], "generation", out);
+	return mfs_db_meta_get(t->txn, t->s->dbi[DB_META], "generation", out);
 }
 
 static int bump_generation(mfs_txn *t)
@@ -458,7 +264,7 @@ static int bump_generation(mfs_txn *t)
 	int rc = mfs_store_generation(t, &g);
 	if (rc < 0 && rc != MFS_E_NOTFOUND)
 		return rc;
-	return meta_put_u64(t->txn, t->s->dbi[DB_META], "generation", g + 1);
+	return mfs_db_meta_put(t->txn, t->s->dbi[DB_META], "generation", g + 1);
 }
 
 
@@ -1301,30 +1107,7 @@ done:
 	return rc;
 }
 
-/* ---- locks, stat, compaction ---- */
-
-int mfs_store_lock_ingest(mfs_store *s, int exclusive, int wait, int *fd)
-{
-	char path[4096];
-	snprintf(path, sizeof path, "%s/ingest.lock", s->dir);
-	int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (f < 0)
-		return -errno;
-	int op = (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB);
-	if (flock(f, op) < 0) {
-		int e = errno;
-		close(f);
-		return e == EWOULDBLOCK ? MFS_E_BUSY : -e;
-	}
-	*fd = f;
-	return 0;
-}
-
-void mfs_store_unlock(int fd)
-{
-	if (fd >= 0)
-		close(fd);
-}
+/* ---- space ---- */
 
 static int free_pages_fn(void *ud, const MDB_val *k, const MDB_val *v)
 {
@@ -1367,48 +1150,4 @@ int mfs_store_stat_get(mfs_txn *t, mfs_store_stat *out)
 	used = used > free_pages ? used - free_pages : 0;
 	out->used_bytes = used * ms.ms_psize;
 	return mfs_chunks_foreach(t, chunk_stat_fn, out);
-}
-
-int mfs_store_compact(mfs_store *s, mfs_errmsg *err)
-{
-	if (s->users_fd < 0 || flock(s->users_fd, LOCK_EX | LOCK_NB) < 0)
-		return mfs_err(err, MFS_E_BUSY,
-			       "store %s is in use by another process (a mount, ingest or "
-			       "other command): stop it, then compact again",
-			       s->dir);
-	char tmpdir[4096], src[4200], dst[4200];
-	snprintf(tmpdir, sizeof tmpdir, "%s/compact.tmp", s->dir);
-	snprintf(src, sizeof src, "%s/data.mdb", tmpdir);
-	snprintf(dst, sizeof dst, "%s/data.mdb", s->dir);
-	unlink(src);
-	if (mkdir(tmpdir, 0700) < 0 && errno != EEXIST)
-		return mfs_err(err, -errno, "cannot create %s: %s", tmpdir, strerror(errno));
-	int rc = mdb_env_copy2(s->env, tmpdir, MDB_CP_COMPACT);
-	if (rc) {
-		unlink(src);
-		rmdir(tmpdir);
-		return mfs_err(err, mfs_db_rc(rc), "compacting %s failed: %s (store unchanged)",
-			       s->dir, mdb_strerror(rc));
-	}
-	int fd = open(src, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		fchmod(fd, 0600); /* as mdb_env_open created the original */
-		fsync(fd);
-		close(fd);
-	}
-	if (rename(src, dst) < 0) {
-		int e = errno;
-		unlink(src);
-		rmdir(tmpdir);
-		return mfs_err(err, -e, "cannot replace %s: %s (store unchanged)", dst,
-			       strerror(e));
-	}
-	rmdir(tmpdir);
-	fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-	flock(s->users_fd, LOCK_SH);
-	return 0;
 }

@@ -4,6 +4,9 @@
  *
  * Layout of a store directory:
  *   data.mdb, lock.mdb   the LMDB environment
+ *   users.lock           flock()ed shared by every process while it has the
+ *                        environment open (taken before opening it), exclusively
+ *                        by compaction (mfs_store_compact)
  *   ingest.lock          flock()ed shared by every ingest, exclusively by gc's
  *                        orphan sweep (so gc never deletes chunks an ingest
  *                        has written but not yet referenced)
@@ -23,11 +26,11 @@
  *
  * Invariants:
  *   - a chunk's key is the XXH3-128 of its raw bytes: identical content is
- *     stored once, and decoding is verified by re-hashing (mfs_chunk_read).
+ *     stored once, and decoding is verified by re-hashing (mfs_chunk_decode).
  *   - a blob's extents tile the file exactly, in order; each extent is one
  *     whole chunk.
  *   - chunkrefs counts blob extents; a chunk with count 0 is garbage (gc).
- *   - a commit's files appear in one transaction (mfs_ingest_publish), so a
+ *   - a commit's files appear in one transaction (mfs_snapshot_publish), so a
  *     reader never sees half a snapshot.
  *
  * Threads: an mfs_store is shared by all threads.  A transaction belongs to
@@ -67,6 +70,8 @@ typedef struct mfs_txn mfs_txn;
  * 4 KiB lookup reads the device's whole readahead window (8 MiB on some
  * virtual disks), synchronously. */
 #define MFS_STORE_NORDAHEAD 0x4u
+/* Fail with MFS_E_BUSY instead of waiting while the store is being compacted. */
+#define MFS_STORE_NOWAIT 0x8u
 
 /**
  * Open (or create) a store.
@@ -74,9 +79,14 @@ typedef struct mfs_txn mfs_txn;
  * @param[in]  flags  MFS_STORE_*
  * @param[out] out    owned by the caller; close with mfs_store_close()
  * @param[out] err    optional message
- * @return 0; -ENOENT (no store there and no CREATE); MFS_E_VERSION (written
- *         by a newer or older format; the store is left untouched);
- *         MFS_E_DB; -errno.
+ * Takes <dir>/users.lock shared before it opens the environment, and holds
+ * it until mfs_store_close(): waits while a compaction runs (unless
+ * MFS_STORE_NOWAIT).  A data.mdb shorter than its own meta pages say (a
+ * partial copy) is refused before anything maps it.
+ * @return 0; -ENOENT (no store there and no CREATE); -EACCES (permission
+ *         denied); MFS_E_CORRUPT (damaged or incomplete data.mdb);
+ *         MFS_E_VERSION (written by a newer or older format; the store is left
+ *         untouched); MFS_E_BUSY (NOWAIT and compacting); MFS_E_DB; -errno.
  */
 int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg *err);
 
@@ -408,11 +418,19 @@ int mfs_store_lock_ingest(mfs_store *s, int exclusive, int wait, int *fd);
 void mfs_store_unlock(int fd);
 
 /**
- * Rewrite the environment compactly (mdb_env_copy2 + MDB_CP_COMPACT into a
- * temporary file, then rename over data.mdb) so the file shrinks.  Only safe
- * with no other process using the store: the caller holds the exclusive
- * ingest lock and no mount is open.  The store handle must be closed after.
+ * Rewrite the environment compactly so data.mdb shrinks: a compact copy
+ * (mdb_env_copy2 + MDB_CP_COMPACT) into <dir>/compact.tmp/, synced and
+ * checked (every database holds as many records as the store's), renamed over
+ * data.mdb, the directory synced, and LMDB's lock region reset for the new
+ * file before any other process may open it.
+ * Needs the store unused: it takes users.lock exclusively (no modelfs process
+ * has the store open; one that starts meanwhile waits) and the write lock on
+ * lock.mdb (no other LMDB program has it open).  This process must not have
+ * the store open either (mfs_store_close() it first).
+ * @return 0; MFS_E_BUSY (in use: nothing changed); another code with @p err
+ *         saying what failed and whether the store changed (every failure
+ *         before the rename leaves it exactly as it was)
  */
-int mfs_store_compact(mfs_store *s, mfs_errmsg *err);
+int mfs_store_compact(const char *dir, mfs_errmsg *err);
 
 #endif

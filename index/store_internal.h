@@ -12,6 +12,7 @@
 
 #include <lmdb.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store.h"
 
@@ -75,5 +76,12 @@ typedef int (*mfs_db_iter_fn)(void *ud, const MDB_val *k, const MDB_val *v);
  */
 int mfs_db_iter(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t plen, mfs_db_iter_fn fn,
 		void *ud);
+
+/**
+ * Read / write a u64 of the meta database ("format", "generation").
+ * @return 0, MFS_E_NOTFOUND, MFS_E_CORRUPT (not 8 bytes), or a database error
+ */
+int mfs_db_meta_get(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out);
+int mfs_db_meta_put(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t val);
 
 #endif

@@ -11,8 +11,11 @@ static void gc_usage(FILE *f)
 		   "Free what no snapshot uses: chunks of removed repos and anything an\n"
 		   "interrupted ingest left behind. Freed pages are reused by later ingests.\n"
 		   "Waits for running ingests to finish first (--no-wait: fail instead).\n"
-		   "--compact also rewrites the store file so it shrinks on disk; that needs\n"
-		   "the store to be unused (no mount, no other command).\n");
+		   "Freed space stays in the store file for later ingests; --compact also\n"
+		   "rewrites the file so it shrinks on disk. That needs the store unused:\n"
+		   "no mount and no other command or LMDB program may have it open (gc\n"
+		   "says which one does, and changes nothing); commands started while it\n"
+		   "compacts wait for it.\n");
 }
 
 static void print_space(const char *when, mfs_store *s)
@@ -105,23 +108,26 @@ int cmd_gc(int argc, char **argv)
 		       (unsigned long long)gs.blobs_removed, (unsigned long long)gs.chunks_removed,
 		       (unsigned long long)gs.bytes_freed);
 		print_space("after", s);
-		if (compact) {
-			mfs_errmsg err = {0};
-			rc = mfs_store_compact(s, &err);
-			if (rc < 0) {
-				mfs_cli_error("gc", "%s", err.msg);
-				ret = MFS_EXIT_ERROR;
-			} else {
-				mfs_store_unlock(lock);
-				lock = -1;
-				mfs_store_close(s);
-				s = NULL;
-				if (mfs_cli_open_store("gc", MFS_STORE_RDONLY, &s) == 0)
-					print_space("compacted", s);
-			}
-		}
 	}
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", mfs_store_dir(s));
 	mfs_store_unlock(lock);
 	mfs_store_close(s);
-	return ret;
+	if (ret != MFS_EXIT_OK || !compact)
+		return ret;
+	/* compaction opens the store itself, alone: this process lets go first */
+	mfs_errmsg err = {0};
+	rc = mfs_store_compact(dir, &err);
+	if (rc < 0) {
+		mfs_cli_error("gc", "%s", err.msg[0] ? err.msg : mfs_strerror(rc));
+		return MFS_EXIT_ERROR;
+	}
+	if (mfs_cli_open_store("gc", MFS_STORE_RDONLY, &s) < 0) {
+		mfs_cli_error("gc", "the store was compacted but cannot be opened again: run "
+				    "modelfs verify");
+		return MFS_EXIT_ERROR;
+	}
+	print_space("compacted", s);
+	mfs_store_close(s);
+	return MFS_EXIT_OK;
 }

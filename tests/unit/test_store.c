@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -263,6 +265,14 @@ static int fixture_build(struct fixture *fx, const char *d)
 	return 0;
 }
 
+static void fixture_free(struct fixture *fx)
+{
+	free(fx->file);
+	mfs_store_close(fx->s);
+	fx->file = NULL;
+	fx->s = NULL;
+}
+
 static int publish(mfs_store *s, const char *repo, const struct fixture *fx, const char *etag,
 		   const char *commit)
 {
@@ -460,6 +470,187 @@ static void test_orphan_blob_gc(void)
 	rm_dir(d);
 }
 
+static void test_ref_names(void)
+{
+	static const char *const good[] = {"main", "v1.0", "refs/pr/1", "release/2024-06",
+					   "a.b/c_d-e", "caf\xc3\xa9"};
+	static const char *const bad[] = {"", "x/.", "/abs", "a//b", "x/", "x/./y", ".hidden",
+					  "a/.b", "a..b", "a.lock", "a/b.lock/c", "a.", "@",
+					  "a@{b", "a b", "a~b", "a^b", "a:b", "a?b", "a*b",
+					  "a[b", "a\\b", "a\x1b[31m", "a\x7f"};
+	for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+		mfs_errmsg e = {0};
+		int rc = mfs_ref_name_check(good[i], &e);
+		CHECK_EQ_INT(rc, 0);
+		if (rc)
+			fprintf(stderr, "  good ref refused: %s (%s)\n", good[i], e.msg);
+	}
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		mfs_errmsg e = {0};
+		CHECK_EQ_INT(mfs_ref_name_check(bad[i], &e), MFS_E_INVAL);
+		CHECK(strstr(e.msg, "check-ref-format") != NULL);
+		CHECK(strchr(e.msg, '\x1b') == NULL); /* the name is quoted */
+	}
+	char longref[MFS_REF_MAX + 2];
+	memset(longref, 'a', sizeof longref - 1);
+	longref[sizeof longref - 1] = '\0';
+	CHECK_EQ_INT(mfs_ref_name_check(longref, NULL), MFS_E_INVAL);
+
+	/* a ref may not be a folder of another ref of the same repo */
+	const char *d = fresh_dir();
+	struct fixture fx;
+	REQUIRE(d && fixture_build(&fx, d) == 0);
+	const char *etag = "aa00000000000000000000000000000000000000000000000000000000000001";
+	CHECK_EQ_INT(publish(fx.s, "models/org/a", &fx, etag,
+			     "1111111111111111111111111111111111111111"),
+		     0);
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
+	mfs_file_rec f = {"model.safetensors", etag, 0444};
+	const char *nested[] = {"main/sub"};
+	mfs_errmsg e = {0};
+	CHECK_EQ_INT(mfs_snapshot_publish(t, "models/org/a",
+					  "2222222222222222222222222222222222222222", 1, &f, 1,
+					  NULL, 0, nested, 1, &e),
+		     MFS_E_INVAL);
+	CHECK(strstr(e.msg, "main/sub") && strstr(e.msg, "\"main\""));
+	const char *pair[] = {"dev", "dev/x"};
+	CHECK_EQ_INT(mfs_snapshot_publish(t, "models/org/a",
+					  "2222222222222222222222222222222222222222", 1, &f, 1,
+					  NULL, 0, pair, 2, NULL),
+		     MFS_E_INVAL);
+	const char *fine[] = {"main", "mainline/x"};
+	CHECK_EQ_INT(mfs_snapshot_publish(t, "models/org/a",
+					  "2222222222222222222222222222222222222222", 1, &f, 1,
+					  NULL, 0, fine, 2, NULL),
+		     0);
+	mfs_txn_abort(t);
+	fixture_free(&fx);
+	rm_dir(d);
+}
+
+/* A child that holds the environment open as a program outside modelfs would. */
+static pid_t hold_env_in_child(const char *d, int *release_fd)
+{
+	int up[2], down[2];
+	if (pipe(up) < 0 || pipe(down) < 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(up[0]);
+		close(down[1]);
+		MDB_env *env;
+		MDB_txn *txn;
+		char c = 'x';
+		if (mdb_env_create(&env) || (mdb_env_set_maxdbs(env, 16), 0) ||
+		    mdb_env_set_mapsize(env, (size_t)1 << 40) ||
+		    mdb_env_set_maxreaders(env, 1024) || mdb_env_open(env, d, MDB_RDONLY, 0600) ||
+		    mdb_txn_begin(env, NULL, MDB_RDONLY, &txn))
+			c = 'e';
+		if (write(up[1], &c, 1) != 1 || read(down[0], &c, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(up[1]);
+	close(down[0]);
+	char c = 0;
+	if (pid < 0 || read(up[0], &c, 1) != 1 || c != 'x') {
+		close(up[0]);
+		close(down[1]);
+		return -1;
+	}
+	close(up[0]);
+	*release_fd = down[1];
+	return pid;
+}
+
+static void test_compact(void)
+{
+	const char *d = fresh_dir();
+	struct fixture fx;
+	REQUIRE(d && fixture_build(&fx, d) == 0);
+	const char *etag = "aa00000000000000000000000000000000000000000000000000000000000001";
+	CHECK_EQ_INT(publish(fx.s, "models/org/a", &fx, etag,
+			     "1111111111111111111111111111111111111111"),
+		     0);
+	/* this process has the store open: refused, as for any other user */
+	mfs_errmsg e = {0};
+	CHECK_EQ_INT(mfs_store_compact(d, &e), MFS_E_BUSY);
+	CHECK(strstr(e.msg, "in use") != NULL);
+	mfs_store_close(fx.s);
+	fx.s = NULL;
+
+	/* another LMDB program has it open: refused, naming its pid */
+	int rel = -1;
+	pid_t pid = hold_env_in_child(d, &rel);
+	REQUIRE(pid > 0);
+	memset(&e, 0, sizeof e);
+	CHECK_EQ_INT(mfs_store_compact(d, &e), MFS_E_BUSY);
+	char want[32];
+	snprintf(want, sizeof want, "process %d", (int)pid);
+	CHECK(strstr(e.msg, want) != NULL);
+	close(rel);
+	waitpid(pid, NULL, 0);
+
+	/* alone: compacted, and every record and a new commit work after */
+	CHECK_EQ_INT(mfs_store_compact(d, NULL), 0);
+	mfs_store *s;
+	REQUIRE(mfs_store_open(d, 0, &s, NULL) == 0);
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
+	mfs_repo_info ri;
+	CHECK_EQ_INT(mfs_repo_get(t, "models/org/a", &ri), 0);
+	mfs_txn_abort(t);
+	fx.s = s;
+	CHECK_EQ_INT(publish(s, "models/org/b", &fx, etag,
+			     "2222222222222222222222222222222222222222"),
+		     0);
+	mfs_store_close(s);
+	fx.s = NULL;
+	REQUIRE(mfs_store_open(d, MFS_STORE_RDONLY, &s, NULL) == 0);
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
+	CHECK_EQ_INT(mfs_repo_get(t, "models/org/a", &ri), 0);
+	CHECK_EQ_INT(mfs_repo_get(t, "models/org/b", &ri), 0);
+	mfs_txn_abort(t);
+	mfs_store_close(s);
+	fixture_free(&fx);
+	rm_dir(d);
+}
+
+static void test_truncated(void)
+{
+	const char *d = fresh_dir();
+	struct fixture fx;
+	REQUIRE(d && fixture_build(&fx, d) == 0);
+	CHECK_EQ_INT(publish(fx.s, "models/org/a", &fx,
+			     "aa00000000000000000000000000000000000000000000000000000000000001",
+			     "1111111111111111111111111111111111111111"),
+		     0);
+	mfs_store_close(fx.s);
+	fx.s = NULL;
+	char path[256];
+	snprintf(path, sizeof path, "%s/data.mdb", d);
+	struct stat st;
+	REQUIRE(stat(path, &st) == 0);
+	off_t full = st.st_size;
+	const off_t cuts[] = {full - 1, full - 4096, full / 2, 8192, 4097, 4096, 100, 0};
+	for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+		REQUIRE(truncate(path, cuts[i]) == 0);
+		for (unsigned fl = 0; fl <= MFS_STORE_RDONLY; fl += MFS_STORE_RDONLY) {
+			mfs_store *s = NULL;
+			mfs_errmsg e = {0};
+			CHECK_EQ_INT(mfs_store_open(d, fl, &s, &e), MFS_E_CORRUPT);
+			CHECK(strstr(e.msg, "damaged or incomplete") != NULL);
+			mfs_store_close(s);
+		}
+		CHECK_EQ_INT(mfs_store_compact(d, NULL), MFS_E_CORRUPT);
+		REQUIRE(stat(path, &st) == 0);
+		CHECK_EQ_INT(st.st_size, cuts[i]); /* nothing wrote to it */
+	}
+	fixture_free(&fx);
+	rm_dir(d);
+}
+
 int main(void)
 {
 	seed = test_seed();
@@ -469,5 +660,8 @@ int main(void)
 	RUN(test_chunks);
 	RUN(test_publish_rm_gc);
 	RUN(test_orphan_blob_gc);
+	RUN(test_ref_names);
+	RUN(test_compact);
+	RUN(test_truncated);
 	return test_report();
 }
