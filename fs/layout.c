@@ -18,6 +18,7 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "check.h"
 #include "grow.h"
 
 enum { K_DIR, K_FILE, K_LINK };
@@ -41,12 +42,18 @@ typedef struct node {
 	struct node *blob; /* snapshot links: the blob they name */
 	/* file */
 	int is_blob;
-	int is_config; /* blobs: some snapshot names it config.json */
+	int is_config;	  /* blobs: some snapshot names it config.json */
 	const char *repo; /* owned by the tree's repo list */
 	char etag[MFS_ETAG_MAX + 1];
 	char data[MFS_COMMIT_LEN + 1];
 	size_t data_len;
 } node;
+
+/* A repo the tree leaves out, and the line that says why. */
+typedef struct left_out {
+	char *repo; /* quoted */
+	char *line;
+} left_out;
 
 typedef struct tree {
 	atomic_uint refs;
@@ -57,6 +64,8 @@ typedef struct tree {
 	size_t ino_cap;
 	char **repos;
 	size_t nrepos, caprepos;
+	left_out *left;
+	size_t nleft, capleft;
 	mfs_layout_totals totals;
 } tree;
 
@@ -67,6 +76,8 @@ struct mfs_layout {
 	pthread_mutex_t build_mu; /* one refresh at a time */
 	tree *cur;
 	atomic_uint_fast64_t last_check_ms;
+	mfs_layout_left_out_fn left_fn; /* guarded by build_mu */
+	void *left_ud;
 };
 
 struct mfs_layout_dir {
@@ -97,6 +108,11 @@ static void tree_free(tree *t)
 	for (size_t i = 0; i < t->nrepos; i++)
 		free(t->repos[i]);
 	free(t->repos);
+	for (size_t i = 0; i < t->nleft; i++) {
+		free(t->left[i].repo);
+		free(t->left[i].line);
+	}
+	free(t->left);
 	free(t->nodes);
 	free(t->by_ino);
 	free(t);
@@ -251,7 +267,7 @@ static int get_path(tree *t, node *base, const char *rel, int kind, uint64_t mti
 }
 
 /* The file a model loader reads first; its weights lie next to it. */
-#define MODEL_CONFIG "config.json"
+#define MODEL_CONFIG   "config.json"
 #define WEIGHTS_SUFFIX ".safetensors"
 
 typedef struct build_ctx {
@@ -267,6 +283,8 @@ typedef struct build_ctx {
 	/* commits of the current repo, for refs' timestamps */
 	mfs_commit_info *commits;
 	size_t ncommits, capcommits;
+	/* why the repo being built cannot be laid out ("its files record ...") */
+	char why[MFS_ERRMSG_MAX];
 } build_ctx;
 
 int mfs_layout_repo_dirname(const char *repo, char *buf, size_t cap)
@@ -289,17 +307,44 @@ int mfs_layout_repo_dirname(const char *repo, char *buf, size_t cap)
 	return 0;
 }
 
+/* Errors that end the whole build (the old tree stays): the system's, not a repo's. */
+static int build_fatal(int rc)
+{
+	return rc == MFS_E_DB || rc == MFS_E_BUSY || (rc < 0 && rc > -4096);
+}
+
+/* Say which record of the repo being built could not be laid out, and return rc. */
+static int cannot_lay_out(build_ctx *b, int rc, const char *db, const char *path)
+{
+	char pq[4 * MFS_PATH_MAX + 8];
+	mfs_str_quote(path, MFS_PATH_MAX, pq, sizeof(pq));
+	const char *why = rc == MFS_E_EXISTS  ? "a file and a folder of the same name"
+			  : rc == MFS_E_INVAL ? "not a path inside the repo"
+					      : mfs_strerror(rc);
+	if (b->commit)
+		snprintf(b->why, sizeof(b->why),
+			 "its %s record for %s of commit %s cannot be laid out: %s", db,
+			 pq, b->commit, why);
+	else
+		snprintf(b->why, sizeof(b->why),
+			 "its %s record for %s cannot be laid out: %s", db, pq, why);
+	return rc;
+}
+
 static int file_cb(void *ud, const mfs_file_info *f)
 {
 	build_ctx *b = ud;
 	tree *t = b->t;
+	/* the index is untrusted: never a node named ".." (the checker says so too) */
+	if (mfs_repo_path_check(f->path, NULL) < 0)
+		return cannot_lay_out(b, MFS_E_INVAL, "files", f->path);
 	char rel[MFS_PATH_MAX + 64 + MFS_COMMIT_LEN];
 	snprintf(rel, sizeof(rel), "snapshots/%s/%s", b->commit, f->path);
 	node *link;
 	unsigned depth;
 	int rc = get_path(t, b->repo_dir, rel, K_LINK, b->commit_time, &link, &depth);
 	if (rc < 0)
-		return rc;
+		return cannot_lay_out(b, rc, "files", f->path);
 	/* depth counts "snapshots", the commit and the file's own dirs */
 	size_t tlen = 3 * (size_t)depth + strlen("blobs/") + strlen(f->etag) + 1;
 	free(link->target);
@@ -317,12 +362,12 @@ static int file_cb(void *ud, const mfs_file_info *f)
 	node *blob;
 	rc = get_path(t, b->repo_dir, rel, K_FILE, b->commit_time, &blob, NULL);
 	if (rc < 0)
-		return rc;
+		return cannot_lay_out(b, rc, "files", f->path);
 	if (!blob->is_blob) {
 		mfs_blob_info bi;
 		rc = mfs_blob_get(b->txn, b->repo, f->etag, &bi, NULL);
 		if (rc < 0)
-			return rc;
+			return cannot_lay_out(b, rc, "files", f->path);
 		blob->is_blob = 1;
 		blob->repo = b->repo;
 		snprintf(blob->etag, sizeof(blob->etag), "%s", f->etag);
@@ -345,6 +390,8 @@ static int file_cb(void *ud, const mfs_file_info *f)
 static int noexist_cb(void *ud, const char *path)
 {
 	build_ctx *b = ud;
+	if (mfs_repo_path_check(path, NULL) < 0)
+		return cannot_lay_out(b, MFS_E_INVAL, "noexist", path);
 	char rel[MFS_PATH_MAX + 64 + MFS_COMMIT_LEN];
 	snprintf(rel, sizeof(rel), ".no_exist/%s/%s", b->commit, path);
 	node *n;
@@ -353,13 +400,14 @@ static int noexist_cb(void *ud, const char *path)
 		return 0; /* a directory of that name: the marker adds nothing */
 	if (rc == 0)
 		n->immutable = 1;
-	return rc;
+	return rc < 0 ? cannot_lay_out(b, rc, "noexist", path) : 0;
 }
 
 static int commit_cb(void *ud, const mfs_commit_info *c)
 {
 	build_ctx *b = ud;
-	mfs_commit_info *v = mfs_grow(b->commits, &b->capcommits, b->ncommits, sizeof(*v), 8);
+	mfs_commit_info *v =
+	    mfs_grow(b->commits, &b->capcommits, b->ncommits, sizeof(*v), 8);
 	if (!v)
 		return -ENOMEM;
 	b->commits = v;
@@ -380,14 +428,16 @@ static int ref_cb(void *ud, const mfs_ref_info *r)
 	if (!known)
 		return 0; /* a ref to a commit we do not have: scan_cache_dir would warn
 			   */
+	if (mfs_ref_name_check(r->name, NULL) < 0) /* never a node named ".." */
+		return cannot_lay_out(b, MFS_E_INVAL, "refs", r->name);
 	char rel[MFS_REF_MAX + 8];
 	snprintf(rel, sizeof(rel), "refs/%s", r->name);
 	node *n;
 	int rc = get_path(b->t, b->repo_dir, rel, K_FILE, when, &n, NULL);
-	if (rc == MFS_E_EXISTS || rc == MFS_E_INVAL)
-		return 0; /* "a" and "a/b" both refs, or a bad name: skip the odd one */
+	if (rc == MFS_E_EXISTS)
+		return 0; /* "a" and "a/b" both refs: skip the odd one */
 	if (rc < 0)
-		return rc;
+		return cannot_lay_out(b, rc, "refs", r->name);
 	memcpy(n->data, r->commit, MFS_COMMIT_LEN);
 	n->data[MFS_COMMIT_LEN] = 0;
 	n->data_len = strlen(n->data);
@@ -396,31 +446,24 @@ static int ref_cb(void *ud, const mfs_ref_info *r)
 	return 0;
 }
 
-static int repo_cb(void *ud, const mfs_repo_info *r)
+/* Lay out one repo the checker found intact. */
+static int repo_build(build_ctx *b, const char *repo, uint64_t updated)
 {
-	build_ctx *b = ud;
 	tree *t = b->t;
 	char dname[2 * MFS_REPO_ID_MAX + 2];
-	if (mfs_layout_repo_dirname(r->repo, dname, sizeof(dname)) < 0)
+	if (mfs_layout_repo_dirname(repo, dname, sizeof(dname)) < 0)
 		return 0;
-	char **v = mfs_grow(t->repos, &t->caprepos, t->nrepos, sizeof(*v), 16);
-	if (!v)
-		return -ENOMEM;
-	t->repos = v;
-	char *repo = strdup(r->repo);
-	if (!repo)
-		return -ENOMEM;
-	t->repos[t->nrepos++] = repo;
-	b->repo = repo;
-	b->repo_time = r->updated;
-	MFS_TRY(get_path(t, b->root, dname, K_DIR, r->updated, &b->repo_dir, NULL));
+	b->commit = NULL;
+	b->why[0] = '\0';
+	b->repo_time = updated;
+	MFS_TRY(get_path(t, b->root, dname, K_DIR, updated, &b->repo_dir, NULL));
 	t->totals.repos++;
 
 	node *d;
 	/* snapshots/ always exists: scan_cache_dir calls a repo without it corrupt */
-	MFS_TRY(get_path(t, b->repo_dir, "snapshots", K_DIR, r->updated, &d, NULL));
-	MFS_TRY(get_path(t, b->repo_dir, "blobs", K_DIR, r->updated, &d, NULL));
-	MFS_TRY(get_path(t, b->repo_dir, "refs", K_DIR, r->updated, &d, NULL));
+	MFS_TRY(get_path(t, b->repo_dir, "snapshots", K_DIR, updated, &d, NULL));
+	MFS_TRY(get_path(t, b->repo_dir, "blobs", K_DIR, updated, &d, NULL));
+	MFS_TRY(get_path(t, b->repo_dir, "refs", K_DIR, updated, &d, NULL));
 
 	b->ncommits = 0;
 	MFS_TRY(mfs_commits_foreach(b->txn, repo, commit_cb, b));
@@ -435,8 +478,96 @@ static int repo_cb(void *ud, const mfs_repo_info *r)
 		MFS_TRY(mfs_files_foreach(b->txn, repo, b->commit, file_cb, b));
 		MFS_TRY(mfs_noexist_foreach(b->txn, repo, b->commit, noexist_cb, b));
 	}
+	b->commit = NULL;
 	MFS_TRY(mfs_refs_foreach(b->txn, repo, ref_cb, b));
 	return 0;
+}
+
+/* What a tree held before a repo was added to it. */
+typedef struct build_mark {
+	size_t nnodes, nrepos, root_kids;
+	uint32_t root_subdirs;
+	mfs_layout_totals totals;
+} build_mark;
+
+/*
+ * Take out everything added since @p m: a repo that fails half-way leaves no
+ * half-built directory.  Its nodes are the last ones of the vector, and only
+ * its repo directory hangs from a node older than the mark (the root).
+ */
+static void rollback(tree *t, node *root, const build_mark *m)
+{
+	for (size_t i = m->nnodes; i < t->nnodes; i++) {
+		node *n = t->nodes[i];
+		free(n->path);
+		free(n->kids);
+		free(n->target);
+		free(n);
+	}
+	t->nnodes = m->nnodes;
+	for (size_t i = m->nrepos; i < t->nrepos; i++)
+		free(t->repos[i]);
+	t->nrepos = m->nrepos;
+	root->nkids = m->root_kids;
+	root->nsubdirs = m->root_subdirs;
+	t->totals = m->totals;
+	/* open addressing has no delete: rebuild the table from the nodes left */
+	memset(t->by_ino, 0, t->ino_cap * sizeof(*t->by_ino));
+	for (size_t i = 0; i < t->nnodes; i++)
+		ino_table_put(t->by_ino, t->ino_cap, t->nodes[i]);
+}
+
+static int left_out_add(tree *t, const mfs_check_repo_entry *r)
+{
+	char line[MFS_ERRMSG_MAX * 3];
+	mfs_check_left_out_line(r, line, sizeof(line));
+	left_out *v = mfs_grow(t->left, &t->capleft, t->nleft, sizeof(*v), 4);
+	if (!v)
+		return -ENOMEM;
+	t->left = v;
+	left_out *e = &t->left[t->nleft];
+	e->repo = strdup(r->shown);
+	e->line = strdup(line);
+	if (!e->repo || !e->line) {
+		free(e->repo);
+		free(e->line);
+		return -ENOMEM;
+	}
+	t->nleft++;
+	t->totals.repos_left_out++;
+	return 0;
+}
+
+static int repo_cb(void *ud, const mfs_check_repo_entry *r)
+{
+	build_ctx *b = ud;
+	tree *t = b->t;
+	if (!r->intact)
+		return left_out_add(t, r);
+	char **v = mfs_grow(t->repos, &t->caprepos, t->nrepos, sizeof(*v), 16);
+	if (!v)
+		return -ENOMEM;
+	t->repos = v;
+	build_mark m = {t->nnodes, t->nrepos, b->root->nkids, b->root->nsubdirs,
+			t->totals};
+	char *repo = strdup(r->repo);
+	if (!repo)
+		return -ENOMEM;
+	t->repos[t->nrepos++] = repo;
+	b->repo = repo;
+	int rc = repo_build(b, repo, r->info.updated);
+	if (rc == 0 || build_fatal(rc))
+		return rc;
+	/* the checker passed it, yet it cannot be laid out (two paths that clash) */
+	mfs_check_repo_entry e = *r;
+	if (!b->why[0])
+		snprintf(b->why, sizeof(b->why), "it cannot be laid out: %s",
+			 mfs_strerror(rc));
+	e.why = b->why;
+	e.intact = 0;
+	rollback(t, b->root, &m);
+	b->repo = NULL;
+	return left_out_add(t, &e);
 }
 
 static int cmp_kids(const void *a, const void *b)
@@ -462,8 +593,9 @@ static int tree_build(mfs_store *s, tree **out, mfs_errmsg *err)
 		goto out;
 	}
 	rc = mfs_store_generation(b.txn, &t->generation);
+	/* every repo the checker passes; the others are left out, each with its line */
 	if (rc == 0)
-		rc = mfs_repos_foreach(b.txn, repo_cb, &b);
+		rc = mfs_check_repos_foreach(b.txn, 0, repo_cb, &b);
 	mfs_txn_abort(b.txn);
 	if (rc < 0) {
 		mfs_err(err, rc, "layout: reading the store%s%s: %s",
@@ -495,6 +627,26 @@ out:
 	}
 	*out = t;
 	return 0;
+}
+
+/* Was @p e left out of @p old too, for the same reason? */
+static int left_out_before(const tree *old, const left_out *e)
+{
+	for (size_t i = 0; old && i < old->nleft; i++)
+		if (!strcmp(old->left[i].repo, e->repo) &&
+		    !strcmp(old->left[i].line, e->line))
+			return 1;
+	return 0;
+}
+
+/* Tell the caller about the repos @p t leaves out that @p old did not (build_mu held). */
+static void announce_left_out(mfs_layout *l, const tree *t, const tree *old)
+{
+	if (!l->left_fn)
+		return;
+	for (size_t i = 0; i < t->nleft; i++)
+		if (!left_out_before(old, &t->left[i]))
+			l->left_fn(l->left_ud, t->left[i].repo, t->left[i].line);
 }
 
 /* ---- versions ---- */
@@ -572,6 +724,7 @@ static int refresh_every(mfs_layout *l, uint64_t interval_ms, int *changed)
 			tree *old = l->cur;
 			l->cur = t;
 			pthread_mutex_unlock(&l->mu);
+			announce_left_out(l, t, old);
 			tree_put(old);
 			if (changed)
 				*changed = 1;
@@ -579,6 +732,17 @@ static int refresh_every(mfs_layout *l, uint64_t interval_ms, int *changed)
 	}
 	pthread_mutex_unlock(&l->build_mu);
 	return rc;
+}
+
+void mfs_layout_set_left_out_fn(mfs_layout *l, mfs_layout_left_out_fn fn, void *ud)
+{
+	pthread_mutex_lock(&l->build_mu);
+	l->left_fn = fn;
+	l->left_ud = ud;
+	tree *t = tree_get(l);
+	announce_left_out(l, t, NULL);
+	tree_put(t);
+	pthread_mutex_unlock(&l->build_mu);
 }
 
 int mfs_layout_refresh(mfs_layout *l, int force, int *changed)

@@ -26,6 +26,13 @@
  * disappear from the next version; files already open keep reading through
  * their own mfs_rfile.
  *
+ * Damaged repos: a repo is laid out only when every record of it passes the
+ * record checker (index/check.h: mfs_check_repos_foreach) and every path and
+ * name read from the index is one that stays inside its folder; otherwise the
+ * whole repo is left out (no half-built directory) and the tree keeps one line
+ * saying why, which mfs_layout_set_left_out_fn hands to the caller (the
+ * mount logs it).  The other repos are served as usual.
+ *
  * Threads: every call is thread-safe.
  *
  * Module convention: int return, 0 or a negative code (err.h; -ENOTDIR,
@@ -78,6 +85,24 @@ typedef struct mfs_layout_file {
  */
 int mfs_layout_create(mfs_store *store, unsigned refresh_ms, mfs_layout **out,
 		      mfs_errmsg *err);
+
+/**
+ * Told about a repo the tree leaves out.
+ * @param[in] repo  the repo id (or the repos key), quoted: printable
+ * @param[in] line  "models/x/y left out: its files record for config.json of
+ *                  commit ... names blob ..., which is not stored (run ...)"
+ * Both are valid during the call only.
+ */
+typedef void (*mfs_layout_left_out_fn)(void *ud, const char *repo, const char *line);
+
+/**
+ * Have @p fn called once for each repo the tree in use leaves out (at once,
+ * from this thread), then for each repo a later version leaves out that the
+ * version before it did not leave out for the same reason (from the thread
+ * that builds it, with the layout's build lock held: @p fn must not call
+ * back into the layout).  NULL stops the calls.
+ */
+void mfs_layout_set_left_out_fn(mfs_layout *l, mfs_layout_left_out_fn fn, void *ud);
 
 /** Free a layout; NULL is a no-op.  No directory handle may be open. */
 void mfs_layout_free(mfs_layout *l);
@@ -154,7 +179,8 @@ void mfs_layout_dir_close(mfs_layout *l, mfs_layout_dir *d);
 typedef struct mfs_layout_totals {
 	uint64_t nodes;
 	uint64_t repos;
-	uint64_t blob_bytes; /* sum of blob sizes */
+	uint64_t repos_left_out; /* repos whose records are damaged (not in the tree) */
+	uint64_t blob_bytes;	 /* sum of blob sizes */
 } mfs_layout_totals;
 
 void mfs_layout_totals_get(mfs_layout *l, mfs_layout_totals *out);

@@ -1134,6 +1134,13 @@ static void watch_stop(mfs_mount *m)
 
 /* ---- the mount's life ---- */
 
+/* A repo whose records are damaged is left out of the tree: say so, once. */
+static void layout_left_out(void *ud, const char *repo, const char *line)
+{
+	(void)repo;
+	mfs_mount_log(ud, MFS_LOG_WARN, "%s", line);
+}
+
 static int open_store(mfs_mount *m, mfs_errmsg *err)
 {
 	int rc = mfs_store_open(m->cfg.store, MFS_STORE_RDONLY | MFS_STORE_NORDAHEAD, &m->store,
@@ -1144,6 +1151,10 @@ static int open_store(mfs_mount *m, mfs_errmsg *err)
 	rc = mfs_layout_create(m->store, REFRESH_MS, &m->layout, err);
 	if (rc < 0)
 		return rc;
+	/* the check before mounting tells the terminal only when a daemon logs
+	 * elsewhere after: in the foreground the serving mount says it */
+	if (m->mounted || !m->cfg.foreground)
+		mfs_layout_set_left_out_fn(m->layout, layout_left_out, m);
 	return 0;
 }
 

@@ -3,7 +3,9 @@
  * cached read path (fs/reader.c + fs/cache.c): names, link targets, modes,
  * nlink, stable inode numbers across refreshes, removal, exact reads from
  * many threads, zero-copy segments, a corrupt chunk, an open file that
- * outlives rm + gc, and the blob table (views, entries by inode).  Meant to run under ThreadSanitizer too.
+ * outlives rm + gc, and the blob table (views, entries by inode); damaged
+ * repos left out whole, each with one line, the others served.  Meant to run
+ * under ThreadSanitizer too.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -15,11 +17,14 @@
 #include <unistd.h>
 
 #include "blob_table.h"
+#include "bytes.h"
 #include "cache.h"
 #include "layout.h"
 #include "prefetch_model.h"
 #include "reader.h"
+#include "records.h"
 #include "store.h"
+#include "store_internal.h"
 #include "testhelp.h"
 
 static uint64_t seed;
@@ -310,6 +315,189 @@ static void test_tree(mfs_store *s)
 	CHECK_EQ_INT(
 	    mfs_layout_repo_dirname("models/org/name", name_buf, sizeof(name_buf)),
 	    MFS_E_NOSPACE);
+}
+
+/* ---- damaged repos ---- */
+
+/* Write one record's raw bytes (a damaged record) through the LMDB handles. */
+static int put_raw(mfs_store *s, int db, const void *k, size_t kl, const void *v,
+		   size_t vl)
+{
+	mfs_txn *t;
+	int rc = mfs_txn_begin(s, MFS_TXN_WRITE, &t);
+	if (rc < 0)
+		return rc;
+	MDB_val key = {kl, (void *)k}, val = {vl, (void *)v};
+	rc = mfs_db_rc(mdb_put(t->txn, DBI(t, db), &key, &val, 0));
+	if (rc < 0) {
+		mfs_txn_abort(t);
+		return rc;
+	}
+	return mfs_txn_commit(t);
+}
+
+static int put_file_raw(mfs_store *s, const char *repo, const char *commit,
+			const char *path, const char *etag)
+{
+	char k[512];
+	size_t kl = mfs_db_key_join(k, sizeof(k), repo, commit, path);
+	uint8_t v[MFS_REC_FILE_MAX];
+	size_t vl;
+	if (!kl || mfs_rec_file_encode(v, 0444, etag, &vl) < 0)
+		return MFS_E_INVAL;
+	return put_raw(s, DB_FILES, k, kl, v, vl);
+}
+
+typedef struct left_lines {
+	int n;
+	char repo[8][256];
+	char line[8][1024];
+} left_lines;
+
+static void left_fn(void *ud, const char *repo, const char *line)
+{
+	left_lines *l = ud;
+	if (l->n < 8) {
+		snprintf(l->repo[l->n], sizeof(l->repo[0]), "%s", repo);
+		snprintf(l->line[l->n], sizeof(l->line[0]), "%s", line);
+	}
+	l->n++;
+}
+
+static int left_has(const left_lines *l, const char *repo, const char *sub)
+{
+	for (int i = 0; i < l->n && i < 8; i++)
+		if (!strcmp(l->repo[i], repo) && strstr(l->line[i], sub))
+			return 1;
+	return 0;
+}
+
+/* Publish a repo whose two files "x" and "x/y" clash: the checker passes each
+ * record, yet "x" cannot be both a link and a folder. */
+static int publish_clash(mfs_store *s, const char *repo)
+{
+	mfs_txn *t;
+	int rc = mfs_txn_begin(s, MFS_TXN_WRITE, &t);
+	if (rc < 0)
+		return rc;
+	mfs_extent cext[1];
+	size_t clen[1] = {sizeof(cfg_text) - 1};
+	mfs_file_rec files[3] = {
+	    {"config.json", ETAG_CFG, 0444},
+	    {"x", ETAG_CFG, 0444},
+	    {"x/y", ETAG_CFG, 0444},
+	};
+	const char *refs[] = {"main"};
+	if ((rc = put_blob(t, repo, ETAG_CFG, (const uint8_t *)cfg_text, clen, 1, cext,
+			   -1)) < 0 ||
+	    (rc = mfs_snapshot_publish(t, repo, C2, 1700000100, files, 3, NULL, 0, refs,
+				       1, NULL)) < 0) {
+		mfs_txn_abort(t);
+		return rc;
+	}
+	return mfs_txn_commit(t);
+}
+
+static void test_damaged_repos(void)
+{
+	char ldir[64];
+	snprintf(ldir, sizeof(ldir), "/tmp/mfs-test-layout-dmg-XXXXXX");
+	REQUIRE(mkdtemp(ldir) != NULL);
+	mfs_store *s;
+	REQUIRE(mfs_store_open(ldir, MFS_STORE_CREATE, &s, NULL) == 0);
+	REQUIRE(publish_repo(s, "models/org/a", C1, 0) == 0);
+	REQUIRE(publish_repo(s, "models/org/b", C1, 0) == 0);
+	REQUIRE(publish_repo(s, "models/org/c", C1, 0) == 0);
+	/* b: a file names a blob that is not stored; c: its repos record is
+	 * from another format version; d: a file's path climbs out of the repo */
+	REQUIRE(put_file_raw(s, "models/org/b", C1, "config.json", ETAG_BIG) == 0);
+	uint8_t rrec[MFS_REC_REPO_LEN];
+	mfs_rec_repo_encode(rrec, 1, 2);
+	rrec[0] = 7;
+	REQUIRE(put_raw(s, DB_REPOS, "models/org/c", 12, rrec, sizeof(rrec)) == 0);
+	REQUIRE(publish_repo(s, "models/org/d", C1, 0) == 0);
+	REQUIRE(put_file_raw(s, "models/org/d", C1, "../../escape", ETAG_CFG) == 0);
+
+	mfs_layout *l;
+	mfs_errmsg err = {0};
+	REQUIRE(mfs_layout_create(s, 1000, &l, &err) ==
+		0); /* one bad repo stops nothing */
+	left_lines ll = {0};
+	mfs_layout_set_left_out_fn(l, left_fn, &ll);
+	CHECK_EQ_INT(ll.n, 3);
+	CHECK(left_has(
+	    &ll, "models/org/b",
+	    "models/org/b left out: its files record for config.json of commit " C1
+	    " names blob " ETAG_BIG ", which is not stored (run `modelfs verify`"));
+	CHECK(left_has(&ll, "models/org/c",
+		       "models/org/c left out: its repos record has record version 7"));
+	CHECK(left_has(&ll, "models/org/d",
+		       "its files record for ../../escape of commit " C1
+		       " has a path that has a \"..\" component"));
+	mfs_layout_attr a;
+	CHECK_EQ_INT(walk(l, "models--org--a/snapshots/" C1 "/config.json", &a), 0);
+	CHECK_EQ_INT(walk(l, "models--org--a/refs/main", &a), 0);
+	CHECK_EQ_INT(walk(l, "models--org--b", &a), MFS_E_NOTFOUND);
+	CHECK_EQ_INT(walk(l, "models--org--c", &a), MFS_E_NOTFOUND);
+	CHECK_EQ_INT(walk(l, "models--org--d", &a), MFS_E_NOTFOUND);
+	mfs_layout_totals tot;
+	mfs_layout_totals_get(l, &tot);
+	CHECK_EQ_INT(tot.repos, 1);
+	CHECK_EQ_INT(tot.repos_left_out, 3);
+	mfs_layout_dir *d;
+	CHECK_EQ_INT(mfs_layout_opendir(l, MFS_LAYOUT_ROOT_INO, &d), 0);
+	CHECK_EQ_INT(mfs_layout_dir_count(d), 3); /* . .. models--org--a */
+	mfs_layout_dir_close(l, d);
+
+	/* a new repo: the tree is rebuilt, the same repos are not told again */
+	REQUIRE(publish_repo(s, "models/org/e", C1, 0) == 0);
+	int changed = 0;
+	CHECK_EQ_INT(mfs_layout_refresh(l, 1, &changed), 0);
+	CHECK(changed);
+	CHECK_EQ_INT(ll.n, 3);
+	CHECK_EQ_INT(walk(l, "models--org--e/snapshots/" C1 "/model.safetensors", &a), 0);
+	mfs_layout_attr blob_e;
+	CHECK_EQ_INT(walk(l, "models--org--e/blobs/" ETAG_W, &blob_e), 0);
+	mfs_layout_totals_get(l, &tot);
+	uint64_t nodes_before = tot.nodes;
+
+	/* a repo that fails half-way through its layout leaves nothing behind */
+	REQUIRE(publish_clash(s, "models/org/f") == 0);
+	CHECK_EQ_INT(mfs_layout_refresh(l, 1, &changed), 0);
+	CHECK(changed);
+	CHECK_EQ_INT(ll.n, 4);
+	CHECK(left_has(&ll, "models/org/f",
+		       "models/org/f left out: its files record for x/y of commit " C2
+		       " cannot be laid out: a file and a folder of the same name"));
+	CHECK_EQ_INT(walk(l, "models--org--f", &a), MFS_E_NOTFOUND);
+	mfs_layout_totals_get(l, &tot);
+	CHECK_EQ_INT(tot.nodes, nodes_before);
+	CHECK_EQ_INT(tot.repos, 2);
+	CHECK_EQ_INT(tot.repos_left_out, 4);
+	/* the inode table was rebuilt: every node of the others is found by number */
+	CHECK_EQ_INT(mfs_layout_getattr(l, blob_e.ino, &a), 0);
+	CHECK_EQ_INT(a.size, wsize);
+	CHECK_EQ_INT(walk(l, "models--org--a/blobs/" ETAG_CFG, &a), 0);
+	mfs_layout_attr again;
+	CHECK_EQ_INT(mfs_layout_getattr(l, a.ino, &again), 0);
+	CHECK_EQ_INT(again.ino, a.ino);
+	CHECK_EQ_INT(mfs_layout_opendir(l, MFS_LAYOUT_ROOT_INO, &d), 0);
+	CHECK_EQ_INT(mfs_layout_dir_count(d), 4); /* . .. a e */
+	const char *name;
+	CHECK_EQ_INT(mfs_layout_dir_entry(d, 3, &name, &a), 0);
+	CHECK(strcmp(name, "models--org--e") == 0);
+	mfs_layout_dir_close(l, d);
+	/* a second hook is told about every repo left out now */
+	left_lines ll2 = {0};
+	mfs_layout_set_left_out_fn(l, left_fn, &ll2);
+	CHECK_EQ_INT(ll2.n, 4);
+	mfs_layout_set_left_out_fn(l, NULL, NULL);
+	mfs_layout_free(l);
+	mfs_store_close(s);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ldir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", ldir);
 }
 
 /* ---- the cached read path ---- */
@@ -1003,8 +1191,10 @@ int main(void)
 	}
 	test_tree(s);
 	fprintf(stderr, "ok   test_tree\n");
+	test_damaged_repos();
+	fprintf(stderr, "ok   test_damaged_repos\n");
 	test_reader(s, 64 << 20, 2, 8, 0);
-	test_reader(s, 64 << 20, 2, 8, 1);	 /* with the read-ahead thread */
+	test_reader(s, 64 << 20, 2, 8, 1);  /* with the read-ahead thread */
 	test_reader(s, 100 << 10, 2, 4, 1); /* evictions all the time */
 	test_reader(s, 1 << 20, 0, 0, 0);
 	fprintf(stderr, "ok   test_reader\n");
