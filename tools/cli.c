@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include "check.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -150,8 +152,15 @@ int mfs_cli_resolve_rev(const char *cmd, mfs_txn *t, const char *repo, const cha
 			char commit[MFS_COMMIT_LEN + 1])
 {
 	mfs_repo_info ri;
-	if (mfs_repo_get(t, repo, &ri) < 0) {
+	int rc = mfs_repo_get(t, repo, &ri);
+	if (rc == MFS_E_NOTFOUND) {
 		mfs_cli_error(cmd, "no repo %s in the store (see `modelfs ls`)", repo);
+		return -1;
+	}
+	if (rc < 0) {
+		mfs_cli_error(
+		    cmd, "%s: its repos record cannot be read (%s): run `modelfs verify`",
+		    repo, mfs_strerror(rc));
 		return -1;
 	}
 	if (mfs_ref_get(t, repo, rev ? rev : "main", commit) == 0)
@@ -168,6 +177,37 @@ int mfs_cli_resolve_rev(const char *cmd, mfs_txn *t, const char *repo, const cha
 	}
 	memcpy(commit, p.commit, sizeof p.commit);
 	return 0;
+}
+
+int mfs_cli_repo_intact(const char *cmd, mfs_txn *t, const char *repo, unsigned flags)
+{
+	mfs_repo_info ri;
+	int rc = mfs_repo_get(t, repo, &ri);
+	if (rc == MFS_E_NOTFOUND) {
+		mfs_cli_error(cmd, "no repo %s in the store (see `modelfs ls`)", repo);
+		return -1;
+	}
+	char why[MFS_ERRMSG_MAX * 2];
+	rc = mfs_check_repo_intact(t, repo, flags, why, sizeof why);
+	if (rc < 0) {
+		mfs_cli_error(cmd, "checking the records of %s failed: %s", repo,
+			      mfs_strerror(rc));
+		return -1;
+	}
+	if (rc == 0) {
+		mfs_cli_error(
+		    cmd,
+		    "%s is damaged: %s (run `modelfs verify` to list every damaged "
+		    "record; `modelfs rm %s` and ingest it again)",
+		    repo, why, repo);
+		return -1;
+	}
+	return 0;
+}
+
+const char *mfs_cli_quote(const char *s, char *buf)
+{
+	return mfs_str_quote(s, 255, buf, MFS_CLI_QUOTED);
 }
 
 double mfs_cli_now(void)

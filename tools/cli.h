@@ -54,6 +54,24 @@ void mfs_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(
 int mfs_cli_resolve_rev(const char *cmd, mfs_txn *t, const char *repo, const char *rev,
 			char commit[MFS_COMMIT_LEN + 1]);
 
+/**
+ * Is @p repo in the store and intact (every record of it passes the record
+ * checker, index/check.h)?
+ * @param[in] flags  MFS_CHECK_* (MFS_CHECK_CHUNKS also looks up every chunk)
+ * @return 0, or -1 after printing "no repo ..." or "REPO is damaged: its
+ *         files record for ... (run `modelfs verify` ...)"
+ */
+int mfs_cli_repo_intact(const char *cmd, mfs_txn *t, const char *repo, unsigned flags);
+
+/**
+ * Text read from the index or a file (a path, a ref or tensor name), quoted
+ * for the terminal with mfs_str_quote: no control character or escape
+ * sequence reaches the screen.  @p buf of at least MFS_CLI_QUOTED bytes.
+ * @return buf
+ */
+#define MFS_CLI_QUOTED (4 * 255 + 8)
+const char *mfs_cli_quote(const char *s, char *buf);
+
 /** Monotonic seconds. */
 double mfs_cli_now(void);
 

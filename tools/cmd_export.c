@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "cli.h"
 #include "commands.h"
 #include "progress.h"
@@ -17,10 +18,18 @@
 
 static void export_usage(FILE *f)
 {
-	fprintf(f, "usage: modelfs export [--store DIR] [--rev REV] [--threads N] ORG/NAME DEST\n\n"
-		   "Write the files of a snapshot (REV: ref or commit, default main) under DEST,\n"
-		   "as plain files at their paths in the repo. Every file's sha256 is checked\n"
-		   "against the one recorded at ingest before it is renamed into place.\n");
+	fprintf(
+	    f,
+	    "usage: modelfs export [--store DIR] [--rev REV] [--threads N] ORG/NAME "
+	    "DEST\n\n"
+	    "Write the files of a snapshot (REV: ref or commit, default main) under "
+	    "DEST,\n"
+	    "as plain files at their paths in the repo. Every file's sha256 is checked\n"
+	    "against the one recorded at ingest before it is renamed into place.\n"
+	    "Files the store records as executable are written 0755, the others 0644\n"
+	    "(less the umask). Nothing is ever written outside DEST: a path from the\n"
+	    "index that would leave it, or a folder under DEST that is a symbolic link,\n"
+	    "is refused; so is a repo whose index records are damaged (see verify).\n");
 }
 
 struct export_file {
@@ -28,6 +37,7 @@ struct export_file {
 	mfs_reader *r;
 	const char *repo;
 	const char *dest;
+	int dest_fd; /* every file is created relative to it (open_parent) */
 	int threads;
 	mfs_progress *progress;
 	uint64_t files, bytes;
@@ -74,30 +84,98 @@ static int mkdirs_for(const char *path)
 	return 0;
 }
 
+/*
+ * Open (creating as needed) the folder of @p rel under the folder @p dest_fd,
+ * one component at a time and never through a symbolic link (O_NOFOLLOW), so
+ * whatever DEST holds, what is written stays under it.  @p rel has passed
+ * mfs_repo_path_check (no "..", ".", empty or absolute component).
+ * @param[out] leaf  points into @p rel: the file's own name
+ * @return a descriptor to close, or -errno (*bad_at: the component that failed)
+ */
+static int open_parent(int dest_fd, const char *rel, const char **leaf, char *bad_at,
+		       size_t cap)
+{
+	int fd = dup(dest_fd);
+	if (fd < 0)
+		return -errno;
+	const char *p = rel;
+	for (const char *slash; (slash = strchr(p, '/')); p = slash + 1) {
+		char comp[256];
+		size_t n = (size_t)(slash - p);
+		if (n == 0 || n >= sizeof comp) {
+			close(fd);
+			return -EINVAL;
+		}
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		snprintf(bad_at, cap, "%.*s", (int)(slash - rel), rel);
+		if (mkdirat(fd, comp, 0755) < 0 && errno != EEXIST) {
+			int e = errno;
+			close(fd);
+			return -e;
+		}
+		int next =
+		    openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int e = errno;
+		close(fd);
+		if (next < 0)
+			return -e;
+		fd = next;
+	}
+	*leaf = p;
+	return fd;
+}
+
 static int export_one(void *ud, const mfs_file_info *f)
 {
 	struct export_file *x = ud;
-	char path[4096], tmp[4200];
-	snprintf(path, sizeof path, "%s/%s", x->dest, f->path);
-	snprintf(tmp, sizeof tmp, "%s.modelfs-tmp", path);
-	int rc = mkdirs_for(path);
-	if (rc < 0) {
-		mfs_cli_error("export", "cannot create the folder for %s: %s", path,
-			      strerror(-rc));
-		return rc;
+	char shown[MFS_CLI_QUOTED];
+	mfs_cli_quote(f->path, shown);
+	/* the index is untrusted: a path that leaves the repo is never written */
+	if (mfs_repo_path_check(f->path, NULL) < 0) {
+		mfs_cli_error(
+		    "export",
+		    "%s: the index holds file path \"%s\", which would leave %s: "
+		    "not exported (run `modelfs verify`)",
+		    x->repo, shown, x->dest);
+		return MFS_E_INVAL;
 	}
+	char path[4096], bad_at[4096] = "";
+	snprintf(path, sizeof path, "%s/%s", x->dest, shown);
+	const char *leaf = NULL;
+	int dir_fd = open_parent(x->dest_fd, f->path, &leaf, bad_at, sizeof bad_at);
+	if (dir_fd < 0) {
+		char bq[MFS_CLI_QUOTED];
+		mfs_cli_error(
+		    "export", "cannot create the folder %s/%s for %s: %s%s", x->dest,
+		    mfs_cli_quote(bad_at, bq), shown, strerror(-dir_fd),
+		    dir_fd == -ELOOP || dir_fd == -ENOTDIR
+			? " (a symbolic link or a file there: export writes only "
+			  "inside DEST, through real folders)"
+			: "");
+		return dir_fd;
+	}
+	char tmp[300];
+	snprintf(tmp, sizeof tmp, "%s.modelfs-tmp", leaf);
+	int rc;
 	mfs_rfile *rf;
 	if ((rc = mfs_rfile_open(x->r, x->repo, f->etag, &rf)) < 0) {
-		mfs_cli_error("export", "%s: cannot open blob %s: %s", f->path, f->etag,
+		mfs_cli_error("export", "%s: cannot open blob %s: %s", shown, f->etag,
 			      mfs_strerror(rc));
+		close(dir_fd);
 		return rc;
 	}
 	struct write_ctx w = {.progress = x->progress};
-	w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* a stale temporary (or a link planted in its place) goes first */
+	unlinkat(dir_fd, tmp, 0);
+	w.fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		      (f->mode & 0111) ? 0755 : 0644);
 	if (w.fd < 0) {
 		rc = -errno;
-		mfs_cli_error("export", "cannot create %s: %s", tmp, strerror(errno));
+		mfs_cli_error("export", "cannot create %s.modelfs-tmp: %s", path,
+			      strerror(errno));
 		mfs_rfile_close(rf);
+		close(dir_fd);
 		return rc;
 	}
 	mfs_sha256_init(&w.sha);
@@ -112,24 +190,30 @@ static int export_one(void *ud, const mfs_file_info *f)
 	if (rc == 0 && memcmp(d, rf->sha256, 32) != 0)
 		rc = MFS_E_CORRUPT;
 	if (rc < 0) {
-		unlink(tmp);
+		unlinkat(dir_fd, tmp, 0);
 		if (rc == MFS_E_CORRUPT || rc == MFS_E_NOTFOUND)
-			mfs_cli_error("export",
-				      "%s: stored data is damaged near offset %llu (%s): not "
-				      "written; run `modelfs verify`",
-				      f->path, (unsigned long long)bad, mfs_strerror(rc));
+			mfs_cli_error(
+			    "export",
+			    "%s: stored data is damaged near offset %llu (%s): not "
+			    "written; run `modelfs verify`",
+			    shown, (unsigned long long)bad, mfs_strerror(rc));
 		else
 			mfs_cli_error("export", "%s: %s", path, mfs_strerror(rc));
 		mfs_rfile_close(rf);
+		close(dir_fd);
 		return rc;
 	}
-	if (rename(tmp, path) < 0) {
+	/* renameat replaces a link at the leaf itself, never what it points to */
+	if (renameat(dir_fd, tmp, dir_fd, leaf) < 0) {
 		rc = -errno;
-		mfs_cli_error("export", "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-		unlink(tmp);
+		mfs_cli_error("export", "cannot rename %s.modelfs-tmp to %s: %s", path,
+			      path, strerror(errno));
+		unlinkat(dir_fd, tmp, 0);
 		mfs_rfile_close(rf);
+		close(dir_fd);
 		return rc;
 	}
+	close(dir_fd);
 	x->files++;
 	x->bytes += rf->size;
 	mfs_rfile_close(rf);
@@ -200,26 +284,38 @@ int cmd_export(int argc, char **argv)
 		return MFS_EXIT_ERROR;
 	mfs_txn *t = NULL;
 	mfs_reader *r = NULL;
-	int ret = MFS_EXIT_ERROR;
+	int ret = MFS_EXIT_ERROR, dest_fd = -1;
 	int rc = mfs_txn_begin(s, MFS_TXN_READ, &t);
 	if (rc < 0 || (rc = mfs_reader_create(s, NULL, &r)) < 0) {
 		mfs_cli_error("export", "cannot read the store: %s", mfs_strerror(rc));
 		goto out;
 	}
-	if (mfs_cli_resolve_rev("export", t, repo, rev, commit) < 0)
+	/* a damaged repo is refused before anything is written, naming the record */
+	if (mfs_cli_repo_intact("export", t, repo, MFS_CHECK_CHUNKS) < 0 ||
+	    mfs_cli_resolve_rev("export", t, repo, rev, commit) < 0)
 		goto out;
 	char dest_slash[4200];
 	snprintf(dest_slash, sizeof dest_slash, "%s/", dest);
-	if (mkdirs_for(dest_slash) < 0) {
-		mfs_cli_error("export", "cannot create %s: %s", dest, strerror(errno));
+	if ((rc = mkdirs_for(dest_slash)) < 0) {
+		mfs_cli_error("export", "cannot create %s: %s", dest, strerror(-rc));
+		goto out;
+	}
+	dest_fd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dest_fd < 0) {
+		mfs_cli_error("export", "cannot open %s: %s", dest, strerror(errno));
 		goto out;
 	}
 	struct size_sum ss = {t, repo, 0};
 	mfs_files_foreach(t, repo, commit, size_fn, &ss);
 	mfs_progress pr;
 	mfs_progress_init(&pr, "export", ss.total, quiet);
-	struct export_file x = {.t = t, .r = r, .repo = repo, .dest = dest,
-				.threads = threads, .progress = &pr};
+	struct export_file x = {.t = t,
+				.r = r,
+				.repo = repo,
+				.dest = dest,
+				.dest_fd = dest_fd,
+				.threads = threads,
+				.progress = &pr};
 	double t0 = mfs_cli_now();
 	rc = mfs_files_foreach(t, repo, commit, export_one, &x);
 	double dt = mfs_cli_now() - t0;
@@ -231,6 +327,8 @@ int cmd_export(int argc, char **argv)
 	       dt > 0 ? (double)x.bytes / dt / 1e6 : 0.0);
 	ret = MFS_EXIT_OK;
 out:
+	if (dest_fd >= 0)
+		close(dest_fd);
 	mfs_reader_free(r);
 	mfs_txn_abort(t);
 	mfs_store_close(s);

@@ -11,11 +11,15 @@
 
 static void info_usage(FILE *f)
 {
-	fprintf(f, "usage: modelfs info [--store DIR] [--rev REV] [--json] ORG/NAME[/FILE]\n\n"
-		   "Show each file of a snapshot (REV: a ref or commit, default main) with its\n"
-		   "size, stored size and ratio, and each tensor of its safetensors files with\n"
-		   "dtype, shape, the codec chosen at ingest and its ratio. --json prints the\n"
-		   "same as one JSON document.\n");
+	fprintf(
+	    f,
+	    "usage: modelfs info [--store DIR] [--rev REV] [--json] ORG/NAME[/FILE]\n\n"
+	    "Show each file of a snapshot (REV: a ref or commit, default main) with its\n"
+	    "size, stored size and ratio, and each tensor of its safetensors files with\n"
+	    "dtype, shape, the codec chosen at ingest and its ratio. --json prints the\n"
+	    "same as one JSON document. In the table, names from the file or the index\n"
+	    "show control characters and other non-ASCII bytes as \\xNN; the JSON\n"
+	    "holds them exactly (JSON-escaped).\n");
 }
 
 /*
@@ -39,7 +43,11 @@ static int split_target(mfs_txn *t, const char *arg, char repo[MFS_REPO_ID_MAX +
 		if (w < 0 || w > MFS_REPO_ID_MAX)
 			continue;
 		mfs_repo_info ri;
-		if (mfs_repo_id_check(cand, NULL) == 0 && mfs_repo_get(t, cand, &ri) == 0) {
+		/* a repo whose repos record is damaged is still found (and then refused
+		 * naming its record, not "no repo") */
+		int got = mfs_repo_id_check(cand, NULL) == 0 ? mfs_repo_get(t, cand, &ri)
+							     : MFS_E_NOTFOUND;
+		if (got == 0 || got == MFS_E_CORRUPT) {
 			strcpy(repo, cand);
 			*file = arg[len] == '/' ? arg + len + 1 : NULL;
 			if (*file && !**file)
@@ -88,9 +96,12 @@ static int tensor_fn(void *ud, const mfs_tensor_info *ti)
 			 (unsigned long long)ti->shape[d]);
 	}
 	strncat(shape, "]", sizeof shape - strlen(shape) - 1);
-	printf("    %-52s %-7s %-16s %-13s %11llu %11llu %6.3fx\n", ti->name,
-	       mfs_dtype_name(ti->dtype), shape, mfs_codec_name(ti->codec),
-	       (unsigned long long)ti->raw_len, (unsigned long long)ti->stored_len, ratio);
+	/* a tensor name comes from the file: "\x1b[31m" must not reach the terminal */
+	char q[MFS_CLI_QUOTED];
+	printf("    %-52s %-7s %-16s %-13s %11llu %11llu %6.3fx\n",
+	       mfs_cli_quote(ti->name, q), mfs_dtype_name(ti->dtype), shape,
+	       mfs_codec_name(ti->codec), (unsigned long long)ti->raw_len,
+	       (unsigned long long)ti->stored_len, ratio);
 	return 0;
 }
 
@@ -119,8 +130,8 @@ static int file_fn(void *ud, const mfs_file_info *f)
 		cJSON_AddArrayToObject(o, "tensors");
 		cJSON_AddItemToArray(c->files, o);
 	} else {
-		char a[32], b[32];
-		printf("%s  %s -> %s (%.3fx)  blob %s\n", f->path,
+		char a[32], b[32], q[MFS_CLI_QUOTED];
+		printf("%s  %s -> %s (%.3fx)  blob %s\n", mfs_cli_quote(f->path, q),
 		       mfs_cli_human(bi.size, a, sizeof a),
 		       mfs_cli_human(bi.stored_bytes, b, sizeof b), ratio, f->etag);
 		if (bi.n_tensors)
@@ -138,7 +149,8 @@ static int ref_json_fn(void *ud, const mfs_ref_info *r)
 
 static int ref_text_fn(void *ud, const mfs_ref_info *r)
 {
-	printf("ref %s -> %s\n", r->name, r->commit);
+	char q[MFS_CLI_QUOTED];
+	printf("ref %s -> %s\n", mfs_cli_quote(r->name, q), r->commit);
 	return 0;
 }
 
@@ -196,7 +208,8 @@ int cmd_info(int argc, char **argv)
 			      argv[optind]);
 		goto out;
 	}
-	if (mfs_cli_resolve_rev("info", t, repo, rev, commit) < 0)
+	if (mfs_cli_repo_intact("info", t, repo, 0) < 0 ||
+	    mfs_cli_resolve_rev("info", t, repo, rev, commit) < 0)
 		goto out;
 	struct info_ctx c = {.t = t, .repo = repo, .only = file};
 	if (json) {
@@ -215,7 +228,9 @@ int cmd_info(int argc, char **argv)
 		goto out;
 	}
 	if (file && !c.found) {
-		mfs_cli_error("info", "%s has no file %s in snapshot %s", repo, file, commit);
+		char q[MFS_CLI_QUOTED];
+		mfs_cli_error("info", "%s has no file %s in snapshot %s", repo,
+			      mfs_cli_quote(file, q), commit);
 		goto out;
 	}
 	if (doc) {

@@ -5,15 +5,24 @@
 #include <string.h>
 #include <time.h>
 
+#include "check.h"
 #include "cli.h"
 #include "commands.h"
 
 static void ls_usage(FILE *f)
 {
-	fprintf(f, "usage: modelfs ls [--store DIR] [--rev REV] [ORG/NAME]\n\n"
-		   "Without a repo: every repo with its refs, snapshot count, size and stored\n"
-		   "size, and the store's totals. With a repo: its refs and snapshots, and the\n"
-		   "files of REV (default main) with size, stored size and blob etag.\n");
+	fprintf(
+	    f,
+	    "usage: modelfs ls [--store DIR] [--rev REV] [ORG/NAME]\n\n"
+	    "Without a repo: every repo with its refs, snapshot count, size and stored\n"
+	    "size, and the store's totals. With a repo: its refs and snapshots, and the\n"
+	    "files of REV (default main) with size, stored size and blob etag.\n\n"
+	    "A repo whose index records are damaged is left out, with one line on\n"
+	    "stderr naming the first damaged record (`modelfs verify` lists them all);\n"
+	    "the others are listed as usual. Names from the index are printed with\n"
+	    "control characters and other non-ASCII bytes as \\xNN.\n\n"
+	    "Exit status: 0; 1 when a repo was left out (the rest is still listed) or\n"
+	    "on any other error; 2 on a usage error.\n");
 }
 
 struct repo_sum {
@@ -39,14 +48,29 @@ static int sum_blob(void *ud, const mfs_blob_info *b)
 
 static int print_ref_inline(void *ud, const mfs_ref_info *r)
 {
-	printf("%s%s@%.12s", *(int *)ud ? "," : "", r->name, r->commit);
+	char q[MFS_CLI_QUOTED];
+	printf("%s%s@%.12s", *(int *)ud ? "," : "", mfs_cli_quote(r->name, q), r->commit);
 	*(int *)ud = 1;
 	return 0;
 }
 
-static int print_repo(void *ud, const mfs_repo_info *r)
+struct ls_all {
+	mfs_txn *t;
+	uint64_t left_out;
+};
+
+/* One repo of the listing, or the line that says why it is left out. */
+static int print_repo(void *ud, const mfs_check_repo_entry *e)
 {
-	mfs_txn *t = ud;
+	struct ls_all *all = ud;
+	mfs_txn *t = all->t;
+	if (!e->intact) {
+		char line[MFS_ERRMSG_MAX * 3];
+		mfs_cli_error("ls", "%s", mfs_check_left_out_line(e, line, sizeof line));
+		all->left_out++;
+		return 0;
+	}
+	const mfs_repo_info *r = &e->info;
 	struct repo_sum s = {.t = t, .repo = r->repo};
 	int rc;
 	if ((rc = mfs_commits_foreach(t, r->repo, count_commit, &s)) < 0 ||
@@ -65,7 +89,8 @@ static int print_repo(void *ud, const mfs_repo_info *r)
 
 static int print_ref(void *ud, const mfs_ref_info *r)
 {
-	printf("ref       %-20s %s\n", r->name, r->commit);
+	char q[MFS_CLI_QUOTED];
+	printf("ref       %-20s %s\n", mfs_cli_quote(r->name, q), r->commit);
 	return 0;
 }
 
@@ -93,10 +118,11 @@ static int print_file(void *ud, const mfs_file_info *f)
 	if (rc < 0)
 		return rc;
 	/* exact bytes, as ls -l shows them */
+	char q[MFS_CLI_QUOTED];
 	printf("%12llu %12llu %6.2fx  %-64s  %s\n", (unsigned long long)bi.size,
 	       (unsigned long long)bi.stored_bytes,
 	       bi.stored_bytes ? (double)bi.size / (double)bi.stored_bytes : 0.0, f->etag,
-	       f->path);
+	       mfs_cli_quote(f->path, q));
 	return 0;
 }
 
@@ -146,7 +172,10 @@ int cmd_ls(int argc, char **argv)
 		return MFS_EXIT_ERROR;
 	}
 	if (optind == argc) {
-		rc = mfs_repos_foreach(t, print_repo, t);
+		struct ls_all all = {.t = t};
+		rc = mfs_check_repos_foreach(t, 0, print_repo, &all);
+		if (all.left_out)
+			ret = MFS_EXIT_ERROR;
 		mfs_store_stat st;
 		if (rc == 0 && (rc = mfs_store_stat_get(t, &st)) == 0) {
 			char a[32], b[32], c[32], d[32];
@@ -160,7 +189,8 @@ int cmd_ls(int argc, char **argv)
 		}
 	} else {
 		char commit[MFS_COMMIT_LEN + 1];
-		if (mfs_cli_resolve_rev("ls", t, repo, rev, commit) < 0) {
+		if (mfs_cli_repo_intact("ls", t, repo, 0) < 0 ||
+		    mfs_cli_resolve_rev("ls", t, repo, rev, commit) < 0) {
 			ret = MFS_EXIT_ERROR;
 		} else {
 			printf("repo      %s\n", repo);

@@ -1,8 +1,9 @@
 /*
- * modelfs verify: decode every chunk and check it against its key, then
- * rebuild every file and check its sha256; name every damaged chunk and the
- * files it breaks.  With --repair-from DIR, rewrite each damaged chunk from a
- * good copy of a file that uses it, then verify again.
+ * modelfs verify: decode every chunk and check it against its key, check
+ * every index record (index/check.h), then rebuild every file and check its
+ * sha256; name every damaged chunk and the files it breaks, and every damaged
+ * record with its repo and key.  With --repair-from DIR, rewrite each damaged chunk from
+ * a good copy of a file that uses it, then verify again.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "cli.h"
 #include "commands.h"
 #include "grow.h"
@@ -26,20 +28,24 @@
 
 static void verify_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: modelfs verify [--store DIR] [--threads N] [--quiet]\n"
-		"                      [--repair-from DIR] [ORG/NAME]\n\n"
-		"Check the store: decode every chunk and compare it with its checksum,\n"
-		"then rebuild every file (of one repo, when given) and compare its sha256\n"
-		"with the one recorded at ingest. Prints each damaged chunk and the files\n"
-		"it breaks; exits 1 when anything is wrong, 0 when all is clean.\n\n"
-		"  --repair-from DIR  look under DIR (a folder of model files or a\n"
-		"                     Hugging Face cache; searched recursively) for good\n"
-		"                     copies of the damaged files (same sha256, or same\n"
-		"                     size and named by their etag), rewrite each damaged\n"
-		"                     chunk from the copy's bytes (checked against the\n"
-		"                     chunk key first), then verify again. Exits 0 only\n"
-		"                     if the store is clean at the end.\n");
+	fprintf(
+	    f,
+	    "usage: modelfs verify [--store DIR] [--threads N] [--quiet]\n"
+	    "                      [--repair-from DIR] [ORG/NAME]\n\n"
+	    "Check the store: decode every chunk and compare it with its checksum,\n"
+	    "check every index record (refs, commits, files, blobs, tensors, ...: each\n"
+	    "parses, and what it names exists), then rebuild every file (of one repo,\n"
+	    "when given) and compare its sha256 with the one recorded at ingest.\n"
+	    "Prints each damaged chunk and the files it breaks, and each damaged record\n"
+	    "with its repo and key; exits 1 when anything is wrong, 0 when all is "
+	    "clean.\n\n"
+	    "  --repair-from DIR  look under DIR (a folder of model files or a\n"
+	    "                     Hugging Face cache; searched recursively) for good\n"
+	    "                     copies of the damaged files (same sha256, or same\n"
+	    "                     size and named by their etag), rewrite each damaged\n"
+	    "                     chunk from the copy's bytes (checked against the\n"
+	    "                     chunk key first), then verify again. Exits 0 only\n"
+	    "                     if the store is clean at the end.\n");
 }
 
 typedef struct chunk_job {
@@ -74,7 +80,7 @@ typedef struct verify_ctx {
 	bad_blob *bad;
 	size_t n_bad, cap_bad;
 	/* results */
-	uint64_t bad_chunks, bad_files, files, bytes;
+	uint64_t bad_chunks, bad_files, bad_records, files, bytes;
 	const char *repo;     /* of the blobs being checked */
 } verify_ctx;
 
@@ -189,7 +195,9 @@ static int name_file(void *ud, const mfs_file_info *f)
 	struct file_names *fn = ud;
 	if (strcmp(f->etag, fn->etag) != 0)
 		return 0;
-	printf("  damaged file: %s/%s (commit %s)\n", fn->repo, f->path, fn->commit);
+	char q[MFS_CLI_QUOTED];
+	printf("  damaged file: %s/%s (commit %s)\n", fn->repo, mfs_cli_quote(f->path, q),
+	       fn->commit);
 	fn->n++;
 	return 0;
 }
@@ -299,15 +307,33 @@ struct repo_list {
 	size_t n, cap;
 };
 
-static int list_repo(void *ud, const mfs_repo_info *r)
+static int list_repo_name(struct repo_list *l, const char *repo)
 {
-	struct repo_list *l = ud;
 	char **p = mfs_grow(l->names, &l->cap, l->n, sizeof *p, 16);
 	if (!p)
 		return -ENOMEM;
 	l->names = p;
-	l->names[l->n] = strdup(r->repo);
+	l->names[l->n] = strdup(repo);
 	return l->names[l->n++] ? 0 : -ENOMEM;
+}
+
+/* Every repo key that names a repo, damaged or not: its files are checked too. */
+static int list_repo(void *ud, const mfs_check_repo_entry *e)
+{
+	return e->repo ? list_repo_name(ud, e->repo) : 0;
+}
+
+/* One damaged index record, as the checker words it (every name quoted). */
+static int print_problem(void *ud, const mfs_check_problem *p)
+{
+	(void)ud;
+	if (p->repo[0])
+		printf("BAD record of %s: %s %s (%s key \"%s\")\n", p->repo, p->what,
+		       p->why, p->db, p->key);
+	else
+		printf("BAD record: %s %s (%s key \"%s\")\n", p->what, p->why, p->db,
+		       p->key);
+	return 0;
 }
 
 static void verify_reset(verify_ctx *c)
@@ -321,7 +347,7 @@ static void verify_reset(verify_ctx *c)
 	c->bad = NULL;
 	c->chunks = NULL;
 	c->n_bad = c->cap_bad = c->n_chunks = c->cap_chunks = 0;
-	c->bad_chunks = c->bad_files = c->files = c->bytes = 0;
+	c->bad_chunks = c->bad_files = c->bad_records = c->files = c->bytes = 0;
 }
 
 /*
@@ -344,21 +370,34 @@ static int verify_pass(verify_ctx *c, const char *only)
 	}
 	if (only) {
 		mfs_repo_info ri;
-		if (mfs_repo_get(c->t, only, &ri) < 0) {
+		/* a damaged repos record is one of the findings, not "no repo" */
+		if (mfs_repo_get(c->t, only, &ri) == MFS_E_NOTFOUND) {
 			mfs_cli_error("verify", "no repo %s in the store", only);
 			goto out;
 		}
-		rc = list_repo(&repos, &(mfs_repo_info){.repo = only});
+		rc = mfs_check_repo(c->t, only, MFS_CHECK_CHUNKS, print_problem, c,
+				    &c->bad_records);
+		if (rc == 0)
+			rc = list_repo_name(&repos, only);
 	} else {
-		rc = mfs_repos_foreach(c->t, list_repo, &repos);
+		rc = mfs_check_store(c->t, MFS_CHECK_CHUNKS, print_problem, c,
+				     &c->bad_records);
+		if (rc == 0)
+			rc = mfs_check_repos_foreach(c->t, 0, list_repo, &repos);
 	}
+	if (rc < 0) {
+		mfs_cli_error("verify", "checking the index records failed: %s",
+			      mfs_strerror(rc));
+		goto out;
+	}
+	/* blob records that do not parse were reported above: the walk skips them */
 	uint64_t total = 0;
 	for (size_t i = 0; rc == 0 && i < repos.n; i++)
-		mfs_blobs_foreach(c->t, repos.names[i], sum_blob, &total);
+		mfs_check_blobs_foreach(c->t, repos.names[i], sum_blob, &total);
 	mfs_progress_init(&c->progress, "verify", total, c->quiet);
 	for (size_t i = 0; rc == 0 && i < repos.n; i++) {
 		c->repo = repos.names[i];
-		rc = mfs_blobs_foreach(c->t, c->repo, verify_blob, c);
+		rc = mfs_check_blobs_foreach(c->t, c->repo, verify_blob, c);
 	}
 	mfs_progress_end(&c->progress);
 	if (rc < 0) {
@@ -366,10 +405,11 @@ static int verify_pass(verify_ctx *c, const char *only)
 		goto out;
 	}
 	printf("verified %llu chunks and %llu files (%llu bytes) in %.2f s: %llu damaged "
-	       "chunks, %llu damaged files\n",
+	       "chunks, %llu damaged files, %llu damaged records\n",
 	       (unsigned long long)c->n_chunks, (unsigned long long)c->files,
 	       (unsigned long long)c->bytes, mfs_cli_now() - t0,
-	       (unsigned long long)c->bad_chunks, (unsigned long long)c->bad_files);
+	       (unsigned long long)c->bad_chunks, (unsigned long long)c->bad_files,
+	       (unsigned long long)c->bad_records);
 	ret = 0;
 out:
 	for (size_t i = 0; i < repos.n; i++)
@@ -810,7 +850,13 @@ int cmd_verify(int argc, char **argv)
 		printf("the store is damaged: repair it with `modelfs verify "
 		       "--repair-from DIR` (DIR holding good copies of the files above), "
 		       "re-ingest them, or `modelfs rm` their repos\n");
-	else
+	if (c.bad_records)
+		printf(
+		    "the store's index is damaged: `ls` and the mount leave out the "
+		    "repos "
+		    "named above; `modelfs rm` each and ingest it again (--repair-from "
+		    "rewrites chunks, not records)\n");
+	if (!c.bad_chunks && !c.bad_files && !c.bad_records)
 		ret = MFS_EXIT_OK;
 out:
 	verify_reset(&c);
