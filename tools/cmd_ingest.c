@@ -19,11 +19,16 @@ static void ingest_usage(FILE *f)
 		"  a plain folder of model files (safetensors, config.json, tokenizer\n"
 		"  files...), with --repo ORG/NAME.\n"
 		"Commit hashes, refs and blob names of a cache are kept exactly; a plain\n"
-		"folder gets a commit id computed from its content. Ingesting content the\n"
-		"store already has stores nothing new.\n\n"
+		"folder gets a commit id computed from its content (.git/ and .cache/ are\n"
+		"left out). Ingesting content the store already has stores nothing new.\n"
+		"Nothing outside SRC is read: a link that leads out of it is refused.\n\n"
 		"options:\n"
 		"  --repo ORG/NAME     repo id for a plain folder\n"
 		"  --ref NAME          ref to point at the folder's commit (default main)\n"
+		"  --follow-links      in a plain folder, follow symlinks that lead out of\n"
+		"                      it too (by default only links that stay inside are\n"
+		"                      followed; a local_dir written by an older\n"
+		"                      huggingface_hub links into the cache)\n"
 		"  --chunk-size SIZE   raw chunk size, a power of two, 4K..64M (default 1M)\n"
 		"  --codec NAME        force a codec for tensors (raw, zstd, bitplane-huff);\n"
 		"                      default: chosen per tensor (docs/codecs.md)\n"
@@ -34,11 +39,20 @@ static void ingest_usage(FILE *f)
 		"~/.local/share/modelfs)\n");
 }
 
+/* Notes and warnings from the ingest library: one line each, on stderr. */
+static void print_note(void *ud, mfs_ingest_note_kind kind, const char *msg)
+{
+	(void)ud;
+	fprintf(stderr, "modelfs ingest: %s%s\n", kind == MFS_INGEST_WARNING ? "warning: " : "",
+		msg);
+}
+
 int cmd_ingest(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"repo", required_argument, NULL, 'r'},
 		{"ref", required_argument, NULL, 'R'},
+		{"follow-links", no_argument, NULL, 'L'},
 		{"chunk-size", required_argument, NULL, 'c'},
 		{"codec", required_argument, NULL, 'C'},
 		{"zstd-level", required_argument, NULL, 'z'},
@@ -50,6 +64,7 @@ int cmd_ingest(int argc, char **argv)
 	};
 	mfs_ingest_opts o;
 	mfs_ingest_opts_default(&o);
+	o.note = print_note;
 	char repo[MFS_REPO_ID_MAX + 1];
 	int opt;
 	optind = 1;
@@ -90,6 +105,9 @@ int cmd_ingest(int argc, char **argv)
 		case 't':
 			if (mfs_cli_parse_threads("ingest", optarg, &o.threads) < 0)
 				return MFS_EXIT_USAGE;
+			break;
+		case 'L':
+			o.follow_links = 1;
 			break;
 		case 'q':
 			o.quiet = 1;

@@ -6,10 +6,21 @@
  *     or one models--org--name directory: commit hashes, ref names and blob
  *     etags are kept exactly;
  *   - a plain folder of model files (a repo id is given): the commit id is a
- *     SHA-1 over the sorted (path, etag) list, so the same content always
- *     gets the same commit; etags are sha256 for LFS-type files (weights and
- *     files of 10 MiB or more, as the hub stores them) and the git blob SHA-1
- *     for small text files.
+ *     SHA-1 over the sorted (path, etag, executable) list, so the same content
+ *     always gets the same commit; etags are sha256 for LFS-type files
+ *     (weights and files of 10 MiB or more, as the hub stores them) and the
+ *     git blob SHA-1 for small text files.  .git and .cache entries are left
+ *     out (a note says so).
+ *
+ * Nothing from outside the source is read: in a cache, snapshot entries must
+ * be links that stay in their repo folder (a per-repo blob may link into the
+ * cache's shared blobs/<2 hex>/<hash> store, as huggingface_hub 2.x writes
+ * it); in a plain folder, links are followed while they stay inside it
+ * (opts->follow_links lifts that).  Links are resolved hop by hop against the
+ * resolved source root and what was checked is opened without following a
+ * link again.  Only regular files are opened for reading, non-blocking, so a
+ * FIFO, socket or device is refused with its name instead of hanging ingest.
+ * A file's mode is kept as one bit: 0555 when any x bit is set, else 0444.
  *
  * Each file is read once, cut into chunks (tensors: aligned to the tensor's
  * first byte; other bytes: aligned to their run's start), hashed, encoded by
@@ -27,6 +38,23 @@
 #include "codec.h"
 #include "store.h"
 
+/** What a line handed to mfs_ingest_opts.note is. */
+typedef enum mfs_ingest_note_kind {
+	MFS_INGEST_NOTE = 0,    /* for information: something was left out on purpose */
+	MFS_INGEST_WARNING = 1, /* ingest goes on, but the user should look */
+} mfs_ingest_note_kind;
+
+/**
+ * Receives the lines ingest has for the user besides its result (the library
+ * prints nothing itself).  Called on the thread that called
+ * mfs_ingest_path(), any number of times, while it runs.
+ * @param[in] ud    mfs_ingest_opts.note_ud
+ * @param[in] kind  note or warning
+ * @param[in] msg   one line without a newline, names and paths quoted;
+ *                  valid only during the call
+ */
+typedef void (*mfs_ingest_note_fn)(void *ud, mfs_ingest_note_kind kind, const char *msg);
+
 typedef struct mfs_ingest_opts {
 	size_t chunk_size;        /* power of two, 4 KiB .. 64 MiB; default 1 MiB */
 	int threads;              /* encoder threads; 0 = number of CPUs */
@@ -34,7 +62,11 @@ typedef struct mfs_ingest_opts {
 	int zstd_level;           /* 0 = default (3) */
 	int quiet;                /* no progress bar */
 	const char *repo;         /* plain folder: the repo id ("models/org/name") */
-	const char *ref;          /* plain folder: ref to point at the commit ("main") */
+	const char *ref;          /* plain folder: ref to point at the commit ("main");
+				     checked (mfs_ref_name_check) before anything is read */
+	int follow_links;         /* plain folder: follow links that leave it too */
+	mfs_ingest_note_fn note;  /* NULL: notes and warnings are dropped */
+	void *note_ud;            /* passed to note */
 } mfs_ingest_opts;
 
 typedef struct mfs_ingest_stats {
@@ -54,7 +86,13 @@ void mfs_ingest_opts_default(mfs_ingest_opts *o);
 
 /**
  * Ingest @p src (kind detected: HF cache, one HF repo dir, or a plain folder
- * when opts->repo is set).
+ * when opts->repo is set).  Every source is collected and checked (links,
+ * file kinds, refs) before anything is read into the store.
+ * @param[in]  s      an open store (written)
+ * @param[in]  src    the source folder
+ * @param[in]  opts   options; borrowed for the call
+ * @param[out] stats  what was done (filled also on error)
+ * @param[out] err    may be NULL
  * @return 0, or a negative code with @p err naming the file and the problem;
  *         on error nothing of the failed snapshot is visible.
  */
