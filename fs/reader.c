@@ -4,7 +4,10 @@
 #include "reader.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -12,6 +15,8 @@
 
 #include "cache.h"
 #include "ioahead.h"
+#include "sha256.h"
+#include "stream.h"
 
 struct mfs_reader {
 	mfs_store *store;
@@ -169,10 +174,14 @@ int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile 
 	return rc;
 }
 
+static void spill_release(mfs_spill *sp, uint64_t off, uint64_t size);
+
 void mfs_rfile_close(mfs_rfile *f)
 {
 	if (!f)
 		return;
+	if (f->spill)
+		spill_release(f->spill, f->spill_off, f->size);
 	if (f->reader->io) /* nor the read-ahead thread */
 		mfs_ioahead_drain(f->reader->io, f);
 	mfs_cache_drain(f->reader->cache, f); /* no worker may still use f */
@@ -266,6 +275,13 @@ static int rfile_decode(mfs_rfile *f, const mfs_chunk_key *key, void *dst, size_
 		ref = rbuf;
 	}
 	return mfs_chunk_decode(&v, key, ref, dst, len, ws);
+}
+
+int mfs_rfile_decode_extent(mfs_rfile *f, size_t i, void *dst, mfs_codec_ws *ws)
+{
+	if (i >= f->n_extents)
+		return MFS_E_INVAL;
+	return rfile_decode(f, &f->extents[i].key, dst, f->extents[i].len, ws);
 }
 
 static int cache_fill(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
@@ -432,6 +448,221 @@ static void queue_prefetch(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t o
 		      (size_t)r->prefetch * 8);
 }
 
+/* ---- spilled copies (reader.h: mfs_spill, mfs_rfile_spill) ---- */
+
+/*
+ * Copies start on a block boundary, so closing one punches a hole over
+ * whole blocks of its own and never touches a neighbour's.
+ */
+#define SPILL_ALIGN ((uint64_t)4096)
+
+struct mfs_spill {
+	pthread_mutex_t mu;
+	int fd;	      /* -1 until the first spill */
+	uint64_t end; /* where the next copy goes (SPILL_ALIGN-aligned) */
+	size_t files;
+	uint64_t bytes, peak;
+	char dir[];
+};
+
+static uint64_t spill_span(uint64_t size)
+{
+	return (size + SPILL_ALIGN - 1) & ~(SPILL_ALIGN - 1);
+}
+
+/* An unlinked temporary file in @p dir: the fd, or -errno. */
+static int spill_open(const char *dir)
+{
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+	/* a file system without O_TMPFILE: a named file, unlinked at once */
+	char path[PATH_MAX];
+	if ((size_t)snprintf(path, sizeof(path), "%s/.modelfs-spill-XXXXXX", dir) >=
+	    sizeof(path))
+		return -ENAMETOOLONG;
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	unlink(path);
+	return fd;
+}
+
+int mfs_spill_check_dir(const char *dir)
+{
+	int fd = spill_open(dir);
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
+}
+
+int mfs_spill_create(const char *dir, mfs_spill **out)
+{
+	*out = NULL;
+	size_t n = strlen(dir);
+	if (n >= PATH_MAX)
+		return MFS_E_INVAL;
+	mfs_spill *sp = calloc(1, sizeof(*sp) + n + 1);
+	if (!sp)
+		return -ENOMEM;
+	memcpy(sp->dir, dir, n + 1);
+	sp->fd = -1;
+	pthread_mutex_init(&sp->mu, NULL);
+	*out = sp;
+	return 0;
+}
+
+void mfs_spill_free(mfs_spill *sp)
+{
+	if (!sp)
+		return;
+	if (sp->fd >= 0)
+		close(sp->fd);
+	pthread_mutex_destroy(&sp->mu);
+	free(sp);
+}
+
+void mfs_spill_stats_get(mfs_spill *sp, mfs_spill_stats *out)
+{
+	pthread_mutex_lock(&sp->mu);
+	out->files = sp->files;
+	out->bytes = sp->bytes;
+	out->peak = sp->peak;
+	pthread_mutex_unlock(&sp->mu);
+}
+
+/* Room for a copy of @p size bytes; opens the spill file the first time. */
+static int spill_reserve(mfs_spill *sp, uint64_t size, uint64_t *off)
+{
+	pthread_mutex_lock(&sp->mu);
+	if (sp->fd < 0) {
+		int fd = spill_open(sp->dir);
+		if (fd < 0) {
+			pthread_mutex_unlock(&sp->mu);
+			return fd;
+		}
+		sp->fd = fd;
+	}
+	*off = sp->end;
+	sp->end += spill_span(size);
+	sp->files++;
+	sp->bytes += size;
+	if (sp->bytes > sp->peak)
+		sp->peak = sp->bytes;
+	pthread_mutex_unlock(&sp->mu);
+	return 0;
+}
+
+/*
+ * Give a copy's range back: a hole punched over it (a file system that
+ * cannot punch keeps the blocks until the spill file empties), and the whole
+ * file emptied once no copy is left, so its size does not only grow.
+ */
+static void spill_release(mfs_spill *sp, uint64_t off, uint64_t size)
+{
+	pthread_mutex_lock(&sp->mu);
+	sp->files--;
+	sp->bytes -= size;
+	if (sp->files == 0) {
+		sp->end = 0;
+		if (ftruncate(sp->fd, 0) != 0) {
+			/* the blocks stay until the spill is freed: nothing else to do */
+		}
+	} else if (size) {
+		fallocate(sp->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			  (off_t)spill_span(size));
+	}
+	pthread_mutex_unlock(&sp->mu);
+}
+
+typedef struct spill_copy {
+	int fd;
+	uint64_t base;	  /* the copy's offset in the spill file */
+	uint64_t written; /* file bytes written so far */
+	mfs_sha256_ctx sha;
+} spill_copy;
+
+/* mfs_rfile_stream's callback: the chunks in file order, decoded and checked. */
+static int spill_chunk(void *ud, uint64_t off, const void *data, size_t len)
+{
+	spill_copy *c = ud;
+	if (off != c->written)
+		return MFS_E_CORRUPT; /* extents that do not tile the file */
+	mfs_sha256_update(&c->sha, data, len);
+	const uint8_t *p = data;
+	while (len) {
+		ssize_t n = pwrite(c->fd, p, len, (off_t)(c->base + c->written));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		len -= (size_t)n;
+		c->written += (uint64_t)n;
+	}
+	return 0;
+}
+
+int mfs_rfile_spill(mfs_reader *r, mfs_rfile *f, mfs_spill *sp, mfs_rfile **out)
+{
+	*out = NULL;
+	if (f->spill || !f->view)
+		return MFS_E_INVAL;
+	mfs_rfile *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	uint64_t off;
+	int rc = spill_reserve(sp, f->size, &off);
+	if (rc < 0) {
+		free(c);
+		return rc;
+	}
+	spill_copy x = {.fd = sp->fd, .base = off};
+	mfs_sha256_init(&x.sha);
+	/* one decoder beside this thread (which writes and hashes): a background
+	 * copy, not a reason to take every core from the readers */
+	rc = mfs_rfile_stream(r, f, 1, spill_chunk, &x, NULL);
+	uint8_t sum[32];
+	mfs_sha256_final(&x.sha, sum);
+	if (rc == 0 && (x.written != f->size || memcmp(sum, f->sha256, 32) != 0))
+		rc = MFS_E_CORRUPT;
+	if (rc < 0) {
+		spill_release(sp, off, f->size);
+		free(c);
+		return rc;
+	}
+	memcpy(c->repo, f->repo, sizeof(c->repo));
+	memcpy(c->etag, f->etag, sizeof(c->etag));
+	c->size = f->size;
+	memcpy(c->sha256, f->sha256, 32);
+	c->reader = r;
+	c->spill = sp;
+	c->spill_off = off;
+	*out = c;
+	return 0;
+}
+
+/* A read of a spilled copy: the bytes were checked when they were copied. */
+static int spill_read(mfs_rfile *f, uint64_t off, void *buf, size_t len, size_t *got)
+{
+	uint8_t *p = buf;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(f->spill->fd, p + done, len - done,
+				  (off_t)(f->spill_off + off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			*got = done;
+			return n < 0 ? -errno : -EIO;
+		}
+		done += (size_t)n;
+	}
+	*got = done;
+	return 0;
+}
+
 int mfs_rfile_read(mfs_reader *r, mfs_rfile *f, uint64_t off, void *buf, size_t len,
 		   size_t *got, mfs_codec_ws *ws)
 {
@@ -440,6 +671,8 @@ int mfs_rfile_read(mfs_reader *r, mfs_rfile *f, uint64_t off, void *buf, size_t 
 		return 0;
 	if (len > f->size - off)
 		len = (size_t)(f->size - off);
+	if (f->spill)
+		return spill_read(f, off, buf, len, got);
 	size_t i = mfs_extent_find(f->extents, f->n_extents, off);
 	queue_prefetch(r, f, i, off, len);
 	uint8_t *out = buf;
@@ -488,6 +721,8 @@ int mfs_rfile_read_segs(mfs_reader *r, mfs_rfile *f, uint64_t off, size_t len,
 {
 	*n_segs = 0;
 	*got = 0;
+	if (f->spill)
+		return MFS_E_NOSPACE; /* no decoded chunks to point into */
 	if (!r->cache)
 		return MFS_E_INVAL;
 	if (off >= f->size || len == 0)

@@ -28,6 +28,7 @@
 typedef struct mfs_reader mfs_reader;
 typedef struct mfs_cache mfs_cache;
 typedef struct mfs_view mfs_view;
+typedef struct mfs_spill mfs_spill;
 
 /* An open file: its extent list, copied out of the store at open. */
 typedef struct mfs_rfile {
@@ -44,8 +45,13 @@ typedef struct mfs_rfile {
 	size_t io_first, io_next;    /* extents io_first..io_next-1 have been asked
 					for from the disk (read_ahead_io); atomic */
 	int whole;		     /* queued whole (mfs_reader_set_whole_file); atomic */
-	struct mfs_view *view;	     /* the view the file reads (a reference) */
+	struct mfs_view *view;	     /* the view the file reads (a reference); NULL
+					for a spilled copy */
 	mfs_reader *reader;	     /* the reader it was opened through */
+	mfs_spill *spill;	     /* a spilled copy (mfs_rfile_spill): its bytes lie
+					in this temporary file from spill_off; it has
+					no view and no extents */
+	uint64_t spill_off;
 } mfs_rfile;
 
 /**
@@ -157,9 +163,68 @@ int mfs_rfile_open(mfs_reader *r, const char *repo, const char *etag, mfs_rfile 
 
 /**
  * Close a file; NULL is a no-op.  Waits for the prefetch jobs it queued.
- * No read of it may be in progress.
+ * No read of it may be in progress.  A spilled copy gives its space in the
+ * spill file back.
  */
 void mfs_rfile_close(mfs_rfile *f);
+
+/**
+ * Where files that must outlive their view are copied (mfs_rfile_spill): one
+ * temporary file in directory @p dir, created on the first spill and
+ * unlinked from the start (O_TMPFILE, else mkstemp + unlink), so nothing is
+ * left behind, even by a killed process.  A spilled file's range is freed
+ * (a hole punched) when the file is closed, and the file is emptied when no
+ * spilled file is left; until then its disk space is the cost.
+ * Thread-safe.
+ * @param[in]  dir  copied; not checked here (mfs_spill_check_dir)
+ * @param[out] out  free with mfs_spill_free() once every spilled file is closed
+ * @return 0, -ENOMEM, or MFS_E_INVAL (@p dir too long)
+ */
+int mfs_spill_create(const char *dir, mfs_spill **out);
+
+/** Close the spill file (its space comes back); NULL is a no-op. */
+void mfs_spill_free(mfs_spill *sp);
+
+/**
+ * Whether @p dir can hold spilled files: creates (and drops) an unlinked
+ * temporary file in it.
+ * @return 0 or -errno
+ */
+int mfs_spill_check_dir(const char *dir);
+
+typedef struct mfs_spill_stats {
+	size_t files;	/* spilled files open now */
+	uint64_t bytes; /* their bytes (the disk space held) */
+	uint64_t peak;	/* the most bytes held at once */
+} mfs_spill_stats;
+
+void mfs_spill_stats_get(mfs_spill *sp, mfs_spill_stats *out);
+
+/**
+ * Copy all of @p f out of its view into @p sp, decoded (every chunk checked
+ * against its key, as reads are) and the whole checked against the blob's
+ * sha256, so that the copy reads the same bytes with no view: @p f (and its
+ * view, an LMDB reader slot) can then be closed.  The decode reads @p f's
+ * view directly, not through the cache.  May take a while (it decodes the
+ * whole file): call from a thread that serves no reads.
+ * @param[out] out  the copy: same repo, etag, size and sha256, no extents and
+ *                  no prefetch; mfs_rfile_read reads it (one pread), and
+ *                  mfs_rfile_read_segs answers MFS_E_NOSPACE; close it with
+ *                  mfs_rfile_close() before @p sp is freed
+ * @return 0; MFS_E_CORRUPT or MFS_E_NOTFOUND (a chunk failed its check, or
+ *         the bytes do not hash to the blob's sha256: nothing is kept);
+ *         -errno of the spill file (-ENOSPC); -ENOMEM; MFS_E_INVAL when @p f
+ *         is itself a spilled copy
+ */
+int mfs_rfile_spill(mfs_reader *r, mfs_rfile *f, mfs_spill *sp, mfs_rfile **out);
+
+/**
+ * Decode extent @p i of @p f from the file's own view (the bytes the store
+ * held when the view began), verified, into @p dst of f->extents[i].len
+ * bytes; no cache.  For whole-file streaming (fs/stream.h).
+ * @return 0, MFS_E_CORRUPT, MFS_E_NOTFOUND, -ENOMEM
+ */
+int mfs_rfile_decode_extent(mfs_rfile *f, size_t i, void *dst, mfs_codec_ws *ws);
 
 /**
  * Read up to @p len bytes at @p off (short only at end of file).  With a
@@ -187,7 +252,8 @@ typedef struct mfs_read_seg {
  * cache's decoded chunks, pinned until mfs_rfile_release_segs().  Needs a
  * cache (MFS_E_INVAL without one).
  * @param[in]  max_segs  capacity of @p segs; a range that needs more pieces
- *                       (many tiny tensors) fails with MFS_E_NOSPACE, with
+ *                       (many tiny tensors), or any range of a spilled copy
+ *                       (mfs_rfile_spill), fails with MFS_E_NOSPACE, with
  *                       nothing pinned: use mfs_rfile_read() then
  * @param[out] n_segs    pieces filled (also on error: release them)
  * @param[out] got       bytes covered; on error, those before the bad chunk

@@ -51,8 +51,10 @@ static void *stream_worker(void *arg)
 			if (!sl->buf)
 				rc = -ENOMEM;
 		}
+		/* from the file's own view: a file opened before its repo was
+		 * removed and garbage-collected streams the bytes it opened */
 		if (rc == 0)
-			rc = mfs_reader_decode_chunk(s->r, &e->key, sl->buf, e->len, ws);
+			rc = mfs_rfile_decode_extent(s->f, idx, sl->buf, ws);
 		pthread_mutex_lock(&s->mu);
 		sl->rc = rc;
 		sl->state = 2;
