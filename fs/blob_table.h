@@ -14,6 +14,15 @@
  * entries of blobs still in the store to a newer view, so the old views
  * (and the store pages they keep from reuse) end.
  *
+ * A view is one LMDB read transaction, and so one of the store's reader
+ * slots, which every process of the store shares (1024 in all): removed
+ * blobs held open across many removals would pin a view each.
+ * mfs_blob_table_bound_views() keeps the views the entries hold within a
+ * bound: the entries of a view beyond it move to a view kept that has their
+ * blob (views share where the snapshots allow), and the others are copied
+ * out of their view into a spill file (mfs_rfile_spill: decoded, checked),
+ * after which the view ends.
+ *
  * Threads: every call is thread-safe.
  *
  * Module convention: int return, 0 or a negative code from err.h.
@@ -79,7 +88,8 @@ void mfs_blob_table_put(mfs_blob_table *t, mfs_blob_entry *e);
  * Move every entry not in use and on a view older than @p view whose blob
  * @p view holds to @p view (its open file is closed; the next read reopens
  * it in @p view); entries whose blob @p view lacks (removed) keep their
- * view, for the files the kernel still has open.  Closing files may wait
+ * view, for the files the kernel still has open, and spilled entries their
+ * copy.  Closing files may wait
  * for their prefetches: call from a thread that serves no reads.
  * @return the entries moved
  */
@@ -89,16 +99,59 @@ size_t mfs_blob_table_rebase(mfs_blob_table *t, mfs_view *view);
  * Close the files of entries no read has used for @p idle_ms (entries not in
  * use): the kernel may keep an inode long after its last read, and a file
  * holds its extent list.  The entry stays, with its view; its next read
- * reopens the file.  May wait for a file's prefetches, like rebase.
+ * reopens the file.  Spilled copies stay open (they have no view to reopen
+ * in).  May wait for a file's prefetches, like rebase.
  * @return the files closed
  */
 size_t mfs_blob_table_close_idle(mfs_blob_table *t, uint64_t idle_ms);
 
+/**
+ * Bound the views the entries hold to @p max_views (see the top of this
+ * file), spilling into an unlinked temporary file in @p spill_dir (created
+ * on the first spill; mfs_spill_create).  Call once, before the table is
+ * shared; without it there is no bound.
+ * @return 0, -ENOMEM, MFS_E_INVAL (called twice, or @p max_views 0)
+ */
+int mfs_blob_table_set_bound(mfs_blob_table *t, size_t max_views, const char *spill_dir);
+
+/* What one mfs_blob_table_bound_views() did. */
+typedef struct mfs_blob_table_bound {
+	size_t views_before;	 /* views the entries held before */
+	size_t views;		 /* and after */
+	size_t shared;		 /* entries moved to a view kept */
+	size_t spilled;		 /* entries now reading a spilled copy */
+	uint64_t spilled_bytes;	 /* the bytes of those copies */
+	size_t failed;		 /* copies that failed: those entries keep their
+				    view for good (not tried again) */
+	int first_error;	 /* the first failure's code */
+	char failed_repo[MFS_REPO_ID_MAX + 1]; /* and its blob */
+	char failed_etag[MFS_ETAG_MAX + 1];
+} mfs_blob_table_bound;
+
+/**
+ * When the entries hold more views than the bound (mfs_blob_table_set_bound),
+ * keep the newest view and the bound - 1 oldest, and let the others go:
+ * every entry of theirs not in use moves to the newest view kept that has
+ * its blob, or else reads from then on a copy of its blob in the spill file
+ * (mfs_rfile_spill), and its view ends once no entry holds it.  An entry in
+ * use is left for a later call.  Copies may take a while (each decodes a
+ * whole file) and closing files may wait for their prefetches: call from a
+ * thread that serves no reads (the mount's watcher), one at a time.
+ * No-op without a bound.
+ * @param[out] res  what it did
+ * @return 0 or -ENOMEM (a copy that fails is counted in @p res, not returned)
+ */
+int mfs_blob_table_bound_views(mfs_blob_table *t, mfs_blob_table_bound *res);
+
 /* What the table holds (tests, the stop log). */
 typedef struct mfs_blob_table_stats {
-	size_t entries; /* inodes the kernel holds */
-	size_t files;	/* of them, with a file open */
-	size_t behind;	/* of them, on a view older than the newest rebased to */
+	size_t entries;	     /* inodes the kernel holds */
+	size_t files;	     /* of them, with a file open (spilled copies too) */
+	size_t behind;	     /* of them, on a view older than the newest rebased to */
+	size_t spilled;	     /* of them, reading a spilled copy (no view) */
+	size_t views;	     /* distinct views the entries hold (reader slots) */
+	uint64_t spill_bytes; /* the spill file's live bytes */
+	uint64_t spill_peak;  /* and the most it held at once */
 } mfs_blob_table_stats;
 
 void mfs_blob_table_stats_get(mfs_blob_table *t, mfs_blob_table_stats *out);

@@ -22,6 +22,7 @@
 #include "layout.h"
 #include "prefetch_model.h"
 #include "reader.h"
+#include "sha256.h"
 #include "records.h"
 #include "store.h"
 #include "store_internal.h"
@@ -1178,6 +1179,263 @@ static void test_blob_table(mfs_store *s)
 	mfs_cache_free(c);
 }
 
+/* ---- the view bound (blob_table.h: mfs_blob_table_bound_views) ---- */
+
+#define BV_N	 24 /* removed blobs held, each on a view of its own */
+#define BV_HALF	 12 /* the first BV_HALF are in the store before any view */
+#define BV_BOUND 4
+
+/* Publish @p repo: one blob (two chunks of its own, so gc frees them) with its
+ * sha256 recorded, named by that sha256 (@p etag, 65 bytes). */
+static int bv_publish(mfs_store *s, const char *repo, const uint8_t *data, size_t len,
+		      char *etag)
+{
+	uint8_t sum[32];
+	mfs_sha256(data, len, sum);
+	for (int i = 0; i < 32; i++)
+		snprintf(etag + 2 * i, 3, "%02x", sum[i]);
+	mfs_txn *t;
+	int rc = mfs_txn_begin(s, MFS_TXN_WRITE, &t);
+	if (rc < 0)
+		return rc;
+	mfs_extent ext[2];
+	size_t first = len / 3;
+	if ((rc = put_chunk(t, data, first, MFS_CODEC_ZSTD, &ext[0].key, NULL)) == 0)
+		rc = put_chunk(t, data + first, len - first, MFS_CODEC_RAW, &ext[1].key, NULL);
+	ext[0].off = 0;
+	ext[0].len = (uint32_t)first;
+	ext[1].off = first;
+	ext[1].len = (uint32_t)(len - first);
+	mfs_blob_rec b = {.etag = etag, .size = len, .stored_bytes = len, .n_extents = 2,
+			  .extents = ext};
+	memcpy(b.sha256, sum, 32);
+	mfs_file_rec files[1] = {{"w.bin", etag, 0444}};
+	if (rc == 0)
+		rc = mfs_blob_put(t, repo, &b, NULL);
+	if (rc == 0)
+		rc = mfs_snapshot_publish(t, repo, C1, 1, files, 1, NULL, 0, NULL, 0, NULL);
+	if (rc < 0) {
+		mfs_txn_abort(t);
+		return rc;
+	}
+	return mfs_txn_commit(t);
+}
+
+static void bv_remove(mfs_store *s, const char *repo)
+{
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_repo_remove(t, repo), 0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+}
+
+static void bv_gc(mfs_store *s)
+{
+	int lock;
+	REQUIRE(mfs_store_lock_ingest(s, 1, 1, &lock) == 0);
+	mfs_txn *t;
+	mfs_gc_stat gs;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_gc_sweep(t, &gs), 0);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	mfs_store_unlock(lock);
+}
+
+static uint8_t *bv_data(uint64_t *rs, size_t len)
+{
+	uint8_t *d = malloc(len);
+	for (size_t i = 0; i < len; i++)
+		d[i] = (uint8_t)(test_rand(rs) >> 56);
+	return d;
+}
+
+/* Whether @p dir holds no name at all (the spill file is unlinked). */
+static int bv_dir_empty(const char *dir)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s')\"", dir);
+	return system(cmd) == 0;
+}
+
+/*
+ * Removed blobs held open across many removals pin a view (an LMDB reader
+ * slot) each, until the table bounds them: beyond BV_BOUND views, entries
+ * move to a kept view that has their blob (the first half: in the store
+ * before the oldest view) or read a spilled copy (the second half: each in
+ * its own view only), and every entry reads exact bytes, the copies even
+ * once the pages they came from are reused.  Entries in use are left for a
+ * later call; copies that fail are counted once; a damaged blob is never
+ * copied; the spill file leaves no name and gives its space back.
+ */
+static void test_view_bound(mfs_store *s)
+{
+	mfs_cache *c;
+	mfs_reader *r;
+	REQUIRE(reader_with_cache(s, 1 << 20, 1, 2, &c, &r) == 0);
+	mfs_codec_ws *ws;
+	REQUIRE(mfs_codec_ws_create(&ws) == 0);
+	char spill_dir[] = "/tmp/mfs-test-spill-XXXXXX";
+	REQUIRE(mkdtemp(spill_dir) != NULL);
+	mfs_blob_table *bt;
+	REQUIRE(mfs_blob_table_create(r, &bt) == 0);
+	REQUIRE(mfs_blob_table_set_bound(bt, BV_BOUND, spill_dir) == 0);
+	CHECK_EQ_INT(mfs_blob_table_set_bound(bt, BV_BOUND, spill_dir), MFS_E_INVAL);
+
+	uint64_t rs = seed ^ 0xB0B0;
+	uint8_t *data[BV_N];
+	size_t len[BV_N];
+	char repo[BV_N][64], etag[BV_N][65];
+	uint64_t spill_want = 0;
+	for (int i = 0; i < BV_N; i++) {
+		len[i] = 3000 + (size_t)(test_rand(&rs) % 20000);
+		data[i] = bv_data(&rs, len[i]);
+		snprintf(repo[i], sizeof(repo[i]), "models/org/bound-%02d", i);
+		if (i < BV_HALF)
+			REQUIRE(bv_publish(s, repo[i], data[i], len[i], etag[i]) == 0);
+		else
+			spill_want += len[i];
+	}
+	for (int i = 0; i < BV_N; i++) {
+		if (i >= BV_HALF)
+			REQUIRE(bv_publish(s, repo[i], data[i], len[i], etag[i]) == 0);
+		mfs_view *v;
+		REQUIRE(mfs_view_begin(r, &v) == 0);
+		CHECK_EQ_INT(mfs_blob_table_ref(bt, 7000 + (uint64_t)i, repo[i], etag[i], v), 0);
+		if (i % 2) /* its file open in the view, or not */
+			CHECK_EQ_INT(table_read(bt, r, 7000 + (uint64_t)i, data[i], len[i], NULL, ws),
+				     0);
+		mfs_view_unref(v); /* the entry holds it */
+		bv_remove(s, repo[i]);
+		if (i % 6 == 5)
+			bv_gc(s);
+	}
+	bv_gc(s);
+	mfs_view *newest;
+	REQUIRE(mfs_view_begin(r, &newest) == 0);
+	CHECK_EQ_INT(mfs_blob_table_ref(bt, 9000, "models/org/a", ETAG_W, newest), 0);
+	mfs_blob_table_stats st;
+	mfs_blob_table_stats_get(bt, &st);
+	CHECK(st.entries == BV_N + 1 && st.views == BV_N + 1 && st.spilled == 0);
+	CHECK(mfs_blob_table_rebase(bt, newest) == 0); /* nothing removed moves */
+
+	/* readers on two entries while the views go: those in use wait a call */
+	bt_arg args[2] = {
+	    {bt, r, 7000 + BV_N - 1, data[BV_N - 1], len[BV_N - 1], 0},
+	    {bt, r, 7000 + 5, data[5], len[5], 0},
+	};
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		REQUIRE(pthread_create(&th[i], NULL, bt_reader, &args[i]) == 0);
+	mfs_blob_table_bound b;
+	size_t shared = 0, spilled = 0, failed = 0;
+	uint64_t bytes = 0;
+	CHECK_EQ_INT(mfs_blob_table_bound_views(bt, &b), 0);
+	CHECK_EQ_INT(b.views_before, BV_N + 1);
+	for (int tries = 0;; tries++) {
+		shared += b.shared;
+		spilled += b.spilled;
+		bytes += b.spilled_bytes;
+		failed += b.failed;
+		if (b.views <= BV_BOUND || tries == 50)
+			break;
+		CHECK_EQ_INT(mfs_blob_table_bound_views(bt, &b), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		CHECK(!args[i].bad);
+	}
+	CHECK(b.views <= BV_BOUND);
+	/* kept: the 3 oldest and the newest; 3..HALF-1 share the third oldest */
+	CHECK_EQ_INT(shared, BV_HALF - (BV_BOUND - 1));
+	CHECK_EQ_INT(spilled, BV_N - BV_HALF);
+	CHECK_EQ_INT(failed, 0);
+	CHECK_EQ_INT(bytes, spill_want);
+	mfs_blob_table_stats_get(bt, &st);
+	CHECK(st.entries == BV_N + 1 && st.views == BV_BOUND && st.spilled == BV_N - BV_HALF);
+	CHECK_EQ_INT(st.spill_bytes, spill_want);
+	CHECK_EQ_INT(mfs_blob_table_bound_views(bt, &b), 0); /* within the bound: nothing */
+	CHECK(b.views_before == BV_BOUND && b.shared == 0 && b.spilled == 0);
+	for (int i = 0; i < BV_N; i++)
+		CHECK_EQ_INT(table_read(bt, r, 7000 + (uint64_t)i, data[i], len[i], NULL, ws), 0);
+	/* idle files close, but a copy has no view to reopen in: it stays */
+	mfs_blob_table_close_idle(bt, 0);
+	mfs_blob_table_stats_get(bt, &st);
+	CHECK_EQ_INT(st.files, BV_N - BV_HALF);
+
+	/* only copies left (and the newest view): rm + gc + new data reuse the
+	 * pages the copied blobs were read from */
+	for (int i = 0; i < BV_HALF; i++)
+		mfs_blob_table_forget(bt, 7000 + (uint64_t)i, 1);
+	for (int round = 0; round < 3; round++) {
+		size_t n = 256 << 10;
+		uint8_t *junk = bv_data(&rs, n);
+		char je[65];
+		REQUIRE(bv_publish(s, "models/org/bound-churn", junk, n, je) == 0);
+		bv_remove(s, "models/org/bound-churn");
+		bv_gc(s);
+		free(junk);
+	}
+	for (int i = BV_HALF; i < BV_N; i++)
+		CHECK_EQ_INT(table_read(bt, r, 7000 + (uint64_t)i, data[i], len[i], NULL, ws), 0);
+	for (int i = BV_HALF; i < BV_N; i++)
+		mfs_blob_table_forget(bt, 7000 + (uint64_t)i, 1);
+	mfs_blob_table_stats_get(bt, &st);
+	CHECK(st.entries == 1 && st.spilled == 0 && st.spill_bytes == 0);
+	CHECK_EQ_INT(st.spill_peak, spill_want);
+
+	/* a copy is checked chunk by chunk and whole: a damaged chunk, and a
+	 * blob whose bytes do not hash to its recorded sha256, are refused */
+	mfs_spill *sp;
+	REQUIRE(mfs_spill_create(spill_dir, &sp) == 0);
+	mfs_rfile *f, *cp = NULL;
+	REQUIRE(mfs_rfile_open(r, "models/org/a", ETAG_BAD, &f) == 0);
+	CHECK_EQ_INT(mfs_rfile_spill(r, f, sp, &cp), MFS_E_CORRUPT);
+	CHECK(cp == NULL);
+	mfs_rfile_close(f);
+	REQUIRE(mfs_rfile_open(r, "models/org/a", ETAG_W, &f) == 0); /* sha256 not recorded */
+	CHECK_EQ_INT(mfs_rfile_spill(r, f, sp, &cp), MFS_E_CORRUPT);
+	mfs_rfile_close(f);
+	mfs_spill_stats ss;
+	mfs_spill_stats_get(sp, &ss);
+	CHECK(ss.files == 0 && ss.bytes == 0);
+	mfs_spill_free(sp);
+
+	/* a copy that cannot be made (no such directory): counted once, the
+	 * entry keeps its view and reads exact */
+	mfs_blob_table *bt2;
+	REQUIRE(mfs_blob_table_create(r, &bt2) == 0);
+	REQUIRE(mfs_blob_table_set_bound(bt2, 1, "/nonexistent/mfs-spill") == 0);
+	char et[65];
+	REQUIRE(bv_publish(s, "models/org/bound-fail", data[0], len[0], et) == 0);
+	mfs_view *v;
+	REQUIRE(mfs_view_begin(r, &v) == 0);
+	CHECK_EQ_INT(mfs_blob_table_ref(bt2, 1, "models/org/bound-fail", et, v), 0);
+	mfs_view_unref(v);
+	bv_remove(s, "models/org/bound-fail");
+	bv_gc(s);
+	REQUIRE(mfs_view_begin(r, &v) == 0); /* the newest: kept */
+	CHECK_EQ_INT(mfs_blob_table_ref(bt2, 2, "models/org/a", ETAG_W, v), 0);
+	mfs_view_unref(v);
+	CHECK_EQ_INT(mfs_blob_table_bound_views(bt2, &b), 0);
+	CHECK(b.views_before == 2 && b.views == 2 && b.failed == 1 && b.spilled == 0);
+	CHECK_EQ_INT(b.first_error, -ENOENT);
+	CHECK(strcmp(b.failed_repo, "models/org/bound-fail") == 0 && strcmp(b.failed_etag, et) == 0);
+	CHECK_EQ_INT(mfs_blob_table_bound_views(bt2, &b), 0);
+	CHECK(b.views == 2 && b.failed == 0);
+	CHECK_EQ_INT(table_read(bt2, r, 1, data[0], len[0], NULL, ws), 0);
+	mfs_blob_table_free(bt2);
+
+	mfs_view_unref(newest);
+	mfs_blob_table_free(bt);
+	CHECK(bv_dir_empty(spill_dir));
+	CHECK_EQ_INT(rmdir(spill_dir), 0);
+	for (int i = 0; i < BV_N; i++)
+		free(data[i]);
+	mfs_codec_ws_free(ws);
+	mfs_reader_free(r);
+	mfs_cache_free(c);
+}
+
 int main(void)
 {
 	seed = test_seed();
@@ -1208,6 +1466,8 @@ int main(void)
 	fprintf(stderr, "ok   test_open_file_survives_gc\n");
 	test_blob_table(s);
 	fprintf(stderr, "ok   test_blob_table\n");
+	test_view_bound(s);
+	fprintf(stderr, "ok   test_view_bound\n");
 	cleanup(s);
 	return test_report();
 }
