@@ -13,20 +13,26 @@
 #include "store.h"
 
 static const mfs_config_key keys[] = {
-    {"store", "--store", 0, "store directory"},
-    {"mountpoint", "--mountpoint", 0, "directory to mount on"},
-    {"cache_bytes", "--cache-bytes", 0, "decoded-chunk cache budget (e.g. 512M, 2G)"},
-    {"threads", "--threads", 0, "FUSE worker threads (1..256)"},
-    {"prefetch", "--prefetch", 0, "chunks decoded ahead of a sequential reader (0..256)"},
-    {"prefetch_file", "--prefetch-file", 0,
+    {"store", "--store", 0, "DIR", "store directory"},
+    {"mountpoint", "--mountpoint", 0, "DIR", "directory to mount on"},
+    {"cache_bytes", "--cache-bytes", 0, "SIZE", "decoded-chunk cache budget (e.g. 512M, 2G)"},
+    {"threads", "--threads", 0, "N", "FUSE worker threads (1..256)"},
+    {"prefetch", "--prefetch", 0, "N", "chunks decoded ahead of a sequential reader (0..256)"},
+    {"prefetch_file", "--prefetch-file", 0, "SIZE",
      "files up to this size are decoded whole once read out of order (e.g. 256M; 0 = off)"},
-    {"prefetch_model", "--prefetch-model", 0,
-     "yes|no: the first read of a snapshot's config.json decodes the *.safetensors beside it, "
+    {"prefetch_model", "--prefetch-model", 1, "[yes|no]",
+     "the first read of a snapshot's config.json decodes the *.safetensors beside it, "
      "within prefetch_file"},
-    {"gpu", "--gpu", 0, "auto|on|off (no GPU decoder yet: stored only)"},
-    {"log_level", "--log-level", 0, "error|warn|info|debug"},
-    {"allow_other", "--allow-other", 1, "yes|no: let other users read the mount"},
-    {"foreground", "--foreground", 1, "yes|no: do not daemonize"},
+    {"gpu", "--gpu", 0, "auto|on|off", "no GPU decoder yet: stored only"},
+    {"log_level", "--log-level", 0, "LEVEL", "error|warn|info|debug"},
+    {"allow_other", "--allow-other", 1, "[yes|no]", "let other users read the mount"},
+    {"foreground", "--foreground", 1, "[yes|no]", "do not daemonize; log to stderr"},
+    {"log_file", "--log", 0, "FILE",
+     "append the log to FILE (what the foreground prints to stderr; a daemon logs there, "
+     "not to syslog)"},
+    {"spill_dir", "--spill-dir", 0, "DIR",
+     "where removed files still held open are copied once they would hold more than 32 "
+     "store snapshots (default $TMPDIR, else /var/tmp)"},
 };
 
 const mfs_config_key *mfs_config_keys(size_t *n)
@@ -107,7 +113,7 @@ static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
 	return 0;
 }
 
-static int parse_bool(const char *s, int *out)
+int mfs_config_parse_bool(const char *s, int *out)
 {
 	static const char *yes[] = {"yes", "true", "on", "1"};
 	static const char *no[] = {"no", "false", "off", "0"};
@@ -142,7 +148,7 @@ static int parse_enum(const char *s, const char *const *names, int n, int *out)
 }
 
 static int set_path(char *dst, const char *value, const char *where, const char *key,
-		    mfs_errmsg *err)
+		    const char *what, mfs_errmsg *err)
 {
 	char buf[MFS_CONFIG_PATH_MAX];
 	const char *home = getenv("HOME");
@@ -153,8 +159,8 @@ static int set_path(char *dst, const char *value, const char *where, const char 
 		value = buf;
 	}
 	if (!*value)
-		return mfs_err(err, MFS_E_INVAL, "%s: %s is empty; give a directory",
-			       where, key);
+		return mfs_err(err, MFS_E_INVAL, "%s: %s is empty; give a %s", where,
+			       key, what);
 	if (strlen(value) >= MFS_CONFIG_PATH_MAX)
 		goto toolong;
 	memmove(dst, value, strlen(value) + 1);
@@ -170,9 +176,13 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
 	if (!value)
 		return mfs_err(err, MFS_E_INVAL, "%s: %s needs a value", where, key);
 	if (strcmp(key, "store") == 0)
-		return set_path(c->store, value, where, key, err);
+		return set_path(c->store, value, where, key, "directory", err);
 	if (strcmp(key, "mountpoint") == 0)
-		return set_path(c->mountpoint, value, where, key, err);
+		return set_path(c->mountpoint, value, where, key, "directory", err);
+	if (strcmp(key, "log_file") == 0)
+		return set_path(c->log_file, value, where, key, "file", err);
+	if (strcmp(key, "spill_dir") == 0)
+		return set_path(c->spill_dir, value, where, key, "directory", err);
 	if (strcmp(key, "cache_bytes") == 0) {
 		uint64_t v;
 		if (mfs_config_parse_size(value, &v) < 0 || v < (1u << 20))
@@ -230,7 +240,7 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
 		int *dst = key[0] == 'a' ? &c->allow_other
 			   : key[0] == 'f' ? &c->foreground
 					   : &c->prefetch_model;
-		if (parse_bool(value, dst) < 0)
+		if (mfs_config_parse_bool(value, dst) < 0)
 			return mfs_err(err, MFS_E_INVAL, "%s: %s '%s' is not yes or no",
 				       where, key, value);
 		return 0;
@@ -239,7 +249,7 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
 	    err, MFS_E_INVAL,
 	    "%s: unknown key '%s' (known: store, mountpoint, cache_bytes, threads, "
 	    "prefetch, prefetch_file, prefetch_model, gpu, log_level, allow_other, "
-	    "foreground)",
+	    "foreground, log_file, spill_dir)",
 	    where, key);
 }
 

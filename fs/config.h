@@ -25,6 +25,16 @@
  *   allow_other  yes | no  (let other users read the mount; needs user_allow_other
  *                in /etc/fuse.conf when not root)
  *   foreground   yes | no  (stay in the foreground instead of daemonizing)
+ *   log_file     append the log to this file (flag --log): what a foreground
+ *                mount prints to stderr; a daemon then logs there instead of
+ *                to syslog.  Default: none
+ *   spill_dir    where copies of removed files still held open go once the
+ *                mount holds too many store snapshots (fs/blob_table.h).
+ *                Default: empty, meaning $TMPDIR, else /var/tmp, else /tmp
+ *                (the first one that works)
+ *
+ * A boolean flag may stand alone (`--foreground`: yes) or take its value as
+ * the next argument or after '=' (`--foreground no`, `--foreground=no`).
  *
  * Module convention: int return, 0 or a negative code from err.h.
  */
@@ -53,13 +63,17 @@ typedef struct mfs_mount_config {
 	int log_level; /* MFS_LOG_* */
 	int allow_other;
 	int foreground;
+	char log_file[MFS_CONFIG_PATH_MAX];  /* empty: none */
+	char spill_dir[MFS_CONFIG_PATH_MAX]; /* empty: the first of $TMPDIR,
+						/var/tmp, /tmp that works */
 } mfs_mount_config;
 
 /* One key, for --help and for mapping flags. */
 typedef struct mfs_config_key {
 	const char *name; /* "cache_bytes" */
 	const char *flag; /* "--cache-bytes" */
-	int is_bool;	  /* a flag without a value sets it to yes */
+	int is_bool;	  /* yes|no; a flag without a value sets it to yes */
+	const char *arg;  /* what the flag takes, for --help: "SIZE", "[yes|no]" */
 	const char *help;
 } mfs_config_key;
 
@@ -74,8 +88,8 @@ const mfs_config_key *mfs_config_keys(size_t *n);
  * Fill @p c with the defaults: store = mfs_store_default_dir() (empty when
  * neither XDG_DATA_HOME nor HOME is set), no mountpoint, cache_bytes 1 GiB,
  * threads 4, prefetch 8, prefetch_file 256 MiB, prefetch_model yes, gpu auto,
- * log_level info, allow_other no,
- * foreground no.
+ * log_level info, allow_other no, foreground no, no log_file, spill_dir
+ * empty (chosen at mount).
  */
 void mfs_config_defaults(mfs_mount_config *c);
 
@@ -93,6 +107,13 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
  * @return 0; -errno when it cannot be read; MFS_E_INVAL with "file:line: ..."
  */
 int mfs_config_load_file(mfs_mount_config *c, const char *path, mfs_errmsg *err);
+
+/**
+ * Parse a boolean as mount.conf and the flags spell it: yes, true, on, 1 or
+ * no, false, off, 0 (any case).
+ * @return 0 or MFS_E_INVAL
+ */
+int mfs_config_parse_bool(const char *s, int *out);
 
 /**
  * Parse a size: digits with an optional K, M, G or T suffix (powers of

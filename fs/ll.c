@@ -26,7 +26,9 @@
 
 #include "ll.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
 #include <pthread.h>
@@ -59,6 +61,19 @@
 /* prefetch_file takes effect up to this share of the cache budget
  * (mfs_reader_set_whole_file). */
 #define WHOLE_FILE_SHARE 4
+/*
+ * The most store views (LMDB read transactions) the blob table's entries may
+ * hold (mfs_blob_table_set_bound); beyond it, removed blobs still held open
+ * share a view kept or are copied to the spill file.  Each view is one of the
+ * store's 1024 reader slots (index/, MAX_READERS), which every process of
+ * the store shares: a mount then holds at most 32 + 3 of them for good (the
+ * newest view, the read-ahead thread, a tree rebuild), plus for a few
+ * seconds the files a model prefetch opens (up to 64), so a dozen mounts and
+ * the commands beside them (one slot each, one per encoder thread for
+ * ingest) stay well within the 1024.  Removed-and-open files spread over
+ * fewer than 32 removals cost no copy at all.
+ */
+#define MAX_VIEWS 32
 
 struct mfs_mount {
 	mfs_mount_config cfg;
@@ -88,11 +103,18 @@ struct mfs_mount {
 	pthread_key_t tkey;
 	int tkey_ok;
 	int sig_ok;
-	/* the store's data.mdb as the mount opened it (store_gone) */
-	dev_t store_dev;
-	ino_t store_ino;
+	/* the store's data.mdb and lock.mdb as the mount opened them (store_gone) */
+	dev_t store_dev, lock_dev;
+	ino_t store_ino, lock_ino;
+	int lock_known; /* lock.mdb was there to remember */
 	uint64_t store_checked_ms;
 	int store_gone; /* 0, or why it is gone (an errno value) */
+	int log_fd;	/* cfg.log_file, or -1 */
+	/* watch_bound_views: the generation it last ran at, whether it left more
+	 * than MAX_VIEWS, and the copies that failed (for the stop line) */
+	uint64_t bound_gen;
+	int bound_over;
+	size_t spill_failed;
 	/* read counters, for the stop log line: updated atomically */
 	uint64_t n_reads, read_bytes, read_ns, reply_ns;
 	/*
@@ -167,6 +189,28 @@ static void odir_free(mfs_mount *m, odir *od)
 	free(od);
 }
 
+/* One line appended to the log file: a single write, whole on O_APPEND. */
+static void log_to_file(int fd, const char *line)
+{
+	char buf[1200];
+	time_t now = time(NULL);
+	struct tm tm;
+	char stamp[32] = "?";
+	if (gmtime_r(&now, &tm))
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	int n = snprintf(buf, sizeof(buf), "%s modelfs mount[%ld]: %s\n", stamp,
+			 (long)getpid(), line);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(buf)) {
+		n = (int)sizeof(buf) - 1;
+		buf[n - 1] = '\n';
+	}
+	if (write(fd, buf, (size_t)n) < 0) {
+		/* nowhere left to say so */
+	}
+}
+
 void mfs_mount_log(mfs_mount *m, int level, const char *fmt, ...)
 {
 	if (m && level > m->cfg.log_level)
@@ -176,12 +220,20 @@ void mfs_mount_log(mfs_mount *m, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	if (m && m->log_fd >= 0)
+		log_to_file(m->log_fd, line);
 	if (m && m->daemonized) {
 		static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
-		syslog(prio[level < 0 ? 0 : level > 3 ? 3 : level], "%s", line);
+		if (m->log_fd < 0)
+			syslog(prio[level < 0 ? 0 : level > 3 ? 3 : level], "%s", line);
 	} else {
 		fprintf(stderr, "modelfs mount: %s\n", line);
 	}
+}
+
+const char *mfs_mount_point(const mfs_mount *m)
+{
+	return m->cfg.mountpoint;
 }
 
 int mfs_errno(int rc)
@@ -251,10 +303,16 @@ static thread_ctx *tctx(mfs_mount *m)
  * A store directory removed, replaced or made unreadable while mounted: LMDB
  * goes on reading its old (unlinked) map, so without this check the mount
  * would serve a store that no longer exists, holding its disk space, until
- * unmounted.  Requests check at most every STORE_CHECK_MS that
- * <store>/data.mdb is still the file the mount opened; while it is not,
+ * unmounted.  Requests (and the watcher) check at most every STORE_CHECK_MS
+ * that <store>/data.mdb is still the file the mount opened; while it is not,
  * lookups and opens fail with ENOENT, directory opens and reads with EIO.  If
  * the same file comes back (permissions restored), serving resumes.
+ *
+ * The same holds for <store>/lock.mdb, the reader table through which
+ * writers see which snapshots readers still use: once it is deleted (or
+ * replaced), the next process to open the store makes a fresh one without
+ * this mount's readers, and its writes may reuse the pages this mount's
+ * snapshots read.  That file never comes back: unmount and mount again.
  */
 #define STORE_CHECK_MS 1000
 
@@ -265,7 +323,7 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Remember which file the store is, right after opening it. */
+/* Remember which files the store is, right after opening it. */
 static void store_remember(mfs_mount *m)
 {
 	char path[MFS_CONFIG_PATH_MAX + 16];
@@ -274,6 +332,12 @@ static void store_remember(mfs_mount *m)
 	if (stat(path, &st) == 0) {
 		m->store_dev = st.st_dev;
 		m->store_ino = st.st_ino;
+	}
+	snprintf(path, sizeof(path), "%s/lock.mdb", m->cfg.store);
+	m->lock_known = stat(path, &st) == 0;
+	if (m->lock_known) {
+		m->lock_dev = st.st_dev;
+		m->lock_ino = st.st_ino;
 	}
 	m->store_checked_ms = now_ms();
 	m->store_gone = 0;
@@ -291,13 +355,33 @@ static int store_gone(mfs_mount *m)
 	char path[MFS_CONFIG_PATH_MAX + 16];
 	struct stat st;
 	snprintf(path, sizeof(path), "%s/data.mdb", m->cfg.store);
-	int gone = 0;
+	int gone = 0, lock_gone = 0;
 	if (stat(path, &st) != 0)
 		gone = errno ? errno : EIO;
 	else if (st.st_dev != m->store_dev || st.st_ino != m->store_ino)
 		gone = ESTALE;
+	if (!gone && m->lock_known) {
+		snprintf(path, sizeof(path), "%s/lock.mdb", m->cfg.store);
+		int lrc = stat(path, &st);
+		if (lrc != 0 && errno == ENOENT)
+			gone = lock_gone = ENOENT;
+		else if (lrc == 0 && (st.st_dev != m->lock_dev || st.st_ino != m->lock_ino))
+			gone = lock_gone = ESTALE;
+		/* any other stat error (a store made unreadable) already shows
+		 * on data.mdb */
+	}
 	int was = __atomic_exchange_n(&m->store_gone, gone, __ATOMIC_RELAXED);
-	if (gone && !was)
+	if (gone && !was && lock_gone)
+		mfs_mount_log(
+		    m, MFS_LOG_ERROR,
+		    "store %s: its lock file lock.mdb was %s while mounted: a process "
+		    "that opens the store now makes a fresh lock file, whose writers no "
+		    "longer see this mount's readers and may reuse the pages its open "
+		    "files read; lookups fail with ENOENT and reads with EIO from now "
+		    "on: unmount, and mount again",
+		    m->cfg.store,
+		    lock_gone == ENOENT ? "deleted" : "replaced by another file");
+	else if (gone && !was)
 		mfs_mount_log(
 		    m, MFS_LOG_ERROR,
 		    "store %s is gone (%s): lookups fail with ENOENT and reads with "
@@ -657,7 +741,9 @@ static void log_read_error(mfs_mount *m, const mfs_rfile *rf, uint64_t off, int 
 	}
 	mfs_mount_log(m, MFS_LOG_ERROR,
 		      "read error (EIO) in %s blob %s: chunk %s at file offset %llu "
-		      "(read at %llu): %s; run `modelfs verify` on this repo",
+		      "(read at %llu): %s; a program that maps this file (safetensors, "
+		      "from_pretrained) gets SIGBUS instead of the error; run `modelfs "
+		      "verify` on this repo",
 		      rf->repo, rf->etag, hex, (unsigned long long)eoff,
 		      (unsigned long long)off, mfs_strerror(rc));
 }
@@ -1054,15 +1140,54 @@ static void watch_changed(mfs_mount *m)
 }
 
 /*
+ * Keep the views the blob entries hold within MAX_VIEWS
+ * (mfs_blob_table_bound_views), and say what that cost.
+ */
+static void watch_bound_views(mfs_mount *m)
+{
+	mfs_blob_table_bound b;
+	if (mfs_blob_table_bound_views(m->blobs, &b) < 0) {
+		m->bound_over = 1; /* no memory: next tick */
+		return;
+	}
+	m->bound_over = b.views > MAX_VIEWS;
+	if (b.views_before == b.views)
+		return;
+	mfs_mount_log(m, b.spilled ? MFS_LOG_INFO : MFS_LOG_DEBUG,
+		      "watch: removed files still open held %zu store views, more than "
+		      "%d: %zu now (%zu files moved to a view kept, %zu copied to the "
+		      "spill file in %s, %llu bytes)",
+		      b.views_before, MAX_VIEWS, b.views, b.shared, b.spilled,
+		      m->cfg.spill_dir, (unsigned long long)b.spilled_bytes);
+	if (b.failed) {
+		m->spill_failed += b.failed;
+		mfs_mount_log(
+		    m, MFS_LOG_WARN,
+		    "watch: %zu removed files still open could not be copied to %s "
+		    "(the first: %s blob %s: %s): each keeps its store view, one LMDB "
+		    "reader slot of the 1024 every process of the store shares; give "
+		    "spill_dir room, or close the files",
+		    b.failed, m->cfg.spill_dir, b.failed_repo, b.failed_etag,
+		    mfs_strerror(b.first_error));
+	}
+}
+
+/*
  * One tick: reap the finished model prefetches; notice a new store
  * generation (watch_changed); close blob files unread for FILE_IDLE_MS (the
  * kernel may keep an inode for long); move the blob entries still in the
- * store to the newest view (mfs_blob_table_rebase), so older views end.
+ * store to the newest view (mfs_blob_table_rebase), so older views end, and
+ * keep those of removed blobs within MAX_VIEWS.  Nothing that reads the store
+ * while it is gone (store_gone: its lock file may be another's by now).
  */
 static void watch_tick(mfs_mount *m)
 {
 	if (m->pmodel)
 		mfs_prefetch_model_reap(m->pmodel);
+	if (store_gone(m)) {
+		mfs_blob_table_close_idle(m->blobs, FILE_IDLE_MS);
+		return;
+	}
 	mfs_layout_refresh(m->layout, 0, NULL); /* errors: the old tree stays */
 	uint64_t gen = mfs_layout_generation(m->layout);
 	if (gen != m->watch_gen) {
@@ -1077,6 +1202,13 @@ static void watch_tick(mfs_mount *m)
 			mfs_mount_log(m, MFS_LOG_DEBUG,
 				      "watch: %zu blob files moved to store generation %llu",
 				      moved, (unsigned long long)mfs_view_generation(v));
+		/* entries gain views only with a new generation (new entries take
+		 * the newest view): no pass over the table on a quiet tick */
+		uint64_t g = mfs_view_generation(v);
+		if (g != m->bound_gen || m->bound_over) {
+			watch_bound_views(m);
+			m->bound_gen = g;
+		}
 		mfs_view_unref(v);
 	}
 }
@@ -1180,6 +1312,163 @@ static void close_store(mfs_mount *m)
 	m->store = NULL;
 }
 
+/* A mount point field of /proc/self/mountinfo, its octal escapes undone. */
+static void unescape_mountinfo(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; w++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 4;
+		} else {
+			*w = *r++;
+		}
+	}
+	*w = 0;
+}
+
+/*
+ * Whether @p path is the mount point of a FUSE file system now, read from
+ * /proc/self/mountinfo (never by a stat of it: a hung daemon would hang
+ * that).  @p what gets "fuse.<subtype> <source>" of the topmost one.
+ * @return 1, 0, or -errno when mountinfo cannot be read
+ */
+static int fuse_mounted_at(const char *path, char *what, size_t cap)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	if (!f)
+		return -errno;
+	char *line = NULL;
+	size_t len = 0;
+	int found = 0;
+	while (getline(&line, &len, f) > 0) {
+		/* "36 35 0:52 / /mnt/x rw,nosuid - fuse.modelfs modelfs ro,..." */
+		char *sep = strstr(line, " - ");
+		char *fields[5];
+		char *save = NULL, *p = line;
+		int n = 0;
+		if (!sep)
+			continue;
+		*sep = 0;
+		while (n < 5 && (fields[n] = strtok_r(p, " ", &save)))
+			n++, p = NULL;
+		if (n < 5)
+			continue;
+		unescape_mountinfo(fields[4]);
+		if (strcmp(fields[4], path) != 0)
+			continue;
+		char type[64] = "", source[256] = "";
+		if (sscanf(sep + 3, "%63s %255s", type, source) < 1)
+			continue;
+		/* the last one listed is the top of the stack */
+		found = !strcmp(type, "fuse") || !strncmp(type, "fuse.", 5) ||
+			!strcmp(type, "fuseblk");
+		snprintf(what, cap, "%s %s", type, source);
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+/*
+ * Resolve the mount point into m->cfg.mountpoint and refuse a FUSE mount
+ * there.  The directory above is resolved first and the last name checked
+ * in mountinfo before the mount point itself is looked at, so a mount point
+ * served by a hung daemon is refused rather than waited on.
+ */
+static int mountpoint_check(mfs_mount *m, mfs_errmsg *err)
+{
+	char *given = m->cfg.mountpoint, real[PATH_MAX], what[320] = "";
+	char cand[PATH_MAX + 256];
+	const char *slash = strrchr(given, '/');
+	const char *base = slash ? slash + 1 : given;
+	if (*base && strcmp(base, ".") != 0 && strcmp(base, "..") != 0) {
+		char parent[PATH_MAX];
+		if (!slash)
+			snprintf(parent, sizeof(parent), ".");
+		else if (slash == given)
+			snprintf(parent, sizeof(parent), "/");
+		else
+			snprintf(parent, sizeof(parent), "%.*s", (int)(slash - given), given);
+		char rp[PATH_MAX];
+		if (realpath(parent, rp)) {
+			snprintf(cand, sizeof(cand), "%s/%s", strcmp(rp, "/") ? rp : "", base);
+			if (fuse_mounted_at(cand, what, sizeof(what)) == 1)
+				goto stacked;
+		}
+	}
+	if (!realpath(given, real))
+		return mfs_err(err, -errno, "mount point %s: %s", given, strerror(errno));
+	snprintf(m->cfg.mountpoint, sizeof(m->cfg.mountpoint), "%s", real);
+	snprintf(cand, sizeof(cand), "%s", real);
+	if (fuse_mounted_at(m->cfg.mountpoint, what, sizeof(what)) == 1)
+		goto stacked;
+	struct stat st;
+	if (stat(m->cfg.mountpoint, &st) != 0 || !S_ISDIR(st.st_mode))
+		return mfs_err(err, -ENOTDIR, "mount point %s is not a directory",
+			       m->cfg.mountpoint);
+	/* mounting over a folder with files (~/.cache/huggingface/hub) is
+	 * allowed: say what it hides */
+	DIR *d = opendir(m->cfg.mountpoint);
+	size_t n = 0;
+	if (d) {
+		for (struct dirent *de; (de = readdir(d));)
+			n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+		closedir(d);
+	}
+	if (n)
+		mfs_mount_log(m, MFS_LOG_WARN,
+			      "the mount hides %zu entr%s of %s while mounted (they are "
+			      "there again once unmounted)",
+			      n, n == 1 ? "y" : "ies", m->cfg.mountpoint);
+	return 0;
+stacked:
+	return mfs_err(err, -EBUSY,
+		       "mount point %s is already a FUSE mount (%s): a second mount would "
+		       "stack on it and hide it; unmount it first (fusermount3 -u %s) or "
+		       "choose another directory",
+		       cand, what, cand);
+}
+
+/*
+ * The spill directory (mfs_blob_table_set_bound): the one configured, which
+ * must work, or the first of $TMPDIR, /var/tmp, /tmp that does.  Empty when
+ * none does (logged: copies then fail, and removed files still open keep
+ * their views).
+ */
+static int spill_dir_choose(mfs_mount *m, mfs_errmsg *err)
+{
+	char real[PATH_MAX];
+	int rc;
+	if (m->cfg.spill_dir[0]) {
+		if (!realpath(m->cfg.spill_dir, real))
+			rc = -errno;
+		else if ((rc = mfs_spill_check_dir(real)) == 0)
+			snprintf(m->cfg.spill_dir, sizeof(m->cfg.spill_dir), "%s", real);
+		if (rc < 0)
+			return mfs_err(err, rc,
+				       "spill_dir %s: cannot make a temporary file there "
+				       "(%s); give a writable directory (--spill-dir, or "
+				       "spill_dir = in mount.conf)",
+				       m->cfg.spill_dir, strerror(-rc));
+		return 0;
+	}
+	const char *tmp = getenv("TMPDIR");
+	const char *cands[] = {tmp && tmp[0] == '/' ? tmp : NULL, "/var/tmp", "/tmp"};
+	for (size_t i = 0; i < sizeof(cands) / sizeof(cands[0]); i++)
+		if (cands[i] && realpath(cands[i], real) && mfs_spill_check_dir(real) == 0) {
+			snprintf(m->cfg.spill_dir, sizeof(m->cfg.spill_dir), "%s", real);
+			return 0;
+		}
+	mfs_mount_log(m, MFS_LOG_WARN,
+		      "no spill directory: none of $TMPDIR, /var/tmp, /tmp takes a "
+		      "temporary file; removed files held open over more than %d "
+		      "removals each keep a store view (a reader slot); set spill_dir",
+		      MAX_VIEWS);
+	return 0;
+}
+
 int mfs_mount_create(const mfs_mount_config *cfg, int debug, mfs_mount **out,
 		     mfs_errmsg *err)
 {
@@ -1189,6 +1478,7 @@ int mfs_mount_create(const mfs_mount_config *cfg, int debug, mfs_mount **out,
 		return -ENOMEM;
 	m->cfg = *cfg;
 	m->debug = debug;
+	m->log_fd = -1;
 	pthread_mutex_init(&m->handles_mu, NULL);
 	pthread_mutex_init(&m->view_mu, NULL);
 	pthread_mutex_init(&m->watch_mu, NULL);
@@ -1200,6 +1490,16 @@ int mfs_mount_create(const mfs_mount_config *cfg, int debug, mfs_mount **out,
 	}
 	int rc = 0;
 	char real[PATH_MAX];
+	if (m->cfg.log_file[0]) {
+		/* opened now: a daemon's working directory is / */
+		m->log_fd = open(m->cfg.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+				 0640);
+		if (m->log_fd < 0) {
+			rc = mfs_err(err, -errno, "log file %s: %s (--log / log_file)",
+				     m->cfg.log_file, strerror(errno));
+			goto fail;
+		}
+	}
 	if (!m->cfg.store[0]) {
 		rc = mfs_err(err, MFS_E_INVAL,
 			     "no store given (--store, or store = in mount.conf)");
@@ -1214,12 +1514,8 @@ int mfs_mount_create(const mfs_mount_config *cfg, int debug, mfs_mount **out,
 		rc = mfs_err(err, MFS_E_INVAL, "no mount point given");
 		goto fail;
 	}
-	if (!realpath(m->cfg.mountpoint, real)) {
-		rc = mfs_err(err, -errno, "mount point %s: %s", m->cfg.mountpoint,
-			     strerror(errno));
+	if ((rc = mountpoint_check(m, err)) < 0 || (rc = spill_dir_choose(m, err)) < 0)
 		goto fail;
-	}
-	snprintf(m->cfg.mountpoint, sizeof(m->cfg.mountpoint), "%s", real);
 
 	/* check the store now, so errors reach the terminal; reopened after fork */
 	if ((rc = open_store(m, err)) < 0)
@@ -1279,7 +1575,8 @@ static unsigned online_cpus(void)
 int mfs_mount_run(mfs_mount *m)
 {
 	if (!m->cfg.foreground) {
-		openlog("modelfs", LOG_PID, LOG_DAEMON);
+		if (m->log_fd < 0)
+			openlog("modelfs", LOG_PID, LOG_DAEMON);
 		m->daemonized = 1;
 	}
 	fuse_daemonize(m->cfg.foreground);
@@ -1293,6 +1590,8 @@ int mfs_mount_run(mfs_mount *m)
 		rc = mfs_reader_create(m->store, m->cache, &m->reader);
 	if (rc == 0)
 		rc = mfs_blob_table_create(m->reader, &m->blobs);
+	if (rc == 0) /* without a spill directory (""), copies fail, logged */
+		rc = mfs_blob_table_set_bound(m->blobs, MAX_VIEWS, m->cfg.spill_dir);
 	if (rc == 0 && workers)
 		rc = mfs_ioahead_create(&m->io);
 	if (rc < 0) {
@@ -1367,8 +1666,10 @@ int mfs_mount_run(mfs_mount *m)
 	mfs_blob_table_stats_get(m->blobs, &bs);
 	mfs_mount_log(m, MFS_LOG_INFO,
 		      "blobs the kernel still holds: %zu (%zu with a file open, %zu on an "
-		      "older view of the store)",
-		      bs.entries, bs.files, bs.behind);
+		      "older view of the store, %zu read from the spill file); %zu store "
+		      "views; spill file peak %llu bytes, %zu copies failed",
+		      bs.entries, bs.files, bs.behind, bs.spilled, bs.views,
+		      (unsigned long long)bs.spill_peak, m->spill_failed);
 	if (m->pmodel) {
 		mfs_prefetch_model_stats ps;
 		mfs_prefetch_model_stats_get(m->pmodel, &ps);
@@ -1405,7 +1706,9 @@ void mfs_mount_destroy(mfs_mount *m)
 	}
 	if (m->tkey_ok)
 		pthread_key_delete(m->tkey);
-	if (m->daemonized)
+	if (m->daemonized && m->log_fd < 0)
 		closelog();
+	if (m->log_fd >= 0)
+		close(m->log_fd);
 	free(m);
 }

@@ -25,7 +25,12 @@
 typedef struct mfs_mount mfs_mount;
 
 /**
- * Check the store and mount it (read-only) at cfg->mountpoint.
+ * Check the store and mount it (read-only) at cfg->mountpoint.  A mount
+ * point that is already a FUSE mount is refused (-EBUSY: a second mount
+ * would stack on the first and hide it); one that is not empty is mounted
+ * over, with a log line saying how many entries it hides.  Opens
+ * cfg->log_file (append) and checks cfg->spill_dir, so their errors reach
+ * the terminal.
  * @param[in]  cfg    copied
  * @param[in]  debug  log every FUSE request (libfuse -d); implies foreground
  * @param[out] out    free with mfs_mount_destroy()
@@ -44,9 +49,16 @@ int mfs_mount_run(mfs_mount *m);
 /** Unmount if still mounted and free everything; NULL is a no-op. */
 void mfs_mount_destroy(mfs_mount *m);
 
-/** Log a line at @p level (MFS_LOG_*): stderr in the foreground, else syslog. */
+/**
+ * Log a line at @p level (MFS_LOG_*): in the foreground to stderr, and to
+ * cfg->log_file when set; daemonized to cfg->log_file when set, else to
+ * syslog.  @p m may be NULL (stderr).
+ */
 void mfs_mount_log(mfs_mount *m, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/** The mount point, resolved (absolute, no symlinks): owned by @p m. */
+const char *mfs_mount_point(const mfs_mount *m);
 
 /**
  * The one place a modelfs code becomes an errno for the kernel:

@@ -31,15 +31,18 @@ static void usage(FILE *f)
 	    "mount over ~/.cache/huggingface/hub) and set HF_HUB_OFFLINE=1.\n"
 	    "Daemonizes unless --foreground; stop with `fusermount3 -u MOUNTPOINT` (or\n"
 	    "SIGINT/SIGTERM to the daemon).\n\n"
-	    "  --config FILE     read settings from FILE (see mount.conf); flags win\n"
-	    "  -f, --foreground  stay in the foreground, log to stderr\n"
-	    "  --debug           log every FUSE request (implies --foreground)\n");
-	for (size_t i = 0; i < n; i++)
-		fprintf(f, "  %-16s  %s%s\n", k[i].flag,
-			k[i].is_bool ? "" : "VALUE: ", k[i].help);
+	    "  --config FILE              read settings from FILE (see mount.conf); flags win\n"
+	    "  -f                         the same as --foreground\n"
+	    "  --debug                    log every FUSE request (implies --foreground)\n");
+	for (size_t i = 0; i < n; i++) {
+		char flag[64];
+		snprintf(flag, sizeof(flag), "%s %s", k[i].flag, k[i].arg);
+		fprintf(f, "  %-25s  %s\n", flag, k[i].help);
+	}
 	fprintf(
 	    f,
-	    "\nThe store is --store, else store = in the config, else $MODELFS_STORE,\n"
+	    "\nA yes|no flag alone means yes (--foreground is --foreground yes).\n"
+	    "The store is --store, else store = in the config, else $MODELFS_STORE,\n"
 	    "else $XDG_DATA_HOME/modelfs (~/.local/share/modelfs).\n");
 }
 
@@ -135,8 +138,12 @@ int cmd_mount(int argc, char **argv)
 		return MFS_EXIT_USAGE;
 	}
 	const char *mountpoint = NULL;
+	const char *bare_bool = NULL; /* a yes|no flag given alone, just before */
+	const char *mp_after_bool = NULL; /* the one just before the mount point */
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
+		const char *prev_bare = bare_bool;
+		bare_bool = NULL;
 		if (!strcmp(a, "--config")) {
 			i++;
 			continue;
@@ -162,9 +169,14 @@ int cmd_mount(int argc, char **argv)
 				return MFS_EXIT_USAGE;
 			}
 			const char *val = eq ? eq + 1 : NULL;
-			if (!val && k->is_bool)
-				val = "yes";
-			else if (!val && i + 1 < argc)
+			int b;
+			if (!val && k->is_bool) {
+				/* `--foreground yes` as --help spells it; alone, yes */
+				if (i + 1 < argc && mfs_config_parse_bool(argv[i + 1], &b) == 0)
+					val = argv[++i];
+				else
+					val = "yes", bare_bool = k->flag;
+			} else if (!val && i + 1 < argc)
 				val = argv[++i];
 			if (mfs_config_set(&cfg, k->name, val, k->flag, &err) < 0) {
 				mfs_cli_error("mount", "%s", err.msg);
@@ -178,11 +190,16 @@ int cmd_mount(int argc, char **argv)
 			return MFS_EXIT_USAGE;
 		}
 		if (mountpoint) {
-			mfs_cli_error("mount", "more than one mount point (%s, %s)",
-				      mountpoint, a);
+			mfs_cli_error("mount", "more than one mount point (%s, %s)%s%s%s",
+				      mountpoint, a, mp_after_bool ? "; " : "",
+				      mp_after_bool ? mp_after_bool : "",
+				      mp_after_bool ? " takes yes or no (or nothing), not "
+						      "another word"
+						    : "");
 			return MFS_EXIT_USAGE;
 		}
 		mountpoint = a;
+		mp_after_bool = prev_bare;
 	}
 	if (mountpoint &&
 	    mfs_config_set(&cfg, "mountpoint", mountpoint, "MOUNTPOINT", &err) < 0) {
@@ -199,18 +216,13 @@ int cmd_mount(int argc, char **argv)
 
 	mfs_heap_setup(); /* before any thread starts: see fs/heap.h */
 
-	/* resolved now: once mounted, a stat of the mount point waits for the daemon */
-	char real_mp[PATH_MAX];
-	if (realpath(cfg.mountpoint, real_mp))
-		snprintf(cfg.mountpoint, sizeof(cfg.mountpoint), "%s", real_mp);
-
 	mfs_mount *m;
 	int rc = mfs_mount_create(&cfg, debug, &m, &err);
 	if (rc < 0) {
 		mfs_cli_error("mount", "%s", err.msg[0] ? err.msg : mfs_strerror(rc));
 		return MFS_EXIT_ERROR;
 	}
-	raise_readahead(m, cfg.mountpoint);
+	raise_readahead(m, mfs_mount_point(m));
 	rc = mfs_mount_run(m);
 	mfs_mount_destroy(m);
 	return rc < 0 ? MFS_EXIT_ERROR : MFS_EXIT_OK;

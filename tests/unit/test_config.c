@@ -52,6 +52,8 @@ static void test_defaults_and_set(void)
 	CHECK_EQ_INT(c.allow_other, 0);
 	CHECK_EQ_INT(c.foreground, 0);
 	CHECK(c.mountpoint[0] == 0);
+	CHECK(c.log_file[0] == 0);
+	CHECK(c.spill_dir[0] == 0);
 
 	mfs_errmsg e = {0};
 	CHECK_EQ_INT(mfs_config_set(&c, "threads", "16", "--threads", &e), 0);
@@ -90,10 +92,47 @@ static void test_defaults_and_set(void)
 	CHECK_EQ_INT(mfs_config_set(&c, "mountpoint", "~/hub", "x", &e), 0);
 	CHECK(strcmp(c.mountpoint, "/home/tester/hub") == 0);
 	CHECK_EQ_INT(mfs_config_set(&c, "store", "", "x", &e), MFS_E_INVAL);
+	CHECK_EQ_INT(mfs_config_set(&c, "log_file", "~/mfs.log", "--log", &e), 0);
+	CHECK(strcmp(c.log_file, "/home/tester/mfs.log") == 0);
+	CHECK_EQ_INT(mfs_config_set(&c, "log_file", "", "--log", &e), MFS_E_INVAL);
+	CHECK(strstr(e.msg, "--log") && strstr(e.msg, "give a file"));
+	CHECK_EQ_INT(mfs_config_set(&c, "spill_dir", "/var/spill", "--spill-dir", &e), 0);
+	CHECK(strcmp(c.spill_dir, "/var/spill") == 0);
 	size_t n;
 	const mfs_config_key *k = mfs_config_keys(&n);
-	CHECK_EQ_INT(n, 11);
+	CHECK_EQ_INT(n, 13);
 	CHECK(strcmp(k[2].flag, "--cache-bytes") == 0);
+	/* the keys the flags name: --log is log_file; every yes|no key is a
+	 * boolean flag (a bare flag, or one followed by its value) */
+	int seen = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(k[i].name, "log_file"))
+			seen += !strcmp(k[i].flag, "--log") && !k[i].is_bool;
+		if (!strcmp(k[i].name, "spill_dir"))
+			seen += !strcmp(k[i].flag, "--spill-dir") && !k[i].is_bool;
+		if (!strcmp(k[i].name, "allow_other") || !strcmp(k[i].name, "foreground") ||
+		    !strcmp(k[i].name, "prefetch_model"))
+			seen += k[i].is_bool;
+	}
+	CHECK_EQ_INT(seen, 5);
+}
+
+/* Booleans as mount.conf and the flags spell them. */
+static void test_bools(void)
+{
+	static const char *yes[] = {"yes", "YES", "true", "on", "1"};
+	static const char *no[] = {"no", "No", "false", "off", "0"};
+	static const char *neither[] = {"", "y", "2", "maybe", "/mnt/hub", "yess"};
+	for (size_t i = 0; i < 5; i++) {
+		int v = -1;
+		CHECK(mfs_config_parse_bool(yes[i], &v) == 0 && v == 1);
+		v = -1;
+		CHECK(mfs_config_parse_bool(no[i], &v) == 0 && v == 0);
+	}
+	for (size_t i = 0; i < sizeof(neither) / sizeof(neither[0]); i++) {
+		int v = -1;
+		CHECK(mfs_config_parse_bool(neither[i], &v) == MFS_E_INVAL && v == -1);
+	}
 }
 
 static void test_file(void)
@@ -112,7 +151,9 @@ static void test_file(void)
 			 "gpu = on\n"
 			 "log_level = warn\n"
 			 "allow_other = no\n"
-			 "foreground = true\n");
+			 "foreground = true\n"
+			 "log_file = /var/log/modelfs.log\n"
+			 "spill_dir = /data/spill\n");
 	mfs_mount_config c;
 	mfs_config_defaults(&c);
 	mfs_errmsg e = {0};
@@ -125,6 +166,8 @@ static void test_file(void)
 	CHECK_EQ_INT(c.gpu, MFS_GPU_ON);
 	CHECK_EQ_INT(c.log_level, MFS_LOG_WARN);
 	CHECK_EQ_INT(c.foreground, 1);
+	CHECK(strcmp(c.log_file, "/var/log/modelfs.log") == 0);
+	CHECK(strcmp(c.spill_dir, "/data/spill") == 0);
 	/* a flag applied after the file wins */
 	CHECK_EQ_INT(mfs_config_set(&c, "cache_bytes", "2G", "--cache-bytes", &e), 0);
 	CHECK_EQ_INT(c.cache_bytes, 2ull << 30);
@@ -184,12 +227,15 @@ static void test_example(void)
 	CHECK_EQ_INT(c.log_level, d.log_level);
 	CHECK_EQ_INT(c.allow_other, d.allow_other);
 	CHECK_EQ_INT(c.foreground, d.foreground);
+	CHECK(strcmp(c.log_file, d.log_file) == 0);
+	CHECK(strcmp(c.spill_dir, d.spill_dir) == 0);
 }
 
 int main(void)
 {
 	RUN(test_sizes);
 	RUN(test_defaults_and_set);
+	RUN(test_bools);
 	RUN(test_file);
 	RUN(test_example);
 	return test_report();
