@@ -422,6 +422,13 @@ out:
 
 /* ---- repair ---- */
 
+/* A path found under --repair-from, quoted: a file name may hold an escape. */
+#define QPATH_MAX (4 * 4096 + 8)
+static const char *qpath(const char *path, char *buf)
+{
+	return mfs_str_quote(path, 4096, buf, QPATH_MAX);
+}
+
 /* A file's sha256; @return 0 or -errno. */
 static int sha256_file(const char *path, uint8_t out[32])
 {
@@ -655,9 +662,10 @@ static int repair_from_extent(verify_ctx *c, chunk_job *j, const bad_blob *b, si
 			rc = MFS_E_CORRUPT;
 	}
 	if (rc < 0) {
+		char qp[QPATH_MAX];
 		printf("  %s: bytes %llu..%llu of %s do not match chunk %s (%s)\n",
 		       b->etag, (unsigned long long)x->off,
-		       (unsigned long long)(x->off + x->len), b->source, hex,
+		       (unsigned long long)(x->off + x->len), qpath(b->source, qp), hex,
 		       mfs_strerror(rc));
 		free(raw);
 		return 0;
@@ -675,8 +683,9 @@ static int repair_from_extent(verify_ctx *c, chunk_job *j, const bad_blob *b, si
 		printf("could not rewrite chunk %s: %s\n", hex, mfs_strerror(rc));
 		return rc;
 	}
+	char qp[QPATH_MAX];
 	printf("repaired chunk %s (%u bytes, %s) from %s at offset %llu\n", hex, x->len,
-	       mfs_codec_name(codec), b->source, (unsigned long long)x->off);
+	       mfs_codec_name(codec), qpath(b->source, qp), (unsigned long long)x->off);
 	return 1;
 }
 
@@ -733,9 +742,10 @@ static int repair(verify_ctx *c, const char *from)
 	}
 	for (size_t i = 0; i < c->n_bad; i++) {
 		bad_blob *b = &c->bad[i];
+		char qp[QPATH_MAX];
 		if (b->source)
 			printf("good copy of blob %s of %s: %s\n", b->etag, b->repo,
-			       b->source);
+			       qpath(b->source, qp));
 		else
 			printf("no good copy of blob %s of %s (%llu bytes) under %s\n",
 			       b->etag, b->repo, (unsigned long long)b->size, from);

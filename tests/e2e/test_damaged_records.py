@@ -311,6 +311,26 @@ def test_ls_info_verify_quote_names(mfs, store2, tmp_path):
     assert len(left_out_lines(ls.err, BAD_ID)) == 1, ls
 
 
+def test_verify_repair_quotes_source_path(mfs, tmp_path):
+    """verify --repair-from prints the paths it finds quoted: a good copy in a
+    folder named with ESC does not reach the terminal raw."""
+    from test_corruption import DAMAGED_CHUNK, MiB, damage_in_store, make_random_model
+    src = tmp_path / "rand"
+    data_start = make_random_model(src)
+    mfs.ingest(src, "org/rand")
+    raw = (src / "model.safetensors").read_bytes()
+    c0 = data_start + DAMAGED_CHUNK * MiB
+    assert damage_in_store(mfs.store, raw[c0:c0 + MiB]) >= 1
+    good = tmp_path / "good\x1b[31mcopy"
+    good.mkdir()
+    (good / "model.safetensors").write_bytes(raw)
+    res = mfs.run("verify", "--quiet", "--repair-from", good)
+    assert res.rc == 0, res
+    assert "\x1b" not in res.out + res.err, res
+    assert "good\\x1b[31mcopy/model.safetensors" in res.out, res
+    assert "repaired chunk" in res.out, res
+
+
 # ---------------------------------------------------------------- item 12
 
 def test_export_keeps_executable_bit(mfs, store2, tmp_path):
