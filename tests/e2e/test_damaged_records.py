@@ -333,20 +333,31 @@ def test_verify_repair_quotes_source_path(mfs, tmp_path):
 
 # ---------------------------------------------------------------- item 12
 
-def test_export_keeps_executable_bit(mfs, store2, tmp_path):
-    """A files record with mode 0555 is exported 0755; the others 0644."""
-    # the record says executable whatever ingest recorded
-    v = file_value(mfs.store, "models/org/good", "run.sh")
-    etag = v[6:6 + v[5]].decode()
-    key = files_key("models/org/good", commit_of(mfs.store, "models/org/good"), "run.sh")
-    mdb_put(mfs.store, "files", [(key, file_record(0o555, etag))])
-    dest = tmp_path / "dest"
+def export_modes(mfs: Modelfs, dest: Path) -> dict[str, int]:
     old = os.umask(0o022)
     try:
         mfs.export(GOOD, dest)
     finally:
         os.umask(old)
-    assert_same_tree(store2["good"], dest)
-    assert stat.S_IMODE((dest / "run.sh").stat().st_mode) == 0o755
-    for rel in ("config.json", "model.safetensors", "sub/extra.json"):
-        assert stat.S_IMODE((dest / rel).stat().st_mode) == 0o644, rel
+    return {rel: stat.S_IMODE((dest / rel).stat().st_mode)
+            for rel in ("run.sh", "config.json", "model.safetensors", "sub/extra.json")}
+
+
+def test_export_keeps_executable_bit(mfs, store2, tmp_path):
+    """A file recorded executable (ingest records 0555 for a file with an x
+    bit) is exported 0755, the others 0644: export follows the record."""
+    modes = export_modes(mfs, tmp_path / "dest")
+    assert_same_tree(store2["good"], tmp_path / "dest")
+    assert modes == {"run.sh": 0o755, "config.json": 0o644, "model.safetensors": 0o644,
+                     "sub/extra.json": 0o644}, modes
+    # the records say otherwise: config.json executable, run.sh not
+    commit = commit_of(mfs.store, "models/org/good")
+    recs = []
+    for rel, mode in (("run.sh", 0o444), ("config.json", 0o555)):
+        v = file_value(mfs.store, "models/org/good", rel)
+        recs.append((files_key("models/org/good", commit, rel),
+                     file_record(mode, v[6:6 + v[5]].decode())))
+    mdb_put(mfs.store, "files", recs)
+    modes = export_modes(mfs, tmp_path / "dest2")
+    assert modes == {"run.sh": 0o644, "config.json": 0o755, "model.safetensors": 0o644,
+                     "sub/extra.json": 0o644}, modes
