@@ -687,14 +687,14 @@ static int check_chunkref(ck *c, const MDB_val *k, const MDB_val *v)
 		return report(
 		    c, DB_CHUNKREFS, "", k, what,
 		    "counts %llu uses, but %llu blob extents use the chunk (`modelfs "
-		    "gc` could remove it while in use)",
+		    "gc` sets the count right)",
 		    (unsigned long long)count, (unsigned long long)uses);
 	/* a damaged blob record's extents are unknown: more counts are expected */
 	if (count > uses && !c->blobs_damaged)
 		return report(
 		    c, DB_CHUNKREFS, "", k, what,
 		    "counts %llu uses, but only %llu blob extents use the chunk "
-		    "(`modelfs gc` will never remove it)",
+		    "(`modelfs gc` sets the count right)",
 		    (unsigned long long)count, (unsigned long long)uses);
 	return 0;
 }

@@ -748,13 +748,21 @@ int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *exist
 		return MFS_E_INVAL;
 	MDB_val k = {kl, key}, v;
 	int rc = mdb_get(t->txn, DBI(t, DB_BLOBS), &k, &v);
-	if (rc == 0) {
+	mfs_blob_info old;
+	const uint8_t *old_ext;
+	if (rc == 0 && blob_parse(&v, &old, &old_ext) == 0) {
 		if (existed)
 			*existed = 1;
 		return 0;
 	}
-	if (rc != MDB_NOTFOUND)
+	if (rc != 0 && rc != MDB_NOTFOUND)
 		return mfs_db_rc(rc);
+	/* rc == 0 here: a damaged record, which this one replaces (re-ingest
+	 * repairs it; the counts it gave are gc's recount to settle) */
+	char tp[512];
+	size_t tpl = mfs_db_prefix_join(tp, sizeof tp, repo, b->etag);
+	if (rc == 0 && tpl && (rc = delete_prefix(t->txn, DBI(t, DB_TENSORS), tp, tpl)) < 0)
+		return rc;
 	uint64_t expect = 0;
 	for (size_t i = 0; i < b->n_extents; i++) {
 		if (b->extents[i].off != expect || b->extents[i].len == 0)
@@ -931,7 +939,12 @@ static int blob_unref(mfs_txn *t, const MDB_val *v_in)
 	memcpy(v.mv_data, v_in->mv_data, v_in->mv_size);
 	mfs_blob_info bi;
 	const uint8_t *ep;
-	int rc = blob_parse(&v, &bi, &ep);
+	/*
+	 * A record that does not parse names no chunks we can find: its
+	 * chunks keep the counts it gave them (too high: kept, never lost),
+	 * which gc's recount lowers once no damaged blob record is left.
+	 */
+	int rc = blob_parse(&v, &bi, &ep) < 0 ? 1 : 0;
 	for (uint64_t i = 0; rc == 0 && i < bi.n_extents; i++) {
 		mfs_extent e;
 		mfs_rec_extent_get(ep, i, &e);
@@ -940,7 +953,7 @@ static int blob_unref(mfs_txn *t, const MDB_val *v_in)
 			rc = 0;
 	}
 	free(v.mv_data);
-	return rc;
+	return rc > 0 ? 0 : rc;
 }
 
 static int unref_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
@@ -1032,6 +1045,91 @@ static int keyset_has(const struct keyset *ks, const char *pair)
 	return 0;
 }
 
+/* Chunk keys of every blob extent, sorted; *damaged = 1 when a blob record does not parse. */
+struct extent_keys {
+	uint8_t (*k)[16];
+	size_t n, cap;
+	int damaged;
+};
+
+static int extent_keys_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	struct extent_keys *ek = ud;
+	mfs_blob_info bi;
+	const uint8_t *ep;
+	if (blob_parse(v, &bi, &ep) < 0) {
+		ek->damaged = 1;
+		return 1; /* its chunks are unknown: no recount */
+	}
+	for (uint64_t i = 0; i < bi.n_extents; i++) {
+		uint8_t(*g)[16] = mfs_grow(ek->k, &ek->cap, ek->n, sizeof *g, 4096);
+		if (!g)
+			return -ENOMEM;
+		ek->k = g;
+		mfs_extent e;
+		mfs_rec_extent_get(ep, i, &e);
+		memcpy(ek->k[ek->n++], e.key.b, 16);
+	}
+	return 0;
+}
+
+static int key16_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, 16);
+}
+
+/*
+ * Set every chunk's reference count to the number of blob extents using it
+ * (the invariant in store.h).  Counts drift only through damage: removing a
+ * repo whose blob record no longer parses cannot lower the counts that blob
+ * gave.  Runs only when every blob record parses (else a count might be
+ * lowered below what a damaged blob still uses, and its chunk freed); a
+ * count too low is raised, so a chunk in use is never swept.
+ */
+static int recount_refs(mfs_txn *t, mfs_gc_stat *out)
+{
+	struct extent_keys ek = {0};
+	int rc = mfs_db_iter(t->txn, DBI(t, DB_BLOBS), NULL, 0, extent_keys_fn, &ek);
+	if (rc < 0 || ek.damaged) {
+		out->recount_skipped = ek.damaged;
+		free(ek.k);
+		return rc < 0 ? rc : 0;
+	}
+	if (ek.n)
+		qsort(ek.k, ek.n, 16, key16_cmp);
+	MDB_cursor *cur;
+	if ((rc = mfs_db_rc(mdb_cursor_open(t->txn, DBI(t, DB_CHUNKREFS), &cur))) < 0) {
+		free(ek.k);
+		return rc;
+	}
+	MDB_val k, v;
+	size_t i = 0;
+	int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	while (mrc == 0) {
+		if (k.mv_size != 16 || v.mv_size != 8) {
+			mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+			continue; /* verify reports it; not ours to guess */
+		}
+		while (i < ek.n && memcmp(ek.k[i], k.mv_data, 16) < 0)
+			i++; /* an extent whose chunk has no count: verify's to report */
+		uint64_t uses = 0;
+		while (i < ek.n && memcmp(ek.k[i], k.mv_data, 16) == 0)
+			uses++, i++;
+		if (mfs_get_le64(v.mv_data) != uses) {
+			uint8_t b[8];
+			mfs_put_le64(b, uses);
+			MDB_val nv = {8, b};
+			if ((mrc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT)))
+				break;
+			out->counts_fixed++;
+		}
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	free(ek.k);
+	return mrc == MDB_NOTFOUND || mrc == 0 ? 0 : mfs_db_rc(mrc);
+}
+
 int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out)
 {
 	memset(out, 0, sizeof *out);
@@ -1077,7 +1175,11 @@ int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out)
 		goto done;
 	}
 
-	/* 2. chunks with no references */
+	/* 2. reference counts against the extents that use them */
+	if ((rc = recount_refs(t, out)) < 0)
+		goto done;
+
+	/* 3. chunks with no references */
 	if ((rc = mfs_db_rc(mdb_cursor_open(t->txn, DBI(t, DB_CHUNKREFS), &cur))) < 0)
 		goto done;
 	mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -1098,7 +1200,7 @@ int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out)
 	mdb_cursor_close(cur);
 	if (mrc != MDB_NOTFOUND && mrc != 0)
 		rc = mfs_db_rc(mrc);
-	else if (out->blobs_removed || out->chunks_removed)
+	else if (out->blobs_removed || out->chunks_removed || out->counts_fixed)
 		rc = bump_generation(t);
 done:
 	for (size_t i = 0; i < ks.n; i++)

@@ -363,7 +363,8 @@ typedef struct mfs_blob_rec {
 /**
  * Write a blob record and its tensors, and count one reference for each of
  * its extents' chunks.  A blob with the same repo+etag already present is
- * left as it is (*existed = 1).  Every extent's chunk must exist.
+ * left as it is (*existed = 1), unless its record does not parse: then this
+ * one replaces it (a re-ingest repairs a damaged blob record).  Every extent's chunk must exist.
  * The blob is invisible to the mount until a published file points to it.
  */
 int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *existed);
@@ -392,6 +393,8 @@ int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint6
 /**
  * Remove a repo: refs, commits, files, blobs, tensors; the reference counts
  * of its chunks drop (chunks reaching 0 are left for gc).  Bumps the generation.
+ * A damaged record does not stop it: a blob record that does not parse is
+ * removed without lowering the counts it gave (gc's recount settles them).
  * @return 0 or MFS_E_NOTFOUND
  */
 int mfs_repo_remove(mfs_txn *t, const char *repo);
@@ -400,10 +403,15 @@ typedef struct mfs_gc_stat {
 	uint64_t blobs_removed;     /* blobs no file pointed to (crashed ingests) */
 	uint64_t chunks_removed;
 	uint64_t bytes_freed;       /* payload bytes of the removed chunks */
+	uint64_t counts_fixed;      /* reference counts set to their extents' number */
+	int recount_skipped;        /* 1: a blob record does not parse, counts left as they are */
 } mfs_gc_stat;
 
 /**
- * Remove unreferenced blobs and chunks in one write transaction.
+ * Remove unreferenced blobs and chunks in one write transaction.  Before the
+ * sweep, every chunk's reference count is set to the number of blob extents
+ * using it (damage can leave one too high: see mfs_repo_remove), unless a
+ * blob record does not parse.
  * The caller must hold the store's ingest lock exclusively
  * (mfs_store_lock_ingest(s, 1, ...)) so no ingest is in flight.
  */

@@ -107,6 +107,13 @@ int cmd_gc(int argc, char **argv)
 		printf("gc: removed %llu unreferenced blobs and %llu chunks, freed %llu bytes\n",
 		       (unsigned long long)gs.blobs_removed, (unsigned long long)gs.chunks_removed,
 		       (unsigned long long)gs.bytes_freed);
+		if (gs.counts_fixed)
+			printf("gc: set %llu reference counts to the number of extents using "
+			       "them (left by a damaged record)\n",
+			       (unsigned long long)gs.counts_fixed);
+		if (gs.recount_skipped)
+			printf("gc: a blob record is damaged, so reference counts were not "
+			       "checked (run modelfs verify)\n");
 		print_space("after", s);
 	}
 	char dir[4096];

@@ -361,3 +361,38 @@ def test_export_keeps_executable_bit(mfs, store2, tmp_path):
     modes = export_modes(mfs, tmp_path / "dest2")
     assert modes == {"run.sh": 0o644, "config.json": 0o755, "model.safetensors": 0o644,
                      "sub/extra.json": 0o644}, modes
+
+
+# ---------------------------------------------------------------- recovery
+
+def test_damaged_blob_record_recovery(mfs, store2, tmp_path):
+    """What the left-out line tells the user to do works: with a blobs record
+    of org/bad damaged, re-ingesting the repo repairs the record, `rm` of the
+    repo removes it anyway, and gc then settles the reference counts the
+    damaged record held (its chunks are freed; verify is clean)."""
+    def damage_blob():
+        k, v = records_of(mfs.store, "blobs", BAD_ID)[0]
+        mdb_put(mfs.store, "blobs", [(k, b"\x07" + v[1:])])
+
+    damage_blob()
+    assert mfs.run("verify").rc == 1
+    mfs.ingest(store2["bad"], BAD)          # the same files: the record is rewritten
+    v = mfs.run("verify")                   # the damaged record's counts are still held
+    assert v.rc == 1 and "`modelfs gc` sets the count right" in v.out, v
+    g = mfs.ok("gc")
+    assert "reference counts" in g.out, g
+    mfs.verify()
+    out = tmp_path / "out-bad"
+    mfs.export(BAD, out)
+    assert_same_tree(store2["bad"], out)
+
+    damage_blob()
+    mfs.ok("rm", BAD)
+    g = mfs.ok("gc")
+    assert "reference counts" in g.out, g
+    mfs.verify()
+    assert "models/org/good" in mfs.ls() and BAD_ID not in mfs.ls()
+    # every chunk org/bad alone used is gone: a re-ingest stores them again
+    res = mfs.ingest(store2["bad"], BAD)
+    assert res.summary() and res.summary()["files"] > 0
+    mfs.verify()
