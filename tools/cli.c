@@ -36,7 +36,14 @@ int mfs_cli_open_store(const char *cmd, unsigned flags, mfs_store **out)
 		dir = def;
 	}
 	mfs_errmsg err = {0};
-	int rc = mfs_store_open(dir, flags, out, &err);
+	int rc = mfs_store_open(dir, flags | MFS_STORE_NOWAIT, out, &err);
+	if (rc == MFS_E_BUSY && !(flags & MFS_STORE_NOWAIT)) {
+		fprintf(stderr, "modelfs %s: the store is being compacted (modelfs gc --compact): "
+				"waiting for it to finish\n",
+			cmd);
+		memset(&err, 0, sizeof err);
+		rc = mfs_store_open(dir, flags, out, &err);
+	}
 	if (rc < 0) {
 		mfs_cli_error(cmd, "%s", err.msg[0] ? err.msg : mfs_strerror(rc));
 		return -1;

@@ -104,9 +104,10 @@ def test_commands_started_during_compaction_lose_nothing(tmp_path, big_src):
     assert rc == 0, f"gc --compact failed:\n{out}\n{err}"
     rc, out, err = finish(during)
     assert rc == 0, f"the ingest started during compaction failed:\n{out}\n{err}"
-    rc, ls_out, err = finish(listing)
+    rc, ls_out, ls_err = finish(listing)
     assert rc == 0 and repo_visible(ls_out, "org/big"), \
-        f"ls started during compaction did not list the store:\n{ls_out}\n{err}"
+        f"ls started during compaction did not list the store:\n{ls_out}\n{ls_err}"
+    assert "waiting for it to finish" in ls_err + err, (ls_err, err)
     for i, src in enumerate(smalls[1:], 1):
         mfs.ingest(src, f"org/after{i}", "--quiet")
     listing = mfs.ls()
