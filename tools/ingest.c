@@ -355,24 +355,41 @@ static int add_file(src_snapshot *sn, const char *rel, const char *abs, const st
 	return 0;
 }
 
+/*
+ * An error about a link: "<source>/<rel> is a symlink to "<target>"<why>",
+ * the names quoted; @p why_fmt may hold one %s, filled with @p arg quoted.
+ */
+static int link_error(walker *w, int code, const char *rel, const link_chain *ch,
+		      const char *why_fmt, const char *arg)
+{
+	char qn[4 * SHOW_MAX], qt[4 * SHOW_MAX], qa[4 * SHOW_MAX], why[1024];
+	mfs_str_quote(rel, SHOW_MAX, qn, sizeof qn);
+	mfs_str_quote(ch->target, SHOW_MAX, qt, sizeof qt);
+	mfs_str_quote(arg ? arg : "", SHOW_MAX, qa, sizeof qa);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+	snprintf(why, sizeof why, why_fmt, qa);
+#pragma GCC diagnostic pop
+	return mfs_err(w->err, code, "%s/%s is a symlink to \"%s\"%s", w->show, qn, qt, why);
+}
+
 /* An error about a link that chain_follow could not follow to its end. */
 static int chain_error(walker *w, const char *rel, const link_chain *ch, int rc)
 {
-	char qn[4 * SHOW_MAX], qt[4 * SHOW_MAX];
-	mfs_str_quote(rel, SHOW_MAX, qn, sizeof qn);
-	mfs_str_quote(ch->target, SHOW_MAX, qt, sizeof qt);
 	if (rc == -ENOENT || rc == -ENOTDIR)
-		return mfs_err(w->err, MFS_E_INVAL,
-			       "%s/%s is a symlink to \"%s\", which does not exist (a dangling "
-			       "link): restore its target or remove the link",
-			       w->show, qn, qt);
-	if (rc == -ELOOP)
-		return mfs_err(w->err, MFS_E_INVAL,
-			       "%s/%s is a symlink to \"%s\" that never ends (a symlink loop, or "
-			       "more than %d links in a row): fix or remove the link",
-			       w->show, qn, qt, LINK_HOPS_MAX);
-	return mfs_err(w->err, rc, "%s/%s: cannot follow the symlink to \"%s\": %s", w->show, qn,
-		       qt, mfs_strerror(rc));
+		return link_error(w, MFS_E_INVAL, rel, ch,
+				  ", which does not exist (a dangling link): restore its target "
+				  "or remove the link%s",
+				  NULL);
+	if (rc == -ELOOP) {
+		char n[16];
+		snprintf(n, sizeof n, "%d", LINK_HOPS_MAX);
+		return link_error(w, MFS_E_INVAL, rel, ch,
+				  " that never ends (a symlink loop, or more than %s links in a "
+				  "row): fix or remove the link",
+				  n);
+	}
+	return link_error(w, rc, rel, ch, ": cannot follow it: %s", mfs_strerror(rc));
 }
 
 /* An entry that is not what this place holds. */
@@ -423,26 +440,19 @@ static int snapshot_link(walker *w, const char *abs, const char *rel)
 	      is_shared_blob(end, w->cache_real)))
 		bad = ch.n - 1;
 	if (bad) {
-		char qn[4 * SHOW_MAX], qt[4 * SHOW_MAX], qe[4 * SHOW_MAX];
-		mfs_str_quote(rel, SHOW_MAX, qn, sizeof qn);
-		mfs_str_quote(ch.target, SHOW_MAX, qt, sizeof qt);
-		mfs_str_quote(ch.hop[bad], SHOW_MAX, qe, sizeof qe);
-		rc = mfs_err(w->err, MFS_E_INVAL,
-			     "%s/%s is a symlink to \"%s\", which leads out of the repo folder "
-			     "(to %s): a hub snapshot links only into its repo's blobs/ (or the "
-			     "cache's shared blobs/); refusing to ingest it",
-			     w->show, qn, qt, qe);
+		rc = link_error(w, MFS_E_INVAL, rel, &ch,
+				", which leads out of the repo folder (to %s): a hub snapshot "
+				"links only into its repo's blobs/ (or the cache's shared "
+				"blobs/); refusing to ingest it",
+				ch.hop[bad]);
 		chain_free(&ch);
 		return rc;
 	}
 	if (!S_ISREG(ch.st.st_mode)) {
-		char qn[4 * SHOW_MAX], qt[4 * SHOW_MAX];
-		mfs_str_quote(rel, SHOW_MAX, qn, sizeof qn);
-		mfs_str_quote(ch.target, SHOW_MAX, qt, sizeof qt);
-		rc = mfs_err(w->err, MFS_E_INVAL,
-			     "%s/%s is a symlink to \"%s\", which is %s, not a regular file: a hub "
-			     "snapshot links only to blob files; the cache is damaged",
-			     w->show, qn, qt, kind_name(ch.st.st_mode));
+		rc = link_error(w, MFS_E_INVAL, rel, &ch,
+				", which is %s, not a regular file: a hub snapshot links only to "
+				"blob files; the cache is damaged",
+				kind_name(ch.st.st_mode));
 		chain_free(&ch);
 		return rc;
 	}
@@ -474,40 +484,30 @@ static int folder_link(walker *w, const char *abs, const char *rel)
 		if (!path_inside(ch.hop[i], w->root))
 			bad = i;
 	if (bad) {
-		char qn[4 * SHOW_MAX], qt[4 * SHOW_MAX], qe[4 * SHOW_MAX];
-		mfs_str_quote(rel, SHOW_MAX, qn, sizeof qn);
-		mfs_str_quote(ch.target, SHOW_MAX, qt, sizeof qt);
-		mfs_str_quote(ch.hop[bad], SHOW_MAX, qe, sizeof qe);
-		rc = mfs_err(w->err, MFS_E_INVAL,
-			     "%s/%s is a symlink to \"%s\", which leads out of the folder (to %s): "
-			     "links that leave the source are not followed; pass --follow-links "
-			     "to follow them (a local_dir written by an older huggingface_hub "
-			     "links into the user's cache)",
-			     w->show, qn, qt, qe);
+		rc = link_error(w, MFS_E_INVAL, rel, &ch,
+				", which leads out of the folder (to %s): links that leave the "
+				"source are not followed; pass --follow-links to follow them (a "
+				"local_dir written by an older huggingface_hub links into the "
+				"user's cache)",
+				ch.hop[bad]);
 	} else if (S_ISREG(ch.st.st_mode)) {
 		rc = add_file(w->sn, rel, end, &ch.st, NULL);
 	} else if (S_ISDIR(ch.st.st_mode)) {
 		for (int i = 0; i < w->depth; i++)
 			if (w->dev[i] == ch.st.st_dev && w->ino[i] == ch.st.st_ino) {
-				char qn[4 * SHOW_MAX], qt[4 * SHOW_MAX];
-				mfs_str_quote(rel, SHOW_MAX, qn, sizeof qn);
-				mfs_str_quote(ch.target, SHOW_MAX, qt, sizeof qt);
-				rc = mfs_err(w->err, MFS_E_INVAL,
-					     "%s/%s is a symlink to \"%s\", a folder that holds it "
-					     "(a symlink loop): remove the link",
-					     w->show, qn, qt);
+				rc = link_error(w, MFS_E_INVAL, rel, &ch,
+						", a folder that holds it (a symlink loop): "
+						"remove the link%s",
+						NULL);
 				break;
 			}
 		if (rc == 0)
 			rc = walk_dir(w, end, rel);
 	} else {
-		char qn[4 * SHOW_MAX], qt[4 * SHOW_MAX];
-		mfs_str_quote(rel, SHOW_MAX, qn, sizeof qn);
-		mfs_str_quote(ch.target, SHOW_MAX, qt, sizeof qt);
-		rc = mfs_err(w->err, MFS_E_INVAL,
-			     "%s/%s is a symlink to \"%s\", which is %s, not a regular file: only "
-			     "regular files can be ingested; remove the link",
-			     w->show, qn, qt, kind_name(ch.st.st_mode));
+		rc = link_error(w, MFS_E_INVAL, rel, &ch,
+				", which is %s, not a regular file: only regular files can be "
+				"ingested; remove the link",
+				kind_name(ch.st.st_mode));
 	}
 	chain_free(&ch);
 	return rc;
