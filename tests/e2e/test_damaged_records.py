@@ -29,6 +29,7 @@ import pytest
 
 from conftest import Modelfs, assert_same_tree
 from mount_fixtures import mounted  # noqa: F401  (fixture)
+from test_corruption import write_safetensors
 
 GOOD = "org/good"
 BAD = "org/bad"
@@ -37,21 +38,6 @@ NO_BLOB = "ee00000000000000000000000000000000000009"
 
 
 # ---------------------------------------------------------------- helpers
-
-def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int], bytes]]):
-    """A minimal safetensors writer: {name: (dtype, shape, raw bytes)}."""
-    header, off, blobs = {}, 0, []
-    for name, (dtype, shape, data) in tensors.items():
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(data)]}
-        off += len(data)
-        blobs.append(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h)
-        for b in blobs:
-            f.write(b)
-
 
 def make_model(folder: Path, seed: int, tensor_name: str = "embed.weight",
                extra: dict[str, bytes] | None = None) -> Path:

@@ -19,6 +19,7 @@
 #include "records.h"
 #include "store.h"
 #include "store_internal.h"
+#include "store_raw.h"
 #include "testhelp.h"
 
 static uint64_t seed;
@@ -157,37 +158,6 @@ static void fixture_close(fixture *f)
 static size_t key3(char *buf, const char *a, const char *b, const char *c)
 {
 	return mfs_db_key_join(buf, 512, a, b, c);
-}
-
-static int put_raw(mfs_store *s, int db, const void *k, size_t kl, const void *v,
-		   size_t vl)
-{
-	mfs_txn *t;
-	int rc = mfs_txn_begin(s, MFS_TXN_WRITE, &t);
-	if (rc < 0)
-		return rc;
-	MDB_val key = {kl, (void *)k}, val = {vl, (void *)v};
-	rc = mfs_db_rc(mdb_put(t->txn, DBI(t, db), &key, &val, 0));
-	if (rc < 0) {
-		mfs_txn_abort(t);
-		return rc;
-	}
-	return mfs_txn_commit(t);
-}
-
-static int del_raw(mfs_store *s, int db, const void *k, size_t kl)
-{
-	mfs_txn *t;
-	int rc = mfs_txn_begin(s, MFS_TXN_WRITE, &t);
-	if (rc < 0)
-		return rc;
-	MDB_val key = {kl, (void *)k};
-	rc = mfs_db_rc(mdb_del(t->txn, DBI(t, db), &key, NULL));
-	if (rc < 0) {
-		mfs_txn_abort(t);
-		return rc;
-	}
-	return mfs_txn_commit(t);
 }
 
 /* Copy a record's value out; @return its length, or -1 when missing. */

@@ -26,6 +26,7 @@
 #include "records.h"
 #include "store.h"
 #include "store_internal.h"
+#include "store_raw.h"
 #include "testhelp.h"
 
 static uint64_t seed;
@@ -319,23 +320,6 @@ static void test_tree(mfs_store *s)
 }
 
 /* ---- damaged repos ---- */
-
-/* Write one record's raw bytes (a damaged record) through the LMDB handles. */
-static int put_raw(mfs_store *s, int db, const void *k, size_t kl, const void *v,
-		   size_t vl)
-{
-	mfs_txn *t;
-	int rc = mfs_txn_begin(s, MFS_TXN_WRITE, &t);
-	if (rc < 0)
-		return rc;
-	MDB_val key = {kl, (void *)k}, val = {vl, (void *)v};
-	rc = mfs_db_rc(mdb_put(t->txn, DBI(t, db), &key, &val, 0));
-	if (rc < 0) {
-		mfs_txn_abort(t);
-		return rc;
-	}
-	return mfs_txn_commit(t);
-}
 
 static int put_file_raw(mfs_store *s, const char *repo, const char *commit,
 			const char *path, const char *etag)

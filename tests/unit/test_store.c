@@ -12,7 +12,7 @@
 #include "codec.h"
 #include "reader.h"
 #include "store.h"
-#include "store_internal.h"
+#include "store_raw.h"
 #include "testhelp.h"
 
 static char tmpl[64];
@@ -668,14 +668,9 @@ static void test_gc_recount(void)
 	mfs_txn_abort(t);
 	CHECK_EQ_INT(want, 1);
 	/* one count too high, one too low (the repeated chunk is used twice) */
-	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
-	uint8_t b[8] = {7};
-	MDB_val k1 = {16, fx.ext[1].key.b}, v1 = {8, b};
-	REQUIRE(mdb_put(t->txn, DBI(t, DB_CHUNKREFS), &k1, &v1, 0) == 0);
-	uint8_t z[8] = {0};
-	MDB_val k0 = {16, fx.ext[0].key.b}, v0 = {8, z};
-	REQUIRE(mdb_put(t->txn, DBI(t, DB_CHUNKREFS), &k0, &v0, 0) == 0);
-	REQUIRE(mfs_txn_commit(t) == 0);
+	uint8_t b[8] = {7}, z[8] = {0};
+	REQUIRE(put_raw(fx.s, DB_CHUNKREFS, fx.ext[1].key.b, 16, b, 8) == 0);
+	REQUIRE(put_raw(fx.s, DB_CHUNKREFS, fx.ext[0].key.b, 16, z, 8) == 0);
 	mfs_gc_stat gs;
 	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
 	CHECK_EQ_INT(mfs_gc_sweep(t, &gs), 0);
@@ -687,12 +682,11 @@ static void test_gc_recount(void)
 	CHECK_EQ_INT(n, 2);
 	REQUIRE(mfs_txn_commit(t) == 0);
 	/* a blob record that does not parse: counts are left alone */
-	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
-	REQUIRE(mdb_put(t->txn, DBI(t, DB_CHUNKREFS), &k1, &v1, 0) == 0);
+	REQUIRE(put_raw(fx.s, DB_CHUNKREFS, fx.ext[1].key.b, 16, b, 8) == 0);
 	char bk[128];
 	size_t bkl = mfs_db_key_join(bk, sizeof bk, "models/org/a", etag, NULL);
-	MDB_val kb = {bkl, bk}, vb = {3, "\x07xx"};
-	REQUIRE(mdb_put(t->txn, DBI(t, DB_BLOBS), &kb, &vb, 0) == 0);
+	REQUIRE(put_raw(fx.s, DB_BLOBS, bk, bkl, "\x07xx", 3) == 0);
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
 	CHECK_EQ_INT(mfs_gc_sweep(t, &gs), 0);
 	CHECK_EQ_INT(gs.counts_fixed, 0);
 	CHECK_EQ_INT(gs.recount_skipped, 1);
