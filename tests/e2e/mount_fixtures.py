@@ -35,6 +35,20 @@ def fuse_mounted(path: Path) -> bool:
     return False
 
 
+def unmount_daemon(mnt: Path, wait: float = 10.0):
+    """Take down a daemonized mount (no process of ours to reap): unmount,
+    wait for it to go, lazily unmount if it did not."""
+    if fuse_mounted(mnt):
+        subprocess.run(["fusermount3", "-u", str(mnt)], stdin=subprocess.DEVNULL,
+                       timeout=30)
+    t0 = time.monotonic()
+    while fuse_mounted(mnt) and time.monotonic() - t0 < wait:
+        time.sleep(0.1)
+    if fuse_mounted(mnt):
+        subprocess.run(["fusermount3", "-uz", str(mnt)], stdin=subprocess.DEVNULL,
+                       timeout=30)
+
+
 class Mount:
     """One `modelfs mount -f` of mfs.store at mnt."""
 

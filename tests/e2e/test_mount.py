@@ -27,7 +27,7 @@ import pytest
 
 import fixtures
 from conftest import Modelfs
-from mount_fixtures import fuse_mounted, mounted  # noqa: F401  (fixture)
+from mount_fixtures import fuse_mounted, mounted, unmount_daemon  # noqa: F401  (fixture)
 
 VARIANTS = ["minilm-f32", "minilm-bf16", "minilm-fp16", "minilm-sharded"]
 
@@ -495,13 +495,7 @@ def test_daemonized_mount_and_config(mfs, hf_cache, minilm_f32, tmp_path):
         assert os.listdir(mnt) == ["models--org--daemon"]
         assert (mnt / "models--org--daemon" / "refs" / "main").stat().st_size == 40
     finally:
-        if fuse_mounted(mnt):
-            subprocess.run(["fusermount3", "-u", str(mnt)], timeout=30)
-        t0 = time.monotonic()
-        while fuse_mounted(mnt) and time.monotonic() - t0 < 10:
-            time.sleep(0.1)
-        if fuse_mounted(mnt):
-            subprocess.run(["fusermount3", "-uz", str(mnt)], timeout=30)
+        unmount_daemon(mnt)
     assert not fuse_mounted(mnt)
 
 

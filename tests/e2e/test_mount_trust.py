@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MODELFS_FAST, Modelfs
-from mount_fixtures import fuse_mounted, mounted  # noqa: F401  (fixture)
+from mount_fixtures import fuse_mounted, mounted, unmount_daemon  # noqa: F401  (fixture)
 
 MiB = 1 << 20
 MAX_VIEWS = 32  # fs/ll.c: the store views one mount's blob entries may hold
@@ -358,13 +358,7 @@ def test_daemon_logs_to_log_file(mfs, tmp_path):
             assert ei.value.errno == errno.EIO
         wait_for(lambda: "read error (EIO)" in log.read_text(), what="the EIO line in --log")
     finally:
-        if fuse_mounted(mnt):
-            subprocess.run(["fusermount3", "-u", str(mnt)], timeout=30)
-        t0 = time.monotonic()
-        while fuse_mounted(mnt) and time.monotonic() - t0 < 10:
-            time.sleep(0.1)
-        if fuse_mounted(mnt):
-            subprocess.run(["fusermount3", "-uz", str(mnt)], timeout=30)
+        unmount_daemon(mnt)
     text = log.read_text()
     assert text.startswith("an earlier line\n"), text  # appended
     assert f"serving {mfs.store} at {mnt}" in text, text
