@@ -299,6 +299,16 @@ static int publish(mfs_store *s, const char *repo, const struct fixture *fx, con
 	return mfs_txn_commit(t);
 }
 
+/* The fixture's file published as models/org/a at commit C1, blob ETAG_A. */
+#define ETAG_A "aa00000000000000000000000000000000000000000000000000000000000001"
+#define C1 "1111111111111111111111111111111111111111"
+static int fixture_with_repo(struct fixture *fx, const char *d)
+{
+	if (!d || fixture_build(fx, d) < 0)
+		return -1;
+	return publish(fx->s, "models/org/a", fx, ETAG_A, C1);
+}
+
 static int count_files(void *ud, const mfs_file_info *f)
 {
 	(*(int *)ud)++;
@@ -500,11 +510,8 @@ static void test_ref_names(void)
 	/* a ref may not be a folder of another ref of the same repo */
 	const char *d = fresh_dir();
 	struct fixture fx;
-	REQUIRE(d && fixture_build(&fx, d) == 0);
-	const char *etag = "aa00000000000000000000000000000000000000000000000000000000000001";
-	CHECK_EQ_INT(publish(fx.s, "models/org/a", &fx, etag,
-			     "1111111111111111111111111111111111111111"),
-		     0);
+	REQUIRE(fixture_with_repo(&fx, d) == 0);
+	const char *etag = ETAG_A;
 	mfs_txn *t;
 	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
 	mfs_file_rec f = {"model.safetensors", etag, 0444};
@@ -569,11 +576,8 @@ static void test_compact(void)
 {
 	const char *d = fresh_dir();
 	struct fixture fx;
-	REQUIRE(d && fixture_build(&fx, d) == 0);
-	const char *etag = "aa00000000000000000000000000000000000000000000000000000000000001";
-	CHECK_EQ_INT(publish(fx.s, "models/org/a", &fx, etag,
-			     "1111111111111111111111111111111111111111"),
-		     0);
+	REQUIRE(fixture_with_repo(&fx, d) == 0);
+	const char *etag = ETAG_A;
 	/* this process has the store open: refused, as for any other user */
 	mfs_errmsg e = {0};
 	CHECK_EQ_INT(mfs_store_compact(d, &e), MFS_E_BUSY);
@@ -622,11 +626,7 @@ static void test_truncated(void)
 {
 	const char *d = fresh_dir();
 	struct fixture fx;
-	REQUIRE(d && fixture_build(&fx, d) == 0);
-	CHECK_EQ_INT(publish(fx.s, "models/org/a", &fx,
-			     "aa00000000000000000000000000000000000000000000000000000000000001",
-			     "1111111111111111111111111111111111111111"),
-		     0);
+	REQUIRE(fixture_with_repo(&fx, d) == 0);
 	mfs_store_close(fx.s);
 	fx.s = NULL;
 	char path[256];
@@ -657,10 +657,8 @@ static void test_gc_recount(void)
 {
 	const char *d = fresh_dir();
 	struct fixture fx;
-	REQUIRE(d && fixture_build(&fx, d) == 0);
-	const char *etag = "aa00000000000000000000000000000000000000000000000000000000000001";
-	REQUIRE(publish(fx.s, "models/org/a", &fx, etag,
-			"1111111111111111111111111111111111111111") == 0);
+	REQUIRE(fixture_with_repo(&fx, d) == 0);
+	const char *etag = ETAG_A;
 	mfs_txn *t;
 	uint64_t n = 0, want = 0;
 	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_READ, &t) == 0);
