@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "err.h"
+#include "grow.h"
 
 struct mfs_blob_entry {
 	struct mfs_blob_entry *next; /* bucket chain */
@@ -366,16 +367,12 @@ static void view_set_add(view_set *s, mfs_view *v, int take_ref)
 {
 	if (view_set_find(s, v) < s->n)
 		return;
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 64;
-		held_view *nv = realloc(s->v, cap * sizeof(*nv));
-		if (!nv) {
-			s->nomem = 1;
-			return;
-		}
-		s->v = nv;
-		s->cap = cap;
+	held_view *nv = mfs_grow(s->v, &s->cap, s->n, sizeof(*nv), 64);
+	if (!nv) {
+		s->nomem = 1;
+		return;
 	}
+	s->v = nv;
 	if (take_ref)
 		mfs_view_ref(v);
 	s->v[s->n++] = (held_view){v, mfs_view_generation(v), 0};
@@ -388,6 +385,18 @@ static void view_set_release(view_set *s, int refs)
 		mfs_view_unref(s->v[i].view);
 	free(s->v);
 	memset(s, 0, sizeof(*s));
+}
+
+/* Every view an entry of the table reads, into @p s (taking references when
+ * @p take_ref); the table's lock is taken here. */
+static void table_views(mfs_blob_table *t, view_set *s, int take_ref)
+{
+	pthread_mutex_lock(&t->mu);
+	for (size_t b = 0; b < t->n_buckets; b++)
+		for (mfs_blob_entry *e = t->buckets[b]; e; e = e->next)
+			if (e->view)
+				view_set_add(s, e->view, take_ref);
+	pthread_mutex_unlock(&t->mu);
 }
 
 static int by_generation(const void *a, const void *b)
@@ -493,11 +502,8 @@ int mfs_blob_table_bound_views(mfs_blob_table *t, mfs_blob_table_bound *res)
 	if (!t->max_views)
 		return 0;
 	view_set vs = {0};
+	table_views(t, &vs, 1);
 	pthread_mutex_lock(&t->mu);
-	for (size_t b = 0; b < t->n_buckets; b++)
-		for (mfs_blob_entry *e = t->buckets[b]; e; e = e->next)
-			if (e->view)
-				view_set_add(&vs, e->view, 1);
 	uint64_t pass = ++t->pass;
 	pthread_mutex_unlock(&t->mu);
 	res->views_before = res->views = vs.n;
@@ -547,12 +553,7 @@ int mfs_blob_table_bound_views(mfs_blob_table *t, mfs_blob_table_bound *res)
 	free(items);
 	view_set_release(&vs, 1); /* the last references of the views let go */
 	view_set now = {0};
-	pthread_mutex_lock(&t->mu);
-	for (size_t b = 0; b < t->n_buckets; b++)
-		for (mfs_blob_entry *e = t->buckets[b]; e; e = e->next)
-			if (e->view)
-				view_set_add(&now, e->view, 0);
-	pthread_mutex_unlock(&t->mu);
+	table_views(t, &now, 0);
 	res->views = now.n;
 	view_set_release(&now, 0);
 	return 0;

@@ -35,6 +35,15 @@ def fuse_mounted(path: Path) -> bool:
     return False
 
 
+def wait_for(cond, timeout: float = 15.0, what: str = "condition", poll: float = 0.05):
+    """Poll cond() until it is true; fail the test after timeout seconds."""
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}", pytrace=False)
+        time.sleep(poll)
+
+
 def unmount_daemon(mnt: Path, wait: float = 10.0):
     """Take down a daemonized mount (no process of ours to reap): unmount,
     wait for it to go, lazily unmount if it did not."""

@@ -27,7 +27,7 @@ import pytest
 
 import fixtures
 from conftest import Modelfs
-from mount_fixtures import fuse_mounted, mounted, unmount_daemon  # noqa: F401  (fixture)
+from mount_fixtures import fuse_mounted, mounted, unmount_daemon, wait_for  # noqa: F401  (fixture)
 
 VARIANTS = ["minilm-f32", "minilm-bf16", "minilm-fp16", "minilm-sharded"]
 
@@ -42,14 +42,6 @@ def ingest_cache(mfs: Modelfs, hf_cache, folder: Path, repo: str, **kw) -> dict:
     lay = hf_cache(folder, repo, commit=fixtures.folder_commit(folder), **kw)
     mfs.ingest(lay["repo_dir"])
     return lay
-
-
-def wait_for(cond, timeout: float = 15.0, what: str = "condition"):
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}", pytrace=False)
-        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- bytes

@@ -33,18 +33,10 @@ from pathlib import Path
 import pytest
 
 from conftest import MODELFS_FAST, Modelfs
-from mount_fixtures import fuse_mounted, mounted, unmount_daemon  # noqa: F401  (fixture)
+from mount_fixtures import fuse_mounted, mounted, unmount_daemon, wait_for  # noqa: F401  (fixture)
 
 MiB = 1 << 20
 MAX_VIEWS = 32  # fs/ll.c: the store views one mount's blob entries may hold
-
-
-def wait_for(cond, timeout: float = 15.0, what: str = "condition"):
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}", pytrace=False)
-        time.sleep(0.05)
 
 
 def mounts_at(path: Path) -> int:
