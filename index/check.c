@@ -154,27 +154,6 @@ static void value_why(const MDB_val *v, size_t want_len, char *buf, size_t cap)
 		snprintf(buf, cap, "does not decode (%zu bytes)", v->mv_size);
 }
 
-static int lower_hex_ok(const char *s, size_t min, size_t max)
-{
-	size_t n = strlen(s);
-	if (n < min || n > max)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	return 1;
-}
-
-static int commit_ok(const char *s)
-{
-	return lower_hex_ok(s, MFS_COMMIT_LEN, MFS_COMMIT_LEN);
-}
-
-static int etag_ok(const char *s)
-{
-	return lower_hex_ok(s, 1, MFS_ETAG_MAX);
-}
-
 /* Which rule of mfs_repo_path_check a path it refused breaks (its own message
  * holds the path unquoted). */
 static const char *path_problem(const char *path)
@@ -339,7 +318,7 @@ static int check_commit(ck *c, const MDB_val *k, const MDB_val *v)
 	snprintf(what, sizeof what, "commits record for commit %s",
 		 q(commit, cq, sizeof cq));
 	OWNER_OR_RETURN(c, DB_COMMITS, repo, k, what);
-	if (!commit_ok(commit))
+	if (!mfs_commit_ok(commit))
 		return report(c, DB_COMMITS, repo, k, what,
 			      "has a commit that is not 40 lower-case hex");
 	mfs_commit_info ci;
@@ -363,7 +342,7 @@ static int check_path_key(ck *c, int db, const key_parts *kp, const MDB_val *k,
 		 q(path, pq, sizeof pq), q(commit, cq, sizeof cq));
 	*done = 1;
 	OWNER_OR_RETURN(c, db, repo, k, what);
-	if (!commit_ok(commit))
+	if (!mfs_commit_ok(commit))
 		return report(c, db, repo, k, what,
 			      "has a commit that is not 40 lower-case hex");
 	if (mfs_repo_path_check(path, NULL) < 0)
@@ -476,7 +455,7 @@ static int check_blob(ck *c, const MDB_val *k, const MDB_val *v)
 		}
 		return rc;
 	}
-	if (!etag_ok(etag)) {
+	if (!mfs_etag_ok(etag)) {
 		c->blobs_damaged = 1;
 		return report(
 		    c, DB_BLOBS, repo, k, what,
@@ -548,7 +527,7 @@ static int check_tensor(ck *c, const MDB_val *k, const MDB_val *v)
 	snprintf(what, sizeof what, "tensors record for tensor %s of blob %s",
 		 q(kp.part[2], nq, sizeof nq), q(etag, eq, sizeof eq));
 	OWNER_OR_RETURN(c, DB_TENSORS, repo, k, what);
-	if (!etag_ok(etag))
+	if (!mfs_etag_ok(etag))
 		return report(
 		    c, DB_TENSORS, repo, k, what,
 		    "has an etag that is not 1 to 64 lower-case hex characters");
@@ -888,7 +867,7 @@ static int blobs_walk_fn(void *ud, const MDB_val *k, const MDB_val *v)
 		return 0;
 	memcpy(bi.etag, (const char *)k->mv_data + w->skip, el);
 	bi.etag[el] = '\0';
-	if (!etag_ok(bi.etag) ||
+	if (!mfs_etag_ok(bi.etag) ||
 	    mfs_rec_blob_decode(v->mv_data, v->mv_size, &bi, NULL) < 0)
 		return 0;
 	return w->cb(w->ud, &bi);

@@ -130,25 +130,26 @@ int mfs_repo_path_check(const char *path, mfs_errmsg *err)
 	return 0;
 }
 
-static int commit_ok(const char *c)
+/* Lower-case hex of @p min..@p max characters. */
+static int lower_hex_ok(const char *s, size_t min, size_t max)
 {
-	if (strlen(c) != MFS_COMMIT_LEN)
+	size_t n = strlen(s);
+	if (n < min || n > max)
 		return 0;
-	for (int i = 0; i < MFS_COMMIT_LEN; i++)
-		if (!((c[i] >= '0' && c[i] <= '9') || (c[i] >= 'a' && c[i] <= 'f')))
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
 			return 0;
 	return 1;
 }
 
-static int etag_ok(const char *e)
+int mfs_commit_ok(const char *commit)
 {
-	size_t n = strlen(e);
-	if (n == 0 || n > MFS_ETAG_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!((e[i] >= '0' && e[i] <= '9') || (e[i] >= 'a' && e[i] <= 'f')))
-			return 0;
-	return 1;
+	return lower_hex_ok(commit, MFS_COMMIT_LEN, MFS_COMMIT_LEN);
+}
+
+int mfs_etag_ok(const char *etag)
+{
+	return lower_hex_ok(etag, 1, MFS_ETAG_MAX);
 }
 
 /* One '/'-separated component of a ref name, as git check-ref-format takes it. */
@@ -740,7 +741,7 @@ int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *exist
 {
 	if (existed)
 		*existed = 0;
-	if (!etag_ok(b->etag))
+	if (!mfs_etag_ok(b->etag))
 		return MFS_E_INVAL;
 	char key[512];
 	size_t kl = mfs_db_key_join(key, sizeof key, repo, b->etag, NULL);
@@ -864,7 +865,7 @@ int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint6
 	int rc;
 	if ((rc = mfs_repo_id_check(repo, err)) < 0)
 		return rc;
-	if (!commit_ok(commit))
+	if (!mfs_commit_ok(commit))
 		return mfs_err(err, MFS_E_INVAL, "%s: commit \"%s\" is not 40 lower-case hex",
 			       repo, commit);
 	char key[512];

@@ -156,6 +156,12 @@ int mfs_repo_id_check(const char *repo, mfs_errmsg *err);
  */
 int mfs_repo_path_check(const char *path, mfs_errmsg *err);
 
+/** 1 when @p commit is a commit hash as stored: 40 lower-case hex characters. */
+int mfs_commit_ok(const char *commit);
+
+/** 1 when @p etag is an etag as stored: 1..MFS_ETAG_MAX lower-case hex characters. */
+int mfs_etag_ok(const char *etag);
+
 /**
  * Check a ref name ("main", "refs/pr/1") as git check-ref-format does:
  * '/'-separated components, none empty, starting with '.' or ending in
