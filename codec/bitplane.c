@@ -513,10 +513,11 @@ static int bp_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 
 /* ---- decoder ---- */
 
-static int bp_decode(const void *src_, size_t src_len, const void *ref, size_t ref_len,
-		     void *dst, size_t dst_len, mfs_codec_ws *ws)
+static int bp_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
 {
-	const uint8_t *src = src_;
+	const uint8_t *src = rq->src;
+	size_t src_len = rq->src_len, dst_len = rq->dst_len;
+	void *dst = rq->dst;
 	if (src_len < BP_HEADER || src[0] != BP_VERSION || src[3] != 0)
 		return MFS_E_CORRUPT;
 	const bp_layout *L = layout_for(src[1]);

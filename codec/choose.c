@@ -82,7 +82,7 @@ int mfs_codec_choose(const mfs_encode_params *p, const void *sample, size_t samp
 					return -ENOMEM;
 			}
 			double t0 = now_seconds();
-			rc = c->decode(enc, len, NULL, 0, dec, sample_len, ws);
+			rc = mfs_codec_decode_plain(cand[i], enc, len, dec, sample_len, ws);
 			double dt = now_seconds() - t0;
 			if (rc < 0) {
 				free(dec);

@@ -48,23 +48,43 @@ int mfs_codec_encode(mfs_codec_id id, const mfs_encode_params *p, const void *sr
 		return MFS_E_CODEC;
 	if (src_len > MFS_CHUNK_MAX)
 		return MFS_E_TOOBIG;
-	if ((c->flags & MFS_CODEC_NEEDS_REF) && (!p || !p->ref || p->ref_len != src_len))
+	if ((c->flags & MFS_CODEC_NEEDS_REF) && (!p || p->n_refs == 0 || !p->refs))
+		return MFS_E_INVAL;
+	if (p && p->n_refs > MFS_REFS_MAX)
 		return MFS_E_INVAL;
 	static const mfs_encode_params defaults = {0};
 	return c->encode(p ? p : &defaults, src, src_len, dst, dst_cap, dst_len, ws);
 }
 
-int mfs_codec_decode(mfs_codec_id id, const void *src, size_t src_len, const void *ref,
-		     size_t ref_len, void *dst, size_t dst_len, mfs_codec_ws *ws)
+int mfs_codec_decode(mfs_codec_id id, const mfs_decode_req *rq, mfs_codec_ws *ws)
 {
 	const mfs_codec *c = mfs_codec_get(id);
 	if (!c)
 		return MFS_E_CODEC;
-	if (dst_len > MFS_CHUNK_MAX)
+	if (rq->dst_len > MFS_CHUNK_MAX || rq->n_refs > MFS_REFS_MAX ||
+	    (rq->n_refs && !rq->refs))
 		return MFS_E_CORRUPT;
-	if ((c->flags & MFS_CODEC_NEEDS_REF) && (!ref || ref_len != dst_len))
-		return MFS_E_INVAL;
-	return c->decode(src, src_len, ref, ref_len, dst, dst_len, ws);
+	for (size_t i = 0; i < rq->n_refs; i++)
+		if (!rq->refs[i].data && rq->refs[i].len)
+			return MFS_E_CORRUPT;
+	if ((c->flags & MFS_CODEC_NEEDS_REF) && rq->n_refs == 0)
+		return MFS_E_CORRUPT; /* a delta without its base cannot be decoded */
+	return c->decode(rq, ws);
+}
+
+int mfs_codec_decode_plain(mfs_codec_id id, const void *src, size_t src_len, void *dst,
+			   size_t dst_len, mfs_codec_ws *ws)
+{
+	mfs_decode_req rq = {.src = src, .src_len = src_len, .dst = dst, .dst_len = dst_len};
+	return mfs_codec_decode(id, &rq, ws);
+}
+
+const mfs_ref_data *mfs_decode_req_ref(const mfs_decode_req *rq, mfs_ref_role role)
+{
+	for (size_t i = 0; i < rq->n_refs; i++)
+		if (rq->refs[i].role == role)
+			return &rq->refs[i];
+	return NULL;
 }
 
 size_t mfs_codec_bound_max(size_t raw_len)

@@ -5,14 +5,21 @@
  * self-describing payload and back.  Each codec has a numeric id that is
  * stored in the store with every chunk and never changes meaning.
  *
- * Decoding:
+ * Decoding is a request (mfs_decode_req): the payload, the chunk's
+ * geometry (dtype, its tensor's shape, the element offset of the chunk in
+ * its tensor) and a list of references, each the raw bytes of a range of
+ * another chunk with a role (the base model's bytes for xor-delta; the
+ * quantized twin's values and its scales for quant-residual).  The caller
+ * (index/, fs/) resolves each stored reference (chunk key, byte offset,
+ * length, role) to bytes before the call; a codec never looks anything up.
+ * A decoder:
  *   - decodes into a caller-provided buffer of exactly the raw length (the
  *     store records it), and fails with MFS_E_CORRUPT on any payload that
- *     does not decode to exactly that many bytes; it never reads outside
- *     [src, src+src_len) nor writes outside [dst, dst+dst_len);
- *   - takes an optional reference chunk (raw bytes): the base model's chunk
- *     for xor-delta, the quantized tensor's chunk for quant-residual;
- *     codecs without MFS_CODEC_NEEDS_REF ignore it;
+ *     does not decode to exactly that many bytes, or on references that are
+ *     missing or of the wrong length for its payload; it never reads outside
+ *     [src, src+src_len) or a reference's [data, data+len), nor writes
+ *     outside [dst, dst+dst_len);
+ *   - codecs without MFS_CODEC_NEEDS_REF ignore references and geometry;
  *   - allocates nothing on the hot path: scratch memory comes from an
  *     mfs_codec_ws, one per thread, which grows to the largest chunk seen and
  *     is then reused.
@@ -45,17 +52,63 @@ typedef enum mfs_codec_id {
 } mfs_codec_id;
 
 /* Codec flags. */
-#define MFS_CODEC_NEEDS_REF 0x1u /* decode needs the reference chunk */
+#define MFS_CODEC_NEEDS_REF 0x1u /* decode needs references (mfs_decode_req.refs) */
 
 /* Per-thread scratch for encoders and decoders (opaque). */
 typedef struct mfs_codec_ws mfs_codec_ws;
+
+/*
+ * What a reference is to the chunk that decodes against it.  Stable: stored
+ * in chunk records (index/records.h).
+ */
+typedef enum mfs_ref_role {
+	MFS_REF_BASE = 1,  /* xor-delta: the base model's bytes of the same elements */
+	MFS_REF_QUANT = 2, /* quant-residual: the quantized twin's values of the same elements */
+	MFS_REF_SCALE = 3, /* quant-residual: the scales that dequantize them */
+	MFS_REF__COUNT
+} mfs_ref_role;
+
+/* Most references one chunk decodes against. */
+#define MFS_REFS_MAX 4
+/* Most dimensions of a tensor (also store.h's MFS_MAX_DIMS). */
+#define MFS_GEOM_DIMS 16
+
+/* Where a chunk lies in its tensor. */
+typedef struct mfs_chunk_geom {
+	mfs_dtype dtype;
+	uint32_t ndim;			/* 0 when the chunk is not tensor data */
+	uint64_t shape[MFS_GEOM_DIMS];
+	uint64_t elem_off;		/* index of the chunk's first element in its tensor */
+} mfs_chunk_geom;
+
+/* One reference, resolved to bytes (the caller owns them). */
+typedef struct mfs_ref_data {
+	mfs_ref_role role;
+	const void *data;
+	size_t len;
+} mfs_ref_data;
+
+/* A decode request.  Everything is borrowed for the call. */
+typedef struct mfs_decode_req {
+	const void *src;		/* the payload */
+	size_t src_len;
+	void *dst;			/* exactly dst_len bytes are written on success */
+	size_t dst_len;
+	const mfs_chunk_geom *geom;	/* NULL when the store recorded none */
+	const mfs_ref_data *refs;	/* n_refs entries (NULL when 0) */
+	size_t n_refs;
+} mfs_decode_req;
+
+/** The reference of role @p role in @p rq, or NULL when it has none. */
+const mfs_ref_data *mfs_decode_req_ref(const mfs_decode_req *rq, mfs_ref_role role);
 
 /* What an encoder is told about the chunk it encodes. */
 typedef struct mfs_encode_params {
 	mfs_dtype dtype;   /* element type of the tensor; MFS_DT_UNKNOWN for non-tensor bytes */
 	int zstd_level;    /* level for zstd-backed stages (0 = codec default) */
-	const void *ref;   /* reference chunk raw bytes, for MFS_CODEC_NEEDS_REF codecs */
-	size_t ref_len;
+	const mfs_chunk_geom *geom;  /* optional: where the chunk lies in its tensor */
+	const mfs_ref_data *refs;    /* references, for MFS_CODEC_NEEDS_REF codecs */
+	size_t n_refs;
 } mfs_encode_params;
 
 typedef struct mfs_codec {
@@ -71,9 +124,8 @@ typedef struct mfs_codec {
 	 */
 	int (*encode)(const mfs_encode_params *p, const void *src, size_t src_len, void *dst,
 		      size_t dst_cap, size_t *dst_len, mfs_codec_ws *ws);
-	/** Decode exactly dst_len bytes. @return 0 or MFS_E_CORRUPT / -ENOMEM. */
-	int (*decode)(const void *src, size_t src_len, const void *ref, size_t ref_len,
-		      void *dst, size_t dst_len, mfs_codec_ws *ws);
+	/** Decode exactly rq->dst_len bytes. @return 0 or MFS_E_CORRUPT / -ENOMEM. */
+	int (*decode)(const mfs_decode_req *rq, mfs_codec_ws *ws);
 } mfs_codec;
 
 /**
@@ -97,9 +149,20 @@ int mfs_codec_encode(mfs_codec_id id, const mfs_encode_params *p, const void *sr
 		     size_t src_len, void *dst, size_t dst_cap, size_t *dst_len,
 		     mfs_codec_ws *ws);
 
-/** Decode with codec @p id. See mfs_codec.decode. */
-int mfs_codec_decode(mfs_codec_id id, const void *src, size_t src_len, const void *ref,
-		     size_t ref_len, void *dst, size_t dst_len, mfs_codec_ws *ws);
+/**
+ * Decode with codec @p id (dispatch + argument checks: dst_len at most
+ * MFS_CHUNK_MAX, at most MFS_REFS_MAX references, each with data unless
+ * empty).  See the decoding rules at the top of this file.
+ * @return 0, MFS_E_CODEC for an unknown id, MFS_E_CORRUPT, -ENOMEM
+ */
+int mfs_codec_decode(mfs_codec_id id, const mfs_decode_req *rq, mfs_codec_ws *ws);
+
+/**
+ * Decode a chunk that has no references: mfs_codec_decode() with a request
+ * of @p src and @p dst only.
+ */
+int mfs_codec_decode_plain(mfs_codec_id id, const void *src, size_t src_len, void *dst,
+			   size_t dst_len, mfs_codec_ws *ws);
 
 /** Largest bound() over all codecs for @p raw_len: sizes an encode buffer. */
 size_t mfs_codec_bound_max(size_t raw_len);
@@ -125,8 +188,8 @@ enum {
 	MFS_WS_SLOT_B,
 	MFS_WS_SLOT_C,
 	MFS_WS_SLOT_CHUNK,
-	MFS_WS_SLOT_REF,
-	MFS_WS_SLOTS
+	MFS_WS_SLOT_REF, /* MFS_REFS_MAX slots: the REF + i-th reference chunk */
+	MFS_WS_SLOTS = MFS_WS_SLOT_REF + MFS_REFS_MAX
 };
 
 /**

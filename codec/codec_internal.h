@@ -17,4 +17,12 @@ extern const mfs_codec mfs_codec_bitplane_huff;
 ZSTD_CCtx *mfs_codec_ws_cctx(mfs_codec_ws *ws);
 ZSTD_DCtx *mfs_codec_ws_dctx(mfs_codec_ws *ws);
 
+/**
+ * Decode one zstd frame that must hold exactly @p dst_len bytes (the zstd
+ * codec's decoder; also a stage of other codecs).
+ * @return 0, MFS_E_CORRUPT, -ENOMEM
+ */
+int mfs_zstd_frame_decode(const void *src, size_t src_len, void *dst, size_t dst_len,
+			  mfs_codec_ws *ws);
+
 #endif

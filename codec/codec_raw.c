@@ -18,12 +18,11 @@ static int raw_encode(const mfs_encode_params *p, const void *src, size_t src_le
 	return 0;
 }
 
-static int raw_decode(const void *src, size_t src_len, const void *ref, size_t ref_len,
-		      void *dst, size_t dst_len, mfs_codec_ws *ws)
+static int raw_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
 {
-	if (src_len != dst_len)
+	if (rq->src_len != rq->dst_len)
 		return MFS_E_CORRUPT;
-	memcpy(dst, src, dst_len);
+	memcpy(rq->dst, rq->src, rq->dst_len);
 	return 0;
 }
 

@@ -27,8 +27,9 @@ static int zstd_encode(const mfs_encode_params *p, const void *src, size_t src_l
 	return 0;
 }
 
-static int zstd_decode(const void *src, size_t src_len, const void *ref, size_t ref_len,
-		       void *dst, size_t dst_len, mfs_codec_ws *ws)
+/** Decode a zstd frame of exactly @p dst_len bytes (codec_internal.h). */
+int mfs_zstd_frame_decode(const void *src, size_t src_len, void *dst, size_t dst_len,
+			  mfs_codec_ws *ws)
 {
 	ZSTD_DCtx *dctx = mfs_codec_ws_dctx(ws);
 	if (!dctx)
@@ -41,6 +42,11 @@ static int zstd_decode(const void *src, size_t src_len, const void *ref, size_t 
 	if (ZSTD_isError(n) || n != dst_len)
 		return MFS_E_CORRUPT;
 	return 0;
+}
+
+static int zstd_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
+{
+	return mfs_zstd_frame_decode(rq->src, rq->src_len, rq->dst, rq->dst_len, ws);
 }
 
 const mfs_codec mfs_codec_zstd = {

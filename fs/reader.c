@@ -191,27 +191,92 @@ void mfs_rfile_close(mfs_rfile *f)
 	free(f);
 }
 
-/* Decode a chunk whose view was read in transaction t; ref chunks are decoded first. */
-static int decode_view(mfs_txn *t, const mfs_chunk_view *v, const mfs_chunk_key *key,
-		       void *dst, size_t raw_len, mfs_codec_ws *ws)
+/*
+ * The references of a chunk, resolved to decoded bytes: through the cache
+ * when the reader has one (a base shared by many fine-tunes is decoded once,
+ * and a fine-tune read after its base decodes nothing of it again), else
+ * into the workspace's REF slots.
+ */
+typedef struct ref_set {
+	size_t n;
+	mfs_ref_data data[MFS_REFS_MAX];
+	mfs_cache_entry *pin[MFS_REFS_MAX];
+} ref_set;
+
+static void ref_set_release(mfs_reader *r, ref_set *rs)
 {
-	const void *ref = NULL;
-	if (v->has_ref) {
-		mfs_chunk_view rv;
-		int rc = mfs_chunk_get(t, &v->ref, &rv);
+	for (size_t i = 0; i < rs->n; i++)
+		mfs_cache_release(r->cache, rs->pin[i]);
+	rs->n = 0;
+}
+
+static int cache_fill(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
+		      mfs_codec_ws *ws);
+
+/*
+ * Decode reference @p i of chunk view @p v (whose referenced record is
+ * @p rv, looked up in the same snapshot) and add its range to @p rs.  With a
+ * cache and a file (@p f), the referenced chunk comes from the cache, filled
+ * from @p f's view.  A missing or damaged referenced chunk is MFS_E_CORRUPT:
+ * the chunk that needs it cannot be served.
+ */
+static int ref_resolve(mfs_reader *r, mfs_rfile *f, const mfs_chunk_view *v, size_t i,
+		       const mfs_chunk_view *rv, ref_set *rs, mfs_codec_ws *ws)
+{
+	const mfs_chunk_ref *ref = &v->refs[i];
+	if (mfs_chunk_ref_check(ref, rv) < 0)
+		return MFS_E_CORRUPT;
+	const uint8_t *bytes;
+	rs->pin[rs->n] = NULL;
+	int rc;
+	if (r->cache && f) {
+		rc = mfs_cache_get(r->cache, &ref->key, rv->raw_len, cache_fill, f, ws,
+				   &rs->pin[rs->n]);
 		if (rc < 0)
 			return rc == MFS_E_NOTFOUND ? MFS_E_CORRUPT : rc;
-		/* Reference chains have depth 1: a reference chunk has no reference. */
-		if (rv.has_ref || rv.raw_len != raw_len)
-			return MFS_E_CORRUPT;
-		void *rbuf = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_REF, raw_len);
-		if (!rbuf)
+		bytes = mfs_cache_entry_data(rs->pin[rs->n]);
+	} else {
+		void *buf = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_REF + (unsigned)i,
+						 rv->raw_len ? rv->raw_len : 1);
+		if (!buf)
 			return -ENOMEM;
-		if ((rc = mfs_chunk_decode(&rv, &v->ref, NULL, rbuf, raw_len, ws)) < 0)
+		if ((rc = mfs_chunk_decode(rv, &ref->key, NULL, buf, rv->raw_len, ws)) < 0)
 			return rc;
-		ref = rbuf;
+		bytes = buf;
 	}
-	return mfs_chunk_decode(v, key, ref, dst, raw_len, ws);
+	rs->data[rs->n].role = ref->role;
+	rs->data[rs->n].data = bytes + ref->off;
+	rs->data[rs->n].len = ref->len;
+	rs->n++;
+	return 0;
+}
+
+/* Decode @p v (chunk @p key), its references first; @p rv: their records. */
+static int decode_with_refs(mfs_reader *r, mfs_rfile *f, const mfs_chunk_view *v,
+			    const mfs_chunk_view *rv, const mfs_chunk_key *key, void *dst,
+			    size_t raw_len, mfs_codec_ws *ws)
+{
+	if (v->raw_len != raw_len)
+		return MFS_E_CORRUPT;
+	ref_set rs = {0};
+	int rc = 0;
+	for (size_t i = 0; i < v->n_refs && rc == 0; i++)
+		rc = ref_resolve(r, f, v, i, &rv[i], &rs, ws);
+	if (rc == 0)
+		rc = mfs_chunk_decode(v, key, v->n_refs ? rs.data : NULL, dst, raw_len, ws);
+	ref_set_release(r, &rs);
+	return rc;
+}
+
+/* Look up the records of @p v's references in @p t. */
+static int refs_lookup(mfs_txn *t, const mfs_chunk_view *v, mfs_chunk_view *rv)
+{
+	for (size_t i = 0; i < v->n_refs; i++) {
+		int rc = mfs_chunk_get(t, &v->refs[i].key, &rv[i]);
+		if (rc < 0)
+			return rc == MFS_E_NOTFOUND ? MFS_E_CORRUPT : rc;
+	}
+	return 0;
 }
 
 int mfs_reader_decode_chunk(mfs_reader *r, const mfs_chunk_key *key, void *dst,
@@ -221,11 +286,12 @@ int mfs_reader_decode_chunk(mfs_reader *r, const mfs_chunk_key *key, void *dst,
 	int rc = mfs_txn_begin(r->store, MFS_TXN_READ, &t);
 	if (rc < 0)
 		return rc;
-	mfs_chunk_view v;
+	mfs_chunk_view v, rv[MFS_REFS_MAX];
 	rc = mfs_chunk_get(t, key, &v);
 	if (rc == 0)
-		rc = v.raw_len == raw_len ? decode_view(t, &v, key, dst, raw_len, ws)
-					  : MFS_E_CORRUPT;
+		rc = refs_lookup(t, &v, rv);
+	if (rc == 0)
+		rc = decode_with_refs(r, NULL, &v, rv, key, dst, raw_len, ws);
 	mfs_txn_abort(t);
 	return rc;
 }
@@ -243,38 +309,31 @@ static void will_need(const void *p, size_t len)
 
 /*
  * Decode a chunk of @p f from the file's view: the lookups under the view's
- * lock, the decode (the expensive part) outside it.
+ * lock, the decode (the expensive part) outside it.  References come
+ * through the cache when @p via_cache (the reader's cache fill), else they
+ * are decoded here.
  */
-static int rfile_decode(mfs_rfile *f, const mfs_chunk_key *key, void *dst, size_t len,
-			mfs_codec_ws *ws)
+static int rfile_decode_ex(mfs_rfile *f, const mfs_chunk_key *key, void *dst, size_t len,
+			   int via_cache, mfs_codec_ws *ws)
 {
-	mfs_chunk_view v, rv;
+	mfs_chunk_view v, rv[MFS_REFS_MAX];
 	pthread_mutex_lock(&f->view->mu);
 	int rc = mfs_chunk_get(f->view->txn, key, &v);
-	if (rc == 0 && v.has_ref) {
-		rc = mfs_chunk_get(f->view->txn, &v.ref, &rv);
-		if (rc == MFS_E_NOTFOUND)
-			rc = MFS_E_CORRUPT;
-	}
+	if (rc == 0)
+		rc = refs_lookup(f->view->txn, &v, rv);
 	pthread_mutex_unlock(&f->view->mu);
 	if (rc < 0)
 		return rc;
 	if (v.raw_len != len)
 		return MFS_E_CORRUPT;
 	will_need(v.payload, v.payload_len);
-	const void *ref = NULL;
-	if (v.has_ref) {
-		/* Reference chains have depth 1: a reference chunk has no reference. */
-		if (rv.has_ref || rv.raw_len != len)
-			return MFS_E_CORRUPT;
-		void *rbuf = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_REF, len);
-		if (!rbuf)
-			return -ENOMEM;
-		if ((rc = mfs_chunk_decode(&rv, &v.ref, NULL, rbuf, len, ws)) < 0)
-			return rc;
-		ref = rbuf;
-	}
-	return mfs_chunk_decode(&v, key, ref, dst, len, ws);
+	return decode_with_refs(f->reader, via_cache ? f : NULL, &v, rv, key, dst, len, ws);
+}
+
+static int rfile_decode(mfs_rfile *f, const mfs_chunk_key *key, void *dst, size_t len,
+			mfs_codec_ws *ws)
+{
+	return rfile_decode_ex(f, key, dst, len, 0, ws);
 }
 
 int mfs_rfile_decode_extent(mfs_rfile *f, size_t i, void *dst, mfs_codec_ws *ws)
@@ -287,7 +346,7 @@ int mfs_rfile_decode_extent(mfs_rfile *f, size_t i, void *dst, mfs_codec_ws *ws)
 static int cache_fill(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
 		      mfs_codec_ws *ws)
 {
-	return rfile_decode(ud, key, dst, len, ws);
+	return rfile_decode_ex(ud, key, dst, len, 1, ws);
 }
 
 /*

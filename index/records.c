@@ -30,18 +30,84 @@ static int rd_done(const mfs_rd *r)
 
 /* ---- chunk ---- */
 
-size_t mfs_rec_chunk_header(uint8_t *p, mfs_codec_id codec, uint32_t raw_len,
-			    const mfs_chunk_key *ref)
+static int role_ok(unsigned role)
 {
-	p[0] = MFS_REC_V1;
-	p[1] = (uint8_t)codec;
-	p[2] = ref ? MFS_REC_CHUNK_HAS_REF : 0;
-	p[3] = 0;
-	mfs_put_le32(p + 4, raw_len);
-	if (!ref)
-		return MFS_REC_CHUNK_HDR;
-	memcpy(p + MFS_REC_CHUNK_HDR, ref->b, 16);
-	return MFS_REC_CHUNK_HDR_MAX;
+	return role >= MFS_REF_BASE && role < MFS_REF__COUNT;
+}
+
+int mfs_rec_chunk_header(uint8_t *p, const mfs_chunk_meta *m, size_t *len)
+{
+	if (m->n_refs > MFS_REFS_MAX || (m->n_refs && !m->refs) ||
+	    (m->geom && m->geom->ndim > MFS_MAX_DIMS))
+		return MFS_E_INVAL;
+	for (size_t i = 0; i < m->n_refs; i++)
+		if (m->refs[i].len == 0 || !role_ok(m->refs[i].role) ||
+		    m->refs[i].off > UINT64_MAX - m->refs[i].len)
+			return MFS_E_INVAL;
+	p[1] = (uint8_t)m->codec;
+	mfs_put_le32(p + 4, m->raw_len);
+	if (m->n_refs == 0 && !m->geom) {
+		p[0] = MFS_REC_V1;
+		p[2] = 0;
+		p[3] = 0;
+		*len = MFS_REC_CHUNK_HDR;
+		return 0;
+	}
+	p[0] = MFS_REC_V2;
+	p[2] = m->geom ? MFS_REC_CHUNK_HAS_GEOM : 0;
+	p[3] = (uint8_t)m->n_refs;
+	uint8_t *q = p + MFS_REC_CHUNK_HDR;
+	if (m->geom) {
+		*q++ = (uint8_t)m->geom->dtype;
+		*q++ = (uint8_t)m->geom->ndim;
+		mfs_put_le64(q, m->geom->elem_off), q += 8;
+		for (uint32_t d = 0; d < m->geom->ndim; d++, q += 8)
+			mfs_put_le64(q, m->geom->shape[d]);
+	}
+	for (size_t i = 0; i < m->n_refs; i++) {
+		const mfs_chunk_ref *r = &m->refs[i];
+		memcpy(q, r->key.b, 16);
+		mfs_put_le64(q + 16, r->off);
+		mfs_put_le32(q + 24, r->len);
+		q[28] = (uint8_t)r->role;
+		q += MFS_REC_CHUNK_REF;
+	}
+	*len = (size_t)(q - p);
+	return 0;
+}
+
+/* The v2 part after the fixed header: geometry and references. */
+static int chunk_v2_decode(mfs_rd *r, unsigned flags, unsigned n_refs, mfs_chunk_view *out)
+{
+	if ((flags & ~MFS_REC_CHUNK_HAS_GEOM) != 0 || n_refs > MFS_REFS_MAX)
+		return MFS_E_CORRUPT;
+	if (flags & MFS_REC_CHUNK_HAS_GEOM) {
+		uint8_t dtype = mfs_rd_u8(r);
+		uint8_t ndim = mfs_rd_u8(r);
+		uint64_t elem_off = mfs_rd_u64(r);
+		if (!r->ok || dtype >= MFS_DT__COUNT || ndim > MFS_MAX_DIMS)
+			return MFS_E_CORRUPT;
+		out->has_geom = 1;
+		out->geom.dtype = (mfs_dtype)dtype;
+		out->geom.ndim = ndim;
+		out->geom.elem_off = elem_off;
+		for (unsigned d = 0; d < ndim; d++)
+			out->geom.shape[d] = mfs_rd_u64(r);
+	}
+	for (unsigned i = 0; i < n_refs; i++) {
+		const uint8_t *q = mfs_rd_take(r, MFS_REC_CHUNK_REF);
+		if (!q)
+			return MFS_E_CORRUPT;
+		mfs_chunk_ref *ref = &out->refs[i];
+		memcpy(ref->key.b, q, 16);
+		ref->off = mfs_get_le64(q + 16);
+		ref->len = mfs_get_le32(q + 24);
+		if (ref->len == 0 || !role_ok(q[28]) || ref->off > UINT64_MAX - ref->len)
+			return MFS_E_CORRUPT;
+		ref->role = (mfs_ref_role)q[28];
+	}
+	out->n_refs = n_refs;
+	return r->ok ? 0 : MFS_E_CORRUPT;
 }
 
 int mfs_rec_chunk_decode(const void *p, size_t len, mfs_chunk_view *out)
@@ -50,20 +116,29 @@ int mfs_rec_chunk_decode(const void *p, size_t len, mfs_chunk_view *out)
 	uint8_t ver = mfs_rd_u8(&r);
 	uint8_t codec = mfs_rd_u8(&r);
 	uint8_t flags = mfs_rd_u8(&r);
-	uint8_t reserved = mfs_rd_u8(&r);
+	uint8_t fourth = mfs_rd_u8(&r); /* v1: reserved; v2: n_refs */
 	uint32_t raw_len = mfs_rd_u32(&r);
-	if (!r.ok || ver != MFS_REC_V1 || codec >= MFS_CODEC__COUNT ||
-	    (flags & ~MFS_REC_CHUNK_HAS_REF) != 0 || reserved != 0)
+	if (!r.ok || (ver != MFS_REC_V1 && ver != MFS_REC_V2) || codec >= MFS_CODEC__COUNT)
 		return MFS_E_CORRUPT;
 	memset(out, 0, sizeof *out);
 	out->codec = (mfs_codec_id)codec;
 	out->raw_len = raw_len;
-	out->has_ref = (flags & MFS_REC_CHUNK_HAS_REF) != 0;
-	if (out->has_ref) {
-		const uint8_t *ref = mfs_rd_take(&r, 16);
-		if (!ref)
+	if (ver == MFS_REC_V2) {
+		if (chunk_v2_decode(&r, flags, fourth, out) < 0)
 			return MFS_E_CORRUPT;
-		memcpy(out->ref.b, ref, 16);
+	} else {
+		if ((flags & ~MFS_REC_CHUNK_HAS_REF) != 0 || fourth != 0)
+			return MFS_E_CORRUPT;
+		if (flags & MFS_REC_CHUNK_HAS_REF) {
+			const uint8_t *ref = mfs_rd_take(&r, 16);
+			if (!ref || raw_len == 0)
+				return MFS_E_CORRUPT;
+			memcpy(out->refs[0].key.b, ref, 16);
+			out->refs[0].off = 0;
+			out->refs[0].len = raw_len;
+			out->refs[0].role = MFS_REF_BASE;
+			out->n_refs = 1;
+		}
 	}
 	out->payload = r.p;
 	out->payload_len = (size_t)(r.end - r.p);

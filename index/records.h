@@ -6,8 +6,19 @@
  * Every value starts with a version byte (MFS_REC_V1).  Integers are
  * little-endian, written byte by byte (bytes.h).  The layouts:
  *
- *   chunk   u8 version, u8 codec, u8 flags (bit 0: has ref; others 0),
- *           u8 reserved (0), u32 raw_len, [16-byte ref key], payload (the rest)
+ *   chunk   version 1 (chunks without references or geometry):
+ *           u8 version (1), u8 codec, u8 flags (bit 0: has ref; others 0),
+ *           u8 reserved (0), u32 raw_len, [16-byte ref key], payload (the rest);
+ *           a v1 ref is read as one MFS_REF_BASE reference to the whole of
+ *           that chunk (offset 0, length raw_len)
+ *           version 2 (written for chunks with references or geometry):
+ *           u8 version (2), u8 codec, u8 flags (bit 1: geometry; others 0),
+ *           u8 n_refs (<= MFS_REFS_MAX), u32 raw_len,
+ *           [geometry: u8 dtype, u8 ndim (<= MFS_MAX_DIMS), u64 elem_off,
+ *            u64 shape[ndim]],
+ *           n_refs times: 16-byte chunk key, u64 offset, u32 length (>= 1),
+ *           u8 role (an mfs_ref_role),
+ *           payload (the rest)
  *   blob    u8 version, u64 size, 32-byte sha256, u64 stored_bytes,
  *           u64 n_tensors, u64 n_extents, then n_extents times:
  *           u64 off, u32 len, 16-byte chunk key              (exact length)
@@ -36,10 +47,16 @@
 #include "store.h"
 
 #define MFS_REC_V1 1
+#define MFS_REC_V2 2
 
-#define MFS_REC_CHUNK_HAS_REF 0x1u
-#define MFS_REC_CHUNK_HDR 8                            /* without the ref key */
-#define MFS_REC_CHUNK_HDR_MAX (MFS_REC_CHUNK_HDR + 16) /* with it */
+#define MFS_REC_CHUNK_HAS_REF 0x1u  /* v1 */
+#define MFS_REC_CHUNK_HAS_GEOM 0x2u /* v2 */
+#define MFS_REC_CHUNK_HDR 8         /* fixed part, both versions */
+#define MFS_REC_CHUNK_REF 29        /* one v2 reference */
+#define MFS_REC_CHUNK_GEOM_MAX (2 + 8 + 8 * MFS_MAX_DIMS)
+/* The longest header (v2, geometry and MFS_REFS_MAX references). */
+#define MFS_REC_CHUNK_HDR_MAX \
+	(MFS_REC_CHUNK_HDR + MFS_REC_CHUNK_GEOM_MAX + MFS_REC_CHUNK_REF * MFS_REFS_MAX)
 
 #define MFS_REC_BLOB_FIXED (1 + 8 + 32 + 8 + 8 + 8)
 #define MFS_REC_EXTENT 28
@@ -52,19 +69,20 @@
 /* ---- chunk ---- */
 
 /**
- * Write a chunk record's header.
- * @param[out] p        at least MFS_REC_CHUNK_HDR_MAX bytes
- * @param[in]  ref      reference chunk key, or NULL
- * @return the header length (MFS_REC_CHUNK_HDR, or + 16 with a ref); the
- *         payload follows it
+ * Write a chunk record's header: version 1 when @p m has no references and
+ * no geometry (the bytes today's stores hold), else version 2.
+ * @param[out] p    at least MFS_REC_CHUNK_HDR_MAX bytes
+ * @param[out] len  the header length; the payload follows it
+ * @return 0, or MFS_E_INVAL (more than MFS_REFS_MAX references, a reference
+ *         of length 0 or an unknown role, more than MFS_MAX_DIMS dims)
  */
-size_t mfs_rec_chunk_header(uint8_t *p, mfs_codec_id codec, uint32_t raw_len,
-			    const mfs_chunk_key *ref);
+int mfs_rec_chunk_header(uint8_t *p, const mfs_chunk_meta *m, size_t *len);
 
 /**
- * Decode a chunk record.
+ * Decode a chunk record (either version).
  * @param[out] out  its payload points into [p, p + len): valid as long as that is
- * @return 0 or MFS_E_CORRUPT (also for a codec id >= MFS_CODEC__COUNT)
+ * @return 0 or MFS_E_CORRUPT (also for a codec id >= MFS_CODEC__COUNT, an
+ *         unknown role, a reference range that overflows, an unknown dtype)
  */
 int mfs_rec_chunk_decode(const void *p, size_t len, mfs_chunk_view *out);
 

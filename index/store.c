@@ -312,18 +312,33 @@ int mfs_chunk_get(mfs_txn *t, const mfs_chunk_key *key, mfs_chunk_view *out)
 	return rc < 0 ? rc : mfs_rec_chunk_decode(rec, len, out);
 }
 
-int mfs_chunk_decode(const mfs_chunk_view *view, const mfs_chunk_key *key, const void *ref,
-		     void *dst, size_t dst_len, mfs_codec_ws *ws)
+int mfs_chunk_decode(const mfs_chunk_view *view, const mfs_chunk_key *key,
+		     const mfs_ref_data *refs, void *dst, size_t dst_len, mfs_codec_ws *ws)
 {
-	if (dst_len != view->raw_len)
+	if (dst_len != view->raw_len || (view->n_refs && !refs))
 		return MFS_E_INVAL;
-	int rc = mfs_codec_decode(view->codec, view->payload, view->payload_len, ref,
-				  ref ? dst_len : 0, dst, dst_len, ws);
+	mfs_decode_req rq = {
+	    .src = view->payload,
+	    .src_len = view->payload_len,
+	    .dst = dst,
+	    .dst_len = dst_len,
+	    .geom = view->has_geom ? &view->geom : NULL,
+	    .refs = view->n_refs ? refs : NULL,
+	    .n_refs = view->n_refs,
+	};
+	int rc = mfs_codec_decode(view->codec, &rq, ws);
 	if (rc < 0)
 		return rc == -ENOMEM ? rc : MFS_E_CORRUPT;
 	mfs_chunk_key got;
 	mfs_chunk_key_of(dst, dst_len, &got);
 	if (memcmp(got.b, key->b, 16) != 0)
+		return MFS_E_CORRUPT;
+	return 0;
+}
+
+int mfs_chunk_ref_check(const mfs_chunk_ref *ref, const mfs_chunk_view *rv)
+{
+	if (rv->n_refs != 0 || ref->off > rv->raw_len || ref->len > rv->raw_len - ref->off)
 		return MFS_E_CORRUPT;
 	return 0;
 }
@@ -364,50 +379,103 @@ int mfs_chunk_refcount(mfs_txn *t, const mfs_chunk_key *key, uint64_t *out)
 	return rc == MFS_E_NOTFOUND ? 0 : rc;
 }
 
-int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec, uint32_t raw_len,
-		  const mfs_chunk_key *ref, const void *payload, size_t payload_len,
-		  int *existed)
+static int chunk_ref_add(mfs_txn *t, const mfs_chunk_key *key, int delta);
+
+/* One more (+1) or one less (-1) use of each chunk @p v references. */
+static int refs_count(mfs_txn *t, const mfs_chunk_view *v, int delta)
+{
+	for (uint32_t i = 0; i < v->n_refs; i++) {
+		int rc = chunk_ref_add(t, &v->refs[i].key, delta);
+		if (rc < 0 && !(delta < 0 && rc == MFS_E_CORRUPT))
+			return rc; /* a count already 0 stays 0 (gc's recount settles it) */
+	}
+	return 0;
+}
+
+/* The references of @p m exist and have none themselves (depth 1). */
+static int refs_usable(mfs_txn *t, const mfs_chunk_meta *m)
+{
+	for (size_t i = 0; i < m->n_refs; i++) {
+		mfs_chunk_view rv;
+		int rc = mfs_chunk_get(t, &m->refs[i].key, &rv);
+		if (rc < 0)
+			return rc;
+		if (mfs_chunk_ref_check(&m->refs[i], &rv) < 0)
+			return MFS_E_INVAL;
+	}
+	return 0;
+}
+
+/* Write record @p hdr + payload under @p key (new, or over an old one). */
+static int chunk_write(mfs_txn *t, const mfs_chunk_key *key, const uint8_t *hdr, size_t hl,
+		       const void *payload, size_t payload_len, unsigned flags)
+{
+	MDB_val k = {16, (void *)key->b}, v = {hl + payload_len, NULL};
+	int rc = mdb_put(t->txn, DBI(t, DB_CHUNKS), &k, &v, flags | MDB_RESERVE);
+	if (rc)
+		return rc == MDB_KEYEXIST ? 1 : mfs_db_rc(rc);
+	memcpy(v.mv_data, hdr, hl);
+	memcpy((uint8_t *)v.mv_data + hl, payload, payload_len);
+	return 0;
+}
+
+int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, const mfs_chunk_meta *m,
+		  const void *payload, size_t payload_len, int *existed)
 {
 	if (existed)
 		*existed = 0;
 	uint8_t hbuf[MFS_REC_CHUNK_HDR_MAX];
-	size_t hdr = mfs_rec_chunk_header(hbuf, codec, raw_len, ref);
-	MDB_val k = {16, (void *)key->b}, v = {hdr + payload_len, NULL};
-	int rc = mdb_put(t->txn, DBI(t, DB_CHUNKS), &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
-	if (rc == MDB_KEYEXIST) {
+	size_t hdr;
+	int rc = mfs_rec_chunk_header(hbuf, m, &hdr);
+	if (rc < 0)
+		return rc;
+	MDB_val k = {16, (void *)key->b}, v;
+	rc = mdb_get(t->txn, DBI(t, DB_CHUNKS), &k, &v);
+	if (rc == 0) {
 		if (existed)
 			*existed = 1;
 		return 0;
 	}
-	if (rc)
+	if (rc != MDB_NOTFOUND)
 		return mfs_db_rc(rc);
-	uint8_t *p = v.mv_data;
-	memcpy(p, hbuf, hdr);
-	memcpy(p + hdr, payload, payload_len);
+	if ((rc = refs_usable(t, m)) < 0)
+		return rc;
+	if ((rc = chunk_write(t, key, hbuf, hdr, payload, payload_len, MDB_NOOVERWRITE)) != 0)
+		return rc < 0 ? rc : MFS_E_DB;
+	for (size_t i = 0; i < m->n_refs; i++)
+		if ((rc = chunk_ref_add(t, &m->refs[i].key, +1)) < 0)
+			return rc;
 	/* A new chunk is garbage (count 0) until a published blob references it. */
 	return refcount_put(t, key, 0);
 }
 
-int mfs_chunk_replace(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec,
-		      uint32_t raw_len, const mfs_chunk_key *ref, const void *payload,
-		      size_t payload_len)
+int mfs_chunk_replace(mfs_txn *t, const mfs_chunk_key *key, const mfs_chunk_meta *m,
+		      const void *payload, size_t payload_len)
 {
 	if (!t->write)
 		return MFS_E_INVAL;
-	MDB_val k = {16, (void *)key->b}, v;
-	int rc = mdb_get(t->txn, DBI(t, DB_CHUNKS), &k, &v);
-	if (rc)
-		return mfs_db_rc(rc);
 	uint8_t hbuf[MFS_REC_CHUNK_HDR_MAX];
-	size_t hdr = mfs_rec_chunk_header(hbuf, codec, raw_len, ref);
+	size_t hdr;
+	int rc = mfs_rec_chunk_header(hbuf, m, &hdr);
+	if (rc < 0)
+		return rc;
+	mfs_chunk_view old;
+	rc = mfs_chunk_get(t, key, &old);
+	if (rc == MFS_E_NOTFOUND)
+		return rc;
+	int old_ok = rc == 0; /* a record that does not parse names no references */
+	if (rc < 0 && rc != MFS_E_CORRUPT)
+		return rc;
+	if ((rc = refs_usable(t, m)) < 0)
+		return rc;
+	for (size_t i = 0; i < m->n_refs; i++)
+		if ((rc = chunk_ref_add(t, &m->refs[i].key, +1)) < 0)
+			return rc;
+	if (old_ok && (rc = refs_count(t, &old, -1)) < 0)
+		return rc;
 	/* The old value is not read from here on: overwriting it is safe. */
-	v.mv_size = hdr + payload_len;
-	v.mv_data = NULL;
-	rc = mdb_put(t->txn, DBI(t, DB_CHUNKS), &k, &v, MDB_RESERVE);
-	if (rc)
-		return mfs_db_rc(rc);
-	memcpy(v.mv_data, hbuf, hdr);
-	memcpy((uint8_t *)v.mv_data + hdr, payload, payload_len);
+	if ((rc = chunk_write(t, key, hbuf, hdr, payload, payload_len, 0)) != 0)
+		return rc < 0 ? rc : MFS_E_DB;
 	return bump_generation(t);
 }
 
@@ -1053,6 +1121,8 @@ struct extent_keys {
 	int damaged;
 };
 
+static int keys_push(struct extent_keys *ek, const mfs_chunk_key *key);
+
 static int extent_keys_fn(void *ud, const MDB_val *k, const MDB_val *v)
 {
 	struct extent_keys *ek = ud;
@@ -1063,34 +1133,63 @@ static int extent_keys_fn(void *ud, const MDB_val *k, const MDB_val *v)
 		return 1; /* its chunks are unknown: no recount */
 	}
 	for (uint64_t i = 0; i < bi.n_extents; i++) {
-		uint8_t(*g)[16] = mfs_grow(ek->k, &ek->cap, ek->n, sizeof *g, 4096);
-		if (!g)
-			return -ENOMEM;
-		ek->k = g;
 		mfs_extent e;
 		mfs_rec_extent_get(ep, i, &e);
-		memcpy(ek->k[ek->n++], e.key.b, 16);
+		int rc = keys_push(ek, &e.key);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }
+
 
 static int key16_cmp(const void *a, const void *b)
 {
 	return memcmp(a, b, 16);
 }
 
+static int keys_push(struct extent_keys *ek, const mfs_chunk_key *key)
+{
+	uint8_t(*g)[16] = mfs_grow(ek->k, &ek->cap, ek->n, sizeof *g, 4096);
+	if (!g)
+		return -ENOMEM;
+	ek->k = g;
+	memcpy(ek->k[ek->n++], key->b, 16);
+	return 0;
+}
+
+/* The chunks each stored chunk references (a use each, like an extent). */
+static int chunk_ref_keys_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	struct extent_keys *ek = ud;
+	mfs_chunk_view cv;
+	if (mfs_rec_chunk_decode(v->mv_data, v->mv_size, &cv) < 0) {
+		ek->damaged = 1;
+		return 1; /* its references are unknown: no recount */
+	}
+	for (uint32_t i = 0; i < cv.n_refs; i++) {
+		int rc = keys_push(ek, &cv.refs[i].key);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 /*
- * Set every chunk's reference count to the number of blob extents using it
- * (the invariant in store.h).  Counts drift only through damage: removing a
- * repo whose blob record no longer parses cannot lower the counts that blob
- * gave.  Runs only when every blob record parses (else a count might be
- * lowered below what a damaged blob still uses, and its chunk freed); a
- * count too low is raised, so a chunk in use is never swept.
+ * Set every chunk's reference count to the number of blob extents and
+ * stored chunks' references using it (the invariant in store.h).  Counts
+ * drift only through damage: removing a repo whose blob record no longer
+ * parses cannot lower the counts that blob gave.  Runs only when every blob
+ * and chunk record parses (else a count might be lowered below what a
+ * damaged record still uses, and its chunk freed); a count too low is
+ * raised, so a chunk in use is never swept.
  */
 static int recount_refs(mfs_txn *t, mfs_gc_stat *out)
 {
 	struct extent_keys ek = {0};
 	int rc = mfs_db_iter(t->txn, DBI(t, DB_BLOBS), NULL, 0, extent_keys_fn, &ek);
+	if (rc == 0 && !ek.damaged)
+		rc = mfs_db_iter(t->txn, DBI(t, DB_CHUNKS), NULL, 0, chunk_ref_keys_fn, &ek);
 	if (rc < 0 || ek.damaged) {
 		out->recount_skipped = ek.damaged;
 		free(ek.k);
@@ -1129,6 +1228,60 @@ static int recount_refs(mfs_txn *t, mfs_gc_stat *out)
 	mdb_cursor_close(cur);
 	free(ek.k);
 	return mrc == MDB_NOTFOUND || mrc == 0 ? 0 : mfs_db_rc(mrc);
+}
+
+/*
+ * Remove every chunk whose count is 0, then drop one use of each chunk the
+ * removed ones referenced (after the walk: the cursor is not disturbed).
+ * @return 1 when such a drop reached 0 (another pass has work), 0, or an error
+ */
+static int sweep_pass(mfs_txn *t, mfs_gc_stat *out)
+{
+	struct extent_keys dropped = {0};
+	MDB_cursor *cur;
+	int rc = mfs_db_rc(mdb_cursor_open(t->txn, DBI(t, DB_CHUNKREFS), &cur));
+	if (rc < 0)
+		return rc;
+	MDB_val k, v;
+	int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	while (mrc == 0) {
+		if (v.mv_size == 8 && mfs_get_le64(v.mv_data) == 0 && k.mv_size == 16) {
+			MDB_val ck = k, cv;
+			if (mdb_get(t->txn, DBI(t, DB_CHUNKS), &ck, &cv) == 0) {
+				mfs_chunk_view view;
+				if (mfs_rec_chunk_decode(cv.mv_data, cv.mv_size, &view) == 0)
+					for (uint32_t i = 0; i < view.n_refs && rc == 0; i++)
+						rc = keys_push(&dropped, &view.refs[i].key);
+				if (rc < 0)
+					break;
+				out->bytes_freed += cv.mv_size;
+				if ((mrc = mdb_del(t->txn, DBI(t, DB_CHUNKS), &ck, NULL)))
+					break;
+			}
+			if ((mrc = mdb_cursor_del(cur, 0)))
+				break;
+			out->chunks_removed++;
+		}
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	if (rc == 0 && mrc != MDB_NOTFOUND && mrc != 0)
+		rc = mfs_db_rc(mrc);
+	int again = 0;
+	for (size_t i = 0; rc == 0 && i < dropped.n; i++) {
+		mfs_chunk_key key;
+		memcpy(key.b, dropped.k[i], 16);
+		uint64_t n = 0;
+		int grc = refcount_get(t, &key, &n);
+		if (grc == MFS_E_NOTFOUND || (grc == 0 && n == 0))
+			continue; /* already gone, or already garbage */
+		if (grc < 0)
+			rc = grc;
+		else if ((rc = refcount_put(t, &key, n - 1)) == 0 && n == 1)
+			again = 1;
+	}
+	free(dropped.k);
+	return rc < 0 ? rc : again;
 }
 
 int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out)
@@ -1180,28 +1333,12 @@ int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out)
 	if ((rc = recount_refs(t, out)) < 0)
 		goto done;
 
-	/* 3. chunks with no references */
-	if ((rc = mfs_db_rc(mdb_cursor_open(t->txn, DBI(t, DB_CHUNKREFS), &cur))) < 0)
+	/* 3. chunks with no uses, then those whose last use was a chunk removed */
+	while ((rc = sweep_pass(t, out)) > 0)
+		;
+	if (rc < 0)
 		goto done;
-	mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	while (mrc == 0) {
-		if (v.mv_size == 8 && mfs_get_le64(v.mv_data) == 0 && k.mv_size == 16) {
-			MDB_val ck = k, cv;
-			if (mdb_get(t->txn, DBI(t, DB_CHUNKS), &ck, &cv) == 0) {
-				out->bytes_freed += cv.mv_size;
-				if ((mrc = mdb_del(t->txn, DBI(t, DB_CHUNKS), &ck, NULL)))
-					break;
-			}
-			if ((mrc = mdb_cursor_del(cur, 0)))
-				break;
-			out->chunks_removed++;
-		}
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-	}
-	mdb_cursor_close(cur);
-	if (mrc != MDB_NOTFOUND && mrc != 0)
-		rc = mfs_db_rc(mrc);
-	else if (out->blobs_removed || out->chunks_removed || out->counts_fixed)
+	if (out->blobs_removed || out->chunks_removed || out->counts_fixed)
 		rc = bump_generation(t);
 done:
 	for (size_t i = 0; i < ks.n; i++)

@@ -22,14 +22,18 @@
  *   blobs     repo \0 etag                         -> blob record (size, sha256, extents)
  *   tensors   repo \0 etag \0 tensor name          -> tensor record
  *   chunks    16-byte XXH3-128 of the raw bytes    -> chunk record (codec, raw len, payload)
- *   chunkrefs 16-byte chunk key                    -> u64 number of blob extents using it
+ *   chunkrefs 16-byte chunk key                    -> u64 uses: blob extents and stored
+ *                                                      chunks' references naming it
  *
  * Invariants:
  *   - a chunk's key is the XXH3-128 of its raw bytes: identical content is
  *     stored once, and decoding is verified by re-hashing (mfs_chunk_decode).
  *   - a blob's extents tile the file exactly, in order; each extent is one
  *     whole chunk.
- *   - chunkrefs counts blob extents; a chunk with count 0 is garbage (gc).
+ *   - chunkrefs counts blob extents and the references of stored chunks; a
+ *     chunk with count 0 is garbage (gc), and removing it drops one use of
+ *     each chunk it references.
+ *   - a referenced chunk has no references itself (chains have depth 1).
  *   - a commit's files appear in one transaction (mfs_snapshot_publish), so a
  *     reader never sees half a snapshot.
  *
@@ -183,12 +187,35 @@ void mfs_chunk_key_of(const void *raw, size_t len, mfs_chunk_key *out);
 /** Hex form (32 chars + NUL) into @p buf (>= 33 bytes); returns buf. */
 char *mfs_chunk_key_hex(const mfs_chunk_key *k, char *buf);
 
+/*
+ * A stored reference: chunk @key's raw bytes [off, off + len) are what the
+ * chunk that holds the reference decodes against, in role @role.  The
+ * referenced chunk has no references itself (chains have depth 1).
+ */
+typedef struct mfs_chunk_ref {
+	mfs_chunk_key key;
+	uint64_t off;
+	uint32_t len;
+	mfs_ref_role role;
+} mfs_chunk_ref;
+
+/* What a chunk record says besides its payload (for mfs_chunk_put). */
+typedef struct mfs_chunk_meta {
+	mfs_codec_id codec;
+	uint32_t raw_len;
+	size_t n_refs;              /* <= MFS_REFS_MAX */
+	const mfs_chunk_ref *refs;  /* n_refs entries */
+	const mfs_chunk_geom *geom; /* NULL: not recorded */
+} mfs_chunk_meta;
+
 /* A chunk record as stored; pointers into the LMDB map. */
 typedef struct mfs_chunk_view {
 	mfs_codec_id codec;
 	uint32_t raw_len;
-	int has_ref;          /* decode needs the raw bytes of chunk @ref */
-	mfs_chunk_key ref;
+	uint32_t n_refs;                   /* decode needs these chunks' bytes */
+	mfs_chunk_ref refs[MFS_REFS_MAX];
+	int has_geom;
+	mfs_chunk_geom geom;               /* when has_geom */
 	const void *payload;  /* owned by LMDB: valid until the transaction ends */
 	size_t payload_len;
 } mfs_chunk_view;
@@ -211,36 +238,50 @@ int mfs_chunk_locate(mfs_txn *t, const mfs_chunk_key *key, const void **data, si
 /**
  * Decode a chunk into @p dst (exactly raw_len bytes) and verify that the
  * decoded bytes hash to @p key.
- * @param[in] ref      raw bytes of view->ref when view->has_ref, else NULL
+ * @param[in] refs  view->n_refs entries, in the view's order: the bytes of
+ *                  each reference's range (the caller decoded and checked
+ *                  the referenced chunks); NULL when the view has none
  * @return 0; MFS_E_CORRUPT on a decode error or checksum mismatch (dst
  *         contents are then undefined and must not be served)
  */
-int mfs_chunk_decode(const mfs_chunk_view *view, const mfs_chunk_key *key, const void *ref,
-		     void *dst, size_t dst_len, mfs_codec_ws *ws);
+int mfs_chunk_decode(const mfs_chunk_view *view, const mfs_chunk_key *key,
+		     const mfs_ref_data *refs, void *dst, size_t dst_len, mfs_codec_ws *ws);
+
+/**
+ * Check that chunk view @p rv can serve reference @p ref of another chunk:
+ * it has no references itself (depth 1) and holds the range.
+ * @return 0 or MFS_E_CORRUPT
+ */
+int mfs_chunk_ref_check(const mfs_chunk_ref *ref, const mfs_chunk_view *rv);
 
 /**
  * Store a chunk unless one with the same key exists.  A new chunk starts
- * with reference count 0 (garbage until a published blob uses it).
- * @param[in]  ref      key of the reference chunk for NEEDS_REF codecs, else NULL
- * @param[out] existed  optional: 1 when the key was already present
+ * with reference count 0 (garbage until a published blob uses it), and
+ * counts one use of each chunk it references, like an extent does: gc never
+ * frees a chunk another stored chunk decodes against.
+ * @param[in]  m        codec, raw length, references (each must exist and
+ *                      have no references itself), geometry
+ * @param[out] existed  optional: 1 when the key was already present (nothing
+ *                      written, no count changed)
+ * @return 0; MFS_E_NOTFOUND (a referenced chunk is not stored);
+ *         MFS_E_INVAL (a bad reference list: see mfs_rec_chunk_header, or a
+ *         referenced chunk that has references); MFS_E_DB / -ENOSPC
  */
-int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec, uint32_t raw_len,
-		  const mfs_chunk_key *ref, const void *payload, size_t payload_len,
-		  int *existed);
+int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, const mfs_chunk_meta *m,
+		  const void *payload, size_t payload_len, int *existed);
 
 /**
  * Rewrite an existing chunk's record in place (repair): same key, new codec
  * and payload; its reference count is kept.  The caller must have checked
  * that @p payload decodes to @p raw_len bytes hashing to @p key
  * (mfs_chunk_decode): this call stores what it is given.  Bumps the
- * generation so a mount drops what it derived from the old record.
- * @param[in] ref  key of the reference chunk for NEEDS_REF codecs, else NULL
+ * generation so a mount drops what it derived from the old record.  The
+ * uses counted for the old record's references move to the new one's.
  * @return 0; MFS_E_NOTFOUND (no chunk with this key: nothing written);
  *         MFS_E_INVAL (read-only transaction); MFS_E_DB / -ENOSPC
  */
-int mfs_chunk_replace(mfs_txn *t, const mfs_chunk_key *key, mfs_codec_id codec,
-		      uint32_t raw_len, const mfs_chunk_key *ref, const void *payload,
-		      size_t payload_len);
+int mfs_chunk_replace(mfs_txn *t, const mfs_chunk_key *key, const mfs_chunk_meta *m,
+		      const void *payload, size_t payload_len);
 
 /** 1 if the chunk exists, 0 if not, or a negative code. */
 int mfs_chunk_exists(mfs_txn *t, const mfs_chunk_key *key);
@@ -335,7 +376,7 @@ int mfs_blobs_foreach(mfs_txn *t, const char *repo,
  */
 size_t mfs_extent_find(const mfs_extent *ext, size_t n, uint64_t off);
 
-#define MFS_MAX_DIMS 16
+#define MFS_MAX_DIMS MFS_GEOM_DIMS
 typedef struct mfs_tensor_info {
 	const char *name;
 	mfs_dtype dtype;

@@ -586,7 +586,8 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off)
 /*
  * Encode @p raw as ingest would (mfs_codec_choose with the tensor's dtype, or
  * zstd for non-tensor bytes; raw when nothing is gained), prove it decodes to
- * @p key, and rewrite the chunk in one write transaction.
+ * @p key, and rewrite the chunk in one write transaction.  The rewritten
+ * chunk stands alone: a damaged delta is repaired without its base.
  */
 static int rewrite_chunk(verify_ctx *c, const mfs_chunk_key *key, const uint8_t *raw,
 			 size_t len, mfs_dtype dtype, mfs_codec_ws *ws,
@@ -626,7 +627,8 @@ static int rewrite_chunk(verify_ctx *c, const mfs_chunk_key *key, const uint8_t 
 	mfs_txn *t;
 	if ((rc = mfs_txn_begin(c->s, MFS_TXN_WRITE, &t)) < 0)
 		goto out;
-	rc = mfs_chunk_replace(t, key, codec, (uint32_t)len, NULL, enc, enc_len);
+	rc = mfs_chunk_replace(t, key, &(mfs_chunk_meta){.codec = codec, .raw_len = (uint32_t)len},
+			       enc, enc_len);
 	if (rc < 0)
 		mfs_txn_abort(t);
 	else

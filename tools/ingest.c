@@ -912,7 +912,7 @@ static int encode_chunk(pool *p, job *j, mfs_codec_ws *ws)
 	uint8_t *chk = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_CHUNK, j->len ? j->len : 1);
 	if (!chk)
 		return -ENOMEM;
-	rc = mfs_codec_decode(j->codec, j->enc, j->enc_len, NULL, 0, chk, j->len, ws);
+	rc = mfs_codec_decode_plain(j->codec, j->enc, j->enc_len, chk, j->len, ws);
 	if (rc < 0 || memcmp(chk, j->raw, j->len) != 0)
 		return MFS_E_CORRUPT;
 	return 0;
@@ -1159,7 +1159,7 @@ static int finalize_job(ingest_ctx *c, file_state *fs, job *j, uint64_t off)
 			return mfs_err(c->err, rc, "cannot start a store transaction: %s",
 				       mfs_strerror(rc));
 		int existed = 0;
-		rc = mfs_chunk_put(c->txn, &j->key, j->codec, (uint32_t)j->len, NULL, j->enc,
+		rc = mfs_chunk_put(c->txn, &j->key, &(mfs_chunk_meta){.codec = j->codec, .raw_len = (uint32_t)j->len}, j->enc,
 				   j->enc_len, &existed);
 		if (rc < 0)
 			return mfs_err(c->err, rc, "%s: writing a chunk to the store failed: %s%s",

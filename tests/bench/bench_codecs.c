@@ -295,7 +295,7 @@ static int bench_one(const codec_cfg *cc, mfs_dtype dt, chunk *ch, size_t nch,
 	}
 	double t_enc = now() - t0;
 	for (size_t i = 0; i < nch; i++) {
-		int rc = mfs_codec_decode(cc->id, ch[i].enc, ch[i].enc_len, NULL, 0, dec,
+		int rc = mfs_codec_decode_plain(cc->id, ch[i].enc, ch[i].enc_len, dec,
 					  ch[i].len, ws);
 		if (rc < 0 || memcmp(dec, ch[i].raw, ch[i].len) != 0) {
 			fprintf(stderr, "bench_codecs: %s: round trip failed (%s)\n",
@@ -314,8 +314,7 @@ static int bench_one(const codec_cfg *cc, mfs_dtype dt, chunk *ch, size_t nch,
 		for (int r = 0; r < repeat; r++) {
 			t0 = now();
 			for (size_t c = i; c < j; c++)
-				mfs_codec_decode(cc->id, ch[c].enc, ch[c].enc_len, NULL,
-						 0, dec, ch[c].len, ws);
+				mfs_codec_decode_plain(cc->id, ch[c].enc, ch[c].enc_len, dec, ch[c].len, ws);
 			double t = now() - t0;
 			if (r == 0 || t < best)
 				best = t;

@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	size_t dst_len = sel & 0x3fff;
 	int rc =
-	    mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, src, n, NULL, 0, dst, dst_len, ws);
+	    mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, src, n, dst, dst_len, ws);
 	if (rc != 0 && rc != MFS_E_CORRUPT)
 		__builtin_trap();
 	/* the element count from the payload itself, so deep paths are reached */
@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t cnt = (size_t)src[4] | (size_t)src[5] << 8;
 		unsigned es = mfs_dtype_bits((mfs_dtype)src[1]) / 8;
 		if (es && cnt * es <= DST_MAX) {
-			rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, src, n, NULL, 0,
+			rc = mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, src, n,
 					      dst, cnt * es, ws);
 			if (rc != 0 && rc != MFS_E_CORRUPT)
 				__builtin_trap();
@@ -78,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		enc[at] ^= (uint8_t)(n ? p[0] | 1 : 1);
 		uint8_t *exact = malloc(elen);
 		memcpy(exact, enc, elen);
-		rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, exact, elen, NULL, 0, dst,
+		rc = mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, exact, elen, dst,
 				      len, ws);
 		if (rc != 0 && rc != MFS_E_CORRUPT)
 			__builtin_trap();

@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		if (rc != 0 || elen > cap)
 			__builtin_trap();
-		rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, enc, elen, NULL, 0, dec,
+		rc = mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, enc, elen, dec,
 				      len, ws);
 		if (rc != 0 || memcmp(dec, src, len) != 0)
 			__builtin_trap();

@@ -27,7 +27,7 @@ static void decode_into(mfs_codec_id id, const uint8_t *src, size_t n, size_t ds
 	if (dst_len > DST_MAX)
 		return;
 	memset(dst + dst_len, 0xa5, GUARD);
-	int rc = mfs_codec_decode(id, src, n, NULL, 0, dst, dst_len, ws);
+	int rc = mfs_codec_decode_plain(id, src, n, dst, dst_len, ws);
 	if (rc != 0 && rc != MFS_E_CORRUPT && rc != -ENOMEM)
 		__builtin_trap();
 	for (size_t i = 0; i < GUARD; i++)

@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		EXPECT(cv.codec < MFS_CODEC__COUNT);
 		EXPECT((const uint8_t *)cv.payload >= p &&
 		       (const uint8_t *)cv.payload + cv.payload_len == p + size);
-		if (!cv.has_ref && cv.raw_len <= DST_MAX) {
+		if (cv.n_refs == 0 && cv.raw_len <= DST_MAX) {
 			mfs_chunk_key key;
 			memset(&key, 0, sizeof key);
 			rc = mfs_chunk_decode(&cv, &key, NULL, dst, cv.raw_len, ws);

@@ -90,7 +90,7 @@ static size_t roundtrip(mfs_dtype dt, const uint8_t *src, size_t len)
 	CHECK_EQ_INT(rc, 0);
 	CHECK(elen <= cap);
 	if (rc == 0) {
-		rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, enc, elen, NULL, 0, dec,
+		rc = mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, enc, elen, dec,
 				      len, ws);
 		CHECK_EQ_INT(rc, 0);
 		CHECK(memcmp(dec, src, len) == 0);
@@ -105,7 +105,7 @@ static size_t roundtrip(mfs_dtype dt, const uint8_t *src, size_t len)
 		free(mis);
 		free(enc2);
 		/* into a misaligned buffer too */
-		rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, enc, elen, NULL, 0,
+		rc = mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, enc, elen,
 				      dec + 1, len, ws);
 		CHECK_EQ_INT(rc, 0);
 		CHECK(memcmp(dec + 1, src, len) == 0);
@@ -271,13 +271,12 @@ static void test_corrupt(void)
 		for (size_t cut = 0; cut < elen; cut++) {
 			uint8_t *t = malloc(cut ? cut : 1);
 			memcpy(t, enc, cut);
-			CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, t, cut,
-						      NULL, 0, dec, len, ws),
+			CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, t, cut, dec, len, ws),
 				     MFS_E_CORRUPT);
 			free(t);
 		}
 		/* a wrong raw length is an error */
-		CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, enc, elen, NULL, 0,
+		CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, enc, elen,
 					      dec, len - 4, ws),
 			     MFS_E_CORRUPT);
 		/* random damage: an error or some bytes, never a crash (ASan) */
@@ -290,8 +289,7 @@ static void test_corrupt(void)
 						: test_rand(&s) % elen;
 				bad[at] ^= (uint8_t)(1 + test_rand(&s) % 255);
 			}
-			int rc = mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, bad, elen,
-						  NULL, 0, dec, len, ws);
+			int rc = mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, bad, elen, dec, len, ws);
 			CHECK(rc == 0 || rc == MFS_E_CORRUPT);
 		}
 		free(src);
@@ -302,16 +300,16 @@ static void test_corrupt(void)
 	/* header checks */
 	uint8_t h[64] = {1, MFS_DT_BF16, 2, 0, 1, 0, 0, 0};
 	uint8_t out[2];
-	CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, h, 8, NULL, 0, out, 2, ws),
+	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, h, 8, out, 2, ws),
 		     MFS_E_CORRUPT);
 	h[0] = 2; /* unknown version */
 	CHECK_EQ_INT(
-	    mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, h, 20, NULL, 0, out, 2, ws),
+	    mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, h, 20, out, 2, ws),
 	    MFS_E_CORRUPT);
 	h[0] = 1;
 	h[1] = MFS_DT_I32;
 	CHECK_EQ_INT(
-	    mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, h, 20, NULL, 0, out, 2, ws),
+	    mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, h, 20, out, 2, ws),
 	    MFS_E_CORRUPT);
 }
 
@@ -373,8 +371,8 @@ static void test_golden(void)
 {
 	uint16_t v[64], out[64];
 	golden_input(v, 64);
-	CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, golden_bf16,
-				      sizeof golden_bf16, NULL, 0, out, sizeof out, ws),
+	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, golden_bf16,
+				      sizeof golden_bf16, out, sizeof out, ws),
 		     0);
 	CHECK(memcmp(out, v, sizeof v) == 0);
 	/* today's encoder writes exactly this payload */
@@ -404,8 +402,7 @@ static void test_golden(void)
 	for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
 		memcpy(bad, golden_bf16, sizeof bad);
 		bad[edits[i].at] = edits[i].val;
-		CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_BITPLANE_HUFF, bad, sizeof bad,
-					      NULL, 0, out, sizeof out, ws),
+		CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, bad, sizeof bad, out, sizeof out, ws),
 			     MFS_E_CORRUPT);
 	}
 }

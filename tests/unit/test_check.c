@@ -45,7 +45,7 @@ typedef struct fixture {
 static int put_chunk(mfs_txn *t, const uint8_t *raw, size_t len, mfs_chunk_key *key)
 {
 	mfs_chunk_key_of(raw, len, key);
-	return mfs_chunk_put(t, key, MFS_CODEC_RAW, (uint32_t)len, NULL, raw, len, NULL);
+	return mfs_chunk_put(t, key, &(mfs_chunk_meta){.codec = MFS_CODEC_RAW, .raw_len = (uint32_t)len}, raw, len, NULL);
 }
 
 /* A repo: a weights blob of three chunks and two tensors (bytes unique to the

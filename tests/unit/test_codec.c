@@ -28,7 +28,7 @@ static void test_registry(void)
 	uint8_t x[4] = {0};
 	size_t n;
 	CHECK_EQ_INT(mfs_codec_encode((mfs_codec_id)14, NULL, x, 4, x, 4, &n, NULL), MFS_E_CODEC);
-	CHECK_EQ_INT(mfs_codec_decode((mfs_codec_id)14, x, 4, NULL, 0, x, 4, NULL), MFS_E_CODEC);
+	CHECK_EQ_INT(mfs_codec_decode_plain((mfs_codec_id)14, x, 4, x, 4, NULL), MFS_E_CODEC);
 }
 
 static void roundtrip(mfs_codec_id id, const uint8_t *src, size_t len, mfs_codec_ws *ws)
@@ -38,21 +38,21 @@ static void roundtrip(mfs_codec_id id, const uint8_t *src, size_t len, mfs_codec
 	mfs_encode_params p = {.dtype = MFS_DT_UNKNOWN};
 	CHECK_EQ_INT(mfs_codec_encode(id, &p, src, len, enc, cap, &n, ws), 0);
 	CHECK(n <= mfs_codec_get(id)->bound(len));
-	CHECK_EQ_INT(mfs_codec_decode(id, enc, n, NULL, 0, dec, len, ws), 0);
+	CHECK_EQ_INT(mfs_codec_decode_plain(id, enc, n, dec, len, ws), 0);
 	CHECK(len == 0 || memcmp(dec, src, len) == 0);
 	/* wrong length, truncated and flipped payloads are errors, never a crash */
 	if (len > 0) {
-		CHECK_EQ_INT(mfs_codec_decode(id, enc, n, NULL, 0, dec, len - 1, ws),
+		CHECK_EQ_INT(mfs_codec_decode_plain(id, enc, n, dec, len - 1, ws),
 			     MFS_E_CORRUPT);
 		if (n > 1)
-			CHECK(mfs_codec_decode(id, enc, n - 1, NULL, 0, dec, len, ws) < 0);
+			CHECK(mfs_codec_decode_plain(id, enc, n - 1, dec, len, ws) < 0);
 	}
 	if (id == MFS_CODEC_ZSTD && n > 8) {
 		for (int k = 0; k < 20; k++) {
 			uint8_t *bad = malloc(n);
 			memcpy(bad, enc, n);
 			bad[test_rand(&seed) % n] ^= (uint8_t)(1 + test_rand(&seed) % 255);
-			int rc = mfs_codec_decode(id, bad, n, NULL, 0, dec, len, ws);
+			int rc = mfs_codec_decode_plain(id, bad, n, dec, len, ws);
 			/* zstd has no checksum here; a flip either fails or yields other bytes,
 			 * which the store's key check then rejects */
 			CHECK(rc == 0 || rc == MFS_E_CORRUPT);

@@ -59,7 +59,7 @@ static int put_chunk(mfs_txn *t, const void *raw, size_t len, mfs_codec_id codec
 	int rc = mfs_codec_encode(codec, &p, lie ? lie : raw, len, enc, cap, &n, ws);
 	mfs_chunk_key_of(raw, len, key);
 	if (rc == 0)
-		rc = mfs_chunk_put(t, key, codec, (uint32_t)len, NULL, enc, n, NULL);
+		rc = mfs_chunk_put(t, key, &(mfs_chunk_meta){.codec = codec, .raw_len = (uint32_t)len}, enc, n, NULL);
 	free(enc);
 	mfs_codec_ws_free(ws);
 	return rc;

@@ -150,15 +150,19 @@ static void key_fill(mfs_chunk_key *k, uint8_t base)
 static void test_chunk(void)
 {
 	uint8_t rec[MFS_REC_CHUNK_HDR_MAX + 3];
-	size_t h = mfs_rec_chunk_header(rec, MFS_CODEC_ZSTD, 0x01020304u, NULL);
+	size_t h = 0;
+	mfs_chunk_meta m = {.codec = MFS_CODEC_ZSTD, .raw_len = 0x01020304u};
+	REQUIRE(mfs_rec_chunk_header(rec, &m, &h) == 0);
 	CHECK_EQ_INT(h, MFS_REC_CHUNK_HDR);
 	memcpy(rec + h, "abc", 3);
+	/* no references, no geometry: version 1, byte for byte as before */
 	CHECK(same_as_golden(rec, h + 3, "01 01 00 00 04030201 616263"));
 	uint8_t *q = dup_exact(rec, h + 3);
 	REQUIRE(dec_chunk(q, h + 3) == 0);
 	CHECK_EQ_INT(g_chunk.codec, MFS_CODEC_ZSTD);
 	CHECK_EQ_INT(g_chunk.raw_len, 0x01020304u);
-	CHECK_EQ_INT(g_chunk.has_ref, 0);
+	CHECK_EQ_INT(g_chunk.n_refs, 0);
+	CHECK_EQ_INT(g_chunk.has_geom, 0);
 	CHECK_EQ_INT(g_chunk.payload_len, 3);
 	CHECK(g_chunk.payload == q + h);
 	free(q);
@@ -168,26 +172,106 @@ static void test_chunk(void)
 	CHECK_EQ_INT(g_chunk.payload_len, 0);
 	free(q);
 	check_truncations(dec_chunk, rec, h + 3, h);
-	check_poke(dec_chunk, rec, h + 3, 0, 2);    /* version */
+	check_poke(dec_chunk, rec, h + 3, 0, 3);    /* version */
 	check_poke(dec_chunk, rec, h + 3, 1, 16);   /* codec id out of range */
 	check_poke(dec_chunk, rec, h + 3, 1, 0xff);
 	check_poke(dec_chunk, rec, h + 3, 2, 0x02); /* unknown flag */
 	check_poke(dec_chunk, rec, h + 3, 3, 1);    /* reserved byte */
 
-	mfs_chunk_key ref;
-	key_fill(&ref, 0xa0);
-	h = mfs_rec_chunk_header(rec, MFS_CODEC_XOR_DELTA, 4096, &ref);
-	CHECK_EQ_INT(h, MFS_REC_CHUNK_HDR_MAX);
-	memcpy(rec + h, "xyz", 3);
-	CHECK(same_as_golden(rec, h + 3,
-			     "01 04 01 00 00100000 a0a1a2a3a4a5a6a7a8a9aaabacadaeaf 78797a"));
-	q = dup_exact(rec, h + 3);
-	REQUIRE(dec_chunk(q, h + 3) == 0);
-	CHECK_EQ_INT(g_chunk.has_ref, 1);
-	CHECK(!memcmp(g_chunk.ref.b, ref.b, 16));
+	/* a version 1 record with a reference still reads: one base reference
+	 * to the whole of that chunk */
+	uint8_t v1[8 + 16 + 3];
+	REQUIRE(unhex("01 04 01 00 00100000 a0a1a2a3a4a5a6a7a8a9aaabacadaeaf 78797a", v1,
+		      sizeof v1) == sizeof v1);
+	q = dup_exact(v1, sizeof v1);
+	REQUIRE(dec_chunk(q, sizeof v1) == 0);
+	CHECK_EQ_INT(g_chunk.n_refs, 1);
+	CHECK_EQ_INT(g_chunk.refs[0].role, MFS_REF_BASE);
+	CHECK_EQ_INT(g_chunk.refs[0].off, 0);
+	CHECK_EQ_INT(g_chunk.refs[0].len, 4096);
+	CHECK_EQ_INT(g_chunk.refs[0].key.b[15], 0xaf);
 	CHECK_EQ_INT(g_chunk.payload_len, 3);
 	free(q);
+	check_truncations(dec_chunk, v1, sizeof v1, 8 + 16);
+}
+
+/* Version 2: geometry and a list of references of other lengths. */
+static void test_chunk_v2(void)
+{
+	mfs_chunk_ref refs[2];
+	key_fill(&refs[0].key, 0xa0);
+	refs[0].off = 0x10;
+	refs[0].len = 0x200;
+	refs[0].role = MFS_REF_QUANT;
+	key_fill(&refs[1].key, 0xb0);
+	refs[1].off = 0;
+	refs[1].len = 8;
+	refs[1].role = MFS_REF_SCALE;
+	mfs_chunk_geom g = {.dtype = MFS_DT_BF16, .ndim = 2, .shape = {3, 0x100},
+			    .elem_off = 0x100};
+	mfs_chunk_meta m = {.codec = MFS_CODEC_QUANT_RESIDUAL, .raw_len = 0x200,
+			    .n_refs = 2, .refs = refs, .geom = &g};
+	uint8_t rec[MFS_REC_CHUNK_HDR_MAX + 3];
+	size_t h = 0;
+	REQUIRE(mfs_rec_chunk_header(rec, &m, &h) == 0);
+	CHECK_EQ_INT(h, 8 + 2 + 8 + 16 + 2 * MFS_REC_CHUNK_REF);
+	memcpy(rec + h, "xyz", 3);
+	CHECK(same_as_golden(rec, h + 3,
+			     "02 05 02 02 00020000"
+			     " 09 02 0001000000000000 0300000000000000 0001000000000000"
+			     " a0a1a2a3a4a5a6a7a8a9aaabacadaeaf 1000000000000000 00020000 02"
+			     " b0b1b2b3b4b5b6b7b8b9babbbcbdbebf 0000000000000000 08000000 03"
+			     " 78797a"));
+	uint8_t *q = dup_exact(rec, h + 3);
+	REQUIRE(dec_chunk(q, h + 3) == 0);
+	CHECK_EQ_INT(g_chunk.codec, MFS_CODEC_QUANT_RESIDUAL);
+	CHECK_EQ_INT(g_chunk.n_refs, 2);
+	CHECK_EQ_INT(g_chunk.refs[0].off, 0x10);
+	CHECK_EQ_INT(g_chunk.refs[0].len, 0x200);
+	CHECK_EQ_INT(g_chunk.refs[1].role, MFS_REF_SCALE);
+	CHECK(!memcmp(g_chunk.refs[1].key.b, refs[1].key.b, 16));
+	CHECK_EQ_INT(g_chunk.has_geom, 1);
+	CHECK_EQ_INT(g_chunk.geom.dtype, MFS_DT_BF16);
+	CHECK_EQ_INT(g_chunk.geom.ndim, 2);
+	CHECK_EQ_INT(g_chunk.geom.shape[1], 0x100);
+	CHECK_EQ_INT(g_chunk.geom.elem_off, 0x100);
+	CHECK_EQ_INT(g_chunk.payload_len, 3);
+	CHECK(g_chunk.payload == q + h);
+	free(q);
 	check_truncations(dec_chunk, rec, h + 3, h);
+	check_poke(dec_chunk, rec, h + 3, 2, 0x03);	 /* v1's ref flag in a v2 record */
+	check_poke(dec_chunk, rec, h + 3, 3, MFS_REFS_MAX + 1); /* too many references */
+	check_poke(dec_chunk, rec, h + 3, 8, MFS_DT__COUNT);	 /* unknown dtype */
+	check_poke(dec_chunk, rec, h + 3, 9, MFS_MAX_DIMS + 1); /* too many dims */
+	size_t r0 = 8 + 2 + 8 + 16;
+	check_poke(dec_chunk, rec, h + 3, r0 + 28, 0);		/* role 0 */
+	check_poke(dec_chunk, rec, h + 3, r0 + 28, MFS_REF__COUNT); /* unknown role */
+	/* a reference of length 0 */
+	uint8_t *z = dup_exact(rec, h + 3);
+	memset(z + r0 + 24, 0, 4);
+	CHECK_EQ_INT(dec_chunk(z, h + 3), MFS_E_CORRUPT);
+	/* a range that wraps around */
+	memcpy(z, rec, h + 3);
+	memset(z + r0 + 16, 0xff, 8);
+	CHECK_EQ_INT(dec_chunk(z, h + 3), MFS_E_CORRUPT);
+	free(z);
+
+	/* references alone (no geometry) are version 2 as well */
+	m.geom = NULL;
+	m.n_refs = 1;
+	REQUIRE(mfs_rec_chunk_header(rec, &m, &h) == 0);
+	CHECK_EQ_INT(h, 8 + MFS_REC_CHUNK_REF);
+	CHECK_EQ_INT(rec[0], MFS_REC_V2);
+	CHECK_EQ_INT(rec[2], 0);
+	/* what the writer refuses */
+	refs[0].len = 0;
+	CHECK_EQ_INT(mfs_rec_chunk_header(rec, &m, &h), MFS_E_INVAL);
+	refs[0].len = 1;
+	refs[0].role = (mfs_ref_role)0;
+	CHECK_EQ_INT(mfs_rec_chunk_header(rec, &m, &h), MFS_E_INVAL);
+	refs[0].role = MFS_REF_BASE;
+	m.n_refs = MFS_REFS_MAX + 1;
+	CHECK_EQ_INT(mfs_rec_chunk_header(rec, &m, &h), MFS_E_INVAL);
 }
 
 static void test_blob(void)
@@ -442,7 +526,7 @@ static void test_chunk_replace(void)
 	uint8_t bad[sizeof raw];
 	memcpy(bad, raw, sizeof raw);
 	bad[100] ^= 1;
-	CHECK_EQ_INT(mfs_chunk_put(t, &key, MFS_CODEC_RAW, sizeof raw, NULL, bad, sizeof bad,
+	CHECK_EQ_INT(mfs_chunk_put(t, &key, &(mfs_chunk_meta){.codec = MFS_CODEC_RAW, .raw_len = sizeof raw}, bad, sizeof bad,
 				   NULL),
 		     0);
 	CHECK_EQ_INT(mfs_txn_commit(t), 0);
@@ -455,7 +539,7 @@ static void test_chunk_replace(void)
 	REQUIRE(mfs_chunk_get(t, &key, &v) == 0);
 	CHECK_EQ_INT(mfs_chunk_decode(&v, &key, NULL, out, sizeof out, ws), MFS_E_CORRUPT);
 	/* not in a read transaction */
-	CHECK_EQ_INT(mfs_chunk_replace(t, &key, MFS_CODEC_RAW, sizeof raw, NULL, raw,
+	CHECK_EQ_INT(mfs_chunk_replace(t, &key, &(mfs_chunk_meta){.codec = MFS_CODEC_RAW, .raw_len = sizeof raw}, raw,
 				       sizeof raw),
 		     MFS_E_INVAL);
 	uint64_t g0 = 0;
@@ -472,10 +556,10 @@ static void test_chunk_replace(void)
 				 &enc_len, ws) == 0);
 	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
 	CHECK_EQ_INT(mfs_blob_put(t, "models/a/b", &br, NULL), 0);
-	CHECK_EQ_INT(mfs_chunk_replace(t, &other, MFS_CODEC_ZSTD, sizeof raw, NULL, enc,
+	CHECK_EQ_INT(mfs_chunk_replace(t, &other, &(mfs_chunk_meta){.codec = MFS_CODEC_ZSTD, .raw_len = sizeof raw}, enc,
 				       enc_len),
 		     MFS_E_NOTFOUND);
-	CHECK_EQ_INT(mfs_chunk_replace(t, &key, MFS_CODEC_ZSTD, sizeof raw, NULL, enc,
+	CHECK_EQ_INT(mfs_chunk_replace(t, &key, &(mfs_chunk_meta){.codec = MFS_CODEC_ZSTD, .raw_len = sizeof raw}, enc,
 				       enc_len),
 		     0);
 	CHECK_EQ_INT(mfs_txn_commit(t), 0);
@@ -503,6 +587,7 @@ static void test_chunk_replace(void)
 int main(void)
 {
 	RUN(test_chunk);
+	RUN(test_chunk_v2);
 	RUN(test_blob);
 	RUN(test_tensor);
 	RUN(test_file);

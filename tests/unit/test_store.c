@@ -50,7 +50,7 @@ static int put_chunk(mfs_store *s, const void *raw, size_t len, mfs_codec_id cod
 	if (rc == 0)
 		rc = mfs_txn_begin(s, MFS_TXN_WRITE, &t);
 	if (rc == 0) {
-		rc = mfs_chunk_put(t, key, codec, (uint32_t)len, NULL, enc, n, NULL);
+		rc = mfs_chunk_put(t, key, &(mfs_chunk_meta){.codec = codec, .raw_len = (uint32_t)len}, enc, n, NULL);
 		rc = rc ? rc : mfs_txn_commit(t);
 	}
 	free(enc);
@@ -186,7 +186,7 @@ static void test_chunks(void)
 	mfs_txn *t;
 	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
 	int existed = 0;
-	CHECK_EQ_INT(mfs_chunk_put(t, &k1, MFS_CODEC_RAW, (uint32_t)len, NULL, raw, len, &existed),
+	CHECK_EQ_INT(mfs_chunk_put(t, &k1, &(mfs_chunk_meta){.codec = MFS_CODEC_RAW, .raw_len = (uint32_t)len}, raw, len, &existed),
 		     0);
 	CHECK_EQ_INT(existed, 1);
 	CHECK_EQ_INT(mfs_txn_commit(t), 0);
