@@ -43,7 +43,8 @@ typedef struct ck {
 	/* whole store: every blob extent's chunk key, for the reference counts */
 	mfs_chunk_key *uses;
 	size_t n_uses, cap_uses;
-	int blobs_damaged; /* some blob record did not decode: its uses are unknown */
+	int blobs_damaged; /* some blob or chunk record did not decode: its uses
+			      are unknown */
 } ck;
 
 /* A key cut at its NUL separators: the first three parts as C strings. */
@@ -532,7 +533,7 @@ static int check_tensor(ck *c, const MDB_val *k, const MDB_val *v)
 		    c, DB_TENSORS, repo, k, what,
 		    "has an etag that is not 1 to 64 lower-case hex characters");
 	mfs_tensor_info ti;
-	char name[MFS_TENSOR_NAME_MAX + 1];
+	char name[MFS_REC_TENSOR_STRS];
 	if (mfs_rec_tensor_decode(v->mv_data, v->mv_size, &ti, name) < 0) {
 		value_why(v, 0, why, sizeof why);
 		return report(c, DB_TENSORS, repo, k, what, "%s", why);
@@ -610,9 +611,54 @@ static void chunk_what(const MDB_val *k, int db, char *buf, size_t cap)
 	}
 }
 
+static const char *role_name(mfs_ref_role r)
+{
+	return r == MFS_REF_BASE ? "base" : r == MFS_REF_QUANT ? "quantized values" : "scales";
+}
+
+/* The references of a chunk record: each counts a use, and must name a
+ * stored chunk that has no references itself and holds the range. */
+static int check_chunk_refs(ck *c, const MDB_val *k, const char *what, const mfs_chunk_view *cv)
+{
+	for (uint32_t i = 0; i < cv->n_refs; i++) {
+		const mfs_chunk_ref *r = &cv->refs[i];
+		mfs_extent e = {.key = r->key};
+		int rc = add_uses(c, &e, 1);
+		if (rc < 0)
+			return rc;
+		char hex[33];
+		mfs_chunk_key_hex(&r->key, hex);
+		mfs_chunk_view rv;
+		rc = mfs_chunk_get(c->t, &r->key, &rv);
+		if (rc == MFS_E_NOTFOUND)
+			return report(c, DB_CHUNKS, "", k, what,
+				      "decodes against chunk %s (%s), which is not stored", hex,
+				      role_name(r->role));
+		if (rc == MFS_E_CORRUPT)
+			return report(c, DB_CHUNKS, "", k, what,
+				      "decodes against chunk %s (%s), whose record does not "
+				      "decode",
+				      hex, role_name(r->role));
+		if (rc < 0)
+			return rc;
+		if (rv.n_refs)
+			return report(c, DB_CHUNKS, "", k, what,
+				      "decodes against chunk %s (%s), which decodes against "
+				      "another chunk itself (references are one deep)",
+				      hex, role_name(r->role));
+		if (mfs_chunk_ref_check(r, &rv) < 0)
+			return report(c, DB_CHUNKS, "", k, what,
+				      "decodes against bytes %llu..%llu of chunk %s (%s), which "
+				      "holds %u bytes",
+				      (unsigned long long)r->off,
+				      (unsigned long long)(r->off + r->len), hex,
+				      role_name(r->role), (unsigned)rv.raw_len);
+	}
+	return 0;
+}
+
 static int check_chunk(ck *c, const MDB_val *k, const MDB_val *v)
 {
-	(void)v; /* the payload is verify's chunk pass: decoded and hashed there */
 	char what[128];
 	chunk_what(k, DB_CHUNKS, what, sizeof what);
 	if (k->mv_size != 16)
@@ -624,7 +670,14 @@ static int check_chunk(ck *c, const MDB_val *k, const MDB_val *v)
 	if (rc == 0)
 		return report(c, DB_CHUNKS, "", k, what,
 			      "has no chunkrefs record (its reference count)");
-	return 0;
+	/* the payload is verify's chunk pass: decoded and hashed there; the
+	 * header names the chunks it decodes against */
+	mfs_chunk_view cv;
+	if (mfs_rec_chunk_decode(v->mv_data, v->mv_size, &cv) < 0) {
+		c->blobs_damaged = 1; /* the uses it gives are unknown */
+		return 0;	      /* verify's chunk pass reports it, with its uses */
+	}
+	return check_chunk_refs(c, k, what, &cv);
 }
 
 static int key_cmp(const void *a, const void *b)
@@ -632,7 +685,7 @@ static int key_cmp(const void *a, const void *b)
 	return memcmp(a, b, 16);
 }
 
-/* How many blob extents use chunk @p key (c->uses is sorted). */
+/* How many blob extents and chunk references use chunk @p key (c->uses is sorted). */
 static uint64_t count_uses(const ck *c, const void *key)
 {
 	size_t lo = 0, hi = c->n_uses;
@@ -671,15 +724,15 @@ static int check_chunkref(ck *c, const MDB_val *k, const MDB_val *v)
 	if (count < uses)
 		return report(
 		    c, DB_CHUNKREFS, "", k, what,
-		    "counts %llu uses, but %llu blob extents use the chunk (`modelfs "
-		    "gc` sets the count right)",
+		    "counts %llu uses, but %llu blob extents and chunk references use "
+		    "the chunk (`modelfs gc` sets the count right)",
 		    (unsigned long long)count, (unsigned long long)uses);
 	/* a damaged blob record's extents are unknown: more counts are expected */
 	if (count > uses && !c->blobs_damaged)
 		return report(
 		    c, DB_CHUNKREFS, "", k, what,
-		    "counts %llu uses, but only %llu blob extents use the chunk "
-		    "(`modelfs gc` sets the count right)",
+		    "counts %llu uses, but only %llu blob extents and chunk references "
+		    "use the chunk (`modelfs gc` sets the count right)",
 		    (unsigned long long)count, (unsigned long long)uses);
 	return 0;
 }

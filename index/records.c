@@ -226,10 +226,12 @@ int mfs_rec_blob_extents(const mfs_blob_info *info, const uint8_t *ext, mfs_exte
 int mfs_rec_tensor_encode(uint8_t *p, const mfs_tensor_info *ti, size_t *len)
 {
 	size_t nl = strlen(ti->name);
-	if (nl > MFS_TENSOR_NAME_MAX || ti->ndim > MFS_MAX_DIMS)
+	size_t bl = ti->base ? strlen(ti->base) : 0;
+	if (nl > MFS_TENSOR_NAME_MAX || ti->ndim > MFS_MAX_DIMS ||
+	    (ti->base && (bl == 0 || bl > MFS_REPO_ID_MAX)))
 		return MFS_E_INVAL;
 	uint8_t *q = p;
-	*q++ = MFS_REC_V1;
+	*q++ = ti->base ? MFS_REC_V2 : MFS_REC_V1;
 	*q++ = (uint8_t)ti->dtype;
 	*q++ = (uint8_t)ti->codec;
 	*q++ = (uint8_t)ti->ndim;
@@ -242,19 +244,25 @@ int mfs_rec_tensor_encode(uint8_t *p, const mfs_tensor_info *ti, size_t *len)
 	mfs_put_le64(q, ti->n_extents), q += 8;
 	mfs_put_le16(q, (uint16_t)nl), q += 2;
 	memcpy(q, ti->name, nl), q += nl;
+	if (ti->base) {
+		mfs_put_le64(q, ti->alone_len), q += 8;
+		*q++ = (uint8_t)bl;
+		memcpy(q, ti->base, bl), q += bl;
+	}
 	*len = (size_t)(q - p);
 	return 0;
 }
 
 int mfs_rec_tensor_decode(const void *p, size_t len, mfs_tensor_info *out,
-			  char name[MFS_TENSOR_NAME_MAX + 1])
+			  char strs[MFS_REC_TENSOR_STRS])
 {
+	char *name = strs;
 	mfs_rd r = mfs_rd_init(p, len);
 	uint8_t ver = mfs_rd_u8(&r);
 	uint8_t dtype = mfs_rd_u8(&r);
 	uint8_t codec = mfs_rd_u8(&r);
 	uint8_t ndim = mfs_rd_u8(&r);
-	if (!r.ok || ver != MFS_REC_V1 || ndim > MFS_MAX_DIMS ||
+	if (!r.ok || (ver != MFS_REC_V1 && ver != MFS_REC_V2) || ndim > MFS_MAX_DIMS ||
 	    codec >= MFS_CODEC__COUNT)
 		return MFS_E_CORRUPT;
 	mfs_tensor_info ti;
@@ -272,11 +280,25 @@ int mfs_rec_tensor_decode(const void *p, size_t len, mfs_tensor_info *out,
 	const uint8_t *nb = mfs_rd_take(&r, 2);
 	size_t nl = nb ? mfs_get_le16(nb) : 0;
 	const uint8_t *np = nl <= MFS_TENSOR_NAME_MAX ? mfs_rd_take(&r, nl) : NULL;
-	if (!np || !rd_done(&r) || memchr(np, '\0', nl))
+	if (!np || memchr(np, '\0', nl))
 		return MFS_E_CORRUPT;
 	memcpy(name, np, nl);
 	name[nl] = '\0';
 	ti.name = name;
+	if (ver == MFS_REC_V2) {
+		ti.alone_len = mfs_rd_u64(&r);
+		size_t bl = mfs_rd_u8(&r);
+		const uint8_t *bp = r.ok && bl >= 1 && bl <= MFS_REPO_ID_MAX ? mfs_rd_take(&r, bl)
+								    : NULL;
+		if (!bp || memchr(bp, '\0', bl))
+			return MFS_E_CORRUPT;
+		char *base = strs + nl + 1;
+		memcpy(base, bp, bl);
+		base[bl] = '\0';
+		ti.base = base;
+	}
+	if (!rd_done(&r))
+		return MFS_E_CORRUPT;
 	*out = ti;
 	return 0;
 }

@@ -24,7 +24,9 @@
  *           u64 off, u32 len, 16-byte chunk key              (exact length)
  *   tensor  u8 version, u8 dtype, u8 codec, u8 ndim (<= MFS_MAX_DIMS),
  *           u64 shape[ndim], u64 data_off, u64 raw_len, u64 stored_len,
- *           u64 first_extent, u64 n_extents, u16 name length (<= 255), name
+ *           u64 first_extent, u64 n_extents, u16 name length (<= 255), name;
+ *           version 2 (a tensor with a base) then has u64 alone_len,
+ *           u8 base length (1..MFS_REPO_ID_MAX), base repo id
  *   file    u8 version, u32 mode, u8 etag length (1..64), etag (lower hex)
  *   repo    u8 version, u64 created, u64 updated
  *   commit  u8 version, u64 time, u64 n_files
@@ -60,7 +62,10 @@
 
 #define MFS_REC_BLOB_FIXED (1 + 8 + 32 + 8 + 8 + 8)
 #define MFS_REC_EXTENT 28
-#define MFS_REC_TENSOR_MAX (4 + 8 * MFS_MAX_DIMS + 40 + 2 + MFS_TENSOR_NAME_MAX)
+#define MFS_REC_TENSOR_MAX \
+	(4 + 8 * MFS_MAX_DIMS + 40 + 2 + MFS_TENSOR_NAME_MAX + 9 + MFS_REPO_ID_MAX)
+/* Room for a decoded tensor record's strings: name and base. */
+#define MFS_REC_TENSOR_STRS (MFS_TENSOR_NAME_MAX + 1 + MFS_REPO_ID_MAX + 1)
 #define MFS_REC_FILE_MAX (6 + MFS_ETAG_MAX)
 #define MFS_REC_REPO_LEN 17
 #define MFS_REC_COMMIT_LEN 17
@@ -128,19 +133,21 @@ int mfs_rec_blob_extents(const mfs_blob_info *info, const uint8_t *ext, mfs_exte
 /* ---- tensor ---- */
 
 /**
- * Encode a tensor record into @p p (MFS_REC_TENSOR_MAX bytes).
+ * Encode a tensor record into @p p (MFS_REC_TENSOR_MAX bytes): version 1,
+ * or 2 when ti->base is set.
  * @param[out] len  bytes written
  * @return 0, or MFS_E_INVAL (name longer than MFS_TENSOR_NAME_MAX, more than
- *         MFS_MAX_DIMS dims)
+ *         MFS_MAX_DIMS dims, a base empty or longer than MFS_REPO_ID_MAX)
  */
 int mfs_rec_tensor_encode(uint8_t *p, const mfs_tensor_info *ti, size_t *len);
 
 /**
- * Decode a tensor record; the name is copied into @p name and out->name
- * points to it.  @return 0 or MFS_E_CORRUPT
+ * Decode a tensor record (either version); the name and base are copied into
+ * @p strs and out->name / out->base point into it (base NULL in version 1).
+ * @return 0 or MFS_E_CORRUPT
  */
 int mfs_rec_tensor_decode(const void *p, size_t len, mfs_tensor_info *out,
-			  char name[MFS_TENSOR_NAME_MAX + 1]);
+			  char strs[MFS_REC_TENSOR_STRS]);
 
 /* ---- file ---- */
 

@@ -759,7 +759,7 @@ size_t mfs_extent_find(const mfs_extent *ext, size_t n, uint64_t off)
 static int tensors_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
 {
 	struct str_iter *it = ud;
-	char name[MFS_TENSOR_NAME_MAX + 1];
+	char name[MFS_REC_TENSOR_STRS];
 	mfs_tensor_info ti;
 	if (mfs_rec_tensor_decode(v->mv_data, v->mv_size, &ti, name) < 0)
 		return MFS_E_CORRUPT;

@@ -388,6 +388,10 @@ typedef struct mfs_tensor_info {
 	mfs_codec_id codec;    /* codec chosen for it */
 	uint64_t first_extent; /* index into the blob's extents */
 	uint64_t n_extents;
+	const char *base;      /* repo whose same-named tensor its deltas decode
+				  against (codec xor-delta), else NULL */
+	uint64_t alone_len;    /* with a base: what it would take stored alone,
+				  estimated at ingest from its first chunk */
 } mfs_tensor_info;
 
 int mfs_tensors_foreach(mfs_txn *t, const char *repo, const char *etag,

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "cli.h"
 #include "grow.h"
 #include "progress.h"
@@ -845,7 +846,10 @@ static int collect_hf_repo(const char *dir, hf_repo *out, mfs_errmsg *err)
 
 typedef struct tensor_state {
 	int decided;
-	mfs_codec_id codec;
+	mfs_codec_id codec;        /* stand-alone codec */
+	int delta;                 /* 1: its chunks are xor-deltas against the base */
+	double alone_ratio;        /* stand-alone stored / raw on its first chunk */
+	int base_failed;           /* a base chunk could not be used (noted once) */
 } tensor_state;
 
 typedef struct job {
@@ -855,12 +859,18 @@ typedef struct job {
 	mfs_dtype dtype;
 	int tensor;             /* index in the file's tensors, -1 for other bytes */
 	int first_of_tensor;
+	const mfs_st_tensor *st; /* its tensor, or NULL */
+	uint64_t tin;           /* offset of the chunk in its tensor */
+	const mfs_base_tensor *bt; /* the base's same tensor, or NULL */
 	/* out */
 	mfs_chunk_key key;
 	int exists;
 	uint8_t *enc;
 	size_t enc_cap, enc_len;
 	mfs_codec_id codec;
+	int has_ref;            /* an xor-delta against ref */
+	mfs_chunk_ref ref;
+	int base_rc;            /* why the base chunk could not be used (< 0), or 0 */
 	int rc;
 	int state;              /* 1 queued, 2 done: written under the pool lock */
 	int in_flight;          /* submitted and not yet finalised: main thread only */
@@ -879,23 +889,55 @@ typedef struct pool {
 	tensor_state *tensors;  /* of the file being ingested */
 } pool;
 
-static int choose_codec(pool *p, job *j, mfs_codec_ws *ws, mfs_codec_id *out)
+/* Slack of the codec choice (docs/codecs.md): a delta must save this much more. */
+#define DELTA_SLACK 0.01
+
+static int choose_codec(pool *p, job *j, mfs_codec_ws *ws, mfs_codec_id *out,
+			size_t *stored)
 {
 	mfs_encode_params ep = {.dtype = j->dtype, .zstd_level = p->opts->zstd_level};
+	*stored = j->len;
 	if (p->opts->force_codec >= 0 && j->tensor >= 0) {
 		*out = (mfs_codec_id)p->opts->force_codec;
 		return 0;
 	}
-	return mfs_codec_choose(&ep, j->raw, j->len, ws, out, NULL, NULL);
+	mfs_codec_trial tr[8];
+	size_t n_tr = 8;
+	int rc = mfs_codec_choose(&ep, j->raw, j->len, ws, out, tr, &n_tr);
+	for (size_t i = 0; rc == 0 && i < n_tr; i++)
+		if (tr[i].id == *out)
+			*stored = tr[i].stored_len;
+	return rc;
 }
 
-/* Encode one chunk, fall back to raw when nothing is gained, and check it decodes. */
-static int encode_chunk(pool *p, job *j, mfs_codec_ws *ws)
+/* The chunk's place in its tensor (recorded with deltas). */
+static void job_geom(const job *j, mfs_chunk_geom *g)
 {
-	mfs_encode_params ep = {.dtype = j->dtype, .zstd_level = p->opts->zstd_level};
+	memset(g, 0, sizeof *g);
+	g->dtype = j->dtype;
+	if (!j->st)
+		return;
+	g->ndim = j->st->ndim;
+	memcpy(g->shape, j->st->shape, sizeof g->shape);
+	unsigned bits = mfs_dtype_bits(j->dtype);
+	g->elem_off = bits ? j->tin * 8 / bits : 0;
+}
+
+/*
+ * Encode one chunk (an xor-delta when @p base is given), fall back to raw
+ * when nothing is gained, and check it decodes.
+ */
+static int encode_chunk(pool *p, job *j, const uint8_t *base, mfs_codec_ws *ws)
+{
+	mfs_ref_data rd = {.role = MFS_REF_BASE, .data = base, .len = j->len};
+	mfs_chunk_geom g;
+	job_geom(j, &g);
+	mfs_encode_params ep = {.dtype = j->dtype, .zstd_level = p->opts->zstd_level,
+				.geom = &g, .refs = base ? &rd : NULL, .n_refs = base ? 1 : 0};
+	j->has_ref = base != NULL;
 	int rc = mfs_codec_encode(j->codec, &ep, j->raw, j->len, j->enc, j->enc_cap, &j->enc_len,
 				  ws);
-	if (rc == MFS_E_UNSUPPORTED) {
+	if (rc == MFS_E_UNSUPPORTED && !base) {
 		/* a forced codec that does not apply to this dtype: the general one */
 		j->codec = MFS_CODEC_ZSTD;
 		rc = mfs_codec_encode(j->codec, &ep, j->raw, j->len, j->enc, j->enc_cap,
@@ -905,6 +947,7 @@ static int encode_chunk(pool *p, job *j, mfs_codec_ws *ws)
 		return rc;
 	if (j->enc_len >= j->len && j->codec != MFS_CODEC_RAW) {
 		j->codec = MFS_CODEC_RAW;
+		j->has_ref = 0;
 		memcpy(j->enc, j->raw, j->len);
 		j->enc_len = j->len;
 	}
@@ -912,10 +955,64 @@ static int encode_chunk(pool *p, job *j, mfs_codec_ws *ws)
 	uint8_t *chk = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_CHUNK, j->len ? j->len : 1);
 	if (!chk)
 		return -ENOMEM;
-	rc = mfs_codec_decode_plain(j->codec, j->enc, j->enc_len, chk, j->len, ws);
+	mfs_decode_req rq = {.src = j->enc, .src_len = j->enc_len, .dst = chk, .dst_len = j->len,
+			     .geom = &g, .refs = j->has_ref ? &rd : NULL,
+			     .n_refs = j->has_ref ? 1 : 0};
+	rc = mfs_codec_decode(j->codec, &rq, ws);
 	if (rc < 0 || memcmp(chk, j->raw, j->len) != 0)
 		return MFS_E_CORRUPT;
 	return 0;
+}
+
+/*
+ * The base's bytes for this chunk, decoded into the workspace's REF slot, or
+ * NULL (no base tensor, no base chunk holding the range, or one that cannot
+ * be used: j->base_rc says why).
+ */
+static const uint8_t *job_base(pool *p, job *j, mfs_codec_ws *ws)
+{
+	if (!j->bt || mfs_base_chunk_ref(j->bt, j->tin, (uint32_t)j->len, &j->ref) < 0)
+		return NULL;
+	mfs_txn *t;
+	const uint8_t *bytes = NULL;
+	int rc = mfs_txn_begin(p->store, MFS_TXN_READ, &t);
+	if (rc == 0) {
+		rc = mfs_base_ref_resolve(t, &j->ref, ws, MFS_WS_SLOT_REF, &bytes);
+		mfs_txn_abort(t);
+	}
+	if (rc < 0) {
+		j->base_rc = rc;
+		return NULL;
+	}
+	return bytes;
+}
+
+/*
+ * Encode a tensor's first chunk: the stand-alone choice, then, with a base,
+ * the xor-delta, kept when it saves more than the slack; the decision holds
+ * for the whole tensor.
+ */
+static int first_chunk(pool *p, job *j, tensor_state *ts, mfs_codec_ws *ws)
+{
+	size_t alone = 0;
+	int rc = choose_codec(p, j, ws, &ts->codec, &alone);
+	if (rc < 0)
+		return rc;
+	ts->alone_ratio = j->len ? (double)alone / (double)j->len : 1.0;
+	const uint8_t *base = p->opts->force_codec < 0 ? job_base(p, j, ws) : NULL;
+	if (base) {
+		j->codec = MFS_CODEC_XOR_DELTA;
+		rc = encode_chunk(p, j, base, ws);
+		if (rc == 0 && j->has_ref &&
+		    (double)j->enc_len + DELTA_SLACK * (double)j->len < (double)alone) {
+			ts->delta = 1;
+			return 0;
+		}
+		if (rc < 0 && rc != MFS_E_UNSUPPORTED && rc != MFS_E_INVAL)
+			return rc;
+	}
+	j->codec = ts->codec;
+	return encode_chunk(p, j, NULL, ws);
 }
 
 static void process_job(pool *p, job *j, mfs_codec_ws *ws)
@@ -940,33 +1037,56 @@ static void process_job(pool *p, job *j, mfs_codec_ws *ws)
 
 	/* The tensor's codec is chosen once, on its first chunk (a deterministic sample). */
 	tensor_state *ts = j->tensor >= 0 ? &p->tensors[j->tensor] : NULL;
-	mfs_codec_id codec = MFS_CODEC_ZSTD;
 	if (ts && j->first_of_tensor) {
-		if (j->exists)
-			codec = j->codec;
-		else if ((j->rc = choose_codec(p, j, ws, &codec)) < 0)
-			codec = MFS_CODEC_ZSTD;
+		if (j->exists) {
+			/* nothing to sample: the tensor's other chunks decide one by one
+			 * (a tensor partly equal to its base: the rest may be deltas) */
+			ts->codec = j->codec;
+			ts->alone_ratio = j->len ? (double)v.payload_len / (double)j->len : 1;
+			const mfs_codec *sc = mfs_codec_get(j->codec);
+			if (j->bt || !sc || (sc->flags & MFS_CODEC_NEEDS_REF))
+				ts->delta = 2;
+		} else {
+			j->rc = first_chunk(p, j, ts, ws);
+		}
 		pthread_mutex_lock(&p->mu);
-		ts->codec = codec;
 		ts->decided = 1;
 		pthread_cond_broadcast(&p->cv_done);
 		pthread_mutex_unlock(&p->mu);
-		if (j->rc < 0)
-			return;
-	} else if (ts && !j->exists) {
+		return;
+	}
+	if (j->exists)
+		return;
+	mfs_codec_id codec = MFS_CODEC_ZSTD;
+	int delta = 0;
+	if (ts) {
 		pthread_mutex_lock(&p->mu);
 		while (!ts->decided)
 			pthread_cond_wait(&p->cv_done, &p->mu);
 		codec = ts->codec;
+		delta = ts->delta;
 		pthread_mutex_unlock(&p->mu);
-	} else if (!ts && !j->exists) {
-		if ((j->rc = choose_codec(p, j, ws, &codec)) < 0)
+		if (delta == 2) {
+			tensor_state one = {0};
+			j->rc = first_chunk(p, j, &one, ws);
+			return;
+		}
+	} else {
+		size_t alone;
+		if ((j->rc = choose_codec(p, j, ws, &codec, &alone)) < 0)
 			return;
 	}
-	if (j->exists)
-		return;
+	const uint8_t *base = delta ? job_base(p, j, ws) : NULL;
+	if (base) {
+		j->codec = MFS_CODEC_XOR_DELTA;
+		j->rc = encode_chunk(p, j, base, ws);
+		if (j->rc == 0)
+			return;
+		if (j->rc != MFS_E_UNSUPPORTED && j->rc != MFS_E_INVAL)
+			return;
+	}
 	j->codec = codec;
-	j->rc = encode_chunk(p, j, ws);
+	j->rc = encode_chunk(p, j, NULL, ws);
 }
 
 static void *worker_main(void *arg)
@@ -1020,6 +1140,7 @@ static void pool_wait(pool *p, job *j)
 
 typedef struct ingest_ctx {
 	mfs_store *store;
+	mfs_base *base;         /* the snapshot's base, or NULL */
 	const mfs_ingest_opts *opts;
 	mfs_ingest_stats *stats;
 	mfs_errmsg *err;
@@ -1136,6 +1257,8 @@ typedef struct file_state {
 	mfs_extent *extents;
 	size_t n_extents, cap_extents;
 	mfs_tensor_info *tinfo;
+	const mfs_base_tensor **bt; /* per tensor: the base's, or NULL */
+	uint8_t *t_new;             /* per tensor: some chunk of it was new */
 	uint64_t stored;
 } file_state;
 
@@ -1159,8 +1282,14 @@ static int finalize_job(ingest_ctx *c, file_state *fs, job *j, uint64_t off)
 			return mfs_err(c->err, rc, "cannot start a store transaction: %s",
 				       mfs_strerror(rc));
 		int existed = 0;
-		rc = mfs_chunk_put(c->txn, &j->key, &(mfs_chunk_meta){.codec = j->codec, .raw_len = (uint32_t)j->len}, j->enc,
-				   j->enc_len, &existed);
+		mfs_chunk_geom g;
+		job_geom(j, &g);
+		mfs_chunk_meta m = {.codec = j->codec,
+				    .raw_len = (uint32_t)j->len,
+				    .n_refs = j->has_ref ? 1 : 0,
+				    .refs = j->has_ref ? &j->ref : NULL,
+				    .geom = j->has_ref ? &g : NULL};
+		rc = mfs_chunk_put(c->txn, &j->key, &m, j->enc, j->enc_len, &existed);
 		if (rc < 0)
 			return mfs_err(c->err, rc, "%s: writing a chunk to the store failed: %s%s",
 				       fs->rel, mfs_strerror(rc),
@@ -1187,12 +1316,30 @@ static int finalize_job(ingest_ctx *c, file_state *fs, job *j, uint64_t off)
 	fs->stored += j->enc_len;
 	if (j->tensor >= 0) {
 		mfs_tensor_info *ti = &fs->tinfo[j->tensor];
+		tensor_state *ts = &c->pool.tensors[j->tensor];
 		ti->stored_len += j->enc_len;
 		if (ti->n_extents == 0) {
 			ti->first_extent = fs->n_extents - 1;
-			ti->codec = c->pool.tensors[j->tensor].codec;
+			ti->codec = ts->codec;
 		}
 		ti->n_extents++;
+		if (!j->exists)
+			fs->t_new[j->tensor] = 1;
+		if (j->has_ref || (j->exists && j->codec == MFS_CODEC_XOR_DELTA)) {
+			ti->codec = MFS_CODEC_XOR_DELTA;
+			ti->base = c->base ? c->base->repo : NULL;
+		}
+		if (j->base_rc < 0 && !ts->base_failed) {
+			ts->base_failed = 1;
+			char hex[33], qn[4 * SHOW_MAX];
+			mfs_str_quote(ti->name, SHOW_MAX, qn, sizeof qn);
+			ingest_note(c, MFS_INGEST_WARNING,
+				    "%s: tensor %s: the base's chunk %s cannot be used (%s): "
+				    "the chunks it would serve are stored alone; run `modelfs "
+				    "verify` on %s",
+				    fs->rel, qn, mfs_chunk_key_hex(&j->ref.key, hex),
+				    mfs_strerror(j->base_rc), c->base ? c->base->repo : "the base");
+		}
 	}
 	if (c->txn && c->txn_bytes >= TXN_BYTES) {
 		if ((rc = txn_commit(c)) < 0)
@@ -1241,6 +1388,8 @@ static void file_state_free(file_state *fs)
 	free(fs->spans);
 	free(fs->extents);
 	free(fs->tinfo);
+	free(fs->bt);
+	free(fs->t_new);
 }
 
 /* Plan the file's spans: safetensors tensors + gaps, or one run of bytes. */
@@ -1277,8 +1426,11 @@ static int plan_file(ingest_ctx *c, file_state *fs, int fd, uint64_t size, const
 		fs->is_st = 1;
 		if ((rc = mfs_st_spans(&fs->st, &fs->spans, &fs->n_spans)) < 0)
 			return rc;
-		fs->tinfo = calloc(fs->st.n_tensors ? fs->st.n_tensors : 1, sizeof *fs->tinfo);
-		if (!fs->tinfo)
+		size_t nt = fs->st.n_tensors ? fs->st.n_tensors : 1;
+		fs->tinfo = calloc(nt, sizeof *fs->tinfo);
+		fs->bt = calloc(nt, sizeof *fs->bt);
+		fs->t_new = calloc(nt, 1);
+		if (!fs->tinfo || !fs->bt || !fs->t_new)
 			return -ENOMEM;
 		for (size_t i = 0; i < fs->st.n_tensors; i++) {
 			const mfs_st_tensor *t = &fs->st.tensors[i];
@@ -1294,6 +1446,9 @@ static int plan_file(ingest_ctx *c, file_state *fs, int fd, uint64_t size, const
 			ti->data_off = t->begin;
 			ti->raw_len = t->end - t->begin;
 			ti->codec = MFS_CODEC_RAW;
+			if (c->base)
+				fs->bt[i] = mfs_base_match(c->base, t->name, t->dtype, t->ndim,
+							   t->shape);
 		}
 		return 0;
 	}
@@ -1447,6 +1602,11 @@ static int ingest_file(ingest_ctx *c, const char *repo, const src_file *sf, char
 			j->dtype = dt;
 			j->tensor = sp->tensor;
 			j->first_of_tensor = sp->tensor >= 0 && in == 0;
+			j->st = sp->tensor >= 0 ? &fs.st.tensors[sp->tensor] : NULL;
+			j->tin = in;
+			j->bt = sp->tensor >= 0 ? fs.bt[sp->tensor] : NULL;
+			j->has_ref = 0;
+			j->base_rc = 0;
 			j->exists = 0;
 			j->rc = 0;
 			j->enc_len = 0;
@@ -1507,6 +1667,17 @@ static int ingest_file(ingest_ctx *c, const char *repo, const src_file *sf, char
 	br.extents = fs.extents;
 	br.n_tensors = fs.is_st ? fs.st.n_tensors : 0;
 	br.tensors = fs.tinfo;
+	for (size_t i = 0; i < br.n_tensors; i++) {
+		mfs_tensor_info *ti = &fs.tinfo[i];
+		if (ti->base) {
+			ti->alone_len = (uint64_t)(c->pool.tensors[i].alone_ratio * (double)ti->raw_len);
+			c->stats->tensors_delta++;
+			c->stats->delta_stored += ti->stored_len;
+			c->stats->delta_alone += ti->alone_len;
+		} else if (!fs.t_new[i] && ti->n_extents) {
+			c->stats->tensors_same++;
+		}
+	}
 	if ((rc = txn_ensure(c)) < 0)
 		goto out;
 	rc = mfs_blob_put(c->txn, repo, &br, NULL);
@@ -1548,9 +1719,227 @@ static void folder_commit_id(const src_snapshot *sn, char **etags, char out[41])
 	mfs_hex(d, 20, out);
 }
 
+/* ------------------------------------------------------------ base choice */
+
+/* The fine-tune's tensors, read from its safetensors headers before ingest. */
+typedef struct want_list {
+	mfs_st_header *hdr; /* one per file (is_st[i] says which parsed) */
+	uint8_t *is_st;
+	mfs_base_want *w;
+	size_t n, cap;
+} want_list;
+
+static void want_free(want_list *wl, size_t n_files)
+{
+	for (size_t i = 0; wl->hdr && i < n_files; i++)
+		if (wl->is_st[i])
+			mfs_st_header_free(&wl->hdr[i]);
+	free(wl->hdr);
+	free(wl->is_st);
+	free(wl->w);
+}
+
+static int is_st_name(const char *rel)
+{
+	size_t n = strlen(rel);
+	return n > 12 && !strcmp(rel + n - 12, ".safetensors");
+}
+
+/* Parse the header of file @p i (a safetensors file); a bad one is skipped:
+ * ingest reports it when it reads the file. */
+static void want_file(want_list *wl, const src_file *sf, size_t i)
+{
+	int fd = open_nofollow(sf->abs, O_RDONLY | O_NONBLOCK);
+	struct stat st;
+	uint8_t first8[8];
+	uint64_t hlen;
+	if (fd < 0)
+		return;
+	char *json = NULL;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 8 &&
+	    read_full(fd, first8, 8, 0) == 0 &&
+	    mfs_st_header_len(first8, (uint64_t)st.st_size, &hlen, sf->rel, NULL) == 0 &&
+	    (json = malloc(hlen + 1)) && read_full(fd, json, hlen, 8) == 0 &&
+	    mfs_st_parse(json, hlen, (uint64_t)st.st_size, &wl->hdr[i], sf->rel, NULL) == 0)
+		wl->is_st[i] = 1;
+	free(json);
+	close(fd);
+	for (size_t k = 0; wl->is_st[i] && k < wl->hdr[i].n_tensors; k++) {
+		const mfs_st_tensor *t = &wl->hdr[i].tensors[k];
+		mfs_base_want *g = mfs_grow(wl->w, &wl->cap, wl->n, sizeof *g, 64);
+		if (!g)
+			return;
+		wl->w = g;
+		wl->w[wl->n++] = (mfs_base_want){.name = t->name, .dtype = t->dtype,
+						 .ndim = t->ndim, .shape = t->shape,
+						 .raw_len = t->end - t->begin, .file = (int)i,
+						 .off = t->begin};
+	}
+}
+
+struct want_read {
+	const src_snapshot *sn;
+};
+
+static int want_read_fn(void *ud, int file, uint64_t off, void *buf, size_t len)
+{
+	const struct want_read *wr = ud;
+	int fd = open_nofollow(wr->sn->files[file].abs, O_RDONLY | O_NONBLOCK);
+	if (fd < 0)
+		return fd;
+	int rc = read_full(fd, buf, len, off);
+	close(fd);
+	return rc;
+}
+
+/* A small text file at the snapshot's top (README.md, config.json), or NULL. */
+static char *read_small_file(const src_snapshot *sn, const char *name)
+{
+	for (size_t i = 0; i < sn->n_files; i++) {
+		if (strcmp(sn->files[i].rel, name) != 0)
+			continue;
+		int fd = open_nofollow(sn->files[i].abs, O_RDONLY | O_NONBLOCK);
+		struct stat st;
+		char *txt = NULL;
+		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    st.st_size <= (off_t)1 << 20 && (txt = malloc((size_t)st.st_size + 1)) &&
+		    read_full(fd, txt, (size_t)st.st_size, 0) == 0) {
+			txt[st.st_size] = '\0';
+		} else {
+			free(txt);
+			txt = NULL;
+		}
+		if (fd >= 0)
+			close(fd);
+		return txt;
+	}
+	return NULL;
+}
+
+/*
+ * Choose and load the snapshot's base (c->base): opts->base, or the store's
+ * proposal.  Prints the choice; a --base the store does not hold, or whose
+ * tensors match none of the snapshot's, is an error.
+ */
+static int choose_base(ingest_ctx *c, const char *repo, const src_snapshot *sn)
+{
+	c->stats->base[0] = '\0';
+	if (c->opts->no_base)
+		return 0;
+	want_list wl = {0};
+	int rc = 0;
+	wl.hdr = calloc(sn->n_files ? sn->n_files : 1, sizeof *wl.hdr);
+	wl.is_st = calloc(sn->n_files ? sn->n_files : 1, 1);
+	if (!wl.hdr || !wl.is_st) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < sn->n_files; i++)
+		if (is_st_name(sn->files[i].rel))
+			want_file(&wl, &sn->files[i], i);
+	if (wl.n == 0 && !c->opts->base)
+		goto out; /* nothing a base could serve */
+	mfs_txn *t;
+	if ((rc = mfs_txn_begin(c->store, MFS_TXN_READ, &t)) < 0)
+		goto out;
+	char chosen[MFS_REPO_ID_MAX + 1] = "";
+	char note[768] = "";
+	mfs_base_how how = MFS_BASE_NONE;
+	if (c->opts->base) {
+		mfs_repo_info ri;
+		rc = mfs_repo_get(t, c->opts->base, &ri);
+		if (rc == 0 && !strcmp(c->opts->base, repo))
+			rc = mfs_err(c->err, MFS_E_INVAL,
+				     "--base %s is the repo being ingested: give the repo it was "
+				     "fine-tuned from",
+				     c->opts->base);
+		else if (rc == MFS_E_NOTFOUND)
+			rc = mfs_err(c->err, MFS_E_NOTFOUND,
+				     "--base %s: the store holds no such repo (`modelfs ls` lists "
+				     "what it holds; ingest the base first)",
+				     c->opts->base);
+		if (rc == 0) {
+			strcpy(chosen, c->opts->base);
+			how = MFS_BASE_NONE;
+		}
+	} else {
+		char *readme = read_small_file(sn, "README.md");
+		char *cfg = read_small_file(sn, "config.json");
+		char *adapter = read_small_file(sn, "adapter_config.json");
+		char hb[3 * (MFS_REPO_ID_MAX + 2)];
+		mfs_base_hints h;
+		mfs_base_hints_parse(readme, cfg, adapter, &h, hb, sizeof hb);
+		free(readme);
+		free(cfg);
+		free(adapter);
+		struct want_read wr = {sn};
+		rc = mfs_base_propose(t, repo, &h, wl.w, wl.n, want_read_fn, &wr, chosen, &how,
+				      note, sizeof note);
+	}
+	if (rc == 0 && chosen[0] && (rc = mfs_base_load(t, chosen, &c->base)) < 0)
+		mfs_err(c->err, rc, "%s: cannot read the base %s: %s", repo, chosen,
+			mfs_strerror(rc));
+	mfs_txn_abort(t);
+	if (rc < 0)
+		goto out;
+	if (c->base) {
+		size_t nm = 0;
+		uint64_t bytes = mfs_base_matched_bytes(c->base, wl.w, wl.n, &nm);
+		if (nm == 0 && c->opts->base) {
+			rc = mfs_err(c->err, MFS_E_INVAL,
+				     "--base %s: none of its %zu tensors matches one of the %zu "
+				     "tensors of %s by name, dtype and shape: it is not this "
+				     "model's base (leave --base out to let ingest look)",
+				     c->opts->base, c->base->n, wl.n, repo);
+			goto out;
+		}
+		snprintf(c->stats->base, sizeof c->stats->base, "%s", c->base->repo);
+		char hb[32];
+		ingest_note(c, MFS_INGEST_NOTE,
+			    "%s: base %s (%s%s): %zu of %zu tensors (%s) match by name, dtype "
+			    "and shape and are tried as xor-deltas",
+			    repo, c->base->repo, c->opts->base ? "given with --base" : "chosen by ",
+			    c->opts->base ? "" : mfs_base_how_name(how), nm, wl.n,
+			    mfs_cli_human(bytes, hb, sizeof hb));
+		if (how == MFS_BASE_MATCH && note[0])
+			ingest_note(c, MFS_INGEST_NOTE, "%s: %s", repo, note);
+	} else {
+		ingest_note(c, MFS_INGEST_NOTE, "%s: stored alone, no base: %s", repo,
+			    note[0] ? note : "the store holds no repo with matching tensors");
+	}
+out:
+	want_free(&wl, sn->n_files);
+	return rc;
+}
+
+/* The saving the deltas of the last snapshot brought, for the user. */
+static void note_saving(ingest_ctx *c, const char *repo, const mfs_ingest_stats *before)
+{
+	if (!c->base)
+		return;
+	uint64_t n = c->stats->tensors_delta - before->tensors_delta;
+	uint64_t stored = c->stats->delta_stored - before->delta_stored;
+	uint64_t alone = c->stats->delta_alone - before->delta_alone;
+	uint64_t same = c->stats->tensors_same - before->tensors_same;
+	char a[32], b[32], d[32];
+	ingest_note(c, MFS_INGEST_NOTE,
+		    "%s: %llu tensors stored as xor-deltas against %s: %s instead of about %s "
+		    "alone (saving %s); %llu tensors already in the store",
+		    repo, (unsigned long long)n, c->base->repo, mfs_cli_human(stored, a, sizeof a),
+		    mfs_cli_human(alone, b, sizeof b),
+		    mfs_cli_human(alone > stored ? alone - stored : 0, d, sizeof d),
+		    (unsigned long long)same);
+}
+
 static int ingest_snapshot(ingest_ctx *c, const char *repo, src_snapshot *sn)
 {
-	int rc = 0;
+	mfs_ingest_stats before = *c->stats;
+	int rc = choose_base(c, repo, sn);
+	if (rc < 0) {
+		mfs_base_free(c->base);
+		c->base = NULL;
+		return rc;
+	}
 	char **etags = calloc(sn->n_files ? sn->n_files : 1, sizeof *etags);
 	mfs_file_rec *recs = calloc(sn->n_files ? sn->n_files : 1, sizeof *recs);
 	if (!etags || !recs) {
@@ -1590,7 +1979,10 @@ static int ingest_snapshot(ingest_ctx *c, const char *repo, src_snapshot *sn)
 		goto out;
 	}
 	c->stats->snapshots++;
+	note_saving(c, repo, &before);
 out:
+	mfs_base_free(c->base);
+	c->base = NULL;
 	for (size_t i = 0; etags && i < sn->n_files; i++)
 		free(etags[i]);
 	free(etags);

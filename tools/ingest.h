@@ -28,6 +28,13 @@
  * snapshot become visible together in its last transaction.  Memory is
  * bounded by (2 * threads + 2) chunk buffers, whatever the file size.
  * Every encoded chunk is decoded again and compared before it is written.
+ *
+ * Fine-tunes: each snapshot's base is opts->base, or the one proposed from
+ * the store (tools/base.h; a note says which and why, or that there is
+ * none).  A tensor with a same-named, same-dtype, same-shape base tensor is
+ * tried as an xor-delta of it on its first chunk and stored so when that
+ * saves more than the codec choice's slack (docs/codecs.md), else alone.
+ * Memory stays bounded: each worker decodes at most one base chunk at a time.
  */
 #ifndef MFS_INGEST_H
 #define MFS_INGEST_H
@@ -65,6 +72,10 @@ typedef struct mfs_ingest_opts {
 	const char *ref;          /* plain folder: ref to point at the commit ("main");
 				     checked (mfs_ref_name_check) before anything is read */
 	int follow_links;         /* plain folder: follow links that leave it too */
+	const char *base;         /* repo id of the base to store deltas against
+				     ("models/org/name"); NULL: proposed from the
+				     store (tools/base.h) unless no_base */
+	int no_base;              /* store every tensor alone (no xor-delta) */
 	mfs_ingest_note_fn note;  /* NULL: notes and warnings are dropped */
 	void *note_ud;            /* passed to note */
 } mfs_ingest_opts;
@@ -78,6 +89,12 @@ typedef struct mfs_ingest_stats {
 	uint64_t chunks_new;
 	uint64_t chunks_dedup;    /* chunks already present */
 	uint64_t blobs_skipped;   /* blobs already in the store: not read again */
+	uint64_t tensors_delta;   /* tensors stored as xor-deltas against a base */
+	uint64_t tensors_same;    /* tensors whose every chunk the store already held */
+	uint64_t delta_stored;    /* payload bytes of the xor-delta tensors */
+	uint64_t delta_alone;     /* what they would take alone (estimated per tensor
+				     from its first chunk) */
+	char base[MFS_REPO_ID_MAX + 1]; /* the last snapshot's base, "" for none */
 	double seconds;
 } mfs_ingest_stats;
 

@@ -66,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	mfs_tensor_info ti;
-	char name[MFS_TENSOR_NAME_MAX + 1];
+	char name[MFS_REC_TENSOR_STRS];
 	rc = mfs_rec_tensor_decode(p, size, &ti, name);
 	ok_or_corrupt(rc);
 	if (rc == 0)

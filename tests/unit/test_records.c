@@ -66,7 +66,7 @@ static mfs_chunk_view g_chunk;
 static mfs_blob_info g_blob;
 static const uint8_t *g_ext;
 static mfs_tensor_info g_tensor;
-static char g_name[MFS_TENSOR_NAME_MAX + 1];
+static char g_name[MFS_REC_TENSOR_STRS];
 static mfs_file_info g_file;
 static mfs_repo_info g_repo;
 static mfs_commit_info g_commit;
@@ -382,10 +382,30 @@ static void test_tensor(void)
 	for (int i = 0; i < MFS_MAX_DIMS; i++)
 		big.shape[i] = UINT64_MAX - (uint64_t)i;
 	REQUIRE(mfs_rec_tensor_encode(rec, &big, &len) == 0);
+	CHECK_EQ_INT(rec[0], MFS_REC_V1); /* no base: version 1 */
+	REQUIRE(dec_tensor(rec, len) == 0);
+	CHECK(g_tensor.base == NULL && g_tensor.alone_len == 0);
+	/* with the longest base: version 2, the longest record */
+	char base[MFS_REPO_ID_MAX + 1];
+	memset(base, 'b', MFS_REPO_ID_MAX);
+	base[MFS_REPO_ID_MAX] = '\0';
+	big.base = base;
+	big.alone_len = 0x0102030405060708ull;
+	REQUIRE(mfs_rec_tensor_encode(rec, &big, &len) == 0);
 	CHECK_EQ_INT(len, MFS_REC_TENSOR_MAX);
+	CHECK_EQ_INT(rec[0], MFS_REC_V2);
 	REQUIRE(dec_tensor(rec, len) == 0);
 	CHECK(!strcmp(g_name, name) && g_tensor.shape[MFS_MAX_DIMS - 1] == UINT64_MAX - 15);
+	CHECK(g_tensor.base && !strcmp(g_tensor.base, base));
+	CHECK(g_tensor.alone_len == 0x0102030405060708ull);
 	check_truncations(dec_tensor, rec, len, len);
+	check_trailing(dec_tensor, rec, len);
+	check_poke(dec_tensor, rec, len, len - MFS_REPO_ID_MAX - 1, 0);   /* empty base */
+	check_poke(dec_tensor, rec, len, len - MFS_REPO_ID_MAX - 1, 201); /* too long */
+	check_poke(dec_tensor, rec, len, len - 3, 0);			  /* NUL in base */
+	big.base = "";
+	CHECK_EQ_INT(mfs_rec_tensor_encode(rec, &big, &len), MFS_E_INVAL);
+	big.base = NULL;
 	/* names over the limit and too many dims are refused at encode */
 	char longer[MFS_TENSOR_NAME_MAX + 2];
 	memset(longer, 'n', sizeof longer - 1);

@@ -700,6 +700,163 @@ static void test_gc_recount(void)
 	rm_dir(d);
 }
 
+/* A chunk stored with references (codec raw: the bytes are its own, the
+ * references exercise counting, gc and the reader's resolution). */
+static int put_with_refs(mfs_store *s, const void *raw, size_t len, const mfs_chunk_ref *refs,
+			 size_t n_refs, mfs_chunk_key *key)
+{
+	mfs_chunk_key_of(raw, len, key);
+	mfs_txn *t;
+	int rc = mfs_txn_begin(s, MFS_TXN_WRITE, &t);
+	if (rc < 0)
+		return rc;
+	mfs_chunk_geom g = {.dtype = MFS_DT_U8, .ndim = 1, .shape = {len}};
+	mfs_chunk_meta m = {.codec = MFS_CODEC_RAW, .raw_len = (uint32_t)len,
+			    .n_refs = n_refs, .refs = refs, .geom = &g};
+	rc = mfs_chunk_put(t, key, &m, raw, len, NULL);
+	if (rc < 0) {
+		mfs_txn_abort(t);
+		return rc;
+	}
+	return mfs_txn_commit(t);
+}
+
+static uint64_t refcount_of(mfs_store *s, const mfs_chunk_key *k)
+{
+	mfs_txn *t;
+	uint64_t n = 99;
+	if (mfs_txn_begin(s, MFS_TXN_READ, &t) == 0) {
+		mfs_chunk_refcount(t, k, &n);
+		mfs_txn_abort(t);
+	}
+	return n;
+}
+
+static int chunk_present(mfs_store *s, const mfs_chunk_key *k)
+{
+	mfs_txn *t;
+	if (mfs_txn_begin(s, MFS_TXN_READ, &t) < 0)
+		return -1;
+	mfs_chunk_view v;
+	int rc = mfs_chunk_get(t, k, &v);
+	mfs_txn_abort(t);
+	return rc == 0;
+}
+
+static int gc_now(mfs_store *s, mfs_gc_stat *gs)
+{
+	mfs_txn *t;
+	int rc = mfs_txn_begin(s, MFS_TXN_WRITE, &t);
+	if (rc == 0 && (rc = mfs_gc_sweep(t, gs)) == 0)
+		return mfs_txn_commit(t);
+	mfs_txn_abort(t);
+	return rc;
+}
+
+/*
+ * References are counted like extents: a fine-tune's chunk keeps its base's
+ * chunk alive after the base repo is removed and gc runs; removing the
+ * fine-tune then frees both; gc's recount includes references.
+ */
+static void test_chunk_refs(void)
+{
+	const char *d = fresh_dir();
+	struct fixture fx;
+	REQUIRE(fixture_with_repo(&fx, d) == 0); /* "models/org/a" = the base */
+	const mfs_chunk_key *base = &fx.ext[1].key; /* 65536 bytes, zstd */
+	uint8_t delta[300];
+	for (size_t i = 0; i < sizeof delta; i++)
+		delta[i] = (uint8_t)(i * 7 + 1);
+	mfs_chunk_ref ref = {.key = *base, .off = 100, .len = sizeof delta,
+			     .role = MFS_REF_BASE};
+	mfs_chunk_key dk;
+	CHECK_EQ_INT(refcount_of(fx.s, base), 1);
+	REQUIRE(put_with_refs(fx.s, delta, sizeof delta, &ref, 1, &dk) == 0);
+	CHECK_EQ_INT(refcount_of(fx.s, base), 2); /* its extent and the new chunk */
+	CHECK_EQ_INT(refcount_of(fx.s, &dk), 0);
+
+	/* what a put refuses: a reference to a missing chunk or to a chunk that
+	 * has references itself (depth 1), a range it does not hold */
+	mfs_chunk_ref bad = ref;
+	memset(bad.key.b, 0x5a, 16);
+	uint8_t other[10] = {1, 2, 3};
+	mfs_chunk_key ok;
+	CHECK_EQ_INT(put_with_refs(fx.s, other, sizeof other, &bad, 1, &ok), MFS_E_NOTFOUND);
+	bad.key = dk;
+	CHECK_EQ_INT(put_with_refs(fx.s, other, sizeof other, &bad, 1, &ok), MFS_E_INVAL);
+	bad.key = *base;
+	bad.off = 65536 - 10;
+	bad.len = 11;
+	CHECK_EQ_INT(put_with_refs(fx.s, other, sizeof other, &bad, 1, &ok), MFS_E_INVAL);
+	CHECK_EQ_INT(refcount_of(fx.s, base), 2);
+
+	/* the fine-tune: a file of one chunk, the delta */
+	struct fixture ft = {.s = fx.s, .file = delta, .size = sizeof delta, .n_ext = 1};
+	ft.ext[0] = (mfs_extent){.off = 0, .len = sizeof delta, .key = dk};
+	const char *etag_ft = "bb00000000000000000000000000000000000000000000000000000000000002";
+	REQUIRE(publish(fx.s, "models/org/ft", &ft, etag_ft, C1) == 0);
+	CHECK_EQ_INT(refcount_of(fx.s, &dk), 1);
+
+	/* rm the base + gc: the base chunk the delta uses stays, the others go */
+	mfs_gc_stat gs;
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_repo_remove(t, "models/org/a"), 0);
+	REQUIRE(mfs_txn_commit(t) == 0);
+	REQUIRE(gc_now(fx.s, &gs) == 0);
+	CHECK_EQ_INT(gs.chunks_removed, 3);
+	CHECK_EQ_INT(chunk_present(fx.s, base), 1);
+	CHECK_EQ_INT(refcount_of(fx.s, base), 1);
+
+	/* the reader resolves the reference (its bytes reach the codec) and the
+	 * decode is checked against the key */
+	mfs_reader *r;
+	mfs_codec_ws *ws;
+	REQUIRE(mfs_reader_create(fx.s, NULL, &r) == 0 && mfs_codec_ws_create(&ws) == 0);
+	uint8_t out[sizeof delta];
+	CHECK_EQ_INT(mfs_reader_decode_chunk(r, &dk, out, sizeof out, ws), 0);
+	CHECK(!memcmp(out, delta, sizeof delta));
+
+	/* a base chunk that is missing makes the delta undecodable: an error */
+	REQUIRE(del_raw(fx.s, DB_CHUNKS, base->b, 16) == 0);
+	CHECK_EQ_INT(mfs_reader_decode_chunk(r, &dk, out, sizeof out, ws), MFS_E_CORRUPT);
+
+	/* gc's recount counts references: a lost count comes back, not a sweep */
+	REQUIRE(put_chunk(fx.s, fx.file + 4096, 65536, MFS_CODEC_ZSTD, &ok) == 0);
+	uint8_t z[8] = {0};
+	REQUIRE(put_raw(fx.s, DB_CHUNKREFS, base->b, 16, z, 8) == 0);
+	REQUIRE(gc_now(fx.s, &gs) == 0);
+	CHECK_EQ_INT(gs.chunks_removed, 0);
+	CHECK_EQ_INT(refcount_of(fx.s, base), 1);
+	CHECK_EQ_INT(mfs_reader_decode_chunk(r, &dk, out, sizeof out, ws), 0);
+
+	/* rm the fine-tune + gc: the delta goes, then the base chunk it held */
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_repo_remove(t, "models/org/ft"), 0);
+	REQUIRE(mfs_txn_commit(t) == 0);
+	REQUIRE(gc_now(fx.s, &gs) == 0);
+	CHECK_EQ_INT(gs.chunks_removed, 2);
+	CHECK_EQ_INT(chunk_present(fx.s, &dk), 0);
+	CHECK_EQ_INT(chunk_present(fx.s, base), 0);
+
+	/* replace moves the uses: a delta rewritten alone frees its base */
+	REQUIRE(put_chunk(fx.s, fx.file + 4096, 65536, MFS_CODEC_ZSTD, &ok) == 0);
+	REQUIRE(put_with_refs(fx.s, delta, sizeof delta, &ref, 1, &dk) == 0);
+	CHECK_EQ_INT(refcount_of(fx.s, base), 1);
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
+	CHECK_EQ_INT(mfs_chunk_replace(t, &dk, &(mfs_chunk_meta){.codec = MFS_CODEC_RAW,
+								 .raw_len = sizeof delta},
+				       delta, sizeof delta),
+		     0);
+	REQUIRE(mfs_txn_commit(t) == 0);
+	CHECK_EQ_INT(refcount_of(fx.s, base), 0);
+
+	mfs_codec_ws_free(ws);
+	mfs_reader_free(r);
+	fixture_free(&fx);
+	rm_dir(d);
+}
+
 int main(void)
 {
 	seed = test_seed();
@@ -713,5 +870,6 @@ int main(void)
 	RUN(test_compact);
 	RUN(test_truncated);
 	RUN(test_gc_recount);
+	RUN(test_chunk_refs);
 	return test_report();
 }
