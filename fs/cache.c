@@ -34,6 +34,7 @@ struct mfs_cache_entry {
 	int in_table;
 	int prefetch; /* bytes counted in pf_bytes */
 	size_t served; /* bytes handed to a reader that keeps them (drop-behind) */
+	int shared;    /* the fill said others use the chunk: no drop-behind */
 };
 
 typedef struct pf_job {
@@ -134,10 +135,11 @@ static void lru_push_back(mfs_cache *c, mfs_cache_entry *e)
 	c->lru.lprev = e;
 }
 
-/* Every byte of @p e has been served to a reader that keeps it. */
+/* Every byte of @p e has been served to a reader that keeps it, and no one
+ * else is known to use the chunk. */
 static int spent(const mfs_cache_entry *e)
 {
-	return e->served >= e->len;
+	return !e->shared && e->served >= e->len;
 }
 
 static void entry_free(mfs_cache_entry *e)
@@ -233,7 +235,9 @@ static int fill_entry(mfs_cache *c, mfs_cache_entry *e, mfs_cache_fill_fn fill, 
 		c->pf_bytes -= e->len;
 		e->prefetch = 0;
 	}
-	if (rc == 0) {
+	if (rc >= 0) {
+		e->shared = rc == MFS_CACHE_FILL_SHARED;
+		rc = 0;
 		e->data = data;
 		e->state = ST_READY;
 	} else {

@@ -18,7 +18,8 @@
  *     error, and the next get tries again;
  *   - a pinned entry is never evicted nor freed;
  *   - spent entries (every byte served to a reader that keeps a copy, see
- *     mfs_cache_release_served) are evicted before the cache grows;
+ *     mfs_cache_release_served) are evicted before the cache grows, unless
+ *     their fill said the chunk is shared (MFS_CACHE_FILL_SHARED);
  *   - the bytes of unpinned entries stay within the budget.  Pinned and
  *     in-flight entries may take the total over it while they are held (at
  *     most one chunk per reading thread and per prefetch worker: the fixed
@@ -50,11 +51,18 @@
 typedef struct mfs_cache mfs_cache;
 typedef struct mfs_cache_entry mfs_cache_entry;
 
+/* A fill's success when the chunk is used by more than one extent or chunk
+ * (a base's chunk that fine-tunes decode against, a tensor shared by two
+ * models): the entry is then exempt from drop-behind, so that the next
+ * reader of it, often right after, finds it decoded. */
+#define MFS_CACHE_FILL_SHARED 1
+
 /**
  * Decode chunk @p key into @p dst (exactly @p len bytes), verified.
  * @param[in] ud  the pointer given with the get or prefetch call
  * @param[in] ws  the calling thread's workspace
- * @return 0 or a negative code (the entry is then not cached)
+ * @return 0 or MFS_CACHE_FILL_SHARED (decoded), or a negative code (the entry
+ *         is then not cached)
  */
 typedef int (*mfs_cache_fill_fn)(void *ud, const mfs_chunk_key *key, void *dst,
 				 size_t len, mfs_codec_ws *ws);

@@ -311,23 +311,28 @@ static void will_need(const void *p, size_t len)
  * Decode a chunk of @p f from the file's view: the lookups under the view's
  * lock, the decode (the expensive part) outside it.  References come
  * through the cache when @p via_cache (the reader's cache fill), else they
- * are decoded here.
+ * are decoded here.  For the cache: MFS_CACHE_FILL_SHARED when more than one
+ * extent or chunk uses the chunk.
  */
 static int rfile_decode_ex(mfs_rfile *f, const mfs_chunk_key *key, void *dst, size_t len,
 			   int via_cache, mfs_codec_ws *ws)
 {
 	mfs_chunk_view v, rv[MFS_REFS_MAX];
+	uint64_t uses = 0;
 	pthread_mutex_lock(&f->view->mu);
 	int rc = mfs_chunk_get(f->view->txn, key, &v);
 	if (rc == 0)
 		rc = refs_lookup(f->view->txn, &v, rv);
+	if (rc == 0 && via_cache)
+		mfs_chunk_refcount(f->view->txn, key, &uses); /* 0 when unknown */
 	pthread_mutex_unlock(&f->view->mu);
 	if (rc < 0)
 		return rc;
 	if (v.raw_len != len)
 		return MFS_E_CORRUPT;
 	will_need(v.payload, v.payload_len);
-	return decode_with_refs(f->reader, via_cache ? f : NULL, &v, rv, key, dst, len, ws);
+	rc = decode_with_refs(f->reader, via_cache ? f : NULL, &v, rv, key, dst, len, ws);
+	return rc == 0 && uses > 1 ? MFS_CACHE_FILL_SHARED : rc;
 }
 
 static int rfile_decode(mfs_rfile *f, const mfs_chunk_key *key, void *dst, size_t len,

@@ -18,6 +18,7 @@ typedef struct fake_store {
 	atomic_int in_fill;
 	int fail_mod; /* keys with id % fail_mod == 0 fail (0: none) */
 	int fill_sleep_us;
+	unsigned shared_from, shared_to; /* ids in [from, to) fill as shared */
 } fake_store;
 
 static mfs_chunk_key key_of(unsigned id)
@@ -59,6 +60,8 @@ static int fake_fill(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
 		uint8_t *d = dst;
 		for (size_t j = 0; j < len; j++)
 			d[j] = byte_at(id, j);
+		if (id >= fs->shared_from && id < fs->shared_to)
+			rc = MFS_CACHE_FILL_SHARED;
 	}
 	atomic_fetch_sub(&fs->in_fill, 1);
 	return rc;
@@ -335,6 +338,33 @@ static void test_drop_behind(void)
 	mfs_cache_free(c);
 }
 
+/*
+ * A chunk its fill says is shared (a base's chunk fine-tunes decode against)
+ * is not dropped behind when wholly served: a stream of other chunks
+ * recycles their own memory and leaves it decoded for the next reader.
+ */
+static void test_shared_kept(void)
+{
+	fake_store fs = {.shared_from = 1, .shared_to = 9};
+	mfs_cache *c;
+	const size_t len = 4096;
+	REQUIRE(mfs_cache_create(1 << 20, 0, &c) == 0);
+	for (unsigned id = 1; id < 9; id++) /* the base: served whole */
+		mfs_cache_release_served(c, get_id(c, &fs, id, len), len);
+	for (unsigned id = 20; id < 120; id++) /* another stream */
+		mfs_cache_release_served(c, get_id(c, &fs, id, len), len);
+	for (unsigned id = 1; id < 9; id++) { /* the base again: all hits */
+		mfs_cache_entry *e = get_id(c, &fs, id, len);
+		CHECK(data_ok(id, e, len));
+		CHECK_EQ_INT(atomic_load(&fs.fills[id]), 1);
+		mfs_cache_release(c, e);
+	}
+	mfs_cache_stats st;
+	mfs_cache_stats_get(c, &st);
+	CHECK(st.entries <= 8 + 4); /* the other stream still recycled itself */
+	mfs_cache_free(c);
+}
+
 /* ---- a failed fill reaches every waiter and is not cached ---- */
 
 typedef struct err_arg {
@@ -455,6 +485,7 @@ int main(void)
 	fprintf(stderr, "ok   test_budget\n");
 	RUN(test_pinned_not_evicted);
 	RUN(test_drop_behind);
+	RUN(test_shared_kept);
 	RUN(test_error_propagation);
 	RUN(test_prefetch);
 	return test_report();
