@@ -730,17 +730,17 @@ static void mfs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	fuse_reply_open(req, fi);
 }
 
-static void log_read_error(mfs_mount *m, const mfs_rfile *rf, uint64_t off, int rc)
+static void log_read_error(mfs_mount *m, mfs_rfile *rf, uint64_t off, int rc)
 {
 	size_t i = mfs_extent_find(rf->extents, rf->n_extents, off);
-	char hex[33] = "?";
+	char hex[400] = "chunk ?";
 	uint64_t eoff = 0;
 	if (i < rf->n_extents) {
-		mfs_chunk_key_hex(&rf->extents[i].key, hex);
+		mfs_rfile_explain(rf, i, hex, sizeof hex);
 		eoff = rf->extents[i].off;
 	}
 	mfs_mount_log(m, MFS_LOG_ERROR,
-		      "read error (EIO) in %s blob %s: chunk %s at file offset %llu "
+		      "read error (EIO) in %s blob %s: %s at file offset %llu "
 		      "(read at %llu): %s; a program that maps this file (safetensors, "
 		      "from_pretrained) gets SIGBUS instead of the error; run `modelfs "
 		      "verify` on this repo",

@@ -341,6 +341,59 @@ static int rfile_decode(mfs_rfile *f, const mfs_chunk_key *key, void *dst, size_
 	return rfile_decode_ex(f, key, dst, len, 0, ws);
 }
 
+static const char *role_word(mfs_ref_role r)
+{
+	return r == MFS_REF_BASE ? "base" : r == MFS_REF_QUANT ? "quantized" : "scales";
+}
+
+void mfs_rfile_explain(mfs_rfile *f, size_t i, char *buf, size_t cap)
+{
+	char hex[33] = "?";
+	size_t n = 0;
+	buf[0] = '\0';
+	if (!f->view || i >= f->n_extents) {
+		snprintf(buf, cap, "chunk ?");
+		return;
+	}
+	n += (size_t)snprintf(buf, cap, "chunk %s", mfs_chunk_key_hex(&f->extents[i].key, hex));
+	mfs_chunk_view v;
+	pthread_mutex_lock(&f->view->mu);
+	int rc = mfs_chunk_get(f->view->txn, &f->extents[i].key, &v);
+	pthread_mutex_unlock(&f->view->mu);
+	if (rc < 0 || v.n_refs == 0)
+		return;
+	mfs_codec_ws *ws = NULL;
+	if (mfs_codec_ws_create(&ws) < 0)
+		return;
+	for (uint32_t k = 0; k < v.n_refs && n < cap; k++) {
+		const mfs_chunk_ref *ref = &v.refs[k];
+		mfs_chunk_view rv;
+		pthread_mutex_lock(&f->view->mu);
+		int grc = mfs_chunk_get(f->view->txn, &ref->key, &rv);
+		pthread_mutex_unlock(&f->view->mu);
+		const char *state = "which is sound: the chunk's own payload is damaged";
+		if (grc == MFS_E_NOTFOUND)
+			state = "which is not stored";
+		else if (grc < 0)
+			state = "whose record is damaged";
+		else if (mfs_chunk_ref_check(ref, &rv) < 0)
+			state = "which does not hold the range it needs";
+		else {
+			void *tmp = malloc(rv.raw_len ? rv.raw_len : 1);
+			int drc = tmp ? mfs_chunk_decode(&rv, &ref->key, NULL, tmp, rv.raw_len, ws)
+				      : -ENOMEM;
+			free(tmp);
+			if (drc < 0)
+				state = "which fails its check";
+		}
+		n += (size_t)snprintf(buf + n, cap - n, "%s %s chunk %s, %s%s",
+				      k ? ";" : " (decodes against", role_word(ref->role),
+				      mfs_chunk_key_hex(&ref->key, hex), state,
+				      k + 1 == v.n_refs ? ")" : "");
+	}
+	mfs_codec_ws_free(ws);
+}
+
 int mfs_rfile_decode_extent(mfs_rfile *f, size_t i, void *dst, mfs_codec_ws *ws)
 {
 	if (i >= f->n_extents)

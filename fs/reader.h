@@ -284,6 +284,16 @@ void mfs_rfile_mark_served(mfs_rfile *f, const mfs_read_seg *segs, size_t n_segs
 void mfs_rfile_release_segs(mfs_reader *r, mfs_read_seg *segs, size_t n_segs, int kept);
 
 /**
+ * Say what is wrong with extent @p i of @p f after a read of it failed:
+ * "chunk K" and, for a chunk that decodes against others, each of them with
+ * its role and whether it is missing, damaged or sound ("chunk K (decodes
+ * against base chunk B, which fails its check)").  Looks and decodes in the
+ * file's view; for logs, on error paths only.
+ * @param[out] buf  NUL-terminated text, truncated to @p cap
+ */
+void mfs_rfile_explain(mfs_rfile *f, size_t i, char *buf, size_t cap);
+
+/**
  * Decode one chunk (resolving its reference chunk, if any) into @p dst of
  * exactly @p raw_len bytes, verified.  Used by the reader and by the cache's
  * fill function.
