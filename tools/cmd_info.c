@@ -16,7 +16,10 @@ static void info_usage(FILE *f)
 	    "usage: modelfs info [--store DIR] [--rev REV] [--json] ORG/NAME[/FILE]\n\n"
 	    "Show each file of a snapshot (REV: a ref or commit, default main) with its\n"
 	    "size, stored size and ratio, and each tensor of its safetensors files with\n"
-	    "dtype, shape, the codec chosen at ingest and its ratio. --json prints the\n"
+	    "dtype, shape, the codec chosen at ingest and its ratio; a tensor stored as\n"
+	    "an xor-delta names its base and the bytes the delta saves over storing it\n"
+	    "alone (estimated at ingest). Each file says how many of its bytes lie in\n"
+	    "chunks used elsewhere too (other files or repos, or a delta's base). --json prints the\n"
 	    "same as one JSON document. In the table, names from the file or the index\n"
 	    "show control characters and other non-ASCII bytes as \\xNN; the JSON\n"
 	    "holds them exactly (JSON-escaped).\n");
@@ -86,6 +89,14 @@ static int tensor_fn(void *ud, const mfs_tensor_info *ti)
 		cJSON_AddNumberToObject(o, "stored_bytes", (double)ti->stored_len);
 		cJSON_AddNumberToObject(o, "ratio", ratio);
 		cJSON_AddNumberToObject(o, "chunks", (double)ti->n_extents);
+		if (ti->base) {
+			cJSON_AddStringToObject(o, "base", ti->base);
+			cJSON_AddNumberToObject(o, "alone_bytes", (double)ti->alone_len);
+			cJSON_AddNumberToObject(o, "saving_bytes",
+						ti->alone_len > ti->stored_len
+						    ? (double)(ti->alone_len - ti->stored_len)
+						    : 0.0);
+		}
 		cJSON_AddItemToArray(arr, o);
 		return 0;
 	}
@@ -98,10 +109,46 @@ static int tensor_fn(void *ud, const mfs_tensor_info *ti)
 	strncat(shape, "]", sizeof shape - strlen(shape) - 1);
 	/* a tensor name comes from the file: "\x1b[31m" must not reach the terminal */
 	char q[MFS_CLI_QUOTED];
-	printf("    %-52s %-7s %-16s %-13s %11llu %11llu %6.3fx\n",
-	       mfs_cli_quote(ti->name, q), mfs_dtype_name(ti->dtype), shape,
-	       mfs_codec_name(ti->codec), (unsigned long long)ti->raw_len,
-	       (unsigned long long)ti->stored_len, ratio);
+	printf("    %-52s %-7s %-16s %-13s %11llu %11llu %6.3fx", mfs_cli_quote(ti->name, q),
+	       mfs_dtype_name(ti->dtype), shape, mfs_codec_name(ti->codec),
+	       (unsigned long long)ti->raw_len, (unsigned long long)ti->stored_len, ratio);
+	if (ti->base) {
+		char a[32];
+		uint64_t save = ti->alone_len > ti->stored_len ? ti->alone_len - ti->stored_len : 0;
+		printf("  base %s, saves %s (%.1f%% of alone)", mfs_cli_quote(ti->base, q),
+		       mfs_cli_human(save, a, sizeof a),
+		       ti->alone_len ? 100.0 * (double)save / (double)ti->alone_len : 0.0);
+	}
+	printf("\n");
+	return 0;
+}
+
+static int ext_cmp(const void *a, const void *b)
+{
+	return memcmp(((const mfs_extent *)a)->key.b, ((const mfs_extent *)b)->key.b, 16);
+}
+
+/*
+ * Bytes of a file in chunks used elsewhere too: their count of uses is more
+ * than the file's own extents of them (other files, other repos, deltas
+ * decoding against them).
+ */
+static int shared_bytes(mfs_txn *t, mfs_extent *ext, uint64_t n, uint64_t *out)
+{
+	*out = 0;
+	if (n)
+		qsort(ext, n, sizeof *ext, ext_cmp);
+	for (uint64_t i = 0; i < n;) {
+		uint64_t j = i, count = 0;
+		while (j < n && !memcmp(ext[j].key.b, ext[i].key.b, 16))
+			j++;
+		int rc = mfs_chunk_refcount(t, &ext[i].key, &count);
+		if (rc < 0)
+			return rc;
+		if (count > j - i)
+			*out += (uint64_t)ext[i].len * (j - i);
+		i = j;
+	}
 	return 0;
 }
 
@@ -112,9 +159,16 @@ static int file_fn(void *ud, const mfs_file_info *f)
 		return 0;
 	c->found = 1;
 	mfs_blob_info bi;
-	int rc = mfs_blob_get(c->t, c->repo, f->etag, &bi, NULL);
+	mfs_extent *ext = NULL;
+	int rc = mfs_blob_get(c->t, c->repo, f->etag, &bi, &ext);
 	if (rc < 0)
 		return rc;
+	uint64_t shared = 0;
+	if ((rc = shared_bytes(c->t, ext, bi.n_extents, &shared)) < 0) {
+		free(ext);
+		return rc;
+	}
+	free(ext);
 	double ratio = bi.stored_bytes ? (double)bi.size / (double)bi.stored_bytes : 0;
 	char sha[65];
 	mfs_sha256_hex(bi.sha256, sha);
@@ -127,13 +181,15 @@ static int file_fn(void *ud, const mfs_file_info *f)
 		cJSON_AddNumberToObject(o, "stored_bytes", (double)bi.stored_bytes);
 		cJSON_AddNumberToObject(o, "ratio", ratio);
 		cJSON_AddNumberToObject(o, "chunks", (double)bi.n_extents);
+		cJSON_AddNumberToObject(o, "shared_bytes", (double)shared);
 		cJSON_AddArrayToObject(o, "tensors");
 		cJSON_AddItemToArray(c->files, o);
 	} else {
-		char a[32], b[32], q[MFS_CLI_QUOTED];
-		printf("%s  %s -> %s (%.3fx)  blob %s\n", mfs_cli_quote(f->path, q),
+		char a[32], b[32], d[32], q[MFS_CLI_QUOTED];
+		printf("%s  %s -> %s (%.3fx)  blob %s  shared %s\n", mfs_cli_quote(f->path, q),
 		       mfs_cli_human(bi.size, a, sizeof a),
-		       mfs_cli_human(bi.stored_bytes, b, sizeof b), ratio, f->etag);
+		       mfs_cli_human(bi.stored_bytes, b, sizeof b), ratio, f->etag,
+		       mfs_cli_human(shared, d, sizeof d));
 		if (bi.n_tensors)
 			printf("    %-52s %-7s %-16s %-13s %11s %11s %7s\n", "tensor", "dtype",
 			       "shape", "codec", "raw", "stored", "ratio");

@@ -8,6 +8,7 @@
 #include "check.h"
 #include "cli.h"
 #include "commands.h"
+#include "sharing.h"
 
 static void ls_usage(FILE *f)
 {
@@ -15,7 +16,10 @@ static void ls_usage(FILE *f)
 	    f,
 	    "usage: modelfs ls [--store DIR] [--rev REV] [ORG/NAME]\n\n"
 	    "Without a repo: every repo with its refs, snapshot count, size and stored\n"
-	    "size, and the store's totals. With a repo: its refs and snapshots, and the\n"
+	    "size, how much of what it stores other repos' files use too (shared) and\n"
+	    "how much other repos are stored as deltas against (base of others: bytes\n"
+	    "it holds alive for them; removing it frees neither), and the store's\n"
+	    "totals. With a repo: its refs and snapshots, and the\n"
 	    "files of REV (default main) with size, stored size and blob etag.\n\n"
 	    "A repo whose index records are damaged is left out, with one line on\n"
 	    "stderr naming the first damaged record (`modelfs verify` lists them all);\n"
@@ -57,6 +61,7 @@ static int print_ref_inline(void *ud, const mfs_ref_info *r)
 struct ls_all {
 	mfs_txn *t;
 	uint64_t left_out;
+	mfs_refd refd;
 };
 
 /* One repo of the listing, or the line that says why it is left out. */
@@ -76,11 +81,16 @@ static int print_repo(void *ud, const mfs_check_repo_entry *e)
 	if ((rc = mfs_commits_foreach(t, r->repo, count_commit, &s)) < 0 ||
 	    (rc = mfs_blobs_foreach(t, r->repo, sum_blob, &s)) < 0)
 		return rc;
-	char a[32], b[32];
-	printf("%-48s %3llu snap %10s %10s  %5.2fx  ", r->repo,
+	mfs_sharing sh;
+	if ((rc = mfs_repo_sharing(t, r->repo, &all->refd, &sh)) < 0)
+		return rc;
+	char a[32], b[32], c[32], d[32];
+	printf("%-48s %3llu snap %10s %10s  %5.2fx  shared %9s  base of others %9s  ", r->repo,
 	       (unsigned long long)s.snapshots, mfs_cli_human(s.size, a, sizeof a),
 	       mfs_cli_human(s.stored, b, sizeof b),
-	       s.stored ? (double)s.size / (double)s.stored : 0.0);
+	       s.stored ? (double)s.size / (double)s.stored : 0.0,
+	       mfs_cli_human(sh.shared_stored, c, sizeof c),
+	       mfs_cli_human(sh.base_stored, d, sizeof d));
 	int any = 0;
 	rc = mfs_refs_foreach(t, r->repo, print_ref_inline, &any);
 	printf("\n");
@@ -173,7 +183,10 @@ int cmd_ls(int argc, char **argv)
 	}
 	if (optind == argc) {
 		struct ls_all all = {.t = t};
-		rc = mfs_check_repos_foreach(t, 0, print_repo, &all);
+		rc = mfs_refd_load(t, &all.refd);
+		if (rc == 0)
+			rc = mfs_check_repos_foreach(t, 0, print_repo, &all);
+		mfs_refd_free(&all.refd);
 		if (all.left_out)
 			ret = MFS_EXIT_ERROR;
 		mfs_store_stat st;
