@@ -5,7 +5,9 @@
  * any read past the record.  Any result is fine except a crash, a sanitizer
  * report, an error other than MFS_E_CORRUPT, or an accepted record whose
  * fields break the decoder's promises.  A chunk record that parses is also
- * decoded and checked (mfs_chunk_decode) into a bounded buffer.
+ * decoded and checked (mfs_chunk_decode) into a bounded buffer; a version-2
+ * record's references are given bytes (each of its stated length, exact-size
+ * heap copies cut from the input, so a codec reading past one is caught).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -46,11 +48,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		EXPECT(cv.codec < MFS_CODEC__COUNT);
 		EXPECT((const uint8_t *)cv.payload >= p &&
 		       (const uint8_t *)cv.payload + cv.payload_len == p + size);
-		if (cv.n_refs == 0 && cv.raw_len <= DST_MAX) {
+		EXPECT(cv.n_refs <= MFS_REFS_MAX);
+		EXPECT(!cv.has_geom || cv.geom.ndim <= MFS_MAX_DIMS);
+		size_t ref_bytes = 0;
+		for (uint32_t i = 0; i < cv.n_refs; i++) {
+			EXPECT(cv.refs[i].len >= 1);
+			EXPECT(cv.refs[i].role >= MFS_REF_BASE && cv.refs[i].role < MFS_REF__COUNT);
+			EXPECT(cv.refs[i].off <= UINT64_MAX - cv.refs[i].len);
+			ref_bytes += cv.refs[i].len;
+		}
+		if (cv.raw_len <= DST_MAX && ref_bytes <= DST_MAX) {
+			mfs_ref_data rd[MFS_REFS_MAX];
+			for (uint32_t i = 0; i < cv.n_refs; i++) {
+				uint8_t *b = malloc(cv.refs[i].len);
+				for (size_t j = 0; j < cv.refs[i].len; j++)
+					b[j] = size ? data[(j * 131 + i) % size] : 0;
+				rd[i] = (mfs_ref_data){cv.refs[i].role, b, cv.refs[i].len};
+			}
 			mfs_chunk_key key;
 			memset(&key, 0, sizeof key);
-			rc = mfs_chunk_decode(&cv, &key, NULL, dst, cv.raw_len, ws);
+			rc = mfs_chunk_decode(&cv, &key, cv.n_refs ? rd : NULL, dst, cv.raw_len, ws);
 			EXPECT(rc == 0 || rc == MFS_E_CORRUPT || rc == -ENOMEM);
+			for (uint32_t i = 0; i < cv.n_refs; i++)
+				free((void *)rd[i].data);
 		}
 	}
 
@@ -71,7 +91,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ok_or_corrupt(rc);
 	if (rc == 0)
 		EXPECT(ti.ndim <= MFS_MAX_DIMS && ti.name == name &&
-		       strlen(name) <= MFS_TENSOR_NAME_MAX);
+		       strlen(name) <= MFS_TENSOR_NAME_MAX &&
+		       (!ti.base || (strlen(ti.base) >= 1 && strlen(ti.base) <= MFS_REPO_ID_MAX)));
 
 	mfs_file_info fi;
 	rc = mfs_rec_file_decode(p, size, &fi);
