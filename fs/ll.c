@@ -1649,10 +1649,11 @@ int mfs_mount_run(mfs_mount *m)
 	mfs_cache_stats_get(m->cache, &st);
 	mfs_mount_log(
 	    m, MFS_LOG_INFO,
-	    "stopping: cache hits %llu, misses %llu, waits %llu, prefetch decodes %llu, "
+	    "stopping: cache hits %llu, misses %llu, waits %llu, decodes %llu (prefetch %llu), "
 	    "evictions %llu (drop-behind %llu), peak %llu MiB, fill errors %llu",
 	    (unsigned long long)st.hits, (unsigned long long)st.misses,
-	    (unsigned long long)st.waits, (unsigned long long)st.prefetch_fills,
+	    (unsigned long long)st.waits, (unsigned long long)st.fills,
+	    (unsigned long long)st.prefetch_fills,
 	    (unsigned long long)st.evictions, (unsigned long long)st.drop_behind,
 	    (unsigned long long)(st.bytes_peak >> 20),
 	    (unsigned long long)st.fill_errors);

@@ -401,10 +401,12 @@ def test_stress_readers_ingest_gc(make_mfs, model_path, mounted, tmp_path):
     rc = m.stop()
     log = m.log()
     assert rc == 0, f"daemon exited with {rc}:\n{log}"
-    mm = re.search(r"cache hits (\d+), misses (\d+), waits (\d+), prefetch decodes (\d+), "
-                   r"evictions (\d+), peak (\d+) MiB, fill errors (\d+)", log)
+    mm = re.search(r"cache hits (\d+), misses (\d+), waits (\d+), decodes (\d+) "
+                   r"\(prefetch (\d+)\), evictions (\d+) \(drop-behind \d+\), peak (\d+) MiB, "
+                   r"fill errors (\d+)", log)
+    assert mm, f"no cache line in the daemon's log:\n{log}"
     if mm:
-        hits, misses, waits, pf, ev, peak, ferr = map(int, mm.groups())
+        hits, misses, waits, _fills, pf, ev, peak, ferr = map(int, mm.groups())
         report.update(cache_gets=hits + misses + waits, cache_hits=hits, cache_misses=misses,
                       cache_waits=waits, prefetch_decodes=pf, evictions=ev,
                       cache_peak_mib=peak, fill_errors=ferr)
