@@ -9,6 +9,10 @@ that carry them:
   (a real re-upload of the same model);
 - ``wordllama==0.4.0.post1``: one F16 embedding tensor.
 
+Fine-tunes of all-MiniLM-L6-v2 (``minilm-ft-{full,frozen,second}-{f32,bf16}``)
+are trained here on the CPU, about 90 s for all six on a 2-core machine (see
+"fine-tunes" below).
+
 Everything is cached under ``tests/data/`` (gitignored): wheels in
 ``tests/data/wheels/``, models in ``tests/data/models/<name>/``. A model that
 exists is reused; a missing one is rebuilt. Generation is guarded by a file
@@ -315,6 +319,291 @@ def wordllama() -> Path:
     return _model("wordllama", build)
 
 
+# ---------------------------------------------------------------- fine-tunes
+#
+# Real fine-tunes of minilm-f32, trained here on the CPU, for the XOR-delta
+# work (issue 17). The objective is the usual sentence-embedding one: mean
+# pooling, cosine similarity scaled by 20, cross-entropy against in-batch
+# negatives (MultipleNegativesRanking), on pairs of adjacent sentences taken
+# from the docstrings of Python stdlib modules (text every machine has, no
+# download). AdamW (fused, so a step on 22.7M parameters stays cheap on a
+# 2-core machine), no weight decay on biases and LayerNorm as usual, dropout on,
+# fixed seeds, two threads. Batches are small (FT_PAIRS pairs of at most
+# FT_MAX_LEN tokens) so that the three trainings take about 90 s in all on a
+# 2-core machine; every parameter that trains gets real gradients every step.
+# The pooler (pooler.dense.*) is not on the mean-pooling path: it gets no
+# gradient, AdamW skips it, and it stays bit-identical to the base in every
+# fine-tune, as in real sentence-transformers fine-tunes. A rebuild on the same
+# installation (same stdlib docstrings, torch, thread count) is byte-identical.
+#
+# Saved with exactly the base file's tensor names, shapes and dtypes
+# (embeddings.position_ids, a buffer AutoModel does not return in its
+# state_dict, is copied from the base). Model folders carry the base's
+# tokenizer and sentence-transformers files and differ in how they name their
+# base, so that each of modelfs's base-choice rules has a model to test:
+#
+#   minilm-ft-full-*    README.md front matter: base_model: sentence-transformers/all-MiniLM-L6-v2
+#                       config.json _name_or_path: a local training path
+#   minilm-ft-frozen-*  embeddings and encoder layers 0..2 frozen (bit-identical
+#                       to the base); README front matter without base_model;
+#                       config.json _name_or_path: sentence-transformers/all-MiniLM-L6-v2
+#   minilm-ft-second-*  a second full fine-tune (other seed, lr, data half);
+#                       README without front matter; _name_or_path a local path:
+#                       only tensor matching finds its base.
+#
+# The -bf16 twins are the F32 fine-tunes cast to bfloat16 (round to nearest
+# even, as minilm-bf16 is made from minilm-f32).
+
+FT_STEPS = 200
+FT_PAIRS = 4
+FT_MAX_LEN = 12
+
+# name -> training and folder settings (see the table above).
+FINETUNES = {
+    "full": {"seed": 1701, "lr": 2e-5, "half": 0, "frozen": False,
+             "card": "front-matter-base", "name_or_path": "/tmp/train-out/minilm-ft-full"},
+    "frozen": {"seed": 1701, "lr": 2e-5, "half": 0, "frozen": True,
+               "card": "front-matter", "name_or_path": MINILM_REPO},
+    "second": {"seed": 4242, "lr": 3e-5, "half": 1, "frozen": False,
+               "card": "plain", "name_or_path": "/tmp/train-out/minilm-ft-second"},
+}
+
+# Modules whose docstrings make the training text: pure-Python stdlib modules
+# present on every CPython build (one that fails to import is skipped).
+_DOC_MODULES = (
+    "abc", "argparse", "ast", "asyncio", "base64", "bisect", "calendar", "codecs",
+    "collections", "configparser", "contextlib", "copy", "csv", "dataclasses",
+    "datetime", "decimal", "difflib", "email", "enum", "fnmatch", "fractions",
+    "ftplib", "functools", "gettext", "glob", "gzip", "hashlib", "heapq", "hmac",
+    "html.parser", "http.client", "imaplib", "inspect", "io", "ipaddress",
+    "itertools", "json", "locale", "logging", "mailbox", "mimetypes", "numbers",
+    "operator", "optparse", "os", "pathlib", "pickle", "pprint", "queue", "random",
+    "re", "sched", "secrets", "selectors", "shlex", "shutil", "smtplib", "socket",
+    "statistics", "string", "struct", "subprocess", "tarfile", "tempfile",
+    "textwrap", "threading", "timeit", "tokenize", "traceback", "typing",
+    "unittest", "urllib.parse", "urllib.request", "uuid", "warnings", "weakref",
+    "xml.dom.minidom", "zipfile",
+)
+
+
+def _docstrings():
+    """Docstrings of _DOC_MODULES: each module's, its public classes' and
+    functions' and their methods', in a fixed order."""
+    import importlib
+    import inspect
+    for name in _DOC_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except Exception:  # noqa: BLE001  (a build without that module)
+            continue
+        objs = [mod]
+        for attr in sorted(vars(mod)):
+            obj = vars(mod)[attr]
+            if attr.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
+                continue
+            if inspect.isfunction(obj):
+                objs.append(obj)
+            elif inspect.isclass(obj):
+                objs.append(obj)
+                objs.extend(m for a, m in sorted(vars(obj).items())
+                            if not a.startswith("_") and inspect.isfunction(m))
+        for obj in objs:
+            doc = inspect.getdoc(obj)
+            if doc:
+                yield doc
+
+
+def doc_sentence_pairs() -> list[tuple[str, str]]:
+    """(sentence, next sentence) pairs from stdlib docstrings, in a fixed
+    shuffled order: adjacent sentences of one paragraph, 20 characters or more
+    each, code examples and directives skipped, duplicates dropped."""
+    import random
+    import re
+    split = re.compile(r"(?<=[.!?])\s+(?=[A-Z(`'\"])")
+    pairs, seen = [], set()
+    for doc in _docstrings():
+        for para in re.split(r"\n\s*\n", doc):
+            text = " ".join(para.split())
+            if len(text) < 40 or text.startswith((">>>", "..", "|", "$")):
+                continue
+            sents = split.split(text)
+            for a, b in zip(sents, sents[1:]):
+                if len(a) >= 20 and len(b) >= 20 and (a, b) not in seen:
+                    seen.add((a, b))
+                    pairs.append((a, b))
+    if len(pairs) < 2 * FT_PAIRS * 10:
+        raise RuntimeError(f"only {len(pairs)} sentence pairs found in the stdlib docstrings")
+    random.Random(20240517).shuffle(pairs)
+    return pairs
+
+
+def _frozen_param(name: str) -> bool:
+    """The parameters minilm-ft-frozen does not train: embeddings, layers 0..2."""
+    return name.startswith("embeddings.") or any(
+        name.startswith(f"encoder.layer.{i}.") for i in range(3))
+
+
+def _finetune_tensors(spec: dict) -> dict:
+    """Fine-tune minilm-f32 as spec says; returns the tensors to save, keyed and
+    typed exactly as the base's model.safetensors."""
+    import random
+    import torch
+    import torch.nn.functional as F
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    src = minilm_f32()
+    base = load_file(str(src / "model.safetensors"))
+    pairs = doc_sentence_pairs()[spec["half"]::2]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(spec["seed"])
+        tok = AutoTokenizer.from_pretrained(str(src))
+        model = AutoModel.from_pretrained(str(src))
+        model.train()
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            if spec["frozen"] and _frozen_param(name):
+                p.requires_grad_(False)
+            elif name.endswith(".bias") or "LayerNorm" in name:
+                no_decay.append(p)
+            else:
+                decay.append(p)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=spec["lr"], fused=True)
+        rng = random.Random(spec["seed"])
+        order: list[int] = []
+        labels = torch.arange(FT_PAIRS)
+        for _ in range(FT_STEPS):
+            if len(order) < FT_PAIRS:
+                fresh = list(range(len(pairs)))
+                rng.shuffle(fresh)
+                order += fresh
+            batch = [pairs[i] for i in order[:FT_PAIRS]]
+            del order[:FT_PAIRS]
+            enc = tok([a for a, _ in batch] + [b for _, b in batch], padding=True,
+                      truncation=True, max_length=FT_MAX_LEN, return_tensors="pt")
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            emb = F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+            loss = F.cross_entropy(20.0 * emb[:FT_PAIRS] @ emb[FT_PAIRS:].T, labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        state = {k: v.detach() for k, v in model.state_dict().items()}
+    finally:
+        torch.set_num_threads(threads)
+
+    extra = set(state) - set(base)
+    if extra:
+        raise RuntimeError(f"fine-tuned model has tensors the base lacks: {sorted(extra)}")
+    out, changed = {}, 0
+    for name, ref in base.items():
+        t = state.get(name, ref)
+        if t.shape != ref.shape or t.dtype != ref.dtype:
+            raise RuntimeError(f"{name}: fine-tune {t.dtype} {tuple(t.shape)} vs base "
+                               f"{ref.dtype} {tuple(ref.shape)}")
+        t = t.clone().contiguous()
+        same = torch.equal(t.view(torch.uint8) if t.is_floating_point() else t,
+                           ref.view(torch.uint8) if ref.is_floating_point() else ref)
+        if spec["frozen"] and _frozen_param(name) and not same:
+            raise RuntimeError(f"{name}: frozen but differs from the base")
+        changed += not same
+        out[name] = t
+    if changed == 0:
+        raise RuntimeError("fine-tuning changed no tensor")
+    return out
+
+
+_CARD_BODY = """
+# {name}
+
+A fine-tune of sentence-transformers/all-MiniLM-L6-v2 made by modelfs's test
+fixtures (tests/e2e/fixtures.py): {steps} steps of AdamW (lr {lr:g}) on a
+MultipleNegativesRanking loss over adjacent sentences of Python stdlib
+docstrings, on the CPU. Test data only: it embeds no better than its base.
+"""
+
+
+def _ft_card(name: str, spec: dict) -> str:
+    body = _CARD_BODY.format(name=name, steps=FT_STEPS, lr=spec["lr"])
+    if spec["card"] == "front-matter-base":
+        return ("---\nbase_model: " + MINILM_REPO + "\nlibrary_name: sentence-transformers\n"
+                "license: apache-2.0\ntags:\n- sentence-transformers\n- feature-extraction\n"
+                "- test-fixture\n---\n" + body)
+    if spec["card"] == "front-matter":
+        return ("---\nlibrary_name: sentence-transformers\nlicense: apache-2.0\ntags:\n"
+                "- sentence-transformers\n- feature-extraction\n- test-fixture\n---\n" + body)
+    return body.lstrip("\n")
+
+
+def _write_ft_folder(tmp: Path, name: str, spec: dict, tensors: dict, dtype_name: str | None):
+    """model.safetensors + the base's other files, with this fine-tune's README
+    and config (dtype_name: set config torch_dtype, None keeps the base's)."""
+    from safetensors.torch import save_file
+    save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    src = minilm_f32()
+    _copy_tree_except(src, tmp, {"model.safetensors", "config.json", "README.md"})
+    (tmp / "README.md").write_text(_ft_card(name, spec))
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["_name_or_path"] = spec["name_or_path"]
+    if dtype_name:
+        cfg["torch_dtype"] = dtype_name
+    (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+def _finetune_f32(kind: str) -> Path:
+    name = f"minilm-ft-{kind}-f32"
+    spec = FINETUNES[kind]
+
+    def build(tmp: Path):
+        _write_ft_folder(tmp, name, spec, _finetune_tensors(spec), None)
+    return _model(name, build)
+
+
+def _finetune_cast(kind: str, dtype_name: str, suffix: str) -> Path:
+    """The F32 fine-tune `kind` with its floating tensors cast to dtype_name."""
+    name = f"minilm-ft-{kind}-{suffix}"
+    spec = FINETUNES[kind]
+
+    def build(tmp: Path):
+        import torch
+        from safetensors.torch import load_file
+        src = _finetune_f32(kind)
+        dtype = getattr(torch, dtype_name)
+        tensors = load_file(str(src / "model.safetensors"))
+        out = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
+               for k, v in tensors.items()}
+        _write_ft_folder(tmp, name, spec, out, dtype_name)
+    return _model(name, build)
+
+
+def minilm_ft_full_f32() -> Path:
+    return _finetune_f32("full")
+
+
+def minilm_ft_frozen_f32() -> Path:
+    return _finetune_f32("frozen")
+
+
+def minilm_ft_second_f32() -> Path:
+    return _finetune_f32("second")
+
+
+def minilm_ft_full_bf16() -> Path:
+    return _finetune_cast("full", "bfloat16", "bf16")
+
+
+def minilm_ft_frozen_bf16() -> Path:
+    return _finetune_cast("frozen", "bfloat16", "bf16")
+
+
+def minilm_ft_second_bf16() -> Path:
+    return _finetune_cast("second", "bfloat16", "bf16")
+
+
 MODEL_BUILDERS = {
     "minilm-f32": minilm_f32,
     "minilm-bf16": minilm_bf16,
@@ -322,6 +611,12 @@ MODEL_BUILDERS = {
     "minilm-sharded": minilm_sharded,
     "minilm-reupload": minilm_reupload,
     "wordllama": wordllama,
+    "minilm-ft-full-f32": minilm_ft_full_f32,
+    "minilm-ft-frozen-f32": minilm_ft_frozen_f32,
+    "minilm-ft-second-f32": minilm_ft_second_f32,
+    "minilm-ft-full-bf16": minilm_ft_full_bf16,
+    "minilm-ft-frozen-bf16": minilm_ft_frozen_bf16,
+    "minilm-ft-second-bf16": minilm_ft_second_bf16,
 }
 
 
