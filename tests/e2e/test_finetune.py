@@ -329,3 +329,63 @@ def test_kill9_during_delta_ingest_verifies_clean(make_mfs, tmp_path, family):
         dest = tmp_path / f"f{trial}"
         m.export("t/ft", dest)
         assert_same_tree(src, dest)
+
+
+def big_pair(folder: Path, mib: int, seed: int) -> tuple[Path, Path]:
+    """synth_pair at @p mib MiB per model, written in pieces (bounded memory)."""
+    rng = np.random.default_rng(seed)
+    n = mib << 18  # F32 elements
+    out = []
+    for name in ("base", "ft"):
+        d = folder / name
+        d.mkdir(parents=True)
+        out.append(d)
+    hdr = json.dumps({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}})
+    hdr = hdr.encode() + b" " * (-len(hdr) % 8)
+    with open(out[0] / "model.safetensors", "wb") as fb, \
+            open(out[1] / "model.safetensors", "wb") as ff:
+        for f in (fb, ff):
+            f.write(struct.pack("<Q", len(hdr)) + hdr)
+        for _ in range(mib // 16):
+            w = rng.integers(0, 2**32, 16 << 18, dtype=np.uint32)
+            w = (w & ~np.uint32(0x7F800000)) | np.uint32(0x3C000000)
+            fb.write(w.tobytes())
+            ff.write((w ^ rng.integers(0, 256, w.size, dtype=np.uint32)).tobytes())
+    return out[0], out[1]
+
+
+def test_delta_ingest_memory_bounded(make_mfs, tmp_path):
+    """A delta ingest holds a few chunks per worker plus one base chunk each,
+    whatever the model's size: 4x the model, about the same peak memory."""
+    peaks = {}
+    for mib in (64, 256):
+        base, ft = big_pair(tmp_path / f"src{mib}", mib, mib)
+        m = make_mfs(f"store{mib}", binary=MODELFS_FAST)
+        m.ingest(base, "org/base", "--threads", "2", "--codec", "raw")
+        res = m.ingest(ft, "org/ft", "--threads", "2", "--base", "org/base")
+        assert deltas(res)[0] == 1, res.out + res.err
+        assert res.maxrss_kb, "no rusage"
+        peaks[mib] = res.maxrss_kb
+        import shutil
+        shutil.rmtree(tmp_path / f"src{mib}")
+    assert peaks[256] < peaks[64] + 24 * 1024, peaks
+    assert peaks[256] < 160 * 1024, peaks
+
+
+def test_finetune_after_base_decodes_no_base_chunk_again(mfs, f32_store, family, mounted):
+    """Reading the base, then each fine-tune, through one mount: every chunk of
+    the store is decoded at most once (a fine-tune's deltas find their base
+    chunks in the cache, drop-behind keeps shared chunks)."""
+    copy_store(f32_store[0], mfs)
+    n_chunks = int(re.search(r"(\d+) chunks", mfs.ls().splitlines()[-1]).group(1))
+    m = mounted(mfs, "--cache-bytes", "2G")
+    for repo, folder in [(BASE, family[("base", "f32")])] + \
+            [(ft_repo(k, "f32"), family[(k, "f32")]) for k in FTS]:
+        f = m.snapshot(repo) / "model.safetensors"
+        assert hashlib.sha256(f.read_bytes()).hexdigest() == \
+            fixtures.sha256_file(folder / "model.safetensors"), repo
+    m.stop()
+    mm = re.search(r"decodes (\d+) \(prefetch \d+\).*fill errors (\d+)", m.log())
+    assert mm, m.log()
+    decodes, errors = int(mm.group(1)), int(mm.group(2))
+    assert errors == 0 and decodes <= n_chunks, (decodes, n_chunks, m.log())
