@@ -194,7 +194,7 @@ static int bp_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
 			return rc;
 	}
 	if (fuse6)
-		mfs_planes_merge_bf16_raw6(planes[0], planes[1], n, NULL, dst);
+		mfs_planes_merge_bf16_raw6(planes[0], planes[1], n, dst);
 	else
 		mfs_planes_merge(L, planes, n, dst);
 	return 0;

@@ -9,6 +9,7 @@ static const mfs_codec *const registry[MFS_CODEC__COUNT] = {
 	[MFS_CODEC_RAW] = &mfs_codec_raw,
 	[MFS_CODEC_ZSTD] = &mfs_codec_zstd,
 	[MFS_CODEC_BITPLANE_HUFF] = &mfs_codec_bitplane_huff,
+	[MFS_CODEC_XOR_DELTA] = &mfs_codec_xor_delta,
 };
 
 struct mfs_codec_ws {

@@ -109,6 +109,17 @@ static int is_layout(const mfs_planes_layout *L, unsigned esize, unsigned rot,
 
 static const unsigned w_10_6[] = {10, 6}, w_8_8[] = {8, 8}, w_10_6_8_8[] = {10, 6, 8, 8};
 
+/* Byte planes without rotation: plane p holds byte esize-1-p of each element. */
+static int is_byte_planes(const mfs_planes_layout *L)
+{
+	if (L->rot != 0 || L->nplanes != L->esize)
+		return 0;
+	for (unsigned p = 0; p < L->nplanes; p++)
+		if (L->width[p] != 8)
+			return 0;
+	return 1;
+}
+
 /* ---- bit packing for RAW planes ---- */
 
 #define BP6_BLOCK 256
@@ -241,6 +252,24 @@ void mfs_planes_split(const mfs_planes_layout *L, const uint8_t *src, size_t n,
 		}
 		return;
 	}
+	if (is_byte_planes(L) && L->esize == 2) {
+		uint8_t *p0 = planes[0], *p1 = planes[1];
+		for (size_t i = 0; i < n; i++) {
+			p1[i] = src[2 * i];
+			p0[i] = src[2 * i + 1];
+		}
+		return;
+	}
+	if (is_byte_planes(L) && L->esize == 4) {
+		uint8_t *p0 = planes[0], *p1 = planes[1], *p2 = planes[2], *p3 = planes[3];
+		for (size_t i = 0; i < n; i++) {
+			p3[i] = src[4 * i];
+			p2[i] = src[4 * i + 1];
+			p1[i] = src[4 * i + 2];
+			p0[i] = src[4 * i + 3];
+		}
+		return;
+	}
 	unsigned shift[MFS_PLANES_MAX];
 	unsigned at = bits;
 	for (unsigned p = 0; p < L->nplanes; p++) {
@@ -264,52 +293,33 @@ void mfs_planes_split(const mfs_planes_layout *L, const uint8_t *src, size_t n,
 
 /*
  * BF16 with a RAW 6-bit plane: merge straight from the packed blocks.
- * Instantiated for the portable build (SSE2 on x86-64) and, chosen at run
- * time, AVX2 (twice the lanes for the same loop); each with and without a
- * base to XOR with.
+ * Instantiated twice: the portable build (SSE2 on x86-64) and, chosen at
+ * run time, AVX2 (twice the lanes for the same loop).
  */
-static MFS_ALWAYS_INLINE void merge_bf16_raw6_body(const uint16_t *s0, const uint8_t *b,
-						   size_t n, const uint8_t *base,
-						   uint8_t *o, const int with_base)
-{
-	size_t i = 0;
-	for (; i + BP6_BLOCK <= n; i += BP6_BLOCK, b += 3 * BP6_M) {
-		for (unsigned j = 0; j < 3 * BP6_M; j++) {
-			uint16_t r = (uint16_t)(s0[i + j] << 6 | (b[j] & 63));
-			r = (uint16_t)(r >> 1 | r << 15);
-			if (with_base)
-				r ^= ld16(base + 2 * (i + j));
-			st16(o + 2 * (i + j), r);
-		}
-		for (unsigned k = 0; k < BP6_M; k++) {
-			unsigned t = (unsigned)(b[k] >> 6) | (unsigned)(b[BP6_M + k] >> 6) << 2 |
-				     (unsigned)(b[2 * BP6_M + k] >> 6) << 4;
-			uint16_t r = (uint16_t)(s0[i + 3 * BP6_M + k] << 6 | t);
-			r = (uint16_t)(r >> 1 | r << 15);
-			if (with_base)
-				r ^= ld16(base + 2 * (i + 3 * BP6_M + k));
-			st16(o + 2 * (i + 3 * BP6_M + k), r);
-		}
-	}
-	uint8_t tail[BP6_BLOCK];
-	unpack_lsb(b, 6, n - i, tail);
-	for (size_t j = 0; i + j < n; j++) {
-		uint16_t r = (uint16_t)(s0[i + j] << 6 | tail[j]);
-		r = (uint16_t)(r >> 1 | r << 15);
-		if (with_base)
-			r ^= ld16(base + 2 * (i + j));
-		st16(o + 2 * (i + j), r);
-	}
-}
-
 #define DEFINE_MERGE_BF16_RAW6(NAME, ATTR)                                               \
-	ATTR static void NAME(const uint16_t *s0, const uint8_t *b, size_t n,            \
-			      const uint8_t *base, uint8_t *o)                           \
+	ATTR static void NAME(const uint16_t *s0, const uint8_t *b, size_t n, uint8_t *o) \
 	{                                                                                \
-		if (base)                                                                \
-			merge_bf16_raw6_body(s0, b, n, base, o, 1);                      \
-		else                                                                     \
-			merge_bf16_raw6_body(s0, b, n, NULL, o, 0);                      \
+		size_t i = 0;                                                            \
+		for (; i + BP6_BLOCK <= n; i += BP6_BLOCK, b += 3 * BP6_M) {             \
+			for (unsigned j = 0; j < 3 * BP6_M; j++) {                       \
+				uint16_t r = (uint16_t)(s0[i + j] << 6 | (b[j] & 63));   \
+				st16(o + 2 * (i + j), (uint16_t)(r >> 1 | r << 15));     \
+			}                                                                \
+			for (unsigned k = 0; k < BP6_M; k++) {                           \
+				unsigned t = (unsigned)(b[k] >> 6) |                     \
+					     (unsigned)(b[BP6_M + k] >> 6) << 2 |        \
+					     (unsigned)(b[2 * BP6_M + k] >> 6) << 4;     \
+				uint16_t r = (uint16_t)(s0[i + 3 * BP6_M + k] << 6 | t); \
+				st16(o + 2 * (i + 3 * BP6_M + k),                        \
+				     (uint16_t)(r >> 1 | r << 15));                      \
+			}                                                                \
+		}                                                                        \
+		uint8_t tail[BP6_BLOCK];                                                 \
+		unpack_lsb(b, 6, n - i, tail);                                           \
+		for (size_t j = 0; i + j < n; j++) {                                     \
+			uint16_t r = (uint16_t)(s0[i + j] << 6 | tail[j]);               \
+			st16(o + 2 * (i + j), (uint16_t)(r >> 1 | r << 15));             \
+		}                                                                        \
 	}
 
 DEFINE_MERGE_BF16_RAW6(merge_bf16_raw6_portable, )
@@ -317,16 +327,15 @@ DEFINE_MERGE_BF16_RAW6(merge_bf16_raw6_portable, )
 DEFINE_MERGE_BF16_RAW6(merge_bf16_raw6_avx2, __attribute__((target("avx2"))))
 #endif
 
-void mfs_planes_merge_bf16_raw6(const uint16_t *s0, const uint8_t *b, size_t n,
-				const uint8_t *base, uint8_t *dst)
+void mfs_planes_merge_bf16_raw6(const uint16_t *s0, const uint8_t *b, size_t n, uint8_t *dst)
 {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(MFS_BP_NO_AVX2)
 	if (__builtin_cpu_supports("avx2")) {
-		merge_bf16_raw6_avx2(s0, b, n, base, dst);
+		merge_bf16_raw6_avx2(s0, b, n, dst);
 		return;
 	}
 #endif
-	merge_bf16_raw6_portable(s0, b, n, base, dst);
+	merge_bf16_raw6_portable(s0, b, n, dst);
 }
 
 static MFS_ALWAYS_INLINE void merge_body(const mfs_planes_layout *L,
@@ -365,6 +374,27 @@ static MFS_ALWAYS_INLINE void merge_body(const mfs_planes_layout *L,
 			uint32_t r = (uint32_t)s0[i] << 22 | (uint32_t)s1[i] << 16 |
 				     (uint32_t)s2[i] << 8 | s3[i];
 			r = r >> 1 | r << 31;
+			if (with_base)
+				r ^= ld32(base + 4 * i);
+			st32(dst + 4 * i, r);
+		}
+		return;
+	}
+	if (is_byte_planes(L) && L->esize == 2) {
+		const uint8_t *s0 = planes[0], *s1 = planes[1];
+		for (size_t i = 0; i < n; i++) {
+			uint16_t r = (uint16_t)(s0[i] << 8 | s1[i]);
+			if (with_base)
+				r ^= ld16(base + 2 * i);
+			st16(dst + 2 * i, r);
+		}
+		return;
+	}
+	if (is_byte_planes(L) && L->esize == 4) {
+		const uint8_t *s0 = planes[0], *s1 = planes[1], *s2 = planes[2], *s3 = planes[3];
+		for (size_t i = 0; i < n; i++) {
+			uint32_t r = (uint32_t)s0[i] << 24 | (uint32_t)s1[i] << 16 |
+				     (uint32_t)s2[i] << 8 | s3[i];
 			if (with_base)
 				r ^= ld32(base + 4 * i);
 			st32(dst + 4 * i, r);
@@ -440,14 +470,28 @@ static void histogram(const void *syms, int wide, size_t n, uint32_t *freq, unsi
 		freq[k] = sub[0][k] + sub[1][k] + sub[2][k] + sub[3][k];
 }
 
-/* A zstd frame of the unpacked symbols in at most @p cap bytes; 0 when it does not fit. */
+/*
+ * The zstd trials run at level 1 with a minimum match of 7 unless the
+ * caller names a level: on the planes of real fine-tunes' XOR that is
+ * smaller than level 3 and decodes faster (docs/codecs.md, xor-delta).
+ */
+#define PLANE_ZSTD_LEVEL     1
+#define PLANE_ZSTD_MIN_MATCH 7
+
+/* A zstd frame of the unpacked symbols in at most @p cap bytes; *len 0 when it does not fit. */
 static int zstd_trial(const void *syms, size_t bytes, int level, uint8_t *out, size_t cap,
 		      size_t *len, mfs_codec_ws *ws)
 {
 	ZSTD_CCtx *cctx = mfs_codec_ws_cctx(ws);
 	if (!cctx)
 		return -ENOMEM;
-	size_t r = ZSTD_compressCCtx(cctx, out, cap, syms, bytes, level);
+	ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+	size_t r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel,
+					  level ? level : PLANE_ZSTD_LEVEL);
+	if (!ZSTD_isError(r) && !level)
+		r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_minMatch, PLANE_ZSTD_MIN_MATCH);
+	if (!ZSTD_isError(r))
+		r = ZSTD_compress2(cctx, out, cap, syms, bytes);
 	if (ZSTD_isError(r)) {
 		if (ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall) {
 			*len = 0;
@@ -459,9 +503,10 @@ static int zstd_trial(const void *syms, size_t bytes, int level, uint8_t *out, s
 	return 0;
 }
 
-int mfs_plane_encode(const void *syms, unsigned w, size_t n, unsigned modes, int zstd_level,
-		     mfs_plane_enc_scratch *scr, uint8_t *dst, size_t dst_cap,
-		     unsigned *mode, size_t *len, mfs_codec_ws *ws)
+/* RAW, CONST or HUFF, as bitplane-huff has always chosen (see planes.h). */
+static int encode_basic(const void *syms, unsigned w, size_t n, unsigned modes,
+			mfs_plane_enc_scratch *scr, uint8_t *dst, size_t dst_cap,
+			unsigned *mode, size_t *len)
 {
 	unsigned nsym = 1u << w;
 	size_t raw = mfs_planes_raw_len(w, n);
@@ -481,41 +526,247 @@ int mfs_plane_encode(const void *syms, unsigned w, size_t n, unsigned modes, int
 		*len = 2;
 		return 0;
 	}
-	unsigned m = MFS_PLANE_RAW;
-	size_t size = raw;
 	if ((modes & MFS_PLANE_MODE_BIT(MFS_PLANE_HUFF)) && distinct >= 2 &&
 	    mfs_huff_build(scr->freq, nsym, &scr->tab) == 0 &&
 	    (double)mfs_huff_block_estimate(&scr->tab, scr->freq) <=
 		(1.0 - MFS_PLANE_MIN_GAIN) * (double)raw) {
-		int rc = mfs_huff_encode(&scr->tab, syms, w > 8, n, dst, dst_cap, &size);
+		int rc = mfs_huff_encode(&scr->tab, syms, w > 8, n, dst, dst_cap, len);
 		if (rc < 0)
 			return rc;
-		m = MFS_PLANE_HUFF;
+		*mode = MFS_PLANE_HUFF;
+		return 0;
 	}
-	if ((modes & MFS_PLANE_MODE_BIT(MFS_PLANE_ZSTD)) && n > 0) {
-		/* worth it only below size - gain * raw */
-		double limit = (double)size - MFS_PLANE_MIN_GAIN * (double)raw;
-		if (limit >= 1) {
-			size_t cap = (size_t)limit;
-			uint8_t *z = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_B, cap);
-			if (!z)
-				return -ENOMEM;
-			size_t zlen = 0;
-			int rc = zstd_trial(syms, mfs_planes_sym_bytes(w, n), zstd_level, z, cap,
-					    &zlen, ws);
-			if (rc < 0)
-				return rc;
-			if (zlen > 0 && (double)zlen < limit) {
-				memcpy(dst, z, zlen);
-				m = MFS_PLANE_ZSTD;
-				size = zlen;
-			}
+	mfs_planes_pack(syms, w, n, dst);
+	*mode = MFS_PLANE_RAW;
+	*len = raw;
+	return 0;
+}
+
+#define SPARSE_HEADER 14 /* u32 k, u8 mask mode, u32 mask len, u8 value mode, u32 value len */
+
+static void put32le(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get32le(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/*
+ * A SPARSE plane of 8-bit-or-narrower symbols into @p out (room:
+ * sparse_cap()), using @p mask (ceil(n/8) bytes) and @p vals (n bytes) as
+ * work space.
+ */
+static size_t sparse_cap(size_t n)
+{
+	return SPARSE_HEADER + mfs_plane_bound(8, (n + 7) / 8) + mfs_plane_bound(8, n);
+}
+
+static int sparse_trial(const uint8_t *syms, unsigned w, size_t n, mfs_plane_enc_scratch *scr,
+			uint8_t *mask, uint8_t *vals, uint8_t *out, size_t *len)
+{
+	size_t nm = (n + 7) / 8, k = 0;
+	memset(mask, 0, nm);
+	for (size_t i = 0; i < n; i++) {
+		unsigned nz = syms[i] != 0;
+		mask[i >> 3] |= (uint8_t)(nz << (i & 7));
+		vals[k] = syms[i];
+		k += nz;
+	}
+	unsigned mm, vm;
+	size_t ml, vl;
+	uint8_t *q = out + SPARSE_HEADER;
+	size_t cap = sparse_cap(n) - SPARSE_HEADER;
+	int rc = encode_basic(mask, 8, nm, MFS_PLANE_MODES_BASIC, scr, q, cap, &mm, &ml);
+	if (rc < 0)
+		return rc;
+	q += ml;
+	cap -= ml;
+	rc = encode_basic(vals, w, k, MFS_PLANE_MODES_BASIC, scr, q, cap, &vm, &vl);
+	if (rc < 0)
+		return rc;
+	put32le(out, (uint32_t)k);
+	out[4] = (uint8_t)mm;
+	put32le(out + 5, (uint32_t)ml);
+	out[9] = (uint8_t)vm;
+	put32le(out + 10, (uint32_t)vl);
+	*len = SPARSE_HEADER + ml + vl;
+	return 0;
+}
+
+int mfs_plane_encode(const void *syms, unsigned w, size_t n, unsigned modes, int zstd_level,
+		     mfs_plane_enc_scratch *scr, uint8_t *dst, size_t dst_cap,
+		     unsigned *mode, size_t *len, mfs_codec_ws *ws)
+{
+	size_t raw = mfs_planes_raw_len(w, n);
+	int rc = encode_basic(syms, w, n, modes & MFS_PLANE_MODES_BASIC, scr, dst, dst_cap, mode,
+			      len);
+	if (rc < 0 || *mode == MFS_PLANE_CONST || n == 0)
+		return rc;
+	int sparse = (modes & MFS_PLANE_MODE_BIT(MFS_PLANE_SPARSE)) && w <= 8;
+	int zstd = (modes & MFS_PLANE_MODE_BIT(MFS_PLANE_ZSTD)) != 0;
+	if (!sparse && !zstd)
+		return 0;
+	/* slot B: one trial's output, then the sparse trial's mask and values */
+	size_t trial_cap = sparse_cap(n) > raw ? sparse_cap(n) : raw;
+	size_t need = trial_cap + (n + 7) / 8 + n;
+	uint8_t *trial = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_B, need);
+	if (!trial)
+		return -ENOMEM;
+	/* slower modes, fastest first: each must beat the choice so far by
+	 * more than MFS_PLANE_MIN_GAIN of the raw plane */
+	for (int pass = 0; pass < 2; pass++) {
+		double limit = (double)*len - MFS_PLANE_MIN_GAIN * (double)raw;
+		if (limit < 1)
+			return 0;
+		size_t tlen = 0;
+		unsigned tmode;
+		if (pass == 0 && sparse) {
+			rc = sparse_trial(syms, w, n, scr, trial + trial_cap,
+					  trial + trial_cap + (n + 7) / 8, trial, &tlen);
+			tmode = MFS_PLANE_SPARSE;
+		} else if (pass == 1 && zstd) {
+			rc = zstd_trial(syms, mfs_planes_sym_bytes(w, n), zstd_level, trial,
+					(size_t)limit, &tlen, ws);
+			tmode = MFS_PLANE_ZSTD;
+		} else {
+			continue;
+		}
+		if (rc < 0)
+			return rc;
+		if (tlen > 0 && (double)tlen < limit) {
+			memcpy(dst, trial, tlen);
+			*mode = tmode;
+			*len = tlen;
 		}
 	}
-	if (m == MFS_PLANE_RAW)
-		mfs_planes_pack(syms, w, n, dst);
-	*mode = m;
-	*len = size;
+	return 0;
+}
+
+/*
+ * Expand a SPARSE plane: symbol i is the next value when bit i of the mask
+ * is set, else 0.  @p vals holds the values and 8 readable bytes after the
+ * last one (each step loads 8 values ahead of use, branch-free).  The mask
+ * has been checked to hold exactly as many bits as there are values.
+ */
+static void sparse_expand_portable(const uint8_t *mask, const uint8_t *vals, size_t n,
+				   uint8_t *o)
+{
+	size_t i = 0, pos = 0;
+	for (; i + 8 <= n; i += 8) {
+		unsigned m = mask[i >> 3];
+		for (unsigned j = 0; j < 8; j++) {
+			unsigned b = (m >> j) & 1;
+			o[i + j] = (uint8_t)(vals[pos] & (0u - b));
+			pos += b;
+		}
+	}
+	for (; i < n; i++) {
+		unsigned b = (mask[i >> 3] >> (i & 7)) & 1;
+		o[i] = (uint8_t)(vals[pos] & (0u - b));
+		pos += b;
+	}
+}
+
+/*
+ * x86-64 with BMI2: eight symbols per step, the next eight values deposited
+ * into the bytes the mask byte selects (pdep), then pos moves by its
+ * popcount (not on AMD family 17h, whose pdep is microcoded and slow).
+ * -DMFS_HUFF_NO_BMI2 builds the portable loop only (to test it).
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(MFS_HUFF_NO_BMI2)
+#define MFS_PLANES_BMI2 1
+#include <immintrin.h>
+__attribute__((target("bmi2,popcnt"))) static void
+sparse_expand_bmi2(const uint8_t *mask, const uint8_t *vals, size_t n, uint8_t *o)
+{
+	size_t i = 0, pos = 0;
+	for (; i + 8 <= n; i += 8) {
+		unsigned m = mask[i >> 3];
+		uint64_t sel = _pdep_u64(m, 0x0101010101010101ull) * 0xff;
+		uint64_t v;
+		memcpy(&v, vals + pos, 8);
+		v = _pdep_u64(v, sel);
+		memcpy(o + i, &v, 8);
+		pos += (size_t)__builtin_popcount(m);
+	}
+	for (; i < n; i++) {
+		unsigned b = (mask[i >> 3] >> (i & 7)) & 1;
+		o[i] = (uint8_t)(vals[pos] & (0u - b));
+		pos += b;
+	}
+}
+#endif
+
+static void sparse_expand(const uint8_t *mask, const uint8_t *vals, size_t n, uint8_t *o)
+{
+#ifdef MFS_PLANES_BMI2
+	/* AMD family 17h (Zen 1, 2) runs pdep in microcode, far slower than
+	 * the portable loop */
+	if (__builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt") &&
+	    !__builtin_cpu_is("amdfam17h")) {
+		sparse_expand_bmi2(mask, vals, n, o);
+		return;
+	}
+#endif
+	sparse_expand_portable(mask, vals, n, o);
+}
+
+/* Bits set in @p n bytes (SWAR: no popcnt instruction needed). */
+static size_t count_bits(const uint8_t *p, size_t n)
+{
+	size_t ones = 0, i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t v;
+		memcpy(&v, p + i, 8);
+		v = v - ((v >> 1) & 0x5555555555555555ull);
+		v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+		v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+		ones += (size_t)((v * 0x0101010101010101ull) >> 56);
+	}
+	for (; i < n; i++)
+		for (unsigned b = p[i]; b; b &= b - 1)
+			ones++;
+	return ones;
+}
+
+static int decode_sparse(unsigned w, size_t n, const uint8_t *data, size_t len, uint8_t *out,
+			 mfs_codec_ws *ws)
+{
+	if (w > 8 || len < SPARSE_HEADER)
+		return MFS_E_CORRUPT;
+	size_t k = get32le(data), nm = (n + 7) / 8;
+	unsigned mm = data[4], vm = data[9];
+	size_t ml = get32le(data + 5), vl = get32le(data + 10);
+	if (k > n || mm > MFS_PLANE_HUFF || vm > MFS_PLANE_HUFF || ml > len - SPARSE_HEADER ||
+	    vl != len - SPARSE_HEADER - ml)
+		return MFS_E_CORRUPT;
+	/* slot B: the mask, then the values and 8 zero bytes */
+	size_t moff = (nm + 64) & ~(size_t)63;
+	uint8_t *scr = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_B, moff + k + 8);
+	if (!scr)
+		return -ENOMEM;
+	const void *mask, *vals;
+	int rc = mfs_plane_decode(mm, 8, nm, data + SPARSE_HEADER, ml, scr, &mask, ws);
+	if (rc < 0)
+		return rc;
+	rc = mfs_plane_decode(vm, w, k, data + SPARSE_HEADER + ml, vl, scr + moff, &vals, ws);
+	if (rc < 0)
+		return rc;
+	if (vals != scr + moff)
+		memcpy(scr + moff, vals, k); /* a RAW 8-bit plane is used in place: copy */
+	memset(scr + moff + k, 0, 8);
+	/* the mask must have exactly k bits set, none past n */
+	const uint8_t *mb = mask;
+	if (count_bits(mb, nm) != k || (n & 7 && mb[nm - 1] >> (n & 7)))
+		return MFS_E_CORRUPT;
+	sparse_expand(mb, scr + moff, n, out);
 	return 0;
 }
 
@@ -578,6 +829,13 @@ int mfs_plane_decode(unsigned mode, unsigned w, size_t n, const uint8_t *data, s
 			if (bad >> w)
 				return MFS_E_CORRUPT;
 		}
+		*syms = out;
+		return 0;
+	}
+	case MFS_PLANE_SPARSE: {
+		int rc = decode_sparse(w, n, data, len, out, ws);
+		if (rc < 0)
+			return rc;
 		*syms = out;
 		return 0;
 	}

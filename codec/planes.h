@@ -22,9 +22,20 @@
  *   CONST (1): u16 LE symbol (below 2^w), all n symbols equal it;
  *   HUFF  (2): a huff.h block of n symbols (w <= 10);
  *   ZSTD  (3): one zstd frame of the unpacked symbols (bytes, or u16 LE
- *              when w > 8); the frame states its content size.
+ *              when w > 8); the frame states its content size, which must
+ *              be exactly mfs_planes_sym_bytes(w, n), and every symbol must
+ *              be below 2^w;
+ *   SPARSE(4): w <= 8 only: u32 k, the number of nonzero symbols; u8 mask
+ *              mode, u32 mask len; u8 value mode, u32 value len (14 bytes);
+ *              then the mask, a plane of ceil(n/8) 8-bit symbols whose bit j
+ *              of byte i is set when symbol 8i+j is nonzero (exactly k bits
+ *              set, none at or past n), and the values, a plane of the k
+ *              nonzero symbols in order, of width w; each of the two in
+ *              RAW, CONST or HUFF.  For planes that are mostly zero: a
+ *              Huffman code spends at least one bit per symbol, the mask
+ *              one bit per eight.
  * A codec says which modes its format allows; bitplane-huff allows the
- * first three.
+ * first three, xor-delta all five.
  *
  * The encoder (mfs_plane_encode) takes the modes a codec allows and picks,
  * fastest decoder first, the first mode that nothing slower beats by more
@@ -55,6 +66,7 @@ enum mfs_plane_mode {
 	MFS_PLANE_CONST = 1,
 	MFS_PLANE_HUFF = 2,
 	MFS_PLANE_ZSTD = 3,
+	MFS_PLANE_SPARSE = 4,
 	MFS_PLANE__COUNT
 };
 #define MFS_PLANE_MODE_BIT(m) (1u << (m))
@@ -116,13 +128,11 @@ void mfs_planes_merge_xor(const mfs_planes_layout *L, const void *const *planes,
 			  const uint8_t *base, uint8_t *dst);
 
 /**
- * The BF16 10,6 layout with the 6-bit plane still packed as RAW (saves
- * unpacking it): merge @p s0 (10-bit symbols) and the packed bytes @p b
- * (mfs_planes_raw_len(6, n) of them) into @p dst, XORed with @p base when
- * that is not NULL.  @p dst and @p base: any alignment.
+ * bitplane-huff's BF16 layout (10,6) with the 6-bit plane still packed as
+ * RAW (saves unpacking it): merge @p s0 (10-bit symbols) and the packed
+ * bytes @p b (mfs_planes_raw_len(6, n) of them) into @p dst (any alignment).
  */
-void mfs_planes_merge_bf16_raw6(const uint16_t *s0, const uint8_t *b, size_t n,
-				const uint8_t *base, uint8_t *dst);
+void mfs_planes_merge_bf16_raw6(const uint16_t *s0, const uint8_t *b, size_t n, uint8_t *dst);
 
 /** Pack @p n symbols of width @p w into a RAW plane (mfs_planes_raw_len() bytes). */
 void mfs_planes_pack(const void *syms, unsigned w, size_t n, uint8_t *dst);
@@ -153,15 +163,20 @@ static inline size_t mfs_plane_bound(unsigned w, size_t n)
  * MFS_PLANE_MODE_BIT(); RAW is always allowed).  The rule, fastest decoder
  * first: CONST when the plane holds one distinct symbol (and that is
  * smaller than RAW); else HUFF when its size bound is at most (1 -
- * MFS_PLANE_MIN_GAIN) of RAW, else RAW; then ZSTD replaces that choice only
- * when it is smaller by more than MFS_PLANE_MIN_GAIN of RAW.
+ * MFS_PLANE_MIN_GAIN) of RAW, else RAW; then SPARSE, then ZSTD, each
+ * replacing the choice so far only when smaller by more than
+ * MFS_PLANE_MIN_GAIN of RAW.  With the basic modes only, the bytes are
+ * bitplane-huff's of always.
  * @param[in]  syms       n unpacked symbols of width @p w (1..10), each below 2^w
- * @param[in]  zstd_level level of a ZSTD trial (when allowed)
+ * @param[in]  zstd_level level of a ZSTD trial; 0: level 1 with a minimum
+ *                        match of 7 (measured best on XOR planes)
  * @param[in]  scr        scratch, contents lost
  * @param[out] dst        the plane's bytes; room for mfs_plane_bound(w, n)
  * @param[out] mode, len  the mode chosen and the bytes written
- * @param[in]  ws         a ZSTD trial uses its zstd context and scratch slot B
- * @return 0, -ENOMEM, or an error of the Huffman encoder
+ * @param[in]  ws         SPARSE and ZSTD trials use scratch slot B, ZSTD the
+ *                        workspace's zstd context
+ * @return 0, -ENOMEM, MFS_E_NOSPACE (dst_cap too small), or an error of the
+ *         Huffman encoder
  */
 int mfs_plane_encode(const void *syms, unsigned w, size_t n, unsigned modes, int zstd_level,
 		     mfs_plane_enc_scratch *scr, uint8_t *dst, size_t dst_cap,
@@ -176,7 +191,8 @@ static inline int mfs_plane_needs_buffer(unsigned mode, unsigned w)
 
 /**
  * Decode one plane after checking it: RAW length, CONST symbol below 2^w,
- * the Huffman block, the zstd frame's size.
+ * the Huffman block, the zstd frame's size and symbols, the SPARSE header,
+ * sub-planes and mask.  A SPARSE plane uses scratch slot B.
  * @param[in]  data, len  the plane's bytes (exactly)
  * @param[out] out        mfs_planes_sym_bytes(w, n) bytes for the symbols,
  *                        unless !mfs_plane_needs_buffer(mode, w) (may be NULL)
