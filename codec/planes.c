@@ -530,11 +530,15 @@ static int encode_basic(const void *syms, unsigned w, size_t n, unsigned modes,
 	    mfs_huff_build(scr->freq, nsym, &scr->tab) == 0 &&
 	    (double)mfs_huff_block_estimate(&scr->tab, scr->freq) <=
 		(1.0 - MFS_PLANE_MIN_GAIN) * (double)raw) {
+		/* the encoder wants 8 bytes of room past the block; a plane
+		 * whose block does not fit so goes RAW, which does */
 		int rc = mfs_huff_encode(&scr->tab, syms, w > 8, n, dst, dst_cap, len);
-		if (rc < 0)
+		if (rc == 0) {
+			*mode = MFS_PLANE_HUFF;
+			return 0;
+		}
+		if (rc != MFS_E_NOSPACE)
 			return rc;
-		*mode = MFS_PLANE_HUFF;
-		return 0;
 	}
 	mfs_planes_pack(syms, w, n, dst);
 	*mode = MFS_PLANE_RAW;
@@ -565,7 +569,8 @@ static uint32_t get32le(const uint8_t *p)
  */
 static size_t sparse_cap(size_t n)
 {
-	return SPARSE_HEADER + mfs_plane_bound(8, (n + 7) / 8) + mfs_plane_bound(8, n);
+	/* + 8 per sub-plane: the Huffman encoder's room past its block */
+	return SPARSE_HEADER + mfs_plane_bound(8, (n + 7) / 8) + 8 + mfs_plane_bound(8, n) + 8;
 }
 
 static int sparse_trial(const uint8_t *syms, unsigned w, size_t n, mfs_plane_enc_scratch *scr,
