@@ -163,7 +163,7 @@ static inline size_t mfs_plane_bound(unsigned w, size_t n)
  * MFS_PLANE_MODE_BIT(); RAW is always allowed).  The rule, fastest decoder
  * first: CONST when the plane holds one distinct symbol (and that is
  * smaller than RAW); else HUFF when its size bound is at most (1 -
- * MFS_PLANE_MIN_GAIN) of RAW, else RAW; then SPARSE, then ZSTD, each
+ * MFS_PLANE_MIN_GAIN) of RAW, else RAW; then ZSTD, then SPARSE, each
  * replacing the choice so far only when smaller by more than
  * MFS_PLANE_MIN_GAIN of RAW.  With the basic modes only, the bytes are
  * bitplane-huff's of always.
