@@ -261,7 +261,8 @@ void mfs_planes_split(const mfs_planes_layout *L, const uint8_t *src, size_t n,
 		return;
 	}
 	if (is_byte_planes(L) && L->esize == 4) {
-		uint8_t *p0 = planes[0], *p1 = planes[1], *p2 = planes[2], *p3 = planes[3];
+		uint8_t *p0 = planes[0], *p1 = planes[1], *p2 = planes[2],
+			*p3 = planes[3];
 		for (size_t i = 0; i < n; i++) {
 			p3[i] = src[4 * i];
 			p2[i] = src[4 * i + 1];
@@ -297,7 +298,8 @@ void mfs_planes_split(const mfs_planes_layout *L, const uint8_t *src, size_t n,
  * run time, AVX2 (twice the lanes for the same loop).
  */
 #define DEFINE_MERGE_BF16_RAW6(NAME, ATTR)                                               \
-	ATTR static void NAME(const uint16_t *s0, const uint8_t *b, size_t n, uint8_t *o) \
+	ATTR static void NAME(const uint16_t *s0, const uint8_t *b, size_t n,            \
+			      uint8_t *o)                                                \
 	{                                                                                \
 		size_t i = 0;                                                            \
 		for (; i + BP6_BLOCK <= n; i += BP6_BLOCK, b += 3 * BP6_M) {             \
@@ -327,7 +329,8 @@ DEFINE_MERGE_BF16_RAW6(merge_bf16_raw6_portable, )
 DEFINE_MERGE_BF16_RAW6(merge_bf16_raw6_avx2, __attribute__((target("avx2"))))
 #endif
 
-void mfs_planes_merge_bf16_raw6(const uint16_t *s0, const uint8_t *b, size_t n, uint8_t *dst)
+void mfs_planes_merge_bf16_raw6(const uint16_t *s0, const uint8_t *b, size_t n,
+				uint8_t *dst)
 {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(MFS_BP_NO_AVX2)
 	if (__builtin_cpu_supports("avx2")) {
@@ -391,7 +394,8 @@ static MFS_ALWAYS_INLINE void merge_body(const mfs_planes_layout *L,
 		return;
 	}
 	if (is_byte_planes(L) && L->esize == 4) {
-		const uint8_t *s0 = planes[0], *s1 = planes[1], *s2 = planes[2], *s3 = planes[3];
+		const uint8_t *s0 = planes[0], *s1 = planes[1], *s2 = planes[2],
+			      *s3 = planes[3];
 		for (size_t i = 0; i < n; i++) {
 			uint32_t r = (uint32_t)s0[i] << 24 | (uint32_t)s1[i] << 16 |
 				     (uint32_t)s2[i] << 8 | s3[i];
@@ -478,7 +482,8 @@ static void histogram(const void *syms, int wide, size_t n, uint32_t *freq, unsi
 #define PLANE_ZSTD_LEVEL     1
 #define PLANE_ZSTD_MIN_MATCH 7
 
-/* A zstd frame of the unpacked symbols in at most @p cap bytes; *len 0 when it does not fit. */
+/* A zstd frame of the unpacked symbols in at most @p cap bytes; *len 0 when it does not
+ * fit. */
 static int zstd_trial(const void *syms, size_t bytes, int level, uint8_t *out, size_t cap,
 		      size_t *len, mfs_codec_ws *ws)
 {
@@ -546,7 +551,8 @@ static int encode_basic(const void *syms, unsigned w, size_t n, unsigned modes,
 	return 0;
 }
 
-#define SPARSE_HEADER 14 /* u32 k, u8 mask mode, u32 mask len, u8 value mode, u32 value len */
+#define SPARSE_HEADER                                                                    \
+	14 /* u32 k, u8 mask mode, u32 mask len, u8 value mode, u32 value len */
 
 static void put32le(uint8_t *p, uint32_t v)
 {
@@ -570,11 +576,13 @@ static uint32_t get32le(const uint8_t *p)
 static size_t sparse_cap(size_t n)
 {
 	/* + 8 per sub-plane: the Huffman encoder's room past its block */
-	return SPARSE_HEADER + mfs_plane_bound(8, (n + 7) / 8) + 8 + mfs_plane_bound(8, n) + 8;
+	return SPARSE_HEADER + mfs_plane_bound(8, (n + 7) / 8) + 8 +
+	       mfs_plane_bound(8, n) + 8;
 }
 
-static int sparse_trial(const uint8_t *syms, unsigned w, size_t n, mfs_plane_enc_scratch *scr,
-			uint8_t *mask, uint8_t *vals, uint8_t *out, size_t *len)
+static int sparse_trial(const uint8_t *syms, unsigned w, size_t n,
+			mfs_plane_enc_scratch *scr, uint8_t *mask, uint8_t *vals,
+			uint8_t *out, size_t *len)
 {
 	size_t nm = (n + 7) / 8, k = 0;
 	memset(mask, 0, nm);
@@ -605,13 +613,13 @@ static int sparse_trial(const uint8_t *syms, unsigned w, size_t n, mfs_plane_enc
 	return 0;
 }
 
-int mfs_plane_encode(const void *syms, unsigned w, size_t n, unsigned modes, int zstd_level,
-		     mfs_plane_enc_scratch *scr, uint8_t *dst, size_t dst_cap,
-		     unsigned *mode, size_t *len, mfs_codec_ws *ws)
+int mfs_plane_encode(const void *syms, unsigned w, size_t n, unsigned modes,
+		     int zstd_level, mfs_plane_enc_scratch *scr, uint8_t *dst,
+		     size_t dst_cap, unsigned *mode, size_t *len, mfs_codec_ws *ws)
 {
 	size_t raw = mfs_planes_raw_len(w, n);
-	int rc = encode_basic(syms, w, n, modes & MFS_PLANE_MODES_BASIC, scr, dst, dst_cap, mode,
-			      len);
+	int rc = encode_basic(syms, w, n, modes & MFS_PLANE_MODES_BASIC, scr, dst,
+			      dst_cap, mode, len);
 	if (rc < 0 || *mode == MFS_PLANE_CONST || n == 0)
 		return rc;
 	int sparse = (modes & MFS_PLANE_MODE_BIT(MFS_PLANE_SPARSE)) && w <= 8;
@@ -638,8 +646,8 @@ int mfs_plane_encode(const void *syms, unsigned w, size_t n, unsigned modes, int
 					  trial + trial_cap + (n + 7) / 8, trial, &tlen);
 			tmode = MFS_PLANE_SPARSE;
 		} else if (pass == 0 && zstd) {
-			rc = zstd_trial(syms, mfs_planes_sym_bytes(w, n), zstd_level, trial,
-					(size_t)limit, &tlen, ws);
+			rc = zstd_trial(syms, mfs_planes_sym_bytes(w, n), zstd_level,
+					trial, (size_t)limit, &tlen, ws);
 			tmode = MFS_PLANE_ZSTD;
 		} else {
 			continue;
@@ -742,16 +750,16 @@ static size_t count_bits(const uint8_t *p, size_t n)
 	return ones;
 }
 
-static int decode_sparse(unsigned w, size_t n, const uint8_t *data, size_t len, uint8_t *out,
-			 mfs_codec_ws *ws)
+static int decode_sparse(unsigned w, size_t n, const uint8_t *data, size_t len,
+			 uint8_t *out, mfs_codec_ws *ws)
 {
 	if (w > 8 || len < SPARSE_HEADER)
 		return MFS_E_CORRUPT;
 	size_t k = get32le(data), nm = (n + 7) / 8;
 	unsigned mm = data[4], vm = data[9];
 	size_t ml = get32le(data + 5), vl = get32le(data + 10);
-	if (k > n || mm > MFS_PLANE_HUFF || vm > MFS_PLANE_HUFF || ml > len - SPARSE_HEADER ||
-	    vl != len - SPARSE_HEADER - ml)
+	if (k > n || mm > MFS_PLANE_HUFF || vm > MFS_PLANE_HUFF ||
+	    ml > len - SPARSE_HEADER || vl != len - SPARSE_HEADER - ml)
 		return MFS_E_CORRUPT;
 	/* slot B: the mask, then the values and 8 zero bytes */
 	size_t moff = (nm + 64) & ~(size_t)63;
@@ -762,11 +770,13 @@ static int decode_sparse(unsigned w, size_t n, const uint8_t *data, size_t len, 
 	int rc = mfs_plane_decode(mm, 8, nm, data + SPARSE_HEADER, ml, scr, &mask, ws);
 	if (rc < 0)
 		return rc;
-	rc = mfs_plane_decode(vm, w, k, data + SPARSE_HEADER + ml, vl, scr + moff, &vals, ws);
+	rc = mfs_plane_decode(vm, w, k, data + SPARSE_HEADER + ml, vl, scr + moff, &vals,
+			      ws);
 	if (rc < 0)
 		return rc;
 	if (vals != scr + moff)
-		memcpy(scr + moff, vals, k); /* a RAW 8-bit plane is used in place: copy */
+		memcpy(scr + moff, vals,
+		       k); /* a RAW 8-bit plane is used in place: copy */
 	memset(scr + moff + k, 0, 8);
 	/* the mask must have exactly k bits set, none past n */
 	const uint8_t *mb = mask;
@@ -816,7 +826,8 @@ int mfs_plane_decode(unsigned mode, unsigned w, size_t n, const uint8_t *data, s
 		return 0;
 	}
 	case MFS_PLANE_ZSTD: {
-		int rc = mfs_zstd_frame_decode(data, len, out, mfs_planes_sym_bytes(w, n), ws);
+		int rc =
+		    mfs_zstd_frame_decode(data, len, out, mfs_planes_sym_bytes(w, n), ws);
 		if (rc < 0)
 			return rc;
 		/* symbols at or above 2^w would leak into the next plane's bits */

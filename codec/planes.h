@@ -72,7 +72,7 @@ enum mfs_plane_mode {
 #define MFS_PLANE_MODE_BIT(m) (1u << (m))
 /* The modes bitplane-huff's format allows. */
 #define MFS_PLANE_MODES_BASIC                                                            \
-	(MFS_PLANE_MODE_BIT(MFS_PLANE_RAW) | MFS_PLANE_MODE_BIT(MFS_PLANE_CONST) |          \
+	(MFS_PLANE_MODE_BIT(MFS_PLANE_RAW) | MFS_PLANE_MODE_BIT(MFS_PLANE_CONST) |       \
 	 MFS_PLANE_MODE_BIT(MFS_PLANE_HUFF))
 
 /* How elements are cut into planes. */
@@ -132,12 +132,13 @@ void mfs_planes_merge_xor(const mfs_planes_layout *L, const void *const *planes,
  * RAW (saves unpacking it): merge @p s0 (10-bit symbols) and the packed
  * bytes @p b (mfs_planes_raw_len(6, n) of them) into @p dst (any alignment).
  */
-void mfs_planes_merge_bf16_raw6(const uint16_t *s0, const uint8_t *b, size_t n, uint8_t *dst);
+void mfs_planes_merge_bf16_raw6(const uint16_t *s0, const uint8_t *b, size_t n,
+				uint8_t *dst);
 
 /** Pack @p n symbols of width @p w into a RAW plane (mfs_planes_raw_len() bytes). */
 void mfs_planes_pack(const void *syms, unsigned w, size_t n, uint8_t *dst);
 
-/** Unpack a RAW plane of @p n symbols of width @p w (reads mfs_planes_raw_len() bytes). */
+/** Unpack a RAW plane of @p n symbols of width @p w (reads mfs_planes_raw_len()). */
 void mfs_planes_unpack(const uint8_t *src, unsigned w, size_t n, void *syms);
 
 /* ---- coding one plane ---- */
@@ -178,9 +179,9 @@ static inline size_t mfs_plane_bound(unsigned w, size_t n)
  * @return 0, -ENOMEM, MFS_E_NOSPACE (dst_cap too small), or an error of the
  *         Huffman encoder
  */
-int mfs_plane_encode(const void *syms, unsigned w, size_t n, unsigned modes, int zstd_level,
-		     mfs_plane_enc_scratch *scr, uint8_t *dst, size_t dst_cap,
-		     unsigned *mode, size_t *len, mfs_codec_ws *ws);
+int mfs_plane_encode(const void *syms, unsigned w, size_t n, unsigned modes,
+		     int zstd_level, mfs_plane_enc_scratch *scr, uint8_t *dst,
+		     size_t dst_cap, unsigned *mode, size_t *len, mfs_codec_ws *ws);
 
 /** 1 when a plane in @p mode of width @p w decodes into a symbol buffer
  *  (everything but RAW 8-bit planes, which are used in place). */

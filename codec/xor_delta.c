@@ -31,7 +31,7 @@
 #define XD_HEADER     8
 #define XD_PLANE_DESC 6
 #define XD_MODES                                                                         \
-	(MFS_PLANE_MODES_BASIC | MFS_PLANE_MODE_BIT(MFS_PLANE_ZSTD) |                      \
+	(MFS_PLANE_MODES_BASIC | MFS_PLANE_MODE_BIT(MFS_PLANE_ZSTD) |                    \
 	 MFS_PLANE_MODE_BIT(MFS_PLANE_SPARSE))
 
 /*

@@ -24,8 +24,9 @@ static mfs_codec_ws *ws;
 #define DST_MAX (1u << 18)
 #define GUARD	64
 
-static const mfs_dtype types[] = {MFS_DT_BF16,	  MFS_DT_F16,	  MFS_DT_F32,	  MFS_DT_F64,
-				  MFS_DT_F8_E4M3, MFS_DT_F8_E5M2, MFS_DT_F8_E8M0, MFS_DT_BF16};
+static const mfs_dtype types[] = {MFS_DT_BF16,	  MFS_DT_F16,	  MFS_DT_F32,
+				  MFS_DT_F64,	  MFS_DT_F8_E4M3, MFS_DT_F8_E5M2,
+				  MFS_DT_F8_E8M0, MFS_DT_BF16};
 
 /* Decode; @return the codec's result (trap on a guard write or a foreign error). */
 static int decode_into(const uint8_t *src, size_t n, const uint8_t *base, size_t base_len,
@@ -39,8 +40,12 @@ static int decode_into(const uint8_t *src, size_t n, const uint8_t *base, size_t
 	if (base_len)
 		memcpy(b, base, base_len);
 	mfs_ref_data ref[2] = {{MFS_REF_BASE, b, base_len}, {MFS_REF_BASE, b, base_len}};
-	mfs_decode_req rq = {.src = src, .src_len = n, .dst = dst, .dst_len = dst_len,
-			     .refs = n_refs ? ref : NULL, .n_refs = n_refs};
+	mfs_decode_req rq = {.src = src,
+			     .src_len = n,
+			     .dst = dst,
+			     .dst_len = dst_len,
+			     .refs = n_refs ? ref : NULL,
+			     .n_refs = n_refs};
 	int rc = mfs_codec_decode(MFS_CODEC_XOR_DELTA, &rq, ws);
 	if (rc != 0 && rc != MFS_E_CORRUPT)
 		__builtin_trap();
@@ -111,8 +116,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint8_t *b = malloc(len ? len : 1);
 		memcpy(b, base, len);
 		mfs_ref_data r = {MFS_REF_BASE, b, len};
-		mfs_decode_req rq = {.src = exact, .src_len = elen, .dst = out, .dst_len = len,
-				     .refs = &r, .n_refs = 1};
+		mfs_decode_req rq = {.src = exact,
+				     .src_len = elen,
+				     .dst = out,
+				     .dst_len = len,
+				     .refs = &r,
+				     .n_refs = 1};
 		if (mfs_codec_decode(MFS_CODEC_XOR_DELTA, &rq, ws) != 0 ||
 		    memcmp(out, ft, len) != 0)
 			__builtin_trap();

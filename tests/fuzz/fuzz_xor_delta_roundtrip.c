@@ -34,7 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (shape & 1) {
 		uint8_t keep = (uint8_t)((1u << (shape >> 5)) - 1);
 		for (size_t i = 0; i < len; i++)
-			ft[i] = base[i] ^ (ft[i] < (shape & 0x1e) ? (uint8_t)(ft[i] & keep) : 0);
+			ft[i] = base[i] ^
+				(ft[i] < (shape & 0x1e) ? (uint8_t)(ft[i] & keep) : 0);
 	}
 	mfs_ref_data ref = {MFS_REF_BASE, base, len};
 	mfs_encode_params p = {.dtype = dt, .refs = &ref, .n_refs = 1};
@@ -51,8 +52,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			__builtin_trap();
 		uint8_t *exact = malloc(elen ? elen : 1);
 		memcpy(exact, enc, elen);
-		mfs_decode_req rq = {.src = exact, .src_len = elen, .dst = dec, .dst_len = len,
-				     .refs = &ref, .n_refs = 1};
+		mfs_decode_req rq = {.src = exact,
+				     .src_len = elen,
+				     .dst = dec,
+				     .dst_len = len,
+				     .refs = &ref,
+				     .n_refs = 1};
 		rc = mfs_codec_decode(MFS_CODEC_XOR_DELTA, &rq, ws);
 		if (rc != 0 || memcmp(dec, ft, len) != 0)
 			__builtin_trap();

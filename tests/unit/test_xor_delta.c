@@ -59,9 +59,11 @@ static void put_elem(mfs_dtype dt, uint8_t *p, double v)
 	case MFS_DT_F16: {
 		uint32_t sign = (u >> 16) & 0x8000;
 		int e = (int)((u >> 23) & 0xff) - 127 + 15;
-		uint16_t h = (uint16_t)(e <= 0 ? sign
-				       : e >= 31 ? (sign | 0x7c00)
-						 : (sign | (uint32_t)e << 10 | ((u >> 13) & 0x3ff)));
+		uint16_t h =
+		    (uint16_t)(e <= 0 ? sign
+			       : e >= 31
+				   ? (sign | 0x7c00)
+				   : (sign | (uint32_t)e << 10 | ((u >> 13) & 0x3ff)));
 		memcpy(p, &h, 2);
 		break;
 	}
@@ -120,8 +122,12 @@ static int decode(const uint8_t *enc, size_t elen, const uint8_t *base, size_t b
 	uint8_t *b = dup_exact(base, base_len);
 	uint8_t *d = malloc(len ? len : 1);
 	mfs_ref_data ref = {role, b, base_len};
-	mfs_decode_req rq = {.src = enc, .src_len = elen, .dst = d, .dst_len = len,
-			     .refs = &ref, .n_refs = 1};
+	mfs_decode_req rq = {.src = enc,
+			     .src_len = elen,
+			     .dst = d,
+			     .dst_len = len,
+			     .refs = &ref,
+			     .n_refs = 1};
 	int rc = mfs_codec_decode(MFS_CODEC_XOR_DELTA, &rq, ws);
 	if (rc == 0 && out)
 		memcpy(out, d, len);
@@ -152,8 +158,12 @@ static size_t roundtrip(mfs_dtype dt, const uint8_t *ft, const uint8_t *base, si
 	CHECK_EQ_INT(encode(dt, mf + 1, mb + 3, len, &enc2, &elen2), 0);
 	CHECK(elen2 == elen && enc2 && memcmp(enc2, enc, elen) == 0);
 	mfs_ref_data ref = {MFS_REF_BASE, mb + 3, len};
-	mfs_decode_req rq = {.src = enc, .src_len = elen, .dst = md + 1, .dst_len = len,
-			     .refs = &ref, .n_refs = 1};
+	mfs_decode_req rq = {.src = enc,
+			     .src_len = elen,
+			     .dst = md + 1,
+			     .dst_len = len,
+			     .refs = &ref,
+			     .n_refs = 1};
 	CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_XOR_DELTA, &rq, ws), 0);
 	CHECK(memcmp(md + 1, ft, len) == 0);
 	/* in place: the destination is the base */
@@ -182,7 +192,8 @@ static size_t plane_off(const uint8_t *enc, unsigned p)
 	size_t off = 8 + 6 * (size_t)enc[3];
 	for (unsigned q = 0; q < p; q++) {
 		const uint8_t *d = enc + 8 + 6 * q + 2;
-		off += (size_t)d[0] | (size_t)d[1] << 8 | (size_t)d[2] << 16 | (size_t)d[3] << 24;
+		off += (size_t)d[0] | (size_t)d[1] << 8 | (size_t)d[2] << 16 |
+		       (size_t)d[3] << 24;
 	}
 	return off;
 }
@@ -274,7 +285,8 @@ static void test_modes(void)
 		for (size_t i = 0; i < n; i++) {
 			uint8_t *lo = ft + 2 * i; /* the low byte: plane 1 */
 			switch (k) {
-			case 0: /* 10% of the elements, random low bits: mask HUFF, values HUFF */
+			case 0: /* 10% of the elements, random low bits: mask HUFF, values
+				   HUFF */
 				if (test_rand(&s) % 10 == 0)
 					*lo ^= (uint8_t)(1 + test_rand(&s) % 7);
 				break;
@@ -321,8 +333,8 @@ static void test_modes(void)
 		if (k <= 3)
 			CHECK_EQ_INT(plane_mode(enc, 1), SPARSE);
 		if (getenv("MFS_TEST_VERBOSE") && plane_mode(enc, 1) == SPARSE)
-			fprintf(stderr, "case %d: mask %u values %u\n", k, enc[plane_off(enc, 1) + 4],
-				enc[plane_off(enc, 1) + 9]);
+			fprintf(stderr, "case %d: mask %u values %u\n", k,
+				enc[plane_off(enc, 1) + 4], enc[plane_off(enc, 1) + 9]);
 		free(enc);
 	}
 	/* (a RAW mask is the golden payload's) */
@@ -338,13 +350,13 @@ static void test_encode_errors(void)
 	uint8_t src[64] = {0}, base[64] = {0}, dst[512];
 	size_t len;
 	mfs_ref_data ref = {MFS_REF_BASE, base, 16};
-	static const mfs_dtype others[] = {MFS_DT_UNKNOWN, MFS_DT_BOOL, MFS_DT_U8,  MFS_DT_I8,
-					   MFS_DT_I16,	   MFS_DT_I32,	MFS_DT_I64, MFS_DT_U64,
-					   MFS_DT_C64,	   MFS_DT_F4,	(mfs_dtype)200};
+	static const mfs_dtype others[] = {
+	    MFS_DT_UNKNOWN, MFS_DT_BOOL, MFS_DT_U8,  MFS_DT_I8, MFS_DT_I16,    MFS_DT_I32,
+	    MFS_DT_I64,	    MFS_DT_U64,	 MFS_DT_C64, MFS_DT_F4, (mfs_dtype)200};
 	for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
 		mfs_encode_params p = {.dtype = others[i], .refs = &ref, .n_refs = 1};
-		CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_XOR_DELTA, &p, src, 16, dst, sizeof dst,
-					      &len, ws),
+		CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_XOR_DELTA, &p, src, 16, dst,
+					      sizeof dst, &len, ws),
 			     MFS_E_UNSUPPORTED);
 	}
 	/* not a whole number of elements */
@@ -355,33 +367,38 @@ static void test_encode_errors(void)
 	for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
 		mfs_ref_data r = {MFS_REF_BASE, base, odd[i].len};
 		mfs_encode_params p = {.dtype = odd[i].dt, .refs = &r, .n_refs = 1};
-		CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_XOR_DELTA, &p, src, odd[i].len, dst,
-					      sizeof dst, &len, ws),
+		CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_XOR_DELTA, &p, src, odd[i].len,
+					      dst, sizeof dst, &len, ws),
 			     MFS_E_UNSUPPORTED);
 	}
 	/* the reference: missing, of another role, of another length, two of them */
 	mfs_encode_params p = {.dtype = MFS_DT_BF16};
-	CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_XOR_DELTA, &p, src, 16, dst, sizeof dst, &len, ws),
-		     MFS_E_INVAL);
-	mfs_ref_data bad[] = {{MFS_REF_QUANT, base, 16}, {MFS_REF_BASE, base, 14},
-			      {MFS_REF_BASE, base, 18}, {MFS_REF_BASE, NULL, 16}};
+	CHECK_EQ_INT(
+	    mfs_codec_encode(MFS_CODEC_XOR_DELTA, &p, src, 16, dst, sizeof dst, &len, ws),
+	    MFS_E_INVAL);
+	mfs_ref_data bad[] = {{MFS_REF_QUANT, base, 16},
+			      {MFS_REF_BASE, base, 14},
+			      {MFS_REF_BASE, base, 18},
+			      {MFS_REF_BASE, NULL, 16}};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		p.refs = &bad[i];
 		p.n_refs = 1;
-		CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_XOR_DELTA, &p, src, 16, dst, sizeof dst,
-					      &len, ws),
+		CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_XOR_DELTA, &p, src, 16, dst,
+					      sizeof dst, &len, ws),
 			     MFS_E_INVAL);
 	}
 	mfs_ref_data two[] = {{MFS_REF_BASE, base, 16}, {MFS_REF_BASE, base, 16}};
 	p.refs = two;
 	p.n_refs = 2;
-	CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_XOR_DELTA, &p, src, 16, dst, sizeof dst, &len, ws),
-		     MFS_E_INVAL);
+	CHECK_EQ_INT(
+	    mfs_codec_encode(MFS_CODEC_XOR_DELTA, &p, src, 16, dst, sizeof dst, &len, ws),
+	    MFS_E_INVAL);
 	/* too small an output buffer */
 	p.refs = &ref;
 	p.n_refs = 1;
-	CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_XOR_DELTA, &p, src, 16, dst, 16, &len, ws),
-		     MFS_E_NOSPACE);
+	CHECK_EQ_INT(
+	    mfs_codec_encode(MFS_CODEC_XOR_DELTA, &p, src, 16, dst, 16, &len, ws),
+	    MFS_E_NOSPACE);
 }
 
 /* A real-looking payload and every way a decode request can be wrong. */
@@ -404,19 +421,23 @@ static void test_decode_errors(void)
 		/* every truncation */
 		for (size_t cut = 0; cut < elen; cut++) {
 			uint8_t *t = dup_exact(enc, cut);
-			CHECK_EQ_INT(decode(t, cut, base, len, MFS_REF_BASE, NULL, len), MFS_E_CORRUPT);
+			CHECK_EQ_INT(decode(t, cut, base, len, MFS_REF_BASE, NULL, len),
+				     MFS_E_CORRUPT);
 			free(t);
 		}
 		/* a wrong raw length */
-		CHECK_EQ_INT(decode(enc, elen, base, len - es, MFS_REF_BASE, NULL, len - es),
-			     MFS_E_CORRUPT);
+		CHECK_EQ_INT(
+		    decode(enc, elen, base, len - es, MFS_REF_BASE, NULL, len - es),
+		    MFS_E_CORRUPT);
 		uint8_t *big = malloc(len + es);
 		memcpy(big, base, len);
 		memset(big + len, 0, es);
-		CHECK_EQ_INT(decode(enc, elen, big, len + es, MFS_REF_BASE, NULL, len + es),
-			     MFS_E_CORRUPT);
+		CHECK_EQ_INT(
+		    decode(enc, elen, big, len + es, MFS_REF_BASE, NULL, len + es),
+		    MFS_E_CORRUPT);
 		/* the reference: another role, shorter, longer */
-		CHECK_EQ_INT(decode(enc, elen, base, len, MFS_REF_SCALE, NULL, len), MFS_E_CORRUPT);
+		CHECK_EQ_INT(decode(enc, elen, base, len, MFS_REF_SCALE, NULL, len),
+			     MFS_E_CORRUPT);
 		CHECK_EQ_INT(decode(enc, elen, base, len - 1, MFS_REF_BASE, NULL, len),
 			     MFS_E_CORRUPT);
 		CHECK_EQ_INT(decode(enc, elen, big, len + 1, MFS_REF_BASE, NULL, len),
@@ -424,18 +445,24 @@ static void test_decode_errors(void)
 		free(big);
 		/* none, two, one without data */
 		uint8_t *out = malloc(len);
-		mfs_decode_req rq = {.src = enc, .src_len = elen, .dst = out, .dst_len = len};
-		CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_XOR_DELTA, &rq, ws), MFS_E_CORRUPT);
-		CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_XOR_DELTA, enc, elen, out, len, ws),
+		mfs_decode_req rq = {
+		    .src = enc, .src_len = elen, .dst = out, .dst_len = len};
+		CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_XOR_DELTA, &rq, ws),
 			     MFS_E_CORRUPT);
-		mfs_ref_data two[] = {{MFS_REF_BASE, base, len}, {MFS_REF_BASE, base, len}};
+		CHECK_EQ_INT(
+		    mfs_codec_decode_plain(MFS_CODEC_XOR_DELTA, enc, elen, out, len, ws),
+		    MFS_E_CORRUPT);
+		mfs_ref_data two[] = {{MFS_REF_BASE, base, len},
+				      {MFS_REF_BASE, base, len}};
 		rq.refs = two;
 		rq.n_refs = 2;
-		CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_XOR_DELTA, &rq, ws), MFS_E_CORRUPT);
+		CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_XOR_DELTA, &rq, ws),
+			     MFS_E_CORRUPT);
 		mfs_ref_data nodata = {MFS_REF_BASE, NULL, len};
 		rq.refs = &nodata;
 		rq.n_refs = 1;
-		CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_XOR_DELTA, &rq, ws), MFS_E_CORRUPT);
+		CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_XOR_DELTA, &rq, ws),
+			     MFS_E_CORRUPT);
 		/* a destination that partly overlaps the base is the caller's error */
 		uint8_t *both = malloc(len + es);
 		memcpy(both, base, len);
@@ -450,8 +477,9 @@ static void test_decode_errors(void)
 			memcpy(bad, enc, elen);
 			int flips = 1 + (int)(test_rand(&s) % 3);
 			for (int f = 0; f < flips; f++) {
-				size_t at = trial & 1 ? test_rand(&s) % (elen < 80 ? elen : 80)
-						      : test_rand(&s) % elen;
+				size_t at = trial & 1
+						? test_rand(&s) % (elen < 80 ? elen : 80)
+						: test_rand(&s) % elen;
 				bad[at] ^= (uint8_t)(1 + test_rand(&s) % 255);
 			}
 			int rc = decode(bad, elen, base, len, MFS_REF_BASE, NULL, len);
@@ -468,10 +496,10 @@ static void test_decode_errors(void)
 /*
  * Golden payloads: the format is on disk, so version 1 must keep decoding
  * to the same bytes.  2048 BF16 elements from a fixed generator; in half
- * of the groups of eight, the first or the fifth changed in its low bits.  The payload is a CONST top
- * plane and a SPARSE low plane (HUFF mask, HUFF values), which beats the
- * ZSTD trial by far; today's encoder must write it exactly (no zstd plane
- * in it: zstd's bytes may change with the library).
+ * of the groups of eight, the first or the fifth changed in its low bits.  The payload is
+ * a CONST top plane and a SPARSE low plane (HUFF mask, HUFF values), which beats the ZSTD
+ * trial by far; today's encoder must write it exactly (no zstd plane in it: zstd's bytes
+ * may change with the library).
  */
 static void golden_input(uint16_t *base, uint16_t *ft, size_t n)
 {
@@ -483,26 +511,26 @@ static void golden_input(uint16_t *base, uint16_t *ft, size_t n)
 		base[i] = (uint16_t)(((s >> 30) & 1) << 15 | e << 7 | ((s >> 8) & 0x7f));
 		ft[i] = base[i];
 		if (i % 8 == 0)
-			g = (s >> 16) & 3; /* per 8 elements: none (0, 3), the 1st (1), the 5th (2) */
+			g = (s >> 16) &
+			    3; /* per 8 elements: none (0, 3), the 1st (1), the 5th (2) */
 		if ((g == 1 && i % 8 == 0) || (g == 2 && i % 8 == 4))
 			ft[i] ^= (uint16_t)(1 + (s >> 20) % 3);
 	}
 }
 
 static const uint8_t golden_bf16[] = {
-    0x01, 0x09, 0x00, 0x02, 0x00, 0x08, 0x00, 0x00, 0x08, 0x01, 0x02, 0x00,
-    0x00, 0x00, 0x08, 0x04, 0x86, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7e, 0x00,
-    0x00, 0x00, 0x02, 0x4a, 0x00, 0x00, 0x00, 0x02, 0x2e, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x11, 0x00, 0x21, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x02, 0x0c, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x0d, 0x00, 0x00,
-    0x00, 0xaa, 0x3d, 0x34, 0x36, 0x66, 0x94, 0x0d, 0xca, 0xb9, 0xa5, 0x7f,
-    0x10, 0xe1, 0x6d, 0xc0, 0xb3, 0xe5, 0x4b, 0x63, 0x16, 0xed, 0x8d, 0x43,
-    0x01, 0xdb, 0x65, 0xe4, 0x5a, 0xfa, 0x97, 0xfc, 0xe1, 0xb2, 0x7f, 0x85,
-    0x16, 0x3e, 0xd4, 0x28, 0xb3, 0x33, 0x0e, 0x8f, 0x8d, 0xfc, 0x44, 0xd2,
-    0xe3, 0x0c, 0x01, 0x00, 0x03, 0x00, 0x22, 0x01, 0x07, 0x00, 0x00, 0x00,
-    0x07, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x5f, 0xf3, 0xdf, 0xe7,
-    0xa4, 0xf4, 0x27, 0xb7, 0xd1, 0x29, 0x3d, 0x3f, 0xd1, 0x00, 0xad, 0xa6,
-    0xaf, 0xa1, 0x0a, 0x36, 0x01, 0xed, 0xb6, 0xdb, 0x9d, 0xcf, 0x2a, 0x0d,
+    0x01, 0x09, 0x00, 0x02, 0x00, 0x08, 0x00, 0x00, 0x08, 0x01, 0x02, 0x00, 0x00,
+    0x00, 0x08, 0x04, 0x86, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7e, 0x00, 0x00, 0x00,
+    0x02, 0x4a, 0x00, 0x00, 0x00, 0x02, 0x2e, 0x00, 0x00, 0x00, 0x00, 0x00, 0x11,
+    0x00, 0x21, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x0c, 0x00, 0x00,
+    0x00, 0x0c, 0x00, 0x00, 0x00, 0x0d, 0x00, 0x00, 0x00, 0xaa, 0x3d, 0x34, 0x36,
+    0x66, 0x94, 0x0d, 0xca, 0xb9, 0xa5, 0x7f, 0x10, 0xe1, 0x6d, 0xc0, 0xb3, 0xe5,
+    0x4b, 0x63, 0x16, 0xed, 0x8d, 0x43, 0x01, 0xdb, 0x65, 0xe4, 0x5a, 0xfa, 0x97,
+    0xfc, 0xe1, 0xb2, 0x7f, 0x85, 0x16, 0x3e, 0xd4, 0x28, 0xb3, 0x33, 0x0e, 0x8f,
+    0x8d, 0xfc, 0x44, 0xd2, 0xe3, 0x0c, 0x01, 0x00, 0x03, 0x00, 0x22, 0x01, 0x07,
+    0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x5f, 0xf3,
+    0xdf, 0xe7, 0xa4, 0xf4, 0x27, 0xb7, 0xd1, 0x29, 0x3d, 0x3f, 0xd1, 0x00, 0xad,
+    0xa6, 0xaf, 0xa1, 0x0a, 0x36, 0x01, 0xed, 0xb6, 0xdb, 0x9d, 0xcf, 0x2a, 0x0d,
 };
 
 /*
@@ -524,37 +552,33 @@ static void golden_input_f32(uint32_t *base, uint32_t *ft, size_t n)
 }
 
 static const uint8_t golden_f32_zstd[] = {
-    0x01, 0x0c, 0x00, 0x04, 0x00, 0x01, 0x00, 0x00, 0x08, 0x03, 0x18, 0x00,
-    0x00, 0x00, 0x08, 0x01, 0x02, 0x00, 0x00, 0x00, 0x08, 0x04, 0xd5, 0x00,
-    0x00, 0x00, 0x08, 0x02, 0x5f, 0x00, 0x00, 0x00, 0x28, 0xb5, 0x2f, 0xfd,
-    0x60, 0x00, 0x00, 0x75, 0x00, 0x00, 0x20, 0x00, 0x00, 0x55, 0x00, 0x03,
-    0x10, 0x00, 0x4c, 0x2a, 0xd9, 0xfd, 0x60, 0x01, 0x00, 0x00, 0xa7, 0x00,
-    0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0xa7, 0x00, 0x00, 0x00,
-    0xcf, 0xd9, 0xef, 0xbf, 0x4f, 0xb2, 0x3d, 0xfa, 0x84, 0xfb, 0xed, 0xf6,
-    0x9e, 0x34, 0x62, 0xb7, 0x67, 0xfd, 0xff, 0x5b, 0x74, 0x83, 0xff, 0xde,
-    0xc5, 0xd3, 0xd3, 0xff, 0x71, 0xa7, 0x28, 0x6d, 0x38, 0x0d, 0xc6, 0x0a,
-    0x9f, 0xba, 0xf1, 0x3d, 0x94, 0x0f, 0xf1, 0x5a, 0xd8, 0x5e, 0x8a, 0x5e,
-    0xbb, 0x63, 0x2a, 0x64, 0x1a, 0xa1, 0x34, 0x4b, 0xf2, 0xf5, 0x90, 0x15,
-    0xb0, 0x02, 0x65, 0x81, 0xf4, 0x60, 0xb9, 0xe2, 0xb8, 0x76, 0x22, 0x4f,
-    0x3b, 0x96, 0xbf, 0x7f, 0xb3, 0x86, 0x67, 0xb5, 0xfb, 0x63, 0xbb, 0x9c,
-    0xb9, 0x81, 0x24, 0x8e, 0xac, 0xeb, 0xe5, 0xed, 0x3f, 0xf4, 0x63, 0x36,
-    0xa5, 0x7b, 0xdd, 0x56, 0x5b, 0xe5, 0x52, 0xde, 0x2d, 0xf5, 0x52, 0x15,
-    0x1b, 0x47, 0xc7, 0x5b, 0xe4, 0xfc, 0x40, 0xe6, 0xef, 0x83, 0xd2, 0xbe,
-    0xe7, 0xe4, 0x63, 0x80, 0x2a, 0x83, 0xfa, 0xe4, 0x1a, 0x98, 0xe0, 0xff,
-    0xbc, 0x6d, 0x8f, 0xbf, 0x3b, 0xc3, 0x23, 0x5e, 0xcb, 0x53, 0x6e, 0x9f,
-    0x8d, 0x55, 0xc0, 0x7c, 0x23, 0x70, 0x80, 0xc5, 0xbc, 0x52, 0x74, 0xae,
-    0xe3, 0x57, 0xe8, 0x7d, 0x62, 0x28, 0xaa, 0x15, 0x79, 0x12, 0xfc, 0x2d,
-    0x99, 0x17, 0xa7, 0x50, 0x78, 0xff, 0x85, 0x5f, 0xf4, 0x5f, 0xe7, 0xbd,
-    0x55, 0x0e, 0x6e, 0xd0, 0x1e, 0x2c, 0xb6, 0xc9, 0x46, 0x9d, 0xe4, 0x16,
-    0x57, 0xf2, 0x29, 0x7c, 0xf4, 0x46, 0x39, 0x00, 0x00, 0x05, 0x00, 0x23,
-    0x23, 0x02, 0x13, 0x00, 0x00, 0x00, 0x13, 0x00, 0x00, 0x00, 0x13, 0x00,
-    0x00, 0x00, 0x06, 0xf5, 0x58, 0x13, 0xf2, 0x8c, 0x49, 0xc5, 0x2f, 0xbc,
-    0x62, 0x2f, 0x3c, 0x7d, 0xfb, 0xa3, 0x69, 0xe0, 0x00, 0x8b, 0xb7, 0x47,
-    0xaa, 0x6f, 0x2f, 0x4a, 0x9e, 0xd5, 0x5b, 0x8b, 0x6f, 0xe5, 0xfd, 0xdf,
-    0x95, 0xd3, 0x39, 0x73, 0xcc, 0xbe, 0x78, 0xf6, 0x84, 0xa9, 0x35, 0xd8,
-    0xb3, 0x21, 0xd7, 0xcf, 0xd2, 0xe4, 0xf0, 0xb5, 0xbd, 0x38, 0x1e, 0xde,
-    0xf4, 0xd8, 0x88, 0x01, 0x9e, 0x3a, 0xa9, 0xac, 0x3e, 0xcf, 0xfe, 0x18,
-    0x6f, 0x7e, 0xe6, 0x31, 0x14, 0x05,
+    0x01, 0x0c, 0x00, 0x04, 0x00, 0x01, 0x00, 0x00, 0x08, 0x03, 0x18, 0x00, 0x00, 0x00,
+    0x08, 0x01, 0x02, 0x00, 0x00, 0x00, 0x08, 0x04, 0xd5, 0x00, 0x00, 0x00, 0x08, 0x02,
+    0x5f, 0x00, 0x00, 0x00, 0x28, 0xb5, 0x2f, 0xfd, 0x60, 0x00, 0x00, 0x75, 0x00, 0x00,
+    0x20, 0x00, 0x00, 0x55, 0x00, 0x03, 0x10, 0x00, 0x4c, 0x2a, 0xd9, 0xfd, 0x60, 0x01,
+    0x00, 0x00, 0xa7, 0x00, 0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0xa7, 0x00,
+    0x00, 0x00, 0xcf, 0xd9, 0xef, 0xbf, 0x4f, 0xb2, 0x3d, 0xfa, 0x84, 0xfb, 0xed, 0xf6,
+    0x9e, 0x34, 0x62, 0xb7, 0x67, 0xfd, 0xff, 0x5b, 0x74, 0x83, 0xff, 0xde, 0xc5, 0xd3,
+    0xd3, 0xff, 0x71, 0xa7, 0x28, 0x6d, 0x38, 0x0d, 0xc6, 0x0a, 0x9f, 0xba, 0xf1, 0x3d,
+    0x94, 0x0f, 0xf1, 0x5a, 0xd8, 0x5e, 0x8a, 0x5e, 0xbb, 0x63, 0x2a, 0x64, 0x1a, 0xa1,
+    0x34, 0x4b, 0xf2, 0xf5, 0x90, 0x15, 0xb0, 0x02, 0x65, 0x81, 0xf4, 0x60, 0xb9, 0xe2,
+    0xb8, 0x76, 0x22, 0x4f, 0x3b, 0x96, 0xbf, 0x7f, 0xb3, 0x86, 0x67, 0xb5, 0xfb, 0x63,
+    0xbb, 0x9c, 0xb9, 0x81, 0x24, 0x8e, 0xac, 0xeb, 0xe5, 0xed, 0x3f, 0xf4, 0x63, 0x36,
+    0xa5, 0x7b, 0xdd, 0x56, 0x5b, 0xe5, 0x52, 0xde, 0x2d, 0xf5, 0x52, 0x15, 0x1b, 0x47,
+    0xc7, 0x5b, 0xe4, 0xfc, 0x40, 0xe6, 0xef, 0x83, 0xd2, 0xbe, 0xe7, 0xe4, 0x63, 0x80,
+    0x2a, 0x83, 0xfa, 0xe4, 0x1a, 0x98, 0xe0, 0xff, 0xbc, 0x6d, 0x8f, 0xbf, 0x3b, 0xc3,
+    0x23, 0x5e, 0xcb, 0x53, 0x6e, 0x9f, 0x8d, 0x55, 0xc0, 0x7c, 0x23, 0x70, 0x80, 0xc5,
+    0xbc, 0x52, 0x74, 0xae, 0xe3, 0x57, 0xe8, 0x7d, 0x62, 0x28, 0xaa, 0x15, 0x79, 0x12,
+    0xfc, 0x2d, 0x99, 0x17, 0xa7, 0x50, 0x78, 0xff, 0x85, 0x5f, 0xf4, 0x5f, 0xe7, 0xbd,
+    0x55, 0x0e, 0x6e, 0xd0, 0x1e, 0x2c, 0xb6, 0xc9, 0x46, 0x9d, 0xe4, 0x16, 0x57, 0xf2,
+    0x29, 0x7c, 0xf4, 0x46, 0x39, 0x00, 0x00, 0x05, 0x00, 0x23, 0x23, 0x02, 0x13, 0x00,
+    0x00, 0x00, 0x13, 0x00, 0x00, 0x00, 0x13, 0x00, 0x00, 0x00, 0x06, 0xf5, 0x58, 0x13,
+    0xf2, 0x8c, 0x49, 0xc5, 0x2f, 0xbc, 0x62, 0x2f, 0x3c, 0x7d, 0xfb, 0xa3, 0x69, 0xe0,
+    0x00, 0x8b, 0xb7, 0x47, 0xaa, 0x6f, 0x2f, 0x4a, 0x9e, 0xd5, 0x5b, 0x8b, 0x6f, 0xe5,
+    0xfd, 0xdf, 0x95, 0xd3, 0x39, 0x73, 0xcc, 0xbe, 0x78, 0xf6, 0x84, 0xa9, 0x35, 0xd8,
+    0xb3, 0x21, 0xd7, 0xcf, 0xd2, 0xe4, 0xf0, 0xb5, 0xbd, 0x38, 0x1e, 0xde, 0xf4, 0xd8,
+    0x88, 0x01, 0x9e, 0x3a, 0xa9, 0xac, 0x3e, 0xcf, 0xfe, 0x18, 0x6f, 0x7e, 0xe6, 0x31,
+    0x14, 0x05,
 };
 
 /* MFS_PRINT_GOLDEN=1: print today's payloads (to write new golden arrays). */
@@ -568,9 +592,11 @@ static void print_golden(void)
 	golden_input_f32(fb, ff, 256);
 	for (int k = 0; k < 2; k++) {
 		if (k == 0)
-			encode(MFS_DT_BF16, (uint8_t *)ft, (uint8_t *)base, sizeof ft, &enc, &elen);
+			encode(MFS_DT_BF16, (uint8_t *)ft, (uint8_t *)base, sizeof ft,
+			       &enc, &elen);
 		else
-			encode(MFS_DT_F32, (uint8_t *)ff, (uint8_t *)fb, sizeof ff, &enc, &elen);
+			encode(MFS_DT_F32, (uint8_t *)ff, (uint8_t *)fb, sizeof ff, &enc,
+			       &elen);
 		for (size_t i = 0; i < elen; i++)
 			printf("0x%02x,%s", enc[i], i % 12 == 11 ? "\n" : " ");
 		printf("\n\n");
@@ -623,15 +649,15 @@ static void test_hand_made(void)
 	more[16] = 0x19; /* plane 1: 25 bytes */
 	more[22] = 9;	 /* k */
 	more[32] = 9;	 /* value length */
-	CHECK_EQ_INT(decode(more, sizeof more, (uint8_t *)base, sizeof base, MFS_REF_BASE, NULL,
-			    sizeof out),
+	CHECK_EQ_INT(decode(more, sizeof more, (uint8_t *)base, sizeof base, MFS_REF_BASE,
+			    NULL, sizeof out),
 		     MFS_E_CORRUPT);
 	/* RAW sub-planes of the wrong lengths (3 + 7 still add up) */
 	memcpy(bad, hand_bf16, sizeof bad);
 	bad[27] = 3;
 	bad[32] = 7;
-	CHECK_EQ_INT(decode(bad, sizeof bad, (uint8_t *)base, sizeof base, MFS_REF_BASE, NULL,
-			    sizeof out),
+	CHECK_EQ_INT(decode(bad, sizeof bad, (uint8_t *)base, sizeof base, MFS_REF_BASE,
+			    NULL, sizeof out),
 		     MFS_E_CORRUPT);
 }
 
@@ -647,7 +673,8 @@ static void test_golden(void)
 	CHECK(memcmp(out, ft, sizeof ft) == 0);
 	uint8_t *enc;
 	size_t elen;
-	REQUIRE(encode(MFS_DT_BF16, (uint8_t *)ft, (uint8_t *)base, sizeof ft, &enc, &elen) == 0);
+	REQUIRE(encode(MFS_DT_BF16, (uint8_t *)ft, (uint8_t *)base, sizeof ft, &enc,
+		       &elen) == 0);
 	CHECK(elen == sizeof golden_bf16 && memcmp(enc, golden_bf16, elen) == 0);
 	free(enc);
 	CHECK_EQ_INT(plane_mode(golden_bf16, 0), CONST);
@@ -660,41 +687,41 @@ static void test_golden(void)
 		size_t at;
 		uint8_t val;
 	} edits[] = {
-	    {0, 2},			 /* version */
-	    {1, MFS_DT_I16},		 /* dtype: not a float */
-	    {1, MFS_DT_F32},		 /* dtype F32: 16 elements, 4 planes */
-	    {2, 1},			 /* layout */
-	    {3, 1},			 /* plane count */
-	    {4, 63},			 /* element count */
-	    {8, 7},			 /* plane 0 width */
-	    {9, 5},			 /* plane 0 mode: unknown */
-	    {10, 3},			 /* plane 0 length */
-	    {16, 2},			 /* plane 1 mode: HUFF over SPARSE bytes */
-	    {16, 0},			 /* plane 1 mode: RAW of the wrong length */
+	    {0, 2},	     /* version */
+	    {1, MFS_DT_I16}, /* dtype: not a float */
+	    {1, MFS_DT_F32}, /* dtype F32: 16 elements, 4 planes */
+	    {2, 1},	     /* layout */
+	    {3, 1},	     /* plane count */
+	    {4, 63},	     /* element count */
+	    {8, 7},	     /* plane 0 width */
+	    {9, 5},	     /* plane 0 mode: unknown */
+	    {10, 3},	     /* plane 0 length */
+	    {16, 2},	     /* plane 1 mode: HUFF over SPARSE bytes */
+	    {16, 0},	     /* plane 1 mode: RAW of the wrong length */
 	    {sp, (uint8_t)(golden_bf16[sp] + 1)}, /* k: one more value than mask bits */
 	    {sp, (uint8_t)(golden_bf16[sp] - 1)}, /* k: one fewer */
-	    {sp + 4, 3},		 /* mask mode: ZSTD is not allowed inside */
-	    {sp + 4, 1},		 /* mask mode CONST: wrong length */
-	    {sp + 5, 7},		 /* mask length */
-	    {sp + 9, 4},		 /* value mode: SPARSE inside SPARSE */
+	    {sp + 4, 3}, /* mask mode: ZSTD is not allowed inside */
+	    {sp + 4, 1}, /* mask mode CONST: wrong length */
+	    {sp + 5, 7}, /* mask length */
+	    {sp + 9, 4}, /* value mode: SPARSE inside SPARSE */
 	    {sp + 14, (uint8_t)(golden_bf16[sp + 14] ^ 0x01)}, /* a mask bit: count off */
 	};
 	for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
 		memcpy(bad, golden_bf16, sizeof bad);
 		bad[edits[i].at] = edits[i].val;
-		int rc = decode(bad, sizeof bad, (uint8_t *)base, sizeof base, MFS_REF_BASE, NULL,
-				sizeof out);
+		int rc = decode(bad, sizeof bad, (uint8_t *)base, sizeof base,
+				MFS_REF_BASE, NULL, sizeof out);
 		if (rc != MFS_E_CORRUPT)
-			fprintf(stderr, "edit %zu (byte %zu = %u): rc %d\n", i, edits[i].at,
-				edits[i].val, rc);
+			fprintf(stderr, "edit %zu (byte %zu = %u): rc %d\n", i,
+				edits[i].at, edits[i].val, rc);
 		CHECK_EQ_INT(rc, MFS_E_CORRUPT);
 	}
 
 	/* the ZSTD one */
 	uint32_t fb[256], ff[256], fo[256];
 	golden_input_f32(fb, ff, 256);
-	CHECK_EQ_INT(decode(golden_f32_zstd, sizeof golden_f32_zstd, (uint8_t *)fb, sizeof fb,
-			    MFS_REF_BASE, (uint8_t *)fo, sizeof fo),
+	CHECK_EQ_INT(decode(golden_f32_zstd, sizeof golden_f32_zstd, (uint8_t *)fb,
+			    sizeof fb, MFS_REF_BASE, (uint8_t *)fo, sizeof fo),
 		     0);
 	CHECK(memcmp(fo, ff, sizeof ff) == 0);
 	CHECK_EQ_INT(plane_mode(golden_f32_zstd, 0), ZSTD);
@@ -704,8 +731,8 @@ static void test_golden(void)
 	REQUIRE(z[10] > 0 && z[16] < 255);
 	z[10]--;
 	z[16]++;
-	CHECK_EQ_INT(decode(z, sizeof golden_f32_zstd, (uint8_t *)fb, sizeof fb, MFS_REF_BASE, NULL,
-			    sizeof fo),
+	CHECK_EQ_INT(decode(z, sizeof golden_f32_zstd, (uint8_t *)fb, sizeof fb,
+			    MFS_REF_BASE, NULL, sizeof fo),
 		     MFS_E_CORRUPT);
 	free(z);
 }
