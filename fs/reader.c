@@ -408,6 +408,46 @@ static int cache_fill(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
 }
 
 /*
+ * The records a delta's decode will also need: for extents [from, to) of
+ * @p f whose records were just asked for, read each record's header (it
+ * arrives first: the thread waits for it, not the decoders) and ask for the
+ * records of the chunks it decodes against (a fine-tune's base), so a cold
+ * fine-tune's decodes do not each wait for their base's record.
+ */
+static void refs_ahead(mfs_txn *t, mfs_rfile *f, size_t from, size_t to)
+{
+	/* records written one after another lie one after another: a run of
+	 * them is asked for in one request (as read_ahead_io does), flushed when
+	 * the next one is not adjacent or the run reaches IO_AHEAD_MAX / 2 */
+	uintptr_t a = 0, end = 0;
+	for (size_t i = from; i < to; i++) {
+		const mfs_extent *e = &f->extents[i];
+		mfs_chunk_view v;
+		if (__atomic_load_n(&f->served[i], __ATOMIC_RELAXED) >= e->len ||
+		    mfs_chunk_get(t, &e->key, &v) < 0)
+			continue;
+		for (uint32_t r = 0; r < v.n_refs; r++) {
+			const void *p;
+			size_t n;
+			if (mfs_chunk_locate(t, &v.refs[r].key, &p, &n) < 0 || n < IO_AHEAD_MIN)
+				continue;
+			uintptr_t q = (uintptr_t)p;
+			if (end && q >= a && q <= end + IO_AHEAD_GAP && q + n - a <= IO_AHEAD_MAX / 2) {
+				if (q + n > end)
+					end = q + n;
+				continue;
+			}
+			if (end)
+				will_need((const void *)a, end - a);
+			a = q;
+			end = q + n;
+		}
+	}
+	if (end)
+		will_need((const void *)a, end - a);
+}
+
+/*
  * A job of the read-ahead thread (ioahead.h): ask the kernel to read, from
  * extent @p first up to file offset @p until, the stored records of the
  * chunks the reader has not had yet (madvise(MADV_WILLNEED), located without
@@ -442,7 +482,7 @@ static void read_ahead_io(void *ud, size_t first, uint64_t until)
 	enum { BATCH = 16 };
 	while (j < f->n_extents && f->extents[j].off < until) {
 		const void *p[BATCH];
-		size_t n[BATCH], k = 0;
+		size_t n[BATCH], k = 0, batch_first = j;
 		for (; k < BATCH && j < f->n_extents && f->extents[j].off < until; j++) {
 			const mfs_extent *e = &f->extents[j];
 			/* a record under a page lies in the B-tree leaf the lookup
@@ -466,6 +506,7 @@ static void read_ahead_io(void *ud, size_t first, uint64_t until)
 					end = (uintptr_t)p[i] + n[i];
 			will_need((const void *)a, end - a);
 		}
+		refs_ahead(t, f, batch_first, j);
 		__atomic_store_n(&f->io_next, j, __ATOMIC_RELAXED);
 	}
 	mfs_txn_abort(t);
