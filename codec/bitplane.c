@@ -32,6 +32,7 @@
  */
 #include "codec_internal.h"
 #include "planes.h"
+#include "le.h"
 
 #include <errno.h>
 #include <string.h>
@@ -52,20 +53,6 @@ static size_t bp_bound(size_t raw_len)
 }
 
 /* ---- encoder ---- */
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
 
 static int bp_encode(const mfs_encode_params *prm, const void *src, size_t src_len,
 		     void *dst, size_t dst_cap, size_t *dst_len, mfs_codec_ws *ws)
@@ -112,7 +99,7 @@ static int bp_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 	out[1] = (uint8_t)prm->dtype;
 	out[2] = (uint8_t)L->nplanes;
 	out[3] = 0;
-	put32(out + 4, (uint32_t)n);
+	mfs_le_put32(out + 4, (uint32_t)n);
 	uint8_t *desc = out + BP_HEADER;
 	uint8_t *q = desc + BP_PLANE_DESC * L->nplanes;
 	for (unsigned p = 0; p < L->nplanes; p++) {
@@ -125,7 +112,7 @@ static int bp_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 			return rc;
 		desc[BP_PLANE_DESC * p] = (uint8_t)w;
 		desc[BP_PLANE_DESC * p + 1] = (uint8_t)mode;
-		put32(desc + BP_PLANE_DESC * p + 2, (uint32_t)len);
+		mfs_le_put32(desc + BP_PLANE_DESC * p + 2, (uint32_t)len);
 		q += len;
 	}
 	*dst_len = (size_t)(q - out);
@@ -146,7 +133,7 @@ static int bp_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
 		return MFS_E_CORRUPT;
 	size_t n = dst_len / L->esize;
 	size_t hdr = BP_HEADER + BP_PLANE_DESC * L->nplanes;
-	if (src_len < hdr || get32(src + 4) != n)
+	if (src_len < hdr || mfs_le_get32(src + 4) != n)
 		return MFS_E_CORRUPT;
 
 	const uint8_t *data[BP_MAX_PLANES];
@@ -160,7 +147,7 @@ static int bp_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
 		if (d[0] != w || d[1] > MFS_PLANE_HUFF)
 			return MFS_E_CORRUPT;
 		mode[p] = d[1];
-		len[p] = get32(d + 2);
+		len[p] = mfs_le_get32(d + 2);
 		if (len[p] > src_len - at)
 			return MFS_E_CORRUPT;
 		data[p] = src + at;

@@ -12,6 +12,7 @@
  * (8 KiB + 16 KiB): nothing is allocated.
  */
 #include "huff.h"
+#include "le.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,31 +39,6 @@ static inline void store64le(uint8_t *p, uint64_t v)
 	v = __builtin_bswap64(v);
 #endif
 	memcpy(p, &v, 8);
-}
-
-static inline unsigned get16(const uint8_t *p)
-{
-	return (unsigned)p[0] | (unsigned)p[1] << 8;
-}
-
-static inline uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static inline void put16(uint8_t *p, unsigned v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
 }
 
 static unsigned bit_reverse(unsigned code, unsigned len)
@@ -307,8 +283,8 @@ int mfs_huff_encode(const mfs_huff_table *t, const void *syms, int wide, size_t 
 		if (s < t->lo || s > t->hi || !t->len[s])
 			return MFS_E_INVAL;
 	}
-	put16(dst, t->lo);
-	put16(dst + 2, cnt);
+	mfs_le_put16(dst, t->lo);
+	mfs_le_put16(dst + 2, cnt);
 	uint8_t *q = dst + 4;
 	memset(q, 0, (cnt + 1) / 2);
 	for (unsigned i = 0; i < cnt; i++)
@@ -324,7 +300,7 @@ int mfs_huff_encode(const mfs_huff_table *t, const void *syms, int wide, size_t 
 		if (k + 1 < MFS_HUFF_STREAMS) {
 			if (w > UINT32_MAX)
 				return MFS_E_TOOBIG;
-			put32(sizes + 4 * k, (uint32_t)w);
+			mfs_le_put32(sizes + 4 * k, (uint32_t)w);
 		}
 		p += w;
 	}
@@ -550,7 +526,7 @@ int mfs_huff_decode(const uint8_t *src, size_t src_len, unsigned nsym, void *dst
 		return MFS_E_CORRUPT;
 	if (src_len < 4)
 		return MFS_E_CORRUPT;
-	unsigned lo = get16(src), cnt = get16(src + 2);
+	unsigned lo = mfs_le_get16(src), cnt = mfs_le_get16(src + 2);
 	if (cnt < 2 || lo + cnt > nsym)
 		return MFS_E_CORRUPT;
 	size_t hs = header_size(cnt);
@@ -614,7 +590,7 @@ int mfs_huff_decode(const uint8_t *src, size_t src_len, unsigned nsym, void *dst
 	const uint8_t *sz = q + (cnt + 1) / 2;
 	size_t at = hs;
 	for (unsigned k = 0; k < MFS_HUFF_STREAMS; k++) {
-		size_t l = k + 1 < MFS_HUFF_STREAMS ? get32(sz + 4 * k) : src_len - at;
+		size_t l = k + 1 < MFS_HUFF_STREAMS ? mfs_le_get32(sz + 4 * k) : src_len - at;
 		if (l > src_len - at)
 			return MFS_E_CORRUPT;
 		soff[k] = at;

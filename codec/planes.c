@@ -10,6 +10,7 @@
 #include "planes.h"
 
 #include "codec_internal.h"
+#include "le.h"
 
 #include <zstd_errors.h>
 
@@ -554,20 +555,6 @@ static int encode_basic(const void *syms, unsigned w, size_t n, unsigned modes,
 #define SPARSE_HEADER                                                                    \
 	14 /* u32 k, u8 mask mode, u32 mask len, u8 value mode, u32 value len */
 
-static void put32le(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get32le(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
 /*
  * A SPARSE plane of 8-bit-or-narrower symbols into @p out (room:
  * sparse_cap()), using @p mask (ceil(n/8) bytes) and @p vals (n bytes) as
@@ -604,11 +591,11 @@ static int sparse_trial(const uint8_t *syms, unsigned w, size_t n,
 	rc = encode_basic(vals, w, k, MFS_PLANE_MODES_BASIC, scr, q, cap, &vm, &vl);
 	if (rc < 0)
 		return rc;
-	put32le(out, (uint32_t)k);
+	mfs_le_put32(out, (uint32_t)k);
 	out[4] = (uint8_t)mm;
-	put32le(out + 5, (uint32_t)ml);
+	mfs_le_put32(out + 5, (uint32_t)ml);
 	out[9] = (uint8_t)vm;
-	put32le(out + 10, (uint32_t)vl);
+	mfs_le_put32(out + 10, (uint32_t)vl);
 	*len = SPARSE_HEADER + ml + vl;
 	return 0;
 }
@@ -755,9 +742,9 @@ static int decode_sparse(unsigned w, size_t n, const uint8_t *data, size_t len,
 {
 	if (w > 8 || len < SPARSE_HEADER)
 		return MFS_E_CORRUPT;
-	size_t k = get32le(data), nm = (n + 7) / 8;
+	size_t k = mfs_le_get32(data), nm = (n + 7) / 8;
 	unsigned mm = data[4], vm = data[9];
-	size_t ml = get32le(data + 5), vl = get32le(data + 10);
+	size_t ml = mfs_le_get32(data + 5), vl = mfs_le_get32(data + 10);
 	if (k > n || mm > MFS_PLANE_HUFF || vm > MFS_PLANE_HUFF ||
 	    ml > len - SPARSE_HEADER || vl != len - SPARSE_HEADER - ml)
 		return MFS_E_CORRUPT;

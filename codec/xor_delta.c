@@ -23,6 +23,7 @@
  */
 #include "codec_internal.h"
 #include "planes.h"
+#include "le.h"
 
 #include <errno.h>
 #include <string.h>
@@ -70,20 +71,6 @@ static size_t xd_bound(size_t raw_len)
 {
 	/* planes are never larger than raw (+1 byte rounding each) */
 	return raw_len + XD_HEADER + MFS_PLANES_MAX * (XD_PLANE_DESC + 3) + 16;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
 }
 
 /* The one reference a chunk of @p len bytes decodes against, or NULL. */
@@ -139,7 +126,7 @@ static int xd_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 	out[1] = (uint8_t)prm->dtype;
 	out[2] = (uint8_t)lid;
 	out[3] = (uint8_t)L->nplanes;
-	put32(out + 4, (uint32_t)n);
+	mfs_le_put32(out + 4, (uint32_t)n);
 	uint8_t *desc = out + XD_HEADER;
 	uint8_t *q = desc + XD_PLANE_DESC * L->nplanes;
 	for (unsigned p = 0; p < L->nplanes; p++) {
@@ -151,7 +138,7 @@ static int xd_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 			return rc;
 		desc[XD_PLANE_DESC * p] = (uint8_t)w;
 		desc[XD_PLANE_DESC * p + 1] = (uint8_t)mode;
-		put32(desc + XD_PLANE_DESC * p + 2, (uint32_t)len);
+		mfs_le_put32(desc + XD_PLANE_DESC * p + 2, (uint32_t)len);
 		q += len;
 	}
 	*dst_len = (size_t)(q - out);
@@ -171,7 +158,7 @@ static int xd_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
 		return MFS_E_CORRUPT;
 	size_t n = dst_len / L->esize;
 	size_t hdr = XD_HEADER + XD_PLANE_DESC * L->nplanes;
-	if (src_len < hdr || get32(src + 4) != n)
+	if (src_len < hdr || mfs_le_get32(src + 4) != n)
 		return MFS_E_CORRUPT;
 	const uint8_t *bb = base->data;
 	/* the merge reads base[i] before it writes dst[i]: equal is fine, a
@@ -189,7 +176,7 @@ static int xd_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
 		    !(XD_MODES & MFS_PLANE_MODE_BIT(d[1])))
 			return MFS_E_CORRUPT;
 		mode[p] = d[1];
-		len[p] = get32(d + 2);
+		len[p] = mfs_le_get32(d + 2);
 		if (len[p] > src_len - at)
 			return MFS_E_CORRUPT;
 		data[p] = src + at;
