@@ -34,37 +34,12 @@ log() { printf '[bench delta] %s\n' "$*" >&2; }
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/modelfs-bench-delta.XXXXXX")"
 MNT="$WORK/mnt"
 mkdir -p "$MNT"
-DAEMON_PID=""
-is_mounted() { awk -v m="$MNT" '$2 == m && $3 ~ /^fuse/ {f=1} END {exit !f}' /proc/mounts; }
-unmount() {
-	if is_mounted; then fusermount3 -u "$MNT" 2>/dev/null || true; fi
-	if [ -n "$DAEMON_PID" ]; then
-		for _ in $(seq 100); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
-		kill "$DAEMON_PID" 2>/dev/null || true
-		wait "$DAEMON_PID" 2>/dev/null || true
-		DAEMON_PID=""
-	fi
-	if is_mounted; then fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true; fi
-}
+# shellcheck source=tests/bench/mount_lib.bash
+. "$ROOT/tests/bench/mount_lib.bash"
 cleanup() { unmount; rm -rf "$WORK"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mount_fresh() { # store
-	unmount
-	"$MODELFS" --store "$1" mount -f --cache-bytes 1G "$MNT" >>"$WORK/mount.log" 2>&1 &
-	DAEMON_PID=$!
-	for _ in $(seq 300); do
-		is_mounted && return 0
-		kill -0 "$DAEMON_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	cat "$WORK/mount.log" >&2
-	exit 1
-}
-CAN_DROP=0
-[ -w /proc/sys/vm/drop_caches ] && CAN_DROP=1
-drop_caches() { sync; if [ "$CAN_DROP" = 1 ]; then echo 3 >/proc/sys/vm/drop_caches; fi; }
 json() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 snap_file() { # mount-root repo file
@@ -121,11 +96,11 @@ for dt in f32 bf16; do
 		: >"$WORK/b"
 		: >"$WORK/f"
 		for _ in $(seq "$REPS"); do
-			mount_fresh "$store"
+			mount_store "$store"
 			drop_caches
 			"$PY" "$HELPER" read "$(snap_file "$BASE" model.safetensors)" |
 				"$PY" -c 'import json,sys; print(json.load(sys.stdin)["mbs"])' >>"$WORK/b"
-			mount_fresh "$store"
+			mount_store "$store"
 			drop_caches
 			"$PY" "$HELPER" read "$(snap_file "tuner/$kind-$dt" model.safetensors)" |
 				"$PY" -c 'import json,sys; print(json.load(sys.stdin)["mbs"])' >>"$WORK/f"

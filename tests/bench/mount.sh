@@ -50,30 +50,9 @@ fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/modelfs-bench.XXXXXX")"
 MNT="$WORK/mnt"
-DAEMON_PID=""
 mkdir -p "$MNT"
-
-is_mounted() { awk -v m="$MNT" '$2 == m && $3 ~ /^fuse/ {f=1} END {exit !f}' /proc/mounts; }
-
-unmount() {
-	if is_mounted; then
-		fusermount3 -u "$MNT" 2>/dev/null || true
-	fi
-	if [ -n "$DAEMON_PID" ]; then
-		for _ in $(seq 100); do
-			kill -0 "$DAEMON_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$DAEMON_PID" 2>/dev/null; then
-			kill "$DAEMON_PID" 2>/dev/null || true
-			wait "$DAEMON_PID" 2>/dev/null || true
-		fi
-		DAEMON_PID=""
-	fi
-	if is_mounted; then
-		fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
-	fi
-}
+# shellcheck source=tests/bench/mount_lib.bash
+. "$ROOT/tests/bench/mount_lib.bash"
 
 cleanup() {
 	unmount
@@ -83,20 +62,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # mount_fresh [FLAG...]: a new daemon over the store, with these extra flags
-mount_fresh() {
-	unmount
-	"$MODELFS" --store "$WORK/store" mount -f --cache-bytes 1G "$@" "$MNT" \
-		>>"$WORK/mount.log" 2>&1 &
-	DAEMON_PID=$!
-	for _ in $(seq 300); do
-		is_mounted && return 0
-		kill -0 "$DAEMON_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	log "mount failed:"
-	cat "$WORK/mount.log" >&2
-	exit 1
-}
+mount_fresh() { mount_store "$WORK/store" "$@"; }
 
 # MNTF: the model's files in the snapshot of the mount
 mount_files() {
@@ -105,17 +71,6 @@ mount_files() {
 	snap="$MNT/models--${REPO//\//--}/snapshots/$commit"
 	MNTF=()
 	for f in "${REL[@]}"; do MNTF+=("$snap/$f"); done
-}
-
-CAN_DROP=0
-if [ -w /proc/sys/vm/drop_caches ]; then
-	CAN_DROP=1
-fi
-drop_caches() {
-	sync
-	if [ "$CAN_DROP" = 1 ]; then
-		echo 3 >/proc/sys/vm/drop_caches
-	fi
 }
 
 # CPU seconds (user + sys) the mount daemon has used so far

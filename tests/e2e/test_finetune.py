@@ -32,7 +32,50 @@ import fixtures
 from conftest import MODELFS_FAST, Modelfs, assert_same_tree
 from mount_fixtures import mounted  # noqa: F401  (fixture)
 from test_corruption import write_safetensors
-from test_mount import LOAD_SCRIPT, load_outputs  # noqa: F401  (LOAD_SCRIPT: the loader)
+
+# from_pretrained of several models in one process (torch is imported once):
+# argv = out, then the sources; saves {src: outputs} to out
+LOAD_MANY = r"""
+import sys, torch
+from transformers import AutoModel, AutoTokenizer
+out, res = sys.argv[1], {}
+for src in sys.argv[2:]:
+    tok = AutoTokenizer.from_pretrained(src)
+    model = AutoModel.from_pretrained(src)
+    model.eval()
+    enc = tok(["modelfs serves models as plain files.", "A second, longer sentence here."],
+              padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**enc).last_hidden_state
+    res[src] = {"ids": enc["input_ids"], "hidden": hidden, "dtype": str(model.dtype)}
+torch.save(res, out)
+"""
+
+
+def load_many(srcs: list[str], out: Path, env: dict | None = None) -> dict:
+    import os
+    import sys
+    import torch
+    e = dict(os.environ)
+    e.update(env or {})
+    res = subprocess.run([sys.executable, "-c", LOAD_MANY, str(out), *srcs], env=e,
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, f"loading {srcs} failed:\n{res.stderr[-4000:]}"
+    return torch.load(str(out))
+
+
+def same_outputs(family, dt: str, m, tmp_path: Path):
+    """from_pretrained of every fine-tune of @p dt through mount @p m gives
+    exactly the outputs of the original folder."""
+    import torch
+    want = load_many([str(family[(k, dt)]) for k in FTS], tmp_path / f"want-{dt}.pt")
+    have = load_many([ft_repo(k, dt) for k in FTS], tmp_path / f"have-{dt}.pt",
+                     hf_env(m.root, tmp_path))
+    for k in FTS:
+        w, h = want[str(family[(k, dt)])], have[ft_repo(k, dt)]
+        assert torch.equal(w["ids"], h["ids"]) and w["dtype"] == h["dtype"], k
+        assert torch.equal(w["hidden"], h["hidden"]), k
 
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
 FTS = ("full", "frozen", "second")
@@ -115,19 +158,14 @@ def test_base_chosen_and_saving(f32_store, family):
 
 def test_mount_sha_and_from_pretrained(mfs, f32_store, family, mounted, tmp_path):
     """sha256 of every file of the family through the mount; from_pretrained
-    of a fine-tune through the mount gives exactly the original's outputs."""
-    import torch
+    of each fine-tune through the mount gives exactly the original's outputs."""
     copy_store(f32_store[0], mfs)
     m = mounted(mfs)
     assert snapshot_sha(m, BASE) == fixtures.tree_sha256(family[("base", "f32")])
     for kind in FTS:
         assert snapshot_sha(m, ft_repo(kind, "f32")) == \
             fixtures.tree_sha256(family[(kind, "f32")]), kind
-    repo = ft_repo("full", "f32")
-    want = load_outputs(str(family[("full", "f32")]), tmp_path / "want.pt")
-    have = load_outputs(repo, tmp_path / "have.pt", hf_env(m.root, tmp_path))
-    assert torch.equal(want["ids"], have["ids"]) and want["dtype"] == have["dtype"]
-    assert torch.equal(want["hidden"], have["hidden"])
+    same_outputs(family, "f32", m, tmp_path)
 
 
 def test_info_and_ls_report(mfs, f32_store):
@@ -172,10 +210,11 @@ def test_rm_base_gc_keeps_finetunes_exact(mfs, f32_store, family, tmp_path, moun
     assert chunks and int(chunks.group(1)) == 0, mfs.ls()
 
 
-def test_bf16_family_mount(mfs, family, mounted, tmp_path):
+def test_bf16_family_mount(make_mfs, family, mounted, tmp_path):
     """BF16: base, then the fine-tunes; every file exact through the mount and
-    from_pretrained of the frozen fine-tune equal to the original's."""
-    import torch
+    from_pretrained of each fine-tune equal to the original's.  (The release
+    build: the F32 family above runs the sanitizers over the same paths.)"""
+    mfs = make_mfs("store", binary=MODELFS_FAST)
     mfs.ingest(family[("base", "bf16")], BASE)
     for kind in FTS:
         res = mfs.ingest(family[(kind, "bf16")], ft_repo(kind, "bf16"))
@@ -186,11 +225,7 @@ def test_bf16_family_mount(mfs, family, mounted, tmp_path):
     for kind in FTS:
         assert snapshot_sha(m, ft_repo(kind, "bf16")) == \
             fixtures.tree_sha256(family[(kind, "bf16")]), kind
-    src = family[("frozen", "bf16")]
-    want = load_outputs(str(src), tmp_path / "want.pt")
-    have = load_outputs(ft_repo("frozen", "bf16"), tmp_path / "have.pt",
-                        hf_env(m.root, tmp_path))
-    assert want["dtype"] == have["dtype"] and torch.equal(want["hidden"], have["hidden"])
+    same_outputs(family, "bf16", m, tmp_path)
 
 
 @pytest.mark.parametrize("order", [("full", "base", "second", "frozen"),
@@ -215,7 +250,8 @@ def test_any_order_exact(make_mfs, family, tmp_path, order):
         assert deltas(res[kind])[0] > 0, (kind, res[kind].out, res[kind].err)
 
 
-def test_base_errors(mfs, family, tmp_path):
+def test_base_errors(make_mfs, family, tmp_path):
+    mfs = make_mfs("store", binary=MODELFS_FAST)
     wl = fixtures.model("wordllama")
     r = mfs.run("ingest", "--repo", "t/x", "--base", "org/absent", str(family[("full", "f32")]))
     assert r.rc == 1 and "--base models/org/absent: the store holds no such repo" in r.err, r.err
