@@ -330,6 +330,8 @@ static int rfile_decode_ex(mfs_rfile *f, const mfs_chunk_key *key, void *dst, si
 		return rc;
 	if (v.raw_len != len)
 		return MFS_E_CORRUPT;
+	if (v.n_refs && !__atomic_load_n(&f->has_refs, __ATOMIC_RELAXED))
+		__atomic_store_n(&f->has_refs, 1, __ATOMIC_RELAXED);
 	will_need(v.payload, v.payload_len);
 	rc = decode_with_refs(f->reader, via_cache ? f : NULL, &v, rv, key, dst, len, ws);
 	return rc == 0 && uses > 1 ? MFS_CACHE_FILL_SHARED : rc;
@@ -412,10 +414,14 @@ static int cache_fill(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
  * @p f whose records were just asked for, read each record's header (it
  * arrives first: the thread waits for it, not the decoders) and ask for the
  * records of the chunks it decodes against (a fine-tune's base), so a cold
- * fine-tune's decodes do not each wait for their base's record.
+ * fine-tune's decodes do not each wait for their base's record.  Only for
+ * files where a delta has been decoded (f->has_refs): others pay nothing.
  */
 static void refs_ahead(mfs_txn *t, mfs_rfile *f, size_t from, size_t to)
 {
+	if (!__atomic_load_n(&f->has_refs, __ATOMIC_RELAXED))
+		return; /* no delta seen in it: nothing more to ask for (and no
+			   header to wait for) */
 	/* records written one after another lie one after another: a run of
 	 * them is asked for in one request (as read_ahead_io does), flushed when
 	 * the next one is not adjacent or the run reaches IO_AHEAD_MAX / 2 */

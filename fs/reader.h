@@ -45,6 +45,8 @@ typedef struct mfs_rfile {
 	size_t io_first, io_next;    /* extents io_first..io_next-1 have been asked
 					for from the disk (read_ahead_io); atomic */
 	int whole;		     /* queued whole (mfs_reader_set_whole_file); atomic */
+	int has_refs;		     /* a chunk of it decoded against another (a delta):
+					the read-ahead then asks for those too; atomic */
 	struct mfs_view *view;	     /* the view the file reads (a reference); NULL
 					for a spilled copy */
 	mfs_reader *reader;	     /* the reader it was opened through */
