@@ -43,7 +43,7 @@
 
 #define BP_VERSION    1
 #define BP_HEADER     8
-#define BP_PLANE_DESC 6
+#define BP_PLANE_DESC MFS_PLANE_DESC
 #define BP_MAX_PLANES MFS_PLANES_MAX
 
 static size_t bp_bound(size_t raw_len)
@@ -102,19 +102,10 @@ static int bp_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 	mfs_le_put32(out + 4, (uint32_t)n);
 	uint8_t *desc = out + BP_HEADER;
 	uint8_t *q = desc + BP_PLANE_DESC * L->nplanes;
-	for (unsigned p = 0; p < L->nplanes; p++) {
-		unsigned w = L->width[p];
-		unsigned mode;
-		size_t len;
-		int rc = mfs_plane_encode(planes[p], w, n, MFS_PLANE_MODES_BASIC, 0, pscr, q,
-					  (size_t)(end - q), &mode, &len, ws);
-		if (rc < 0)
-			return rc;
-		desc[BP_PLANE_DESC * p] = (uint8_t)w;
-		desc[BP_PLANE_DESC * p + 1] = (uint8_t)mode;
-		mfs_le_put32(desc + BP_PLANE_DESC * p + 2, (uint32_t)len);
-		q += len;
-	}
+	int rc = mfs_planes_encode_all(L, planes, n, MFS_PLANE_MODES_BASIC, 0, pscr, desc, &q,
+				       end, ws);
+	if (rc < 0)
+		return rc;
 	*dst_len = (size_t)(q - out);
 	return 0;
 }

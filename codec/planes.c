@@ -847,3 +847,22 @@ int mfs_plane_decode(unsigned mode, unsigned w, size_t n, const uint8_t *data, s
 		return MFS_E_CORRUPT;
 	}
 }
+
+int mfs_planes_encode_all(const mfs_planes_layout *L, void *const *planes, size_t n,
+			  unsigned modes, int zstd_level, mfs_plane_enc_scratch *scr,
+			  uint8_t *desc, uint8_t **q, const uint8_t *end, mfs_codec_ws *ws)
+{
+	for (unsigned p = 0; p < L->nplanes; p++) {
+		unsigned w = L->width[p], mode;
+		size_t len;
+		int rc = mfs_plane_encode(planes[p], w, n, modes, zstd_level, scr, *q,
+					  (size_t)(end - *q), &mode, &len, ws);
+		if (rc < 0)
+			return rc;
+		desc[MFS_PLANE_DESC * p] = (uint8_t)w;
+		desc[MFS_PLANE_DESC * p + 1] = (uint8_t)mode;
+		mfs_le_put32(desc + MFS_PLANE_DESC * p + 2, (uint32_t)len);
+		*q += len;
+	}
+	return 0;
+}

@@ -183,6 +183,23 @@ int mfs_plane_encode(const void *syms, unsigned w, size_t n, unsigned modes,
 		     int zstd_level, mfs_plane_enc_scratch *scr, uint8_t *dst,
 		     size_t dst_cap, unsigned *mode, size_t *len, mfs_codec_ws *ws);
 
+/* Bytes of one plane's descriptor: u8 width, u8 mode, u32 length. */
+#define MFS_PLANE_DESC 6
+
+/**
+ * Encode the planes of a payload one after another with
+ * mfs_plane_encode(), writing each plane's descriptor (MFS_PLANE_DESC bytes:
+ * width, mode, little-endian length) into @p desc and its bytes from
+ * @p *q on (up to @p end).  bitplane-huff and xor-delta lay out their
+ * payloads this way.
+ * @param[in]     L  the layout: its nplanes planes and their widths
+ * @param[in,out] q  where the first plane goes; on return, past the last
+ * @return as mfs_plane_encode()
+ */
+int mfs_planes_encode_all(const mfs_planes_layout *L, void *const *planes, size_t n,
+			  unsigned modes, int zstd_level, mfs_plane_enc_scratch *scr,
+			  uint8_t *desc, uint8_t **q, const uint8_t *end, mfs_codec_ws *ws);
+
 /** 1 when a plane in @p mode of width @p w decodes into a symbol buffer
  *  (everything but RAW 8-bit planes, which are used in place). */
 static inline int mfs_plane_needs_buffer(unsigned mode, unsigned w)

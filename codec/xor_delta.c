@@ -30,7 +30,7 @@
 
 #define XD_VERSION    1
 #define XD_HEADER     8
-#define XD_PLANE_DESC 6
+#define XD_PLANE_DESC MFS_PLANE_DESC
 #define XD_MODES                                                                         \
 	(MFS_PLANE_MODES_BASIC | MFS_PLANE_MODE_BIT(MFS_PLANE_ZSTD) |                    \
 	 MFS_PLANE_MODE_BIT(MFS_PLANE_SPARSE))
@@ -129,18 +129,10 @@ static int xd_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 	mfs_le_put32(out + 4, (uint32_t)n);
 	uint8_t *desc = out + XD_HEADER;
 	uint8_t *q = desc + XD_PLANE_DESC * L->nplanes;
-	for (unsigned p = 0; p < L->nplanes; p++) {
-		unsigned w = L->width[p], mode;
-		size_t len;
-		int rc = mfs_plane_encode(planes[p], w, n, XD_MODES, level, pscr, q,
-					  (size_t)(end - q), &mode, &len, ws);
-		if (rc < 0)
-			return rc;
-		desc[XD_PLANE_DESC * p] = (uint8_t)w;
-		desc[XD_PLANE_DESC * p + 1] = (uint8_t)mode;
-		mfs_le_put32(desc + XD_PLANE_DESC * p + 2, (uint32_t)len);
-		q += len;
-	}
+	int rc =
+	    mfs_planes_encode_all(L, planes, n, XD_MODES, level, pscr, desc, &q, end, ws);
+	if (rc < 0)
+		return rc;
 	*dst_len = (size_t)(q - out);
 	return 0;
 }
