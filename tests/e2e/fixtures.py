@@ -11,7 +11,9 @@ that carry them:
 
 Fine-tunes of all-MiniLM-L6-v2 (``minilm-ft-{full,frozen,second}-{f32,bf16}``)
 are trained here on the CPU, about 90 s for all six on a 2-core machine (see
-"fine-tunes" below).
+"fine-tunes" below). Quantized twins of the BF16 variant
+(``minilm-{int8-channel,int8-group,fp8-tensor,fp8-channel,fp8-block,int8-badscale}``)
+are computed from it in a few seconds (see "quantized twins" below).
 
 Everything is cached under ``tests/data/`` (gitignored): wheels in
 ``tests/data/wheels/``, models in ``tests/data/models/<name>/``. A model that
@@ -604,6 +606,215 @@ def minilm_ft_second_bf16() -> Path:
     return _finetune_cast("second", "bfloat16", "bf16")
 
 
+# ---------------------------------------------------------------- quantized twins
+#
+# Quantizations of minilm-bf16 as int8 and FP8 checkpoints store them, for the
+# quantized-twin work (issue 18). Every 2-D Linear weight (a name ending in
+# ".weight" with two dimensions, outside embeddings.*) becomes a code tensor
+# `X.weight` (I8 or F8_E4M3) plus its scales; everything else (the word,
+# position and token-type embeddings, LayerNorm weights, all biases,
+# embeddings.position_ids) is copied bit-identical from minilm-bf16, so a store
+# dedups it. The other files of the folder are copied; config.json gains the
+# "quantization_config" such a checkpoint carries (torch_dtype stays bfloat16:
+# the unquantized tensors are BF16). Arithmetic is float32 on the BF16 values
+# (exact), scales are float32 unless the scheme says otherwise:
+#
+#   minilm-int8-channel  compressed-tensors W8A8 (int-quantized): int8
+#                        symmetric per output channel, X.weight_scale F32
+#                        [rows, 1] = amax(|row|) / 127, q = round-half-even
+#                        (w / scale) clamped to [-128, 127] (torch.round).
+#                        One tensor, QUANT_CLIPPED, takes its amax as the 99th
+#                        percentile of |w| in each row (torch.quantile, linear
+#                        interpolation): its outliers are clipped to +-127/-128.
+#   minilm-int8-group    the same per group of QUANT_GROUP columns, W8A16:
+#                        X.weight_scale BF16 [rows, cols / 128]; the scale is
+#                        rounded to BF16 first and q computed with that scale
+#                        (so a code may reach 128 before the clamp to 127).
+#   minilm-fp8-tensor    AutoFP8 / vLLM "fp8" static: E4M3FN per tensor,
+#                        X.weight_scale F32 [] = amax / 448, q = (w / scale)
+#                        clamped to +-448 then cast (round to nearest even on
+#                        the E4M3FN grid), X.input_scale F32 [] = QUANT_INPUT_SCALE.
+#   minilm-fp8-channel   compressed-tensors FP8 dynamic (float-quantized): E4M3FN
+#                        per output channel, X.weight_scale F32 [rows, 1].
+#   minilm-fp8-block     DeepSeek-V3 style: E4M3FN per 128x128 block,
+#                        X.weight_scale_inv F32 [ceil(rows/128), ceil(cols/128)]
+#                        = amax(|block|) / 448 (dequantize: q * scale_inv).
+#   minilm-int8-badscale minilm-int8-channel's codes with every scale
+#                        multiplied by QUANT_BAD_FACTOR after quantizing: a
+#                        twin whose scales do not match the BF16 weights
+#                        (ingest must notice and store both stand-alone).
+#
+# A rebuild is byte-identical (no randomness; torch CPU elementwise float32).
+
+QUANT_CLIPPED = "encoder.layer.0.intermediate.dense.weight"
+QUANT_CLIP_QUANTILE = 0.99
+QUANT_GROUP = 128
+QUANT_BLOCK = 128
+QUANT_INPUT_SCALE = 12.0 / 448.0      # a static activation scale: amax 12
+QUANT_BAD_FACTOR = 1.37
+INT8_MAX = 127.0
+FP8_E4M3_MAX = 448.0
+
+_CT_INT8_WEIGHTS = {"actorder": None, "block_structure": None, "dynamic": False,
+                    "group_size": None, "num_bits": 8, "observer": "minmax",
+                    "observer_kwargs": {}, "strategy": "channel", "symmetric": True,
+                    "type": "int"}
+_CT_TOKEN_ACTS = {"actorder": None, "block_structure": None, "dynamic": True,
+                  "group_size": None, "num_bits": 8, "observer": None, "observer_kwargs": {},
+                  "strategy": "token", "symmetric": True, "type": "int"}
+
+
+def _ct_config(fmt: str, weights: dict, acts: dict | None) -> dict:
+    """A compressed-tensors quantization_config with one group on every Linear."""
+    return {"config_groups": {"group_0": {"input_activations": acts,
+                                          "output_activations": None,
+                                          "targets": ["Linear"], "weights": weights}},
+            "format": fmt, "global_compression_ratio": None, "ignore": [],
+            "kv_cache_scheme": None, "quant_method": "compressed-tensors",
+            "quantization_status": "compressed", "version": "0.9.2"}
+
+
+QUANT_SCHEMES = {
+    "int8-channel": {
+        "config": _ct_config("int-quantized", _CT_INT8_WEIGHTS, _CT_TOKEN_ACTS)},
+    "int8-group": {
+        "config": _ct_config("int-quantized",
+                             dict(_CT_INT8_WEIGHTS, strategy="group", group_size=QUANT_GROUP),
+                             None)},
+    "fp8-tensor": {
+        "config": {"activation_scheme": "static", "ignored_layers": [], "quant_method": "fp8"}},
+    "fp8-channel": {
+        "config": _ct_config("float-quantized", dict(_CT_INT8_WEIGHTS, type="float"),
+                             dict(_CT_TOKEN_ACTS, type="float"))},
+    "fp8-block": {
+        "config": {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                   "weight_block_size": [QUANT_BLOCK, QUANT_BLOCK]}},
+    "int8-badscale": {
+        "config": _ct_config("int-quantized", _CT_INT8_WEIGHTS, _CT_TOKEN_ACTS)},
+}
+
+
+def quantized_names(shapes: dict) -> list[str]:
+    """Which of minilm-bf16's tensors the twins quantize, from {name: shape}:
+    2-D weights of Linear layers (not the embeddings), in the given order."""
+    return [k for k, shape in shapes.items()
+            if k.endswith(".weight") and len(shape) == 2 and not k.startswith("embeddings.")]
+
+
+def _blocks_amax(w, br: int, bc: int):
+    """max |w| over each br x bc block of w (edge blocks partial) -> [ceil, ceil]."""
+    import torch
+    rows, cols = w.shape
+    nr, nc = -(-rows // br), -(-cols // bc)
+    pad = torch.zeros(nr * br, nc * bc, dtype=w.dtype)
+    pad[:rows, :cols] = w.abs()
+    return pad.view(nr, br, nc, bc).amax(dim=(1, 3))
+
+
+def _expand(scale, rows: int, cols: int):
+    """A [r', c'] scale grid repeated over the elements it covers -> [rows, cols]
+    (each grid cell covers ceil(rows / r') x ceil(cols / c') elements)."""
+    sr, sc = scale.shape
+    br, bc = -(-rows // sr), -(-cols // sc)
+    return scale.repeat_interleave(br, 0)[:rows].repeat_interleave(bc, 1)[:, :cols]
+
+
+def quantize_tensor(scheme: str, name: str, w_bf16) -> dict:
+    """One tensor of minilm-bf16 quantized as `scheme` says (see the table
+    above): {suffix: tensor} with suffixes "weight", "weight_scale" or
+    "weight_scale_inv", and "input_scale" for fp8-tensor."""
+    import torch
+    w = w_bf16.to(torch.float32)
+    rows, cols = w.shape
+    if scheme in ("int8-channel", "int8-badscale", "int8-group"):
+        if scheme == "int8-group":
+            if cols % QUANT_GROUP:
+                raise RuntimeError(f"{name}: {cols} columns, not a multiple of {QUANT_GROUP}")
+            amax = w.abs().view(rows, cols // QUANT_GROUP, QUANT_GROUP).amax(dim=2)
+            scale_stored = (amax / INT8_MAX).to(torch.bfloat16)
+            scale = scale_stored.to(torch.float32)
+        else:
+            if name == QUANT_CLIPPED:
+                amax = torch.quantile(w.abs(), QUANT_CLIP_QUANTILE, dim=1, keepdim=True)
+            else:
+                amax = w.abs().amax(dim=1, keepdim=True)
+            scale = amax / INT8_MAX
+            scale_stored = scale
+        if not bool((scale > 0).all()):
+            raise RuntimeError(f"{name}: a row or group of zeros (scale 0)")
+        q = torch.round(w / _expand(scale, rows, cols)).clamp(-128, 127).to(torch.int8)
+        if scheme == "int8-badscale":
+            scale_stored = scale_stored * QUANT_BAD_FACTOR
+        return {"weight": q, "weight_scale": scale_stored.contiguous()}
+    if scheme == "fp8-tensor":
+        scale = w.abs().amax() / FP8_E4M3_MAX
+    elif scheme == "fp8-channel":
+        scale = w.abs().amax(dim=1, keepdim=True) / FP8_E4M3_MAX
+    elif scheme == "fp8-block":
+        scale = _blocks_amax(w, QUANT_BLOCK, QUANT_BLOCK) / FP8_E4M3_MAX
+    else:
+        raise KeyError(scheme)
+    if not bool((scale > 0).all()):
+        raise RuntimeError(f"{name}: a row or block of zeros (scale 0)")
+    full = scale if scale.dim() == 0 else _expand(scale, rows, cols)
+    q = (w / full).clamp(-FP8_E4M3_MAX, FP8_E4M3_MAX).to(torch.float8_e4m3fn)
+    if scheme == "fp8-block":
+        return {"weight": q, "weight_scale_inv": scale.contiguous()}
+    out = {"weight": q, "weight_scale": scale.contiguous()}
+    if scheme == "fp8-tensor":
+        out["input_scale"] = torch.tensor(QUANT_INPUT_SCALE, dtype=torch.float32)
+    return out
+
+
+def _quantized_twin(scheme: str) -> Path:
+    name = f"minilm-{scheme}"
+    spec = QUANT_SCHEMES[scheme]
+
+    def build(tmp: Path):
+        from safetensors.torch import load_file, save_file
+        src = minilm_bf16()
+        tensors = load_file(str(src / "model.safetensors"))
+        qnames = set(quantized_names({k: v.shape for k, v in tensors.items()}))
+        out = {}
+        for k, v in tensors.items():
+            if k not in qnames:
+                out[k] = v
+                continue
+            prefix = k[: -len("weight")]
+            for suffix, t in quantize_tensor(scheme, k, v).items():
+                out[prefix + suffix] = t
+        save_file(out, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        _copy_tree_except(src, tmp, {"model.safetensors", "config.json"})
+        cfg = json.loads((src / "config.json").read_text())
+        cfg["quantization_config"] = spec["config"]
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    return _model(name, build)
+
+
+def minilm_int8_channel() -> Path:
+    return _quantized_twin("int8-channel")
+
+
+def minilm_int8_group() -> Path:
+    return _quantized_twin("int8-group")
+
+
+def minilm_fp8_tensor() -> Path:
+    return _quantized_twin("fp8-tensor")
+
+
+def minilm_fp8_channel() -> Path:
+    return _quantized_twin("fp8-channel")
+
+
+def minilm_fp8_block() -> Path:
+    return _quantized_twin("fp8-block")
+
+
+def minilm_int8_badscale() -> Path:
+    return _quantized_twin("int8-badscale")
+
+
 MODEL_BUILDERS = {
     "minilm-f32": minilm_f32,
     "minilm-bf16": minilm_bf16,
@@ -617,6 +828,12 @@ MODEL_BUILDERS = {
     "minilm-ft-full-bf16": minilm_ft_full_bf16,
     "minilm-ft-frozen-bf16": minilm_ft_frozen_bf16,
     "minilm-ft-second-bf16": minilm_ft_second_bf16,
+    "minilm-int8-channel": minilm_int8_channel,
+    "minilm-int8-group": minilm_int8_group,
+    "minilm-fp8-tensor": minilm_fp8_tensor,
+    "minilm-fp8-channel": minilm_fp8_channel,
+    "minilm-fp8-block": minilm_fp8_block,
+    "minilm-int8-badscale": minilm_int8_badscale,
 }
 
 
