@@ -7,6 +7,27 @@
 #include "cli.h"
 #include "commands.h"
 
+#ifdef MFS_NO_FUSE
+/* Built where libfuse3 was missing (CMakeLists.txt: MODELFS_FUSE): the
+ * mount is left out, and says how to get it. */
+static int cmd_mount_absent(int argc, char **argv)
+{
+	int help = argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+	fprintf(help ? stdout : stderr,
+		"usage: modelfs mount [flags] MOUNTPOINT\n\n"
+		"This modelfs was built without FUSE (libfuse3 was not found when it was\n"
+		"configured, or MODELFS_FUSE=OFF), so it cannot mount a store. Install\n"
+		"libfuse3-dev (Debian) and rebuild to have `modelfs mount`. Without a mount,\n"
+		"`modelfs export` writes a snapshot's files to a folder, and the library\n"
+		"(libmodelfs, or `import modelfs` in Python) reads tensors from the store.\n");
+	return help ? MFS_EXIT_OK : MFS_EXIT_USAGE;
+}
+#define cmd_mount cmd_mount_absent
+#define MOUNT_SUMMARY "(not in this build: no FUSE) serve the store as a Hugging Face cache"
+#else
+#define MOUNT_SUMMARY "serve the store read-only as a Hugging Face cache (FUSE)"
+#endif
+
 struct command {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -21,7 +42,7 @@ static const struct command commands[] = {
 	{"verify", cmd_verify, "decode everything and check every checksum"},
 	{"rm", cmd_rm, "remove a repo (shared chunks stay)"},
 	{"gc", cmd_gc, "free chunks nothing uses any more"},
-	{"mount", cmd_mount, "serve the store read-only as a Hugging Face cache (FUSE)"},
+	{"mount", cmd_mount, MOUNT_SUMMARY},
 };
 
 static void usage(FILE *f)
