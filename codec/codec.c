@@ -10,6 +10,7 @@ static const mfs_codec *const registry[MFS_CODEC__COUNT] = {
 	[MFS_CODEC_ZSTD] = &mfs_codec_zstd,
 	[MFS_CODEC_BITPLANE_HUFF] = &mfs_codec_bitplane_huff,
 	[MFS_CODEC_XOR_DELTA] = &mfs_codec_xor_delta,
+	[MFS_CODEC_QUANT_RESIDUAL] = &mfs_codec_quant_residual,
 };
 
 struct mfs_codec_ws {

@@ -102,6 +102,8 @@ typedef struct mfs_decode_req {
 /** The reference of role @p role in @p rq, or NULL when it has none. */
 const mfs_ref_data *mfs_decode_req_ref(const mfs_decode_req *rq, mfs_ref_role role);
 
+struct mfs_quant_scheme; /* quant.h */
+
 /* What an encoder is told about the chunk it encodes. */
 typedef struct mfs_encode_params {
 	mfs_dtype dtype;   /* element type of the tensor; MFS_DT_UNKNOWN for non-tensor bytes */
@@ -109,6 +111,7 @@ typedef struct mfs_encode_params {
 	const mfs_chunk_geom *geom;  /* optional: where the chunk lies in its tensor */
 	const mfs_ref_data *refs;    /* references, for MFS_CODEC_NEEDS_REF codecs */
 	size_t n_refs;
+	const struct mfs_quant_scheme *quant; /* quant-residual only: the twin's scheme; NULL otherwise */
 } mfs_encode_params;
 
 typedef struct mfs_codec {

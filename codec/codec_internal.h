@@ -13,6 +13,7 @@ extern const mfs_codec mfs_codec_raw;
 extern const mfs_codec mfs_codec_zstd;
 extern const mfs_codec mfs_codec_bitplane_huff;
 extern const mfs_codec mfs_codec_xor_delta;
+extern const mfs_codec mfs_codec_quant_residual;
 
 /** The workspace's zstd contexts, created on first use; NULL on OOM. */
 ZSTD_CCtx *mfs_codec_ws_cctx(mfs_codec_ws *ws);

@@ -1,0 +1,1094 @@
+/*
+ * quant_residual.c - the quant-residual codec (id MFS_CODEC_QUANT_RESIDUAL):
+ * a BF16 or F16 chunk stored as its distance from the dequantized value of
+ * its quantized twin (int8 or FP8 E4M3 codes and their scales, quant.h).
+ *
+ * Prediction: p = the 16-bit float nearest (ties to even) to the binary32
+ * product code * scale, a NaN product giving the canonical quiet NaN.  The
+ * residual is the distance from p to the value in the monotone integer order
+ * of the 16-bit type, taken in the direction of growing magnitude (negated
+ * for a negative p), modulo 2^16: a bijection for every p, so every bit
+ * pattern round-trips (NaN payloads, infinities, -0.0, clipped values, rows
+ * whose scale is 0, NaN or negative).  The residual is zigzagged and cut
+ * into a token (values below 64 as themselves, larger ones as the top three
+ * bits under the leading one plus raw low bits) coded with one Huffman
+ * table per context.  The context is a fixed-point log2 of how many 16-bit
+ * values one quantization step spans at p (the step's exponent and two
+ * mantissa bits against p's exponent), so a value far inside a coarse step
+ * and one pinned by a fine step use different tables; docs/codecs.md has
+ * the measurements that chose it over the code itself.  Four bit streams
+ * (quarters of the chunk) are decoded side by side.
+ *
+ * Payload (little-endian; docs/codecs.md has the byte table):
+ *   header (64 bytes): u8 version (1), u8 hp dtype, u8 kind, u8 qdtype,
+ *     u8 sdtype, u8 number of contexts (40), u8 token set (0), u8 coding
+ *     (0 Huffman, 1 raw); u64 rows, u64 cols, u32 group, u32 block_r,
+ *     u32 block_c, u32 n, u64 elem_off, u64 first scale, u64 scale count
+ *   coding 0: per context u8 mode (0 unused, 1 one token: u8 token,
+ *     2 Huffman: u8 lo, u8 cnt, cnt code lengths in nibbles, low first);
+ *     u32 bytes of streams 0..2 (stream 3 takes the rest); the streams,
+ *     each a token's code then its raw bits, LSB-first
+ *   coding 1: n u16 zigzagged residuals
+ * The decoder checks the header against the geometry and the references
+ * (dtype, shape, element offset, n, the scale span the scheme gives and
+ * both references' lengths) before anything else.
+ *
+ * This file is built with -ffp-contract=off; the one float operation on the
+ * decode path is the product, bracketed by the IEEE environment guard.
+ */
+#include "codec_internal.h"
+#include "huff.h"
+#include "le.h"
+#include "quant.h"
+#include "quant_kernel.h"
+
+#include <errno.h>
+#include <string.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "quant_residual.c assumes a little-endian host"
+#endif
+
+#define QR_VERSION     1
+#define QR_HDR	       64
+#define QR_NCTX	       40 /* contexts: 4 * log2(step / ulp) + 4 (BF16) or - 4 (F16), clamped */
+#define QR_DIRECT_BITS 6
+#define QR_DIRECT                                                                        \
+	(1u << QR_DIRECT_BITS) /* zigzagged residuals below this are their own token */
+#define QR_NTOK	    (QR_DIRECT + (16 - QR_DIRECT_BITS) * 8) /* tokens of token set 0 */
+#define QR_STREAMS  4
+#define QR_TAB_BITS 8 /* longest code: decode tables have 2^8 entries per context */
+
+enum { QR_CODING_HUFF = 0, QR_CODING_RAW = 1 };
+enum { QR_CTX_UNUSED = 0, QR_CTX_CONST = 1, QR_CTX_HUFF = 2 };
+
+/* context offsets of 4 * log2(step / ulp) for each 16-bit type (see qr_ctx_base) */
+#define QR_CTX_OFF_BF16 32
+#define QR_CTX_OFF_F16	(-412)
+
+_Static_assert(QR_NTOK <= 256 && QR_NTOK <= MFS_HUFF_MAX_SYMS, "tokens fit a byte");
+_Static_assert(QR_NTOK <= (1u << QR_TAB_BITS), "every table can hold all tokens");
+_Static_assert((QR_NCTX << QR_TAB_BITS) <= 65536, "context indices fit 16 bits");
+_Static_assert(QR_NCTX <= 255, "contexts fit a byte");
+
+/* ---- tokens ---- */
+
+/* Token of a zigzagged residual z; *nx raw bits follow its code, *base + them is z. */
+static inline unsigned qr_token(uint32_t z, unsigned *nx, uint32_t *base)
+{
+	if (z < QR_DIRECT) {
+		*nx = 0;
+		*base = z;
+		return z;
+	}
+	unsigned e = 31 - (unsigned)__builtin_clz(z); /* QR_DIRECT_BITS..15 */
+	unsigned msb = (z >> (e - 3)) & 7;
+	*nx = e - 3;
+	*base = (8 | msb) << (e - 3);
+	return QR_DIRECT + (e - QR_DIRECT_BITS) * 8 + msb;
+}
+
+/* The inverse: base value and raw bit count of token t (< QR_NTOK). */
+static inline void qr_token_info(unsigned t, uint32_t *base, unsigned *nx)
+{
+	if (t < QR_DIRECT) {
+		*base = t;
+		*nx = 0;
+		return;
+	}
+	unsigned e = (t - QR_DIRECT) / 8 + QR_DIRECT_BITS, msb = (t - QR_DIRECT) % 8;
+	*base = (8 | msb) << (e - 3);
+	*nx = e - 3;
+}
+
+/* ---- the 16-bit order and the residual ---- */
+
+/*
+ * The residual of value v against prediction p: the distance from p to v
+ * in the monotone integer order of the 16-bit type (-0.0 just below +0.0,
+ * NaNs past the infinities), counted in the direction of growing magnitude
+ * (negated for a negative p), modulo 2^16.  In closed form: t = v, with its
+ * magnitude bits complemented when v's sign differs from p's, and r = t - p
+ * mod 2^16; the inverse is t = p + r, complemented back when t's sign
+ * differs from p's.  A bijection of the 2^16 values for every p.
+ */
+static inline uint32_t qr_resid(uint32_t v, uint32_t p)
+{
+	uint32_t t = ((v ^ p) & 0x8000) ? v ^ 0x7fffu : v;
+	return (t - p) & 0xffff;
+}
+
+static inline uint32_t qr_apply(uint32_t p, uint32_t r)
+{
+	uint32_t t = (p + r) & 0xffff;
+	return t ^ (((t ^ p) & 0x8000) ? 0x7fffu : 0);
+}
+
+/* zigzag: 0, -1, 1, -2, ... -> 0, 1, 2, 3, ... (16 bits) */
+static inline uint32_t qr_zigzag(uint32_t r)
+{
+	return ((r << 1) ^ ((r & 0x8000) ? 0xffffu : 0)) & 0xffff;
+}
+
+static inline uint32_t qr_unzigzag(uint32_t z)
+{
+	return ((z >> 1) ^ (0u - (z & 1))) & 0xffff;
+}
+
+static inline void st16(uint8_t *p, uint32_t v)
+{
+	uint16_t h = (uint16_t)v;
+	memcpy(p, &h, 2);
+}
+
+static inline uint32_t ld16(const uint8_t *p)
+{
+	uint16_t h;
+	memcpy(&h, p, 2);
+	return h;
+}
+
+static inline uint64_t ld64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	mfs_le_put32(p, (uint32_t)v);
+	mfs_le_put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)mfs_le_get32(p) | (uint64_t)mfs_le_get32(p + 4) << 32;
+}
+
+/* ---- the header ---- */
+
+typedef struct qr_hdr {
+	mfs_dtype hp;
+	mfs_quant_scheme s;
+	unsigned coding;
+	uint32_t n;
+	uint64_t elem_off, first, count;
+} qr_hdr;
+
+static void hdr_write(const qr_hdr *h, uint8_t *o)
+{
+	memset(o, 0, QR_HDR);
+	o[0] = QR_VERSION;
+	o[1] = (uint8_t)h->hp;
+	o[2] = (uint8_t)h->s.kind;
+	o[3] = (uint8_t)h->s.qdtype;
+	o[4] = (uint8_t)h->s.sdtype;
+	o[5] = QR_NCTX;
+	o[6] = 0;
+	o[7] = (uint8_t)h->coding;
+	put64(o + 8, h->s.rows);
+	put64(o + 16, h->s.cols);
+	mfs_le_put32(o + 24, h->s.group);
+	mfs_le_put32(o + 28, h->s.block_r);
+	mfs_le_put32(o + 32, h->s.block_c);
+	mfs_le_put32(o + 36, h->n);
+	put64(o + 40, h->elem_off);
+	put64(o + 48, h->first);
+	put64(o + 56, h->count);
+}
+
+/* Parse and check a header (not yet against the request). */
+static int hdr_read(const uint8_t *p, size_t len, qr_hdr *h)
+{
+	if (len < QR_HDR || p[0] != QR_VERSION || p[5] != QR_NCTX || p[6] != 0 ||
+	    (p[7] != QR_CODING_HUFF && p[7] != QR_CODING_RAW))
+		return MFS_E_CORRUPT;
+	h->hp = (mfs_dtype)p[1];
+	if (h->hp != MFS_DT_BF16 && h->hp != MFS_DT_F16)
+		return MFS_E_CORRUPT;
+	h->s.kind = (mfs_quant_kind)p[2];
+	h->s.qdtype = (mfs_dtype)p[3];
+	h->s.sdtype = (mfs_dtype)p[4];
+	h->coding = p[7];
+	h->s.rows = get64(p + 8);
+	h->s.cols = get64(p + 16);
+	h->s.group = mfs_le_get32(p + 24);
+	h->s.block_r = mfs_le_get32(p + 28);
+	h->s.block_c = mfs_le_get32(p + 32);
+	h->n = mfs_le_get32(p + 36);
+	h->elem_off = get64(p + 40);
+	h->first = get64(p + 48);
+	h->count = get64(p + 56);
+	/* fields a kind does not use must be zero (one payload per chunk) */
+	if (mfs_quant_scheme_check(&h->s) ||
+	    (h->s.kind != MFS_QUANT_GROUP && h->s.group) ||
+	    (h->s.kind != MFS_QUANT_BLOCK && (h->s.block_r || h->s.block_c)))
+		return MFS_E_CORRUPT;
+	return 0;
+}
+
+/* Rows and columns of the tensor a geometry describes; MFS_E_CORRUPT when none. */
+static int geom_matrix(const mfs_chunk_geom *g, uint64_t *rows, uint64_t *cols)
+{
+	if (!g || g->ndim < 1 || g->ndim > MFS_GEOM_DIMS)
+		return MFS_E_CORRUPT;
+	uint64_t c = 1;
+	for (uint32_t i = 1; i < g->ndim; i++)
+		if (__builtin_mul_overflow(c, g->shape[i], &c))
+			return MFS_E_CORRUPT;
+	*rows = g->shape[0];
+	*cols = c;
+	return 0;
+}
+
+/*
+ * The two references a chunk needs, by role; MFS_E_CORRUPT unless there are
+ * exactly two, one QUANT of n bytes and one SCALE of scale_len bytes.
+ */
+static int find_refs(const mfs_ref_data *refs, size_t n_refs, size_t n,
+		     uint64_t scale_len, const uint8_t **codes, const uint8_t **scales)
+{
+	const mfs_ref_data *q = NULL, *s = NULL;
+	if (n_refs != 2 || !refs)
+		return MFS_E_CORRUPT;
+	for (size_t i = 0; i < 2; i++) {
+		if (refs[i].role == MFS_REF_QUANT && !q)
+			q = &refs[i];
+		else if (refs[i].role == MFS_REF_SCALE && !s)
+			s = &refs[i];
+		else
+			return MFS_E_CORRUPT;
+	}
+	if (q->len != n || s->len != scale_len || (n && !q->data) ||
+	    (scale_len && !s->data))
+		return MFS_E_CORRUPT;
+	*codes = q->data;
+	*scales = s->data;
+	return 0;
+}
+
+/*
+ * Check a header against the request: the geometry's dtype, matrix and
+ * element offset, n against the chunk's length, the scale span the scheme
+ * gives for these elements; then find the references.
+ */
+static int hdr_match(const qr_hdr *h, const mfs_chunk_geom *g, size_t raw_len,
+		     const mfs_ref_data *refs, size_t n_refs, const uint8_t **codes,
+		     const uint8_t **scales)
+{
+	uint64_t rows, cols;
+	if (geom_matrix(g, &rows, &cols) || g->dtype != h->hp || rows != h->s.rows ||
+	    cols != h->s.cols || raw_len % 2 || raw_len / 2 != h->n ||
+	    g->elem_off != h->elem_off)
+		return MFS_E_CORRUPT;
+	uint64_t total = rows * cols; /* no overflow: the scheme check */
+	if (h->elem_off > total || h->n > total - h->elem_off)
+		return MFS_E_CORRUPT;
+	uint64_t first, count;
+	mfs_quant_scale_span(&h->s, h->elem_off, h->n, &first, &count);
+	if (first != h->first || count != h->count)
+		return MFS_E_CORRUPT;
+	uint64_t scale_len;
+	if (__builtin_mul_overflow(count, (uint64_t)mfs_qk_scale_size(h->s.sdtype),
+				   &scale_len))
+		return MFS_E_CORRUPT;
+	return find_refs(refs, n_refs, h->n, scale_len, codes, scales);
+}
+
+/* ---- the prediction (encoder and decoder share it) ---- */
+
+/* Per-code tables: the code's value and its step's log2 (x4) beyond the scale's. */
+typedef struct qr_codes {
+	float value[256];
+	int16_t lstep[256];
+} qr_codes;
+
+static void qr_codes_init(mfs_dtype qdt, qr_codes *t)
+{
+	for (unsigned c = 0; c < 256; c++) {
+		if (qdt == MFS_DT_I8) {
+			t->value[c] = (float)(int8_t)c;
+			t->lstep[c] = 0;
+		} else {
+			/* an E4M3 step is 2^(max(e,1) - 10) */
+			unsigned e = (c >> 3) & 15;
+			t->value[c] = mfs_qk_f32(mfs_qk_e4m3_to_f32(c));
+			t->lstep[c] = (int16_t)(4 * (int)(e ? e : 1) - 40);
+		}
+	}
+}
+
+/*
+ * The context base of a run with scale bits @p sb: 4 * log2(scale) in
+ * fixed point (exponent field and two mantissa bits, sign dropped) plus the
+ * offset that makes the context 4 * log2(step / ulp(p)) + 4 for BF16 and
+ * - 4 for F16 (three more mantissa bits: a step spans 8 times as many
+ * values), where ulp(p) is 2^(max(exponent field, 1) - 134) for BF16 and
+ * 2^(max(exponent field, 1) - 25) for F16.
+ */
+static inline int qr_ctx_base(uint32_t sb, mfs_dtype hp)
+{
+	int a = (int)((sb >> 21) & 0x3ff);
+	return a + (hp == MFS_DT_BF16 ? QR_CTX_OFF_BF16 : QR_CTX_OFF_F16);
+}
+
+static inline unsigned qr_ctx_clamp(int c)
+{
+	return c < 0 ? 0u : c > QR_NCTX - 1 ? (unsigned)(QR_NCTX - 1) : (unsigned)c;
+}
+
+/*
+ * The kernels below compute, for a run of m codes sharing the scale s (the
+ * float with bits sb, context base cb), each element's prediction pred[i]
+ * and its context's table index cidx[i] = context << QR_TAB_BITS.  The
+ * generic one takes every case; the fast ones a BF16 tensor and a finite
+ * scale (so a product is never NaN unless its code is), with 16-bit lanes
+ * for the context, and are built twice on x86-64 (baseline and AVX2,
+ * chosen at run time): integer operations and one IEEE multiply, the same
+ * bits either way.
+ */
+static void run_generic(const qr_codes *t, mfs_dtype hp, const uint8_t *q, size_t m,
+			float s, int cb, uint16_t *pred, uint16_t *cidx)
+{
+	for (size_t i = 0; i < m; i++) {
+		unsigned c = q[i];
+		float prod = t->value[c] * s;
+		uint32_t b, e;
+		if (hp == MFS_DT_BF16) {
+			b = mfs_qk_f32_to_bf16(mfs_qk_bits(prod));
+			e = (b >> 7) & 0xff;
+		} else {
+			b = mfs_qk_f32_to_f16(mfs_qk_bits(prod));
+			e = (b >> 10) & 0x1f;
+		}
+		e = e ? e : 1;
+		pred[i] = (uint16_t)b;
+		cidx[i] = (uint16_t)(qr_ctx_clamp(cb + t->lstep[c] - 4 * (int)e)
+				     << QR_TAB_BITS);
+	}
+}
+
+#define QR_MFS_ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* int8 codes, BF16 tensor, finite scale */
+static QR_MFS_ALWAYS_INLINE void run_i8_body(const uint8_t *restrict q, size_t m, float s,
+					     int cb, uint16_t *restrict pred,
+					     uint16_t *restrict cidx)
+{
+	int16_t cb16 = (int16_t)cb;
+	for (size_t i = 0; i < m; i++) {
+		float prod = (float)(int8_t)q[i] * s;
+		uint32_t x = mfs_qk_bits(prod);
+		uint16_t b = (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
+		int16_t e = (int16_t)((b >> 7) & 0xff);
+		e = e > 1 ? e : 1;
+		int16_t c = (int16_t)(cb16 - 4 * e);
+		c = c > 0 ? c : 0;
+		c = c < QR_NCTX - 1 ? c : QR_NCTX - 1;
+		pred[i] = b;
+		cidx[i] = (uint16_t)(c << QR_TAB_BITS);
+	}
+}
+
+/*
+ * E4M3FN codes, BF16 tensor, finite scale.  A code's value without tables:
+ * a normal one is its bits moved into binary32 (exponent rebiased by 120),
+ * a subnormal one m * 2^-9; 0x7f and 0xff (NaN) are multiplied as 480 and then predicted
+ * as the canonical NaN.
+ */
+static QR_MFS_ALWAYS_INLINE void run_e4m3_body(const uint8_t *restrict q, size_t m,
+					       float s, int cb, uint16_t *restrict pred,
+					       uint16_t *restrict cidx)
+{
+	int16_t cb16 = (int16_t)cb;
+	for (size_t i = 0; i < m; i++) {
+		uint32_t c8 = q[i], ef = (c8 >> 3) & 15, m8 = c8 & 7;
+		uint32_t nb = ((c8 & 0x7f) << 20) + (120u << 23);
+		/* m * 2^-9: exact; selects as masks, so no float operation is
+		 * conditional (the loop vectorizes) */
+		uint32_t sbits = mfs_qk_bits((float)(int8_t)m8 * 0x1p-9f);
+		uint32_t me = 0u - (uint32_t)(ef != 0);
+		float v = mfs_qk_f32((nb & me) | (sbits & ~me) | (c8 & 0x80) << 24);
+		float prod = v * s;
+		uint32_t x = mfs_qk_bits(prod);
+		uint16_t b = (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
+		uint16_t nan = (uint16_t)(0u - (uint32_t)((c8 & 0x7f) == 0x7f));
+		b = (uint16_t)((b & ~nan) | (0x7fc0 & nan));
+		int16_t e = (int16_t)((b >> 7) & 0xff);
+		e = e > 1 ? e : 1;
+		int16_t es = (int16_t)(ef > 1 ? ef : 1);
+		int16_t c = (int16_t)(cb16 + 4 * es - 40 - 4 * e);
+		c = c > 0 ? c : 0;
+		c = c < QR_NCTX - 1 ? c : QR_NCTX - 1;
+		pred[i] = b;
+		cidx[i] = (uint16_t)(c << QR_TAB_BITS);
+	}
+}
+
+static void run_i8(const uint8_t *q, size_t m, float s, int cb, uint16_t *pred,
+		   uint16_t *cidx)
+{
+	run_i8_body(q, m, s, cb, pred, cidx);
+}
+
+static void run_e4m3(const uint8_t *q, size_t m, float s, int cb, uint16_t *pred,
+		     uint16_t *cidx)
+{
+	run_e4m3_body(q, m, s, cb, pred, cidx);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(MFS_BP_NO_AVX2)
+#define QR_AVX2 1
+__attribute__((target("avx2"))) static void
+run_i8_avx2(const uint8_t *q, size_t m, float s, int cb, uint16_t *pred, uint16_t *cidx)
+{
+	run_i8_body(q, m, s, cb, pred, cidx);
+}
+
+__attribute__((target("avx2"))) static void
+run_e4m3_avx2(const uint8_t *q, size_t m, float s, int cb, uint16_t *pred, uint16_t *cidx)
+{
+	run_e4m3_body(q, m, s, cb, pred, cidx);
+}
+#endif
+
+typedef void (*qr_run_fn)(const uint8_t *, size_t, float, int, uint16_t *, uint16_t *);
+
+/*
+ * Predictions and context indices of the chunk's n elements from their
+ * codes and the scale span.  Out of line so the environment guard brackets
+ * every float operation.
+ */
+__attribute__((noinline)) static void qr_predict_runs(const qr_hdr *h,
+						      const uint8_t *codes,
+						      const uint8_t *scales,
+						      uint16_t *pred, uint16_t *cidx)
+{
+	const mfs_quant_scheme *s = &h->s;
+	qr_codes t;
+	qr_codes_init(s->qdtype, &t);
+	qr_run_fn fast = s->qdtype == MFS_DT_I8 ? run_i8 : run_e4m3;
+#ifdef QR_AVX2
+	if (__builtin_cpu_supports("avx2"))
+		fast = s->qdtype == MFS_DT_I8 ? run_i8_avx2 : run_e4m3_avx2;
+#endif
+	uint64_t cols = s->cols;
+	uint64_t g = s->kind == MFS_QUANT_GROUP ? cols / s->group : 0;
+	uint64_t nbc =
+	    s->kind == MFS_QUANT_BLOCK ? (cols + s->block_c - 1) / s->block_c : 0;
+	uint64_t e = h->elem_off, end = h->elem_off + h->n;
+	size_t i = 0;
+	while (e < end) {
+		uint64_t r = e / cols, c = e % cols, si = 0, run = end - e;
+		switch (s->kind) {
+		case MFS_QUANT_TENSOR:
+			break;
+		case MFS_QUANT_CHANNEL:
+			si = r;
+			run = cols - c;
+			break;
+		case MFS_QUANT_GROUP:
+			si = r * g + c / s->group;
+			run = s->group - c % s->group;
+			break;
+		case MFS_QUANT_BLOCK: {
+			si = (r / s->block_r) * nbc + c / s->block_c;
+			uint64_t to_tile = s->block_c - c % s->block_c;
+			run = cols - c < to_tile ? cols - c : to_tile;
+			break;
+		}
+		}
+		if (run > end - e)
+			run = end - e;
+		uint32_t sb = mfs_qk_scale_bits(scales, s->sdtype, si - h->first);
+		float sc = mfs_qk_f32(sb);
+		int cb = qr_ctx_base(sb, h->hp);
+		if (h->hp == MFS_DT_BF16 && (sb & 0x7f800000u) != 0x7f800000u)
+			fast(codes + i, (size_t)run, sc, cb, pred + i, cidx + i);
+		else
+			run_generic(&t, h->hp, codes + i, (size_t)run, sc, cb, pred + i,
+				    cidx + i);
+		e += run;
+		i += (size_t)run;
+	}
+}
+
+static void qr_predict(const qr_hdr *h, const uint8_t *codes, const uint8_t *scales,
+		       uint16_t *pred, uint16_t *cidx)
+{
+	mfs_qk_fpenv env;
+	mfs_qk_fpenv_enter(&env);
+	qr_predict_runs(h, codes, scales, pred, cidx);
+	mfs_qk_fpenv_leave(&env);
+}
+
+/* ---- streams ---- */
+
+/* Elements of stream k of a chunk of n (quarters; the last may be short). */
+static inline size_t stream_seg(size_t n)
+{
+	return (n + QR_STREAMS - 1) / QR_STREAMS;
+}
+
+static inline size_t stream_begin(size_t n, unsigned k)
+{
+	size_t b = stream_seg(n) * k;
+	return b < n ? b : n;
+}
+
+/* Bytes of the context descriptors for these modes and Huffman tables. */
+static size_t ctx_desc_size(const unsigned *mode, const mfs_huff_table *tab)
+{
+	size_t sz = 0;
+	for (unsigned c = 0; c < QR_NCTX; c++) {
+		sz += 1;
+		if (mode[c] == QR_CTX_CONST)
+			sz += 1;
+		else if (mode[c] == QR_CTX_HUFF)
+			sz += 2 + (tab[c].hi - tab[c].lo + 2) / 2;
+	}
+	return sz;
+}
+
+static size_t qr_bound(size_t raw_len)
+{
+	/* the Huffman coding is kept only when it is no larger than raw */
+	return raw_len + QR_HDR + 16;
+}
+
+/* Bit writer, LSB-first, with room checked by the caller. */
+typedef struct bitw {
+	uint8_t *p;
+	uint64_t acc;
+	unsigned nb;
+} bitw;
+
+static inline void bitw_put(bitw *w, uint32_t bits, unsigned n)
+{
+	w->acc |= (uint64_t)bits << w->nb;
+	w->nb += n;
+	while (w->nb >= 8) {
+		*w->p++ = (uint8_t)w->acc;
+		w->acc >>= 8;
+		w->nb -= 8;
+	}
+}
+
+static inline void bitw_flush(bitw *w)
+{
+	if (w->nb)
+		*w->p++ = (uint8_t)w->acc;
+	w->acc = 0;
+	w->nb = 0;
+}
+
+/* ---- encoder ---- */
+
+/*
+ * A Huffman table for one context's token counts with codes of at most
+ * QR_TAB_BITS bits (smaller decode tables stay in the L1 cache): when the
+ * optimal code is longer, the counts are halved (never below one) and the
+ * code built again.
+ */
+static int qr_build_table(const uint32_t *freq, mfs_huff_table *t)
+{
+	uint32_t f[QR_NTOK];
+	memcpy(f, freq, sizeof f);
+	for (;;) {
+		int rc = mfs_huff_build(f, QR_NTOK, t);
+		if (rc < 0 || t->max_len <= QR_TAB_BITS)
+			return rc;
+		for (unsigned i = 0; i < QR_NTOK; i++)
+			if (f[i])
+				f[i] = (f[i] + 1) / 2;
+	}
+}
+
+static int qr_encode(const mfs_encode_params *prm, const void *src, size_t src_len,
+		     void *dst, size_t dst_cap, size_t *dst_len, mfs_codec_ws *ws)
+{
+	const mfs_quant_scheme *qs = prm->quant;
+	if ((prm->dtype != MFS_DT_BF16 && prm->dtype != MFS_DT_F16) || src_len % 2 ||
+	    !qs || mfs_quant_scheme_check(qs) || !prm->geom)
+		return MFS_E_UNSUPPORTED;
+	if (src_len > MFS_CHUNK_MAX)
+		return MFS_E_TOOBIG;
+	size_t n = src_len / 2;
+	qr_hdr h = {.hp = prm->dtype,
+		    .s = *qs,
+		    .coding = QR_CODING_HUFF,
+		    .n = (uint32_t)n,
+		    .elem_off = prm->geom->elem_off};
+	/* a canonical scheme: fields its kind does not use are zero */
+	if (h.s.kind != MFS_QUANT_GROUP)
+		h.s.group = 0;
+	if (h.s.kind != MFS_QUANT_BLOCK)
+		h.s.block_r = h.s.block_c = 0;
+	mfs_quant_scale_span(&h.s, h.elem_off, n, &h.first, &h.count);
+	const uint8_t *codes, *scales;
+	if (prm->geom->dtype != prm->dtype ||
+	    hdr_match(&h, prm->geom, src_len, prm->refs, prm->n_refs, &codes, &scales))
+		return MFS_E_UNSUPPORTED;
+	if (dst_cap < qr_bound(src_len))
+		return MFS_E_NOSPACE;
+
+	/* scratch A: tables and counts, then predictions, contexts, tokens, residuals */
+	size_t tab_bytes = (QR_NCTX * sizeof(mfs_huff_table) + 63) & ~(size_t)63;
+	size_t freq_bytes = (QR_NCTX * QR_NTOK * sizeof(uint32_t) + 63) & ~(size_t)63;
+	size_t need = tab_bytes + freq_bytes + 8 * n + 64;
+	uint8_t *scr = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_A, need);
+	if (!scr)
+		return -ENOMEM;
+	mfs_huff_table *tab = (mfs_huff_table *)scr;
+	uint32_t(*freq)[QR_NTOK] = (uint32_t(*)[QR_NTOK])(scr + tab_bytes);
+	/* 2-byte arrays first: tab_bytes and freq_bytes keep them aligned */
+	uint16_t *pred = (uint16_t *)(scr + tab_bytes + freq_bytes), *z = pred + n,
+		 *cidx = z + n;
+	uint8_t *ctx = (uint8_t *)(cidx + n), *tok = ctx + n;
+	qr_predict(&h, codes, scales, pred, cidx);
+
+	memset(freq, 0, QR_NCTX * QR_NTOK * sizeof(uint32_t));
+	const uint8_t *v = src;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t zi = qr_zigzag(qr_resid(ld16(v + 2 * i), pred[i]));
+		unsigned nx;
+		uint32_t base;
+		z[i] = (uint16_t)zi;
+		ctx[i] = (uint8_t)(cidx[i] >> QR_TAB_BITS);
+		tok[i] = (uint8_t)qr_token(zi, &nx, &base);
+		freq[ctx[i]][tok[i]]++;
+	}
+	unsigned mode[QR_NCTX], one[QR_NCTX];
+	for (unsigned c = 0; c < QR_NCTX; c++) {
+		unsigned present = 0;
+		for (unsigned t = 0; t < QR_NTOK; t++)
+			if (freq[c][t]) {
+				present++;
+				one[c] = t;
+			}
+		mode[c] = present == 0	 ? QR_CTX_UNUSED
+			  : present == 1 ? QR_CTX_CONST
+					 : QR_CTX_HUFF;
+		if (mode[c] == QR_CTX_HUFF) {
+			int rc = qr_build_table(freq[c], &tab[c]);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	/* exact size of each stream */
+	uint64_t sbits[QR_STREAMS] = {0};
+	for (unsigned k = 0; k < QR_STREAMS; k++)
+		for (size_t i = stream_begin(n, k); i < stream_begin(n, k + 1); i++) {
+			uint32_t base;
+			unsigned nx, c = ctx[i];
+			qr_token_info(tok[i], &base, &nx);
+			sbits[k] +=
+			    nx + (mode[c] == QR_CTX_HUFF ? tab[c].len[tok[i]] : 0);
+		}
+	size_t huff_size = QR_HDR + ctx_desc_size(mode, tab) + 4 * (QR_STREAMS - 1);
+	for (unsigned k = 0; k < QR_STREAMS; k++)
+		huff_size += (size_t)((sbits[k] + 7) / 8);
+
+	uint8_t *out = dst;
+	if (huff_size > QR_HDR + src_len) {
+		h.coding = QR_CODING_RAW;
+		hdr_write(&h, out);
+		for (size_t i = 0; i < n; i++)
+			st16(out + QR_HDR + 2 * i, z[i]);
+		*dst_len = QR_HDR + src_len;
+		return 0;
+	}
+	hdr_write(&h, out);
+	uint8_t *q = out + QR_HDR;
+	for (unsigned c = 0; c < QR_NCTX; c++) {
+		*q++ = (uint8_t)mode[c];
+		if (mode[c] == QR_CTX_CONST) {
+			*q++ = (uint8_t)one[c];
+		} else if (mode[c] == QR_CTX_HUFF) {
+			unsigned lo = tab[c].lo, cnt = tab[c].hi - lo + 1;
+			*q++ = (uint8_t)lo;
+			*q++ = (uint8_t)cnt;
+			memset(q, 0, (cnt + 1) / 2);
+			for (unsigned i = 0; i < cnt; i++)
+				q[i / 2] |=
+				    (uint8_t)(tab[c].len[lo + i] << (4 * (i & 1)));
+			q += (cnt + 1) / 2;
+		}
+	}
+	uint8_t *sizes = q;
+	q += 4 * (QR_STREAMS - 1);
+	for (unsigned k = 0; k < QR_STREAMS; k++) {
+		bitw w = {q, 0, 0};
+		for (size_t i = stream_begin(n, k); i < stream_begin(n, k + 1); i++) {
+			uint32_t base;
+			unsigned nx, c = ctx[i], t = tok[i];
+			qr_token_info(t, &base, &nx);
+			if (mode[c] == QR_CTX_HUFF)
+				bitw_put(&w, tab[c].code[t], tab[c].len[t]);
+			if (nx)
+				bitw_put(&w, z[i] - base, nx);
+		}
+		bitw_flush(&w);
+		size_t len = (size_t)(w.p - q);
+		if (k + 1 < QR_STREAMS)
+			mfs_le_put32(sizes + 4 * k, (uint32_t)len);
+		q = w.p;
+	}
+	*dst_len = (size_t)(q - out);
+	return 0;
+}
+
+/* ---- decoder ---- */
+
+/*
+ * Decode tables: QR_NCTX tables of 2^QR_TAB_BITS u16 entries, indexed by
+ * the context index (context << QR_TAB_BITS) plus the next QR_TAB_BITS
+ * bits of the stream; a code shorter than that fills every entry its bits
+ * begin.  Entry bits 0-5: the bits the element takes (its code and raw
+ * bits); bit 6 clear: a token without raw bits, bits 7-15 its residual
+ * (signed; a direct token's is within +-64); bit 6 set: bits 7-15 the
+ * token, whose raw bits follow its code, or QE_POISON_TOKEN for a context
+ * the payload has no table for (an element there is damage: the references
+ * are not the ones the chunk was encoded against).
+ */
+#define QE_SLOW		0x40u
+#define QE_POISON_TOKEN 0x1ffu
+#define QR_TAB_SIZE	(1u << QR_TAB_BITS)
+
+_Static_assert(QR_NTOK < QE_POISON_TOKEN && QR_DIRECT <= 256,
+	       "entries hold tokens, residuals");
+
+static inline uint16_t qr_entry(unsigned t, unsigned len)
+{
+	uint32_t base;
+	unsigned nx;
+	qr_token_info(t, &base, &nx);
+	if (!nx)
+		return (uint16_t)((qr_unzigzag(base) << 7 | len) & 0xffff);
+	return (uint16_t)(t << 7 | QE_SLOW | (len + nx));
+}
+
+static unsigned bit_reverse(unsigned code, unsigned len)
+{
+	unsigned r = 0;
+	for (unsigned i = 0; i < len; i++)
+		r |= ((code >> i) & 1) << (len - 1 - i);
+	return r;
+}
+
+/*
+ * Parse the context descriptors at *pp (up to end) and build the decode
+ * tables into @p tab (QR_NCTX * QR_TAB_SIZE entries).
+ */
+static int tables_read(const uint8_t **pp, const uint8_t *end, uint16_t *tab)
+{
+	const uint8_t *p = *pp;
+	for (unsigned c = 0; c < QR_NCTX; c++, tab += QR_TAB_SIZE) {
+		if (p >= end)
+			return MFS_E_CORRUPT;
+		unsigned mode = *p++;
+		if (mode == QR_CTX_UNUSED || mode == QR_CTX_CONST) {
+			uint16_t e = QE_POISON_TOKEN << 7 | QE_SLOW;
+			if (mode == QR_CTX_CONST) {
+				if (p >= end || *p >= QR_NTOK)
+					return MFS_E_CORRUPT;
+				e = qr_entry(*p++, 0);
+			}
+			for (unsigned j = 0; j < QR_TAB_SIZE; j++)
+				tab[j] = e;
+			continue;
+		}
+		if (mode != QR_CTX_HUFF || end - p < 2)
+			return MFS_E_CORRUPT;
+		unsigned lo = p[0], cnt = p[1];
+		p += 2;
+		if (cnt < 2 || lo + cnt > QR_NTOK || (size_t)(end - p) < (cnt + 1) / 2)
+			return MFS_E_CORRUPT;
+		uint8_t len[QR_NTOK];
+		unsigned count[QR_TAB_BITS + 1] = {0}, max_len = 0, present = 0;
+		for (unsigned i = 0; i < cnt; i++) {
+			unsigned l = (p[i / 2] >> (4 * (i & 1))) & 15;
+			if (l > QR_TAB_BITS)
+				return MFS_E_CORRUPT;
+			len[i] = (uint8_t)l;
+			count[l]++;
+			if (l) {
+				present++;
+				max_len = l > max_len ? l : max_len;
+			}
+		}
+		p += (cnt + 1) / 2;
+		if (present < 2)
+			return MFS_E_CORRUPT;
+		uint32_t kraft = 0;
+		for (unsigned l = 1; l <= max_len; l++)
+			kraft += count[l] << (QR_TAB_BITS - l);
+		if (kraft != QR_TAB_SIZE) /* a complete code */
+			return MFS_E_CORRUPT;
+		/* canonical codes: shorter first, then by token (as huff.h) */
+		unsigned next[QR_TAB_BITS + 2] = {0}, code = 0;
+		count[0] = 0;
+		for (unsigned l = 1; l <= max_len; l++) {
+			code = (code + count[l - 1]) << 1;
+			next[l] = code;
+		}
+		for (unsigned i = 0; i < cnt; i++) {
+			unsigned l = len[i];
+			if (!l)
+				continue;
+			uint16_t e = qr_entry(lo + i, l);
+			for (unsigned j = bit_reverse(next[l]++, l); j < QR_TAB_SIZE;
+			     j += 1u << l)
+				tab[j] = e;
+		}
+	}
+	*pp = p;
+	return 0;
+}
+
+/* The 64-bit window at bit @p pos of the streams (zeros past @p len). */
+static inline uint64_t window_tail(const uint8_t *base, size_t len, uint64_t pos)
+{
+	size_t byte = (size_t)(pos >> 3);
+	if (byte + 8 <= len)
+		return ld64(base + byte) >> (pos & 7);
+	uint64_t v = 0;
+	for (unsigned j = 0; j < 8 && byte + j < len; j++)
+		v |= (uint64_t)base[byte + j] << (8 * j);
+	return v >> (pos & 7);
+}
+
+/*
+ * A token with raw bits, or a poisoned context, at bit position p: the
+ * residual from entry e and the raw bits after its code.
+ */
+static inline uint32_t qr_slow(uint32_t e, const uint8_t *sb, uint64_t p, uint32_t *bad)
+{
+	unsigned t = e >> 7, nx;
+	uint32_t base;
+	if (t >= QR_NTOK) {
+		*bad = 1;
+		return 0;
+	}
+	qr_token_info(t, &base, &nx);
+	unsigned len = (e & 63) - nx;
+	uint64_t w = ld64(sb + (p >> 3)) >> (p & 7);
+	uint32_t x = (uint32_t)(w >> len) & ((1u << nx) - 1);
+	return qr_unzigzag(base + x);
+}
+
+/* The same with the window at the element already loaded (the tail loop). */
+static inline uint32_t qr_slow_tail(uint32_t e, uint64_t w, uint32_t *bad)
+{
+	unsigned t = e >> 7, nx;
+	uint32_t base;
+	if (t >= QR_NTOK) {
+		*bad = 1;
+		return 0;
+	}
+	qr_token_info(t, &base, &nx);
+	unsigned len = (e & 63) - nx;
+	return qr_unzigzag(base + ((uint32_t)(w >> len) & ((1u << nx) - 1)));
+}
+
+/* Bit 63 of a window: after c bits are shifted out it sits at 63 - c. */
+#define QR_SENTINEL ((uint64_t)1 << 63)
+
+/*
+ * Element i past c of a stream whose window w was loaded at bit pos: the
+ * residual into o[i], the window shifted past it.  A code without raw bits
+ * takes at most QR_TAB_BITS bits of the window; an element with raw bits
+ * (up to 20 bits) reloads the window after itself and moves pos there.
+ */
+#define QR_STEP(w, pos, i)                                                               \
+	do {                                                                             \
+		uint32_t e_ = tab[c[i] + ((uint32_t)(w) & (QR_TAB_SIZE - 1))];           \
+		uint32_t r_ = (uint32_t)((int32_t)(int16_t)e_ >> 7);                     \
+		if (__builtin_expect(e_ & QE_SLOW, 0)) {                                 \
+			uint64_t p_ = (pos) + (uint64_t)__builtin_clzll(w);              \
+			r_ = qr_slow(e_, sb, p_, &bad);                                  \
+			(pos) = p_ + (e_ & 63);                                          \
+			(w) = (ld64(sb + ((pos) >> 3)) >> ((pos)&7)) | QR_SENTINEL;      \
+		} else {                                                                 \
+			(w) >>= e_ & 63;                                                 \
+		}                                                                        \
+		o[i] = (uint16_t)r_;                                                     \
+	} while (0)
+
+/* Elements per stream per round of the fast loop */
+#define QR_ROUND 6
+
+/*
+ * Decode the four streams at @p sb (len bytes; stream k starts at byte
+ * soff[k], soff[4] = len) into the residuals res[0..n), element i using the
+ * table at cidx[i].  The fast loop runs rounds of QR_ROUND elements per
+ * stream for which every 8-byte load stays inside the streams (a round
+ * moves a stream by at most QR_ROUND x 20 bits); a round's window holds 57
+ * bits below the sentinel's place, enough for QR_ROUND codes of at most
+ * QR_TAB_BITS bits and the next lookup; a corrupt stream may read its
+ * neighbour's bits there, which the final check on the bits each stream
+ * consumed catches.
+ */
+_Static_assert(QR_ROUND *QR_TAB_BITS + QR_TAB_BITS <= 57, "a round fits one window");
+#define DEFINE_QR_STREAMS(NAME, ATTR)                                                    \
+	ATTR static int NAME(const uint16_t *tab, const uint8_t *sb, size_t len,         \
+			     const size_t *soff, const uint16_t *cidx, uint16_t *res,    \
+			     size_t n)                                                   \
+	{                                                                                \
+		/* element j of stream k is k * seg + j while all four are in the loop   \
+		 */                                                                      \
+		size_t seg = stream_seg(n), s2 = 2 * seg, s3 = 3 * seg, j = 0;           \
+		size_t last = n > s3 ? n - s3 : 0; /* the last stream's: the fewest */   \
+		uint64_t pos[QR_STREAMS];                                                \
+		for (unsigned k = 0; k < QR_STREAMS; k++)                                \
+			pos[k] = 8 * (uint64_t)soff[k];                                  \
+		uint32_t bad = 0;                                                        \
+		for (;;) {                                                               \
+			size_t r = (last - (j < last ? j : last)) / QR_ROUND;            \
+			uint64_t hi = pos[0] > pos[1] ? pos[0] : pos[1];                 \
+			hi = hi > pos[2] ? hi : pos[2];                                  \
+			hi = hi > pos[3] ? hi : pos[3];                                  \
+			size_t room = len - (size_t)(hi >> 3 < len ? hi >> 3 : len);     \
+			size_t t = room >= 8 + 15 ? (room - 8) / 15 : 0;                 \
+			r = t < r ? t : r;                                               \
+			if (r == 0)                                                      \
+				break;                                                   \
+			const uint16_t *c = cidx + j, *cend = c + QR_ROUND * r;          \
+			uint16_t *o = res + j;                                           \
+			uint64_t p0 = pos[0], p1 = pos[1], p2 = pos[2], p3 = pos[3];     \
+			do {                                                             \
+				uint64_t w0 =                                            \
+				    (ld64(sb + (p0 >> 3)) >> (p0 & 7)) | QR_SENTINEL;    \
+				uint64_t w1 =                                            \
+				    (ld64(sb + (p1 >> 3)) >> (p1 & 7)) | QR_SENTINEL;    \
+				uint64_t w2 =                                            \
+				    (ld64(sb + (p2 >> 3)) >> (p2 & 7)) | QR_SENTINEL;    \
+				uint64_t w3 =                                            \
+				    (ld64(sb + (p3 >> 3)) >> (p3 & 7)) | QR_SENTINEL;    \
+				for (unsigned u = 0; u < QR_ROUND; u++) {                \
+					QR_STEP(w0, p0, u);                              \
+					QR_STEP(w1, p1, seg + u);                        \
+					QR_STEP(w2, p2, s2 + u);                         \
+					QR_STEP(w3, p3, s3 + u);                         \
+				}                                                        \
+				p0 += (uint64_t)__builtin_clzll(w0);                     \
+				p1 += (uint64_t)__builtin_clzll(w1);                     \
+				p2 += (uint64_t)__builtin_clzll(w2);                     \
+				p3 += (uint64_t)__builtin_clzll(w3);                     \
+				c += QR_ROUND;                                           \
+				o += QR_ROUND;                                           \
+			} while (c < cend);                                              \
+			pos[0] = p0;                                                     \
+			pos[1] = p1;                                                     \
+			pos[2] = p2;                                                     \
+			pos[3] = p3;                                                     \
+			j += QR_ROUND * r;                                               \
+		}                                                                        \
+		/* the rest one element at a time (j <= every stream's count) */         \
+		for (unsigned k = 0; k < QR_STREAMS; k++) {                              \
+			uint64_t p = pos[k], end = 8 * (uint64_t)soff[k + 1];            \
+			size_t lim = stream_begin(n, k + 1);                             \
+			for (size_t i = stream_begin(n, k) + j; i < lim; i++) {          \
+				uint64_t w = window_tail(sb, len, p);                    \
+				uint32_t e =                                             \
+				    tab[cidx[i] + ((uint32_t)w & (QR_TAB_SIZE - 1))];    \
+				uint32_t r = (uint32_t)((int32_t)(int16_t)e >> 7);       \
+				if (e & QE_SLOW)                                         \
+					r = qr_slow_tail(e, w, &bad);                    \
+				res[i] = (uint16_t)r;                                    \
+				p += e & 63;                                             \
+				if (p > end)                                             \
+					return MFS_E_CORRUPT;                            \
+			}                                                                \
+			/* the stream must end in its last byte */                       \
+			if (p > end || p + 8 <= end)                                     \
+				return MFS_E_CORRUPT;                                    \
+		}                                                                        \
+		return bad ? MFS_E_CORRUPT : 0;                                          \
+	}
+
+DEFINE_QR_STREAMS(qr_streams_base, )
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(MFS_HUFF_NO_BMI2)
+/* BMI2: variable shifts without CL (as huff.c's decoder) */
+#define QR_BMI2 1
+DEFINE_QR_STREAMS(qr_streams_bmi2, __attribute__((target("bmi2"))))
+#endif
+
+static int qr_streams(const uint16_t *tab, const uint8_t *sb, size_t len,
+		      const size_t *soff, const uint16_t *cidx, uint16_t *res, size_t n)
+{
+#ifdef QR_BMI2
+	if (__builtin_cpu_supports("bmi2"))
+		return qr_streams_bmi2(tab, sb, len, soff, cidx, res, n);
+#endif
+	return qr_streams_base(tab, sb, len, soff, cidx, res, n);
+}
+
+/* pred[i] = the value from prediction pred[i] and residual res[i] (vectorizes). */
+static void qr_apply_all(uint16_t *restrict pred, const uint16_t *restrict res, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		pred[i] = (uint16_t)qr_apply(pred[i], res[i]);
+}
+
+static int qr_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
+{
+	const uint8_t *src = rq->src;
+	size_t src_len = rq->src_len;
+	qr_hdr h;
+	const uint8_t *codes, *scales;
+	if (hdr_read(src, src_len, &h) ||
+	    hdr_match(&h, rq->geom, rq->dst_len, rq->refs, rq->n_refs, &codes, &scales))
+		return MFS_E_CORRUPT;
+	size_t n = h.n;
+	if (h.coding == QR_CODING_RAW && src_len != QR_HDR + 2 * n)
+		return MFS_E_CORRUPT;
+	/* scratch A: predictions, residuals, context indices, decode tables */
+	size_t a16 = (2 * n + 63) & ~(size_t)63;
+	size_t tab_bytes = (size_t)QR_NCTX * QR_TAB_SIZE * 2;
+	uint8_t *scr = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_A, 3 * a16 + tab_bytes);
+	if (!scr)
+		return -ENOMEM;
+	uint16_t *pred = (uint16_t *)scr, *res = (uint16_t *)(scr + a16);
+	uint16_t *cidx = (uint16_t *)(scr + 2 * a16), *tab = (uint16_t *)(scr + 3 * a16);
+	if (h.coding == QR_CODING_RAW) {
+		for (size_t i = 0; i < n; i++)
+			res[i] = (uint16_t)qr_unzigzag(ld16(src + QR_HDR + 2 * i));
+		qr_predict(&h, codes, scales, pred, cidx);
+	} else {
+		const uint8_t *p = src + QR_HDR, *end = src + src_len;
+		int rc = tables_read(&p, end, tab);
+		if (rc < 0)
+			return rc;
+		if ((size_t)(end - p) < 4 * (QR_STREAMS - 1))
+			return MFS_E_CORRUPT;
+		const uint8_t *sz = p, *sb = p + 4 * (QR_STREAMS - 1);
+		size_t len = (size_t)(end - sb), soff[QR_STREAMS + 1], at = 0;
+		for (unsigned k = 0; k < QR_STREAMS; k++) {
+			size_t l =
+			    k + 1 < QR_STREAMS ? mfs_le_get32(sz + 4 * k) : len - at;
+			if (l > len - at)
+				return MFS_E_CORRUPT;
+			soff[k] = at;
+			at += l;
+		}
+		soff[QR_STREAMS] = len;
+		qr_predict(&h, codes, scales, pred, cidx);
+		rc = qr_streams(tab, sb, len, soff, cidx, res, n);
+		if (rc < 0)
+			return rc;
+	}
+	qr_apply_all(pred, res, n);
+	memcpy(rq->dst, pred, 2 * n);
+	return 0;
+}
+
+const mfs_codec mfs_codec_quant_residual = {
+    .id = MFS_CODEC_QUANT_RESIDUAL,
+    .name = "quant-residual",
+    .flags = MFS_CODEC_NEEDS_REF,
+    .bound = qr_bound,
+    .encode = qr_encode,
+    .decode = qr_decode,
+};
