@@ -175,6 +175,11 @@ int mfs_rec_blob_encode(uint8_t *p, size_t cap, const mfs_blob_rec *b)
 	return 0;
 }
 
+void mfs_rec_blob_set_stored(uint8_t *p, uint64_t stored_bytes)
+{
+	mfs_put_le64(p + 41, stored_bytes);
+}
+
 int mfs_rec_blob_decode(const void *p, size_t len, mfs_blob_info *info,
 			const uint8_t **ext)
 {

@@ -107,6 +107,12 @@ int mfs_rec_blob_size(uint64_t n_extents, size_t *out);
 int mfs_rec_blob_encode(uint8_t *p, size_t cap, const mfs_blob_rec *b);
 
 /**
+ * Set the stored_bytes field of a blob record that mfs_rec_blob_decode()
+ * accepted, in place (@p p is a writable copy of it).
+ */
+void mfs_rec_blob_set_stored(uint8_t *p, uint64_t stored_bytes);
+
+/**
  * Decode a blob record's fixed part (info->etag is left as it is) and check
  * that exactly info->n_extents extents follow.
  * @param[out] ext  optional: the first extent's bytes, inside [p, p + len);

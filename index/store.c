@@ -868,6 +868,51 @@ int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *exist
 	return 0;
 }
 
+int mfs_blob_set_stored(mfs_txn *t, const char *repo, const char *etag, uint64_t stored_bytes)
+{
+	char key[512];
+	size_t kl = mfs_db_key_join(key, sizeof key, repo, etag, NULL);
+	if (!kl || !mfs_etag_ok(etag))
+		return MFS_E_INVAL;
+	MDB_val k = {kl, key}, v;
+	int rc = mdb_get(t->txn, DBI(t, DB_BLOBS), &k, &v);
+	if (rc)
+		return mfs_db_rc(rc);
+	mfs_blob_info bi;
+	if ((rc = blob_parse(&v, &bi, NULL)) < 0)
+		return rc;
+	uint8_t *copy = malloc(v.mv_size);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, v.mv_data, v.mv_size);
+	mfs_rec_blob_set_stored(copy, stored_bytes);
+	MDB_val nv = {v.mv_size, copy};
+	rc = mfs_db_rc(mdb_put(t->txn, DBI(t, DB_BLOBS), &k, &nv, 0));
+	free(copy);
+	return rc;
+}
+
+int mfs_tensor_update(mfs_txn *t, const char *repo, const char *etag, const mfs_tensor_info *ti)
+{
+	if (!mfs_etag_ok(etag) || !ti || !ti->name)
+		return MFS_E_INVAL;
+	char tk[512];
+	size_t tkl = tensor_key(tk, sizeof tk, repo, etag, ti->name, 0);
+	if (!tkl)
+		return MFS_E_INVAL;
+	MDB_val kk = {tkl, tk}, vv;
+	int rc = mdb_get(t->txn, DBI(t, DB_TENSORS), &kk, &vv);
+	if (rc)
+		return mfs_db_rc(rc); /* MDB_NOTFOUND -> MFS_E_NOTFOUND */
+	uint8_t rec[MFS_REC_TENSOR_MAX];
+	size_t rl;
+	if ((rc = mfs_rec_tensor_encode(rec, ti, &rl)) < 0)
+		return rc;
+	vv.mv_size = rl;
+	vv.mv_data = rec;
+	return mfs_db_rc(mdb_put(t->txn, DBI(t, DB_TENSORS), &kk, &vv, 0));
+}
+
 static int put_kv(mfs_txn *t, int db, const char *key, size_t kl, const void *val, size_t vl)
 {
 	MDB_val k = {kl, (void *)key}, v = {vl, (void *)val};

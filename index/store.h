@@ -397,6 +397,23 @@ typedef struct mfs_tensor_info {
 int mfs_tensors_foreach(mfs_txn *t, const char *repo, const char *etag,
 			int (*cb)(void *ud, const mfs_tensor_info *ti), void *ud);
 
+/**
+ * Set the stored bytes a blob record counts (after chunks of it were
+ * re-encoded in place); nothing else of the record changes.
+ * @return 0; MFS_E_NOTFOUND; MFS_E_CORRUPT (a damaged record); MFS_E_INVAL
+ *         (a bad etag or a read-only transaction); MFS_E_DB / -ENOSPC
+ */
+int mfs_blob_set_stored(mfs_txn *t, const char *repo, const char *etag, uint64_t stored_bytes);
+
+/**
+ * Rewrite the record of tensor @p ti->name of blob @p etag of @p repo (after
+ * its chunks were re-encoded in place: the codec, stored length, base and
+ * stand-alone estimate it now has).  Strings are copied; nothing is kept.
+ * @return 0; MFS_E_NOTFOUND (no such tensor record); MFS_E_INVAL (a bad
+ *         name or a read-only transaction); MFS_E_DB / -ENOSPC
+ */
+int mfs_tensor_update(mfs_txn *t, const char *repo, const char *etag, const mfs_tensor_info *ti);
+
 /* ---- publishing (ingest) ---- */
 
 /* A blob to publish: the file's content, cut into chunks already stored. */

@@ -63,6 +63,12 @@ static int tensor_fn(void *ud, const mfs_tensor_info *ti)
 	bt->ndim = ti->ndim;
 	memcpy(bt->shape, ti->shape, sizeof bt->shape);
 	bt->raw_len = ti->raw_len;
+	bt->data_off = ti->data_off;
+	bt->first_extent = ti->first_extent;
+	bt->codec = ti->codec;
+	bt->stored_len = ti->stored_len;
+	bt->alone_len = ti->alone_len;
+	snprintf(bt->etag, sizeof bt->etag, "%s", L->etag);
 	bt->n_ext = ti->n_extents;
 	for (uint64_t i = 0; i < ti->n_extents; i++) {
 		bt->ext[i] = L->ext[ti->first_extent + i];
@@ -83,6 +89,7 @@ static int file_fn(void *ud, const mfs_file_info *f)
 	if (bi.n_tensors == 0)
 		return 0;
 	L->n_ext = bi.n_extents;
+	L->etag = f->etag;
 	return mfs_tensors_foreach(L->t, L->b->repo, f->etag, tensor_fn, L);
 }
 
@@ -184,8 +191,10 @@ int mfs_base_ref_resolve(mfs_txn *t, mfs_chunk_ref *ref, mfs_codec_ws *ws, unsig
 		/* The base chunk is itself a delta: reference its own base at the
 		 * same place instead (same elements: xor-delta references are
 		 * same-offset), so that chains stay one deep. */
-		if (v.n_refs != 1 || v.codec != MFS_CODEC_XOR_DELTA ||
-		    v.refs[0].role != MFS_REF_BASE || v.refs[0].len != v.raw_len)
+		if (v.codec != MFS_CODEC_XOR_DELTA)
+			return MFS_E_UNSUPPORTED; /* e.g. a residual of a quantized twin:
+						     no chunk holds its bytes whole */
+		if (v.n_refs != 1 || v.refs[0].role != MFS_REF_BASE || v.refs[0].len != v.raw_len)
 			return MFS_E_CORRUPT;
 		mfs_chunk_ref moved = {.key = v.refs[0].key,
 				       .off = v.refs[0].off + ref->off,

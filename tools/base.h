@@ -37,6 +37,11 @@ typedef struct mfs_base_tensor {
 	uint64_t raw_len;
 	size_t n_ext;
 	mfs_extent *ext; /* off: from the tensor's first byte */
+	/* its record (what mfs_tensor_update rewrites): the file's blob, where
+	 * it lies in it, its codec and stored bytes as recorded */
+	char etag[MFS_ETAG_MAX + 1];
+	uint64_t data_off, first_extent, stored_len, alone_len;
+	mfs_codec_id codec;
 } mfs_base_tensor;
 
 typedef struct mfs_base {
@@ -83,7 +88,9 @@ int mfs_base_chunk_ref(const mfs_base_tensor *bt, uint64_t off, uint32_t len,
  * @param[out] bytes  the @p ref->len referenced bytes, in @p ws's slot
  * @return 0; MFS_E_NOTFOUND / MFS_E_CORRUPT (the base chunk is missing,
  *         damaged, or a delta this cannot follow: store the chunk alone);
- *         -ENOMEM
+ *         MFS_E_UNSUPPORTED (the base chunk decodes against other chunks
+ *         in another way, as the residual of a quantized twin: store the
+ *         chunk alone); -ENOMEM
  */
 int mfs_base_ref_resolve(mfs_txn *t, mfs_chunk_ref *ref, mfs_codec_ws *ws, unsigned slot,
 			 const uint8_t **bytes);

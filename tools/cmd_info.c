@@ -18,9 +18,11 @@ static void info_usage(FILE *f)
 	    "size, stored size and ratio, and each tensor of its safetensors files with\n"
 	    "dtype, shape, the codec chosen at ingest and its ratio; a tensor stored as\n"
 	    "an xor-delta names its base and the bytes the delta saves over storing it\n"
-	    "alone (estimated at ingest). Each file says how many of its bytes lie in\n"
-	    "chunks used elsewhere too (other files or repos, or a delta's base). --json prints the\n"
-	    "same as one JSON document. In the table, names from the file or the index\n"
+	    "alone (estimated at ingest); one stored as the residual of a quantized\n"
+	    "twin (quant-residual) names the twin's repo and the saving. Each file\n"
+	    "says how many of its bytes lie in chunks used elsewhere too (other files\n"
+	    "or repos, a delta's base, a twin's codes). --json prints the same as one\n"
+	    "JSON document. In the table, names from the file or the index\n"
 	    "show control characters and other non-ASCII bytes as \\xNN; the JSON\n"
 	    "holds them exactly (JSON-escaped).\n");
 }
@@ -89,7 +91,14 @@ static int tensor_fn(void *ud, const mfs_tensor_info *ti)
 		cJSON_AddNumberToObject(o, "stored_bytes", (double)ti->stored_len);
 		cJSON_AddNumberToObject(o, "ratio", ratio);
 		cJSON_AddNumberToObject(o, "chunks", (double)ti->n_extents);
-		if (ti->base) {
+		if (ti->base && ti->codec == MFS_CODEC_QUANT_RESIDUAL) {
+			cJSON_AddStringToObject(o, "twin", ti->base);
+			cJSON_AddNumberToObject(o, "alone_bytes", (double)ti->alone_len);
+			cJSON_AddNumberToObject(o, "saving_bytes",
+						ti->alone_len > ti->stored_len
+						    ? (double)(ti->alone_len - ti->stored_len)
+						    : 0.0);
+		} else if (ti->base) {
 			cJSON_AddStringToObject(o, "base", ti->base);
 			cJSON_AddNumberToObject(o, "alone_bytes", (double)ti->alone_len);
 			cJSON_AddNumberToObject(o, "saving_bytes",
@@ -115,7 +124,9 @@ static int tensor_fn(void *ud, const mfs_tensor_info *ti)
 	if (ti->base) {
 		char a[32];
 		uint64_t save = ti->alone_len > ti->stored_len ? ti->alone_len - ti->stored_len : 0;
-		printf("  base %s, saves %s (%.1f%% of alone)", mfs_cli_quote(ti->base, q),
+		printf("  %s %s, saves %s (%.1f%% of alone)",
+		       ti->codec == MFS_CODEC_QUANT_RESIDUAL ? "residual of twin" : "base",
+		       mfs_cli_quote(ti->base, q),
 		       mfs_cli_human(save, a, sizeof a),
 		       ti->alone_len ? 100.0 * (double)save / (double)ti->alone_len : 0.0);
 	}

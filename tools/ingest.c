@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "twin.h"
 #include "cli.h"
 #include "grow.h"
 #include "progress.h"
@@ -1141,6 +1142,8 @@ static void pool_wait(pool *p, job *j)
 typedef struct ingest_ctx {
 	mfs_store *store;
 	mfs_base *base;         /* the snapshot's base, or NULL */
+	char twin_hp[MFS_REPO_ID_MAX + 1]; /* the snapshot's pair: high-precision side */
+	char twin_q[MFS_REPO_ID_MAX + 1];  /* ... and quantized side ("" for none) */
 	const mfs_ingest_opts *opts;
 	mfs_ingest_stats *stats;
 	mfs_errmsg *err;
@@ -1333,12 +1336,20 @@ static int finalize_job(ingest_ctx *c, file_state *fs, job *j, uint64_t off)
 			ts->base_failed = 1;
 			char hex[33], qn[4 * SHOW_MAX];
 			mfs_str_quote(ti->name, SHOW_MAX, qn, sizeof qn);
-			ingest_note(c, MFS_INGEST_WARNING,
-				    "%s: tensor %s: the base's chunk %s cannot be used (%s): "
-				    "the chunks it would serve are stored alone; run `modelfs "
-				    "verify` on %s",
-				    fs->rel, qn, mfs_chunk_key_hex(&j->ref.key, hex),
-				    mfs_strerror(j->base_rc), c->base ? c->base->repo : "the base");
+			if (j->base_rc == MFS_E_UNSUPPORTED)
+				ingest_note(c, MFS_INGEST_NOTE,
+					    "%s: tensor %s: the base's chunks are residuals of a "
+					    "quantized twin (no xor-delta can refer to them): its "
+					    "chunks are stored alone",
+					    fs->rel, qn);
+			else
+				ingest_note(c, MFS_INGEST_WARNING,
+					    "%s: tensor %s: the base's chunk %s cannot be used (%s): "
+					    "the chunks it would serve are stored alone; run "
+					    "`modelfs verify` on %s",
+					    fs->rel, qn, mfs_chunk_key_hex(&j->ref.key, hex),
+					    mfs_strerror(j->base_rc),
+					    c->base ? c->base->repo : "the base");
 		}
 	}
 	if (c->txn && c->txn_bytes >= TXN_BYTES) {
@@ -1777,6 +1788,20 @@ static void want_file(want_list *wl, const src_file *sf, size_t i)
 	}
 }
 
+/* The tensors of every safetensors file of @p sn (headers only). */
+static int want_build(const src_snapshot *sn, want_list *wl)
+{
+	memset(wl, 0, sizeof *wl);
+	wl->hdr = calloc(sn->n_files ? sn->n_files : 1, sizeof *wl->hdr);
+	wl->is_st = calloc(sn->n_files ? sn->n_files : 1, 1);
+	if (!wl->hdr || !wl->is_st)
+		return -ENOMEM;
+	for (size_t i = 0; i < sn->n_files; i++)
+		if (is_st_name(sn->files[i].rel))
+			want_file(wl, &sn->files[i], i);
+	return 0;
+}
+
 struct want_read {
 	const src_snapshot *sn;
 };
@@ -1821,22 +1846,14 @@ static char *read_small_file(const src_snapshot *sn, const char *name)
  * proposal.  Prints the choice; a --base the store does not hold, or whose
  * tensors match none of the snapshot's, is an error.
  */
-static int choose_base(ingest_ctx *c, const char *repo, const src_snapshot *sn)
+static int choose_base(ingest_ctx *c, const char *repo, const src_snapshot *sn,
+		       const want_list *wlp)
 {
 	c->stats->base[0] = '\0';
 	if (c->opts->no_base)
 		return 0;
-	want_list wl = {0};
+	want_list wl = *wlp;
 	int rc = 0;
-	wl.hdr = calloc(sn->n_files ? sn->n_files : 1, sizeof *wl.hdr);
-	wl.is_st = calloc(sn->n_files ? sn->n_files : 1, 1);
-	if (!wl.hdr || !wl.is_st) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < sn->n_files; i++)
-		if (is_st_name(sn->files[i].rel))
-			want_file(&wl, &sn->files[i], i);
 	if (wl.n == 0 && !c->opts->base)
 		goto out; /* nothing a base could serve */
 	mfs_txn *t;
@@ -1908,8 +1925,122 @@ static int choose_base(ingest_ctx *c, const char *repo, const src_snapshot *sn)
 			    note[0] ? note : "the store holds no repo with matching tensors");
 	}
 out:
-	want_free(&wl, sn->n_files);
 	return rc;
+}
+
+/* ------------------------------------------------------------ quantized twin */
+
+/*
+ * Find the snapshot's pair (tools/twin.h) before anything is stored:
+ * --quantized-of must name a stored repo with tensors that pair with the
+ * snapshot's (else an error), or the store proposes one.  Sets c->twin_hp
+ * and c->twin_q ("" when there is no pair).
+ */
+static int choose_twin(ingest_ctx *c, const char *repo, const want_list *wl)
+{
+	c->twin_hp[0] = c->twin_q[0] = '\0';
+	c->stats->twin[0] = '\0';
+	if (c->opts->no_twin)
+		return 0;
+	const char *qof = c->opts->quantized_of;
+	if (!qof && wl->n == 0)
+		return 0;
+	mfs_txn *t;
+	int rc = mfs_txn_begin(c->store, MFS_TXN_READ, &t);
+	if (rc < 0)
+		return mfs_err(c->err, rc, "%s: cannot read the store: %s", repo, mfs_strerror(rc));
+	if (qof) {
+		mfs_base *hb = NULL;
+		if (!strcmp(qof, repo))
+			rc = mfs_err(c->err, MFS_E_INVAL,
+				     "--quantized-of %s is the repo being ingested: give the "
+				     "high-precision model it was quantized from",
+				     qof);
+		else if ((rc = mfs_base_load(t, qof, &hb)) == MFS_E_NOTFOUND)
+			rc = mfs_err(c->err, MFS_E_NOTFOUND,
+				     "--quantized-of %s: the store holds no such repo (`modelfs "
+				     "ls` lists what it holds; ingest the high-precision model "
+				     "first, or ingest this one without --quantized-of and that "
+				     "one later)",
+				     qof);
+		else if (rc < 0)
+			mfs_err(c->err, rc, "--quantized-of %s: cannot read its tensors: %s", qof,
+				mfs_strerror(rc));
+		int is_q = 0;
+		size_t n = rc == 0 ? mfs_twin_match_count(hb, wl->w, wl->n, &is_q) : 0;
+		if (rc == 0 && (n == 0 || !is_q))
+			rc = mfs_err(c->err, MFS_E_INVAL,
+				     "--quantized-of %s: none of the %zu tensors of %s is an I8 or "
+				     "F8_E4M3 tensor with the name and shape of one of its %zu BF16/F16 "
+				     "tensors: it is not this model's high-precision twin",
+				     qof, wl->n, repo, hb ? hb->n : 0);
+		if (rc == 0) {
+			snprintf(c->twin_hp, sizeof c->twin_hp, "%s", qof);
+			snprintf(c->twin_q, sizeof c->twin_q, "%s", repo);
+			ingest_note(c, MFS_INGEST_NOTE,
+				    "%s: the quantized twin of %s (given with --quantized-of): "
+				    "%zu tensors pair by name and shape",
+				    repo, qof, n);
+		}
+		mfs_base_free(hb);
+	} else {
+		char other[MFS_REPO_ID_MAX + 1];
+		int is_q = 0;
+		rc = mfs_twin_propose(t, repo, wl->w, wl->n, other, &is_q);
+		if (rc < 0)
+			mfs_err(c->err, rc, "%s: looking for its quantized twin failed: %s", repo,
+				mfs_strerror(rc));
+		else if (other[0]) {
+			snprintf(c->twin_hp, sizeof c->twin_hp, "%s", is_q ? other : repo);
+			snprintf(c->twin_q, sizeof c->twin_q, "%s", is_q ? repo : other);
+			ingest_note(c, MFS_INGEST_NOTE,
+				    "%s: %s %s (found by tensor names and shapes; --no-twin "
+				    "stores it unpaired)",
+				    repo, is_q ? "the quantized twin of" : "has a quantized twin:",
+				    other);
+		}
+	}
+	mfs_txn_abort(t);
+	return rc;
+}
+
+static void twin_note(void *ud, int warning, const char *line)
+{
+	ingest_ctx *c = ud;
+	ingest_note(c, warning ? MFS_INGEST_WARNING : MFS_INGEST_NOTE, "%s", line);
+}
+
+/* After the snapshot is published: make the pair (tools/twin.h). */
+static int pair_twin(ingest_ctx *c)
+{
+	if (!c->twin_hp[0])
+		return 0;
+	mfs_twin_stats ts;
+	mfs_errmsg perr = {0};
+	int rc = mfs_twin_pair(c->store, c->twin_hp, c->twin_q, twin_note, c, &ts, &perr);
+	if (rc < 0) {
+		/* the snapshot is published and every tensor is either paired or as
+		 * it was: the store is sound, only the saving is missing */
+		ingest_note(c, MFS_INGEST_WARNING,
+			    "%s: stored, but pairing it with %s stopped: %s (ingest it again to "
+			    "retry; what was paired stays)",
+			    c->twin_hp, c->twin_q, perr.msg[0] ? perr.msg : mfs_strerror(rc));
+		return 0;
+	}
+	snprintf(c->stats->twin, sizeof c->stats->twin, "%s", c->twin_q);
+	c->stats->tensors_twin += ts.tensors;
+	c->stats->twin_before += ts.before;
+	c->stats->twin_after += ts.after;
+	char a[32], b[32], d[32];
+	ingest_note(c, MFS_INGEST_NOTE,
+		    "%s: %llu tensors (%llu chunks) stored as residuals of its quantized twin %s: "
+		    "%s instead of %s (saving %s)%s",
+		    c->twin_hp, (unsigned long long)ts.tensors, (unsigned long long)ts.chunks,
+		    c->twin_q, mfs_cli_human(ts.after, a, sizeof a),
+		    mfs_cli_human(ts.before, b, sizeof b),
+		    mfs_cli_human(ts.before - ts.after, d, sizeof d),
+		    ts.tensors_left ? "; some tensors stay alone (notes above say why)" : "");
+	return 0;
 }
 
 /* The saving the deltas of the last snapshot brought, for the user. */
@@ -1934,14 +2065,19 @@ static void note_saving(ingest_ctx *c, const char *repo, const mfs_ingest_stats 
 static int ingest_snapshot(ingest_ctx *c, const char *repo, src_snapshot *sn)
 {
 	mfs_ingest_stats before = *c->stats;
-	int rc = choose_base(c, repo, sn);
-	if (rc < 0) {
-		mfs_base_free(c->base);
-		c->base = NULL;
-		return rc;
-	}
-	char **etags = calloc(sn->n_files ? sn->n_files : 1, sizeof *etags);
-	mfs_file_rec *recs = calloc(sn->n_files ? sn->n_files : 1, sizeof *recs);
+	want_list wl;
+	char **etags = NULL;
+	mfs_file_rec *recs = NULL;
+	int rc = want_build(sn, &wl);
+	if (rc == 0)
+		rc = choose_base(c, repo, sn, &wl);
+	if (rc == 0)
+		rc = choose_twin(c, repo, &wl);
+	want_free(&wl, sn->n_files);
+	if (rc < 0)
+		goto out;
+	etags = calloc(sn->n_files ? sn->n_files : 1, sizeof *etags);
+	recs = calloc(sn->n_files ? sn->n_files : 1, sizeof *recs);
 	if (!etags || !recs) {
 		rc = -ENOMEM;
 		goto out;
@@ -1980,6 +2116,7 @@ static int ingest_snapshot(ingest_ctx *c, const char *repo, src_snapshot *sn)
 	}
 	c->stats->snapshots++;
 	note_saving(c, repo, &before);
+	rc = pair_twin(c);
 out:
 	mfs_base_free(c->base);
 	c->base = NULL;

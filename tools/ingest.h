@@ -35,6 +35,14 @@
  * tried as an xor-delta of it on its first chunk and stored so when that
  * saves more than the codec choice's slack (docs/codecs.md), else alone.
  * Memory stays bounded: each worker decodes at most one base chunk at a time.
+ *
+ * Quantized twins: after a snapshot is published, its pair is found
+ * (opts->quantized_of names the high-precision model of a quantized one;
+ * else the store is searched by tensor names and shapes, in both
+ * directions, unless opts->no_twin) and the high-precision model's paired
+ * tensors are re-encoded as residuals of the twin (tools/twin.h), one
+ * transaction per tensor.  Notes say what was paired and what was not, and
+ * why.
  */
 #ifndef MFS_INGEST_H
 #define MFS_INGEST_H
@@ -76,6 +84,12 @@ typedef struct mfs_ingest_opts {
 				     ("models/org/name"); NULL: proposed from the
 				     store (tools/base.h) unless no_base */
 	int no_base;              /* store every tensor alone (no xor-delta) */
+	const char *quantized_of; /* the snapshot is the quantized twin of this repo
+				     ("models/org/name"), which the store must hold:
+				     its tensors become residuals of the twin's
+				     (tools/twin.h); NULL: proposed from the store
+				     unless no_twin */
+	int no_twin;              /* pair with no twin (neither side) */
 	mfs_ingest_note_fn note;  /* NULL: notes and warnings are dropped */
 	void *note_ud;            /* passed to note */
 } mfs_ingest_opts;
@@ -95,6 +109,10 @@ typedef struct mfs_ingest_stats {
 	uint64_t delta_alone;     /* what they would take alone (estimated per tensor
 				     from its first chunk) */
 	char base[MFS_REPO_ID_MAX + 1]; /* the last snapshot's base, "" for none */
+	uint64_t tensors_twin;    /* high-precision tensors made residuals of a twin */
+	uint64_t twin_before;     /* their chunks' payload bytes before pairing */
+	uint64_t twin_after;      /* ... and after */
+	char twin[MFS_REPO_ID_MAX + 1]; /* the last snapshot's pair ("" for none) */
 	double seconds;
 } mfs_ingest_stats;
 

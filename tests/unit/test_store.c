@@ -448,6 +448,59 @@ static void test_publish_rm_gc(void)
 	rm_dir(d);
 }
 
+static int get_tensor(void *ud, const mfs_tensor_info *ti)
+{
+	*(mfs_tensor_info *)ud = *ti;
+	((mfs_tensor_info *)ud)->name = NULL; /* strings are the callback's only */
+	((mfs_tensor_info *)ud)->base = ti->base ? "set" : NULL;
+	return 0;
+}
+
+static void test_records_rewritten(void)
+{
+	/* a twin pairing rewrites a published tensor record and its blob's stored
+	 * size in place; nothing else of either changes */
+	const char *d = fresh_dir();
+	struct fixture fx;
+	REQUIRE(fixture_with_repo(&fx, d) == 0);
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_WRITE, &t) == 0);
+	mfs_tensor_info ti = {.name = "w", .dtype = MFS_DT_U8, .ndim = 1, .shape = {100},
+			      .data_off = 8, .raw_len = 100, .stored_len = 40,
+			      .codec = MFS_CODEC_QUANT_RESIDUAL, .n_extents = 1,
+			      .base = "models/org/twin", .alone_len = 100};
+	CHECK_EQ_INT(mfs_tensor_update(t, "models/org/a", ETAG_A, &ti), 0);
+	ti.name = "absent";
+	CHECK_EQ_INT(mfs_tensor_update(t, "models/org/a", ETAG_A, &ti), MFS_E_NOTFOUND);
+	CHECK_EQ_INT(mfs_blob_set_stored(t, "models/org/a", ETAG_A, 1234), 0);
+	CHECK_EQ_INT(mfs_blob_set_stored(t, "models/org/a", "bb", 1), MFS_E_NOTFOUND);
+	CHECK_EQ_INT(mfs_txn_commit(t), 0);
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_READ, &t) == 0);
+	mfs_tensor_info got = {0};
+	CHECK_EQ_INT(mfs_tensors_foreach(t, "models/org/a", ETAG_A, get_tensor, &got), 0);
+	CHECK_EQ_INT(got.codec, MFS_CODEC_QUANT_RESIDUAL);
+	CHECK_EQ_INT(got.stored_len, 40);
+	CHECK_EQ_INT(got.alone_len, 100);
+	CHECK(got.base != NULL);
+	mfs_blob_info bi;
+	mfs_extent *ext = NULL;
+	CHECK_EQ_INT(mfs_blob_get(t, "models/org/a", ETAG_A, &bi, &ext), 0);
+	CHECK_EQ_INT(bi.stored_bytes, 1234);
+	CHECK_EQ_INT(bi.size, fx.size);
+	CHECK_EQ_INT(bi.n_extents, fx.n_ext);
+	for (size_t i = 0; ext && i < fx.n_ext; i++)
+		CHECK(ext[i].off == fx.ext[i].off && ext[i].len == fx.ext[i].len &&
+		      !memcmp(&ext[i].key, &fx.ext[i].key, sizeof ext[i].key));
+	free(ext);
+	mfs_txn_abort(t);
+	/* a read-only transaction writes nothing */
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_READ, &t) == 0);
+	CHECK(mfs_blob_set_stored(t, "models/org/a", ETAG_A, 1) < 0);
+	mfs_txn_abort(t);
+	fixture_free(&fx);
+	rm_dir(d);
+}
+
 static void test_orphan_blob_gc(void)
 {
 	/* a blob put whose snapshot never got published (crash) is swept, refs dropped */
@@ -866,6 +919,7 @@ int main(void)
 	RUN(test_chunks);
 	RUN(test_publish_rm_gc);
 	RUN(test_orphan_blob_gc);
+	RUN(test_records_rewritten);
 	RUN(test_ref_names);
 	RUN(test_compact);
 	RUN(test_truncated);
