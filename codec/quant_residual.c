@@ -57,6 +57,7 @@
 	(1u << QR_DIRECT_BITS) /* zigzagged residuals below this are their own token */
 #define QR_NTOK	    (QR_DIRECT + (16 - QR_DIRECT_BITS) * 8) /* tokens of token set 0 */
 #define QR_STREAMS  4
+#define QR_SECTIONS (2 * QR_STREAMS) /* code streams, then their raw-bit sections */
 #define QR_TAB_BITS 8 /* longest code: decode tables have 2^8 entries per context */
 
 enum { QR_CODING_HUFF = 0, QR_CODING_RAW = 1 };
@@ -99,6 +100,20 @@ static inline void qr_token_info(unsigned t, uint32_t *base, unsigned *nx)
 	unsigned e = (t - QR_DIRECT) / 8 + QR_DIRECT_BITS, msb = (t - QR_DIRECT) % 8;
 	*base = (8 | msb) << (e - 3);
 	*nx = e - 3;
+}
+
+/*
+ * Whether token t with a code of @p len bits carries its raw bits in the
+ * code stream right after its code (the decode table then resolves them:
+ * code and raw bits fit one lookup and the residual an entry), rather
+ * than in its stream's raw section.
+ */
+static inline int qr_inline(unsigned t, unsigned len)
+{
+	uint32_t base;
+	unsigned nx;
+	qr_token_info(t, &base, &nx);
+	return nx && len + nx <= QR_TAB_BITS && base + (1u << nx) <= 512;
 }
 
 /* ---- the 16-bit order and the residual ---- */
@@ -456,29 +471,124 @@ run_e4m3_avx2(const uint8_t *q, size_t m, float s, int cb, uint16_t *pred, uint1
 typedef void (*qr_run_fn)(const uint8_t *, size_t, float, int, uint16_t *, uint16_t *);
 
 /*
- * Predictions and context indices of the chunk's n elements from their
- * codes and the scale span.  Out of line so the environment guard brackets
- * every float operation.
+ * A run's predictions and context indices for each of the 256 codes, for
+ * scales shared by many elements (one per tensor, per wide row, per tile):
+ * then an element is two lookups.  Direct-mapped by scale index.
  */
-__attribute__((noinline)) static void qr_predict_runs(const qr_hdr *h,
-						      const uint8_t *codes,
-						      const uint8_t *scales,
-						      uint16_t *pred, uint16_t *cidx)
+typedef struct qr_lut {
+	uint64_t tag;	   /* scale index + 1; 0: empty */
+	uint32_t pc[256];  /* prediction | context index << 16 */
+	uint16_t tmp[512]; /* building room */
+} qr_lut;
+
+#define QR_LUTS	   64
+#define QR_LUT_MIN 512 /* elements sharing a scale for a table to pay */
+
+/* What predicting a chunk needs: its header, references, code tables, kernel. */
+typedef struct qr_pred {
+	const qr_hdr *h;
+	const uint8_t *codes, *scales;
+	qr_run_fn fast;
+	qr_lut *luts; /* QR_LUTS, or NULL when no scale is shared by QR_LUT_MIN */
+	qr_codes t;
+} qr_pred;
+
+/* Bytes of scratch qr_pred_init() takes. */
+#define QR_PRED_SCRATCH (QR_LUTS * sizeof(qr_lut))
+
+/*
+ * @p lut_mem: QR_PRED_SCRATCH bytes (8-aligned) for the per-scale tables,
+ * used when the scheme shares a scale among QR_LUT_MIN elements and the
+ * codes are not int8 (whose kernel is faster than two lookups).
+ */
+static void qr_pred_init(qr_pred *P, const qr_hdr *h, const uint8_t *codes,
+			 const uint8_t *scales, void *lut_mem)
 {
 	const mfs_quant_scheme *s = &h->s;
-	qr_codes t;
-	qr_codes_init(s->qdtype, &t);
-	qr_run_fn fast = s->qdtype == MFS_DT_I8 ? run_i8 : run_e4m3;
+	P->h = h;
+	P->codes = codes;
+	P->scales = scales;
+	qr_codes_init(s->qdtype, &P->t);
+	P->fast = s->qdtype == MFS_DT_I8 ? run_i8 : run_e4m3;
 #ifdef QR_AVX2
 	if (__builtin_cpu_supports("avx2"))
-		fast = s->qdtype == MFS_DT_I8 ? run_i8_avx2 : run_e4m3_avx2;
+		P->fast = s->qdtype == MFS_DT_I8 ? run_i8_avx2 : run_e4m3_avx2;
 #endif
+	uint64_t shared = s->kind == MFS_QUANT_TENSOR	 ? h->n
+			  : s->kind == MFS_QUANT_CHANNEL ? s->cols
+			  : s->kind == MFS_QUANT_GROUP
+			      ? s->group
+			      : (uint64_t)s->block_r * s->block_c;
+	P->luts = NULL;
+	if (lut_mem && shared >= QR_LUT_MIN &&
+	    (s->qdtype != MFS_DT_I8 || h->hp != MFS_DT_BF16)) {
+		P->luts = lut_mem;
+		for (unsigned k = 0; k < QR_LUTS; k++)
+			P->luts[k].tag = 0;
+	}
+}
+
+/* The codes 0..255, to build a table with the run kernels. */
+static const uint8_t qr_all_codes[256] = {
+#define QR_C4(x)  (x), (x) + 1, (x) + 2, (x) + 3
+#define QR_C16(x) QR_C4(x), QR_C4((x) + 4), QR_C4((x) + 8), QR_C4((x) + 12)
+#define QR_C64(x) QR_C16(x), QR_C16((x) + 16), QR_C16((x) + 32), QR_C16((x) + 48)
+    QR_C64(0), QR_C64(64), QR_C64(128), QR_C64(192)};
+
+static void qr_lut_apply(const uint32_t *restrict pc, const uint8_t *restrict q, size_t m,
+			 uint16_t *restrict pred, uint16_t *restrict cidx)
+{
+	for (size_t j = 0; j < m; j++) {
+		uint32_t v = pc[q[j]];
+		pred[j] = (uint16_t)v;
+		cidx[j] = (uint16_t)(v >> 16);
+	}
+}
+
+/* One run of m codes at q sharing the scale with bits sb (index si). */
+static void qr_run(qr_pred *P, uint64_t si, uint32_t sb, const uint8_t *q, size_t m,
+		   uint16_t *pred, uint16_t *cidx)
+{
+	const qr_hdr *h = P->h;
+	float sc = mfs_qk_f32(sb);
+	int cb = qr_ctx_base(sb, h->hp);
+	int fast = h->hp == MFS_DT_BF16 && (sb & 0x7f800000u) != 0x7f800000u;
+	if (P->luts) {
+		qr_lut *L = &P->luts[si % QR_LUTS];
+		if (L->tag != si + 1) {
+			if (fast)
+				P->fast(qr_all_codes, 256, sc, cb, L->tmp, L->tmp + 256);
+			else
+				run_generic(&P->t, h->hp, qr_all_codes, 256, sc, cb,
+					    L->tmp, L->tmp + 256);
+			for (unsigned c = 0; c < 256; c++)
+				L->pc[c] = L->tmp[c] | (uint32_t)L->tmp[256 + c] << 16;
+			L->tag = si + 1;
+		}
+		qr_lut_apply(L->pc, q, m, pred, cidx);
+	} else if (fast) {
+		P->fast(q, m, sc, cb, pred, cidx);
+	} else {
+		run_generic(&P->t, h->hp, q, m, sc, cb, pred, cidx);
+	}
+}
+
+/*
+ * Predictions and context indices of the chunk's elements [i0, i1) (pred,
+ * cidx and codes indexed from the chunk's start), run by run of elements
+ * sharing a scale.  Callers run it inside the IEEE environment guard
+ * (qr_encode, qr_decode).
+ */
+static void qr_predict(qr_pred *P, size_t i0, size_t i1, uint16_t *pred, uint16_t *cidx)
+{
+	const qr_hdr *h = P->h;
+	const mfs_quant_scheme *s = &h->s;
 	uint64_t cols = s->cols;
 	uint64_t g = s->kind == MFS_QUANT_GROUP ? cols / s->group : 0;
 	uint64_t nbc =
 	    s->kind == MFS_QUANT_BLOCK ? (cols + s->block_c - 1) / s->block_c : 0;
-	uint64_t e = h->elem_off, end = h->elem_off + h->n;
-	size_t i = 0;
+	uint64_t e = h->elem_off + i0, end = h->elem_off + i1;
+	size_t i = i0;
 	while (e < end) {
 		uint64_t r = e / cols, c = e % cols, si = 0, run = end - e;
 		switch (s->kind) {
@@ -501,26 +611,11 @@ __attribute__((noinline)) static void qr_predict_runs(const qr_hdr *h,
 		}
 		if (run > end - e)
 			run = end - e;
-		uint32_t sb = mfs_qk_scale_bits(scales, s->sdtype, si - h->first);
-		float sc = mfs_qk_f32(sb);
-		int cb = qr_ctx_base(sb, h->hp);
-		if (h->hp == MFS_DT_BF16 && (sb & 0x7f800000u) != 0x7f800000u)
-			fast(codes + i, (size_t)run, sc, cb, pred + i, cidx + i);
-		else
-			run_generic(&t, h->hp, codes + i, (size_t)run, sc, cb, pred + i,
-				    cidx + i);
+		uint32_t sb = mfs_qk_scale_bits(P->scales, s->sdtype, si - h->first);
+		qr_run(P, si, sb, P->codes + i, (size_t)run, pred + i, cidx + i);
 		e += run;
 		i += (size_t)run;
 	}
-}
-
-static void qr_predict(const qr_hdr *h, const uint8_t *codes, const uint8_t *scales,
-		       uint16_t *pred, uint16_t *cidx)
-{
-	mfs_qk_fpenv env;
-	mfs_qk_fpenv_enter(&env);
-	qr_predict_runs(h, codes, scales, pred, cidx);
-	mfs_qk_fpenv_leave(&env);
 }
 
 /* ---- streams ---- */
@@ -605,8 +700,10 @@ static int qr_build_table(const uint32_t *freq, mfs_huff_table *t)
 	}
 }
 
-static int qr_encode(const mfs_encode_params *prm, const void *src, size_t src_len,
-		     void *dst, size_t dst_cap, size_t *dst_len, mfs_codec_ws *ws)
+__attribute__((noinline)) static int qr_encode_body(const mfs_encode_params *prm,
+						    const void *src, size_t src_len,
+						    void *dst, size_t dst_cap,
+						    size_t *dst_len, mfs_codec_ws *ws)
 {
 	const mfs_quant_scheme *qs = prm->quant;
 	if ((prm->dtype != MFS_DT_BF16 && prm->dtype != MFS_DT_F16) || src_len % 2 ||
@@ -646,7 +743,12 @@ static int qr_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 	uint16_t *pred = (uint16_t *)(scr + tab_bytes + freq_bytes), *z = pred + n,
 		 *cidx = z + n;
 	uint8_t *ctx = (uint8_t *)(cidx + n), *tok = ctx + n;
-	qr_predict(&h, codes, scales, pred, cidx);
+	qr_pred P;
+	void *lut_mem = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_B, QR_PRED_SCRATCH);
+	if (!lut_mem)
+		return -ENOMEM;
+	qr_pred_init(&P, &h, codes, scales, lut_mem);
+	qr_predict(&P, 0, n, pred, cidx);
 
 	memset(freq, 0, QR_NCTX * QR_NTOK * sizeof(uint32_t));
 	const uint8_t *v = src;
@@ -676,18 +778,19 @@ static int qr_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 				return rc;
 		}
 	}
-	/* exact size of each stream */
-	uint64_t sbits[QR_STREAMS] = {0};
+	/* exact size of each section: the code streams, the raw-bit sections */
+	uint64_t sbits[2 * QR_STREAMS] = {0};
 	for (unsigned k = 0; k < QR_STREAMS; k++)
 		for (size_t i = stream_begin(n, k); i < stream_begin(n, k + 1); i++) {
 			uint32_t base;
 			unsigned nx, c = ctx[i];
 			qr_token_info(tok[i], &base, &nx);
-			sbits[k] +=
-			    nx + (mode[c] == QR_CTX_HUFF ? tab[c].len[tok[i]] : 0);
+			unsigned len = mode[c] == QR_CTX_HUFF ? tab[c].len[tok[i]] : 0;
+			sbits[k] += len;
+			sbits[qr_inline(tok[i], len) ? k : QR_STREAMS + k] += nx;
 		}
-	size_t huff_size = QR_HDR + ctx_desc_size(mode, tab) + 4 * (QR_STREAMS - 1);
-	for (unsigned k = 0; k < QR_STREAMS; k++)
+	size_t huff_size = QR_HDR + ctx_desc_size(mode, tab) + 4 * (QR_SECTIONS - 1);
+	for (unsigned k = 0; k < QR_SECTIONS; k++)
 		huff_size += (size_t)((sbits[k] + 7) / 8);
 
 	uint8_t *out = dst;
@@ -717,22 +820,25 @@ static int qr_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 		}
 	}
 	uint8_t *sizes = q;
-	q += 4 * (QR_STREAMS - 1);
-	for (unsigned k = 0; k < QR_STREAMS; k++) {
+	q += 4 * (QR_SECTIONS - 1);
+	for (unsigned sec = 0; sec < QR_SECTIONS; sec++) {
+		unsigned k = sec % QR_STREAMS;
 		bitw w = {q, 0, 0};
 		for (size_t i = stream_begin(n, k); i < stream_begin(n, k + 1); i++) {
 			uint32_t base;
 			unsigned nx, c = ctx[i], t = tok[i];
 			qr_token_info(t, &base, &nx);
-			if (mode[c] == QR_CTX_HUFF)
-				bitw_put(&w, tab[c].code[t], tab[c].len[t]);
-			if (nx)
+			unsigned len = mode[c] == QR_CTX_HUFF ? tab[c].len[t] : 0;
+			int in = qr_inline(t, len);
+			if (sec < QR_STREAMS && len)
+				bitw_put(&w, tab[c].code[t], len);
+			if (nx && (sec < QR_STREAMS) == in)
 				bitw_put(&w, z[i] - base, nx);
 		}
 		bitw_flush(&w);
 		size_t len = (size_t)(w.p - q);
-		if (k + 1 < QR_STREAMS)
-			mfs_le_put32(sizes + 4 * k, (uint32_t)len);
+		if (sec + 1 < QR_SECTIONS)
+			mfs_le_put32(sizes + 4 * sec, (uint32_t)len);
 		q = w.p;
 	}
 	*dst_len = (size_t)(q - out);
@@ -744,13 +850,13 @@ static int qr_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 /*
  * Decode tables: QR_NCTX tables of 2^QR_TAB_BITS u16 entries, indexed by
  * the context index (context << QR_TAB_BITS) plus the next QR_TAB_BITS
- * bits of the stream; a code shorter than that fills every entry its bits
- * begin.  Entry bits 0-5: the bits the element takes (its code and raw
- * bits); bit 6 clear: a token without raw bits, bits 7-15 its residual
- * (signed; a direct token's is within +-64); bit 6 set: bits 7-15 the
- * token, whose raw bits follow its code, or QE_POISON_TOKEN for a context
- * the payload has no table for (an element there is damage: the references
- * are not the ones the chunk was encoded against).
+ * bits of the code stream; a code shorter than that fills every entry its
+ * bits begin.  Entry bits 0-3: the code's length; bit 6 clear: a token
+ * without raw bits, bits 7-15 its residual (signed; a direct token's is
+ * within +-128); bit 6 set: bits 7-15 the token, whose raw bits are the
+ * next in its stream's raw section, or QE_POISON_TOKEN for a context the
+ * payload has no table for (an element there is damage: the references are
+ * not the ones the chunk was encoded against).
  */
 #define QE_SLOW		0x40u
 #define QE_POISON_TOKEN 0x1ffu
@@ -758,6 +864,7 @@ static int qr_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 
 _Static_assert(QR_NTOK < QE_POISON_TOKEN && QR_DIRECT <= 256,
 	       "entries hold tokens, residuals");
+_Static_assert(QR_TAB_BITS < 16, "code lengths fit bits 0-3");
 
 static inline uint16_t qr_entry(unsigned t, unsigned len)
 {
@@ -766,7 +873,33 @@ static inline uint16_t qr_entry(unsigned t, unsigned len)
 	qr_token_info(t, &base, &nx);
 	if (!nx)
 		return (uint16_t)((qr_unzigzag(base) << 7 | len) & 0xffff);
-	return (uint16_t)(t << 7 | QE_SLOW | (len + nx));
+	return (uint16_t)(t << 7 | QE_SLOW | len);
+}
+
+/*
+ * Fill the entries of token t, code length @p len, bit-reversed code
+ * @p rev, in one context's table: one entry per value of the raw bits
+ * when they are inline (qr_inline), else one entry for the code.
+ */
+static void fill_token(uint16_t *tab, unsigned t, unsigned len, unsigned rev)
+{
+	if (qr_inline(t, len)) {
+		uint32_t base;
+		unsigned nx;
+		qr_token_info(t, &base, &nx);
+		for (uint32_t x = 0; x < 1u << nx; x++) {
+			uint16_t e =
+			    (uint16_t)((qr_unzigzag(base + x) << 7 | (len + nx)) &
+				       0xffff);
+			for (unsigned j = rev | x << len; j < QR_TAB_SIZE;
+			     j += 1u << (len + nx))
+				tab[j] = e;
+		}
+		return;
+	}
+	uint16_t e = qr_entry(t, len);
+	for (unsigned j = rev; j < QR_TAB_SIZE; j += 1u << len)
+		tab[j] = e;
 }
 
 static unsigned bit_reverse(unsigned code, unsigned len)
@@ -788,15 +921,15 @@ static int tables_read(const uint8_t **pp, const uint8_t *end, uint16_t *tab)
 		if (p >= end)
 			return MFS_E_CORRUPT;
 		unsigned mode = *p++;
-		if (mode == QR_CTX_UNUSED || mode == QR_CTX_CONST) {
-			uint16_t e = QE_POISON_TOKEN << 7 | QE_SLOW;
-			if (mode == QR_CTX_CONST) {
-				if (p >= end || *p >= QR_NTOK)
-					return MFS_E_CORRUPT;
-				e = qr_entry(*p++, 0);
-			}
+		if (mode == QR_CTX_UNUSED) {
 			for (unsigned j = 0; j < QR_TAB_SIZE; j++)
-				tab[j] = e;
+				tab[j] = QE_POISON_TOKEN << 7 | QE_SLOW;
+			continue;
+		}
+		if (mode == QR_CTX_CONST) {
+			if (p >= end || *p >= QR_NTOK)
+				return MFS_E_CORRUPT;
+			fill_token(tab, *p++, 0, 0);
 			continue;
 		}
 		if (mode != QR_CTX_HUFF || end - p < 2)
@@ -837,17 +970,14 @@ static int tables_read(const uint8_t **pp, const uint8_t *end, uint16_t *tab)
 			unsigned l = len[i];
 			if (!l)
 				continue;
-			uint16_t e = qr_entry(lo + i, l);
-			for (unsigned j = bit_reverse(next[l]++, l); j < QR_TAB_SIZE;
-			     j += 1u << l)
-				tab[j] = e;
+			fill_token(tab, lo + i, l, bit_reverse(next[l]++, l));
 		}
 	}
 	*pp = p;
 	return 0;
 }
 
-/* The 64-bit window at bit @p pos of the streams (zeros past @p len). */
+/* The 64-bit window at bit @p pos of @p base (zeros past @p len bytes). */
 static inline uint64_t window_tail(const uint8_t *base, size_t len, uint64_t pos)
 {
 	size_t byte = (size_t)(pos >> 3);
@@ -859,180 +989,213 @@ static inline uint64_t window_tail(const uint8_t *base, size_t len, uint64_t pos
 	return v >> (pos & 7);
 }
 
-/*
- * A token with raw bits, or a poisoned context, at bit position p: the
- * residual from entry e and the raw bits after its code.
- */
-static inline uint32_t qr_slow(uint32_t e, const uint8_t *sb, uint64_t p, uint32_t *bad)
-{
-	unsigned t = e >> 7, nx;
-	uint32_t base;
-	if (t >= QR_NTOK) {
-		*bad = 1;
-		return 0;
-	}
-	qr_token_info(t, &base, &nx);
-	unsigned len = (e & 63) - nx;
-	uint64_t w = ld64(sb + (p >> 3)) >> (p & 7);
-	uint32_t x = (uint32_t)(w >> len) & ((1u << nx) - 1);
-	return qr_unzigzag(base + x);
-}
-
-/* The same with the window at the element already loaded (the tail loop). */
-static inline uint32_t qr_slow_tail(uint32_t e, uint64_t w, uint32_t *bad)
-{
-	unsigned t = e >> 7, nx;
-	uint32_t base;
-	if (t >= QR_NTOK) {
-		*bad = 1;
-		return 0;
-	}
-	qr_token_info(t, &base, &nx);
-	unsigned len = (e & 63) - nx;
-	return qr_unzigzag(base + ((uint32_t)(w >> len) & ((1u << nx) - 1)));
-}
-
 /* Bit 63 of a window: after c bits are shifted out it sits at 63 - c. */
 #define QR_SENTINEL ((uint64_t)1 << 63)
 
-/*
- * Element i past c of a stream whose window w was loaded at bit pos: the
- * residual into o[i], the window shifted past it.  A code without raw bits
- * takes at most QR_TAB_BITS bits of the window; an element with raw bits
- * (up to 20 bits) reloads the window after itself and moves pos there.
- */
-#define QR_STEP(w, pos, i)                                                               \
+/* One element of a stream: its entry replaces its context index c[i]. */
+#define QR_STEP(w, i)                                                                    \
 	do {                                                                             \
-		uint32_t e_ = tab[c[i] + ((uint32_t)(w) & (QR_TAB_SIZE - 1))];           \
-		uint32_t r_ = (uint32_t)((int32_t)(int16_t)e_ >> 7);                     \
-		if (__builtin_expect(e_ & QE_SLOW, 0)) {                                 \
-			uint64_t p_ = (pos) + (uint64_t)__builtin_clzll(w);              \
-			r_ = qr_slow(e_, sb, p_, &bad);                                  \
-			(pos) = p_ + (e_ & 63);                                          \
-			(w) = (ld64(sb + ((pos) >> 3)) >> ((pos)&7)) | QR_SENTINEL;      \
-		} else {                                                                 \
-			(w) >>= e_ & 63;                                                 \
-		}                                                                        \
-		o[i] = (uint16_t)r_;                                                     \
+		const uint16_t *t_ = tab + c[i]; /* off the window's chain */            \
+		uint32_t e_ = t_[(uint32_t)(w) & (QR_TAB_SIZE - 1)];                     \
+		(w) >>= e_ & 15;                                                         \
+		c[i] = (uint16_t)e_;                                                     \
 	} while (0)
 
 /* Elements per stream per round of the fast loop */
 #define QR_ROUND 6
+/* Elements per stream per block: predicted, decoded and written out together */
+#define QR_BLOCK (QR_ROUND * 512)
+
+/* The sections of a payload and where decoding stands in each. */
+typedef struct qr_streams {
+	const uint16_t *tab;		 /* decode tables */
+	const uint8_t *sec[QR_SECTIONS]; /* code streams 0-3, raw sections 0-3 */
+	size_t len[QR_SECTIONS];
+	uint64_t pos[QR_SECTIONS]; /* bits consumed in each */
+	size_t n, seg;
+} qr_streams;
+
+_Static_assert(QR_ROUND *QR_TAB_BITS + QR_TAB_BITS <= 57, "a round fits one window");
 
 /*
- * Decode the four streams at @p sb (len bytes; stream k starts at byte
- * soff[k], soff[4] = len) into the residuals res[0..n), element i using the
- * table at cidx[i].  The fast loop runs rounds of QR_ROUND elements per
- * stream for which every 8-byte load stays inside the streams (a round
- * moves a stream by at most QR_ROUND x 20 bits); a round's window holds 57
- * bits below the sentinel's place, enough for QR_ROUND codes of at most
- * QR_TAB_BITS bits and the next lookup; a corrupt stream may read its
- * neighbour's bits there, which the final check on the bits each stream
- * consumed catches.
+ * Look up element j of all four code streams (element k * seg + j of the
+ * chunk) for j from @p j up to at most @p jmax, in rounds of QR_ROUND, as
+ * far as every 8-byte load stays inside its stream (a round moves a stream
+ * by at most QR_ROUND x QR_TAB_BITS bits; a window holds 57 bits below the
+ * sentinel's place, enough for a round and the next lookup).  Element i
+ * looks its code up in the table at ce[i] (its context index) and ce[i]
+ * becomes the entry; no branch depends on the data.  A corrupt stream may
+ * be read past its end here (inside the streams): the check on the bits
+ * each stream consumed catches it.  @return the j reached.
  */
-_Static_assert(QR_ROUND *QR_TAB_BITS + QR_TAB_BITS <= 57, "a round fits one window");
-#define DEFINE_QR_STREAMS(NAME, ATTR)                                                    \
-	ATTR static int NAME(const uint16_t *tab, const uint8_t *sb, size_t len,         \
-			     const size_t *soff, const uint16_t *cidx, uint16_t *res,    \
-			     size_t n)                                                   \
+#define DEFINE_QR_FAST(NAME, ATTR)                                                       \
+	ATTR static size_t NAME(qr_streams *S, uint16_t *ce, size_t j, size_t jmax)      \
 	{                                                                                \
-		/* element j of stream k is k * seg + j while all four are in the loop   \
-		 */                                                                      \
-		size_t seg = stream_seg(n), s2 = 2 * seg, s3 = 3 * seg, j = 0;           \
-		size_t last = n > s3 ? n - s3 : 0; /* the last stream's: the fewest */   \
-		uint64_t pos[QR_STREAMS];                                                \
-		for (unsigned k = 0; k < QR_STREAMS; k++)                                \
-			pos[k] = 8 * (uint64_t)soff[k];                                  \
-		uint32_t bad = 0;                                                        \
-		for (;;) {                                                               \
-			size_t r = (last - (j < last ? j : last)) / QR_ROUND;            \
-			uint64_t hi = pos[0] > pos[1] ? pos[0] : pos[1];                 \
-			hi = hi > pos[2] ? hi : pos[2];                                  \
-			hi = hi > pos[3] ? hi : pos[3];                                  \
-			size_t room = len - (size_t)(hi >> 3 < len ? hi >> 3 : len);     \
-			size_t t = room >= 8 + 15 ? (room - 8) / 15 : 0;                 \
-			r = t < r ? t : r;                                               \
-			if (r == 0)                                                      \
-				break;                                                   \
-			const uint16_t *c = cidx + j, *cend = c + QR_ROUND * r;          \
-			uint16_t *o = res + j;                                           \
-			uint64_t p0 = pos[0], p1 = pos[1], p2 = pos[2], p3 = pos[3];     \
-			do {                                                             \
-				uint64_t w0 =                                            \
-				    (ld64(sb + (p0 >> 3)) >> (p0 & 7)) | QR_SENTINEL;    \
-				uint64_t w1 =                                            \
-				    (ld64(sb + (p1 >> 3)) >> (p1 & 7)) | QR_SENTINEL;    \
-				uint64_t w2 =                                            \
-				    (ld64(sb + (p2 >> 3)) >> (p2 & 7)) | QR_SENTINEL;    \
-				uint64_t w3 =                                            \
-				    (ld64(sb + (p3 >> 3)) >> (p3 & 7)) | QR_SENTINEL;    \
-				for (unsigned u = 0; u < QR_ROUND; u++) {                \
-					QR_STEP(w0, p0, u);                              \
-					QR_STEP(w1, p1, seg + u);                        \
-					QR_STEP(w2, p2, s2 + u);                         \
-					QR_STEP(w3, p3, s3 + u);                         \
-				}                                                        \
-				p0 += (uint64_t)__builtin_clzll(w0);                     \
-				p1 += (uint64_t)__builtin_clzll(w1);                     \
-				p2 += (uint64_t)__builtin_clzll(w2);                     \
-				p3 += (uint64_t)__builtin_clzll(w3);                     \
-				c += QR_ROUND;                                           \
-				o += QR_ROUND;                                           \
-			} while (c < cend);                                              \
-			pos[0] = p0;                                                     \
-			pos[1] = p1;                                                     \
-			pos[2] = p2;                                                     \
-			pos[3] = p3;                                                     \
-			j += QR_ROUND * r;                                               \
-		}                                                                        \
-		/* the rest one element at a time (j <= every stream's count) */         \
+		const uint16_t *tab = S->tab;                                            \
+		const uint8_t *b0 = S->sec[0], *b1 = S->sec[1], *b2 = S->sec[2],         \
+			      *b3 = S->sec[3];                                           \
+		size_t seg = S->seg, s2 = 2 * seg, s3 = 3 * seg;                         \
+		uint64_t p0 = S->pos[0], p1 = S->pos[1], p2 = S->pos[2], p3 = S->pos[3]; \
+		/* rounds every stream has room for: its bytes left, less the 8 a        \
+		 * load reads, over the QR_TAB_BITS bytes a round may move it */         \
+		size_t r = (jmax - (j < jmax ? j : jmax)) / QR_ROUND;                    \
 		for (unsigned k = 0; k < QR_STREAMS; k++) {                              \
-			uint64_t p = pos[k], end = 8 * (uint64_t)soff[k + 1];            \
-			size_t lim = stream_begin(n, k + 1);                             \
-			for (size_t i = stream_begin(n, k) + j; i < lim; i++) {          \
-				uint64_t w = window_tail(sb, len, p);                    \
-				uint32_t e =                                             \
-				    tab[cidx[i] + ((uint32_t)w & (QR_TAB_SIZE - 1))];    \
-				uint32_t r = (uint32_t)((int32_t)(int16_t)e >> 7);       \
-				if (e & QE_SLOW)                                         \
-					r = qr_slow_tail(e, w, &bad);                    \
-				res[i] = (uint16_t)r;                                    \
-				p += e & 63;                                             \
-				if (p > end)                                             \
-					return MFS_E_CORRUPT;                            \
-			}                                                                \
-			/* the stream must end in its last byte */                       \
-			if (p > end || p + 8 <= end)                                     \
-				return MFS_E_CORRUPT;                                    \
+			size_t at = (size_t)(S->pos[k] >> 3);                            \
+			size_t room = S->len[k] > at ? S->len[k] - at : 0;               \
+			size_t t =                                                       \
+			    room >= 8 + QR_TAB_BITS ? (room - 8) / QR_TAB_BITS : 0;      \
+			r = t < r ? t : r;                                               \
 		}                                                                        \
-		return bad ? MFS_E_CORRUPT : 0;                                          \
+		if (r == 0)                                                              \
+			return j;                                                        \
+		uint16_t *c = ce + j, *cend = c + QR_ROUND * r;                          \
+		do {                                                                     \
+			uint64_t w0 = (ld64(b0 + (p0 >> 3)) >> (p0 & 7)) | QR_SENTINEL;  \
+			uint64_t w1 = (ld64(b1 + (p1 >> 3)) >> (p1 & 7)) | QR_SENTINEL;  \
+			uint64_t w2 = (ld64(b2 + (p2 >> 3)) >> (p2 & 7)) | QR_SENTINEL;  \
+			uint64_t w3 = (ld64(b3 + (p3 >> 3)) >> (p3 & 7)) | QR_SENTINEL;  \
+			for (unsigned u = 0; u < QR_ROUND; u++) {                        \
+				QR_STEP(w0, u);                                          \
+				QR_STEP(w1, seg + u);                                    \
+				QR_STEP(w2, s2 + u);                                     \
+				QR_STEP(w3, s3 + u);                                     \
+			}                                                                \
+			p0 += (uint64_t)__builtin_clzll(w0);                             \
+			p1 += (uint64_t)__builtin_clzll(w1);                             \
+			p2 += (uint64_t)__builtin_clzll(w2);                             \
+			p3 += (uint64_t)__builtin_clzll(w3);                             \
+			c += QR_ROUND;                                                   \
+		} while (c < cend);                                                      \
+		S->pos[0] = p0;                                                          \
+		S->pos[1] = p1;                                                          \
+		S->pos[2] = p2;                                                          \
+		S->pos[3] = p3;                                                          \
+		return j + QR_ROUND * r;                                                 \
 	}
 
-DEFINE_QR_STREAMS(qr_streams_base, )
+DEFINE_QR_FAST(qr_fast_base, )
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(MFS_HUFF_NO_BMI2)
-/* BMI2: variable shifts without CL (as huff.c's decoder) */
+/* BMI2 and LZCNT: variable shifts without CL, a one-cycle clz (as huff.c) */
 #define QR_BMI2 1
-DEFINE_QR_STREAMS(qr_streams_bmi2, __attribute__((target("bmi2"))))
+DEFINE_QR_FAST(qr_fast_bmi2, __attribute__((target("bmi2,lzcnt"))))
 #endif
 
-static int qr_streams(const uint16_t *tab, const uint8_t *sb, size_t len,
-		      const size_t *soff, const uint16_t *cidx, uint16_t *res, size_t n)
+typedef size_t (*qr_fast_fn)(qr_streams *, uint16_t *, size_t, size_t);
+
+/*
+ * Elements [i0, i1) of code stream k one at a time, each code checked
+ * against the stream's end (the elements the fast loop did not reach).
+ */
+static int qr_lookup_tail(qr_streams *S, unsigned k, uint16_t *ce, size_t i0, size_t i1)
 {
-#ifdef QR_BMI2
-	if (__builtin_cpu_supports("bmi2"))
-		return qr_streams_bmi2(tab, sb, len, soff, cidx, res, n);
+	uint64_t p = S->pos[k], end = 8 * (uint64_t)S->len[k];
+	for (size_t i = i0; i < i1; i++) {
+		uint64_t w = window_tail(S->sec[k], S->len[k], p);
+		uint32_t e = S->tab[ce[i] + ((uint32_t)w & (QR_TAB_SIZE - 1))];
+		p += e & 15;
+		if (p > end)
+			return MFS_E_CORRUPT;
+		ce[i] = (uint16_t)e;
+	}
+	S->pos[k] = p;
+	return 0;
+}
+
+/* One element whose entry has raw bits in the raw section (at bit *p of rb). */
+static inline int qr_raw_one(const uint8_t *rb, size_t rlen, uint64_t *p, uint16_t *ent,
+			     uint16_t *pred)
+{
+	unsigned t = *ent >> 7, nx;
+	uint32_t base;
+	if (t >= QR_NTOK)
+		return MFS_E_CORRUPT; /* a context without a table */
+	qr_token_info(t, &base, &nx);
+	if (*p + nx > 8 * (uint64_t)rlen)
+		return MFS_E_CORRUPT;
+	uint32_t x = (uint32_t)window_tail(rb, rlen, *p) & ((1u << nx) - 1);
+	*p += nx;
+	*pred = (uint16_t)qr_apply(*pred, qr_unzigzag(base + x));
+	*ent = 0;
+	return 0;
+}
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
 #endif
-	return qr_streams_base(tab, sb, len, soff, cidx, res, n);
-}
 
-/* pred[i] = the value from prediction pred[i] and residual res[i] (vectorizes). */
-static void qr_apply_all(uint16_t *restrict pred, const uint16_t *restrict res, size_t n)
+/*
+ * Elements [i0, i1) of stream k after the lookup: each whose entry has raw
+ * bits takes them from the stream's raw section (in order) and is finished
+ * here: its prediction becomes the value, its entry 0 (residual 0).  Found
+ * 16 entries at a time (SSE2: one mask of their bit 6), as most have none.
+ */
+static int qr_raw_fixup(qr_streams *S, unsigned k, uint16_t *ent, uint16_t *pred,
+			size_t i0, size_t i1)
 {
-	for (size_t i = 0; i < n; i++)
-		pred[i] = (uint16_t)qr_apply(pred[i], res[i]);
+	const uint8_t *rb = S->sec[QR_STREAMS + k];
+	size_t rlen = S->len[QR_STREAMS + k];
+	uint64_t p = S->pos[QR_STREAMS + k];
+	size_t i = i0;
+	int rc;
+#if defined(__SSE2__)
+	for (; i + 16 <= i1; i += 16) {
+		__m128i a = _mm_loadu_si128((const __m128i *)(const void *)(ent + i));
+		__m128i b = _mm_loadu_si128((const __m128i *)(const void *)(ent + i + 8));
+		/* bit 6 to each lane's sign, the lanes to bytes, their signs to a mask */
+		unsigned m = (unsigned)_mm_movemask_epi8(
+		    _mm_packs_epi16(_mm_slli_epi16(a, 9), _mm_slli_epi16(b, 9)));
+		while (m) {
+			size_t u = i + (size_t)__builtin_ctz(m);
+			if ((rc = qr_raw_one(rb, rlen, &p, ent + u, pred + u)) < 0)
+				return rc;
+			m &= m - 1;
+		}
+	}
+#endif
+	for (; i < i1; i++)
+		if ((ent[i] & QE_SLOW) &&
+		    (rc = qr_raw_one(rb, rlen, &p, ent + i, pred + i)) < 0)
+			return rc;
+	S->pos[QR_STREAMS + k] = p;
+	return 0;
 }
 
-static int qr_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
+/*
+ * out[i] = the value from prediction pred[i] and entry ent[i]'s residual:
+ * qr_apply in 16-bit lanes (vectorizes); out may be pred.
+ */
+static void qr_apply_entries(uint16_t *out, const uint16_t *pred,
+			     const uint16_t *restrict ent, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint16_t p = pred[i], r = (uint16_t)((int16_t)ent[i] >> 7);
+		uint16_t t = (uint16_t)(p + r);
+		uint16_t flip = (uint16_t)((int16_t)(t ^ p) >> 15) & 0x7fff;
+		out[i] = t ^ flip;
+	}
+}
+
+/* Raw fix-ups, residuals and the copy out of elements [i0, i1) of stream k. */
+static int qr_finish(qr_streams *S, unsigned k, uint16_t *ent, uint16_t *pred, size_t i0,
+		     size_t i1, uint8_t *dst)
+{
+	if (i0 >= i1)
+		return 0;
+	int rc = qr_raw_fixup(S, k, ent, pred, i0, i1);
+	if (rc < 0)
+		return rc;
+	if (((uintptr_t)dst & 1) == 0) {
+		qr_apply_entries((uint16_t *)(void *)(dst + 2 * i0), pred + i0, ent + i0,
+				 i1 - i0);
+	} else {
+		qr_apply_entries(pred + i0, pred + i0, ent + i0, i1 - i0);
+		memcpy(dst + 2 * i0, pred + i0, 2 * (i1 - i0));
+	}
+	return 0;
+}
+
+__attribute__((noinline)) static int qr_decode_body(const mfs_decode_req *rq,
+						    mfs_codec_ws *ws)
 {
 	const uint8_t *src = rq->src;
 	size_t src_len = rq->src_len;
@@ -1044,44 +1207,110 @@ static int qr_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
 	size_t n = h.n;
 	if (h.coding == QR_CODING_RAW && src_len != QR_HDR + 2 * n)
 		return MFS_E_CORRUPT;
-	/* scratch A: predictions, residuals, context indices, decode tables */
+	/* scratch A: predictions, context indices (then table entries), tables */
 	size_t a16 = (2 * n + 63) & ~(size_t)63;
 	size_t tab_bytes = (size_t)QR_NCTX * QR_TAB_SIZE * 2;
-	uint8_t *scr = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_A, 3 * a16 + tab_bytes);
+	uint8_t *scr = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_A, 2 * a16 + tab_bytes);
 	if (!scr)
 		return -ENOMEM;
-	uint16_t *pred = (uint16_t *)scr, *res = (uint16_t *)(scr + a16);
-	uint16_t *cidx = (uint16_t *)(scr + 2 * a16), *tab = (uint16_t *)(scr + 3 * a16);
+	uint16_t *pred = (uint16_t *)scr, *cidx = (uint16_t *)(scr + a16);
+	uint16_t *tab = (uint16_t *)(scr + 2 * a16);
+	uint8_t *dst = rq->dst;
+	qr_pred P;
+	void *lut_mem = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_B, QR_PRED_SCRATCH);
+	if (!lut_mem)
+		return -ENOMEM;
+	qr_pred_init(&P, &h, codes, scales, lut_mem);
 	if (h.coding == QR_CODING_RAW) {
+		qr_predict(&P, 0, n, pred, cidx);
 		for (size_t i = 0; i < n; i++)
-			res[i] = (uint16_t)qr_unzigzag(ld16(src + QR_HDR + 2 * i));
-		qr_predict(&h, codes, scales, pred, cidx);
-	} else {
-		const uint8_t *p = src + QR_HDR, *end = src + src_len;
-		int rc = tables_read(&p, end, tab);
-		if (rc < 0)
-			return rc;
-		if ((size_t)(end - p) < 4 * (QR_STREAMS - 1))
+			pred[i] = (uint16_t)qr_apply(
+			    pred[i], qr_unzigzag(ld16(src + QR_HDR + 2 * i)));
+		memcpy(dst, pred, 2 * n);
+		return 0;
+	}
+	qr_streams S = {.tab = tab, .n = n, .seg = stream_seg(n)};
+	const uint8_t *p = src + QR_HDR, *end = src + src_len;
+	int rc = tables_read(&p, end, tab);
+	if (rc < 0)
+		return rc;
+	if ((size_t)(end - p) < 4 * (QR_SECTIONS - 1))
+		return MFS_E_CORRUPT;
+	const uint8_t *at = p + 4 * (QR_SECTIONS - 1);
+	for (unsigned k = 0; k < QR_SECTIONS; k++) {
+		size_t left = (size_t)(end - at);
+		size_t l = k + 1 < QR_SECTIONS ? mfs_le_get32(p + 4 * k) : left;
+		if (l > left)
 			return MFS_E_CORRUPT;
-		const uint8_t *sz = p, *sb = p + 4 * (QR_STREAMS - 1);
-		size_t len = (size_t)(end - sb), soff[QR_STREAMS + 1], at = 0;
-		for (unsigned k = 0; k < QR_STREAMS; k++) {
-			size_t l =
-			    k + 1 < QR_STREAMS ? mfs_le_get32(sz + 4 * k) : len - at;
-			if (l > len - at)
-				return MFS_E_CORRUPT;
-			soff[k] = at;
-			at += l;
-		}
-		soff[QR_STREAMS] = len;
-		qr_predict(&h, codes, scales, pred, cidx);
-		rc = qr_streams(tab, sb, len, soff, cidx, res, n);
-		if (rc < 0)
+		S.sec[k] = at;
+		S.len[k] = l;
+		at += l;
+	}
+	qr_fast_fn fast = qr_fast_base;
+#ifdef QR_BMI2
+	if (__builtin_cpu_supports("bmi2") && __builtin_cpu_supports("abm"))
+		fast = qr_fast_bmi2;
+#endif
+	/*
+	 * Blocks of QR_BLOCK elements of each stream, predicted, looked up,
+	 * finished and copied out while they are in the cache.  jp: elements
+	 * of each stream predicted; jd: looked up and out; all four streams
+	 * go side by side in their first `last` elements.
+	 */
+	size_t seg = S.seg, last = n > 3 * seg ? n - 3 * seg : 0, jp = 0, jd = 0;
+	while (jd < last) {
+		size_t jn = jd + QR_BLOCK < last ? jd + QR_BLOCK : last;
+		for (unsigned k = 0; k < QR_STREAMS; k++)
+			qr_predict(&P, k * seg + jp, k * seg + jn, pred, cidx);
+		jp = jn;
+		size_t j2 = fast(&S, cidx, jd, jn);
+		if (j2 == jd)
+			break;
+		for (unsigned k = 0; k < QR_STREAMS; k++)
+			if ((rc = qr_finish(&S, k, cidx, pred, k * seg + jd, k * seg + j2,
+					    dst)) < 0)
+				return rc;
+		jd = j2;
+	}
+	/* the rest of each stream, checked code by code */
+	for (unsigned k = 0; k < QR_STREAMS; k++) {
+		size_t b = stream_begin(n, k), e = stream_begin(n, k + 1);
+		size_t i = b + jp < e ? b + jp : e, d = b + jd < e ? b + jd : e;
+		qr_predict(&P, i, e, pred, cidx);
+		if ((rc = qr_lookup_tail(&S, k, cidx, d, e)) < 0 ||
+		    (rc = qr_finish(&S, k, cidx, pred, d, e, dst)) < 0)
 			return rc;
 	}
-	qr_apply_all(pred, res, n);
-	memcpy(rq->dst, pred, 2 * n);
+	/* every section must end in its last byte */
+	for (unsigned k = 0; k < QR_SECTIONS; k++)
+		if (S.pos[k] > 8 * (uint64_t)S.len[k] ||
+		    S.pos[k] + 8 <= 8 * (uint64_t)S.len[k])
+			return MFS_E_CORRUPT;
 	return 0;
+}
+
+/*
+ * The entry points: the whole encode and decode run in the IEEE
+ * environment (quant_kernel.h); the bodies are out of line so no float
+ * operation moves across the switch.
+ */
+static int qr_encode(const mfs_encode_params *prm, const void *src, size_t src_len,
+		     void *dst, size_t dst_cap, size_t *dst_len, mfs_codec_ws *ws)
+{
+	mfs_qk_fpenv env;
+	mfs_qk_fpenv_enter(&env);
+	int rc = qr_encode_body(prm, src, src_len, dst, dst_cap, dst_len, ws);
+	mfs_qk_fpenv_leave(&env);
+	return rc;
+}
+
+static int qr_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
+{
+	mfs_qk_fpenv env;
+	mfs_qk_fpenv_enter(&env);
+	int rc = qr_decode_body(rq, ws);
+	mfs_qk_fpenv_leave(&env);
+	return rc;
 }
 
 const mfs_codec mfs_codec_quant_residual = {
