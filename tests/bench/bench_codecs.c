@@ -3,6 +3,7 @@
  *
  *   bench_codecs [--tsv] [--quick] [--repeat N] [--chunk BYTES] FILE.safetensors...
  *   bench_codecs --delta BASE.safetensors [--tsv] [--repeat N] [--chunk BYTES] FT.safetensors...
+ *   bench_codecs --quant HP.safetensors [--tsv] [--repeat N] [--chunk BYTES] Q.safetensors
  *
  * --quick measures bitplane-huff only (zstd-19 encodes slowly).
  *
@@ -27,6 +28,21 @@
  * slack; the order-0 entropy of the XOR's byte planes per tensor and per
  * chunk (no tables counted: a floor for one static model per plane); then
  * how many tensors chose the delta and how many chunks equal the base's.
+ *
+ * --quant HP Q: each BF16/F16 tensor X of HP whose quantized twin Q holds
+ * (X in Q, dtype I8 or F8_E4M3, same shape; its scale X_scale or
+ * X_scale_inv, or for X = S.weight also S.scale / S.scale_inv), coded as
+ * quant-residual against the twin (chunks of HP cut as ingest does; the
+ * twin's codes and the scale span of the same elements are each chunk's
+ * references).  Rows per twin dtype: the pair (residual + the twin with
+ * bitplane-huff + the scales raw) in % of the raw bytes of both (HP +
+ * twin + scales) and the HP decode speed from the pair; the residual alone
+ * (% of HP); the twin alone with bitplane-huff and with zstd -3 (% of the
+ * twin, chunks cut from the twin's own start); HP alone with bitplane-huff;
+ * the pair stored stand-alone (HP bitplane-huff + twin zstd -3); the
+ * order-0 bound H(q, r) per tensor (the twin's code and the distance of the
+ * value from its dequantized code, no tables); and how many of the twin's
+ * codes mfs_quant_quantize() reproduces (ingest's confirmation).
  * MB = 10^6 bytes of raw (decoded) data.
  */
 #include <errno.h>
@@ -38,6 +54,7 @@
 #include <time.h>
 
 #include "codec.h"
+#include "quant.h"
 
 typedef struct tensor {
 	mfs_dtype dtype;
@@ -642,17 +659,482 @@ static int bench_delta(const char *base_path, char **files, int nfiles, size_t c
 	return 0;
 }
 
+/* ---- quant mode ---- */
+
+static const tensor *find_tensor(const tensor_list *l, const char *name)
+{
+	for (size_t j = 0; j < l->n; j++)
+		if (strcmp(l->v[j].name, name) == 0)
+			return &l->v[j];
+	return NULL;
+}
+
+/* "[384,1536]" -> dims; @return the number of dims or -1 */
+static int parse_shape(const char *s, uint64_t *dims, int max)
+{
+	int n = 0;
+	if (*s++ != '[')
+		return -1;
+	while (*s && *s != ']') {
+		char *e;
+		if (n == max)
+			return -1;
+		dims[n++] = strtoull(s, &e, 10);
+		if (e == s)
+			return -1;
+		s = *e == ',' ? e + 1 : e;
+	}
+	return *s == ']' ? n : -1;
+}
+
+/* The scale tensor of twin X: X_scale, X_scale_inv, or S.scale(_inv) for X = S.weight. */
+static const tensor *find_scale(const tensor_list *q, const char *name)
+{
+	static const char *const suffix[] = {"_scale", "_scale_inv"};
+	char buf[300];
+	for (int k = 0; k < 2; k++) {
+		snprintf(buf, sizeof buf, "%s%s", name, suffix[k]);
+		const tensor *t = find_tensor(q, buf);
+		if (t)
+			return t;
+	}
+	size_t len = strlen(name);
+	if (len > 7 && strcmp(name + len - 7, ".weight") == 0)
+		for (int k = 0; k < 2; k++) {
+			snprintf(buf, sizeof buf, "%.*s.scale%s", (int)(len - 7), name,
+				 k ? "_inv" : "");
+			const tensor *t = find_tensor(q, buf);
+			if (t)
+				return t;
+		}
+	return NULL;
+}
+
+static float f32_of_bits(uint32_t b)
+{
+	float f;
+	memcpy(&f, &b, 4);
+	return f;
+}
+
+static uint32_t f16_bits_to_f32(uint32_t h)
+{
+	uint32_t s = (h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+	if (e == 31)
+		return s | 0x7f800000u | m << 13;
+	if (e)
+		return s | (e + 112) << 23 | m << 13;
+	float f = (float)m * 0x1p-24f;
+	uint32_t b;
+	memcpy(&b, &f, 4);
+	return s | b;
+}
+
+/* Scale element i as a float (dtype F32, BF16 or F16). */
+static float scale_at(const tensor *sc, uint64_t i)
+{
+	const uint8_t *p = sc->data;
+	uint32_t b;
+	if (sc->dtype == MFS_DT_F32) {
+		memcpy(&b, p + 4 * i, 4);
+	} else {
+		uint16_t h;
+		memcpy(&h, p + 2 * i, 2);
+		b = sc->dtype == MFS_DT_BF16 ? (uint32_t)h << 16 : f16_bits_to_f32(h);
+	}
+	return f32_of_bits(b);
+}
+
+static float e4m3_value(unsigned c)
+{
+	unsigned e = (c >> 3) & 15, m = c & 7;
+	float v;
+	if ((c & 0x7f) == 0x7f)
+		return NAN;
+	v = e ? ldexpf(1.0f + m / 8.0f, (int)e - 7) : ldexpf((float)m, -9);
+	return c & 0x80 ? -v : v;
+}
+
+static uint64_t scale_index(const mfs_quant_scheme *s, uint64_t e)
+{
+	uint64_t r = e / s->cols, c = e % s->cols;
+	switch (s->kind) {
+	case MFS_QUANT_TENSOR:
+		return 0;
+	case MFS_QUANT_CHANNEL:
+		return r;
+	case MFS_QUANT_GROUP:
+		return r * (s->cols / s->group) + c / s->group;
+	case MFS_QUANT_BLOCK:
+		return (r / s->block_r) * ((s->cols + s->block_c - 1) / s->block_c) +
+		       c / s->block_c;
+	}
+	return 0;
+}
+
+/* binary32 -> F16 bits, nearest even (through double: exact for a bound) */
+static uint32_t f32_to_f16_bits(float f)
+{
+	if (f != f)
+		return 0x7e00;
+	uint32_t sign = signbit(f) ? 0x8000 : 0;
+	double a = fabs((double)f);
+	if (a >= 65520.0)
+		return sign | 0x7c00;
+	if (a < 0x1p-14) /* subnormal: units of 2^-24 */
+		return sign | (uint32_t)nearbyint(a * 0x1p24);
+	int e;
+	double m = frexp(a, &e); /* a = m * 2^e, m in [0.5, 1) */
+	double q = nearbyint(m * 2048.0); /* 11 significant bits */
+	if (q == 2048.0) {
+		q = 1024.0;
+		e++;
+	}
+	return sign | (uint32_t)(e + 14) << 10 | ((uint32_t)q - 1024);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * H(q, r) in bits over a tensor: q the twin's code, r the distance of the
+ * 16-bit value from the dequantized code in the type's monotone order.
+ */
+static double pair_entropy_bits(const tensor *hp, const tensor *tw, const tensor *sc,
+				const mfs_quant_scheme *s)
+{
+	size_t n = hp->len / 2;
+	uint32_t *key = malloc(n * sizeof *key);
+	if (!key)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned q = tw->data[i];
+		float v = s->qdtype == MFS_DT_I8 ? (float)(int8_t)q : e4m3_value(q);
+		float prod = v * scale_at(sc, scale_index(s, i));
+		uint32_t x, p;
+		memcpy(&x, &prod, 4);
+		if (hp->dtype == MFS_DT_BF16) {
+			p = (x & 0x7fffffffu) > 0x7f800000u ? 0x7fc0
+							     : (x + 0x7fffu + ((x >> 16) & 1)) >> 16;
+		} else {
+			p = f32_to_f16_bits(prod);
+		}
+		uint16_t vb;
+		memcpy(&vb, hp->data + 2 * i, 2);
+		uint32_t ov = vb ^ (vb & 0x8000 ? 0xffffu : 0x8000u);
+		uint32_t op = p ^ (p & 0x8000 ? 0xffffu : 0x8000u);
+		key[i] = q << 16 | ((ov - op) & 0xffff);
+	}
+	qsort(key, n, sizeof *key, cmp_u32);
+	double h = 0;
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		while (j < n && key[j] == key[i])
+			j++;
+		double c = (double)(j - i);
+		h -= c * log2(c / (double)n);
+		i = j;
+	}
+	free(key);
+	return h;
+}
+
+/* Stored bytes of @p len bytes at @p data with codec @p id, in chunks of chunk_size. */
+static int stored_alone(mfs_codec_id id, int level, mfs_dtype dt, const uint8_t *data,
+			size_t len, size_t chunk_size, uint8_t *enc, uint8_t *dec,
+			mfs_codec_ws *ws, size_t *stored, double *dec_s, int repeat)
+{
+	size_t cap = mfs_codec_bound_max(chunk_size);
+	*stored = 0;
+	*dec_s = 0;
+	for (size_t o = 0; o < len; o += chunk_size) {
+		size_t l = len - o < chunk_size ? len - o : chunk_size, el = 0;
+		mfs_encode_params p = {.dtype = dt, .zstd_level = level};
+		int rc = mfs_codec_encode(id, &p, data + o, l, enc, cap, &el, ws);
+		if (rc < 0) {
+			fprintf(stderr, "bench_codecs: %s encode: %s\n", mfs_codec_name(id),
+				mfs_strerror(rc));
+			return -1;
+		}
+		double best = 0;
+		for (int r = 0; r < repeat; r++) {
+			double t0 = now();
+			rc = mfs_codec_decode_plain(id, enc, el, dec, l, ws);
+			double t = now() - t0;
+			if (rc < 0 || memcmp(dec, data + o, l) != 0) {
+				fprintf(stderr, "bench_codecs: %s: round trip failed\n",
+					mfs_codec_name(id));
+				return -1;
+			}
+			if (r == 0 || t < best)
+				best = t;
+		}
+		*dec_s += best;
+		*stored += el;
+	}
+	return 0;
+}
+
+typedef struct quant_sum {
+	mfs_dtype hpdt, qdt;
+	int tensors;
+	double hp_raw, twin_raw, scale_raw;
+	double resid, twin_bp, twin_zstd, hp_bp, bound_bits;
+	double enc_s, dec_s, twin_dec_s, hp_dec_s;
+	uint64_t codes, matched;
+	double worst_match;
+} quant_sum;
+
+/* One tensor and its twin: the residual's chunks, the twin and HP alone, the bound. */
+static int bench_quant_tensor(const tensor *hp, const tensor *tw, const tensor *sc,
+			      const mfs_quant_scheme *s, size_t chunk_size, int repeat,
+			      mfs_codec_ws *ws, uint8_t *enc, uint8_t *dec, quant_sum *sum)
+{
+	size_t cap = mfs_codec_bound_max(chunk_size);
+	size_t ssz = mfs_dtype_bits(sc->dtype) / 8;
+	mfs_chunk_geom geom = {.dtype = hp->dtype};
+	geom.ndim = (uint32_t)parse_shape(hp->shape, geom.shape, MFS_GEOM_DIMS);
+	size_t nch = (hp->len + chunk_size - 1) / chunk_size;
+	uint8_t **encs = calloc(nch, sizeof *encs);
+	size_t *elens = calloc(nch, sizeof *elens);
+	if (!encs || !elens)
+		return -1;
+	size_t resid = 0;
+	double t_enc = 0;
+	for (size_t k = 0; k < nch; k++) {
+		size_t o = k * chunk_size, l = hp->len - o < chunk_size ? hp->len - o : chunk_size;
+		uint64_t e0 = o / 2, n = l / 2, first, count;
+		mfs_quant_scale_span(s, e0, n, &first, &count);
+		mfs_ref_data refs[2] = {{MFS_REF_QUANT, tw->data + e0, n},
+					{MFS_REF_SCALE, sc->data + first * ssz, count * ssz}};
+		geom.elem_off = e0;
+		mfs_encode_params p = {.dtype = hp->dtype, .geom = &geom, .refs = refs,
+				       .n_refs = 2, .quant = s};
+		encs[k] = malloc(cap);
+		double t0 = now();
+		int rc = mfs_codec_encode(MFS_CODEC_QUANT_RESIDUAL, &p, hp->data + o, l, encs[k],
+					  cap, &elens[k], ws);
+		t_enc += now() - t0;
+		if (rc < 0) {
+			fprintf(stderr, "bench_codecs: %s: quant-residual encode: %s\n", hp->name,
+				mfs_strerror(rc));
+			return -1;
+		}
+		resid += elens[k];
+		mfs_decode_req rq = {.src = encs[k], .src_len = elens[k], .dst = dec, .dst_len = l,
+				     .geom = &geom, .refs = refs, .n_refs = 2};
+		rc = mfs_codec_decode(MFS_CODEC_QUANT_RESIDUAL, &rq, ws);
+		if (rc < 0 || memcmp(dec, hp->data + o, l) != 0) {
+			fprintf(stderr, "bench_codecs: %s: quant-residual round trip failed (%s)\n",
+				hp->name, mfs_strerror(rc));
+			return -1;
+		}
+	}
+	double best = 0;
+	for (int r = 0; r < repeat; r++) {
+		double t0 = now();
+		for (size_t k = 0; k < nch; k++) {
+			size_t o = k * chunk_size,
+			       l = hp->len - o < chunk_size ? hp->len - o : chunk_size;
+			uint64_t e0 = o / 2, n = l / 2, first, count;
+			mfs_quant_scale_span(s, e0, n, &first, &count);
+			mfs_ref_data refs[2] = {{MFS_REF_QUANT, tw->data + e0, n},
+						{MFS_REF_SCALE, sc->data + first * ssz, count * ssz}};
+			geom.elem_off = e0;
+			mfs_decode_req rq = {.src = encs[k], .src_len = elens[k], .dst = dec,
+					     .dst_len = l, .geom = &geom, .refs = refs, .n_refs = 2};
+			mfs_codec_decode(MFS_CODEC_QUANT_RESIDUAL, &rq, ws);
+		}
+		double t = now() - t0;
+		if (r == 0 || t < best)
+			best = t;
+	}
+	for (size_t k = 0; k < nch; k++)
+		free(encs[k]);
+	free(encs);
+	free(elens);
+
+	size_t twin_bp, twin_zstd, hp_bp;
+	double twin_dec, zdec, hp_dec;
+	if (stored_alone(MFS_CODEC_BITPLANE_HUFF, 0, tw->dtype, tw->data, tw->len, chunk_size, enc,
+			 dec, ws, &twin_bp, &twin_dec, repeat) ||
+	    stored_alone(MFS_CODEC_ZSTD, 3, tw->dtype, tw->data, tw->len, chunk_size, enc, dec,
+			 ws, &twin_zstd, &zdec, 1) ||
+	    stored_alone(MFS_CODEC_BITPLANE_HUFF, 0, hp->dtype, hp->data, hp->len, chunk_size,
+			 enc, dec, ws, &hp_bp, &hp_dec, repeat))
+		return -1;
+
+	/* ingest's confirmation: the twin's codes from the high-precision tensor */
+	size_t n = hp->len / 2, matched = 0;
+	uint8_t *codes = malloc(n ? n : 1);
+	uint64_t first, count;
+	mfs_quant_scale_span(s, 0, n, &first, &count);
+	if (!codes || mfs_quant_quantize(s, hp->dtype, hp->data, 0, n, sc->data + first * ssz,
+					 count * ssz, codes) < 0) {
+		fprintf(stderr, "bench_codecs: %s: mfs_quant_quantize failed\n", hp->name);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		matched += codes[i] == tw->data[i];
+	free(codes);
+	double match = n ? 100.0 * matched / n : 100;
+	if (match < 99.0)
+		fprintf(stderr, "bench_codecs: %s: quantize() reproduces %.2f%% of the twin's codes\n",
+			hp->name, match);
+
+	sum->tensors++;
+	sum->hp_raw += hp->len;
+	sum->twin_raw += tw->len;
+	sum->scale_raw += sc->len;
+	sum->resid += resid;
+	sum->twin_bp += twin_bp;
+	sum->twin_zstd += twin_zstd;
+	sum->hp_bp += hp_bp;
+	sum->bound_bits += pair_entropy_bits(hp, tw, sc, s);
+	sum->enc_s += t_enc;
+	sum->dec_s += best;
+	sum->twin_dec_s += twin_dec;
+	sum->hp_dec_s += hp_dec;
+	sum->codes += n;
+	sum->matched += matched;
+	if (sum->tensors == 1 || match < sum->worst_match)
+		sum->worst_match = match;
+	return 0;
+}
+
+static void print_quant(int tsv, const char *label, const quant_sum *q)
+{
+	double both = q->hp_raw + q->twin_raw + q->scale_raw;
+	char tag[64];
+	snprintf(tag, sizeof tag, "%s+%s", mfs_dtype_name(q->hpdt), mfs_dtype_name(q->qdt));
+	struct {
+		const char *what;
+		double pct, raw, enc, dec;
+	} rows[] = {
+	    {"pair: residual+twin bp-huff", 100 * (q->resid + q->twin_bp + q->scale_raw) / both,
+	     both, 0, q->hp_raw / q->dec_s / 1e6},
+	    {"residual alone (of HP)", 100 * q->resid / q->hp_raw, q->hp_raw,
+	     q->hp_raw / q->enc_s / 1e6, q->hp_raw / q->dec_s / 1e6},
+	    {"twin bitplane-huff", 100 * q->twin_bp / q->twin_raw, q->twin_raw, 0,
+	     q->twin_raw / q->twin_dec_s / 1e6},
+	    {"twin zstd-3", 100 * q->twin_zstd / q->twin_raw, q->twin_raw, 0, 0},
+	    {"HP alone bitplane-huff", 100 * q->hp_bp / q->hp_raw, q->hp_raw, 0,
+	     q->hp_raw / q->hp_dec_s / 1e6},
+	    {"pair stand-alone bp+zstd-3", 100 * (q->hp_bp + q->twin_zstd + q->scale_raw) / both,
+	     both, 0, 0},
+	    {"pair H0 bound H(q,r)", 100 * (q->bound_bits / 8 + q->scale_raw) / both, both, 0, 0},
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		if (tsv)
+			printf("%s\t%s\t%s\t%.3f\t%.2f\t%.0f\t%.0f\n", label, tag, rows[i].what,
+			       rows[i].raw / 1e6, rows[i].pct, rows[i].enc, rows[i].dec);
+		else if (rows[i].dec > 0)
+			printf("%-24s %-11s %-28s %9.1f %8.2f%% %9s %9.0f\n", label, tag,
+			       rows[i].what, rows[i].raw / 1e6, rows[i].pct, "", rows[i].dec);
+		else
+			printf("%-24s %-11s %-28s %9.1f %8.2f%% %9s %9s\n", label, tag,
+			       rows[i].what, rows[i].raw / 1e6, rows[i].pct, "", "-");
+		if (i == 1 && !tsv && rows[i].enc > 0)
+			printf("%-24s %-11s %-28s %9s %9s %9.0f\n", label, tag,
+			       "  (residual encode MB/s)", "", "", rows[i].enc);
+	}
+	if (!tsv)
+		printf("%-24s %-11s %d tensors; quantize() reproduces %.3f%% of the codes (worst "
+		       "tensor %.2f%%)\n",
+		       label, tag, q->tensors, 100.0 * q->matched / (q->codes ? q->codes : 1),
+		       q->worst_match);
+	fflush(stdout);
+}
+
+static int bench_quant(const char *hp_path, const char *q_path, size_t chunk_size, int repeat,
+		       int tsv)
+{
+	tensor_list hp = {0}, q = {0};
+	if (read_safetensors(hp_path, &hp) || read_safetensors(q_path, &q))
+		return 1;
+	mfs_codec_ws *ws;
+	if (mfs_codec_ws_create(&ws))
+		return 1;
+	size_t cap = mfs_codec_bound_max(chunk_size);
+	uint8_t *dec = malloc(chunk_size), *enc = malloc(cap);
+	if (!dec || !enc)
+		return 1;
+	memset(dec, 0, chunk_size); /* pre-fault the reused decode buffer */
+	const char *slash = strrchr(q_path, '/');
+	const char *label = slash ? slash + 1 : q_path;
+	quant_sum sums[4];
+	size_t nsum = 0;
+	int skipped = 0;
+	for (size_t i = 0; i < hp.n; i++) {
+		const tensor *t = &hp.v[i];
+		if (t->dtype != MFS_DT_BF16 && t->dtype != MFS_DT_F16)
+			continue;
+		const tensor *tw = find_tensor(&q, t->name), *sc = NULL;
+		if (!tw || (tw->dtype != MFS_DT_I8 && tw->dtype != MFS_DT_F8_E4M3))
+			continue;
+		sc = find_scale(&q, t->name);
+		uint64_t shape[MFS_GEOM_DIMS], sshape[MFS_GEOM_DIMS];
+		int nd = parse_shape(t->shape, shape, MFS_GEOM_DIMS);
+		int snd = sc ? parse_shape(sc->shape, sshape, MFS_GEOM_DIMS) : -1;
+		mfs_quant_scheme s;
+		if (strcmp(t->shape, tw->shape) != 0 || nd < 1 || snd < 0 ||
+		    mfs_quant_scheme_from_shapes(t->dtype, (uint32_t)nd, shape, tw->dtype,
+						 sc->dtype, (uint32_t)snd, sshape, &s) < 0 ||
+		    mfs_quant_scale_count(&s) * (mfs_dtype_bits(sc->dtype) / 8) != sc->len) {
+			fprintf(stderr, "bench_codecs: %s: twin %s, scale %s: no scheme (left out)\n",
+				t->name, tw->shape, sc ? sc->shape : "missing");
+			skipped++;
+			continue;
+		}
+		size_t k = 0;
+		while (k < nsum && !(sums[k].hpdt == t->dtype && sums[k].qdt == tw->dtype))
+			k++;
+		if (k == nsum) {
+			if (nsum == 4)
+				continue;
+			memset(&sums[k], 0, sizeof sums[k]);
+			sums[k].hpdt = t->dtype;
+			sums[k].qdt = tw->dtype;
+			nsum++;
+		}
+		if (bench_quant_tensor(t, tw, sc, &s, chunk_size, repeat, ws, enc, dec, &sums[k]))
+			return 1;
+	}
+	if (!tsv) {
+		printf("HP %s, twin %s; chunks of %zu bytes, one thread, process CPU time; decode "
+		       "into one reused pre-faulted buffer, best of %d passes per tensor; MB = 1e6 "
+		       "raw bytes; scales counted raw in the pair\n",
+		       hp_path, q_path, chunk_size, repeat);
+		printf("%-24s %-11s %-28s %9s %9s %9s %9s\n", "twin file", "pair", "what", "raw MB",
+		       "stored%", "", "dec MB/s");
+	}
+	for (size_t k = 0; k < nsum; k++)
+		print_quant(tsv, label, &sums[k]);
+	if (!nsum)
+		fprintf(stderr, "bench_codecs: %s: no tensor of %s has a twin here\n", q_path,
+			hp_path);
+	free(dec);
+	free(enc);
+	mfs_codec_ws_free(ws);
+	return nsum ? 0 : 1;
+}
+
 #define USAGE                                                                            \
 	"usage: bench_codecs [--tsv] [--quick] [--repeat N] [--chunk BYTES] "            \
 	"FILE.safetensors...\n"                                                          \
 	"       bench_codecs --delta BASE.safetensors [--tsv] [--repeat N] [--chunk "     \
-	"BYTES] FINETUNE.safetensors...\n"
+	"BYTES] FINETUNE.safetensors...\n"                                                \
+	"       bench_codecs --quant HP.safetensors [--tsv] [--repeat N] [--chunk BYTES] "  \
+	"QUANTIZED.safetensors\n"
 
 int main(int argc, char **argv)
 {
 	int tsv = 0, repeat = 7, only_bitplane = 0;
 	size_t chunk_size = (size_t)1 << 20;
-	const char *base = NULL;
+	const char *base = NULL, *quant_hp = NULL;
 	char **files = calloc((size_t)argc, sizeof *files);
 	int nfiles = 0;
 	for (int i = 1; i < argc; i++) {
@@ -666,6 +1148,8 @@ int main(int argc, char **argv)
 			chunk_size = strtoull(argv[++i], NULL, 0);
 		} else if (strcmp(argv[i], "--delta") == 0 && i + 1 < argc) {
 			base = argv[++i];
+		} else if (strcmp(argv[i], "--quant") == 0 && i + 1 < argc) {
+			quant_hp = argv[++i];
 		} else if (argv[i][0] == '-') {
 			fprintf(stderr, USAGE);
 			return 2;
@@ -676,6 +1160,13 @@ int main(int argc, char **argv)
 	if (!nfiles || repeat < 1 || chunk_size == 0 || chunk_size > MFS_CHUNK_MAX) {
 		fprintf(stderr, USAGE);
 		return 2;
+	}
+	if (quant_hp) {
+		if (nfiles != 1 || base) {
+			fprintf(stderr, USAGE);
+			return 2;
+		}
+		return bench_quant(quant_hp, files[0], chunk_size, repeat, tsv);
 	}
 	if (base)
 		return bench_delta(base, files, nfiles, chunk_size, repeat, tsv);
