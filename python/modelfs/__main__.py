@@ -1,0 +1,7 @@
+"""python -m modelfs: the modelfs command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())
