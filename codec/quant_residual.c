@@ -1119,7 +1119,9 @@ static inline int qr_raw_one(const uint8_t *rb, size_t rlen, uint64_t *p, uint16
 	return 0;
 }
 
-#if defined(__SSE2__)
+/* SSE2 (x86-64's baseline); the portable test build (MFS_BP_NO_AVX2) scans scalar */
+#if defined(__SSE2__) && !defined(MFS_BP_NO_AVX2)
+#define QR_SSE2 1
 #include <emmintrin.h>
 #endif
 
@@ -1137,7 +1139,7 @@ static int qr_raw_fixup(qr_streams *S, unsigned k, uint16_t *ent, uint16_t *pred
 	uint64_t p = S->pos[QR_STREAMS + k];
 	size_t i = i0;
 	int rc;
-#if defined(__SSE2__)
+#ifdef QR_SSE2
 	for (; i + 16 <= i1; i += 16) {
 		__m128i a = _mm_loadu_si128((const __m128i *)(const void *)(ent + i));
 		__m128i b = _mm_loadu_si128((const __m128i *)(const void *)(ent + i + 8));
