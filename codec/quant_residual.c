@@ -1077,7 +1077,15 @@ DEFINE_QR_FAST(qr_fast_base, )
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(MFS_HUFF_NO_BMI2)
 /* BMI2 and LZCNT: variable shifts without CL, a one-cycle clz (as huff.c) */
 #define QR_BMI2 1
-DEFINE_QR_FAST(qr_fast_bmi2, __attribute__((target("bmi2,lzcnt"))))
+/* GCC checks LZCNT as part of ABM; clang 14 cannot check it, so it gets BMI2 alone */
+#ifdef __clang__
+#define QR_FAST_TARGET	 "bmi2"
+#define QR_FAST_HAVE_CPU __builtin_cpu_supports("bmi2")
+#else
+#define QR_FAST_TARGET	 "bmi2,lzcnt"
+#define QR_FAST_HAVE_CPU (__builtin_cpu_supports("bmi2") && __builtin_cpu_supports("abm"))
+#endif
+DEFINE_QR_FAST(qr_fast_bmi2, __attribute__((target(QR_FAST_TARGET))))
 #endif
 
 typedef size_t (*qr_fast_fn)(qr_streams *, uint16_t *, size_t, size_t);
@@ -1250,7 +1258,7 @@ __attribute__((noinline)) static int qr_decode_body(const mfs_decode_req *rq,
 	}
 	qr_fast_fn fast = qr_fast_base;
 #ifdef QR_BMI2
-	if (__builtin_cpu_supports("bmi2") && __builtin_cpu_supports("abm"))
+	if (QR_FAST_HAVE_CPU)
 		fast = qr_fast_bmi2;
 #endif
 	/*
