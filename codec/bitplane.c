@@ -1,7 +1,6 @@
 /*
  * bitplane.c - the bitplane-huff codec (id MFS_CODEC_BITPLANE_HUFF) for
- * float tensors (and int8/uint8 ones, the codes of a quantized twin, as one
- * 8-bit plane like the F8 types): regroup each element's bits into symbol planes, the
+ * float tensors: regroup each element's bits into symbol planes, the
  * exponent at the top of the first plane, then code each plane as Huffman,
  * raw (bit-packed) or a constant, whichever is smallest (Huffman only when
  * it saves at least MFS_BP_MIN_GAIN of the plane, since it costs decode
@@ -47,18 +46,6 @@
 #define BP_PLANE_DESC MFS_PLANE_DESC
 #define BP_MAX_PLANES MFS_PLANES_MAX
 
-/*
- * The layout for a dtype: the float types' (planes.h), and for I8 and U8
- * (the codes of a quantized twin: skewed towards small magnitudes) the F8
- * types' single 8-bit plane, i.e. an order-0 Huffman code of the bytes.
- */
-static const mfs_planes_layout *bp_layout(unsigned dt)
-{
-	if (dt == MFS_DT_I8 || dt == MFS_DT_U8)
-		return mfs_planes_layout_bitplane(MFS_DT_F8_E4M3);
-	return mfs_planes_layout_bitplane((mfs_dtype)dt);
-}
-
 static size_t bp_bound(size_t raw_len)
 {
 	/* planes are never larger than raw (+1 byte rounding each) */
@@ -70,7 +57,7 @@ static size_t bp_bound(size_t raw_len)
 static int bp_encode(const mfs_encode_params *prm, const void *src, size_t src_len,
 		     void *dst, size_t dst_cap, size_t *dst_len, mfs_codec_ws *ws)
 {
-	const mfs_planes_layout *L = bp_layout(prm->dtype);
+	const mfs_planes_layout *L = mfs_planes_layout_bitplane(prm->dtype);
 	if (!L || src_len % L->esize)
 		return MFS_E_UNSUPPORTED;
 	if (src_len > MFS_CHUNK_MAX)
@@ -132,7 +119,7 @@ static int bp_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
 	uint8_t *dst = rq->dst;
 	if (src_len < BP_HEADER || src[0] != BP_VERSION || src[3] != 0)
 		return MFS_E_CORRUPT;
-	const mfs_planes_layout *L = bp_layout(src[1]);
+	const mfs_planes_layout *L = mfs_planes_layout_bitplane(src[1]);
 	if (!L || src[2] != L->nplanes || dst_len % L->esize || dst_len > MFS_CHUNK_MAX)
 		return MFS_E_CORRUPT;
 	size_t n = dst_len / L->esize;

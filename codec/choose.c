@@ -22,12 +22,6 @@ static const mfs_codec_id float_candidates[] = {
 	MFS_CODEC_BITPLANE_HUFF,
 	MFS_CODEC_ZSTD,
 };
-/* int8 tensors (a quantized twin's codes): one 8-bit Huffman plane, or zstd */
-static const mfs_codec_id int8_candidates[] = {
-	MFS_CODEC_RAW,
-	MFS_CODEC_BITPLANE_HUFF,
-	MFS_CODEC_ZSTD,
-};
 static const mfs_codec_id other_candidates[] = {
 	MFS_CODEC_RAW,
 	MFS_CODEC_ZSTD,
@@ -49,9 +43,6 @@ int mfs_codec_choose(const mfs_encode_params *p, const void *sample, size_t samp
 	if (mfs_dtype_is_float(p->dtype)) {
 		cand = float_candidates;
 		n_cand = sizeof float_candidates / sizeof float_candidates[0];
-	} else if (p->dtype == MFS_DT_I8) {
-		cand = int8_candidates;
-		n_cand = sizeof int8_candidates / sizeof int8_candidates[0];
 	}
 	size_t cap = trials && n_trials ? *n_trials : 0;
 	size_t filled = 0;

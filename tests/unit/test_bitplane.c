@@ -129,7 +129,7 @@ static void test_unsupported(void)
 	uint8_t src[64] = {0}, dst[512];
 	size_t len;
 	static const mfs_dtype others[] = {
-	    MFS_DT_UNKNOWN, MFS_DT_BOOL, MFS_DT_I16, MFS_DT_I32,
+	    MFS_DT_UNKNOWN, MFS_DT_BOOL, MFS_DT_U8,  MFS_DT_I8, MFS_DT_I16,    MFS_DT_I32,
 	    MFS_DT_I64,	    MFS_DT_U64,	 MFS_DT_C64, MFS_DT_F4, (mfs_dtype)200};
 	for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
 		mfs_encode_params p = {.dtype = others[i]};
@@ -339,38 +339,6 @@ static void test_choose(void)
 }
 
 /*
- * int8 and uint8 tensors (a quantized twin's codes): one 8-bit plane, coded
- * below raw when skewed; mfs_codec_choose picks bitplane-huff for int8
- * weights and raw for random int8 bytes.
- */
-static void test_int8(void)
-{
-	uint64_t s = seed + 5;
-	size_t len = (size_t)64 << 10;
-	uint8_t *buf = malloc(len);
-	for (size_t i = 0; i < len; i++) {
-		double v = normalish(&s) / 0.03 * 25; /* sigma 25 codes */
-		buf[i] = (uint8_t)(int8_t)(v > 127 ? 127 : v < -128 ? -128 : v);
-	}
-	static const mfs_dtype dts[] = {MFS_DT_I8, MFS_DT_U8};
-	for (size_t d = 0; d < 2; d++) {
-		size_t elen = roundtrip(dts[d], buf, len);
-		CHECK(elen < len * 9 / 10);
-		CHECK(roundtrip(dts[d], buf, 1) != (size_t)-1);
-		CHECK(roundtrip(dts[d], buf, 0) != (size_t)-1);
-	}
-	mfs_encode_params p = {.dtype = MFS_DT_I8};
-	mfs_codec_id id = MFS_CODEC_RAW;
-	CHECK_EQ_INT(mfs_codec_choose(&p, buf, len, ws, &id, NULL, NULL), 0);
-	CHECK_EQ_INT(id, MFS_CODEC_BITPLANE_HUFF);
-	for (size_t i = 0; i < len; i++)
-		buf[i] = (uint8_t)test_rand(&s);
-	CHECK_EQ_INT(mfs_codec_choose(&p, buf, len, ws, &id, NULL, NULL), 0);
-	CHECK_EQ_INT(id, MFS_CODEC_RAW);
-	free(buf);
-}
-
-/*
  * Golden payload: the format is on disk, so version 1 must keep decoding to
  * the same bytes.  64 BF16 values from a fixed generator; the payload is a
  * 10-bit HUFF plane (symbols 480..507) and a 6-bit RAW plane.
@@ -452,7 +420,6 @@ int main(void)
 	RUN(test_corrupt);
 	RUN(test_golden);
 	RUN(test_choose);
-	RUN(test_int8);
 	mfs_codec_ws_free(ws);
 	return test_report();
 }
