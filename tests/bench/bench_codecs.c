@@ -35,10 +35,11 @@
  * quant-residual against the twin (chunks of HP cut as ingest does; the
  * twin's codes and the scale span of the same elements are each chunk's
  * references).  Rows per twin dtype: the pair (residual + the twin with
- * bitplane-huff + the scales raw) in % of the raw bytes of both (HP +
- * twin + scales) and the HP decode speed from the pair; the residual alone
- * (% of HP); the twin alone with bitplane-huff and with zstd -3 (% of the
- * twin, chunks cut from the twin's own start); HP alone with bitplane-huff;
+ * the codec mfs_codec_choose picks for it + the scales raw) in % of the raw
+ * bytes of both (HP + twin + scales) and the HP decode speed from the pair;
+ * the residual alone (% of HP); the twin alone with that codec and with
+ * zstd -3 (% of the twin, chunks cut from the twin's own start, with their
+ * decode speeds); HP alone with bitplane-huff;
  * the pair stored stand-alone (HP bitplane-huff + twin zstd -3); the
  * order-0 bound H(q, r) per tensor (the twin's code and the distance of the
  * value from its dequantized code, no tables); and how many of the twin's
@@ -883,7 +884,8 @@ typedef struct quant_sum {
 	int tensors;
 	double hp_raw, twin_raw, scale_raw;
 	double resid, twin_bp, twin_zstd, hp_bp, bound_bits;
-	double enc_s, dec_s, twin_dec_s, hp_dec_s;
+	double enc_s, dec_s, twin_dec_s, twin_zdec_s, hp_dec_s;
+	unsigned twin_codec[MFS_CODEC__COUNT]; /* tensors per chosen twin codec */
 	uint64_t codes, matched;
 	double worst_match;
 } quant_sum;
@@ -957,12 +959,19 @@ static int bench_quant_tensor(const tensor *hp, const tensor *tw, const tensor *
 	free(encs);
 	free(elens);
 
+	/* the twin with the codec ingest would choose for it (on its first chunk) */
 	size_t twin_bp, twin_zstd, hp_bp;
 	double twin_dec, zdec, hp_dec;
-	if (stored_alone(MFS_CODEC_BITPLANE_HUFF, 0, tw->dtype, tw->data, tw->len, chunk_size, enc,
-			 dec, ws, &twin_bp, &twin_dec, repeat) ||
+	mfs_codec_id twin_codec = MFS_CODEC_RAW;
+	mfs_encode_params tp = {.dtype = tw->dtype};
+	if (mfs_codec_choose(&tp, tw->data, tw->len < chunk_size ? tw->len : chunk_size, ws,
+			     &twin_codec, NULL, NULL) < 0)
+		return -1;
+	sum->twin_codec[twin_codec]++;
+	if (stored_alone(twin_codec, 0, tw->dtype, tw->data, tw->len, chunk_size, enc, dec, ws,
+			 &twin_bp, &twin_dec, repeat) ||
 	    stored_alone(MFS_CODEC_ZSTD, 3, tw->dtype, tw->data, tw->len, chunk_size, enc, dec,
-			 ws, &twin_zstd, &zdec, 1) ||
+			 ws, &twin_zstd, &zdec, repeat) ||
 	    stored_alone(MFS_CODEC_BITPLANE_HUFF, 0, hp->dtype, hp->data, hp->len, chunk_size,
 			 enc, dec, ws, &hp_bp, &hp_dec, repeat))
 		return -1;
@@ -997,6 +1006,7 @@ static int bench_quant_tensor(const tensor *hp, const tensor *tw, const tensor *
 	sum->enc_s += t_enc;
 	sum->dec_s += best;
 	sum->twin_dec_s += twin_dec;
+	sum->twin_zdec_s += zdec;
 	sum->hp_dec_s += hp_dec;
 	sum->codes += n;
 	sum->matched += matched;
@@ -1014,13 +1024,14 @@ static void print_quant(int tsv, const char *label, const quant_sum *q)
 		const char *what;
 		double pct, raw, enc, dec;
 	} rows[] = {
-	    {"pair: residual+twin bp-huff", 100 * (q->resid + q->twin_bp + q->scale_raw) / both,
+	    {"pair: residual + twin", 100 * (q->resid + q->twin_bp + q->scale_raw) / both,
 	     both, 0, q->hp_raw / q->dec_s / 1e6},
 	    {"residual alone (of HP)", 100 * q->resid / q->hp_raw, q->hp_raw,
 	     q->hp_raw / q->enc_s / 1e6, q->hp_raw / q->dec_s / 1e6},
-	    {"twin bitplane-huff", 100 * q->twin_bp / q->twin_raw, q->twin_raw, 0,
+	    {"twin, ingest's codec", 100 * q->twin_bp / q->twin_raw, q->twin_raw, 0,
 	     q->twin_raw / q->twin_dec_s / 1e6},
-	    {"twin zstd-3", 100 * q->twin_zstd / q->twin_raw, q->twin_raw, 0, 0},
+	    {"twin zstd-3", 100 * q->twin_zstd / q->twin_raw, q->twin_raw, 0,
+	     q->twin_raw / q->twin_zdec_s / 1e6},
 	    {"HP alone bitplane-huff", 100 * q->hp_bp / q->hp_raw, q->hp_raw, 0,
 	     q->hp_raw / q->hp_dec_s / 1e6},
 	    {"pair stand-alone bp+zstd-3", 100 * (q->hp_bp + q->twin_zstd + q->scale_raw) / both,
@@ -1040,6 +1051,13 @@ static void print_quant(int tsv, const char *label, const quant_sum *q)
 		if (i == 1 && !tsv && rows[i].enc > 0)
 			printf("%-24s %-11s %-28s %9s %9s %9.0f\n", label, tag,
 			       "  (residual encode MB/s)", "", "", rows[i].enc);
+	}
+	if (!tsv) {
+		printf("%-24s %-11s twin codecs chosen:", label, tag);
+		for (unsigned c = 0; c < MFS_CODEC__COUNT; c++)
+			if (q->twin_codec[c])
+				printf(" %s x%u", mfs_codec_name((mfs_codec_id)c), q->twin_codec[c]);
+		printf("\n");
 	}
 	if (!tsv)
 		printf("%-24s %-11s %d tensors; quantize() reproduces %.3f%% of the codes (worst "
