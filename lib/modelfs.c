@@ -840,9 +840,36 @@ typedef struct read_job {
 	struct read_job *link;
 } read_job;
 
+/*
+ * Fault in the pages of a destination before a chunk is decoded into it, in
+ * one call (MADV_POPULATE_WRITE, Linux 5.14): a fresh buffer (a tensor just
+ * allocated) is otherwise faulted in one 4 KiB page at a time by the
+ * decoder's stores, and on the virtual machines we measure each of those
+ * faults costs more than decoding the page's bytes.  Only whole pages inside
+ * the range are touched, so the caller's neighbouring memory is left alone;
+ * a kernel without it (EINVAL) or memory that is not anonymous is left to
+ * the decoder.  Writing is what the decode does anyway.
+ */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#define POPULATE_MIN ((size_t)64 << 10)
+
+static void populate(void *dst, size_t len)
+{
+	if (len < POPULATE_MIN)
+		return;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = ((uintptr_t)dst + page - 1) & ~(page - 1);
+	uintptr_t e = ((uintptr_t)dst + len) & ~(page - 1);
+	if (e > a)
+		madvise((void *)a, e - a, MADV_POPULATE_WRITE);
+}
+
 static int piece_run(modelfs_file *f, const piece *p, mfs_codec_ws *ws)
 {
 	const mfs_extent *e = &f->rf->extents[p->ext];
+	populate(p->dst, p->n);
 	if (p->in == 0 && p->n == e->len)
 		return mfs_rfile_decode_extent(f->rf, p->ext, p->dst, ws);
 	uint8_t *tmp = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_CHUNK, e->len ? e->len : 1);

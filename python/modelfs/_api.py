@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import mmap
 import operator
 import os
 
@@ -70,6 +71,42 @@ def _huge_pages(ptr: int, nbytes: int):
         _madvise(a, e - a, _MADV_HUGEPAGE)
 
 
+# Tensors under this size that are loaded together (get_tensors) are carved
+# from one arena per file; larger ones get memory of their own (and their own
+# huge pages).
+_ARENA_MAX = 4 << 20
+_ALIGN = 64  # torch's own alignment of tensor memory
+
+
+class _Arena:
+    """One anonymous map, advised for transparent huge pages, that the small
+    tensors of one file are carved from: a model's biases and norms (and a
+    small model's every matrix) are each too small for a huge page of their
+    own, and faulting their memory in 4 KiB pages costs as much as decoding
+    it. Each tensor still has storage of its own (torch.from_numpy over its
+    slot): nothing is shared between tensors, and saving one saves its bytes
+    alone. The map lives while any of its tensors does."""
+
+    def __init__(self, nbytes: int):
+        self.map = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if not os.environ.get("MODELFS_NO_HUGEPAGES"):
+            try:
+                self.map.madvise(mmap.MADV_HUGEPAGE)
+            except (AttributeError, OSError, ValueError):
+                pass  # a hint
+        self.buf = np.frombuffer(self.map, dtype=np.uint8)
+        self.used = 0
+
+    @staticmethod
+    def size_for(infos) -> int:
+        return sum(-(-t.nbytes // _ALIGN) * _ALIGN for t in infos)
+
+    def take(self, nbytes: int) -> np.ndarray:
+        a = self.used
+        self.used += -(-nbytes // _ALIGN) * _ALIGN
+        return self.buf[a:a + nbytes]
+
+
 class _Alloc:
     """Makes empty tensors of one framework and gives their addresses."""
 
@@ -88,27 +125,38 @@ class _Alloc:
                     f"device {device!r}: numpy arrays live in host memory; use "
                     f"device=\"cpu\" (or framework=\"pt\" to load onto a device)")
 
-    def empty(self, t: TensorInfo):
+    def empty(self, t: TensorInfo, arena: _Arena | None = None):
+        """An uninitialised tensor for @p t and its address; from @p arena when
+        given and the tensor is small."""
+        slot = arena.take(t.nbytes) if arena is not None and 0 < t.nbytes < _ARENA_MAX \
+            else None
         if self.fw == "pt":
             name = _TORCH.get(t.dtype)
             dt = getattr(self.torch, name, None) if name else None
             if dt is None:
                 raise TypeError(f"tensor {t.name!r}: dtype {t.dtype} has no torch "
                                 f"equivalent in torch {self.torch.__version__}")
-            x = self.torch.empty(t.shape, dtype=dt, device=self.cpu)
+            if slot is not None:
+                x = self.torch.from_numpy(slot).view(dt).reshape(t.shape)
+            else:
+                x = self.torch.empty(t.shape, dtype=dt, device=self.cpu)
             ptr = x.data_ptr()
         else:
             name = _NUMPY.get(t.dtype)
             if name is None:
                 raise TypeError(f"tensor {t.name!r}: data type {t.dtype} is not understood "
                                 f"by numpy (use framework=\"pt\")")
-            x = np.empty(t.shape, dtype=np.dtype(name))
+            if slot is not None:
+                x = slot.view(np.dtype(name)).reshape(t.shape)
+            else:
+                x = np.empty(t.shape, dtype=np.dtype(name))
             ptr = x.ctypes.data
         nbytes = x.numel() * x.element_size() if self.fw == "pt" else x.nbytes
         if nbytes != t.nbytes:
             raise FormatError(f"tensor {t.name!r}: {t.dtype} {list(t.shape)} is {nbytes} "
                               f"bytes in memory but {t.nbytes} in the file")
-        _huge_pages(ptr, nbytes)
+        if slot is None:
+            _huge_pages(ptr, nbytes)
         return x, ptr
 
     def place(self, x):
@@ -320,8 +368,10 @@ class safe_open:
         out = {}
         for f in self._files:
             ranges = []
+            small = [t for t in f.tensors() if 0 < t.nbytes < _ARENA_MAX]
+            arena = _Arena(_Arena.size_for(small)) if len(small) > 1 else None
             for t in f.tensors():
-                x, ptr = self._alloc.empty(t)
+                x, ptr = self._alloc.empty(t, arena)
                 out[t.name] = x
                 ranges.append((t.offset, t.nbytes, ptr))
             f.read_ranges(ranges)

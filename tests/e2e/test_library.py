@@ -103,16 +103,23 @@ def test_package_installed():
 
 
 @pytest.mark.parametrize("name", list(REPOS))
-def test_load_file_equals_safetensors(store, model_path, name):
+def test_load_file_equals_safetensors(store, model_path, name, tmp_path):
     want = originals(model_path(name))
     got = modelfs.load_file(REPOS[name], store=str(store.store))
     assert list(got) == list(want)  # the same names in the same (file) order
     for k in want:
         assert same(got[k], want[k]), f"{name}: tensor {k} differs"
         assert got[k].is_contiguous()
-    # each tensor has memory of its own (as safetensors' do): nothing shared
+    # each tensor has storage of its own, of its own size (as safetensors'
+    # have): nothing shared, so the dict saves back as it came
     ptrs = {v.untyped_storage().data_ptr() for v in got.values() if v.numel()}
     assert len(ptrs) == sum(1 for v in got.values() if v.numel())
+    assert all(v.untyped_storage().nbytes() == v.numel() * v.element_size()
+               for v in got.values())
+    if name == "minilm-bf16":
+        safetensors.torch.save_file(got, str(tmp_path / "again.safetensors"))
+        again = safetensors.torch.load_file(str(tmp_path / "again.safetensors"))
+        assert all(same(again[k], want[k]) for k in want)
 
 
 @pytest.mark.parametrize("name", ["minilm-bf16", "minilm-sharded"])
