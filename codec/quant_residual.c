@@ -56,7 +56,7 @@
 #define QR_DIRECT                                                                        \
 	(1u << QR_DIRECT_BITS) /* zigzagged residuals below this are their own token */
 #define QR_NTOK	    (QR_DIRECT + (16 - QR_DIRECT_BITS) * 8) /* tokens of token set 0 */
-#define QR_STREAMS  4
+#define QR_STREAMS  8
 #define QR_SECTIONS (2 * QR_STREAMS) /* code streams, then their raw-bit sections */
 #define QR_TAB_BITS 8 /* longest code: decode tables have 2^8 entries per context */
 
@@ -620,18 +620,6 @@ static void qr_predict(qr_pred *P, size_t i0, size_t i1, uint16_t *pred, uint16_
 
 /* ---- streams ---- */
 
-/* Elements of stream k of a chunk of n (quarters; the last may be short). */
-static inline size_t stream_seg(size_t n)
-{
-	return (n + QR_STREAMS - 1) / QR_STREAMS;
-}
-
-static inline size_t stream_begin(size_t n, unsigned k)
-{
-	size_t b = stream_seg(n) * k;
-	return b < n ? b : n;
-}
-
 /* Bytes of the context descriptors for these modes and Huffman tables. */
 static size_t ctx_desc_size(const unsigned *mode, const mfs_huff_table *tab)
 {
@@ -779,9 +767,9 @@ __attribute__((noinline)) static int qr_encode_body(const mfs_encode_params *prm
 		}
 	}
 	/* exact size of each section: the code streams, the raw-bit sections */
-	uint64_t sbits[2 * QR_STREAMS] = {0};
+	uint64_t sbits[QR_SECTIONS] = {0};
 	for (unsigned k = 0; k < QR_STREAMS; k++)
-		for (size_t i = stream_begin(n, k); i < stream_begin(n, k + 1); i++) {
+		for (size_t i = k; i < n; i += QR_STREAMS) {
 			uint32_t base;
 			unsigned nx, c = ctx[i];
 			qr_token_info(tok[i], &base, &nx);
@@ -824,7 +812,7 @@ __attribute__((noinline)) static int qr_encode_body(const mfs_encode_params *prm
 	for (unsigned sec = 0; sec < QR_SECTIONS; sec++) {
 		unsigned k = sec % QR_STREAMS;
 		bitw w = {q, 0, 0};
-		for (size_t i = stream_begin(n, k); i < stream_begin(n, k + 1); i++) {
+		for (size_t i = k; i < n; i += QR_STREAMS) {
 			uint32_t base;
 			unsigned nx, c = ctx[i], t = tok[i];
 			qr_token_info(t, &base, &nx);
@@ -1003,74 +991,68 @@ static inline uint64_t window_tail(const uint8_t *base, size_t len, uint64_t pos
 
 /* Elements per stream per round of the fast loop */
 #define QR_ROUND 6
-/* Elements per stream per block: predicted, decoded and written out together */
-#define QR_BLOCK (QR_ROUND * 512)
+/* Rounds per block: predicted, looked up, finished and written out together */
+#define QR_BLOCK_ROUNDS 64
 
 /* The sections of a payload and where decoding stands in each. */
 typedef struct qr_streams {
 	const uint16_t *tab;		 /* decode tables */
-	const uint8_t *sec[QR_SECTIONS]; /* code streams 0-3, raw sections 0-3 */
+	const uint8_t *sec[QR_SECTIONS]; /* code streams, then raw sections */
 	size_t len[QR_SECTIONS];
 	uint64_t pos[QR_SECTIONS]; /* bits consumed in each */
-	size_t n, seg;
+	size_t n;
 } qr_streams;
 
 _Static_assert(QR_ROUND *QR_TAB_BITS + QR_TAB_BITS <= 57, "a round fits one window");
 
 /*
- * Look up element j of all four code streams (element k * seg + j of the
- * chunk) for j from @p j up to at most @p jmax, in rounds of QR_ROUND, as
- * far as every 8-byte load stays inside its stream (a round moves a stream
- * by at most QR_ROUND x QR_TAB_BITS bits; a window holds 57 bits below the
- * sentinel's place, enough for a round and the next lookup).  Element i
- * looks its code up in the table at ce[i] (its context index) and ce[i]
- * becomes the entry; no branch depends on the data.  A corrupt stream may
- * be read past its end here (inside the streams): the check on the bits
- * each stream consumed catches it.  @return the j reached.
+ * Look up the elements [i, imax) (i a multiple of QR_STREAMS; element
+ * i belongs to stream i % QR_STREAMS), in rounds of QR_ROUND elements per
+ * stream, as far as every 8-byte load stays inside its stream (a round
+ * moves a stream by at most QR_ROUND x QR_TAB_BITS bits; a window holds 57
+ * bits below the sentinel's place, enough for a round and the next
+ * lookup).  Element i looks its code up in the table at ce[i] (its context
+ * index) and ce[i] becomes the entry; no branch depends on the data.  A
+ * corrupt stream may be read past its end here (inside the payload): the
+ * check on the bits each stream consumed catches it.  @return the element
+ * reached.
  */
+#define QR_PER_ROUND (QR_STREAMS * QR_ROUND)
 #define DEFINE_QR_FAST(NAME, ATTR)                                                       \
-	ATTR static size_t NAME(qr_streams *S, uint16_t *ce, size_t j, size_t jmax)      \
+	ATTR static size_t NAME(qr_streams *S, uint16_t *ce, size_t i, size_t imax)      \
 	{                                                                                \
 		const uint16_t *tab = S->tab;                                            \
-		const uint8_t *b0 = S->sec[0], *b1 = S->sec[1], *b2 = S->sec[2],         \
-			      *b3 = S->sec[3];                                           \
-		size_t seg = S->seg, s2 = 2 * seg, s3 = 3 * seg;                         \
-		uint64_t p0 = S->pos[0], p1 = S->pos[1], p2 = S->pos[2], p3 = S->pos[3]; \
-		/* rounds every stream has room for: its bytes left, less the 8 a        \
-		 * load reads, over the QR_TAB_BITS bytes a round may move it */         \
-		size_t r = (jmax - (j < jmax ? j : jmax)) / QR_ROUND;                    \
+		size_t r = (imax - (i < imax ? i : imax)) / QR_PER_ROUND;                \
 		for (unsigned k = 0; k < QR_STREAMS; k++) {                              \
 			size_t at = (size_t)(S->pos[k] >> 3);                            \
 			size_t room = S->len[k] > at ? S->len[k] - at : 0;               \
-			size_t t =                                                       \
-			    room >= 8 + QR_TAB_BITS ? (room - 8) / QR_TAB_BITS : 0;      \
+			size_t t = room >= 8 + QR_ROUND ? (room - 8) / QR_ROUND : 0;     \
 			r = t < r ? t : r;                                               \
 		}                                                                        \
 		if (r == 0)                                                              \
-			return j;                                                        \
-		uint16_t *c = ce + j, *cend = c + QR_ROUND * r;                          \
+			return i;                                                        \
+		const uint8_t *b[QR_STREAMS];                                            \
+		uint64_t p[QR_STREAMS];                                                  \
+		for (unsigned k = 0; k < QR_STREAMS; k++) {                              \
+			b[k] = S->sec[k];                                                \
+			p[k] = S->pos[k];                                                \
+		}                                                                        \
+		uint16_t *c = ce + i, *cend = c + QR_PER_ROUND * r;                      \
 		do {                                                                     \
-			uint64_t w0 = (ld64(b0 + (p0 >> 3)) >> (p0 & 7)) | QR_SENTINEL;  \
-			uint64_t w1 = (ld64(b1 + (p1 >> 3)) >> (p1 & 7)) | QR_SENTINEL;  \
-			uint64_t w2 = (ld64(b2 + (p2 >> 3)) >> (p2 & 7)) | QR_SENTINEL;  \
-			uint64_t w3 = (ld64(b3 + (p3 >> 3)) >> (p3 & 7)) | QR_SENTINEL;  \
-			for (unsigned u = 0; u < QR_ROUND; u++) {                        \
-				QR_STEP(w0, u);                                          \
-				QR_STEP(w1, seg + u);                                    \
-				QR_STEP(w2, s2 + u);                                     \
-				QR_STEP(w3, s3 + u);                                     \
-			}                                                                \
-			p0 += (uint64_t)__builtin_clzll(w0);                             \
-			p1 += (uint64_t)__builtin_clzll(w1);                             \
-			p2 += (uint64_t)__builtin_clzll(w2);                             \
-			p3 += (uint64_t)__builtin_clzll(w3);                             \
-			c += QR_ROUND;                                                   \
+			uint64_t w[QR_STREAMS];                                          \
+			for (unsigned k = 0; k < QR_STREAMS; k++)                        \
+				w[k] = (ld64(b[k] + (p[k] >> 3)) >> (p[k] & 7)) |        \
+				       QR_SENTINEL;                                      \
+			for (unsigned u = 0; u < QR_ROUND; u++)                          \
+				for (unsigned k = 0; k < QR_STREAMS; k++)                \
+					QR_STEP(w[k], QR_STREAMS *u + k);                \
+			for (unsigned k = 0; k < QR_STREAMS; k++)                        \
+				p[k] += (uint64_t)__builtin_clzll(w[k]);                 \
+			c += QR_PER_ROUND;                                               \
 		} while (c < cend);                                                      \
-		S->pos[0] = p0;                                                          \
-		S->pos[1] = p1;                                                          \
-		S->pos[2] = p2;                                                          \
-		S->pos[3] = p3;                                                          \
-		return j + QR_ROUND * r;                                                 \
+		for (unsigned k = 0; k < QR_STREAMS; k++)                                \
+			S->pos[k] = p[k];                                                \
+		return i + QR_PER_ROUND * r;                                             \
 	}
 
 DEFINE_QR_FAST(qr_fast_base, )
@@ -1091,21 +1073,22 @@ DEFINE_QR_FAST(qr_fast_bmi2, __attribute__((target(QR_FAST_TARGET))))
 typedef size_t (*qr_fast_fn)(qr_streams *, uint16_t *, size_t, size_t);
 
 /*
- * Elements [i0, i1) of code stream k one at a time, each code checked
- * against the stream's end (the elements the fast loop did not reach).
+ * Elements [i0, i1) one at a time, each code checked against its stream's
+ * end (the elements the fast loop did not reach).
  */
-static int qr_lookup_tail(qr_streams *S, unsigned k, uint16_t *ce, size_t i0, size_t i1)
+static int qr_lookup_tail(qr_streams *S, uint16_t *ce, size_t i0, size_t i1)
 {
-	uint64_t p = S->pos[k], end = 8 * (uint64_t)S->len[k];
 	for (size_t i = i0; i < i1; i++) {
+		unsigned k = (unsigned)(i % QR_STREAMS);
+		uint64_t p = S->pos[k];
 		uint64_t w = window_tail(S->sec[k], S->len[k], p);
 		uint32_t e = S->tab[ce[i] + ((uint32_t)w & (QR_TAB_SIZE - 1))];
 		p += e & 15;
-		if (p > end)
+		if (p > 8 * (uint64_t)S->len[k])
 			return MFS_E_CORRUPT;
+		S->pos[k] = p;
 		ce[i] = (uint16_t)e;
 	}
-	S->pos[k] = p;
 	return 0;
 }
 
@@ -1133,18 +1116,22 @@ static inline int qr_raw_one(const uint8_t *rb, size_t rlen, uint64_t *p, uint16
 #include <emmintrin.h>
 #endif
 
-/*
- * Elements [i0, i1) of stream k after the lookup: each whose entry has raw
- * bits takes them from the stream's raw section (in order) and is finished
- * here: its prediction becomes the value, its entry 0 (residual 0).  Found
- * 16 entries at a time (SSE2: one mask of their bit 6), as most have none.
- */
-static int qr_raw_fixup(qr_streams *S, unsigned k, uint16_t *ent, uint16_t *pred,
-			size_t i0, size_t i1)
+/* The element at i with raw bits, from the raw section of its stream. */
+static inline int qr_raw_at(qr_streams *S, uint16_t *ent, uint16_t *pred, size_t i)
 {
-	const uint8_t *rb = S->sec[QR_STREAMS + k];
-	size_t rlen = S->len[QR_STREAMS + k];
-	uint64_t p = S->pos[QR_STREAMS + k];
+	unsigned k = QR_STREAMS + (unsigned)(i % QR_STREAMS);
+	return qr_raw_one(S->sec[k], S->len[k], &S->pos[k], ent + i, pred + i);
+}
+
+/*
+ * Elements [i0, i1) after the lookup: each whose entry has raw bits takes
+ * them from its stream's raw section (in order) and is finished here: its
+ * prediction becomes the value, its entry 0 (residual 0).  Found 16 entries
+ * at a time (SSE2: one mask of their bit 6), as most have none.
+ */
+static int qr_raw_fixup(qr_streams *S, uint16_t *ent, uint16_t *pred, size_t i0,
+			size_t i1)
+{
 	size_t i = i0;
 	int rc;
 #ifdef QR_SSE2
@@ -1155,18 +1142,16 @@ static int qr_raw_fixup(qr_streams *S, unsigned k, uint16_t *ent, uint16_t *pred
 		unsigned m = (unsigned)_mm_movemask_epi8(
 		    _mm_packs_epi16(_mm_slli_epi16(a, 9), _mm_slli_epi16(b, 9)));
 		while (m) {
-			size_t u = i + (size_t)__builtin_ctz(m);
-			if ((rc = qr_raw_one(rb, rlen, &p, ent + u, pred + u)) < 0)
+			if ((rc = qr_raw_at(S, ent, pred, i + (size_t)__builtin_ctz(m))) <
+			    0)
 				return rc;
 			m &= m - 1;
 		}
 	}
 #endif
 	for (; i < i1; i++)
-		if ((ent[i] & QE_SLOW) &&
-		    (rc = qr_raw_one(rb, rlen, &p, ent + i, pred + i)) < 0)
+		if ((ent[i] & QE_SLOW) && (rc = qr_raw_at(S, ent, pred, i)) < 0)
 			return rc;
-	S->pos[QR_STREAMS + k] = p;
 	return 0;
 }
 
@@ -1185,13 +1170,13 @@ static void qr_apply_entries(uint16_t *out, const uint16_t *pred,
 	}
 }
 
-/* Raw fix-ups, residuals and the copy out of elements [i0, i1) of stream k. */
-static int qr_finish(qr_streams *S, unsigned k, uint16_t *ent, uint16_t *pred, size_t i0,
-		     size_t i1, uint8_t *dst)
+/* Raw fix-ups, residuals and the copy out of elements [i0, i1). */
+static int qr_finish(qr_streams *S, uint16_t *ent, uint16_t *pred, size_t i0, size_t i1,
+		     uint8_t *dst)
 {
 	if (i0 >= i1)
 		return 0;
-	int rc = qr_raw_fixup(S, k, ent, pred, i0, i1);
+	int rc = qr_raw_fixup(S, ent, pred, i0, i1);
 	if (rc < 0)
 		return rc;
 	if (((uintptr_t)dst & 1) == 0) {
@@ -1239,7 +1224,7 @@ __attribute__((noinline)) static int qr_decode_body(const mfs_decode_req *rq,
 		memcpy(dst, pred, 2 * n);
 		return 0;
 	}
-	qr_streams S = {.tab = tab, .n = n, .seg = stream_seg(n)};
+	qr_streams S = {.tab = tab, .n = n};
 	const uint8_t *p = src + QR_HDR, *end = src + src_len;
 	int rc = tables_read(&p, end, tab);
 	if (rc < 0)
@@ -1262,35 +1247,28 @@ __attribute__((noinline)) static int qr_decode_body(const mfs_decode_req *rq,
 		fast = qr_fast_bmi2;
 #endif
 	/*
-	 * Blocks of QR_BLOCK elements of each stream, predicted, looked up,
-	 * finished and copied out while they are in the cache.  jp: elements
-	 * of each stream predicted; jd: looked up and out; all four streams
-	 * go side by side in their first `last` elements.
+	 * Blocks of QR_BLOCK_ROUNDS rounds, predicted, looked up, finished
+	 * and copied out while they are in the cache; ip: elements predicted,
+	 * id: looked up and out.
 	 */
-	size_t seg = S.seg, last = n > 3 * seg ? n - 3 * seg : 0, jp = 0, jd = 0;
-	while (jd < last) {
-		size_t jn = jd + QR_BLOCK < last ? jd + QR_BLOCK : last;
-		for (unsigned k = 0; k < QR_STREAMS; k++)
-			qr_predict(&P, k * seg + jp, k * seg + jn, pred, cidx);
-		jp = jn;
-		size_t j2 = fast(&S, cidx, jd, jn);
-		if (j2 == jd)
+	size_t ip = 0, id = 0, full = n - n % QR_PER_ROUND;
+	while (id < full) {
+		size_t in = id + QR_PER_ROUND * QR_BLOCK_ROUNDS;
+		in = in < full ? in : full;
+		qr_predict(&P, ip, in, pred, cidx);
+		ip = in;
+		size_t i2 = fast(&S, cidx, id, in);
+		if (i2 == id)
 			break;
-		for (unsigned k = 0; k < QR_STREAMS; k++)
-			if ((rc = qr_finish(&S, k, cidx, pred, k * seg + jd, k * seg + j2,
-					    dst)) < 0)
-				return rc;
-		jd = j2;
-	}
-	/* the rest of each stream, checked code by code */
-	for (unsigned k = 0; k < QR_STREAMS; k++) {
-		size_t b = stream_begin(n, k), e = stream_begin(n, k + 1);
-		size_t i = b + jp < e ? b + jp : e, d = b + jd < e ? b + jd : e;
-		qr_predict(&P, i, e, pred, cidx);
-		if ((rc = qr_lookup_tail(&S, k, cidx, d, e)) < 0 ||
-		    (rc = qr_finish(&S, k, cidx, pred, d, e, dst)) < 0)
+		if ((rc = qr_finish(&S, cidx, pred, id, i2, dst)) < 0)
 			return rc;
+		id = i2;
 	}
+	/* the rest, checked code by code */
+	qr_predict(&P, ip, n, pred, cidx);
+	if ((rc = qr_lookup_tail(&S, cidx, id, n)) < 0 ||
+	    (rc = qr_finish(&S, cidx, pred, id, n, dst)) < 0)
+		return rc;
 	/* every section must end in its last byte */
 	for (unsigned k = 0; k < QR_SECTIONS; k++)
 		if (S.pos[k] > 8 * (uint64_t)S.len[k] ||
