@@ -52,6 +52,12 @@
  * handle must not overlap a call on it.  A modelfs_list is immutable once
  * returned.  No call keeps state between calls outside the handles.
  *
+ * fork(): handles belong to the process that opened them.  In a child
+ * forked after the open, calls on the parent's handles fail with
+ * MODELFS_E_INVAL (the index's environment, its read snapshots and the
+ * decoding threads are the parent's), and closing them there frees only
+ * memory; the child opens the store again for itself.
+ *
  * Consistency: an open modelfs_file reads the bytes its file had when it was
  * opened, even while the store is written: another ingest, `modelfs rm` of
  * its repo and `modelfs gc` do not change or break what it reads (it holds

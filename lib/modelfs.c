@@ -158,6 +158,7 @@ struct modelfs_store {
 	dev_t dev;
 	ino_t ino;
 	unsigned refs; /* modelfs_store_open()s not closed + open files */
+	pid_t pid;     /* the process that opened it (see foreign()) */
 
 	mfs_store *st;
 	mfs_reader *reader; /* no cache: reads decode into the caller's memory */
@@ -188,6 +189,28 @@ struct modelfs_store {
  */
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static modelfs_store *registry;
+
+/*
+ * Whether @p s was opened by another process: this one is a child forked
+ * after the open (a data loader's worker).  Its LMDB environment, read
+ * snapshots and decoding threads belong to the parent (LMDB forbids using an
+ * environment across fork; the workers did not survive it), so in a child
+ * such a handle refuses every call that would touch them (MODELFS_E_INVAL),
+ * and closing it frees nothing that is the parent's: ending a read snapshot
+ * here would release the parent's LMDB reader slot.  The child opens the
+ * store again for itself.
+ */
+static int foreign(const modelfs_store *s)
+{
+	return s->pid != getpid();
+}
+
+static int foreign_fail(modelfs_error *err)
+{
+	return fail(err, MODELFS_E_INVAL,
+		    "this store handle was opened by another process (this one was "
+		    "forked from it): open the store again in this process");
+}
 
 static unsigned cpus_usable(void)
 {
@@ -275,6 +298,7 @@ static int store_create(const char *dir, const struct stat *st, unsigned threads
 	s->dev = st->st_dev;
 	s->ino = st->st_ino;
 	s->refs = 1;
+	s->pid = getpid();
 	s->threads = threads ? threads : cpus_usable();
 	if (s->threads > POOL_MAX)
 		s->threads = POOL_MAX;
@@ -282,7 +306,7 @@ static int store_create(const char *dir, const struct stat *st, unsigned threads
 	pthread_cond_init(&s->work, NULL);
 	pthread_cond_init(&s->done, NULL);
 	mfs_errmsg em = {0};
-	int rc = mfs_store_open(dir, MFS_STORE_RDONLY, &s->st, &em);
+	int rc = mfs_store_open(dir, MFS_STORE_RDONLY | MFS_STORE_NORDAHEAD, &s->st, &em);
 	if (rc < 0) {
 		int code = rc == -ENOENT || rc == -EACCES || rc == -EPERM
 			       ? MODELFS_E_NOSTORE
@@ -338,7 +362,7 @@ int modelfs_store_open(const char *dir, unsigned threads, modelfs_store **out,
 		    dir);
 	pthread_mutex_lock(&registry_mu);
 	for (modelfs_store *s = registry; s; s = s->next)
-		if (s->dev == st.st_dev && s->ino == st.st_ino) {
+		if (s->dev == st.st_dev && s->ino == st.st_ino && !foreign(s)) {
 			s->refs++;
 			pthread_mutex_unlock(&registry_mu);
 			*out = s;
@@ -358,7 +382,7 @@ int modelfs_store_open(const char *dir, unsigned threads, modelfs_store **out,
 
 void modelfs_store_close(modelfs_store *s)
 {
-	if (s)
+	if (s && !foreign(s))
 		store_unref(s);
 }
 
@@ -400,6 +424,8 @@ static int repo_id(const char *arg, char out[MFS_REPO_ID_MAX + 1], modelfs_error
 
 static int txn_read(modelfs_store *s, mfs_txn **t, modelfs_error *err)
 {
+	if (foreign(s))
+		return foreign_fail(err);
 	int rc = mfs_txn_begin(s->st, MFS_TXN_READ, t);
 	if (rc < 0)
 		return fail(err, code_of(rc), "cannot read the store %s: %s", s->dir,
@@ -1139,6 +1165,8 @@ static int read_failed(modelfs_file *f, const piece *p, int rc, modelfs_error *e
 static int read_spans(modelfs_file *f, span *sp, size_t n, modelfs_error *err)
 {
 	char path[QUOTED];
+	if (foreign(f->s))
+		return foreign_fail(err);
 	for (size_t i = 0; i < n; i++)
 		if (sp[i].off > f->rf->size || sp[i].len > f->rf->size - sp[i].off ||
 		    (sp[i].len && !sp[i].dst))
@@ -1407,6 +1435,13 @@ void modelfs_file_close(modelfs_file *f)
 {
 	if (!f)
 		return;
+	if (foreign(f->s)) { /* the parent's snapshot and store stay the parent's */
+		free(f->tensors);
+		mfs_st_header_free(&f->hdr);
+		cJSON_free(f->metadata);
+		free(f);
+		return;
+	}
 	mfs_rfile_close(f->rf);
 	free(f->tensors);
 	mfs_st_header_free(&f->hdr);

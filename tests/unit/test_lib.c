@@ -9,7 +9,7 @@
  * (missing repo, revision, file, tensor; a damaged chunk naming its tensor;
  * a malformed header; a range past the end; a short buffer); an open file
  * that reads on while another process removes its repo and garbage-collects
- * its chunks.
+ * its chunks; handles carried into a forked child.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -730,6 +730,59 @@ static void test_survives_gc(modelfs_store *s)
 	modelfs_file_close(f);
 }
 
+/*
+ * A child forked while the parent has the store and a file open: the
+ * parent's handles refuse to read there and closing them harms nothing of
+ * the parent's; the child opens the store anew and reads; the parent reads
+ * on, its snapshot intact.
+ */
+static void test_fork(modelfs_store *s)
+{
+	modelfs_file *f;
+	REQUIRE(modelfs_file_open(s, "org/lib", "main", "model.safetensors", &f, NULL) ==
+		0);
+	uint8_t *buf = malloc(good.size);
+	CHECK_EQ_INT(modelfs_file_read(f, 0, buf, good.size, NULL), 0); /* pool started */
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		int bad = 0;
+		modelfs_error err = {0};
+		modelfs_file *g = NULL;
+		modelfs_store *s2 = NULL;
+		char c[MODELFS_COMMIT_SIZE];
+		bad |= modelfs_file_read(f, 0, buf, good.size, &err) != MODELFS_E_INVAL;
+		bad |= strstr(err.message, "another process") == NULL;
+		bad |= modelfs_resolve(s, "org/lib", "main", c, NULL) != MODELFS_E_INVAL;
+		bad |= modelfs_file_open(s, "org/lib", "main", "config.json", &g, NULL) !=
+		       MODELFS_E_INVAL;
+		modelfs_file_close(f); /* must not end the parent's snapshot */
+		modelfs_store_close(s);
+		/* one thread: a child starts none (TSAN cannot follow threads
+		 * started after a multi-threaded fork) */
+		bad |= modelfs_store_open(dir, 1, &s2, &err) != 0;
+		bad |= s2 == s;
+		bad |= modelfs_file_open(s2, "org/lib", "main", "model.safetensors", &g,
+					 &err) != 0;
+		memset(buf, 0, good.size);
+		bad |= g && modelfs_file_read(g, 0, buf, good.size, &err) != 0;
+		bad |= memcmp(buf, good.data, good.size) != 0;
+		modelfs_file_close(g);
+		modelfs_store_close(s2);
+		if (bad)
+			fprintf(stderr, "child: %s\n", err.message);
+		_exit(bad);
+	}
+	int st = 0;
+	CHECK(waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	memset(buf, 0, good.size);
+	CHECK_EQ_INT(modelfs_file_read(f, 0, buf, good.size, NULL), 0);
+	CHECK(!memcmp(buf, good.data, good.size));
+	free(buf);
+	modelfs_file_close(f);
+}
+
 int main(void)
 {
 	seed = test_seed();
@@ -760,6 +813,7 @@ int main(void)
 	RUN_S(test_reads);
 	RUN(test_single_thread);
 	RUN_S(test_damaged);
+	RUN_S(test_fork);
 	RUN_S(test_survives_gc);
 	modelfs_store_close(s);
 	cleanup();
