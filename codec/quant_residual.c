@@ -16,8 +16,11 @@
  * values one quantization step spans at p (the step's exponent and two
  * mantissa bits against p's exponent), so a value far inside a coarse step
  * and one pinned by a fine step use different tables; docs/codecs.md has
- * the measurements that chose it over the code itself.  Four bit streams
- * (quarters of the chunk) are decoded side by side.
+ * the measurements that chose it over the code itself.  Codes are at most
+ * 8 bits, so decoding an element is one lookup in a 256-entry table; eight
+ * code streams (element i in stream i mod 8) are decoded side by side, and
+ * the raw bits that do not fit the lookup with their code go to a raw
+ * section per stream, read by a second pass.
  *
  * Payload (little-endian; docs/codecs.md has the byte table):
  *   header (64 bytes): u8 version (1), u8 hp dtype, u8 kind, u8 qdtype,
@@ -25,9 +28,10 @@
  *     (0 Huffman, 1 raw); u64 rows, u64 cols, u32 group, u32 block_r,
  *     u32 block_c, u32 n, u64 elem_off, u64 first scale, u64 scale count
  *   coding 0: per context u8 mode (0 unused, 1 one token: u8 token,
- *     2 Huffman: u8 lo, u8 cnt, cnt code lengths in nibbles, low first);
- *     u32 bytes of streams 0..2 (stream 3 takes the rest); the streams,
- *     each a token's code then its raw bits, LSB-first
+ *     2 Huffman: u8 lo, u8 cnt, cnt code lengths 0..8 in nibbles, low
+ *     first); u32 bytes of code streams 0..7 and raw sections 0..6 (raw 7
+ *     takes the rest); the code streams (per element its token's code,
+ *     LSB-first, then its raw bits when qr_inline), then the raw sections
  *   coding 1: n u16 zigzagged residuals
  * The decoder checks the header against the geometry and the references
  * (dtype, shape, element offset, n, the scale span the scheme gives and
@@ -839,11 +843,11 @@ __attribute__((noinline)) static int qr_encode_body(const mfs_encode_params *prm
  * Decode tables: QR_NCTX tables of 2^QR_TAB_BITS u16 entries, indexed by
  * the context index (context << QR_TAB_BITS) plus the next QR_TAB_BITS
  * bits of the code stream; a code shorter than that fills every entry its
- * bits begin.  Entry bits 0-3: the code's length; bit 6 clear: a token
- * without raw bits, bits 7-15 its residual (signed; a direct token's is
- * within +-128); bit 6 set: bits 7-15 the token, whose raw bits are the
- * next in its stream's raw section, or QE_POISON_TOKEN for a context the
- * payload has no table for (an element there is damage: the references are
+ * bits begin.  Entry bits 0-3: the bits taken (code, and inline raw bits);
+ * bit 6 clear: a residual known from the entry, bits 7-15 (signed: within
+ * +-256, qr_inline keeps inline tokens below 512 zigzagged); bit 6 set: bits 7-15 the
+ * token, whose raw bits are the next in its stream's raw section, or QE_POISON_TOKEN for
+ * a context the payload has no table for (an element there is damage: the references are
  * not the ones the chunk was encoded against).
  */
 #define QE_SLOW		0x40u
