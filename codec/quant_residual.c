@@ -1206,6 +1206,12 @@ __attribute__((noinline)) static int qr_decode_body(const mfs_decode_req *rq,
 	size_t n = h.n;
 	if (h.coding == QR_CODING_RAW && src_len != QR_HDR + 2 * n)
 		return MFS_E_CORRUPT;
+	/* blocks are written out while later ones still read the references */
+	const uint8_t *d8 = rq->dst;
+	size_t slen = (size_t)h.count * mfs_qk_scale_size(h.s.sdtype);
+	if (n && ((codes < d8 + 2 * n && d8 < codes + n) ||
+		  (slen && scales < d8 + 2 * n && d8 < scales + slen)))
+		return MFS_E_INVAL;
 	/* scratch A: predictions, context indices (then table entries), tables */
 	size_t a16 = (2 * n + 63) & ~(size_t)63;
 	size_t tab_bytes = (size_t)QR_NCTX * QR_TAB_SIZE * 2;

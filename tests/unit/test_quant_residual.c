@@ -969,6 +969,15 @@ static void test_decode_errors(void)
 	rq = ok;
 	rq.dst_len -= 2;
 	CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_QUANT_RESIDUAL, &rq, ws), MFS_E_CORRUPT);
+	/* a destination over a reference: the caller's error */
+	uint8_t *big = malloc(2 * n + n);
+	memcpy(big, P.codes + e0, n);
+	mfs_ref_data over[2] = {{MFS_REF_QUANT, big, n}, refs[1]};
+	rq = ok;
+	rq.refs = over;
+	rq.dst = big + 1;
+	CHECK_EQ_INT(mfs_codec_decode(MFS_CODEC_QUANT_RESIDUAL, &rq, ws), MFS_E_INVAL);
+	free(big);
 	/* every truncation, exact-size copies */
 	for (size_t cut = 0; cut < len; cut += (cut < 400 ? 1 : 97)) {
 		uint8_t *t = dup_exact(enc, cut);
