@@ -411,21 +411,46 @@ struct scan {
 	size_t n_repos;
 };
 
-static int scan_fn(void *ud, const mfs_repo_info *r)
+struct others {
+	mfs_txn *t;
+	const char *self;
+	int (*cb)(void *ud, const mfs_base *b);
+	void *ud;
+	size_t n;
+};
+
+static int others_fn(void *ud, const mfs_repo_info *r)
 {
-	struct scan *s = ud;
-	if (!strcmp(r->repo, s->self))
+	struct others *o = ud;
+	if (!strcmp(r->repo, o->self))
 		return 0;
-	s->n_repos++;
+	o->n++;
 	mfs_base *b;
-	int rc = mfs_base_load(s->t, r->repo, &b);
+	int rc = mfs_base_load(o->t, r->repo, &b);
 	if (rc == MFS_E_NOTFOUND || rc == MFS_E_CORRUPT)
 		return 0; /* nothing usable there */
 	if (rc < 0)
 		return rc;
+	rc = o->cb(o->ud, b);
+	mfs_base_free(b);
+	return rc;
+}
+
+int mfs_base_foreach_other(mfs_txn *t, const char *self,
+			   int (*cb)(void *ud, const mfs_base *b), void *ud, size_t *n_others)
+{
+	struct others o = {.t = t, .self = self, .cb = cb, .ud = ud};
+	int rc = mfs_repos_foreach(t, others_fn, &o);
+	if (n_others)
+		*n_others = o.n;
+	return rc;
+}
+
+static int scan_fn(void *ud, const mfs_base *b)
+{
+	struct scan *s = ud;
 	size_t nm = 0;
 	uint64_t bytes = mfs_base_matched_bytes(b, s->want, s->n_want, &nm);
-	mfs_base_free(b);
 	if (bytes == 0 || bytes < s->need)
 		return 0;
 	size_t at = s->n_top < MATCH_CANDIDATES ? s->n_top++ : MATCH_CANDIDATES;
@@ -438,7 +463,7 @@ static int scan_fn(void *ud, const mfs_repo_info *r)
 			return 0;
 		at = small;
 	}
-	snprintf(s->top[at].repo, sizeof s->top[at].repo, "%s", r->repo);
+	snprintf(s->top[at].repo, sizeof s->top[at].repo, "%s", b->repo);
 	s->top[at].bytes = bytes;
 	s->top[at].n_match = nm;
 	return 0;
@@ -504,7 +529,7 @@ int mfs_base_propose(mfs_txn *t, const char *self, const mfs_base_hints *hints,
 	/* 2. every repo, by matched bytes, then bit distance */
 	struct scan s = {.t = t, .self = self, .want = want, .n_want = n_want,
 			 .need = (total + 1) / 2};
-	int rc = mfs_repos_foreach(t, scan_fn, &s);
+	int rc = mfs_base_foreach_other(t, self, scan_fn, &s, &s.n_repos);
 	if (rc < 0)
 		return rc;
 	if (s.n_top == 0) {

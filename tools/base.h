@@ -63,6 +63,16 @@ int mfs_base_load(mfs_txn *t, const char *repo, mfs_base **out);
 void mfs_base_free(mfs_base *b);
 
 /**
+ * Call @p cb with the loaded tensors of every repo of the store but @p self
+ * (repos with no commit or a damaged record are passed over; the base is
+ * freed after the call).  @p cb returns as for mfs_repos_foreach.
+ * @param[out] n_others  optional: how many other repos the store holds
+ * @return 0, what @p cb returned to stop, or a negative code
+ */
+int mfs_base_foreach_other(mfs_txn *t, const char *self,
+			   int (*cb)(void *ud, const mfs_base *b), void *ud, size_t *n_others);
+
+/**
  * The base tensor matching a fine-tune tensor: same name, dtype and shape.
  * @return a tensor of @p b, or NULL
  */

@@ -73,8 +73,6 @@ size_t mfs_twin_match_count(const mfs_base *other, const mfs_base_want *want, si
 }
 
 struct propose {
-	mfs_txn *t;
-	const char *self;
 	const mfs_base_want *want;
 	size_t n_want;
 	size_t best;
@@ -82,24 +80,15 @@ struct propose {
 	char *other;
 };
 
-static int propose_fn(void *ud, const mfs_repo_info *r)
+static int propose_fn(void *ud, const mfs_base *b)
 {
 	struct propose *p = ud;
-	if (!strcmp(r->repo, p->self))
-		return 0;
-	mfs_base *b;
-	int rc = mfs_base_load(p->t, r->repo, &b);
-	if (rc == MFS_E_NOTFOUND || rc == MFS_E_CORRUPT)
-		return 0; /* nothing usable there */
-	if (rc < 0)
-		return rc;
 	int is_q = 0;
 	size_t n = mfs_twin_match_count(b, p->want, p->n_want, &is_q);
-	mfs_base_free(b);
 	if (n > p->best) {
 		p->best = n;
 		p->best_is_q = is_q;
-		snprintf(p->other, MFS_REPO_ID_MAX + 1, "%s", r->repo);
+		snprintf(p->other, MFS_REPO_ID_MAX + 1, "%s", b->repo);
 	}
 	return 0;
 }
@@ -109,8 +98,8 @@ int mfs_twin_propose(mfs_txn *t, const char *repo, const mfs_base_want *want, si
 {
 	other[0] = '\0';
 	*repo_is_q = 0;
-	struct propose p = {.t = t, .self = repo, .want = want, .n_want = n_want, .other = other};
-	int rc = mfs_repos_foreach(t, propose_fn, &p);
+	struct propose p = {.want = want, .n_want = n_want, .other = other};
+	int rc = mfs_base_foreach_other(t, repo, propose_fn, &p, NULL);
 	if (rc < 0)
 		return rc;
 	*repo_is_q = p.best_is_q;
