@@ -221,10 +221,19 @@ int modelfs_store_default_dir(char *buf, size_t cap, modelfs_error *err)
 		memcpy(buf, env, strlen(env) + 1);
 		return 0;
 	}
-	if (mfs_store_default_dir(buf, cap) < 0)
+	if (mfs_store_default_dir(buf, cap) < 0) {
+		buf[0] = '\0';
+		const char *x = getenv("XDG_DATA_HOME"), *h = getenv("HOME");
+		if ((x && x[0] == '/') || (h && h[0]))
+			return fail(
+			    err, MODELFS_E_INVAL,
+			    "the default store directory is longer than the %zu bytes "
+			    "given for it",
+			    cap);
 		return fail(err, MODELFS_E_INVAL,
 			    "no store given and none of MODELFS_STORE, XDG_DATA_HOME and "
 			    "HOME is set: name the store directory");
+	}
 	return 0;
 }
 

@@ -172,8 +172,9 @@ def _open_store(store) -> tuple[Store, bool]:
 
 
 def _pick_files(st: Store, repo_id: str, commit: str, filename: str | None):
-    """The safetensors files to read: [(path, [names] or None)], and the path of
-    the index when the model is sharded."""
+    """The safetensors files to read, and for a sharded model (filename None
+    and no model.safetensors, or an index.json named) (index path, its
+    weight_map, the folder its shard names are relative to); else None."""
     if filename is None:
         paths = {f.path for f in st.files(repo_id, commit)}
         if "model.safetensors" in paths:

@@ -350,7 +350,18 @@ static void test_open(void)
 	char want[128];
 	snprintf(want, sizeof(want), "%s/modelfs", dir);
 	CHECK(!strcmp(buf, want));
+	modelfs_error e2 = {0};
+	CHECK_EQ_INT(modelfs_store_default_dir(buf, 8, &e2), MODELFS_E_INVAL);
+	CHECK(strstr(e2.message, "longer than") != NULL);
 	unsetenv("XDG_DATA_HOME");
+	char *home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+	unsetenv("HOME");
+	CHECK_EQ_INT(modelfs_store_default_dir(buf, sizeof(buf), &e2), MODELFS_E_INVAL);
+	CHECK(strstr(e2.message, "none of MODELFS_STORE") != NULL);
+	if (home) {
+		setenv("HOME", home, 1);
+		free(home);
+	}
 	modelfs_store_close(NULL);
 }
 
