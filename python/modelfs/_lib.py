@@ -437,7 +437,7 @@ class File:
                 for i in range(n.value):
                     t = _lib.modelfs_file_tensor(h, i).contents
                     out.append(TensorInfo(_s(t.name), _s(t.dtype), int(t.dtype_bits),
-                                          tuple(int(t.shape[d]) for d in range(t.ndim)),
+                                          tuple(t.shape[:t.ndim]),
                                           int(t.offset), int(t.nbytes)))
                 self._tensors = out
             finally:
