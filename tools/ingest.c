@@ -1742,7 +1742,7 @@ typedef struct want_list {
 
 static void want_free(want_list *wl, size_t n_files)
 {
-	for (size_t i = 0; wl->hdr && i < n_files; i++)
+	for (size_t i = 0; wl->hdr && wl->is_st && i < n_files; i++)
 		if (wl->is_st[i])
 			mfs_st_header_free(&wl->hdr[i]);
 	free(wl->hdr);
