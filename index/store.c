@@ -618,6 +618,41 @@ int mfs_commits_foreach(mfs_txn *t, const char *repo,
 	return mfs_db_iter(t->txn, DBI(t, DB_COMMITS), pfx, pl, commits_iter_fn, &it);
 }
 
+struct commit_pick {
+	const char *want; /* a commit to find, or NULL for the newest */
+	char *commit;
+	uint64_t time;
+	int found;
+};
+
+static int commit_pick_fn(void *ud, const mfs_commit_info *c)
+{
+	struct commit_pick *p = ud;
+	if (p->want) {
+		if (strcmp(p->want, c->commit) != 0)
+			return 0;
+		memcpy(p->commit, c->commit, MFS_COMMIT_LEN + 1);
+		p->found = 1;
+		return 1;
+	}
+	if (!p->found || c->time > p->time) {
+		memcpy(p->commit, c->commit, MFS_COMMIT_LEN + 1);
+		p->time = c->time;
+		p->found = 1;
+	}
+	return 0;
+}
+
+int mfs_commit_pick(mfs_txn *t, const char *repo, const char *want,
+		    char commit[MFS_COMMIT_LEN + 1])
+{
+	struct commit_pick p = {.want = want, .commit = commit};
+	int rc = mfs_commits_foreach(t, repo, commit_pick_fn, &p);
+	if (rc < 0)
+		return rc;
+	return p.found ? 0 : MFS_E_NOTFOUND;
+}
+
 static int file_parse(const MDB_val *v, mfs_file_info *fi)
 {
 	return mfs_rec_file_decode(v->mv_data, v->mv_size, fi);

@@ -330,6 +330,15 @@ int mfs_refs_foreach(mfs_txn *t, const char *repo,
 		     int (*cb)(void *ud, const mfs_ref_info *r), void *ud);
 int mfs_commits_foreach(mfs_txn *t, const char *repo,
 			int (*cb)(void *ud, const mfs_commit_info *c), void *ud);
+/**
+ * A commit of @p repo: the one whose hash is @p want, or with @p want NULL
+ * the newest (largest time; the first seen of equal ones).
+ * @param[out] commit  written only on success
+ * @return 0, MFS_E_NOTFOUND (no such commit, or the repo has none), or a
+ *         store error from reading its commits
+ */
+int mfs_commit_pick(mfs_txn *t, const char *repo, const char *want,
+		    char commit[MFS_COMMIT_LEN + 1]);
 int mfs_files_foreach(mfs_txn *t, const char *repo, const char *commit,
 		      int (*cb)(void *ud, const mfs_file_info *f), void *ud);
 int mfs_noexist_foreach(mfs_txn *t, const char *repo, const char *commit,

@@ -453,31 +453,6 @@ static int repo_exists(mfs_txn *t, modelfs_store *s, const char *repo, modelfs_e
 	return 0;
 }
 
-struct commit_pick {
-	const char *want; /* a commit to find, or NULL for the newest */
-	char commit[MFS_COMMIT_LEN + 1];
-	uint64_t time;
-	int found;
-};
-
-static int commit_pick_fn(void *ud, const mfs_commit_info *c)
-{
-	struct commit_pick *p = ud;
-	if (p->want) {
-		if (strcmp(p->want, c->commit) != 0)
-			return 0;
-		memcpy(p->commit, c->commit, sizeof(p->commit));
-		p->found = 1;
-		return 1;
-	}
-	if (!p->found || c->time > p->time) {
-		memcpy(p->commit, c->commit, sizeof(p->commit));
-		p->time = c->time;
-		p->found = 1;
-	}
-	return 0;
-}
-
 struct ref_names {
 	char text[256];
 	size_t len;
@@ -513,16 +488,15 @@ static int resolve_in(mfs_txn *t, modelfs_store *s, const char *repo, const char
 			    repo, quote(rev, q));
 	if (mfs_ref_get(t, repo, rev ? rev : "main", commit) == 0)
 		return 0;
-	struct commit_pick p = {.want = rev};
-	if ((!rev || mfs_commit_ok(rev)) &&
-	    (rc = mfs_commits_foreach(t, repo, commit_pick_fn, &p)) < 0)
-		return fail(err, code_of(rc),
-			    "%s: its commits cannot be read (%s): run `modelfs "
-			    "verify`",
-			    repo, mfs_strerror(rc));
-	if (p.found) {
-		memcpy(commit, p.commit, sizeof(p.commit));
-		return 0;
+	if (!rev || mfs_commit_ok(rev)) {
+		rc = mfs_commit_pick(t, repo, rev, commit);
+		if (rc == 0)
+			return 0;
+		if (rc != MFS_E_NOTFOUND)
+			return fail(err, code_of(rc),
+				    "%s: its commits cannot be read (%s): run `modelfs "
+				    "verify`",
+				    repo, mfs_strerror(rc));
 	}
 	if (!rev)
 		return fail(err, MODELFS_E_NOREVISION, "%s has no snapshot", repo);

@@ -14,21 +14,6 @@
 
 /* ---- loading a base ---- */
 
-struct newest {
-	char commit[MFS_COMMIT_LEN + 1];
-	uint64_t time;
-};
-
-static int newest_fn(void *ud, const mfs_commit_info *c)
-{
-	struct newest *n = ud;
-	if (!n->commit[0] || c->time > n->time) {
-		strcpy(n->commit, c->commit);
-		n->time = c->time;
-	}
-	return 0;
-}
-
 struct load {
 	mfs_txn *t;
 	mfs_base *b;
@@ -108,14 +93,8 @@ int mfs_base_load(mfs_txn *t, const char *repo, mfs_base **out)
 		return -ENOMEM;
 	strcpy(b->repo, repo);
 	int rc = mfs_ref_get(t, repo, "main", b->commit);
-	if (rc == MFS_E_NOTFOUND) {
-		struct newest n = {{0}, 0};
-		rc = mfs_commits_foreach(t, repo, newest_fn, &n);
-		if (rc == 0 && !n.commit[0])
-			rc = MFS_E_NOTFOUND;
-		if (rc == 0)
-			strcpy(b->commit, n.commit);
-	}
+	if (rc == MFS_E_NOTFOUND)
+		rc = mfs_commit_pick(t, repo, NULL, b->commit);
 	struct load L = {.t = t, .b = b};
 	if (rc == 0)
 		rc = mfs_files_foreach(t, repo, b->commit, file_fn, &L);

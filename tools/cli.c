@@ -129,32 +129,6 @@ char *mfs_cli_human(uint64_t bytes, char *buf, size_t cap)
 	return buf;
 }
 
-struct commit_pick {
-	const char *want; /* a commit hash to find, or NULL for the newest */
-	char commit[MFS_COMMIT_LEN + 1];
-	uint64_t time;
-	int found;
-};
-
-static int commit_pick_fn(void *ud, const mfs_commit_info *c)
-{
-	struct commit_pick *p = ud;
-	if (p->want) {
-		if (strcmp(p->want, c->commit) == 0) {
-			memcpy(p->commit, c->commit, sizeof p->commit);
-			p->found = 1;
-			return 1;
-		}
-		return 0;
-	}
-	if (!p->found || c->time > p->time) {
-		memcpy(p->commit, c->commit, sizeof p->commit);
-		p->time = c->time;
-		p->found = 1;
-	}
-	return 0;
-}
-
 int mfs_cli_resolve_rev(const char *cmd, mfs_txn *t, const char *repo, const char *rev,
 			char commit[MFS_COMMIT_LEN + 1])
 {
@@ -173,8 +147,7 @@ int mfs_cli_resolve_rev(const char *cmd, mfs_txn *t, const char *repo, const cha
 	if (mfs_ref_get(t, repo, rev ? rev : "main", commit) == 0)
 		return 0;
 	/* a commit hash of the repo, or (no rev and no main) its newest commit */
-	struct commit_pick p = {.want = rev};
-	if (mfs_commits_foreach(t, repo, commit_pick_fn, &p) < 0 || !p.found) {
+	if (mfs_commit_pick(t, repo, rev, commit) < 0) {
 		if (rev)
 			mfs_cli_error(cmd, "%s has no ref or commit \"%s\" (see `modelfs ls %s`)",
 				      repo, rev, repo);
@@ -182,7 +155,6 @@ int mfs_cli_resolve_rev(const char *cmd, mfs_txn *t, const char *repo, const cha
 			mfs_cli_error(cmd, "%s has no snapshot", repo);
 		return -1;
 	}
-	memcpy(commit, p.commit, sizeof p.commit);
 	return 0;
 }
 
