@@ -27,7 +27,7 @@
 /* ---- keys ---- */
 
 /* Delete every record whose key starts with prefix. */
-static int delete_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t plen)
+static int mfs_db_delete_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t plen)
 {
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(txn, dbi, &cur);
@@ -259,7 +259,7 @@ int mfs_store_generation(mfs_txn *t, uint64_t *out)
 	return mfs_db_meta_get(t->txn, t->s->dbi[DB_META], "generation", out);
 }
 
-static int bump_generation(mfs_txn *t)
+static int mfs_store_generation_bump(mfs_txn *t)
 {
 	uint64_t g = 0;
 	int rc = mfs_store_generation(t, &g);
@@ -352,7 +352,7 @@ int mfs_chunk_exists(mfs_txn *t, const mfs_chunk_key *key)
 	return rc ? mfs_db_rc(rc) : 1;
 }
 
-static int refcount_get(mfs_txn *t, const mfs_chunk_key *key, uint64_t *out)
+static int mfs_chunkrefs_get(mfs_txn *t, const mfs_chunk_key *key, uint64_t *out)
 {
 	MDB_val k = {16, (void *)key->b}, v;
 	int rc = mdb_get(t->txn, DBI(t, DB_CHUNKREFS), &k, &v);
@@ -364,7 +364,7 @@ static int refcount_get(mfs_txn *t, const mfs_chunk_key *key, uint64_t *out)
 	return 0;
 }
 
-static int refcount_put(mfs_txn *t, const mfs_chunk_key *key, uint64_t n)
+static int mfs_chunkrefs_put(mfs_txn *t, const mfs_chunk_key *key, uint64_t n)
 {
 	uint8_t b[8];
 	mfs_put_le64(b, n);
@@ -375,17 +375,17 @@ static int refcount_put(mfs_txn *t, const mfs_chunk_key *key, uint64_t n)
 int mfs_chunk_refcount(mfs_txn *t, const mfs_chunk_key *key, uint64_t *out)
 {
 	*out = 0;
-	int rc = refcount_get(t, key, out);
+	int rc = mfs_chunkrefs_get(t, key, out);
 	return rc == MFS_E_NOTFOUND ? 0 : rc;
 }
 
-static int chunk_ref_add(mfs_txn *t, const mfs_chunk_key *key, int delta);
+static int mfs_chunkrefs_add(mfs_txn *t, const mfs_chunk_key *key, int delta);
 
 /* One more (+1) or one less (-1) use of each chunk @p v references. */
 static int refs_count(mfs_txn *t, const mfs_chunk_view *v, int delta)
 {
 	for (uint32_t i = 0; i < v->n_refs; i++) {
-		int rc = chunk_ref_add(t, &v->refs[i].key, delta);
+		int rc = mfs_chunkrefs_add(t, &v->refs[i].key, delta);
 		if (rc < 0 && !(delta < 0 && rc == MFS_E_CORRUPT))
 			return rc; /* a count already 0 stays 0 (gc's recount settles it) */
 	}
@@ -443,10 +443,10 @@ int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, const mfs_chunk_meta *m,
 	if ((rc = chunk_write(t, key, hbuf, hdr, payload, payload_len, MDB_NOOVERWRITE)) != 0)
 		return rc < 0 ? rc : MFS_E_DB;
 	for (size_t i = 0; i < m->n_refs; i++)
-		if ((rc = chunk_ref_add(t, &m->refs[i].key, +1)) < 0)
+		if ((rc = mfs_chunkrefs_add(t, &m->refs[i].key, +1)) < 0)
 			return rc;
 	/* A new chunk is garbage (count 0) until a published blob references it. */
-	return refcount_put(t, key, 0);
+	return mfs_chunkrefs_put(t, key, 0);
 }
 
 int mfs_chunk_replace(mfs_txn *t, const mfs_chunk_key *key, const mfs_chunk_meta *m,
@@ -469,14 +469,14 @@ int mfs_chunk_replace(mfs_txn *t, const mfs_chunk_key *key, const mfs_chunk_meta
 	if ((rc = refs_usable(t, m)) < 0)
 		return rc;
 	for (size_t i = 0; i < m->n_refs; i++)
-		if ((rc = chunk_ref_add(t, &m->refs[i].key, +1)) < 0)
+		if ((rc = mfs_chunkrefs_add(t, &m->refs[i].key, +1)) < 0)
 			return rc;
 	if (old_ok && (rc = refs_count(t, &old, -1)) < 0)
 		return rc;
 	/* The old value is not read from here on: overwriting it is safe. */
 	if ((rc = chunk_write(t, key, hbuf, hdr, payload, payload_len, 0)) != 0)
 		return rc < 0 ? rc : MFS_E_DB;
-	return bump_generation(t);
+	return mfs_store_generation_bump(t);
 }
 
 struct chunks_iter {
@@ -653,7 +653,7 @@ int mfs_commit_pick(mfs_txn *t, const char *repo, const char *want,
 	return p.found ? 0 : MFS_E_NOTFOUND;
 }
 
-static int file_parse(const MDB_val *v, mfs_file_info *fi)
+static int mfs_file_val_decode(const MDB_val *v, mfs_file_info *fi)
 {
 	return mfs_rec_file_decode(v->mv_data, v->mv_size, fi);
 }
@@ -663,7 +663,7 @@ static int files_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
 	struct str_iter *it = ud;
 	char path[MFS_PATH_MAX + 1];
 	mfs_file_info fi = {.path = path};
-	if (key_tail(k, it->skip, path, sizeof path) < 0 || file_parse(v, &fi) < 0)
+	if (key_tail(k, it->skip, path, sizeof path) < 0 || mfs_file_val_decode(v, &fi) < 0)
 		return MFS_E_CORRUPT;
 	return ((int (*)(void *, const mfs_file_info *))it->cb)(it->ud, &fi);
 }
@@ -691,7 +691,7 @@ int mfs_file_get(mfs_txn *t, const char *repo, const char *commit, const char *p
 	if (rc)
 		return mfs_db_rc(rc);
 	out->path = NULL;
-	return file_parse(&v, out);
+	return mfs_file_val_decode(&v, out);
 }
 
 static int noexist_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
@@ -720,7 +720,7 @@ int mfs_noexist_foreach(mfs_txn *t, const char *repo, const char *commit,
  */
 #define TENSOR_KEY_NAME_MAX 200
 
-static int blob_parse(const MDB_val *v, mfs_blob_info *bi, const uint8_t **ext)
+static int mfs_blob_val_decode(const MDB_val *v, mfs_blob_info *bi, const uint8_t **ext)
 {
 	return mfs_rec_blob_decode(v->mv_data, v->mv_size, bi, ext);
 }
@@ -739,7 +739,7 @@ int mfs_blob_get(mfs_txn *t, const char *repo, const char *etag, mfs_blob_info *
 	if (rc)
 		return mfs_db_rc(rc);
 	const uint8_t *ep;
-	if ((rc = blob_parse(&v, info, &ep)) < 0)
+	if ((rc = mfs_blob_val_decode(&v, info, &ep)) < 0)
 		return rc;
 	strcpy(info->etag, etag);
 	if (!extents)
@@ -760,7 +760,7 @@ static int blobs_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
 	struct str_iter *it = ud;
 	mfs_blob_info bi;
 	const uint8_t *ep;
-	if (key_tail(k, it->skip, bi.etag, sizeof bi.etag) < 0 || blob_parse(v, &bi, &ep) < 0)
+	if (key_tail(k, it->skip, bi.etag, sizeof bi.etag) < 0 || mfs_blob_val_decode(v, &bi, &ep) < 0)
 		return MFS_E_CORRUPT;
 	return ((int (*)(void *, const mfs_blob_info *))it->cb)(it->ud, &bi);
 }
@@ -829,15 +829,15 @@ static size_t tensor_key(char *buf, size_t cap, const char *repo, const char *et
 	return mfs_db_key_join(buf, cap, repo, etag, kn);
 }
 
-static int chunk_ref_add(mfs_txn *t, const mfs_chunk_key *key, int delta)
+static int mfs_chunkrefs_add(mfs_txn *t, const mfs_chunk_key *key, int delta)
 {
 	uint64_t n = 0;
-	int rc = refcount_get(t, key, &n);
+	int rc = mfs_chunkrefs_get(t, key, &n);
 	if (rc < 0)
 		return rc; /* MFS_E_NOTFOUND: the chunk was never stored */
 	if (delta < 0 && n == 0)
 		return MFS_E_CORRUPT;
-	return refcount_put(t, key, delta < 0 ? n - 1 : n + 1);
+	return mfs_chunkrefs_put(t, key, delta < 0 ? n - 1 : n + 1);
 }
 
 int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *existed)
@@ -854,7 +854,7 @@ int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *exist
 	int rc = mdb_get(t->txn, DBI(t, DB_BLOBS), &k, &v);
 	mfs_blob_info old;
 	const uint8_t *old_ext;
-	if (rc == 0 && blob_parse(&v, &old, &old_ext) == 0) {
+	if (rc == 0 && mfs_blob_val_decode(&v, &old, &old_ext) == 0) {
 		if (existed)
 			*existed = 1;
 		return 0;
@@ -865,14 +865,14 @@ int mfs_blob_put(mfs_txn *t, const char *repo, const mfs_blob_rec *b, int *exist
 	 * repairs it; the counts it gave are gc's recount to settle) */
 	char tp[512];
 	size_t tpl = mfs_db_prefix_join(tp, sizeof tp, repo, b->etag);
-	if (rc == 0 && tpl && (rc = delete_prefix(t->txn, DBI(t, DB_TENSORS), tp, tpl)) < 0)
+	if (rc == 0 && tpl && (rc = mfs_db_delete_prefix(t->txn, DBI(t, DB_TENSORS), tp, tpl)) < 0)
 		return rc;
 	uint64_t expect = 0;
 	for (size_t i = 0; i < b->n_extents; i++) {
 		if (b->extents[i].off != expect || b->extents[i].len == 0)
 			return MFS_E_INVAL;
 		expect += b->extents[i].len;
-		if ((rc = chunk_ref_add(t, &b->extents[i].key, +1)) < 0)
+		if ((rc = mfs_chunkrefs_add(t, &b->extents[i].key, +1)) < 0)
 			return rc;
 	}
 	if (expect != b->size)
@@ -914,7 +914,7 @@ int mfs_blob_set_stored(mfs_txn *t, const char *repo, const char *etag, uint64_t
 	if (rc)
 		return mfs_db_rc(rc);
 	mfs_blob_info bi;
-	if ((rc = blob_parse(&v, &bi, NULL)) < 0)
+	if ((rc = mfs_blob_val_decode(&v, &bi, NULL)) < 0)
 		return rc;
 	uint8_t *copy = malloc(v.mv_size);
 	if (!copy)
@@ -1034,8 +1034,8 @@ int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint6
 		return rc;
 	/* files: replace the commit's list */
 	size_t pl = mfs_db_prefix_join(key, sizeof key, repo, commit);
-	if ((rc = delete_prefix(t->txn, DBI(t, DB_FILES), key, pl)) < 0 ||
-	    (rc = delete_prefix(t->txn, DBI(t, DB_NOEXIST), key, pl)) < 0)
+	if ((rc = mfs_db_delete_prefix(t->txn, DBI(t, DB_FILES), key, pl)) < 0 ||
+	    (rc = mfs_db_delete_prefix(t->txn, DBI(t, DB_NOEXIST), key, pl)) < 0)
 		return rc;
 	for (size_t i = 0; i < n_files; i++) {
 		const mfs_file_rec *f = &files[i];
@@ -1074,12 +1074,12 @@ int mfs_snapshot_publish(mfs_txn *t, const char *repo, const char *commit, uint6
 		if (!kl || (rc = put_kv(t, DB_REFS, key, kl, commit, MFS_COMMIT_LEN)) < 0)
 			return rc ? rc : MFS_E_INVAL;
 	}
-	return bump_generation(t);
+	return mfs_store_generation_bump(t);
 }
 
 /* ---- removal and gc ---- */
 
-static int blob_unref(mfs_txn *t, const MDB_val *v_in)
+static int mfs_blob_unref(mfs_txn *t, const MDB_val *v_in)
 {
 	/* Copy the record: the writes below may move pages that v_in points into. */
 	MDB_val v = {v_in->mv_size, malloc(v_in->mv_size ? v_in->mv_size : 1)};
@@ -1093,11 +1093,11 @@ static int blob_unref(mfs_txn *t, const MDB_val *v_in)
 	 * chunks keep the counts it gave them (too high: kept, never lost),
 	 * which gc's recount lowers once no damaged blob record is left.
 	 */
-	int rc = blob_parse(&v, &bi, &ep) < 0 ? 1 : 0;
+	int rc = mfs_blob_val_decode(&v, &bi, &ep) < 0 ? 1 : 0;
 	for (uint64_t i = 0; rc == 0 && i < bi.n_extents; i++) {
 		mfs_extent e;
 		mfs_rec_extent_get(ep, i, &e);
-		rc = chunk_ref_add(t, &e.key, -1);
+		rc = mfs_chunkrefs_add(t, &e.key, -1);
 		if (rc == MFS_E_NOTFOUND)
 			rc = 0;
 	}
@@ -1107,7 +1107,7 @@ static int blob_unref(mfs_txn *t, const MDB_val *v_in)
 
 static int unref_iter_fn(void *ud, const MDB_val *k, const MDB_val *v)
 {
-	return blob_unref(ud, v);
+	return mfs_blob_unref(ud, v);
 }
 
 int mfs_repo_remove(mfs_txn *t, const char *repo)
@@ -1125,11 +1125,11 @@ int mfs_repo_remove(mfs_txn *t, const char *repo)
 	static const int dbs[] = {DB_REFS, DB_COMMITS, DB_FILES, DB_NOEXIST, DB_BLOBS,
 				  DB_TENSORS};
 	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
-		if ((rc = delete_prefix(t->txn, DBI(t, dbs[i]), pfx, pl)) < 0)
+		if ((rc = mfs_db_delete_prefix(t->txn, DBI(t, dbs[i]), pfx, pl)) < 0)
 			return rc;
 	if ((rc = mdb_del(t->txn, DBI(t, DB_REPOS), &k, NULL)))
 		return mfs_db_rc(rc);
-	return bump_generation(t);
+	return mfs_store_generation_bump(t);
 }
 
 /* The set of repo\0etag keys that some file points to, sorted for bsearch. */
@@ -1145,7 +1145,7 @@ static int keyset_add_fn(void *ud, const MDB_val *k, const MDB_val *v)
 	const char *kp = k->mv_data;
 	size_t rl = strnlen(kp, k->mv_size);
 	mfs_file_info fi;
-	if (rl >= k->mv_size || file_parse(v, &fi) < 0)
+	if (rl >= k->mv_size || mfs_file_val_decode(v, &fi) < 0)
 		return MFS_E_CORRUPT;
 	size_t el = strlen(fi.etag);
 	char *s = malloc(rl + 1 + el + 1);
@@ -1208,7 +1208,7 @@ static int extent_keys_fn(void *ud, const MDB_val *k, const MDB_val *v)
 	struct extent_keys *ek = ud;
 	mfs_blob_info bi;
 	const uint8_t *ep;
-	if (blob_parse(v, &bi, &ep) < 0) {
+	if (mfs_blob_val_decode(v, &bi, &ep) < 0) {
 		ek->damaged = 1;
 		return 1; /* its chunks are unknown: no recount */
 	}
@@ -1352,12 +1352,12 @@ static int sweep_pass(mfs_txn *t, mfs_gc_stat *out)
 		mfs_chunk_key key;
 		memcpy(key.b, dropped.k[i], 16);
 		uint64_t n = 0;
-		int grc = refcount_get(t, &key, &n);
+		int grc = mfs_chunkrefs_get(t, &key, &n);
 		if (grc == MFS_E_NOTFOUND || (grc == 0 && n == 0))
 			continue; /* already gone, or already garbage */
 		if (grc < 0)
 			rc = grc;
-		else if ((rc = refcount_put(t, &key, n - 1)) == 0 && n == 1)
+		else if ((rc = mfs_chunkrefs_put(t, &key, n - 1)) == 0 && n == 1)
 			again = 1;
 	}
 	free(dropped.k);
@@ -1389,11 +1389,11 @@ int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out)
 		memcpy(pair, k.mv_data, k.mv_size);
 		pair[k.mv_size] = '\0';
 		if (!keyset_has(&ks, pair)) {
-			if ((rc = blob_unref(t, &v)) < 0)
+			if ((rc = mfs_blob_unref(t, &v)) < 0)
 				break;
 			char tp[512];
 			size_t tpl = mfs_db_prefix_join(tp, sizeof tp, pair, pair + strlen(pair) + 1);
-			if (tpl && (rc = delete_prefix(t->txn, DBI(t, DB_TENSORS), tp, tpl)) < 0)
+			if (tpl && (rc = mfs_db_delete_prefix(t->txn, DBI(t, DB_TENSORS), tp, tpl)) < 0)
 				break;
 			if ((mrc = mdb_cursor_del(cur, 0)))
 				break;
@@ -1419,7 +1419,7 @@ int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out)
 	if (rc < 0)
 		goto done;
 	if (out->blobs_removed || out->chunks_removed || out->counts_fixed)
-		rc = bump_generation(t);
+		rc = mfs_store_generation_bump(t);
 done:
 	for (size_t i = 0; i < ks.n; i++)
 		free(ks.keys[i]);
