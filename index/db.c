@@ -115,3 +115,25 @@ int mfs_db_meta_put(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t val)
 	MDB_val k = {strlen(name), (void *)name}, v = {8, b};
 	return mfs_db_rc(mdb_put(txn, dbi, &k, &v, 0));
 }
+
+/* Delete every record whose key starts with prefix. */
+int mfs_db_delete_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t plen)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, dbi, &cur);
+	if (rc)
+		return mfs_db_rc(rc);
+	MDB_val k = {plen, (void *)prefix}, v;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (rc == 0) {
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		/* After a delete, MDB_NEXT yields the deleted record's successor. */
+		rc = mdb_cursor_del(cur, 0);
+		if (rc)
+			break;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : mfs_db_rc(rc);
+}

@@ -629,3 +629,48 @@ out:
 		close(users);
 	return rc;
 }
+
+/* ---- space ---- */
+
+static int free_pages_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	/* The free-list value is a count followed by that many page numbers. */
+	if (v->mv_size >= sizeof(size_t)) {
+		size_t n;
+		memcpy(&n, v->mv_data, sizeof n);
+		*(uint64_t *)ud += n;
+	}
+	return 0;
+}
+
+static int chunk_stat_fn(void *ud, const mfs_chunk_key *key, const mfs_chunk_view *v,
+			 uint64_t refcount)
+{
+	mfs_store_stat *st = ud;
+	st->n_chunks++;
+	st->chunk_payload_bytes += v->payload_len;
+	st->chunk_raw_bytes += v->raw_len;
+	return 0;
+}
+
+int mfs_store_stat_get(mfs_txn *t, mfs_store_stat *out)
+{
+	memset(out, 0, sizeof *out);
+	MDB_envinfo ei;
+	MDB_stat ms;
+	mdb_env_info(t->s->env, &ei);
+	mdb_env_stat(t->s->env, &ms);
+	char path[4096];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/data.mdb", t->s->dir);
+	if (stat(path, &st) == 0)
+		out->file_bytes = (uint64_t)st.st_size;
+	uint64_t free_pages = 0;
+	int rc = mfs_db_iter(t->txn, 0, NULL, 0, free_pages_fn, &free_pages);
+	if (rc < 0)
+		return rc;
+	uint64_t used = (uint64_t)(ei.me_last_pgno + 1);
+	used = used > free_pages ? used - free_pages : 0;
+	out->used_bytes = used * ms.ms_psize;
+	return mfs_chunks_foreach(t, chunk_stat_fn, out);
+}

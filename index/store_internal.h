@@ -1,7 +1,8 @@
 /*
  * store_internal.h - what the modules of index/ share about the LMDB
- * environment behind an mfs_store: the named databases, the handle structs
- * and the key and iteration helpers.  Not a public header: only the sources in
+ * environment behind an mfs_store: the named databases, the handle structs,
+ * the key and iteration helpers, and the few record helpers that more than
+ * one of its modules (names, txn, chunks, catalog, publish, gc, env) uses.  Not a public header: only the sources in
  * index/ include it; everything outside goes through store.h.
  *
  * Module convention: int return, 0 or a negative code from err.h (the
@@ -14,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "records.h"
 #include "store.h"
 
 /* The named databases of a store (key layouts: store.h). */
@@ -83,5 +85,44 @@ int mfs_db_iter(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t plen, mfs_
  */
 int mfs_db_meta_get(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out);
 int mfs_db_meta_put(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t val);
+
+/** Delete every record of @p dbi whose key starts with @p prefix (db.c). */
+int mfs_db_delete_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t plen);
+
+/**
+ * Add one to the store's generation (txn.c), in every write transaction that
+ * changes what a reader sees.  A store without one starts at 1.
+ */
+int mfs_store_generation_bump(mfs_txn *t);
+
+/*
+ * The chunkrefs database (chunks.c): a chunk's count of uses, a u64.
+ * mfs_chunkrefs_get: 0, MFS_E_NOTFOUND (the chunk was never stored),
+ * MFS_E_CORRUPT (not 8 bytes).  mfs_chunkrefs_add: one more (@p delta > 0)
+ * or one less use; MFS_E_NOTFOUND as get, MFS_E_CORRUPT when lowering a
+ * count that is already 0 (left as it is).
+ */
+int mfs_chunkrefs_get(mfs_txn *t, const mfs_chunk_key *key, uint64_t *out);
+int mfs_chunkrefs_put(mfs_txn *t, const mfs_chunk_key *key, uint64_t n);
+int mfs_chunkrefs_add(mfs_txn *t, const mfs_chunk_key *key, int delta);
+
+/** A files / blobs value as iterated (records.h); pointers stay in the map. */
+static inline int mfs_file_val_decode(const MDB_val *v, mfs_file_info *fi)
+{
+	return mfs_rec_file_decode(v->mv_data, v->mv_size, fi);
+}
+
+static inline int mfs_blob_val_decode(const MDB_val *v, mfs_blob_info *bi, const uint8_t **ext)
+{
+	return mfs_rec_blob_decode(v->mv_data, v->mv_size, bi, ext);
+}
+
+/**
+ * Drop the use blob record @p v gave each of its extents' chunks (publish.c;
+ * for mfs_repo_remove and gc).  The record is copied first: @p v may point
+ * into pages the writes move.  A record that does not parse drops nothing
+ * (gc's recount settles its counts).  @return 0, -ENOMEM or a database error
+ */
+int mfs_blob_unref(mfs_txn *t, const MDB_val *v);
 
 #endif
