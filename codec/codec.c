@@ -1,4 +1,5 @@
 #include "codec_internal.h"
+#include "rans.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@ static const mfs_codec *const registry[MFS_CODEC__COUNT] = {
 	[MFS_CODEC_RAW] = &mfs_codec_raw,
 	[MFS_CODEC_ZSTD] = &mfs_codec_zstd,
 	[MFS_CODEC_BITPLANE_HUFF] = &mfs_codec_bitplane_huff,
+	[MFS_CODEC_RANS] = &mfs_codec_rans,
 	[MFS_CODEC_XOR_DELTA] = &mfs_codec_xor_delta,
 	[MFS_CODEC_QUANT_RESIDUAL] = &mfs_codec_quant_residual,
 };
