@@ -1,0 +1,110 @@
+/*
+ * rans_cuda_fixture.h - chunks for the rans GPU test and benchmark: the
+ * float tensors of a safetensors file cut into chunks from each tensor's
+ * start (as ingest cuts them), rans-encoded on the CPU.
+ */
+#ifndef MFS_RANS_CUDA_FIXTURE_H
+#define MFS_RANS_CUDA_FIXTURE_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+
+typedef struct fx_chunk {
+	const uint8_t *raw; /* into the file's buffer */
+	size_t len;
+	uint8_t *enc;	    /* malloc'd payload */
+	size_t enc_len;
+} fx_chunk;
+
+typedef struct fx_set {
+	uint8_t *file;
+	fx_chunk *v;
+	size_t n, cap, raw, stored;
+} fx_set;
+
+static int fx_push(fx_set *s, const uint8_t *raw, size_t len, mfs_dtype dt, mfs_codec_ws *ws)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 64;
+		fx_chunk *v = realloc(s->v, cap * sizeof *v);
+		if (!v)
+			return -1;
+		s->v = v;
+		s->cap = cap;
+	}
+	fx_chunk *c = &s->v[s->n];
+	size_t cap = mfs_codec_get(MFS_CODEC_RANS)->bound(len);
+	mfs_encode_params p = {.dtype = dt};
+	c->raw = raw;
+	c->len = len;
+	c->enc = malloc(cap);
+	if (!c->enc || mfs_codec_encode(MFS_CODEC_RANS, &p, raw, len, c->enc, cap, &c->enc_len, ws))
+		return -1;
+	s->raw += len;
+	s->stored += c->enc_len;
+	s->n++;
+	return 0;
+}
+
+/* The float tensors of @p path (of dtype @p want, or any float when
+ * MFS_DT_UNKNOWN), in chunks of @p chunk bytes.  @return 0, or -1 when the
+ * file cannot be read. */
+static int fx_load(fx_set *s, const char *path, mfs_dtype want, size_t chunk, mfs_codec_ws *ws)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -1;
+	fseek(f, 0, SEEK_END);
+	long sz = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	s->file = sz > 8 ? malloc((size_t)sz) : NULL;
+	if (!s->file || fread(s->file, 1, (size_t)sz, f) != (size_t)sz) {
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	uint64_t hlen = 0;
+	for (int i = 7; i >= 0; i--)
+		hlen = hlen << 8 | s->file[i];
+	if (hlen > (uint64_t)sz - 8)
+		return -1;
+	const char *h = (const char *)s->file + 8, *hend = h + hlen;
+	const uint8_t *data = s->file + 8 + hlen;
+	size_t dlen = (size_t)sz - 8 - hlen;
+	for (const char *p = h; p < hend;) {
+		const char *d = memmem(p, (size_t)(hend - p), "\"dtype\":\"", 9);
+		if (!d)
+			break;
+		char dt[16] = {0};
+		sscanf(d + 9, "%15[^\"]", dt);
+		const char *o = memmem(d, (size_t)(hend - d), "\"data_offsets\":[", 16);
+		if (!o)
+			break;
+		unsigned long long a = 0, b = 0;
+		sscanf(o + 16, "%llu,%llu", &a, &b);
+		p = o + 16;
+		mfs_dtype t = mfs_dtype_from_name(dt);
+		if (!mfs_dtype_is_float(t) || (want != MFS_DT_UNKNOWN && t != want) || b < a ||
+		    b > dlen)
+			continue;
+		for (size_t off = a; off < b; off += chunk)
+			if (fx_push(s, data + off, b - off < chunk ? b - off : chunk, t, ws))
+				return -1;
+	}
+	return 0;
+}
+
+static void fx_free(fx_set *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i].enc);
+	free(s->v);
+	free(s->file);
+	memset(s, 0, sizeof *s);
+}
+
+#endif
