@@ -5,7 +5,11 @@
  *   bench_codecs --delta BASE.safetensors [--tsv] [--repeat N] [--chunk BYTES] FT.safetensors...
  *   bench_codecs --quant HP.safetensors [--tsv] [--repeat N] [--chunk BYTES] Q.safetensors
  *
- * --quick measures bitplane-huff only (zstd-19 encodes slowly).
+ * --quick measures bitplane-huff and rans only (zstd-19 encodes slowly);
+ * --rans-sweep measures rans at precisions P = 9, 10, 11 and lane counts
+ * 32..1024 next to bitplane-huff;
+ * --rans-tables compares one rANS table per chunk with one per tensor
+ * (bench_rans_tables).
  *
  * Reads the tensors of the given safetensors files (a small header parser of
  * its own, so the bench does not depend on index/), groups them by dtype and
@@ -55,7 +59,9 @@
 #include <time.h>
 
 #include "codec.h"
+#include "planes.h"
 #include "quant.h"
+#include "rans.h"
 
 typedef struct tensor {
 	mfs_dtype dtype;
@@ -309,6 +315,7 @@ typedef struct codec_cfg {
 	mfs_codec_id id;
 	int level;
 	int xor_first; /* code the XOR with the base with a stand-alone codec (BitX) */
+	mfs_rans_opts rans; /* rans: precision and lanes (0: the defaults) */
 } codec_cfg;
 
 typedef struct chunk {
@@ -334,6 +341,9 @@ static int encode_chunk(const codec_cfg *cc, mfs_dtype dt, chunk *c, size_t cap,
 		p.refs = &ref;
 		p.n_refs = 1;
 	}
+	if (cc->id == MFS_CODEC_RANS)
+		return mfs_rans_encode_opts(&p, &cc->rans, in, c->len, c->enc, cap, &c->enc_len,
+					    ws);
 	return mfs_codec_encode(cc->id, &p, in, c->len, c->enc, cap, &c->enc_len, ws);
 }
 
@@ -540,9 +550,9 @@ static int bench_delta(const char *base_path, char **files, int nfiles, size_t c
 	if (read_safetensors(base_path, &base))
 		return 1;
 	static const codec_cfg codecs[] = {
-	    {"xor-delta", MFS_CODEC_XOR_DELTA, 0, 0},
-	    {"xor+zstd-3", MFS_CODEC_ZSTD, 3, 1},
-	    {"bitplane-huff (alone)", MFS_CODEC_BITPLANE_HUFF, 0, 0},
+	    {"xor-delta", MFS_CODEC_XOR_DELTA, 0, 0, {0, 0}},
+	    {"xor+zstd-3", MFS_CODEC_ZSTD, 3, 1, {0, 0}},
+	    {"bitplane-huff (alone)", MFS_CODEC_BITPLANE_HUFF, 0, 0, {0, 0}},
 	};
 	enum { N_CODECS = sizeof codecs / sizeof codecs[0] };
 	mfs_codec_ws *ws;
@@ -1140,8 +1150,91 @@ static int bench_quant(const char *hp_path, const char *q_path, size_t chunk_siz
 	return nsum ? 0 : 1;
 }
 
+
+/*
+ * --rans-tables: the first (exponent) plane of each dtype's tensors coded
+ * with one rANS table per chunk against one table per tensor: the coded
+ * bits (mfs_rans_cost_bits) plus the table bytes (one varint per symbol
+ * of the table's range), in % of the raw bytes.  States and stream
+ * rounding are the same either way and left out.
+ */
+static void bench_rans_tables(const tensor_list *tl, size_t chunk_size)
+{
+	printf("%-6s %-34s %9s\n", "dtype", "plane 0 as rANS, P=11", "% of raw");
+	for (size_t d = 0; d < sizeof bench_dtypes / sizeof bench_dtypes[0]; d++) {
+		mfs_dtype dt = bench_dtypes[d];
+		const mfs_planes_layout *L = mfs_planes_layout_bitplane(dt);
+		unsigned w = L->width[0], nsym = 1u << w, P = MFS_RANS_DEFAULT_PROB_BITS;
+		double per_chunk = 0, per_tensor = 0, raw = 0;
+		static uint32_t ct[1024], cc[1024];
+		static uint16_t ft[1024], fc[1024];
+		size_t nmax = chunk_size / L->esize;
+		void *planes[MFS_PLANES_MAX];
+		for (unsigned q = 0; q < L->nplanes; q++)
+			planes[q] = malloc(2 * nmax + 64);
+		uint8_t *al = malloc(chunk_size);
+		for (size_t i = 0; i < tl->n; i++) {
+			const tensor *t = &tl->v[i];
+			if (t->dtype != dt)
+				continue;
+			memset(ct, 0, sizeof ct);
+			/* two passes: the tensor's counts, then each chunk against both */
+			for (int pass = 0; pass < 2; pass++) {
+				if (pass == 1) {
+					if (mfs_rans_normalize(ct, nsym, P, ft) < 0)
+						break;
+					unsigned lo = nsym, hi = 0;
+					for (unsigned k = 0; k < nsym; k++)
+						if (ft[k])
+							lo = lo < k ? lo : k, hi = k;
+					for (unsigned k = lo; k <= hi; k++)
+						per_tensor += ft[k] < 128 ? 1 : 2;
+				}
+				for (size_t o = 0; o < t->len; o += chunk_size) {
+					size_t len = t->len - o < chunk_size ? t->len - o : chunk_size;
+					size_t n = len / L->esize;
+					memcpy(al, t->data + o, len);
+					mfs_planes_split(L, al, n, planes);
+					memset(cc, 0, sizeof cc);
+					for (size_t k = 0; k < n; k++)
+						cc[w > 8 ? ((uint16_t *)planes[0])[k]
+							 : ((uint8_t *)planes[0])[k]]++;
+					if (pass == 0) {
+						for (unsigned k = 0; k < nsym; k++)
+							ct[k] += cc[k];
+						continue;
+					}
+					raw += (double)len;
+					per_tensor += mfs_rans_cost_bits(cc, ft, nsym, P) / 8;
+					if (mfs_rans_normalize(cc, nsym, P, fc) < 0) {
+						per_chunk += 2; /* one symbol: CONST */
+						continue;
+					}
+					per_chunk += mfs_rans_cost_bits(cc, fc, nsym, P) / 8;
+					unsigned lo = nsym, hi = 0;
+					for (unsigned k = 0; k < nsym; k++)
+						if (fc[k])
+							lo = lo < k ? lo : k, hi = k;
+					for (unsigned k = lo; k <= hi; k++)
+						per_chunk += fc[k] < 128 ? 1 : 2;
+				}
+			}
+		}
+		if (raw > 0) {
+			printf("%-6s %-34s %8.3f%%\n", mfs_dtype_name(dt), "a table per chunk",
+			       100 * per_chunk / raw);
+			printf("%-6s %-34s %8.3f%%\n", mfs_dtype_name(dt), "a table per tensor",
+			       100 * per_tensor / raw);
+		}
+		for (unsigned q = 0; q < L->nplanes; q++)
+			free(planes[q]);
+		free(al);
+	}
+}
+
 #define USAGE                                                                            \
-	"usage: bench_codecs [--tsv] [--quick] [--repeat N] [--chunk BYTES] "            \
+	"usage: bench_codecs [--tsv] [--quick | --rans-sweep | --rans-tables] [--repeat N] " \
+	"[--chunk BYTES] "                                                              \
 	"FILE.safetensors...\n"                                                          \
 	"       bench_codecs --delta BASE.safetensors [--tsv] [--repeat N] [--chunk "     \
 	"BYTES] FINETUNE.safetensors...\n"                                                \
@@ -1150,7 +1243,7 @@ static int bench_quant(const char *hp_path, const char *q_path, size_t chunk_siz
 
 int main(int argc, char **argv)
 {
-	int tsv = 0, repeat = 7, only_bitplane = 0;
+	int tsv = 0, repeat = 7, only_bitplane = 0, rans_sweep = 0, rans_tables = 0;
 	size_t chunk_size = (size_t)1 << 20;
 	const char *base = NULL, *quant_hp = NULL;
 	char **files = calloc((size_t)argc, sizeof *files);
@@ -1160,6 +1253,10 @@ int main(int argc, char **argv)
 			tsv = 1;
 		} else if (strcmp(argv[i], "--quick") == 0) {
 			only_bitplane = 1;
+		} else if (strcmp(argv[i], "--rans-sweep") == 0) {
+			rans_sweep = 1;
+		} else if (strcmp(argv[i], "--rans-tables") == 0) {
+			rans_tables = 1;
 		} else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
 			repeat = atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--chunk") == 0 && i + 1 < argc) {
@@ -1192,11 +1289,32 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nfiles; i++)
 		if (read_safetensors(files[i], &tl))
 			return 1;
-	static const codec_cfg codecs[] = {
-	    {"bitplane-huff", MFS_CODEC_BITPLANE_HUFF, 0, 0},
-	    {"zstd-3", MFS_CODEC_ZSTD, 3, 0},
-	    {"zstd-19", MFS_CODEC_ZSTD, 19, 0},
+	/* bitplane-huff and rans, then zstd (unless --quick), or with
+	 * --rans-sweep rans at every precision and lane count measured */
+	codec_cfg codecs[32] = {
+	    {"bitplane-huff", MFS_CODEC_BITPLANE_HUFF, 0, 0, {0, 0}},
+	    {"rans", MFS_CODEC_RANS, 0, 0, {0, 0}},
 	};
+	size_t ncodecs = 2;
+	static char labels[32][32];
+	if (rans_tables) {
+		bench_rans_tables(&tl, chunk_size);
+		return 0;
+	}
+	if (rans_sweep) {
+		static const unsigned bits[] = {9, 10, 11};
+		for (size_t b = 0; b < 3; b++)
+			for (unsigned lanes = 32; lanes <= 1024; lanes *= 2) {
+				size_t k = ncodecs++;
+				snprintf(labels[k], sizeof labels[0], "rans P%u L%u", bits[b],
+					 lanes);
+				codecs[k] = (codec_cfg){labels[k], MFS_CODEC_RANS, 0, 0,
+							{bits[b], lanes}};
+			}
+	} else if (!only_bitplane) {
+		codecs[ncodecs++] = (codec_cfg){"zstd-3", MFS_CODEC_ZSTD, 3, 0, {0, 0}};
+		codecs[ncodecs++] = (codec_cfg){"zstd-19", MFS_CODEC_ZSTD, 19, 0, {0, 0}};
+	}
 	mfs_codec_ws *ws;
 	if (mfs_codec_ws_create(&ws))
 		return 1;
@@ -1220,7 +1338,6 @@ int main(int argc, char **argv)
 			continue;
 		if (!ch)
 			return 1;
-		size_t ncodecs = only_bitplane ? 1 : sizeof codecs / sizeof codecs[0];
 		for (size_t c = 0; c < ncodecs; c++) {
 			double pct, e, dm;
 			if (bench_one(&codecs[c], bench_dtypes[d], ch, nch, chunk_size, repeat,

@@ -26,7 +26,7 @@ typedef struct fx_set {
 	size_t n, cap, raw, stored;
 } fx_set;
 
-static int fx_push(fx_set *s, const uint8_t *raw, size_t len, mfs_dtype dt, mfs_codec_ws *ws)
+static inline int fx_push(fx_set *s, const uint8_t *raw, size_t len, mfs_dtype dt, mfs_codec_ws *ws)
 {
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? 2 * s->cap : 64;
@@ -53,7 +53,7 @@ static int fx_push(fx_set *s, const uint8_t *raw, size_t len, mfs_dtype dt, mfs_
 /* The float tensors of @p path (of dtype @p want, or any float when
  * MFS_DT_UNKNOWN), in chunks of @p chunk bytes.  @return 0, or -1 when the
  * file cannot be read. */
-static int fx_load(fx_set *s, const char *path, mfs_dtype want, size_t chunk, mfs_codec_ws *ws)
+static inline int fx_load(fx_set *s, const char *path, mfs_dtype want, size_t chunk, mfs_codec_ws *ws)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f)
@@ -98,7 +98,7 @@ static int fx_load(fx_set *s, const char *path, mfs_dtype want, size_t chunk, mf
 	return 0;
 }
 
-static void fx_free(fx_set *s)
+static inline void fx_free(fx_set *s)
 {
 	for (size_t i = 0; i < s->n; i++)
 		free(s->v[i].enc);
