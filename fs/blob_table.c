@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "err.h"
 #include "grow.h"
 
@@ -49,12 +50,6 @@ struct mfs_blob_table {
 
 #define FIRST_BUCKETS 64
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static size_t bucket_of(const mfs_blob_table *t, uint64_t ino)
 {
@@ -250,7 +245,7 @@ void mfs_blob_table_put(mfs_blob_table *t, mfs_blob_entry *e)
 {
 	if (!e)
 		return;
-	uint64_t now = now_ms();
+	uint64_t now = mfs_now_ms();
 	pthread_mutex_lock(&t->mu);
 	e->last_ms = now;
 	int last = --e->use == 0 && e->dead;
@@ -316,7 +311,7 @@ size_t mfs_blob_table_close_idle(mfs_blob_table *t, uint64_t idle_ms)
 	for (;;) {
 		taken tk[SWEEP_BATCH];
 		size_t n = 0;
-		uint64_t now = now_ms();
+		uint64_t now = mfs_now_ms();
 		pthread_mutex_lock(&t->mu);
 		for (size_t b = 0; b < t->n_buckets && n < SWEEP_BATCH; b++)
 			for (mfs_blob_entry *e = t->buckets[b]; e && n < SWEEP_BATCH;

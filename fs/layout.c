@@ -19,6 +19,7 @@
 #include <xxhash.h>
 
 #include "check.h"
+#include "clock.h"
 #include "grow.h"
 
 enum { K_DIR, K_FILE, K_LINK };
@@ -85,12 +86,6 @@ struct mfs_layout_dir {
 	node *dir;
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- tree building ---- */
 
@@ -682,7 +677,7 @@ int mfs_layout_create(mfs_store *store, unsigned refresh_ms, mfs_layout **out,
 	}
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_mutex_init(&l->build_mu, NULL);
-	atomic_init(&l->last_check_ms, now_ms());
+	atomic_init(&l->last_check_ms, mfs_now_ms());
 	*out = l;
 	return 0;
 }
@@ -701,7 +696,7 @@ static int refresh_every(mfs_layout *l, uint64_t interval_ms, int *changed)
 {
 	if (changed)
 		*changed = 0;
-	uint64_t now = now_ms();
+	uint64_t now = mfs_now_ms();
 	uint64_t last = atomic_load(&l->last_check_ms);
 	if (now - last < interval_ms)
 		return 0;

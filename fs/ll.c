@@ -45,6 +45,7 @@
 
 #include "blob_table.h"
 #include "cache.h"
+#include "clock.h"
 #include "heap.h"
 #include "layout.h"
 #include "prefetch_model.h"
@@ -154,12 +155,6 @@ static void handle_remove(mfs_mount *m, handle *h)
 	pthread_mutex_unlock(&m->handles_mu);
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* What a FUSE worker thread keeps between requests. */
 typedef struct thread_ctx {
@@ -316,12 +311,6 @@ static thread_ctx *tctx(mfs_mount *m)
  */
 #define STORE_CHECK_MS 1000
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* Remember which files the store is, right after opening it. */
 static void store_remember(mfs_mount *m)
@@ -339,14 +328,14 @@ static void store_remember(mfs_mount *m)
 		m->lock_dev = st.st_dev;
 		m->lock_ino = st.st_ino;
 	}
-	m->store_checked_ms = now_ms();
+	m->store_checked_ms = mfs_now_ms();
 	m->store_gone = 0;
 }
 
 /* 0 while the store is there, else an errno value saying why it is not. */
 static int store_gone(mfs_mount *m)
 {
-	uint64_t now = now_ms();
+	uint64_t now = mfs_now_ms();
 	uint64_t last = __atomic_load_n(&m->store_checked_ms, __ATOMIC_RELAXED);
 	if (now - last < STORE_CHECK_MS ||
 	    !__atomic_compare_exchange_n(&m->store_checked_ms, &last, now, 0,
@@ -786,7 +775,7 @@ static int reply_segs(mfs_mount *m, fuse_req_t req, mfs_rfile *rf, size_t size,
 	mfs_read_seg segs[MAX_SEGS];
 	struct iovec iov[MAX_SEGS];
 	size_t nseg = 0, got = 0;
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = mfs_now_ns();
 	int rc = mfs_rfile_read_segs(m->reader, rf, (uint64_t)off, size, segs, MAX_SEGS,
 				     &nseg, &got, t->ws);
 	if (rc == MFS_E_NOSPACE)
@@ -807,9 +796,9 @@ static int reply_segs(mfs_mount *m, fuse_req_t req, mfs_rfile *rf, size_t size,
 	int kept = !(fi->flags & O_DIRECT);
 	if (kept)
 		mfs_rfile_mark_served(rf, segs, nseg);
-	uint64_t t1 = mono_ns();
+	uint64_t t1 = mfs_now_ns();
 	int sent = fuse_reply_iov(req, iov, (int)nseg) == 0;
-	uint64_t t2 = mono_ns();
+	uint64_t t2 = mfs_now_ns();
 	mfs_rfile_release_segs(m->reader, segs, nseg, sent && kept);
 	count_read(m, got, t1 - t0, t2 - t1);
 	return 0;
@@ -849,7 +838,7 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (reply_segs(m, req, rf, size, off, fi, t) == MFS_E_NOSPACE) {
 		/* a range of many tiny chunks: copy them into one buffer */
 		size_t got = 0;
-		uint64_t t0 = mono_ns();
+		uint64_t t0 = mfs_now_ns();
 		if (t->cap < size) {
 			void *nb = realloc(t->buf, size);
 			rc = nb ? 0 : -ENOMEM;
@@ -865,9 +854,9 @@ static void mfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (rc < 0) {
 			fuse_reply_err(req, mfs_errno(rc));
 		} else {
-			uint64_t t1 = mono_ns();
+			uint64_t t1 = mfs_now_ns();
 			fuse_reply_buf(req, t->buf, got);
-			count_read(m, got, t1 - t0, mono_ns() - t1);
+			count_read(m, got, t1 - t0, mfs_now_ns() - t1);
 		}
 	}
 	mfs_blob_table_put(m->blobs, e);

@@ -188,10 +188,3 @@ const char *mfs_cli_quote(const char *s, char *buf)
 {
 	return mfs_str_quote(s, 255, buf, MFS_CLI_QUOTED);
 }
-
-double mfs_cli_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}

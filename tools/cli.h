@@ -72,7 +72,4 @@ int mfs_cli_repo_intact(const char *cmd, mfs_txn *t, const char *repo, unsigned 
 #define MFS_CLI_QUOTED (4 * 255 + 8)
 const char *mfs_cli_quote(const char *s, char *buf);
 
-/** Monotonic seconds. */
-double mfs_cli_now(void);
-
 #endif

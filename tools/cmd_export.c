@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "cli.h"
+#include "clock.h"
 #include "commands.h"
 #include "progress.h"
 #include "reader.h"
@@ -316,9 +317,9 @@ int cmd_export(int argc, char **argv)
 				.dest_fd = dest_fd,
 				.threads = threads,
 				.progress = &pr};
-	double t0 = mfs_cli_now();
+	double t0 = mfs_now_seconds();
 	rc = mfs_files_foreach(t, repo, commit, export_one, &x);
-	double dt = mfs_cli_now() - t0;
+	double dt = mfs_now_seconds() - t0;
 	mfs_progress_end(&pr);
 	if (rc < 0)
 		goto out;

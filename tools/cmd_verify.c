@@ -19,6 +19,7 @@
 
 #include "check.h"
 #include "cli.h"
+#include "clock.h"
 #include "commands.h"
 #include "grow.h"
 #include "progress.h"
@@ -363,7 +364,7 @@ static int verify_pass(verify_ctx *c, const char *only)
 		mfs_cli_error("verify", "cannot read the store: %s", mfs_strerror(rc));
 		return -1;
 	}
-	double t0 = mfs_cli_now();
+	double t0 = mfs_now_seconds();
 	if ((rc = verify_chunks(c)) < 0) {
 		mfs_cli_error("verify", "listing chunks failed: %s", mfs_strerror(rc));
 		goto out;
@@ -407,7 +408,7 @@ static int verify_pass(verify_ctx *c, const char *only)
 	printf("verified %llu chunks and %llu files (%llu bytes) in %.2f s: %llu damaged "
 	       "chunks, %llu damaged files, %llu damaged records\n",
 	       (unsigned long long)c->n_chunks, (unsigned long long)c->files,
-	       (unsigned long long)c->bytes, mfs_cli_now() - t0,
+	       (unsigned long long)c->bytes, mfs_now_seconds() - t0,
 	       (unsigned long long)c->bad_chunks, (unsigned long long)c->bad_files,
 	       (unsigned long long)c->bad_records);
 	ret = 0;

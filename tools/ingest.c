@@ -19,6 +19,7 @@
 #include "base.h"
 #include "twin.h"
 #include "cli.h"
+#include "clock.h"
 #include "grow.h"
 #include "progress.h"
 #include "safetensors.h"
@@ -2323,7 +2324,7 @@ int mfs_ingest_path(mfs_store *s, const char *src_in, const mfs_ingest_opts *opt
 		return mfs_err(err, rc, "cannot take the store's ingest lock: %s",
 			       mfs_strerror(rc));
 	ingest_ctx c = {.store = s, .opts = opts, .stats = stats, .err = err};
-	double t0 = mfs_cli_now();
+	double t0 = mfs_now_seconds();
 	if ((rc = pool_start(&c)) < 0) {
 		mfs_err(err, rc, "cannot start encoder threads: %s", mfs_strerror(rc));
 		goto out;
@@ -2352,6 +2353,6 @@ out:
 	if (rc == 0 && (rc = mfs_store_sync(s)) < 0)
 		mfs_err(err, rc, "flushing the store to disk failed: %s", mfs_strerror(rc));
 	mfs_store_unlock(lock_fd);
-	stats->seconds = mfs_cli_now() - t0;
+	stats->seconds = mfs_now_seconds() - t0;
 	return rc;
 }

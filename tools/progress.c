@@ -4,13 +4,14 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 
 void mfs_progress_init(mfs_progress *p, const char *label, uint64_t total, int quiet)
 {
 	p->label = label;
 	p->total = total;
 	p->done = 0;
-	p->start = mfs_cli_now();
+	p->start = mfs_now_seconds();
 	p->last_draw = 0;
 	p->enabled = !quiet && isatty(2);
 }
@@ -20,7 +21,7 @@ void mfs_progress_add(mfs_progress *p, uint64_t n)
 	p->done += n;
 	if (!p->enabled)
 		return;
-	double now = mfs_cli_now();
+	double now = mfs_now_seconds();
 	if (now - p->last_draw < 0.1 && p->done < p->total)
 		return;
 	p->last_draw = now;
