@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "fsutil.h"
 #include "ioahead.h"
 #include "sha256.h"
 #include "stream.h"
@@ -810,21 +811,7 @@ int mfs_rfile_spill(mfs_reader *r, mfs_rfile *f, mfs_spill *sp, mfs_rfile **out)
 /* A read of a spilled copy: the bytes were checked when they were copied. */
 static int spill_read(mfs_rfile *f, uint64_t off, void *buf, size_t len, size_t *got)
 {
-	uint8_t *p = buf;
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(f->spill->fd, p + done, len - done,
-				  (off_t)(f->spill_off + off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			*got = done;
-			return n < 0 ? -errno : -EIO;
-		}
-		done += (size_t)n;
-	}
-	*got = done;
-	return 0;
+	return mfs_pread_full(f->spill->fd, buf, len, f->spill_off + off, -EIO, got);
 }
 
 int mfs_rfile_read(mfs_reader *r, mfs_rfile *f, uint64_t off, void *buf, size_t len,

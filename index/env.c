@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "bytes.h"
+#include "fsutil.h"
 #include "store_internal.h"
 
 #define MAP_SIZE ((size_t)1 << 40) /* address space only: the file grows as used */
@@ -52,25 +53,11 @@ _Static_assert(sizeof(size_t) == 8, "the store maps up to 1 TiB: 64-bit only");
 #define LMDB_META_TXNID (LMDB_META_LAST_PG + 8)
 #define LMDB_META_END (LMDB_META_TXNID + 8)
 
-static int pread_all(int fd, void *buf, size_t len, off_t off)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done, off + (off_t)done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : MFS_E_CORRUPT;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 /* One meta page's page size, last page and txn id; 0 or MFS_E_CORRUPT. */
 static int meta_read(int fd, off_t off, uint32_t *psize, uint64_t *last_pg, uint64_t *txnid)
 {
 	uint8_t m[LMDB_META_END];
-	int rc = pread_all(fd, m, sizeof m, off);
+	int rc = mfs_pread_full(fd, m, sizeof m, (uint64_t)off, MFS_E_CORRUPT, NULL);
 	if (rc < 0)
 		return rc;
 	uint32_t magic, version;
@@ -144,26 +131,6 @@ int mfs_store_default_dir(char *buf, size_t cap)
 		n = snprintf(buf, cap, "%s/.local/share/modelfs", h);
 	}
 	return (n < 0 || (size_t)n >= cap) ? MFS_E_INVAL : 0;
-}
-
-static int mkdir_p(const char *dir, mode_t mode)
-{
-	char tmp[4096];
-	size_t n = strlen(dir);
-	if (n >= sizeof tmp)
-		return -ENAMETOOLONG;
-	memcpy(tmp, dir, n + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
 }
 
 /*
@@ -296,7 +263,7 @@ int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg 
 				       "no modelfs store at %s (ingest a model first, or pass "
 				       "--store DIR)",
 				       dir);
-		int rc = mkdir_p(dir, 0700);
+		int rc = mfs_mkdir_p(dir, 0700);
 		if (rc < 0)
 			return mfs_err(err, rc, "cannot create store directory %s: %s", dir,
 				       mfs_strerror(rc));

@@ -11,6 +11,7 @@
 #include "check.h"
 #include "cli.h"
 #include "clock.h"
+#include "fsutil.h"
 #include "commands.h"
 #include "progress.h"
 #include "reader.h"
@@ -67,21 +68,6 @@ static int write_chunk(void *ud, uint64_t off, const void *data, size_t len)
 		done += (size_t)n;
 	}
 	mfs_progress_add(w->progress, len);
-	return 0;
-}
-
-static int mkdirs_for(const char *path)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
 	return 0;
 }
 
@@ -295,9 +281,7 @@ int cmd_export(int argc, char **argv)
 	if (mfs_cli_repo_intact("export", t, repo, MFS_CHECK_CHUNKS) < 0 ||
 	    mfs_cli_resolve_rev("export", t, repo, rev, commit) < 0)
 		goto out;
-	char dest_slash[4200];
-	snprintf(dest_slash, sizeof dest_slash, "%s/", dest);
-	if ((rc = mkdirs_for(dest_slash)) < 0) {
+	if ((rc = mfs_mkdir_p(dest, 0755)) < 0) {
 		mfs_cli_error("export", "cannot create %s: %s", dest, strerror(-rc));
 		goto out;
 	}

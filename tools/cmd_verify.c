@@ -20,6 +20,7 @@
 #include "check.h"
 #include "cli.h"
 #include "clock.h"
+#include "fsutil.h"
 #include "commands.h"
 #include "grow.h"
 #include "progress.h"
@@ -514,8 +515,9 @@ static int consider_file(verify_ctx *c, const char *path, const char *name,
 	return 0;
 }
 
-/* Walk @p dir: directories are not followed through symlinks (no loops);
- * symlinks to files are (an HF snapshot folder links into blobs/). */
+/* Walk @p dir, entries in name order: directories are not followed through
+ * symlinks (no loops); symlinks to files are (an HF snapshot folder links
+ * into blobs/).  A folder that cannot be read offers nothing. */
 static int walk(verify_ctx *c, const char *dir, struct seen *seen, int depth)
 {
 	if (depth > 64)
@@ -523,13 +525,15 @@ static int walk(verify_ctx *c, const char *dir, struct seen *seen, int depth)
 	DIR *d = opendir(dir);
 	if (!d)
 		return 0;
-	struct dirent *de;
-	int rc = 0;
-	while (rc == 0 && (de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
+	char **names = NULL;
+	size_t n = 0;
+	int rc = mfs_dir_names(d, &names, &n);
+	closedir(d);
+	if (rc < 0)
+		return rc == -ENOMEM ? rc : 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
 		char path[4096];
-		int pl = snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		int pl = snprintf(path, sizeof path, "%s/%s", dir, names[i]);
 		if (pl < 0 || pl >= (int)sizeof path)
 			continue;
 		struct stat st;
@@ -547,9 +551,9 @@ static int walk(verify_ctx *c, const char *dir, struct seen *seen, int depth)
 		if (fresh < 0)
 			rc = fresh;
 		else if (fresh)
-			rc = consider_file(c, path, de->d_name, &st);
+			rc = consider_file(c, path, names[i], &st);
 	}
-	closedir(d);
+	mfs_dir_names_free(names, n);
 	return rc;
 }
 
@@ -565,21 +569,6 @@ static int dtype_of_extent(void *ud, const mfs_tensor_info *ti)
 	if (f->idx >= ti->first_extent && f->idx - ti->first_extent < ti->n_extents) {
 		f->dtype = ti->dtype;
 		return 1;
-	}
-	return 0;
-}
-
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done,
-				  (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : MFS_E_CORRUPT; /* the copy is shorter */
-		done += (size_t)n;
 	}
 	return 0;
 }
@@ -656,7 +645,7 @@ static int repair_from_extent(verify_ctx *c, chunk_job *j, const bad_blob *b, si
 	if (fd < 0)
 		return 0;
 	uint8_t *raw = malloc(x->len ? x->len : 1);
-	int rc = raw ? pread_full(fd, raw, x->len, x->off) : -ENOMEM;
+	int rc = raw ? mfs_pread_full(fd, raw, x->len, x->off, MFS_E_CORRUPT, NULL) : -ENOMEM;
 	close(fd);
 	mfs_chunk_key got;
 	if (rc == 0) {

@@ -20,6 +20,7 @@
 #include "twin.h"
 #include "cli.h"
 #include "clock.h"
+#include "fsutil.h"
 #include "grow.h"
 #include "progress.h"
 #include "safetensors.h"
@@ -631,20 +632,11 @@ static int walk_dir(walker *w, const char *real_dir, const char *rel)
 	w->ino[w->depth] = dst.st_ino;
 	w->depth++;
 	char **names = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	int rc = 0;
-	errno = 0;
-	while (rc == 0 && (de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		rc = push_str(&names, &n, &cap, de->d_name);
-	}
-	if (rc == 0 && errno)
-		rc = mfs_err(w->err, -errno, "cannot read folder %s/%s: %s", w->show, qn,
-			     strerror(errno));
-	if (n)
-		qsort(names, n, sizeof *names, cmp_str);
+	size_t n = 0;
+	int rc = mfs_dir_names(d, &names, &n);
+	if (rc < 0 && rc != -ENOMEM)
+		rc = mfs_err(w->err, rc, "cannot read folder %s/%s: %s", w->show, qn,
+			     mfs_strerror(rc));
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		char crel[4096], cabs[PATH_MAX];
 		if (path_join(crel, sizeof crel, rel, names[i]) < 0 ||
@@ -665,7 +657,7 @@ static int walk_dir(walker *w, const char *real_dir, const char *rel)
 	}
 	closedir(d);
 	w->depth--;
-	free_strs(names, n);
+	mfs_dir_names_free(names, n);
 	return rc;
 }
 
@@ -1361,23 +1353,6 @@ static int finalize_job(ingest_ctx *c, file_state *fs, job *j, uint64_t off)
 	return 0;
 }
 
-static int read_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return MFS_E_FORMAT; /* the file shrank */
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 static int is_lfs_name(const char *rel)
 {
 	static const char *const exts[] = {".safetensors", ".bin", ".pt", ".pth", ".ckpt",
@@ -1418,14 +1393,14 @@ static int plan_file(ingest_ctx *c, file_state *fs, int fd, uint64_t size, const
 				       "%s: %llu bytes is too short for a safetensors file (the "
 				       "8-byte header length is missing): the file is truncated",
 				       fs->rel, (unsigned long long)size);
-		if ((rc = read_full(fd, first8, 8, 0)) < 0)
+		if ((rc = mfs_pread_full(fd, first8, 8, 0, MFS_E_FORMAT, NULL)) < 0)
 			return mfs_err(c->err, rc, "%s: cannot read: %s", abs, mfs_strerror(rc));
 		if ((rc = mfs_st_header_len(first8, size, &hlen, fs->rel, c->err)) < 0)
 			return rc;
 		char *json = malloc(hlen + 1);
 		if (!json)
 			return -ENOMEM;
-		if ((rc = read_full(fd, json, hlen, 8)) < 0) {
+		if ((rc = mfs_pread_full(fd, json, hlen, 8, MFS_E_FORMAT, NULL)) < 0) {
 			free(json);
 			return mfs_err(c->err, rc, "%s: cannot read the header: %s", abs,
 				       mfs_strerror(rc));
@@ -1485,7 +1460,7 @@ static int plan_file(ingest_ctx *c, file_state *fs, int fd, uint64_t size, const
 static int check_lfs_pointer(ingest_ctx *c, const src_file *sf, int fd, uint64_t size)
 {
 	char head[sizeof LFS_POINTER_PREFIX - 1];
-	if (size > LFS_POINTER_MAX || size < sizeof head || read_full(fd, head, sizeof head, 0) ||
+	if (size > LFS_POINTER_MAX || size < sizeof head || mfs_pread_full(fd, head, sizeof head, 0, MFS_E_FORMAT, NULL) ||
 	    memcmp(head, LFS_POINTER_PREFIX, sizeof head))
 		return 0;
 	char qn[4 * SHOW_MAX];
@@ -1597,7 +1572,7 @@ static int ingest_file(ingest_ctx *c, const char *repo, const src_file *sf, char
 						      ? sp->len - in
 						      : c->opts->chunk_size);
 			uint64_t off = sp->off + in;
-			rc = read_full(fd, j->raw, len, off);
+			rc = mfs_pread_full(fd, j->raw, len, off, MFS_E_FORMAT, NULL);
 			if (rc < 0) {
 				rc = mfs_err(c->err, rc,
 					     "%s: reading %s at offset %llu failed: %s", sf->rel,
@@ -1769,9 +1744,9 @@ static void want_file(want_list *wl, const src_file *sf, size_t i)
 		return;
 	char *json = NULL;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 8 &&
-	    read_full(fd, first8, 8, 0) == 0 &&
+	    mfs_pread_full(fd, first8, 8, 0, MFS_E_FORMAT, NULL) == 0 &&
 	    mfs_st_header_len(first8, (uint64_t)st.st_size, &hlen, sf->rel, NULL) == 0 &&
-	    (json = malloc(hlen + 1)) && read_full(fd, json, hlen, 8) == 0 &&
+	    (json = malloc(hlen + 1)) && mfs_pread_full(fd, json, hlen, 8, MFS_E_FORMAT, NULL) == 0 &&
 	    mfs_st_parse(json, hlen, (uint64_t)st.st_size, &wl->hdr[i], sf->rel, NULL) == 0)
 		wl->is_st[i] = 1;
 	free(json);
@@ -1813,7 +1788,7 @@ static int want_read_fn(void *ud, int file, uint64_t off, void *buf, size_t len)
 	int fd = open_nofollow(wr->sn->files[file].abs, O_RDONLY | O_NONBLOCK);
 	if (fd < 0)
 		return fd;
-	int rc = read_full(fd, buf, len, off);
+	int rc = mfs_pread_full(fd, buf, len, off, MFS_E_FORMAT, NULL);
 	close(fd);
 	return rc;
 }
@@ -1829,7 +1804,7 @@ static char *read_small_file(const src_snapshot *sn, const char *name)
 		char *txt = NULL;
 		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
 		    st.st_size <= (off_t)1 << 20 && (txt = malloc((size_t)st.st_size + 1)) &&
-		    read_full(fd, txt, (size_t)st.st_size, 0) == 0) {
+		    mfs_pread_full(fd, txt, (size_t)st.st_size, 0, MFS_E_FORMAT, NULL) == 0) {
 			txt[st.st_size] = '\0';
 		} else {
 			free(txt);
