@@ -29,13 +29,16 @@
 #endif
 
 _Static_assert(MFS_RANS_PROB_MAX <= 16, "one word per symbol at most");
-_Static_assert(MFS_RANS_PROB_MAX <= 11 && MFS_RANS_SYM_BITS_MAX <= 10,
-	       "a table entry packs f, slot - c (11 bits each) and the symbol (10) in 32 bits");
+_Static_assert(
+    MFS_RANS_PROB_MAX <= 11 && MFS_RANS_SYM_BITS_MAX <= 10,
+    "a table entry packs f, slot - c (11 bits each) and the symbol (10) in 32 bits");
 _Static_assert(MFS_RANS_PLANES_MAX == MFS_PLANES_MAX, "same layouts as planes.h");
 _Static_assert(MFS_RANS_DESC == MFS_PLANE_DESC, "same plane descriptors as planes.h");
-_Static_assert(MFS_RANS_MODE_RAW == MFS_PLANE_RAW && MFS_RANS_MODE_CONST == MFS_PLANE_CONST,
+_Static_assert(MFS_RANS_MODE_RAW == MFS_PLANE_RAW &&
+		   MFS_RANS_MODE_CONST == MFS_PLANE_CONST,
 	       "RAW and CONST as planes.h codes them");
-_Static_assert(MFS_RANS_MODE_RANS >= MFS_PLANE__COUNT, "the rANS mode is none of planes.h's");
+_Static_assert(MFS_RANS_MODE_RANS >= MFS_PLANE__COUNT,
+	       "the rANS mode is none of planes.h's");
 
 size_t mfs_rans_bound(size_t raw_len)
 {
@@ -157,9 +160,10 @@ static unsigned pick_lanes(size_t n, unsigned max_lanes)
  * @p words: n + 1 words of scratch.
  * @return 0 with *len (0 when it does not fit: the caller stores RAW)
  */
-static int encode_rans_plane(const void *syms, unsigned w, size_t n, const mfs_rans_opts *o,
-			     enc_scratch *sc, unsigned lo, unsigned hi, uint16_t *words,
-			     uint8_t *dst, size_t limit, size_t *len)
+static int encode_rans_plane(const void *syms, unsigned w, size_t n,
+			     const mfs_rans_opts *o, enc_scratch *sc, unsigned lo,
+			     unsigned hi, uint16_t *words, uint8_t *dst, size_t limit,
+			     size_t *len)
 {
 	unsigned P = o->prob_bits, lanes = pick_lanes(n, o->lanes);
 	unsigned groups = lanes / MFS_RANS_GROUP, cnt = hi - lo + 1;
@@ -167,8 +171,8 @@ static int encode_rans_plane(const void *syms, unsigned w, size_t n, const mfs_r
 	int rc = mfs_rans_normalize(sc->count, 1u << w, P, sc->freq);
 	if (rc < 0)
 		return rc;
-	size_t fixed = MFS_RANS_PLANE_HDR + varints_len(sc->freq, lo, cnt) + 4 * (size_t)groups +
-		       4 * (size_t)lanes;
+	size_t fixed = MFS_RANS_PLANE_HDR + varints_len(sc->freq, lo, cnt) +
+		       4 * (size_t)groups + 4 * (size_t)lanes;
 	double bits = mfs_rans_cost_bits(sc->count, sc->freq, 1u << w, P);
 	if (bits < 0 || (double)fixed + bits / 8 > (double)limit)
 		return 0;
@@ -257,7 +261,8 @@ static int encode_plane(const void *syms, unsigned w, size_t n, const mfs_rans_o
 	}
 	if (distinct >= 2) {
 		size_t limit = (size_t)((1.0 - MFS_PLANE_MIN_GAIN) * (double)raw);
-		int rc = encode_rans_plane(syms, w, n, o, sc, lo, hi, words, dst, limit, len);
+		int rc =
+		    encode_rans_plane(syms, w, n, o, sc, lo, hi, words, dst, limit, len);
 		if (rc < 0)
 			return rc;
 		if (*len) {
@@ -328,7 +333,8 @@ int mfs_rans_encode_opts(const mfs_encode_params *prm, const mfs_rans_opts *opts
 	for (unsigned p = 0; p < L->nplanes; p++) {
 		unsigned mode;
 		size_t len;
-		int rc = encode_plane(planes[p], L->width[p], n, &o, sc, words, q, &mode, &len);
+		int rc = encode_plane(planes[p], L->width[p], n, &o, sc, words, q, &mode,
+				      &len);
 		if (rc < 0)
 			return rc;
 		desc[MFS_RANS_DESC * p] = (uint8_t)L->width[p];
@@ -340,8 +346,8 @@ int mfs_rans_encode_opts(const mfs_encode_params *prm, const mfs_rans_opts *opts
 	return 0;
 }
 
-static int rans_encode(const mfs_encode_params *p, const void *src, size_t src_len, void *dst,
-		       size_t dst_cap, size_t *dst_len, mfs_codec_ws *ws)
+static int rans_encode(const mfs_encode_params *p, const void *src, size_t src_len,
+		       void *dst, size_t dst_cap, size_t *dst_len, mfs_codec_ws *ws)
 {
 	return mfs_rans_encode_opts(p, NULL, src, src_len, dst, dst_cap, dst_len, ws);
 }
@@ -364,8 +370,8 @@ static int rans_encode(const mfs_encode_params *p, const void *src, size_t src_l
  */
 static RANS_INLINE void decode_run_scalar(const uint32_t *tab, const unsigned P,
 					  uint32_t *x, size_t lanes, const uint8_t **sp,
-					  const uint8_t *e, size_t *t, size_t full, size_t *op,
-					  void *out, const int wide)
+					  const uint8_t *e, size_t *t, size_t full,
+					  size_t *op, void *out, const int wide)
 {
 	const uint32_t mask = (1u << P) - 1;
 	const uint8_t *s = *sp;
@@ -405,23 +411,28 @@ static RANS_INLINE void decode_run_scalar(const uint32_t *tab, const unsigned P,
  * lanes of m (its word's index in the next 8 words of the stream).
  */
 #define RK(m, i) (unsigned)__builtin_popcount((m) & ((1u << (i)) - 1))
-#define RKROW(m)                                                                          \
-	{RK(m, 0), RK(m, 1), RK(m, 2), RK(m, 3), RK(m, 4), RK(m, 5), RK(m, 6), RK(m, 7)}
-#define RK4(m) RKROW(m), RKROW(m + 1), RKROW(m + 2), RKROW(m + 3)
+#define RKROW(m)                                                                         \
+	{                                                                                \
+		RK(m, 0), RK(m, 1), RK(m, 2), RK(m, 3), RK(m, 4), RK(m, 5), RK(m, 6),    \
+		    RK(m, 7)                                                             \
+	}
+#define RK4(m)	RKROW(m), RKROW(m + 1), RKROW(m + 2), RKROW(m + 3)
 #define RK16(m) RK4(m), RK4(m + 4), RK4(m + 8), RK4(m + 12)
 #define RK64(m) RK16(m), RK16(m + 16), RK16(m + 32), RK16(m + 48)
-static const uint32_t rank_lut[256][8] __attribute__((aligned(32))) = {
-	RK64(0), RK64(64), RK64(128), RK64(192)};
+static const uint32_t rank_lut[256][8]
+    __attribute__((aligned(32))) = {RK64(0), RK64(64), RK64(128), RK64(192)};
 
 /* 8 lanes: decode, renormalise from the words at *s; the symbols (u32). */
 __attribute__((target("avx2,popcnt"))) static inline __m256i
 dec8(__m256i *x, const uint32_t *tab, __m128i pshift, __m256i mask, const uint8_t **s)
 {
 	const __m256i m11 = _mm256_set1_epi32(0x7ff), zero = _mm256_setzero_si256();
-	__m256i e = _mm256_i32gather_epi32((const int *)tab, _mm256_and_si256(*x, mask), 4);
+	__m256i e =
+	    _mm256_i32gather_epi32((const int *)tab, _mm256_and_si256(*x, mask), 4);
 	__m256i f = _mm256_and_si256(e, m11);
 	__m256i b = _mm256_and_si256(_mm256_srli_epi32(e, 11), m11);
-	__m256i v = _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srl_epi32(*x, pshift)), b);
+	__m256i v =
+	    _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srl_epi32(*x, pshift)), b);
 	__m256i need = _mm256_cmpeq_epi32(_mm256_srli_epi32(v, 16), zero);
 	unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(need));
 	__m256i words = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)*s));
@@ -457,8 +468,10 @@ decode_run_avx2(const uint32_t *tab, unsigned P, uint32_t *x, size_t lanes,
 			__m256i s1 = dec8(&x1, tab, pshift, mask, &s);
 			__m256i s2 = dec8(&x2, tab, pshift, mask, &s);
 			__m256i s3 = dec8(&x3, tab, pshift, mask, &s);
-			__m256i p01 = _mm256_permute4x64_epi64(_mm256_packus_epi32(s0, s1), 0xd8);
-			__m256i p23 = _mm256_permute4x64_epi64(_mm256_packus_epi32(s2, s3), 0xd8);
+			__m256i p01 =
+			    _mm256_permute4x64_epi64(_mm256_packus_epi32(s0, s1), 0xd8);
+			__m256i p23 =
+			    _mm256_permute4x64_epi64(_mm256_packus_epi32(s2, s3), 0xd8);
 			if (wide) {
 				uint16_t *o16 = (uint16_t *)out + o;
 				_mm256_storeu_si256((__m256i *)o16, p01);
@@ -533,11 +546,13 @@ static RANS_INLINE int decode_group_body(const uint32_t *tab, const unsigned P,
 /* Instances: the default precision as a constant (immediate shifts and
  * masks) for the scalar loop, any precision as a variable, and the vector
  * loop (its shift is a register either way). */
-typedef int (*decode_group_fn)(const uint32_t *, unsigned, const mfs_rans_plane *, unsigned,
-			       const uint8_t *, const uint8_t *, size_t, void *);
+typedef int (*decode_group_fn)(const uint32_t *, unsigned, const mfs_rans_plane *,
+			       unsigned, const uint8_t *, const uint8_t *, size_t,
+			       void *);
 #define DEFINE_DECODE_GROUP(NAME, PBITS, WIDE, SIMD)                                     \
 	static int NAME(const uint32_t *tab, unsigned P, const mfs_rans_plane *pl,       \
-			unsigned g, const uint8_t *s, const uint8_t *e, size_t n, void *out) \
+			unsigned g, const uint8_t *s, const uint8_t *e, size_t n,        \
+			void *out)                                                       \
 	{                                                                                \
 		(void)P;                                                                 \
 		return decode_group_body(tab, PBITS, pl, g, s, e, n, out, WIDE, SIMD);   \
@@ -602,8 +617,9 @@ static int rans_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
 	for (unsigned p = 0; p < L->nplanes; p++) {
 		const uint8_t *d = src + MFS_RANS_HEADER + MFS_RANS_DESC * p;
 		unsigned w = L->width[p];
-		if (d[0] != w || (d[1] != MFS_RANS_MODE_RAW && d[1] != MFS_RANS_MODE_CONST &&
-				  d[1] != MFS_RANS_MODE_RANS))
+		if (d[0] != w ||
+		    (d[1] != MFS_RANS_MODE_RAW && d[1] != MFS_RANS_MODE_CONST &&
+		     d[1] != MFS_RANS_MODE_RANS))
 			return MFS_E_CORRUPT;
 		mode[p] = d[1];
 		len[p] = mfs_le_get32(d + 2);
@@ -613,7 +629,8 @@ static int rans_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
 		at += len[p];
 		off[p] = need;
 		if (!(mode[p] == MFS_RANS_MODE_RAW && w == 8))
-			need += (mfs_planes_sym_bytes(w, n) + 64) & ~(size_t)63; /* >= 64 */
+			need +=
+			    (mfs_planes_sym_bytes(w, n) + 64) & ~(size_t)63; /* >= 64 */
 	}
 	if (at != src_len)
 		return MFS_E_CORRUPT;

@@ -51,13 +51,13 @@
 #define MFS_RANS_FN static inline
 #endif
 
-#define MFS_RANS_L	   (1u << 16) /* lower bound of a normalised state */
-#define MFS_RANS_GROUP	   32	      /* lanes sharing one word stream (a warp) */
-#define MFS_RANS_GROUPS_MAX 32
-#define MFS_RANS_LANES_MAX (MFS_RANS_GROUP * MFS_RANS_GROUPS_MAX) /* 1024 */
-#define MFS_RANS_PROB_MIN  8
-#define MFS_RANS_PROB_MAX  11
-#define MFS_RANS_SLOTS_MAX (1u << MFS_RANS_PROB_MAX)
+#define MFS_RANS_L	      (1u << 16) /* lower bound of a normalised state */
+#define MFS_RANS_GROUP	      32	 /* lanes sharing one word stream (a warp) */
+#define MFS_RANS_GROUPS_MAX   32
+#define MFS_RANS_LANES_MAX    (MFS_RANS_GROUP * MFS_RANS_GROUPS_MAX) /* 1024 */
+#define MFS_RANS_PROB_MIN     8
+#define MFS_RANS_PROB_MAX     11
+#define MFS_RANS_SLOTS_MAX    (1u << MFS_RANS_PROB_MAX)
 #define MFS_RANS_SYM_BITS_MAX 10 /* widest plane symbol (planes.h) */
 
 /* Fixed part of a rANS plane: u8 P, u8 0, u16 groups, u16 lo, u16 cnt. */
@@ -79,7 +79,8 @@ MFS_RANS_FN uint32_t mfs_rans_get32(const uint8_t *p)
  * with its top bit set: value = (b0 & 127) | b1 << 7.
  * @return bytes read (1 or 2), 0 when the varint runs past @p end
  */
-MFS_RANS_FN unsigned mfs_rans_varint_get(const uint8_t *p, const uint8_t *end, unsigned *v)
+MFS_RANS_FN unsigned mfs_rans_varint_get(const uint8_t *p, const uint8_t *end,
+					 unsigned *v)
 {
 	if (p >= end)
 		return 0;
@@ -230,7 +231,6 @@ MFS_RANS_FN size_t mfs_rans_steps(size_t n, unsigned lanes)
 	return (n + lanes - 1) / lanes;
 }
 
-
 /* ---- the payload around the planes (codec/rans.h has the byte layout) ---- */
 
 #define MFS_RANS_VERSION    1
@@ -269,8 +269,8 @@ MFS_RANS_FN int mfs_rans_layout(unsigned dtype, unsigned *esize, unsigned *rot,
 		for (i = 2; i < 8; i++)
 			width[i] = 8;
 		return 0;
-	case 4: /* F8_E5M2 */
-	case 5: /* F8_E4M3 */
+	case 4:	 /* F8_E5M2 */
+	case 5:	 /* F8_E4M3 */
 	case 16: /* F8_E8M0 */
 		*esize = 1, *rot = 0, *nplanes = 1, width[0] = 8;
 		return 0;

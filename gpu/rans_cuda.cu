@@ -77,7 +77,8 @@ __global__ void __launch_bounds__(BLOCK) rans_decode_kernel(job *jobs)
 		const uint8_t *src = j->src;
 		uint64_t src_len = j->src_len;
 		unsigned width[MFS_RANS_PLANES_MAX];
-		if (src_len < MFS_RANS_HEADER || src[0] != MFS_RANS_VERSION || src[3] != 0 ||
+		if (src_len < MFS_RANS_HEADER || src[0] != MFS_RANS_VERSION ||
+		    src[3] != 0 ||
 		    mfs_rans_layout(src[1], &esize, &rot, &nplanes, width) < 0 ||
 		    src[2] != nplanes || j->dst_len % esize) {
 			bad = 1;
@@ -88,7 +89,8 @@ __global__ void __launch_bounds__(BLOCK) rans_decode_kernel(job *jobs)
 				bad = 1;
 			uint8_t *sc = j->scratch;
 			for (unsigned p = 0; p < nplanes && !bad; p++) {
-				const uint8_t *d = src + MFS_RANS_HEADER + MFS_RANS_DESC * p;
+				const uint8_t *d =
+				    src + MFS_RANS_HEADER + MFS_RANS_DESC * p;
 				pi[p].w = width[p];
 				pi[p].mode = d[1];
 				pi[p].len = mfs_rans_get32(d + 2);
@@ -125,7 +127,8 @@ __global__ void __launch_bounds__(BLOCK) rans_decode_kernel(job *jobs)
 			continue;
 		if (tid == 0) {
 			const uint8_t *end = pi[p].data + pi[p].len;
-			if (mfs_rans_plane_parse(pi[p].data, pi[p].len, pi[p].w, &pl) < 0 ||
+			if (mfs_rans_plane_parse(pi[p].data, pi[p].len, pi[p].w, &pl) <
+				0 ||
 			    mfs_rans_freqs_read(&pl, end, freq) < 0) {
 				bad = 1;
 			} else {
@@ -154,7 +157,8 @@ __global__ void __launch_bounds__(BLOCK) rans_decode_kernel(job *jobs)
 		for (unsigned g = warp; g < pl.groups; g += WARPS) {
 			const uint64_t g0 = (uint64_t)g * MFS_RANS_GROUP;
 			uint32_t x = mfs_rans_get32(pl.states + 4 * (g0 + lane));
-			const uint8_t *s = pl.streams + goff[g], *e = pl.streams + goff[g + 1];
+			const uint8_t *s = pl.streams + goff[g],
+				      *e = pl.streams + goff[g + 1];
 			const uint64_t last = full + (rem > g0);
 			int err = 0;
 			for (uint64_t t = 0; t < last; t++) {
@@ -178,7 +182,8 @@ __global__ void __launch_bounds__(BLOCK) rans_decode_kernel(job *jobs)
 				if (active) {
 					uint64_t o = mfs_rans_index(t, lanes, g, lane);
 					if (wide)
-						((uint16_t *)pi[p].syms)[o] = (uint16_t)sym;
+						((uint16_t *)pi[p].syms)[o] =
+						    (uint16_t)sym;
 					else
 						pi[p].syms[o] = (uint8_t)sym;
 				}
@@ -202,7 +207,8 @@ __global__ void __launch_bounds__(BLOCK) rans_decode_kernel(job *jobs)
 		for (unsigned p = 0; p < nplanes; p++) {
 			unsigned w = pi[p].w, sym;
 			if (pi[p].mode == MFS_RANS_MODE_RANS)
-				sym = w > 8 ? ((const uint16_t *)pi[p].syms)[i] : pi[p].syms[i];
+				sym = w > 8 ? ((const uint16_t *)pi[p].syms)[i]
+					    : pi[p].syms[i];
 			else if (pi[p].mode == MFS_RANS_MODE_CONST)
 				sym = mfs_rans_get16(pi[p].data);
 			else
@@ -279,7 +285,8 @@ extern "C" int mfs_rans_gpu_decode(mfs_rans_gpu *g, mfs_rans_gpu_chunk *chunks, 
 		return 0;
 	size_t scratch = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (chunks[i].dst_len > MFS_CHUNK_MAX || (chunks[i].key && !chunks[i].host_copy))
+		if (chunks[i].dst_len > MFS_CHUNK_MAX ||
+		    (chunks[i].key && !chunks[i].host_copy))
 			return fail_all(chunks, n, MFS_E_INVAL);
 		scratch += scratch_for(chunks[i].dst_len);
 	}
@@ -318,21 +325,24 @@ extern "C" int mfs_rans_gpu_decode(mfs_rans_gpu *g, mfs_rans_gpu_chunk *chunks, 
 		jb->status = -EIO; /* stays so if the kernel never ran */
 		sc += scratch_for(chunks[i].dst_len);
 	}
-	cudaMemcpyAsync(g->jobs_dev, g->jobs_host, n * sizeof(job), cudaMemcpyHostToDevice,
-			g->stream);
+	cudaMemcpyAsync(g->jobs_dev, g->jobs_host, n * sizeof(job),
+			cudaMemcpyHostToDevice, g->stream);
 	rans_decode_kernel<<<(unsigned)n, BLOCK, 0, g->stream>>>(g->jobs_dev);
-	cudaMemcpyAsync(g->jobs_host, g->jobs_dev, n * sizeof(job), cudaMemcpyDeviceToHost,
-			g->stream);
+	cudaMemcpyAsync(g->jobs_host, g->jobs_dev, n * sizeof(job),
+			cudaMemcpyDeviceToHost, g->stream);
 	for (size_t i = 0; i < n; i++)
 		if (chunks[i].host_copy && chunks[i].dst_len)
-			cudaMemcpyAsync(chunks[i].host_copy, chunks[i].dst, chunks[i].dst_len,
-					cudaMemcpyDeviceToHost, g->stream);
-	if (cudaStreamSynchronize(g->stream) != cudaSuccess || cudaGetLastError() != cudaSuccess)
+			cudaMemcpyAsync(chunks[i].host_copy, chunks[i].dst,
+					chunks[i].dst_len, cudaMemcpyDeviceToHost,
+					g->stream);
+	if (cudaStreamSynchronize(g->stream) != cudaSuccess ||
+	    cudaGetLastError() != cudaSuccess)
 		return fail_all(chunks, n, -EIO);
 	for (size_t i = 0; i < n; i++) {
 		chunks[i].status = g->jobs_host[i].status;
 		if (chunks[i].status == 0 && chunks[i].key) {
-			XXH128_hash_t h = XXH3_128bits(chunks[i].host_copy, chunks[i].dst_len);
+			XXH128_hash_t h =
+			    XXH3_128bits(chunks[i].host_copy, chunks[i].dst_len);
 			XXH128_canonical_t c;
 			XXH128_canonicalFromHash(&c, h);
 			if (memcmp(c.digest, chunks[i].key, 16) != 0)

@@ -48,13 +48,14 @@ typedef struct mfs_rans_gpu mfs_rans_gpu;
 
 /* One chunk of a batch. */
 typedef struct mfs_rans_gpu_chunk {
-	const void *src;     /* device: the rans payload */
+	const void *src; /* device: the rans payload */
 	size_t src_len;
-	void *dst;	     /* device: dst_len bytes written on success */
-	size_t dst_len;	     /* the chunk's raw length (at most MFS_CHUNK_MAX) */
-	void *host_copy;     /* host, optional: dst_len bytes, the decoded chunk copied back */
-	const uint8_t *key;  /* optional, with host_copy: 16 bytes, XXH3-128 canonical */
-	int status;	     /* out: 0, MFS_E_CORRUPT (payload or key), or the batch's error */
+	void *dst;	/* device: dst_len bytes written on success */
+	size_t dst_len; /* the chunk's raw length (at most MFS_CHUNK_MAX) */
+	void
+	    *host_copy; /* host, optional: dst_len bytes, the decoded chunk copied back */
+	const uint8_t *key; /* optional, with host_copy: 16 bytes, XXH3-128 canonical */
+	int status; /* out: 0, MFS_E_CORRUPT (payload or key), or the batch's error */
 } mfs_rans_gpu_chunk;
 
 /**

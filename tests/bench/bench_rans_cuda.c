@@ -50,7 +50,9 @@ int main(int argc, char **argv)
 		} else {
 			fx_set f = {0};
 			if (fx_load(&f, argv[i], MFS_DT_UNKNOWN, chunk, ws) < 0) {
-				fprintf(stderr, "bench_rans_cuda: %s: cannot read its tensors\n", argv[i]);
+				fprintf(stderr,
+					"bench_rans_cuda: %s: cannot read its tensors\n",
+					argv[i]);
 				return 1;
 			}
 			/* keep the file buffers: chunks point into them */
@@ -75,7 +77,8 @@ int main(int argc, char **argv)
 	mfs_rans_gpu *g;
 	int rc = mfs_rans_gpu_open(0, &g);
 	if (rc == MFS_E_UNSUPPORTED) {
-		fprintf(stderr, "bench_rans_cuda: no CUDA device here: nothing measured\n");
+		fprintf(stderr,
+			"bench_rans_cuda: no CUDA device here: nothing measured\n");
 		return 77;
 	}
 	if (rc < 0) {
@@ -104,8 +107,8 @@ int main(int argc, char **argv)
 		XXH128_canonical_t k;
 		XXH128_canonicalFromHash(&k, XXH3_128bits(s.v[i].raw, s.v[i].len));
 		memcpy(keys[i], k.digest, 16);
-		c[i] = (mfs_rans_gpu_chunk){din + a, s.v[i].enc_len, dout + b, s.v[i].len,
-					    hcopy + b, keys[i], 0};
+		c[i] = (mfs_rans_gpu_chunk){
+		    din + a, s.v[i].enc_len, dout + b, s.v[i].len, hcopy + b, keys[i], 0};
 		a += (s.v[i].enc_len + 255) & ~(size_t)255;
 		b += (s.v[i].len + 255) & ~(size_t)255;
 	}
@@ -115,8 +118,8 @@ int main(int argc, char **argv)
 		return 1;
 	for (size_t i = 0; i < s.n; i++)
 		if (c[i].status || memcmp(c[i].host_copy, s.v[i].raw, s.v[i].len)) {
-			fprintf(stderr, "bench_rans_cuda: chunk %zu decoded wrong (%d)\n", i,
-				c[i].status);
+			fprintf(stderr, "bench_rans_cuda: chunk %zu decoded wrong (%d)\n",
+				i, c[i].status);
 			return 1;
 		}
 	for (size_t i = 0; i < s.n; i++)
@@ -143,9 +146,10 @@ int main(int argc, char **argv)
 		if (t4 - t3 < best_dd)
 			best_dd = t4 - t3;
 	}
-	printf("device %s; %zu chunks of %zu bytes, %.1f MB raw, rans %.2f%% of raw; best of %d\n",
-	       mfs_rans_gpu_device_name(g), s.n, chunk, s.raw / 1e6, 100.0 * s.stored / s.raw,
-	       repeat);
+	printf("device %s; %zu chunks of %zu bytes, %.1f MB raw, rans %.2f%% of raw; "
+	       "best of %d\n",
+	       mfs_rans_gpu_device_name(g), s.n, chunk, s.raw / 1e6,
+	       100.0 * s.stored / s.raw, repeat);
 	printf("%-44s %10s\n", "what", "GB/s raw");
 	printf("%-44s %10.1f\n", "rans decode, device to device", s.raw / best_d2d / 1e9);
 	printf("%-44s %10.1f\n", "rans host to device (payload copy + decode)",

@@ -69,7 +69,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t cap = mfs_rans_bound(len), elen = 0;
 	uint8_t *enc = malloc(cap);
 	mfs_encode_params prm = {.dtype = dt};
-	if (enc && mfs_rans_encode_opts(&prm, &o, src, len, enc, cap, &elen, ws) == 0 && elen) {
+	if (enc && mfs_rans_encode_opts(&prm, &o, src, len, enc, cap, &elen, ws) == 0 &&
+	    elen) {
 		if (sel & 0x4000) {
 			elen = sel % elen; /* cut short */
 		} else {

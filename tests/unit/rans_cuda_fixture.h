@@ -16,7 +16,7 @@
 typedef struct fx_chunk {
 	const uint8_t *raw; /* into the file's buffer */
 	size_t len;
-	uint8_t *enc;	    /* malloc'd payload */
+	uint8_t *enc; /* malloc'd payload */
 	size_t enc_len;
 } fx_chunk;
 
@@ -26,7 +26,8 @@ typedef struct fx_set {
 	size_t n, cap, raw, stored;
 } fx_set;
 
-static inline int fx_push(fx_set *s, const uint8_t *raw, size_t len, mfs_dtype dt, mfs_codec_ws *ws)
+static inline int fx_push(fx_set *s, const uint8_t *raw, size_t len, mfs_dtype dt,
+			  mfs_codec_ws *ws)
 {
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? 2 * s->cap : 64;
@@ -42,7 +43,8 @@ static inline int fx_push(fx_set *s, const uint8_t *raw, size_t len, mfs_dtype d
 	c->raw = raw;
 	c->len = len;
 	c->enc = malloc(cap);
-	if (!c->enc || mfs_codec_encode(MFS_CODEC_RANS, &p, raw, len, c->enc, cap, &c->enc_len, ws))
+	if (!c->enc ||
+	    mfs_codec_encode(MFS_CODEC_RANS, &p, raw, len, c->enc, cap, &c->enc_len, ws))
 		return -1;
 	s->raw += len;
 	s->stored += c->enc_len;
@@ -53,7 +55,8 @@ static inline int fx_push(fx_set *s, const uint8_t *raw, size_t len, mfs_dtype d
 /* The float tensors of @p path (of dtype @p want, or any float when
  * MFS_DT_UNKNOWN), in chunks of @p chunk bytes.  @return 0, or -1 when the
  * file cannot be read. */
-static inline int fx_load(fx_set *s, const char *path, mfs_dtype want, size_t chunk, mfs_codec_ws *ws)
+static inline int fx_load(fx_set *s, const char *path, mfs_dtype want, size_t chunk,
+			  mfs_codec_ws *ws)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f)
@@ -88,11 +91,12 @@ static inline int fx_load(fx_set *s, const char *path, mfs_dtype want, size_t ch
 		sscanf(o + 16, "%llu,%llu", &a, &b);
 		p = o + 16;
 		mfs_dtype t = mfs_dtype_from_name(dt);
-		if (!mfs_dtype_is_float(t) || (want != MFS_DT_UNKNOWN && t != want) || b < a ||
-		    b > dlen)
+		if (!mfs_dtype_is_float(t) || (want != MFS_DT_UNKNOWN && t != want) ||
+		    b < a || b > dlen)
 			continue;
 		for (size_t off = a; off < b; off += chunk)
-			if (fx_push(s, data + off, b - off < chunk ? b - off : chunk, t, ws))
+			if (fx_push(s, data + off, b - off < chunk ? b - off : chunk, t,
+				    ws))
 				return -1;
 	}
 	return 0;

@@ -95,7 +95,8 @@ static size_t roundtrip_opts(mfs_dtype dt, const uint8_t *src, size_t len,
 		rc = mfs_codec_decode_plain(MFS_CODEC_RANS, exact, elen, dec, len, ws);
 		CHECK_EQ_INT(rc, 0);
 		CHECK(memcmp(dec, src, len) == 0);
-		rc = mfs_codec_decode_plain(MFS_CODEC_RANS, exact, elen, dec + 1, len, ws);
+		rc =
+		    mfs_codec_decode_plain(MFS_CODEC_RANS, exact, elen, dec + 1, len, ws);
 		CHECK_EQ_INT(rc, 0);
 		CHECK(memcmp(dec + 1, src, len) == 0);
 		free(exact);
@@ -180,7 +181,9 @@ static void test_normalize(void)
 		unsigned present = 0;
 		for (unsigned i = 0; i < nsym; i++) {
 			unsigned k = (unsigned)(test_rand(&s) % 4);
-			count[i] = k == 0 ? 0 : k == 1 ? 1 : (uint32_t)(test_rand(&s) % 100000);
+			count[i] = k == 0   ? 0
+				   : k == 1 ? 1
+					    : (uint32_t)(test_rand(&s) % 100000);
 			present += count[i] != 0;
 		}
 		int rc = mfs_rans_normalize(count, nsym, P, freq);
@@ -223,24 +226,27 @@ static void test_unsupported(void)
 {
 	uint8_t src[64] = {0}, dst[512];
 	size_t len;
-	static const mfs_dtype others[] = {MFS_DT_UNKNOWN, MFS_DT_BOOL, MFS_DT_U8,
-					   MFS_DT_I8,	   MFS_DT_I32,	MFS_DT_C64,
+	static const mfs_dtype others[] = {MFS_DT_UNKNOWN, MFS_DT_BOOL,	  MFS_DT_U8,
+					   MFS_DT_I8,	   MFS_DT_I32,	  MFS_DT_C64,
 					   MFS_DT_F4,	   (mfs_dtype)200};
 	for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
 		mfs_encode_params p = {.dtype = others[i]};
-		CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_RANS, &p, src, 16, dst, sizeof dst, &len, ws),
+		CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_RANS, &p, src, 16, dst,
+					      sizeof dst, &len, ws),
 			     MFS_E_UNSUPPORTED);
 	}
 	mfs_encode_params p = {.dtype = MFS_DT_F32};
-	CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_RANS, &p, src, 6, dst, sizeof dst, &len, ws),
-		     MFS_E_UNSUPPORTED);
+	CHECK_EQ_INT(
+	    mfs_codec_encode(MFS_CODEC_RANS, &p, src, 6, dst, sizeof dst, &len, ws),
+	    MFS_E_UNSUPPORTED);
 	p.dtype = MFS_DT_BF16;
 	CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_RANS, &p, src, 64, dst, 64, &len, ws),
 		     MFS_E_NOSPACE);
 	mfs_rans_opts bad[] = {{7, 0}, {12, 0}, {0, 33}, {0, 2048}, {0, 16}};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-		CHECK_EQ_INT(mfs_rans_encode_opts(&p, &bad[i], src, 64, dst, sizeof dst, &len, ws),
-			     MFS_E_INVAL);
+		CHECK_EQ_INT(
+		    mfs_rans_encode_opts(&p, &bad[i], src, 64, dst, sizeof dst, &len, ws),
+		    MFS_E_INVAL);
 }
 
 static void test_small_and_equal(void)
@@ -282,7 +288,8 @@ static void test_small_and_equal(void)
 static void test_opts_and_sizes(void)
 {
 	uint64_t s = seed + 2;
-	static const mfs_dtype dts[] = {MFS_DT_BF16, MFS_DT_F16, MFS_DT_F32, MFS_DT_F8_E4M3};
+	static const mfs_dtype dts[] = {MFS_DT_BF16, MFS_DT_F16, MFS_DT_F32,
+					MFS_DT_F8_E4M3};
 	size_t maxlen = (size_t)4 << 20;
 	uint8_t *buf = malloc(maxlen);
 	for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++) {
@@ -295,15 +302,17 @@ static void test_opts_and_sizes(void)
 			CHECK(rp >= 1); /* the exponent plane is rANS-coded */
 		}
 		for (unsigned P = MFS_RANS_PROB_MIN; P <= MFS_RANS_PROB_MAX; P++)
-			for (unsigned lanes = 32; lanes <= MFS_RANS_LANES_MAX; lanes *= 2) {
+			for (unsigned lanes = 32; lanes <= MFS_RANS_LANES_MAX;
+			     lanes *= 2) {
 				mfs_rans_opts o = {P, lanes};
 				/* lengths around the lane count and odd tails */
-				size_t ns[] = {lanes - 1, lanes, lanes + 1, 64 * lanes + 7,
+				size_t ns[] = {lanes - 1, lanes, lanes + 1,
+					       64 * lanes + 7,
 					       1 + test_rand(&s) % 200000};
 				for (size_t q = 0; q < sizeof ns / sizeof ns[0]; q++) {
 					unsigned rp;
-					CHECK(roundtrip_opts(dts[d], buf, ns[q] * es, &o, &rp) !=
-					      (size_t)-1);
+					CHECK(roundtrip_opts(dts[d], buf, ns[q] * es, &o,
+							     &rp) != (size_t)-1);
 				}
 			}
 		/* a lane count that is not a power of two */
@@ -360,8 +369,9 @@ static int real_file(const char *name, mfs_dtype want)
 	size_t flen;
 	uint8_t *file = read_file(path, &flen);
 	if (!file) {
-		fprintf(stderr, "note: %s not found: real-weight round trips of %s not run "
-				"(python tests/e2e/fixtures.py all builds them)\n",
+		fprintf(stderr,
+			"note: %s not found: real-weight round trips of %s not run "
+			"(python tests/e2e/fixtures.py all builds them)\n",
 			path, name);
 		return 0;
 	}
@@ -375,7 +385,8 @@ static int real_file(const char *name, mfs_dtype want)
 	}
 	const char *h = (const char *)file + 8, *hend = h + hlen;
 	const uint8_t *data = file + 8 + hlen;
-	size_t chunk = (size_t)1 << 20, raw = 0, rans_bytes = 0, bp_bytes = 0, tensors = 0;
+	size_t chunk = (size_t)1 << 20, raw = 0, rans_bytes = 0, bp_bytes = 0,
+	       tensors = 0;
 	size_t cap = mfs_codec_bound_max(chunk);
 	uint8_t *enc = malloc(cap), *dec = malloc(chunk);
 	int fails = 0;
@@ -399,14 +410,15 @@ static int real_file(const char *name, mfs_dtype want)
 		for (size_t off = a; off < b; off += chunk) {
 			size_t len = b - off < chunk ? b - off : chunk;
 			size_t elen = 0, blen = 0;
-			if (mfs_codec_encode(MFS_CODEC_RANS, &prm, data + off, len, enc, cap, &elen,
-					     ws) != 0 ||
-			    mfs_codec_decode_plain(MFS_CODEC_RANS, enc, elen, dec, len, ws) != 0 ||
+			if (mfs_codec_encode(MFS_CODEC_RANS, &prm, data + off, len, enc,
+					     cap, &elen, ws) != 0 ||
+			    mfs_codec_decode_plain(MFS_CODEC_RANS, enc, elen, dec, len,
+						   ws) != 0 ||
 			    memcmp(dec, data + off, len) != 0)
 				fails++;
 			rans_bytes += elen;
-			if (mfs_codec_encode(MFS_CODEC_BITPLANE_HUFF, &prm, data + off, len, enc, cap,
-					     &blen, ws) == 0)
+			if (mfs_codec_encode(MFS_CODEC_BITPLANE_HUFF, &prm, data + off,
+					     len, enc, cap, &blen, ws) == 0)
 				bp_bytes += blen;
 			raw += len;
 		}
@@ -415,8 +427,10 @@ static int real_file(const char *name, mfs_dtype want)
 	CHECK(tensors > 10);
 	/* the size target: within 2% of bitplane-huff */
 	CHECK(raw > 0 && rans_bytes <= bp_bytes + bp_bytes / 50);
-	fprintf(stderr, "  %s: %zu tensors, %.1f MB: rans %.2f%%, bitplane-huff %.2f%% of raw\n",
-		name, tensors, raw / 1e6, 100.0 * rans_bytes / raw, 100.0 * bp_bytes / raw);
+	fprintf(stderr,
+		"  %s: %zu tensors, %.1f MB: rans %.2f%%, bitplane-huff %.2f%% of raw\n",
+		name, tensors, raw / 1e6, 100.0 * rans_bytes / raw,
+		100.0 * bp_bytes / raw);
 	free(enc);
 	free(dec);
 	free(file);
@@ -435,7 +449,8 @@ static void test_real_weights(void)
 static void test_corrupt(void)
 {
 	uint64_t s = seed + 3;
-	static const mfs_dtype dts[] = {MFS_DT_BF16, MFS_DT_F16, MFS_DT_F32, MFS_DT_F8_E5M2};
+	static const mfs_dtype dts[] = {MFS_DT_BF16, MFS_DT_F16, MFS_DT_F32,
+					MFS_DT_F8_E5M2};
 	for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++) {
 		size_t len = 8192 * 4;
 		uint8_t *src = malloc(len), *dec = malloc(len);
@@ -453,12 +468,14 @@ static void test_corrupt(void)
 		for (size_t cut = 0; cut < elen; cut++) {
 			uint8_t *t = malloc(cut ? cut : 1);
 			memcpy(t, enc, cut);
-			CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, t, cut, dec, len, ws),
-				     MFS_E_CORRUPT);
+			CHECK_EQ_INT(
+			    mfs_codec_decode_plain(MFS_CODEC_RANS, t, cut, dec, len, ws),
+			    MFS_E_CORRUPT);
 			free(t);
 		}
-		CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, enc, elen, dec, len - 4, ws),
-			     MFS_E_CORRUPT);
+		CHECK_EQ_INT(
+		    mfs_codec_decode_plain(MFS_CODEC_RANS, enc, elen, dec, len - 4, ws),
+		    MFS_E_CORRUPT);
 		/* random damage: an error or a decode of the right length, never
 		 * a read or write out of bounds (exact-size copies, ASan) */
 		size_t caught = 0, trials = 3000;
@@ -467,11 +484,13 @@ static void test_corrupt(void)
 			memcpy(bad, enc, elen);
 			int flips = 1 + (int)(test_rand(&s) % 3);
 			for (int f = 0; f < flips; f++) {
-				size_t at = trial & 1 ? test_rand(&s) % (elen < 600 ? elen : 600)
-						      : test_rand(&s) % elen;
+				size_t at =
+				    trial & 1 ? test_rand(&s) % (elen < 600 ? elen : 600)
+					      : test_rand(&s) % elen;
 				bad[at] ^= (uint8_t)(1 + test_rand(&s) % 255);
 			}
-			int rc = mfs_codec_decode_plain(MFS_CODEC_RANS, bad, elen, dec, len, ws);
+			int rc = mfs_codec_decode_plain(MFS_CODEC_RANS, bad, elen, dec,
+							len, ws);
 			CHECK(rc == 0 || rc == MFS_E_CORRUPT);
 			caught += rc == MFS_E_CORRUPT;
 			free(bad);
@@ -486,9 +505,11 @@ static void test_corrupt(void)
 	/* header checks */
 	uint8_t h[64] = {MFS_RANS_VERSION, MFS_DT_BF16, 2, 0, 1, 0, 0, 0};
 	uint8_t out[2];
-	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, h, 8, out, 2, ws), MFS_E_CORRUPT);
+	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, h, 8, out, 2, ws),
+		     MFS_E_CORRUPT);
 	h[0] = 2;
-	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, h, 20, out, 2, ws), MFS_E_CORRUPT);
+	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, h, 20, out, 2, ws),
+		     MFS_E_CORRUPT);
 }
 
 /*
@@ -535,10 +556,12 @@ static void test_plane_fields(void)
 	/* the payload around it */
 	uint8_t good[600];
 	size_t g = 0;
-	good[g++] = MFS_RANS_VERSION, good[g++] = MFS_DT_BF16, good[g++] = 2, good[g++] = 0;
+	good[g++] = MFS_RANS_VERSION, good[g++] = MFS_DT_BF16, good[g++] = 2,
+	good[g++] = 0;
 	good[g++] = 4, good[g++] = 0, good[g++] = 0, good[g++] = 0;
 	good[g++] = 10, good[g++] = MFS_RANS_MODE_RANS;
-	good[g++] = (uint8_t)plen, good[g++] = (uint8_t)(plen >> 8), good[g++] = 0, good[g++] = 0;
+	good[g++] = (uint8_t)plen, good[g++] = (uint8_t)(plen >> 8), good[g++] = 0,
+	good[g++] = 0;
 	good[g++] = 6, good[g++] = MFS_RANS_MODE_CONST, good[g++] = 2, good[g++] = 0,
 	good[g++] = 0, good[g++] = 0;
 	size_t pl_at = g;
@@ -552,15 +575,15 @@ static void test_plane_fields(void)
 		size_t at;
 		uint8_t val;
 	} edits[] = {
-	    {0, 7},	  /* P below the minimum */
-	    {0, 12},	  /* P above the maximum */
-	    {1, 1},	  /* reserved */
-	    {2, 0},	  /* no groups */
-	    {2, 33},	  /* too many groups */
-	    {5, 4},	  /* lo + cnt past 2^10 */
-	    {6, 1},	  /* cnt 1 */
-	    {10, 63},	  /* frequencies sum to 255 */
-	    {8, 0x80},	  /* 128 + 64: not 256 */
+	    {0, 7},    /* P below the minimum */
+	    {0, 12},   /* P above the maximum */
+	    {1, 1},    /* reserved */
+	    {2, 0},    /* no groups */
+	    {2, 33},   /* too many groups */
+	    {5, 4},    /* lo + cnt past 2^10 */
+	    {6, 1},    /* cnt 1 */
+	    {10, 63},  /* frequencies sum to 255 */
+	    {8, 0x80}, /* 128 + 64: not 256 */
 	};
 	uint8_t bad[600];
 	for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
@@ -572,21 +595,26 @@ static void test_plane_fields(void)
 	/* odd stream length, a length past the plane */
 	memcpy(bad, good, g);
 	bad[pl_at + lens_at] ^= 1;
-	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, bad, g, out, 8, ws), MFS_E_CORRUPT);
+	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, bad, g, out, 8, ws),
+		     MFS_E_CORRUPT);
 	memcpy(bad, good, g);
 	bad[pl_at + lens_at] = (uint8_t)(bad[pl_at + lens_at] + 2);
-	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, bad, g, out, 8, ws), MFS_E_CORRUPT);
+	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, bad, g, out, 8, ws),
+		     MFS_E_CORRUPT);
 	/* a state below 2^16; a lane without symbols not at 2^16 */
 	memcpy(bad, good, g);
 	bad[pl_at + states_at + 2] = 0, bad[pl_at + states_at + 3] = 0;
-	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, bad, g, out, 8, ws), MFS_E_CORRUPT);
+	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, bad, g, out, 8, ws),
+		     MFS_E_CORRUPT);
 	memcpy(bad, good, g);
 	bad[pl_at + states_at + 4 * 31] ^= 1;
-	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, bad, g, out, 8, ws), MFS_E_CORRUPT);
+	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, bad, g, out, 8, ws),
+		     MFS_E_CORRUPT);
 	/* a used lane's state changed */
 	memcpy(bad, good, g);
 	bad[pl_at + states_at] ^= 1;
-	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, bad, g, out, 8, ws), MFS_E_CORRUPT);
+	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, bad, g, out, 8, ws),
+		     MFS_E_CORRUPT);
 }
 
 /*
@@ -608,14 +636,16 @@ static void test_golden(void)
 	uint8_t *enc = malloc(cap);
 	mfs_rans_opts o = {11, 64};
 	REQUIRE(mfs_rans_encode_opts(&p, &o, v, 2 * n, enc, cap, &elen, ws) == 0);
-	CHECK(plane_mode(enc, 0) == MFS_RANS_MODE_RANS && plane_mode(enc, 1) == MFS_RANS_MODE_RAW);
+	CHECK(plane_mode(enc, 0) == MFS_RANS_MODE_RANS &&
+	      plane_mode(enc, 1) == MFS_RANS_MODE_RAW);
 	unsigned long long hash = (unsigned long long)XXH3_64bits(enc, elen);
 	if (getenv("MFS_PRINT_GOLDEN"))
 		fprintf(stderr, "golden: len %zu xxh3 0x%016llx\n", elen, hash);
 	CHECK_EQ_INT(elen, 27362);
 	CHECK(hash == 0x8e465134068a5a10ull);
 	uint16_t *out = malloc(2 * n);
-	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, enc, elen, out, 2 * n, ws), 0);
+	CHECK_EQ_INT(mfs_codec_decode_plain(MFS_CODEC_RANS, enc, elen, out, 2 * n, ws),
+		     0);
 	CHECK(memcmp(out, v, 2 * n) == 0);
 	free(v);
 	free(out);

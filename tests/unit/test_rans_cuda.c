@@ -48,8 +48,8 @@ static void run_batch(const fx_set *s, const int *expect, const uint8_t (*keys)[
 	uint8_t(*k)[16] = calloc(s->n + 1, 16);
 	size_t a = 0, b = 0;
 	for (size_t i = 0; i < s->n; i++) {
-		REQUIRE(cudaMemcpy(din + a, s->v[i].enc, s->v[i].enc_len, cudaMemcpyHostToDevice) ==
-			cudaSuccess);
+		REQUIRE(cudaMemcpy(din + a, s->v[i].enc, s->v[i].enc_len,
+				   cudaMemcpyHostToDevice) == cudaSuccess);
 		c[i].src = din + a;
 		c[i].src_len = s->v[i].enc_len;
 		c[i].dst = dout + b;
@@ -69,16 +69,17 @@ static void run_batch(const fx_set *s, const int *expect, const uint8_t (*keys)[
 	for (size_t i = 0; i < s->n; i++) {
 		int want = expect ? expect[i] : 0;
 		if (c[i].status != want) {
-			fprintf(stderr, "chunk %zu: status %d, expected %d\n", i, c[i].status, want);
+			fprintf(stderr, "chunk %zu: status %d, expected %d\n", i,
+				c[i].status, want);
 			wrong++;
 		}
-		int cpu_rc = mfs_codec_decode_plain(MFS_CODEC_RANS, s->v[i].enc, s->v[i].enc_len, cpu,
-						    s->v[i].len, ws);
+		int cpu_rc = mfs_codec_decode_plain(
+		    MFS_CODEC_RANS, s->v[i].enc, s->v[i].enc_len, cpu, s->v[i].len, ws);
 		if (c[i].status == 0) {
 			/* the device's bytes, not only the copy: read them back again */
 			if (s->v[i].len)
-				CHECK(cudaMemcpy(dev, c[i].dst, s->v[i].len, cudaMemcpyDeviceToHost) ==
-				      cudaSuccess);
+				CHECK(cudaMemcpy(dev, c[i].dst, s->v[i].len,
+						 cudaMemcpyDeviceToHost) == cudaSuccess);
 			if (memcmp(dev, s->v[i].raw, s->v[i].len) != 0 ||
 			    memcmp(c[i].host_copy, s->v[i].raw, s->v[i].len) != 0 ||
 			    cpu_rc != 0 || memcmp(cpu, dev, s->v[i].len) != 0)
@@ -112,20 +113,26 @@ static void test_real_weights(void)
 	static const struct {
 		const char *name;
 		mfs_dtype dt;
-	} m[] = {{"minilm-bf16", MFS_DT_BF16}, {"minilm-fp16", MFS_DT_F16}, {"minilm-f32", MFS_DT_F32}};
+	} m[] = {{"minilm-bf16", MFS_DT_BF16},
+		 {"minilm-fp16", MFS_DT_F16},
+		 {"minilm-f32", MFS_DT_F32}};
 	const char *env = getenv("MFS_TEST_DATA");
 	const char *f = __FILE__;
 	const char *slash = strrchr(f, '/');
 	for (size_t i = 0; i < 3; i++) {
 		char path[1200];
 		if (env)
-			snprintf(path, sizeof path, "%s/models/%s/model.safetensors", env, m[i].name);
+			snprintf(path, sizeof path, "%s/models/%s/model.safetensors", env,
+				 m[i].name);
 		else
-			snprintf(path, sizeof path, "%.*s/../data/models/%s/model.safetensors",
+			snprintf(path, sizeof path,
+				 "%.*s/../data/models/%s/model.safetensors",
 				 (int)(slash ? slash - f : 0), f, m[i].name);
 		fx_set s = {0};
 		if (fx_load(&s, path, m[i].dt, (size_t)1 << 20, ws) < 0) {
-			fprintf(stderr, "note: %s not found: its GPU round trips not run\n", path);
+			fprintf(stderr,
+				"note: %s not found: its GPU round trips not run\n",
+				path);
 			fx_free(&s);
 			continue;
 		}
@@ -150,7 +157,8 @@ static void test_sizes_and_edges(void)
 		fx_set s = {0};
 		for (size_t len = 4096; len <= maxlen; len *= 2) {
 			fx_push(&s, buf, len, dts[d], ws);
-			fx_push(&s, buf, len - es * (1 + test_rand(&r) % 1000), dts[d], ws);
+			fx_push(&s, buf, len - es * (1 + test_rand(&r) % 1000), dts[d],
+				ws);
 		}
 		fx_push(&s, buf, 0, dts[d], ws);
 		fx_push(&s, buf, es, dts[d], ws);
@@ -169,7 +177,8 @@ static void test_sizes_and_edges(void)
 	/* every precision and lane count */
 	fx_set s = {0};
 	for (unsigned P = MFS_RANS_PROB_MIN; P <= MFS_RANS_PROB_MAX; P++)
-		for (unsigned lanes = 32; lanes <= MFS_RANS_LANES_MAX; lanes += 32 * (1 + lanes / 128)) {
+		for (unsigned lanes = 32; lanes <= MFS_RANS_LANES_MAX;
+		     lanes += 32 * (1 + lanes / 128)) {
 			if (s.n == s.cap) {
 				s.cap = s.cap ? 2 * s.cap : 64;
 				s.v = realloc(s.v, s.cap * sizeof *s.v);
@@ -181,8 +190,9 @@ static void test_sizes_and_edges(void)
 			c->raw = buf;
 			c->len = len;
 			c->enc = malloc(mfs_rans_bound(len));
-			CHECK(mfs_rans_encode_opts(&p, &o, buf, len, c->enc, mfs_rans_bound(len),
-						   &c->enc_len, ws) == 0);
+			CHECK(mfs_rans_encode_opts(&p, &o, buf, len, c->enc,
+						   mfs_rans_bound(len), &c->enc_len,
+						   ws) == 0);
 		}
 	run_batch(&s, NULL, NULL);
 	fx_free(&s);
@@ -244,13 +254,15 @@ int main(void)
 		return 1;
 	int rc = mfs_rans_gpu_open(0, &gpu);
 	if (rc == MFS_E_UNSUPPORTED) {
-		fprintf(stderr, "test_rans_cuda: no CUDA device here: the GPU tests are skipped "
-				"(the CPU decoder is covered by test_rans)\n");
+		fprintf(stderr,
+			"test_rans_cuda: no CUDA device here: the GPU tests are skipped "
+			"(the CPU decoder is covered by test_rans)\n");
 		mfs_codec_ws_free(ws);
 		return 77;
 	}
 	if (rc < 0) {
-		fprintf(stderr, "test_rans_cuda: opening device 0 failed: %s\n", mfs_strerror(rc));
+		fprintf(stderr, "test_rans_cuda: opening device 0 failed: %s\n",
+			mfs_strerror(rc));
 		return 1;
 	}
 	fprintf(stderr, "device: %s\n", mfs_rans_gpu_device_name(gpu));
