@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "store.h"
+#include "units.h"
 
 static const mfs_config_key keys[] = {
     {"store", "--store", 0, "DIR", "store directory"},
@@ -53,51 +54,6 @@ void mfs_config_defaults(mfs_mount_config *c)
 	c->prefetch_model = 1;
 	c->gpu = MFS_GPU_AUTO;
 	c->log_level = MFS_LOG_INFO;
-}
-
-int mfs_config_parse_size(const char *s, uint64_t *out)
-{
-	if (!s || !isdigit((unsigned char)*s))
-		return MFS_E_INVAL;
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s)
-		return MFS_E_INVAL;
-	uint64_t mul = 1;
-	switch (toupper((unsigned char)*end)) {
-	case 'K':
-		mul = 1ull << 10;
-		end++;
-		break;
-	case 'M':
-		mul = 1ull << 20;
-		end++;
-		break;
-	case 'G':
-		mul = 1ull << 30;
-		end++;
-		break;
-	case 'T':
-		mul = 1ull << 40;
-		end++;
-		break;
-	default:
-		break;
-	}
-	if (mul > 1 && (*end == 'i' || *end == 'I'))
-		end++;
-	if (*end == 'B' || *end == 'b')
-		end++;
-	if (*end)
-		return MFS_E_INVAL;
-	double bytes = v * (double)mul;
-	if (bytes < 0 || bytes > 9.0e18)
-		return MFS_E_INVAL;
-	if (mul == 1 && v != (double)(uint64_t)v)
-		return MFS_E_INVAL; /* "1.5" bytes */
-	*out = (uint64_t)bytes;
-	return 0;
 }
 
 static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
@@ -185,7 +141,7 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
 		return set_path(c->spill_dir, value, where, key, "directory", err);
 	if (strcmp(key, "cache_bytes") == 0) {
 		uint64_t v;
-		if (mfs_config_parse_size(value, &v) < 0 || v < (1u << 20))
+		if (mfs_size_parse(value, &v) < 0 || v < (1u << 20))
 			return mfs_err(
 			    err, MFS_E_INVAL,
 			    "%s: cache_bytes '%s' is not a size of at least 1M "
@@ -212,7 +168,7 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
 		return 0;
 	}
 	if (strcmp(key, "prefetch_file") == 0) {
-		if (mfs_config_parse_size(value, &c->prefetch_file) < 0)
+		if (mfs_size_parse(value, &c->prefetch_file) < 0)
 			return mfs_err(
 			    err, MFS_E_INVAL,
 			    "%s: prefetch_file '%s' is not a size (bytes, or a number "

@@ -115,13 +115,6 @@ int mfs_config_load_file(mfs_mount_config *c, const char *path, mfs_errmsg *err)
  */
 int mfs_config_parse_bool(const char *s, int *out);
 
-/**
- * Parse a size: digits with an optional K, M, G or T suffix (powers of
- * 1024; "512M", "2G", "1.5G"; an optional trailing "B"/"iB" is accepted).
- * @return 0 or MFS_E_INVAL
- */
-int mfs_config_parse_size(const char *s, uint64_t *out);
-
 /** Name of a log level ("info") / GPU mode ("auto"): static strings. */
 const char *mfs_config_log_level_name(int level);
 const char *mfs_config_gpu_name(int gpu);

@@ -79,42 +79,6 @@ int mfs_cli_parse_threads(const char *cmd, const char *arg, int *out)
 	return 0;
 }
 
-int mfs_cli_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || s[0] == '-')
-		return -1;
-	unsigned shift = 0;
-	switch (*end) {
-	case '\0':
-		break;
-	case 'k': case 'K':
-		shift = 10, end++;
-		break;
-	case 'm': case 'M':
-		shift = 20, end++;
-		break;
-	case 'g': case 'G':
-		shift = 30, end++;
-		break;
-	case 't': case 'T':
-		shift = 40, end++;
-		break;
-	default:
-		return -1;
-	}
-	if (*end == 'i' || *end == 'I')
-		end++;
-	if (*end == 'b' || *end == 'B')
-		end++;
-	if (*end != '\0' || (shift && v > (~0ull >> shift)))
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 char *mfs_cli_human(uint64_t bytes, char *buf, size_t cap)
 {
 	static const char *const units[] = {"B", "kB", "MB", "GB", "TB", "PB"};

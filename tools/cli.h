@@ -37,9 +37,6 @@ int mfs_cli_repo_id(const char *cmd, const char *arg, char out[MFS_REPO_ID_MAX +
  */
 int mfs_cli_parse_threads(const char *cmd, const char *arg, int *out);
 
-/** Parse "1048576", "1M", "64K", "2G" (powers of 1024). @return 0 or -1 */
-int mfs_cli_parse_size(const char *s, uint64_t *out);
-
 /** Human size ("91.3 MB", decimal units) into buf; returns buf. */
 char *mfs_cli_human(uint64_t bytes, char *buf, size_t cap);
 

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "ingest.h"
+#include "units.h"
 
 static void ingest_usage(FILE *f)
 {
@@ -115,8 +116,11 @@ int cmd_ingest(int argc, char **argv)
 			o.ref = optarg;
 			break;
 		case 'c':
-			if (mfs_cli_parse_size(optarg, &v) < 0) {
-				mfs_cli_error("ingest", "--chunk-size %s: not a size", optarg);
+			if (mfs_size_parse(optarg, &v) < 0) {
+				mfs_cli_error("ingest",
+					      "--chunk-size %s: not a size (bytes, or a number "
+					      "with K, M, G or T: 1M, 64K)",
+					      optarg);
 				return MFS_EXIT_USAGE;
 			}
 			o.chunk_size = (size_t)v;

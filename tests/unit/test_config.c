@@ -17,23 +17,21 @@ static void write_file(const char *path, const char *text)
 	}
 }
 
+/* The keys that take a size parse it with mfs_size_parse (test_units.c has
+ * its forms): "1.5G" is taken, a fraction of a byte is not. */
 static void test_sizes(void)
 {
-	uint64_t v;
-	CHECK(mfs_config_parse_size("512M", &v) == 0 && v == 512ull << 20);
-	CHECK(mfs_config_parse_size("2G", &v) == 0 && v == 2ull << 30);
-	CHECK(mfs_config_parse_size("2g", &v) == 0 && v == 2ull << 30);
-	CHECK(mfs_config_parse_size("1.5G", &v) == 0 && v == 3ull << 29);
-	CHECK(mfs_config_parse_size("64KiB", &v) == 0 && v == 64ull << 10);
-	CHECK(mfs_config_parse_size("1T", &v) == 0 && v == 1ull << 40);
-	CHECK(mfs_config_parse_size("123456", &v) == 0 && v == 123456);
-	CHECK(mfs_config_parse_size("4096B", &v) == 0 && v == 4096);
-	CHECK(mfs_config_parse_size("", &v) == MFS_E_INVAL);
-	CHECK(mfs_config_parse_size("-1G", &v) == MFS_E_INVAL);
-	CHECK(mfs_config_parse_size("2X", &v) == MFS_E_INVAL);
-	CHECK(mfs_config_parse_size("G", &v) == MFS_E_INVAL);
-	CHECK(mfs_config_parse_size("2 G", &v) == MFS_E_INVAL);
-	CHECK(mfs_config_parse_size("1.5", &v) == MFS_E_INVAL);
+	mfs_mount_config c;
+	mfs_errmsg e = {0};
+	mfs_config_defaults(&c);
+	CHECK_EQ_INT(mfs_config_set(&c, "cache_bytes", "1.5G", "x", &e), 0);
+	CHECK_EQ_INT(c.cache_bytes, 3ull << 29);
+	CHECK_EQ_INT(mfs_config_set(&c, "cache_bytes", "64MiB", "x", &e), 0);
+	CHECK_EQ_INT(c.cache_bytes, 64ull << 20);
+	CHECK_EQ_INT(mfs_config_set(&c, "cache_bytes", "1.5", "x", &e), MFS_E_INVAL);
+	CHECK_EQ_INT(mfs_config_set(&c, "cache_bytes", "-1G", "x", &e), MFS_E_INVAL);
+	CHECK_EQ_INT(mfs_config_set(&c, "prefetch_file", "0.25G", "x", &e), 0);
+	CHECK_EQ_INT(c.prefetch_file, 1ull << 28);
 }
 
 static void test_defaults_and_set(void)
