@@ -3,6 +3,7 @@
  * used: repo ids, paths inside a repo, commit hashes, etags and ref names
  * (store.h, "names").
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "store.h"
@@ -56,6 +57,21 @@ int mfs_repo_id_check(const char *repo, mfs_errmsg *err)
 		return mfs_err(err, MFS_E_INVAL, "repo id \"%s\": longer than %d bytes", repo,
 			       MFS_REPO_ID_MAX);
 	return 0;
+}
+
+int mfs_repo_id_expand(const char *arg, char out[MFS_REPO_ID_MAX + 1], mfs_errmsg *err)
+{
+	if (!arg || !arg[0])
+		return mfs_err(err, MFS_E_INVAL, "no repo id given (\"org/name\")");
+	int n;
+	if (!strncmp(arg, "models/", 7) || !strncmp(arg, "datasets/", 9) ||
+	    !strncmp(arg, "spaces/", 7))
+		n = snprintf(out, MFS_REPO_ID_MAX + 1, "%s", arg);
+	else
+		n = snprintf(out, MFS_REPO_ID_MAX + 1, "models/%s", arg);
+	if (n < 0 || n > MFS_REPO_ID_MAX)
+		return mfs_err(err, MFS_E_INVAL, "longer than %d bytes", MFS_REPO_ID_MAX);
+	return mfs_repo_id_check(out, err);
 }
 
 int mfs_repo_path_check(const char *path, mfs_errmsg *err)

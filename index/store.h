@@ -155,6 +155,16 @@ int mfs_store_generation(mfs_txn *t, uint64_t *out);
 int mfs_repo_id_check(const char *repo, mfs_errmsg *err);
 
 /**
+ * A repo id as a person gives it, as the store keys it: "org/name" becomes
+ * "models/org/name"; an id that starts with "models/", "datasets/" or
+ * "spaces/" is kept as it is.  Then checked (mfs_repo_id_check).
+ * @param[in]  arg  what was given (NULL or "" is MFS_E_INVAL)
+ * @param[out] out  the id; undefined on failure
+ * @return 0 or MFS_E_INVAL with a message: too long, or what the check says
+ */
+int mfs_repo_id_expand(const char *arg, char out[MFS_REPO_ID_MAX + 1], mfs_errmsg *err);
+
+/**
  * Check a path inside a repo: relative, '/'-separated, no empty, "." or ".."
  * components, no NUL or control chars, at most MFS_PATH_MAX bytes.
  */

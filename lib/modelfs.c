@@ -405,19 +405,9 @@ static int repo_id(const char *arg, char out[MFS_REPO_ID_MAX + 1], modelfs_error
 {
 	if (!arg || !arg[0])
 		return fail(err, MODELFS_E_INVAL, "no repo id given (\"org/name\")");
-	int n;
-	if (!strncmp(arg, "models/", 7) || !strncmp(arg, "datasets/", 9) ||
-	    !strncmp(arg, "spaces/", 7))
-		n = snprintf(out, MFS_REPO_ID_MAX + 1, "%s", arg);
-	else
-		n = snprintf(out, MFS_REPO_ID_MAX + 1, "models/%s", arg);
 	mfs_errmsg em = {0};
 	char q[QUOTED];
-	if (n < 0 || n > MFS_REPO_ID_MAX)
-		return fail(err, MODELFS_E_INVAL,
-			    "invalid repo id \"%s\": longer than %d bytes", quote(arg, q),
-			    MFS_REPO_ID_MAX);
-	if (mfs_repo_id_check(out, &em) < 0)
+	if (mfs_repo_id_expand(arg, out, &em) < 0)
 		return fail(err, MODELFS_E_INVAL, "invalid repo id \"%s\": %s",
 			    quote(arg, q),
 			    em.msg[0] ? em.msg : "see modelfs ingest --help");

@@ -53,16 +53,9 @@ int mfs_cli_open_store(const char *cmd, unsigned flags, mfs_store **out)
 
 int mfs_cli_repo_id(const char *cmd, const char *arg, char out[MFS_REPO_ID_MAX + 1])
 {
-	int n;
-	if (!strncmp(arg, "models/", 7) || !strncmp(arg, "datasets/", 9) ||
-	    !strncmp(arg, "spaces/", 7))
-		n = snprintf(out, MFS_REPO_ID_MAX + 1, "%s", arg);
-	else
-		n = snprintf(out, MFS_REPO_ID_MAX + 1, "models/%s", arg);
 	mfs_errmsg err = {0};
-	if (n < 0 || n > MFS_REPO_ID_MAX || mfs_repo_id_check(out, &err) < 0) {
-		mfs_cli_error(cmd, "invalid repo name \"%s\": %s", arg,
-			      err.msg[0] ? err.msg : "too long");
+	if (mfs_repo_id_expand(arg, out, &err) < 0) {
+		mfs_cli_error(cmd, "invalid repo name \"%s\": %s", arg, err.msg);
 		return -1;
 	}
 	return 0;
