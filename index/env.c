@@ -1,7 +1,7 @@
 /*
  * env.c - a store's LMDB environment: opening it (checked against partial
  * copies before anything maps it), the lock files that order the processes
- * sharing it, and compaction.
+ * sharing it, compaction, and its space figures (mfs_store_stat_get).
  *
  * The locks, all in the store directory:
  *   users.lock   flock: every modelfs process holds it shared for as long as
