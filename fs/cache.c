@@ -35,18 +35,26 @@ struct mfs_cache_entry {
 	int prefetch; /* bytes counted in pf_bytes */
 	size_t served; /* bytes handed to a reader that keeps them (drop-behind) */
 	int shared;    /* the fill said others use the chunk: no drop-behind */
+	int cpu_only;  /* a batch fill left it: the plain fill decodes it */
 };
 
+/* A queued decode: one chunk, and when it belongs to a batch with a batch
+ * fill, that fill and the batch's number (its other chunks' jobs share it). */
 typedef struct pf_job {
 	mfs_cache_entry *e;
 	mfs_cache_fill_fn fill;
 	void *ud;
+	mfs_cache_batch_fn batch;
+	uint64_t batch_id;
 } pf_job;
 
 typedef struct pf_worker {
 	mfs_cache *c;
 	pthread_t tid;
 	void *cur_ud; /* ud of the job being run, NULL when idle */
+	/* a batch fill's chunks (at most the queue's and its own) */
+	mfs_cache_entry **bent;
+	mfs_cache_fill_item *bitem;
 } pf_worker;
 
 struct mfs_cache {
@@ -66,6 +74,7 @@ struct mfs_cache {
 
 	pf_job *queue; /* ring */
 	size_t qcap, qhead, qlen;
+	uint64_t batch_seq; /* the last batch number given */
 	pf_worker *workers;
 	unsigned nworkers;
 	int stop;
@@ -336,26 +345,21 @@ void mfs_cache_release_served(mfs_cache *c, mfs_cache_entry *e, size_t served)
 	pthread_mutex_unlock(&c->mu);
 }
 
-int mfs_cache_prefetch(mfs_cache *c, const mfs_chunk_key *key, size_t len,
-		       mfs_cache_fill_fn fill, void *ud)
+/* Queue one chunk's job, with c->mu held: 0 (queued or nothing to do),
+ * MFS_E_BUSY, -ENOMEM. */
+static int enqueue_locked(mfs_cache *c, const mfs_chunk_key *key, size_t len,
+			  mfs_cache_fill_fn fill, void *ud, mfs_cache_batch_fn batch,
+			  uint64_t batch_id)
 {
-	if (c->nworkers == 0)
+	if (table_find(c, key))
 		return 0;
-	pthread_mutex_lock(&c->mu);
-	if (table_find(c, key)) {
-		pthread_mutex_unlock(&c->mu);
-		return 0;
-	}
 	if (c->stop || c->qlen == c->qcap || c->pf_bytes + len > c->budget / 2) {
 		c->st.prefetch_dropped++;
-		pthread_mutex_unlock(&c->mu);
 		return MFS_E_BUSY;
 	}
 	mfs_cache_entry *e = calloc(1, sizeof(*e));
-	if (!e) {
-		pthread_mutex_unlock(&c->mu);
+	if (!e)
 		return -ENOMEM;
-	}
 	e->key = *key;
 	e->len = len;
 	e->state = ST_QUEUED;
@@ -363,12 +367,54 @@ int mfs_cache_prefetch(mfs_cache *c, const mfs_chunk_key *key, size_t len,
 	e->prefetch = 1;
 	c->pf_bytes += len;
 	table_insert(c, e);
-	c->queue[(c->qhead + c->qlen) % c->qcap] = (pf_job){e, fill, ud};
+	c->queue[(c->qhead + c->qlen) % c->qcap] = (pf_job){e, fill, ud, batch, batch_id};
 	c->qlen++;
 	c->st.prefetch_queued++;
-	pthread_cond_signal(&c->job_cv);
-	pthread_mutex_unlock(&c->mu);
 	return 0;
+}
+
+int mfs_cache_prefetch(mfs_cache *c, const mfs_chunk_key *key, size_t len,
+		       mfs_cache_fill_fn fill, void *ud)
+{
+	if (c->nworkers == 0)
+		return 0;
+	pthread_mutex_lock(&c->mu);
+	int rc = enqueue_locked(c, key, len, fill, ud, NULL, 0);
+	if (rc == 0)
+		pthread_cond_signal(&c->job_cv);
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+int mfs_cache_prefetch_batch(mfs_cache *c, const mfs_cache_want *w, size_t n,
+			     mfs_cache_fill_fn fill, mfs_cache_batch_fn batch, void *ud,
+			     size_t *queued)
+{
+	size_t i = 0;
+	int rc = 0;
+	if (c->nworkers == 0) {
+		if (queued)
+			*queued = n;
+		return 0;
+	}
+	pthread_mutex_lock(&c->mu);
+	uint64_t id = batch ? ++c->batch_seq : 0;
+	size_t before = c->qlen;
+	for (; i < n && rc == 0; i++)
+		if ((rc = enqueue_locked(c, &w[i].key, w[i].len, fill, ud, batch, id)) < 0)
+			break;
+	size_t added = c->qlen - before;
+	/* a batch fill takes the whole batch on one worker; plain chunks, one
+	 * worker each */
+	if (added && (batch || added >= c->nworkers))
+		pthread_cond_broadcast(&c->job_cv);
+	else
+		for (size_t k = 0; k < added; k++)
+			pthread_cond_signal(&c->job_cv);
+	pthread_mutex_unlock(&c->mu);
+	if (queued)
+		*queued = i;
+	return rc;
 }
 
 /* Forget a job that will not run: its entry goes if nobody took it over. */
@@ -383,6 +429,106 @@ static void job_cancel_locked(mfs_cache *c, pf_job *j)
 		e->err = MFS_E_BUSY;
 	}
 	unpin_locked(c, e);
+}
+
+/* Put @p e back at the front of the queue for the plain fill (its pin goes
+ * to the new job), with c->mu held. @return 0, or MFS_E_BUSY when full */
+static int requeue_front_locked(mfs_cache *c, mfs_cache_entry *e, mfs_cache_fill_fn fill,
+				void *ud)
+{
+	if (c->qlen == c->qcap || c->stop)
+		return MFS_E_BUSY;
+	c->qhead = (c->qhead + c->qcap - 1) % c->qcap;
+	c->queue[c->qhead] = (pf_job){e, fill, ud, NULL, 0};
+	c->qlen++;
+	return 0;
+}
+
+/*
+ * A worker reached a queued chunk of a batch with a batch fill (job @p j,
+ * just taken off the queue): hand the batch fill every chunk of the batch
+ * still queued (their jobs leave the queue, their pins coming along), then
+ * settle each as the fill says.  c->mu held on entry and on return.
+ */
+static void run_batch_locked(mfs_cache *c, pf_worker *w, pf_job *j, mfs_codec_ws *ws)
+{
+	size_t m = 0, kept = 0;
+	w->bent[m++] = j->e;
+	for (size_t i = 0; i < c->qlen; i++) {
+		pf_job q = c->queue[(c->qhead + i) % c->qcap];
+		if (q.batch_id == j->batch_id && q.e->state == ST_QUEUED && !q.e->cpu_only)
+			w->bent[m++] = q.e;
+		else
+			c->queue[(c->qhead + kept++) % c->qcap] = q;
+	}
+	c->qlen = kept;
+	for (size_t k = 0; k < m; k++) {
+		mfs_cache_entry *e = w->bent[k];
+		e->state = ST_FILLING;
+		void *data = NULL;
+		make_room(c, e->len, e->len ? &data : NULL);
+		c->bytes += e->len;
+		w->bitem[k] = (mfs_cache_fill_item){
+		    .key = &e->key, .dst = data, .len = e->len, .status = MFS_E_UNSUPPORTED};
+	}
+	note_bytes(c);
+	c->st.batches++;
+	w->cur_ud = j->ud;
+	pthread_mutex_unlock(&c->mu);
+
+	for (size_t k = 0; k < m; k++) {
+		mfs_cache_fill_item *it = &w->bitem[k];
+		if (!it->dst && !(it->dst = malloc(it->len ? it->len : 1)))
+			it->status = -ENOMEM; /* left alone by the batch fill */
+	}
+	j->batch(j->ud, w->bitem, m, ws);
+
+	pthread_mutex_lock(&c->mu);
+	int requeued = 0;
+	for (size_t k = 0; k < m; k++) {
+		mfs_cache_entry *e = w->bent[k];
+		mfs_cache_fill_item *it = &w->bitem[k];
+		if (it->status >= 0) {
+			c->pf_bytes -= e->len;
+			e->prefetch = 0;
+			e->shared = it->status == MFS_CACHE_FILL_SHARED;
+			e->data = it->dst;
+			e->state = ST_READY;
+			c->st.fills++;
+			c->st.prefetch_fills++;
+			c->st.batch_fills++;
+			unpin_locked(c, e);
+			continue;
+		}
+		free(it->dst);
+		c->bytes -= e->len;
+		if (it->status == MFS_E_UNSUPPORTED) {
+			c->st.batch_left++;
+			e->cpu_only = 1;
+			e->state = ST_QUEUED;
+			if (requeue_front_locked(c, e, j->fill, j->ud) == 0) {
+				requeued = 1;
+				continue;
+			}
+			/* no room in the queue: this worker decodes it now */
+			e->state = ST_FILLING;
+			if (fill_entry(c, e, j->fill, j->ud, ws) == 0)
+				c->st.prefetch_fills++;
+			unpin_locked(c, e);
+			continue;
+		}
+		c->pf_bytes -= e->len;
+		e->prefetch = 0;
+		e->state = ST_FAILED;
+		e->err = it->status;
+		table_remove(c, e);
+		c->st.fill_errors++;
+		unpin_locked(c, e);
+	}
+	note_bytes(c);
+	pthread_cond_broadcast(&c->fill_cv);
+	if (requeued)
+		pthread_cond_broadcast(&c->job_cv);
 }
 
 static void *worker_main(void *arg)
@@ -406,6 +552,12 @@ static void *worker_main(void *arg)
 			job_cancel_locked(c, &j);
 			continue;
 		}
+		if (j.batch && !j.e->cpu_only) {
+			run_batch_locked(c, w, &j, ws);
+			w->cur_ud = NULL;
+			pthread_cond_broadcast(&c->idle_cv);
+			continue;
+		}
 		w->cur_ud = j.ud;
 		j.e->state = ST_FILLING;
 		if (fill_entry(c, j.e, j.fill, j.ud, ws) == 0)
@@ -424,16 +576,18 @@ void mfs_cache_drain(mfs_cache *c, void *ud)
 	if (!c)
 		return;
 	pthread_mutex_lock(&c->mu);
-	size_t kept = 0;
-	for (size_t i = 0; i < c->qlen; i++) {
-		pf_job j = c->queue[(c->qhead + i) % c->qcap];
-		if (j.ud == ud)
-			job_cancel_locked(c, &j);
-		else
-			c->queue[(c->qhead + kept++) % c->qcap] = j;
-	}
-	c->qlen = kept;
 	for (;;) {
+		/* again after each wait: a batch fill that finishes puts the chunks
+		 * it left back in the queue */
+		size_t kept = 0;
+		for (size_t i = 0; i < c->qlen; i++) {
+			pf_job j = c->queue[(c->qhead + i) % c->qcap];
+			if (j.ud == ud)
+				job_cancel_locked(c, &j);
+			else
+				c->queue[(c->qhead + kept++) % c->qcap] = j;
+		}
+		c->qlen = kept;
 		int busy = 0;
 		for (unsigned i = 0; i < c->nworkers; i++)
 			busy |= c->workers[i].cur_ud == ud;
@@ -495,9 +649,19 @@ int mfs_cache_create(size_t budget_bytes, unsigned workers, mfs_cache **out)
 	pthread_cond_init(&c->idle_cv, NULL);
 	for (unsigned i = 0; i < workers; i++) {
 		c->workers[i].c = c;
+		c->workers[i].bent = calloc(QUEUE_CAP + 1, sizeof(*c->workers[i].bent));
+		c->workers[i].bitem = calloc(QUEUE_CAP + 1, sizeof(*c->workers[i].bitem));
+		if (!c->workers[i].bent || !c->workers[i].bitem) {
+			free(c->workers[i].bent);
+			free(c->workers[i].bitem);
+			mfs_cache_free(c);
+			return -ENOMEM;
+		}
 		int rc =
 		    pthread_create(&c->workers[i].tid, NULL, worker_main, &c->workers[i]);
 		if (rc) {
+			free(c->workers[i].bent);
+			free(c->workers[i].bitem);
 			mfs_cache_free(c);
 			return -rc;
 		}
@@ -537,6 +701,10 @@ void mfs_cache_free(mfs_cache *c)
 	pthread_cond_destroy(&c->job_cv);
 	pthread_cond_destroy(&c->idle_cv);
 	pthread_mutex_destroy(&c->mu);
+	for (unsigned i = 0; i < c->nworkers; i++) {
+		free(c->workers[i].bent);
+		free(c->workers[i].bitem);
+	}
 	free(c->buckets);
 	free(c->queue);
 	free(c->workers);

@@ -33,6 +33,14 @@
  * evict what a reader is about to use), and is dropped when the queue is
  * full.
  *
+ * Batches: mfs_cache_prefetch_batch() queues the chunks a reader will want
+ * next as one batch.  The workers are its CPU backend: each takes the next
+ * chunk of the queue, so a batch's chunks decode in parallel.  A batch may
+ * also carry a batch fill (a GPU backend, fs/batch.h): the first worker to
+ * reach one of its chunks hands it every chunk of the batch still queued,
+ * at once; the chunks the batch fill does not take go back to the front of
+ * the queue, to be decoded one by one with the plain fill.
+ *
  * Threads: every call is thread-safe.  The fill function runs without the
  * cache lock held, on the calling thread (get) or a worker (prefetch); it
  * may itself call mfs_cache_get for another key (reference chunks).
@@ -128,6 +136,46 @@ void mfs_cache_release_served(mfs_cache *c, mfs_cache_entry *e, size_t served);
 int mfs_cache_prefetch(mfs_cache *c, const mfs_chunk_key *key, size_t len,
 		       mfs_cache_fill_fn fill, void *ud);
 
+/* One chunk of a prefetch batch. */
+typedef struct mfs_cache_want {
+	mfs_chunk_key key;
+	size_t len; /* its raw length (from the extent) */
+} mfs_cache_want;
+
+/* A chunk handed to a batch fill. */
+typedef struct mfs_cache_fill_item {
+	const mfs_chunk_key *key;
+	void *dst;  /* len bytes for the decoded chunk */
+	size_t len;
+	int status; /* in: MFS_E_UNSUPPORTED, or -ENOMEM (no memory for dst:
+		       leave it alone).  out: 0 or MFS_CACHE_FILL_SHARED
+		       (decoded and verified into dst), MFS_E_UNSUPPORTED (not
+		       taken: the pool decodes it with the plain fill), or another
+		       negative code (failed: not cached) */
+} mfs_cache_fill_item;
+
+/**
+ * Decode what it can of @p n chunks (a GPU backend); the rest keep status
+ * MFS_E_UNSUPPORTED.  Runs on a worker without the cache lock.
+ */
+typedef void (*mfs_cache_batch_fn)(void *ud, mfs_cache_fill_item *items, size_t n,
+				   mfs_codec_ws *ws);
+
+/**
+ * Queue the decodes of @p n chunks as one batch (see Batches above), in
+ * order, skipping those cached, being decoded or queued already; stops at
+ * the first that does not fit (queue full, or prefetch over its share).
+ * @param[in] fill   decodes one chunk (as mfs_cache_prefetch)
+ * @param[in] batch  optional batch fill (NULL: the chunks go to @p fill)
+ * @param[in] ud     passed to both; valid as for mfs_cache_prefetch
+ * @param[out] queued  optional: chunks of @p w looked at before it stopped
+ *                     (queued or already there)
+ * @return 0 (all of them looked at), MFS_E_BUSY (stopped early), -ENOMEM
+ */
+int mfs_cache_prefetch_batch(mfs_cache *c, const mfs_cache_want *w, size_t n,
+			     mfs_cache_fill_fn fill, mfs_cache_batch_fn batch, void *ud,
+			     size_t *queued);
+
 /**
  * Drop the queued prefetches made with @p ud and wait for the running ones
  * to finish: after it returns no worker uses @p ud.  Call before freeing
@@ -158,6 +206,9 @@ typedef struct mfs_cache_stats {
 	uint64_t bytes;	     /* decoded bytes held now (ready + in flight) */
 	uint64_t bytes_peak; /* largest `bytes` seen */
 	uint64_t budget;
+	uint64_t batches;      /* batches handed to a batch fill */
+	uint64_t batch_fills;  /* chunks a batch fill decoded */
+	uint64_t batch_left;   /* chunks it left to the plain fill */
 } mfs_cache_stats;
 
 /** A consistent snapshot of the counters. */

@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "cache.h"
 #include "fsutil.h"
 #include "ioahead.h"
@@ -25,6 +26,7 @@ struct mfs_reader {
 	unsigned prefetch; /* chunks ahead of a sequential reader */
 	mfs_ioahead *io;   /* optional: asks the disk for records ahead */
 	uint64_t whole_max; /* mfs_reader_set_whole_file */
+	mfs_gpu_backend *gpu; /* optional: takes the rans chunks of prefetch batches */
 };
 
 /*
@@ -82,6 +84,11 @@ void mfs_reader_set_ioahead(mfs_reader *r, mfs_ioahead *io)
 void mfs_reader_set_whole_file(mfs_reader *r, uint64_t max_bytes)
 {
 	r->whole_max = max_bytes;
+}
+
+void mfs_reader_set_gpu(mfs_reader *r, mfs_gpu_backend *g)
+{
+	r->gpu = g;
 }
 
 int mfs_view_begin(mfs_reader *r, mfs_view **out)
@@ -537,25 +544,127 @@ static void request_io_ahead(mfs_reader *r, mfs_rfile *f, size_t first, uint64_t
 	mfs_ioahead_request(r->io, read_ahead_io, f, first, end + win);
 }
 
+/* Chunks one prefetch batch holds at most (with 1 MiB chunks, what a GPU
+ * decodes in one launch: 64 MiB). */
+#define BATCH_MAX 64
+
+/* Whether chunk @p v of @p key is one the GPU backend takes, and (its
+ * decode being done outside the cache's fill) whether others use it. */
+static int gpu_pick(mfs_rfile *f, const mfs_chunk_key *key, size_t len, mfs_chunk_view *v,
+		    uint64_t *uses)
+{
+	*uses = 0;
+	if (mfs_chunk_get(f->view->txn, key, v) < 0 || v->raw_len != len ||
+	    !mfs_batch_gpu_can(v->codec, v->n_refs))
+		return 0;
+	mfs_chunk_refcount(f->view->txn, key, uses);
+	return 1;
+}
+
+/*
+ * The cache's batch fill (mfs_cache_batch_fn) when the reader has a GPU
+ * backend: the rans chunks of a prefetch batch go to the device in one
+ * call (per BATCH_MAX), each verified by its key; the others, and any the
+ * backend does not take, stay MFS_E_UNSUPPORTED for the pool's CPU fill.
+ */
+static void gpu_batch_fill(void *ud, mfs_cache_fill_item *items, size_t n,
+			   mfs_codec_ws *ws)
+{
+	mfs_rfile *f = ud;
+	mfs_gpu_backend *g = f->reader->gpu;
+	for (size_t at = 0; at < n && mfs_gpu_backend_usable(g); at += BATCH_MAX) {
+		size_t end = n - at < BATCH_MAX ? n : at + BATCH_MAX, m = 0;
+		mfs_chunk_view v[BATCH_MAX];
+		mfs_batch_chunk bc[BATCH_MAX];
+		size_t map[BATCH_MAX];
+		uint64_t uses[BATCH_MAX];
+		pthread_mutex_lock(&f->view->mu);
+		for (size_t i = at; i < end; i++)
+			if (items[i].status == MFS_E_UNSUPPORTED &&
+			    gpu_pick(f, items[i].key, items[i].len, &v[m], &uses[m])) {
+				mfs_batch_chunk_set(&bc[m], items[i].key, &v[m], NULL,
+						    items[i].dst, items[i].len);
+				map[m++] = i;
+			}
+		pthread_mutex_unlock(&f->view->mu);
+		for (size_t k = 0; k < m; k++)
+			will_need(bc[k].payload, bc[k].payload_len);
+		mfs_gpu_backend_decode(g, bc, m);
+		for (size_t k = 0; k < m; k++)
+			if (bc[k].status == 0)
+				items[map[k]].status = uses[k] > 1 ? MFS_CACHE_FILL_SHARED : 0;
+	}
+}
+
+int mfs_rfile_decode_batch(mfs_rfile *f, mfs_gpu_backend *g, mfs_rfile_batch_item *items,
+			   size_t n, int device_dst)
+{
+	if (f->spill || !f->view)
+		return MFS_E_INVAL;
+	for (size_t i = 0; i < n; i++)
+		if (items[i].ext >= f->n_extents)
+			return MFS_E_INVAL;
+	for (size_t at = 0; at < n && mfs_gpu_backend_usable(g); at += BATCH_MAX) {
+		size_t end = n - at < BATCH_MAX ? n : at + BATCH_MAX, m = 0;
+		mfs_chunk_view v[BATCH_MAX];
+		mfs_batch_chunk bc[BATCH_MAX];
+		size_t map[BATCH_MAX];
+		uint64_t uses;
+		pthread_mutex_lock(&f->view->mu);
+		for (size_t i = at; i < end; i++) {
+			const mfs_extent *e = &f->extents[items[i].ext];
+			if (items[i].status == MFS_E_UNSUPPORTED &&
+			    gpu_pick(f, &e->key, e->len, &v[m], &uses)) {
+				mfs_batch_chunk_set(&bc[m], &e->key, &v[m], NULL, items[i].dst,
+						    e->len);
+				map[m++] = i;
+			}
+		}
+		pthread_mutex_unlock(&f->view->mu);
+		for (size_t k = 0; k < m; k++)
+			will_need(bc[k].payload, bc[k].payload_len);
+		if (device_dst)
+			mfs_gpu_backend_decode_device(g, bc, m);
+		else
+			mfs_gpu_backend_decode(g, bc, m);
+		for (size_t k = 0; k < m; k++)
+			if (bc[k].status == 0)
+				items[map[k]].status = 0;
+	}
+	return 0;
+}
+
 /*
  * Queue the decode of the extents from @p j on that start before @p until
  * (looking at @p max_jobs at most), skipping those the reader already has
  * (a reader that jumps back, as loading tensors in model order does, must
  * not decode again what lies after the jump); stops when the cache is busy.
+ * They go to the cache in batches of BATCH_MAX, with the GPU backend's
+ * batch fill when the reader has one.
  */
 static void queue_decodes(mfs_reader *r, mfs_rfile *f, size_t j, uint64_t until,
 			  size_t max_jobs)
 {
+	mfs_cache_want w[BATCH_MAX];
+	size_t nw = 0;
+	mfs_cache_batch_fn bf = mfs_gpu_backend_usable(r->gpu) ? gpu_batch_fill : NULL;
 	for (size_t q = 0; j < f->n_extents && q < max_jobs; j++, q++) {
 		const mfs_extent *e = &f->extents[j];
 		if (e->off >= until)
 			break;
 		if (__atomic_load_n(&f->served[j], __ATOMIC_RELAXED) >= e->len)
 			continue;
-		if (mfs_cache_prefetch(r->cache, &e->key, e->len, cache_fill, f) ==
-		    MFS_E_BUSY)
-			break;
+		w[nw].key = e->key;
+		w[nw++].len = e->len;
+		if (nw == BATCH_MAX) {
+			if (mfs_cache_prefetch_batch(r->cache, w, nw, cache_fill, bf, f,
+						     NULL) == MFS_E_BUSY)
+				return;
+			nw = 0;
+		}
 	}
+	if (nw)
+		mfs_cache_prefetch_batch(r->cache, w, nw, cache_fill, bf, f, NULL);
 }
 
 /*

@@ -77,6 +77,18 @@ void mfs_reader_free(mfs_reader *r);
  */
 void mfs_reader_set_prefetch(mfs_reader *r, unsigned chunks);
 
+struct mfs_gpu_backend; /* batch.h */
+
+/**
+ * Have the chunks prefetch queues (mfs_reader_set_prefetch) go to the cache
+ * as batches with a GPU batch fill: their rans chunks are decoded on @p g's
+ * device, the others (and all of them once @p g has turned itself off) on
+ * the cache's workers.  Reads that miss the cache decode on their own
+ * thread, on the CPU, as without it.  NULL (the default): no GPU.  @p g is
+ * borrowed and must outlive every file opened through the reader.
+ */
+void mfs_reader_set_gpu(mfs_reader *r, struct mfs_gpu_backend *g);
+
 /**
  * Ask the disk for the stored records of a sequential reader's next chunks
  * (IO_AHEAD_WINDOWS prefetch windows ahead, in reader.c) on @p io's thread,
@@ -294,6 +306,26 @@ void mfs_rfile_release_segs(mfs_reader *r, mfs_read_seg *segs, size_t n_segs, in
  * @param[out] buf  NUL-terminated text, truncated to @p cap
  */
 void mfs_rfile_explain(mfs_rfile *f, size_t i, char *buf, size_t cap);
+
+/* One extent of a mfs_rfile_decode_batch(). */
+typedef struct mfs_rfile_batch_item {
+	size_t ext; /* the extent of the file */
+	void *dst;  /* its f->extents[ext].len bytes go here */
+	int status; /* in: MFS_E_UNSUPPORTED; out: 0 when decoded and verified
+		       here, else still MFS_E_UNSUPPORTED (decode it on the CPU:
+		       mfs_rfile_decode_extent) */
+} mfs_rfile_batch_item;
+
+/**
+ * Decode the extents of @p items that @p g takes (rans chunks without
+ * references; nothing when @p g is NULL or off) on its device, from the
+ * file's view, as batches: into host destinations, or with @p device_dst
+ * into device memory (mfs_gpu_backend_decode_device).  Each one decoded is
+ * verified by its key.  The others are left for the CPU.
+ * @return 0, or MFS_E_INVAL (an extent out of range, a spilled copy)
+ */
+int mfs_rfile_decode_batch(mfs_rfile *f, struct mfs_gpu_backend *g,
+			   mfs_rfile_batch_item *items, size_t n, int device_dst);
 
 /**
  * Decode one chunk (resolving its reference chunk, if any) into @p dst of

@@ -51,6 +51,11 @@ static size_t scratch_for(size_t dst_len)
 	return ((dst_len + dst_len / 2 + 256) + 255) & ~(size_t)255;
 }
 
+extern "C" size_t mfs_rans_gpu_scratch_bound(size_t dst_len)
+{
+	return scratch_for(dst_len);
+}
+
 struct plane_info {
 	unsigned mode, w;
 	const uint8_t *data;
@@ -350,4 +355,88 @@ extern "C" int mfs_rans_gpu_decode(mfs_rans_gpu *g, mfs_rans_gpu_chunk *chunks, 
 		}
 	}
 	return 0;
+}
+
+extern "C" int mfs_rans_gpu_mem_info(mfs_rans_gpu *g, size_t *free_bytes, size_t *total_bytes)
+{
+	*free_bytes = *total_bytes = 0;
+	if (cudaSetDevice(g->device) != cudaSuccess ||
+	    cudaMemGetInfo(free_bytes, total_bytes) != cudaSuccess) {
+		cudaGetLastError();
+		return -EIO;
+	}
+	return 0;
+}
+
+extern "C" int mfs_rans_gpu_alloc(mfs_rans_gpu *g, size_t size, void **out)
+{
+	*out = NULL;
+	if (cudaSetDevice(g->device) != cudaSuccess ||
+	    cudaMalloc(out, size ? size : 1) != cudaSuccess) {
+		cudaGetLastError();
+		*out = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+extern "C" void mfs_rans_gpu_free(mfs_rans_gpu *g, void *dev)
+{
+	if (!dev)
+		return;
+	cudaSetDevice(g->device);
+	cudaFree(dev);
+}
+
+extern "C" int mfs_rans_gpu_host_alloc(mfs_rans_gpu *g, size_t size, void **out)
+{
+	*out = NULL;
+	if (cudaSetDevice(g->device) != cudaSuccess ||
+	    cudaMallocHost(out, size ? size : 1) != cudaSuccess) {
+		cudaGetLastError();
+		*out = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+extern "C" void mfs_rans_gpu_host_free(mfs_rans_gpu *g, void *host)
+{
+	if (!host)
+		return;
+	cudaSetDevice(g->device);
+	cudaFreeHost(host);
+}
+
+extern "C" int mfs_rans_gpu_upload(mfs_rans_gpu *g, void *dst, const void *src, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (cudaSetDevice(g->device) != cudaSuccess ||
+	    cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, g->stream) != cudaSuccess) {
+		cudaGetLastError();
+		return -EIO;
+	}
+	return 0;
+}
+
+extern "C" int mfs_rans_gpu_sync(mfs_rans_gpu *g)
+{
+	if (cudaSetDevice(g->device) != cudaSuccess ||
+	    cudaStreamSynchronize(g->stream) != cudaSuccess) {
+		cudaGetLastError();
+		return -EIO;
+	}
+	return 0;
+}
+
+extern "C" int mfs_rans_gpu_is_device_ptr(mfs_rans_gpu *g, const void *p)
+{
+	cudaPointerAttributes a;
+	if (!p || cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+		cudaGetLastError();
+		return 0;
+	}
+	return (a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged) &&
+	       a.device == g->device;
 }

@@ -86,6 +86,55 @@ int mfs_rans_gpu_decode(mfs_rans_gpu *g, mfs_rans_gpu_chunk *chunks, size_t n);
 /** The device's name ("NVIDIA H100 80GB HBM3"); static per context. */
 const char *mfs_rans_gpu_device_name(const mfs_rans_gpu *g);
 
+/**
+ * Device scratch mfs_rans_gpu_decode() needs for a chunk of @p dst_len raw
+ * bytes (a batch needs the sum over its chunks): what a caller bounding
+ * the device memory of decoding counts besides its own buffers.
+ */
+size_t mfs_rans_gpu_scratch_bound(size_t dst_len);
+
+/**
+ * The device's memory (cudaMemGetInfo).
+ * @param[out] free_bytes, total_bytes
+ * @return 0 or -EIO
+ */
+int mfs_rans_gpu_mem_info(mfs_rans_gpu *g, size_t *free_bytes, size_t *total_bytes);
+
+/*
+ * Memory and copies for the callers that stage a batch (fs/batch.c): device
+ * buffers (cudaMalloc), pinned host buffers (cudaMallocHost, so copies to
+ * and from them run at the bus's speed) and copies queued on the context's
+ * stream, so they are ordered with its decodes.  Each buffer is freed with
+ * its own call (NULL is a no-op there), on the context that allocated it.
+ */
+
+/** @return 0, or -ENOMEM (*out NULL) */
+int mfs_rans_gpu_alloc(mfs_rans_gpu *g, size_t size, void **out);
+void mfs_rans_gpu_free(mfs_rans_gpu *g, void *dev);
+/** @return 0, or -ENOMEM (*out NULL) */
+int mfs_rans_gpu_host_alloc(mfs_rans_gpu *g, size_t size, void **out);
+void mfs_rans_gpu_host_free(mfs_rans_gpu *g, void *host);
+
+/**
+ * Queue a copy of @p n bytes from host @p src to device @p dst on the
+ * context's stream (a later mfs_rans_gpu_decode() sees them; a pageable
+ * @p src is copied before the call returns, a pinned one may still be
+ * read until mfs_rans_gpu_sync()).
+ * @return 0 or -EIO
+ */
+int mfs_rans_gpu_upload(mfs_rans_gpu *g, void *dst, const void *src, size_t n);
+
+/** Wait for everything queued on the context's stream. @return 0 or -EIO */
+int mfs_rans_gpu_sync(mfs_rans_gpu *g);
+
+/**
+ * Whether @p p is device memory (or managed memory) the context's device
+ * can write: a caller's destination is checked with this before a decode
+ * writes into it.
+ * @return 1 or 0
+ */
+int mfs_rans_gpu_is_device_ptr(mfs_rans_gpu *g, const void *p);
+
 #ifdef __cplusplus
 }
 #endif
