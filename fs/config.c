@@ -24,7 +24,12 @@ static const mfs_config_key keys[] = {
     {"prefetch_model", "--prefetch-model", 1, "[yes|no]",
      "the first read of a snapshot's config.json decodes the *.safetensors beside it, "
      "within prefetch_file"},
-    {"gpu", "--gpu", 0, "auto|on|off", "no GPU decoder yet: stored only"},
+    {"gpu", "--gpu", 0, "auto|on|off",
+     "decode rans chunks on the GPU: auto/on use a usable CUDA device (on says in the log "
+     "why not, when there is none), off never; other codecs always decode on the CPU"},
+    {"gpu_memory", "--gpu-memory", 0, "SIZE",
+     "device memory GPU decoding may use (e.g. 512M; 0 = min(1G, an eighth of the "
+     "device); at least 16M)"},
     {"log_level", "--log-level", 0, "LEVEL", "error|warn|info|debug"},
     {"allow_other", "--allow-other", 1, "[yes|no]", "let other users read the mount"},
     {"foreground", "--foreground", 1, "[yes|no]", "do not daemonize; log to stderr"},
@@ -183,6 +188,17 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
 				       value);
 		return 0;
 	}
+	if (strcmp(key, "gpu_memory") == 0) {
+		uint64_t v;
+		if (mfs_size_parse(value, &v) < 0 || (v != 0 && v < MFS_GPU_MEMORY_MIN_BYTES))
+			return mfs_err(
+			    err, MFS_E_INVAL,
+			    "%s: gpu_memory '%s' is not 0 or a size of at least 16M "
+			    "(bytes, or a number with K, M, G or T: 512M, 2G)",
+			    where, value);
+		c->gpu_memory = v;
+		return 0;
+	}
 	if (strcmp(key, "log_level") == 0) {
 		if (parse_enum(value, log_names, 4, &c->log_level) < 0)
 			return mfs_err(
@@ -204,7 +220,8 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
 	return mfs_err(
 	    err, MFS_E_INVAL,
 	    "%s: unknown key '%s' (known: store, mountpoint, cache_bytes, threads, "
-	    "prefetch, prefetch_file, prefetch_model, gpu, log_level, allow_other, "
+	    "prefetch, prefetch_file, prefetch_model, gpu, gpu_memory, log_level, "
+	    "allow_other, "
 	    "foreground, log_file, spill_dir)",
 	    where, key);
 }

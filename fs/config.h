@@ -20,7 +20,14 @@
  *                `*.safetensors` files beside it are decoded in the background
  *                (fs/prefetch_model.h), as many as fit in the prefetch_file
  *                limit; needs prefetch on
- *   gpu          auto | on | off  (accepted and stored; no GPU decoder exists yet)
+ *   gpu          auto | on | off: whether rans chunks are decoded on a CUDA device
+ *                (fs/batch.h): auto and on use one when the build has gpu/ and a
+ *                device is usable; without one the mount decodes on the CPU and
+ *                logs why (on too: a mount never fails for want of a GPU); off
+ *                never uses one
+ *   gpu_memory   device memory GPU decoding may use: bytes or K/M/G/T; 0 (the
+ *                default) = min(1 GiB, an eighth of the device); else at least
+ *                16 MiB (MFS_GPU_MEMORY_MIN_BYTES)
  *   log_level    error | warn | info | debug
  *   allow_other  yes | no  (let other users read the mount; needs user_allow_other
  *                in /etc/fuse.conf when not root)
@@ -49,6 +56,8 @@
 #define MFS_CONFIG_PATH_MAX 4096
 
 enum { MFS_GPU_AUTO = 0, MFS_GPU_ON = 1, MFS_GPU_OFF = 2 };
+/* The smallest gpu_memory (batch.h's MFS_GPU_MEMORY_MIN). */
+#define MFS_GPU_MEMORY_MIN_BYTES ((uint64_t)16 << 20)
 enum { MFS_LOG_ERROR = 0, MFS_LOG_WARN = 1, MFS_LOG_INFO = 2, MFS_LOG_DEBUG = 3 };
 
 typedef struct mfs_mount_config {
@@ -60,6 +69,7 @@ typedef struct mfs_mount_config {
 	uint64_t prefetch_file; /* bytes; 0 = off */
 	int prefetch_model;	/* yes/no */
 	int gpu;       /* MFS_GPU_* */
+	uint64_t gpu_memory; /* device bytes for decoding; 0 = the default */
 	int log_level; /* MFS_LOG_* */
 	int allow_other;
 	int foreground;
@@ -88,6 +98,7 @@ const mfs_config_key *mfs_config_keys(size_t *n);
  * Fill @p c with the defaults: store = mfs_store_default_dir() (empty when
  * neither XDG_DATA_HOME nor HOME is set), no mountpoint, cache_bytes 1 GiB,
  * threads 4, prefetch 8, prefetch_file 256 MiB, prefetch_model yes, gpu auto,
+ * gpu_memory 0 (the default budget),
  * log_level info, allow_other no, foreground no, no log_file, spill_dir
  * empty (chosen at mount).
  */

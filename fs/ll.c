@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "blob_table.h"
 #include "cache.h"
 #include "clock.h"
@@ -87,6 +88,7 @@ struct mfs_mount {
 	mfs_cache *cache;
 	mfs_ioahead *io; /* read-ahead of stored records (reader) */
 	mfs_reader *reader;
+	mfs_gpu_backend *gpu;	    /* gpu auto|on with a usable device, else NULL */
 	mfs_prefetch_model *pmodel; /* prefetch_model: weights decoded on config.json */
 	mfs_blob_table *blobs;	    /* the blobs the kernel holds, by inode */
 	pthread_mutex_t view_mu;
@@ -1293,8 +1295,10 @@ static void close_store(mfs_mount *m)
 	m->io = NULL;
 	mfs_reader_free(m->reader); /* drains its prefetch jobs first */
 	m->reader = NULL;
-	mfs_cache_free(m->cache);
+	mfs_cache_free(m->cache); /* its workers were the GPU's last users */
 	m->cache = NULL;
+	mfs_gpu_backend_close(m->gpu);
+	m->gpu = NULL;
 	mfs_layout_free(m->layout);
 	m->layout = NULL;
 	mfs_store_close(m->store);
@@ -1561,6 +1565,46 @@ static unsigned online_cpus(void)
 	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
 }
 
+/* The GPU backend's line when it turns itself off (batch.h). */
+static void gpu_log(void *ud, const char *line)
+{
+	mfs_mount_log(ud, MFS_LOG_WARN, "%s", line);
+}
+
+/*
+ * gpu = auto|on: open the GPU backend and give it to the reader when the
+ * build has one, a device is usable and prefetch runs (the GPU decodes the
+ * batches prefetch queues).  @p what gets the start line's words for it,
+ * saying why the CPU decodes when it does; `on` without a device mounts too.
+ */
+static void gpu_select(mfs_mount *m, unsigned workers, char *what, size_t cap)
+{
+	const char *mode = mfs_config_gpu_name(m->cfg.gpu);
+	char why[256];
+	if (m->cfg.gpu == MFS_GPU_OFF) {
+		snprintf(what, cap, "gpu off: CPU decode");
+		return;
+	}
+	if (!workers) {
+		snprintf(what, cap,
+			 "gpu %s: CPU decode: prefetch is off (the GPU decodes the chunks "
+			 "prefetch queues; set prefetch above 0)",
+			 mode);
+		return;
+	}
+	if (mfs_gpu_backend_open(m->cfg.gpu_memory, gpu_log, m, &m->gpu, why, sizeof(why)) <
+	    0) {
+		snprintf(what, cap, "gpu %s: CPU decode: %s", mode, why);
+		return;
+	}
+	mfs_reader_set_gpu(m->reader, m->gpu);
+	snprintf(what, cap,
+		 "gpu %s: rans chunks decoded on %s (up to %llu MiB of device memory), "
+		 "other codecs on the CPU",
+		 mode, mfs_gpu_backend_name(m->gpu),
+		 (unsigned long long)(mfs_gpu_backend_budget(m->gpu) >> 20));
+}
+
 int mfs_mount_run(mfs_mount *m)
 {
 	if (!m->cfg.foreground) {
@@ -1591,6 +1635,8 @@ int mfs_mount_run(mfs_mount *m)
 	}
 	mfs_reader_set_prefetch(m->reader, m->cfg.prefetch);
 	mfs_reader_set_ioahead(m->reader, m->io);
+	char gpu_what[512];
+	gpu_select(m, workers, gpu_what, sizeof(gpu_what));
 	uint64_t whole = 0;
 	if (m->cfg.prefetch) {
 		whole = m->cfg.cache_bytes / WHOLE_FILE_SHARE;
@@ -1614,12 +1660,11 @@ int mfs_mount_run(mfs_mount *m)
 	    m, MFS_LOG_INFO,
 	    "serving %s at %s: %llu repos; cache %llu MiB, %u threads, prefetch %u "
 	    "chunks on %u workers, files up to %llu MiB decoded whole once read out of "
-	    "order%s, gpu %s (no GPU decoder in this build: CPU decode)",
+	    "order%s; %s",
 	    m->cfg.store, m->cfg.mountpoint, (unsigned long long)tot.repos,
 	    (unsigned long long)(m->cfg.cache_bytes >> 20), m->cfg.threads,
 	    m->cfg.prefetch, workers, (unsigned long long)(whole >> 20),
-	    m->pmodel ? " or when their config.json is first read" : "",
-	    mfs_config_gpu_name(m->cfg.gpu));
+	    m->pmodel ? " or when their config.json is first read" : "", gpu_what);
 
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
 	if (!lc) {
@@ -1660,6 +1705,19 @@ int mfs_mount_run(mfs_mount *m)
 		      "views; spill file peak %llu bytes, %zu copies failed",
 		      bs.entries, bs.files, bs.behind, bs.spilled, bs.views,
 		      (unsigned long long)bs.spill_peak, m->spill_failed);
+	if (m->gpu) {
+		mfs_gpu_backend_stats gs;
+		mfs_gpu_backend_stats_get(m->gpu, &gs);
+		mfs_mount_log(m, MFS_LOG_INFO,
+			      "gpu: %llu chunks (%llu MiB) decoded on %s in %llu device batches, "
+			      "%llu left to the CPU (%llu of them found damaged on the device)%s",
+			      (unsigned long long)gs.chunks,
+			      (unsigned long long)(gs.bytes >> 20), mfs_gpu_backend_name(m->gpu),
+			      (unsigned long long)gs.batches,
+			      (unsigned long long)gs.left_to_cpu,
+			      (unsigned long long)gs.corrupt,
+			      mfs_gpu_backend_usable(m->gpu) ? "" : "; turned off by a failure");
+	}
 	if (m->pmodel) {
 		mfs_prefetch_model_stats ps;
 		mfs_prefetch_model_stats_get(m->pmodel, &ps);

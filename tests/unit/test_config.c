@@ -78,6 +78,14 @@ static void test_defaults_and_set(void)
 	CHECK_EQ_INT(mfs_config_set(&c, "gpu", "off", "x", &e), 0);
 	CHECK_EQ_INT(c.gpu, MFS_GPU_OFF);
 	CHECK_EQ_INT(mfs_config_set(&c, "gpu", "cuda", "x", &e), MFS_E_INVAL);
+	CHECK_EQ_INT(c.gpu_memory, 0);
+	CHECK_EQ_INT(mfs_config_set(&c, "gpu_memory", "512M", "--gpu-memory", &e), 0);
+	CHECK_EQ_INT(c.gpu_memory, 512ull << 20);
+	CHECK_EQ_INT(mfs_config_set(&c, "gpu_memory", "0", "x", &e), 0);
+	CHECK_EQ_INT(c.gpu_memory, 0);
+	CHECK_EQ_INT(mfs_config_set(&c, "gpu_memory", "1M", "--gpu-memory", &e), MFS_E_INVAL);
+	CHECK(strstr(e.msg, "--gpu-memory") && strstr(e.msg, "at least 16M"));
+	CHECK_EQ_INT(c.gpu_memory, 0);
 	CHECK_EQ_INT(mfs_config_set(&c, "log_level", "DEBUG", "x", &e), 0);
 	CHECK_EQ_INT(c.log_level, MFS_LOG_DEBUG);
 	CHECK_EQ_INT(mfs_config_set(&c, "allow_other", "yes", "x", &e), 0);
@@ -98,7 +106,7 @@ static void test_defaults_and_set(void)
 	CHECK(strcmp(c.spill_dir, "/var/spill") == 0);
 	size_t n;
 	const mfs_config_key *k = mfs_config_keys(&n);
-	CHECK_EQ_INT(n, 13);
+	CHECK_EQ_INT(n, 14);
 	CHECK(strcmp(k[2].flag, "--cache-bytes") == 0);
 	/* the keys the flags name: --log is log_file; every yes|no key is a
 	 * boolean flag (a bare flag, or one followed by its value) */
