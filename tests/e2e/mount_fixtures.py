@@ -86,6 +86,14 @@ class Mount:
                 pytest.fail(f"mount did not appear within {timeout}s:\n{self.log()}",
                             pytrace=False)
             time.sleep(0.05)
+        # The daemon writes its "serving ..." line just after the mount shows
+        # in /proc/mounts: wait for it (bounded) so tests that read the log
+        # see it.  A log level above info never writes it: after 5 s, go on.
+        t1 = time.monotonic()
+        while "serving " not in self.log() and time.monotonic() - t1 < 5:
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
         return self
 
     def log(self) -> str:
