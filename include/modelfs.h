@@ -128,6 +128,9 @@ enum {
 	MODELFS_E_VERSION = -12,   /* the store was written by a modelfs with another
 				      store format */
 	MODELFS_E_BUSY = -13,	   /* the store is in use in a way that forbids this */
+	MODELFS_E_UNSUPPORTED = -14, /* this build or this machine cannot do it: no
+					GPU decoder in the build, no usable CUDA
+					device (the message says which) */
 };
 
 /* Longest message, terminating NUL included. */
@@ -339,6 +342,69 @@ typedef struct modelfs_range {
 int modelfs_file_read_ranges(modelfs_file *f, const modelfs_range *ranges, size_t n,
 			     modelfs_error *err);
 
+/* ---- the GPU ---- */
+
+/*
+ * rans-coded chunks (`modelfs ingest --gpu-codecs`, or `--codec rans`) can
+ * be decoded on a CUDA device: their compressed bytes cross the bus, the
+ * device decodes them, and each chunk is copied back to the host once and
+ * checked against its key there, as every read is.  Chunks of other codecs
+ * always decode on the CPU.  A build without CUDA (the library is built
+ * with it where CMake finds the toolkit) or a machine without a usable
+ * device has no GPU: the calls below then say so with MODELFS_E_UNSUPPORTED.
+ * Device memory used for decoding stays within min(1 GiB, an eighth of the
+ * device).  A driver error or device memory running out during a host read
+ * turns the GPU off for the store (its reads go on on the CPU).
+ */
+
+/* GPU use of host reads (modelfs_store_set_gpu). */
+enum {
+	MODELFS_GPU_OFF = 0,  /* host reads decode on the CPU (the default) */
+	MODELFS_GPU_AUTO = 1, /* host reads decode rans chunks on the GPU when one
+				 is usable, else on the CPU */
+	MODELFS_GPU_ON = 2,   /* as AUTO, but setting it fails when there is no
+				 usable GPU */
+};
+
+/**
+ * Choose whether reads into host memory (modelfs_file_read,
+ * modelfs_file_read_ranges, modelfs_tensor_read) use the GPU.  Reads into
+ * device memory (the _device calls) always do.
+ * @param[in] mode  MODELFS_GPU_OFF, _AUTO or _ON
+ * @return 0; MODELFS_E_UNSUPPORTED (MODELFS_GPU_ON and no usable GPU: the
+ *         message says why; the mode is left as it was); MODELFS_E_INVAL
+ */
+int modelfs_store_set_gpu(modelfs_store *s, int mode, modelfs_error *err);
+
+/**
+ * The GPU reads on @p s decode on, starting it on the first call (CUDA device
+ * 0).
+ * @param[out] name  the device's name ("NVIDIA H100 80GB HBM3"), NUL-terminated,
+ *                   cut to @p cap
+ * @return 0; MODELFS_E_UNSUPPORTED (no GPU decoder in this build, no usable
+ *         device, or it failed earlier: the message says which)
+ */
+int modelfs_store_gpu(modelfs_store *s, char *name, size_t cap, modelfs_error *err);
+
+/**
+ * modelfs_file_read_ranges() into DEVICE memory: each range's dst is memory
+ * of the store's CUDA device (cudaMalloc, a torch CUDA tensor).  rans chunks
+ * are decoded on the device straight into it; other chunks, and the first
+ * and last chunk of a range that starts or ends inside one, are decoded on
+ * the CPU and copied to it.  Every chunk is checked against its key before
+ * the call returns 0.  The call waits for its copies: the memory is ready
+ * when it returns.
+ * @return as modelfs_file_read_ranges(); MODELFS_E_UNSUPPORTED (no GPU, see
+ *         modelfs_store_gpu); MODELFS_E_INVAL (a dst that is not memory of
+ *         that device); MODELFS_E_IO (the driver failed a copy)
+ */
+int modelfs_file_read_ranges_device(modelfs_file *f, const modelfs_range *ranges, size_t n,
+				    modelfs_error *err);
+
+/** modelfs_file_read() into device memory (modelfs_file_read_ranges_device). */
+int modelfs_file_read_device(modelfs_file *f, uint64_t offset, void *dev_dst, size_t len,
+			     modelfs_error *err);
+
 /* ---- tensors (safetensors files) ---- */
 
 /*
@@ -397,6 +463,15 @@ const char *modelfs_file_metadata(const modelfs_file *f);
  */
 int modelfs_tensor_read(modelfs_file *f, const char *name, void *dst, size_t dst_cap,
 			modelfs_error *err);
+
+/**
+ * modelfs_tensor_read() into device memory @p dev_dst (at least the tensor's
+ * nbytes, memory of the store's CUDA device): its rans chunks are decoded on
+ * the device, so only their compressed bytes cross the bus.
+ * @return as modelfs_tensor_read() and modelfs_file_read_ranges_device()
+ */
+int modelfs_tensor_read_device(modelfs_file *f, const char *name, void *dev_dst,
+			       size_t dst_cap, modelfs_error *err);
 
 #ifdef __cplusplus
 }

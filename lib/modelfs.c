@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "dtype.h"
 #include "err.h"
 #include "reader.h"
@@ -86,6 +87,8 @@ const char *modelfs_strerror(int code)
 		return "store format of another modelfs version";
 	case MODELFS_E_BUSY:
 		return "store busy";
+	case MODELFS_E_UNSUPPORTED:
+		return "not supported by this build or machine";
 	}
 	return "unknown error";
 }
@@ -161,6 +164,11 @@ struct modelfs_store {
 	/* workspaces of calling threads between calls */
 	mfs_codec_ws **spare;
 	size_t n_spare, cap_spare;
+	/* the GPU (batch.h), started on first use; under mu */
+	int gpu_mode;		 /* MODELFS_GPU_*: host reads */
+	int gpu_tried;		 /* the backend was asked for (gpu NULL: none) */
+	mfs_gpu_backend *gpu;
+	char gpu_why[256];	 /* why there is none */
 	char dir[];
 };
 
@@ -253,6 +261,7 @@ static void pool_stop(modelfs_store *s)
 static void store_destroy(modelfs_store *s)
 {
 	pool_stop(s);
+	mfs_gpu_backend_close(s->gpu);
 	for (size_t i = 0; i < s->n_spare; i++)
 		mfs_codec_ws_free(s->spare[i]);
 	free(s->spare);
@@ -396,6 +405,73 @@ const char *modelfs_store_dir(const modelfs_store *s)
 unsigned modelfs_store_threads(const modelfs_store *s)
 {
 	return s->threads;
+}
+
+/* ---- the GPU ---- */
+
+/* The backend's line when a failure turns it off: the store has no log,
+ * so it goes to stderr, once. */
+static void gpu_log(void *ud, const char *line)
+{
+	modelfs_store *s = ud;
+	fprintf(stderr, "modelfs: %s (store %s)\n", line, s->dir);
+}
+
+/* The store's GPU backend, started on the first call; NULL (and s->gpu_why)
+ * when there is none or it turned itself off. */
+static mfs_gpu_backend *store_gpu(modelfs_store *s)
+{
+	pthread_mutex_lock(&s->mu);
+	if (!s->gpu_tried) {
+		s->gpu_tried = 1;
+		if (mfs_gpu_backend_open(0, gpu_log, s, &s->gpu, s->gpu_why,
+					 sizeof(s->gpu_why)) < 0)
+			s->gpu = NULL;
+	}
+	mfs_gpu_backend *g = s->gpu;
+	if (g && !mfs_gpu_backend_usable(g)) {
+		snprintf(s->gpu_why, sizeof(s->gpu_why),
+			 "the GPU failed earlier in this process (see the line it logged)");
+		g = NULL;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return g;
+}
+
+static int no_gpu(modelfs_store *s, modelfs_error *err)
+{
+	return fail(err, MODELFS_E_UNSUPPORTED, "no GPU decode for the store %s: %s", s->dir,
+		    s->gpu_why);
+}
+
+int modelfs_store_set_gpu(modelfs_store *s, int mode, modelfs_error *err)
+{
+	if (!s || mode < MODELFS_GPU_OFF || mode > MODELFS_GPU_ON)
+		return fail(err, MODELFS_E_INVAL,
+			    "modelfs_store_set_gpu: no store, or a mode other than "
+			    "MODELFS_GPU_OFF, _AUTO, _ON");
+	if (foreign(s))
+		return foreign_fail(err);
+	if (mode == MODELFS_GPU_ON && !store_gpu(s))
+		return no_gpu(s, err);
+	__atomic_store_n(&s->gpu_mode, mode, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int modelfs_store_gpu(modelfs_store *s, char *name, size_t cap, modelfs_error *err)
+{
+	if (!s)
+		return fail(err, MODELFS_E_INVAL, "modelfs_store_gpu: no store");
+	if (foreign(s))
+		return foreign_fail(err);
+	if (name && cap)
+		name[0] = '\0';
+	mfs_gpu_backend *g = store_gpu(s);
+	if (!g)
+		return no_gpu(s, err);
+	if (name && cap)
+		snprintf(name, cap, "%s", mfs_gpu_backend_name(g));
+	return 0;
 }
 
 /* ---- names ---- */
@@ -1066,9 +1142,17 @@ static int read_failed(modelfs_file *f, const piece *p, int rc, modelfs_error *e
 	    rc == MFS_E_NOTFOUND ? "is not in the store" : "fails its check", f->repo);
 }
 
-static int read_spans(modelfs_file *f, span *sp, size_t n, modelfs_error *err)
+/*
+ * Check @p n spans of @p f, sort them by offset and cut them into pieces,
+ * one per chunk each touches, in file order.
+ * @param[out] out  malloc'd (NULL when there are none), @p np of them
+ */
+static int spans_pieces(modelfs_file *f, span *sp, size_t n, piece **out, size_t *np_out,
+			modelfs_error *err)
 {
 	char path[QUOTED];
+	*out = NULL;
+	*np_out = 0;
 	if (foreign(f->s))
 		return foreign_fail(err);
 	for (size_t i = 0; i < n; i++)
@@ -1126,10 +1210,120 @@ static int read_spans(modelfs_file *f, span *sp, size_t n, modelfs_error *err)
 			    f->repo);
 		}
 	}
+	*out = p;
+	*np_out = np;
+	return 0;
+}
+
+/*
+ * Hand the pieces that are whole chunks to the GPU backend (one batch,
+ * mfs_rfile_decode_batch) and drop the ones it decoded (verified) from
+ * @p p; into host destinations or, with @p device, device ones.
+ * @return the pieces left for the CPU (at the front of @p p, in order)
+ */
+static size_t gpu_pieces(modelfs_file *f, mfs_gpu_backend *g, piece *p, size_t np,
+			 int device)
+{
+	mfs_rfile_batch_item *it = malloc(np * sizeof(*it));
+	size_t *at = malloc(np * sizeof(*at));
+	size_t m = 0;
+	if (it && at) {
+		for (size_t i = 0; i < np; i++)
+			if (p[i].in == 0 && p[i].n == f->rf->extents[p[i].ext].len) {
+				it[m] = (mfs_rfile_batch_item){
+				    .ext = p[i].ext, .dst = p[i].dst, .status = MFS_E_UNSUPPORTED};
+				at[m++] = i;
+			}
+		if (m && mfs_rfile_decode_batch(f->rf, g, it, m, device) == 0) {
+			for (size_t k = 0; k < m; k++)
+				if (it[k].status == 0)
+					p[at[k]].n = UINT32_MAX; /* decoded: drop */
+			size_t kept = 0;
+			for (size_t i = 0; i < np; i++)
+				if (p[i].n != UINT32_MAX)
+					p[kept++] = p[i];
+			np = kept;
+		}
+	}
+	free(it);
+	free(at);
+	return np;
+}
+
+static int read_spans(modelfs_file *f, span *sp, size_t n, modelfs_error *err)
+{
+	piece *p;
+	size_t np;
+	int rc = spans_pieces(f, sp, n, &p, &np, err);
+	if (rc < 0)
+		return rc;
+	if (np && __atomic_load_n(&f->s->gpu_mode, __ATOMIC_RELAXED) != MODELFS_GPU_OFF) {
+		mfs_gpu_backend *g = store_gpu(f->s);
+		if (g)
+			np = gpu_pieces(f, g, p, np, 0);
+	}
 	size_t bad = 0;
-	int rc = np ? pieces_run(f, p, np, &bad) : 0;
+	rc = np ? pieces_run(f, p, np, &bad) : 0;
 	if (rc < 0)
 		rc = read_failed(f, &p[bad], rc, err);
+	free(p);
+	return rc;
+}
+
+/* read_spans() into device memory (modelfs_file_read_ranges_device). */
+static int read_spans_device(modelfs_file *f, span *sp, size_t n, modelfs_error *err)
+{
+	char path[QUOTED];
+	if (foreign(f->s))
+		return foreign_fail(err);
+	mfs_gpu_backend *g = store_gpu(f->s);
+	if (!g)
+		return no_gpu(f->s, err);
+	for (size_t i = 0; i < n; i++)
+		if (sp[i].len && sp[i].dst && !mfs_gpu_backend_is_device_ptr(g, sp[i].dst))
+			return fail(err, MODELFS_E_INVAL,
+				    "%s %s: the destination of %zu bytes at offset %llu is not "
+				    "memory of the CUDA device %s (allocate it there, or read "
+				    "into host memory with modelfs_file_read_ranges)",
+				    f->repo, quote(f->path, path), sp[i].len,
+				    (unsigned long long)sp[i].off, mfs_gpu_backend_name(g));
+	piece *p;
+	size_t np;
+	int rc = spans_pieces(f, sp, n, &p, &np, err);
+	if (rc < 0)
+		return rc;
+	np = np ? gpu_pieces(f, g, p, np, 1) : 0;
+	/* the rest is decoded on the CPU into host memory, then copied over */
+	size_t total = 0;
+	for (size_t i = 0; i < np; i++)
+		total += p[i].n;
+	uint8_t *stage = np ? malloc(total ? total : 1) : NULL;
+	piece *hp = np ? malloc(np * sizeof(*hp)) : NULL;
+	if (np && (!stage || !hp)) {
+		free(stage);
+		free(hp);
+		free(p);
+		return fail(err, MODELFS_E_NOMEM, "out of memory reading %s %s", f->repo,
+			    quote(f->path, path));
+	}
+	size_t off = 0;
+	for (size_t i = 0; i < np; i++) {
+		hp[i] = p[i];
+		hp[i].dst = stage + off;
+		off += p[i].n;
+	}
+	size_t bad = 0;
+	rc = np ? pieces_run(f, hp, np, &bad) : 0;
+	if (rc < 0)
+		rc = read_failed(f, &hp[bad], rc, err);
+	for (size_t i = 0; rc == 0 && i < np; i++)
+		if (mfs_gpu_backend_upload(g, p[i].dst, hp[i].dst, p[i].n) < 0)
+			rc = fail(err, MODELFS_E_IO,
+				  "%s %s: copying decoded bytes to the CUDA device %s failed "
+				  "(the GPU is off for this process from now on)",
+				  f->repo, quote(f->path, path), mfs_gpu_backend_name(g));
+	free(stage);
+	free(hp);
 	free(p);
 	return rc;
 }
@@ -1143,8 +1337,8 @@ int modelfs_file_read(modelfs_file *f, uint64_t offset, void *dst, size_t len,
 	return read_spans(f, &sp, 1, err);
 }
 
-int modelfs_file_read_ranges(modelfs_file *f, const modelfs_range *ranges, size_t n,
-			     modelfs_error *err)
+static int read_ranges_to(modelfs_file *f, const modelfs_range *ranges, size_t n,
+			  int device, modelfs_error *err)
 {
 	if (!f || (n && !ranges))
 		return fail(err, MODELFS_E_INVAL,
@@ -1159,9 +1353,28 @@ int modelfs_file_read_ranges(modelfs_file *f, const modelfs_range *ranges, size_
 	for (size_t i = 0; i < n; i++)
 		sp[i] = (span){
 		    .off = ranges[i].offset, .len = ranges[i].len, .dst = ranges[i].dst};
-	int rc = read_spans(f, sp, n, err);
+	int rc = device ? read_spans_device(f, sp, n, err) : read_spans(f, sp, n, err);
 	free(sp);
 	return rc;
+}
+
+int modelfs_file_read_ranges(modelfs_file *f, const modelfs_range *ranges, size_t n,
+			     modelfs_error *err)
+{
+	return read_ranges_to(f, ranges, n, 0, err);
+}
+
+int modelfs_file_read_ranges_device(modelfs_file *f, const modelfs_range *ranges, size_t n,
+				    modelfs_error *err)
+{
+	return read_ranges_to(f, ranges, n, 1, err);
+}
+
+int modelfs_file_read_device(modelfs_file *f, uint64_t offset, void *dev_dst, size_t len,
+			     modelfs_error *err)
+{
+	modelfs_range r = {.offset = offset, .len = len, .dst = dev_dst};
+	return read_ranges_to(f, &r, 1, 1, err);
 }
 
 /* ---- tensors ---- */
@@ -1419,4 +1632,20 @@ int modelfs_tensor_read(modelfs_file *f, const char *name, void *dst, size_t dst
 			    quote(name, q), (unsigned long long)t->nbytes, dst_cap);
 	}
 	return modelfs_file_read(f, t->offset, dst, (size_t)t->nbytes, err);
+}
+
+int modelfs_tensor_read_device(modelfs_file *f, const char *name, void *dev_dst,
+			       size_t dst_cap, modelfs_error *err)
+{
+	const modelfs_tensor *t;
+	int rc = modelfs_file_find_tensor(f, name, &t, err);
+	if (rc < 0)
+		return rc;
+	if (dst_cap < t->nbytes) {
+		char q[QUOTED];
+		return fail(err, MODELFS_E_NOSPACE,
+			    "tensor \"%s\" is %llu bytes; the buffer given holds %zu",
+			    quote(name, q), (unsigned long long)t->nbytes, dst_cap);
+	}
+	return modelfs_file_read_device(f, t->offset, dev_dst, (size_t)t->nbytes, err);
 }

@@ -46,8 +46,11 @@ static void ingest_usage(FILE *f)
 		"                      store proposes the pair from tensor names and shapes\n"
 		"  --no-twin           pair with no quantized twin\n"
 		"  --chunk-size SIZE   raw chunk size, a power of two, 4K..64M (default 1M)\n"
-		"  --codec NAME        force a codec for tensors (raw, zstd, bitplane-huff);\n"
-		"                      default: chosen per tensor (docs/codecs.md)\n"
+		"  --codec NAME        force a codec for tensors (raw, zstd, bitplane-huff,\n"
+		"                      rans); default: chosen per tensor (docs/codecs.md)\n"
+		"  --gpu-codecs        code float tensors with rans where the choice is\n"
+		"                      bitplane-huff: a mount or load_file(device=\"cuda\")\n"
+		"                      with a GPU decodes them there (docs/gpu.md)\n"
 		"  --zstd-level N      zstd level (default 3)\n"
 		"  --threads N         encoder threads (default: all CPUs)\n"
 		"  --quiet             no progress bar\n"
@@ -75,6 +78,7 @@ int cmd_ingest(int argc, char **argv)
 		{"no-twin", no_argument, NULL, 'T'},
 		{"chunk-size", required_argument, NULL, 'c'},
 		{"codec", required_argument, NULL, 'C'},
+		{"gpu-codecs", no_argument, NULL, 'G'},
 		{"zstd-level", required_argument, NULL, 'z'},
 		{"threads", required_argument, NULL, 't'},
 		{"quiet", no_argument, NULL, 'q'},
@@ -134,6 +138,9 @@ int cmd_ingest(int argc, char **argv)
 			o.force_codec = cd->id;
 			break;
 		}
+		case 'G':
+			o.gpu_codecs = 1;
+			break;
 		case 'z':
 			o.zstd_level = atoi(optarg);
 			if (o.zstd_level < 1 || o.zstd_level > 22) {

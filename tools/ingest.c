@@ -901,6 +901,10 @@ static int choose_codec(pool *p, job *j, mfs_codec_ws *ws, mfs_codec_id *out,
 	for (size_t i = 0; rc == 0 && i < n_tr; i++)
 		if (tr[i].id == *out)
 			*stored = tr[i].stored_len;
+	/* --gpu-codecs: the same planes, coded so a GPU decodes them (within 2%
+	 * of bitplane-huff's size, docs/codecs.md) */
+	if (rc == 0 && p->opts->gpu_codecs && *out == MFS_CODEC_BITPLANE_HUFF)
+		*out = MFS_CODEC_RANS;
 	return rc;
 }
 

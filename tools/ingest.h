@@ -74,6 +74,8 @@ typedef struct mfs_ingest_opts {
 	size_t chunk_size;        /* power of two, 4 KiB .. 64 MiB; default 1 MiB */
 	int threads;              /* encoder threads; 0 = number of CPUs */
 	int force_codec;          /* -1 = choose per tensor, else an mfs_codec_id */
+	int gpu_codecs;           /* float tensors the choice gives bitplane-huff are
+				     coded rans instead (GPU-decodable, fs/batch.h) */
 	int zstd_level;           /* 0 = default (3) */
 	int quiet;                /* no progress bar */
 	const char *repo;         /* plain folder: the repo id ("models/org/name") */

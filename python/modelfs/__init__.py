@@ -17,7 +17,8 @@ The ``modelfs`` command comes with the package.
 """
 
 from ._api import load_file, safe_open
-from ._lib import (CorruptDataError, EntryNotFoundError, File, FileInfo, FormatError,
+from ._lib import (CorruptDataError, DeviceUnavailableError, EntryNotFoundError, File,
+                   FileInfo, FormatError,
                    InvalidArgumentError, ModelfsError, RepositoryNotFoundError,
                    RevisionNotFoundError, Store, StoreBusyError, StoreNotFoundError,
                    StoreVersionError, TensorInfo, TensorNotFoundError, default_store_dir,
@@ -30,5 +31,5 @@ __all__ = [
     "default_store_dir", "library_version", "ModelfsError", "InvalidArgumentError",
     "StoreNotFoundError", "RepositoryNotFoundError", "RevisionNotFoundError",
     "EntryNotFoundError", "TensorNotFoundError", "CorruptDataError", "FormatError",
-    "StoreBusyError", "StoreVersionError",
+    "StoreBusyError", "StoreVersionError", "DeviceUnavailableError",
 ]

@@ -18,8 +18,9 @@ import os
 
 import numpy as np
 
-from ._lib import (E_NOTENSOR, EntryNotFoundError, File, FormatError, InvalidArgumentError,
-                   Store, TensorInfo, TensorNotFoundError)
+from ._lib import (E_NOTENSOR, DeviceUnavailableError, EntryNotFoundError, File, FormatError,
+                   InvalidArgumentError, ModelfsError, Store, TensorInfo,
+                   TensorNotFoundError)
 
 # safetensors dtype -> torch dtype attribute / numpy dtype
 _TORCH = {
@@ -108,26 +109,65 @@ class _Arena:
 
 
 class _Alloc:
-    """Makes empty tensors of one framework and gives their addresses."""
+    """Makes empty tensors of one framework and gives their addresses.
+
+    For a CUDA device: with torch's CUDA and a library whose GPU decoder has the
+    device (bind), tensors are allocated on the device and decoded straight into
+    it (``direct``: only the compressed bytes of rans chunks cross the bus); a
+    library without a GPU decoder (or another CUDA device than the library's,
+    device 0) decodes on the host and the tensors are moved with ``.to()``; torch
+    without CUDA is DeviceUnavailableError."""
 
     def __init__(self, framework: str, device):
         self.fw = _framework(framework)
         self.device = device
+        self.direct = False
         if self.fw == "pt":
             import torch
             self.torch = torch
             self.cpu = torch.device("cpu")
             self.target = torch.device(device if not isinstance(device, int)
                                        else f"cuda:{device}")
+            if self.target.type == "cuda" and not torch.cuda.is_available():
+                raise DeviceUnavailableError(
+                    f"device {str(device)!r}: this torch ({torch.__version__}) has no CUDA "
+                    f"device (torch.cuda.is_available() is False): load with device=\"cpu\", "
+                    f"or install a CUDA build of torch on a machine with an NVIDIA GPU")
         else:
             if str(device) != "cpu":
                 raise InvalidArgumentError(
                     f"device {device!r}: numpy arrays live in host memory; use "
                     f"device=\"cpu\" (or framework=\"pt\" to load onto a device)")
 
+    def bind(self, store: Store):
+        """Decide, for a CUDA target, whether the library decodes into the device."""
+        if self.fw != "pt" or self.target.type != "cuda":
+            return
+        index = self.target.index if self.target.index is not None else \
+            self.torch.cuda.current_device()
+        if index != 0:
+            return  # the library decodes on CUDA device 0: host decode + .to()
+        try:
+            store.gpu()
+        except ModelfsError:
+            return  # no GPU decoder in this library (or no device for it): .to()
+        self.direct = True
+
     def empty(self, t: TensorInfo, arena: _Arena | None = None):
         """An uninitialised tensor for @p t and its address; from @p arena when
         given and the tensor is small."""
+        if self.direct:
+            name = _TORCH.get(t.dtype)
+            dt = getattr(self.torch, name, None) if name else None
+            if dt is None:
+                raise TypeError(f"tensor {t.name!r}: dtype {t.dtype} has no torch "
+                                f"equivalent in torch {self.torch.__version__}")
+            x = self.torch.empty(t.shape, dtype=dt, device=self.target)
+            if x.numel() * x.element_size() != t.nbytes:
+                raise FormatError(f"tensor {t.name!r}: {t.dtype} {list(t.shape)} is "
+                                  f"{x.numel() * x.element_size()} bytes in memory but "
+                                  f"{t.nbytes} in the file")
+            return x, x.data_ptr()
         slot = arena.take(t.nbytes) if arena is not None and 0 < t.nbytes < _ARENA_MAX \
             else None
         if self.fw == "pt":
@@ -160,7 +200,7 @@ class _Alloc:
         return x, ptr
 
     def place(self, x):
-        if self.fw == "pt" and self.target != self.cpu:
+        if self.fw == "pt" and self.target != self.cpu and not self.direct:
             return x.to(self.target)
         return x
 
@@ -261,7 +301,8 @@ class _Slice:
             if out.data_ptr() == x.data_ptr() and out.shape == x.shape:
                 return out  # the rows read are the result: no copy
             # a copy of its own, with plain strides (what safetensors returns)
-            return self._owner._alloc.torch.empty(out.shape, dtype=out.dtype).copy_(out)
+            return self._owner._alloc.torch.empty(out.shape, dtype=out.dtype,
+                                                  device=out.device).copy_(out)
         return np.ascontiguousarray(out).copy() if out.base is not None else out
 
 
@@ -274,6 +315,12 @@ class safe_open:
     ``*.safetensors`` file. ``store`` is a store directory, a :class:`Store`, or
     None (the default store). A context manager; ``close()`` frees the read
     snapshot the files hold.
+
+    ``device="cuda"`` (or "cuda:0", an index, a torch.device): with torch's CUDA
+    and a library built with its GPU decoder, tensors are decoded straight into
+    device memory (rans chunks on the device, other chunks on the host and
+    copied); with a library without one, decoded on the host and moved with
+    ``.to()``; torch without CUDA raises DeviceUnavailableError.
     """
 
     def __init__(self, repo_id: str, framework: str = "pt", revision: str | None = "main",
@@ -282,6 +329,7 @@ class safe_open:
         self._store, self._own_store = _open_store(store)
         self._files: list[File] = []
         try:
+            self._alloc.bind(self._store)
             self.repo_id = repo_id
             self.commit = self._store.resolve(repo_id, revision)
             paths, index = _pick_files(self._store, repo_id, self.commit, filename)
@@ -352,7 +400,10 @@ class safe_open:
 
     def _read(self, f: File, t: TensorInfo):
         x, ptr = self._alloc.empty(t)
-        f.read_into(t.offset, ptr, t.nbytes)
+        if self._alloc.direct:
+            f.read_into_device(t.offset, ptr, t.nbytes)
+        else:
+            f.read_into(t.offset, ptr, t.nbytes)
         return x
 
     def get_tensor(self, name: str):
@@ -370,12 +421,13 @@ class safe_open:
         for f in self._files:
             ranges = []
             small = [t for t in f.tensors() if 0 < t.nbytes < _ARENA_MAX]
-            arena = _Arena(_Arena.size_for(small)) if len(small) > 1 else None
+            arena = _Arena(_Arena.size_for(small)) if len(small) > 1 and \
+                not self._alloc.direct else None
             for t in f.tensors():
                 x, ptr = self._alloc.empty(t, arena)
                 out[t.name] = x
                 ranges.append((t.offset, t.nbytes, ptr))
-            f.read_ranges(ranges)
+            f.read_ranges(ranges, device=self._alloc.direct)
         # one tensor at a time onto the device: the host copies go as they are moved
         return {k: self._alloc.place(out.pop(k)) for k in self.offset_keys()}
 

@@ -24,6 +24,8 @@ _HERE = Path(__file__).resolve().parent
 E_INVAL, E_NOSTORE, E_NOREPO, E_NOREVISION, E_NOFILE, E_NOTENSOR = -1, -2, -3, -4, -5, -6
 E_CORRUPT, E_FORMAT, E_NOSPACE, E_NOMEM, E_IO, E_VERSION, E_BUSY = (-7, -8, -9, -10, -11,
                                                                     -12, -13)
+E_UNSUPPORTED = -14
+GPU_OFF, GPU_AUTO, GPU_ON = 0, 1, 2
 
 
 class ModelfsError(Exception):
@@ -80,12 +82,19 @@ class StoreVersionError(ModelfsError, OSError):
     """The store was written by a modelfs with another store format."""
 
 
+class DeviceUnavailableError(ModelfsError, RuntimeError):
+    """A load onto a device this process cannot use: torch without CUDA, no
+    usable CUDA device, or a library built without its GPU decoder (the
+    message says which)."""
+
+
 _BY_CODE = {
     E_INVAL: InvalidArgumentError, E_NOSTORE: StoreNotFoundError,
     E_NOREPO: RepositoryNotFoundError, E_NOREVISION: RevisionNotFoundError,
     E_NOFILE: EntryNotFoundError, E_NOTENSOR: TensorNotFoundError,
     E_CORRUPT: CorruptDataError, E_FORMAT: FormatError, E_NOSPACE: InvalidArgumentError,
     E_BUSY: StoreBusyError, E_VERSION: StoreVersionError,
+    E_UNSUPPORTED: DeviceUnavailableError,
 }
 
 
@@ -164,6 +173,11 @@ def _load():
         "modelfs_file_tensor": (POINTER(_Tensor), [c_void_p, c_size_t]),
         "modelfs_file_metadata": (c_char_p, [c_void_p]),
         "modelfs_tensor_read": (c_int, [c_void_p, c_char_p, c_void_p, c_size_t, E]),
+        "modelfs_store_set_gpu": (c_int, [c_void_p, c_int, E]),
+        "modelfs_store_gpu": (c_int, [c_void_p, c_char_p, c_size_t, E]),
+        "modelfs_file_read_ranges_device": (c_int, [c_void_p, POINTER(_Range), c_size_t, E]),
+        "modelfs_file_read_device": (c_int, [c_void_p, c_uint64, c_void_p, c_size_t, E]),
+        "modelfs_tensor_read_device": (c_int, [c_void_p, c_char_p, c_void_p, c_size_t, E]),
     }
     for name, (res, args) in sig.items():
         fn = getattr(lib, name)
@@ -368,6 +382,36 @@ class Store:
         """Open a file of a snapshot: it reads the bytes it had now until closed."""
         return File(self, repo_id, path, revision)
 
+    def set_gpu(self, mode: str):
+        """Whether reads into host memory decode rans chunks on the GPU: "off" (the
+        default), "auto" (when a device is usable) or "on" (raises
+        DeviceUnavailableError when none is). Reads into device memory always do."""
+        modes = {"off": GPU_OFF, "auto": GPU_AUTO, "on": GPU_ON}
+        if mode not in modes:
+            raise InvalidArgumentError(f"gpu mode {mode!r}: use \"off\", \"auto\" or \"on\"")
+        h = self._g.enter()
+        try:
+            err = _Error()
+            rc = _lib.modelfs_store_set_gpu(h, modes[mode], byref(err))
+            if rc:
+                _raise(rc, err)
+        finally:
+            self._g.leave()
+
+    def gpu(self) -> str:
+        """The CUDA device reads decode on (its name); raises DeviceUnavailableError,
+        saying why, when there is none (no GPU decoder in this build, no device)."""
+        h = self._g.enter()
+        try:
+            buf = ctypes.create_string_buffer(256)
+            err = _Error()
+            rc = _lib.modelfs_store_gpu(h, buf, len(buf), byref(err))
+            if rc:
+                _raise(rc, err)
+            return _s(buf.value)
+        finally:
+            self._g.leave()
+
 
 def _copy_entry(e: _Entry) -> dict:
     return {"name": _s(e.name), "commit": _s(e.commit), "etag": _s(e.etag),
@@ -471,23 +515,29 @@ class File:
         finally:
             self._g.leave()
 
-    def read_ranges(self, ranges):
+    def read_ranges(self, ranges, device: bool = False):
         """Decode many (offset, length, ptr) ranges in one call, every chunk of all
-        of them in parallel."""
+        of them in parallel. ``device``: the pointers are CUDA device memory (a
+        CUDA tensor's ``data_ptr()``), the rans chunks decoded on the device."""
         ranges = [r for r in ranges if r[1]]
         if not ranges:
             return
         arr = (_Range * len(ranges))()
         for i, (off, n, ptr) in enumerate(ranges):
             arr[i].offset, arr[i].len, arr[i].dst = int(off), int(n), ptr
+        fn = _lib.modelfs_file_read_ranges_device if device else _lib.modelfs_file_read_ranges
         h = self._g.enter()
         try:
             err = _Error()
-            rc = _lib.modelfs_file_read_ranges(h, arr, len(ranges), byref(err))
+            rc = fn(h, arr, len(ranges), byref(err))
             if rc:
                 _raise(rc, err)
         finally:
             self._g.leave()
+
+    def read_into_device(self, offset: int, ptr: int, length: int):
+        """read_into() with ``ptr`` CUDA device memory (read_ranges, device=True)."""
+        self.read_ranges([(offset, length, ptr)], device=True)
 
     def read(self, offset: int = 0, length: int | None = None) -> bytes:
         """Bytes of the file (a copy: for small files such as config.json)."""
