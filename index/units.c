@@ -4,6 +4,8 @@
  */
 #include "units.h"
 
+#include <stdio.h>
+
 #include "err.h"
 
 #define FRAC_DIGITS_MAX 18 /* 10^18 and twice it fit in a uint64_t */
@@ -81,4 +83,18 @@ int mfs_size_parse(const char *s, uint64_t *out)
 		return MFS_E_INVAL;
 	*out = bytes + frac;
 	return 0;
+}
+
+char *mfs_size_format(uint64_t bytes, char *buf, size_t cap)
+{
+	static const char *const units[] = {"B", "kB", "MB", "GB", "TB", "PB"};
+	double v = (double)bytes;
+	int u = 0;
+	while (v >= 1000 && u < 5)
+		v /= 1000, u++;
+	if (u == 0)
+		snprintf(buf, cap, "%llu B", (unsigned long long)bytes);
+	else
+		snprintf(buf, cap, "%.1f %s", v, units[u]);
+	return buf;
 }

@@ -72,20 +72,6 @@ int mfs_cli_parse_threads(const char *cmd, const char *arg, int *out)
 	return 0;
 }
 
-char *mfs_cli_human(uint64_t bytes, char *buf, size_t cap)
-{
-	static const char *const units[] = {"B", "kB", "MB", "GB", "TB", "PB"};
-	double v = (double)bytes;
-	int u = 0;
-	while (v >= 1000 && u < 5)
-		v /= 1000, u++;
-	if (u == 0)
-		snprintf(buf, cap, "%llu B", (unsigned long long)bytes);
-	else
-		snprintf(buf, cap, "%.1f %s", v, units[u]);
-	return buf;
-}
-
 int mfs_cli_resolve_rev(const char *cmd, mfs_txn *t, const char *repo, const char *rev,
 			char commit[MFS_COMMIT_LEN + 1])
 {

@@ -37,8 +37,6 @@ int mfs_cli_repo_id(const char *cmd, const char *arg, char out[MFS_REPO_ID_MAX +
  */
 int mfs_cli_parse_threads(const char *cmd, const char *arg, int *out);
 
-/** Human size ("91.3 MB", decimal units) into buf; returns buf. */
-char *mfs_cli_human(uint64_t bytes, char *buf, size_t cap);
 
 /** Print "modelfs CMD: message" to stderr (printf-style). */
 void mfs_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "units.h"
 
 static void gc_usage(FILE *f)
 {
@@ -28,9 +29,9 @@ static void print_space(const char *when, mfs_store *s)
 		char a[32], b[32], c[32];
 		printf("%s: %llu chunks, %s of payload; store file %s, %s in use\n", when,
 		       (unsigned long long)st.n_chunks,
-		       mfs_cli_human(st.chunk_payload_bytes, a, sizeof a),
-		       mfs_cli_human(st.file_bytes, b, sizeof b),
-		       mfs_cli_human(st.used_bytes, c, sizeof c));
+		       mfs_size_format(st.chunk_payload_bytes, a, sizeof a),
+		       mfs_size_format(st.file_bytes, b, sizeof b),
+		       mfs_size_format(st.used_bytes, c, sizeof c));
 	}
 	mfs_txn_abort(t);
 }

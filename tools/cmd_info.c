@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "sha256.h"
+#include "units.h"
 
 static void info_usage(FILE *f)
 {
@@ -127,7 +128,7 @@ static int tensor_fn(void *ud, const mfs_tensor_info *ti)
 		printf("  %s %s, saves %s (%.1f%% of alone)",
 		       ti->codec == MFS_CODEC_QUANT_RESIDUAL ? "residual of twin" : "base",
 		       mfs_cli_quote(ti->base, q),
-		       mfs_cli_human(save, a, sizeof a),
+		       mfs_size_format(save, a, sizeof a),
 		       ti->alone_len ? 100.0 * (double)save / (double)ti->alone_len : 0.0);
 	}
 	printf("\n");
@@ -198,9 +199,9 @@ static int file_fn(void *ud, const mfs_file_info *f)
 	} else {
 		char a[32], b[32], d[32], q[MFS_CLI_QUOTED];
 		printf("%s  %s -> %s (%.3fx)  blob %s  shared %s\n", mfs_cli_quote(f->path, q),
-		       mfs_cli_human(bi.size, a, sizeof a),
-		       mfs_cli_human(bi.stored_bytes, b, sizeof b), ratio, f->etag,
-		       mfs_cli_human(shared, d, sizeof d));
+		       mfs_size_format(bi.size, a, sizeof a),
+		       mfs_size_format(bi.stored_bytes, b, sizeof b), ratio, f->etag,
+		       mfs_size_format(shared, d, sizeof d));
 		if (bi.n_tensors)
 			printf("    %-52s %-7s %-16s %-13s %11s %11s %7s\n", "tensor", "dtype",
 			       "shape", "codec", "raw", "stored", "ratio");

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "sharing.h"
+#include "units.h"
 
 static void ls_usage(FILE *f)
 {
@@ -86,11 +87,11 @@ static int print_repo(void *ud, const mfs_check_repo_entry *e)
 		return rc;
 	char a[32], b[32], c[32], d[32];
 	printf("%-48s %3llu snap %10s %10s  %5.2fx  shared %9s  base of others %9s  ", r->repo,
-	       (unsigned long long)s.snapshots, mfs_cli_human(s.size, a, sizeof a),
-	       mfs_cli_human(s.stored, b, sizeof b),
+	       (unsigned long long)s.snapshots, mfs_size_format(s.size, a, sizeof a),
+	       mfs_size_format(s.stored, b, sizeof b),
 	       s.stored ? (double)s.size / (double)s.stored : 0.0,
-	       mfs_cli_human(sh.shared_stored, c, sizeof c),
-	       mfs_cli_human(sh.base_stored, d, sizeof d));
+	       mfs_size_format(sh.shared_stored, c, sizeof c),
+	       mfs_size_format(sh.base_stored, d, sizeof d));
 	int any = 0;
 	rc = mfs_refs_foreach(t, r->repo, print_ref_inline, &any);
 	printf("\n");
@@ -195,10 +196,10 @@ int cmd_ls(int argc, char **argv)
 			printf("store %s: %llu chunks, %s raw in %s of payload; file %s, %s in "
 			       "use\n",
 			       mfs_store_dir(s), (unsigned long long)st.n_chunks,
-			       mfs_cli_human(st.chunk_raw_bytes, a, sizeof a),
-			       mfs_cli_human(st.chunk_payload_bytes, b, sizeof b),
-			       mfs_cli_human(st.file_bytes, c, sizeof c),
-			       mfs_cli_human(st.used_bytes, d, sizeof d));
+			       mfs_size_format(st.chunk_raw_bytes, a, sizeof a),
+			       mfs_size_format(st.chunk_payload_bytes, b, sizeof b),
+			       mfs_size_format(st.file_bytes, c, sizeof c),
+			       mfs_size_format(st.used_bytes, d, sizeof d));
 		}
 	} else {
 		char commit[MFS_COMMIT_LEN + 1];

@@ -25,6 +25,7 @@
 #include "progress.h"
 #include "safetensors.h"
 #include "sha256.h"
+#include "units.h"
 
 /* Commit the write transaction once this much new payload is in it. */
 #define TXN_BYTES ((uint64_t)64 << 20)
@@ -1897,7 +1898,7 @@ static int choose_base(ingest_ctx *c, const char *repo, const src_snapshot *sn,
 			    "and shape and are tried as xor-deltas",
 			    repo, c->base->repo, c->opts->base ? "given with --base" : "chosen by ",
 			    c->opts->base ? "" : mfs_base_how_name(how), nm, wl.n,
-			    mfs_cli_human(bytes, hb, sizeof hb));
+			    mfs_size_format(bytes, hb, sizeof hb));
 		if (how == MFS_BASE_MATCH && note[0])
 			ingest_note(c, MFS_INGEST_NOTE, "%s: %s", repo, note);
 	} else {
@@ -2016,9 +2017,9 @@ static int pair_twin(ingest_ctx *c)
 		    "%s: %llu tensors (%llu chunks) stored as residuals of its quantized twin %s: "
 		    "%s instead of %s (saving %s)%s",
 		    c->twin_hp, (unsigned long long)ts.tensors, (unsigned long long)ts.chunks,
-		    c->twin_q, mfs_cli_human(ts.after, a, sizeof a),
-		    mfs_cli_human(ts.before, b, sizeof b),
-		    mfs_cli_human(ts.before - ts.after, d, sizeof d),
+		    c->twin_q, mfs_size_format(ts.after, a, sizeof a),
+		    mfs_size_format(ts.before, b, sizeof b),
+		    mfs_size_format(ts.before - ts.after, d, sizeof d),
 		    ts.tensors_left ? "; some tensors stay alone (notes above say why)" : "");
 	return 0;
 }
@@ -2036,9 +2037,9 @@ static void note_saving(ingest_ctx *c, const char *repo, const mfs_ingest_stats 
 	ingest_note(c, MFS_INGEST_NOTE,
 		    "%s: %llu tensors stored as xor-deltas against %s: %s instead of about %s "
 		    "alone (saving %s); %llu tensors already in the store",
-		    repo, (unsigned long long)n, c->base->repo, mfs_cli_human(stored, a, sizeof a),
-		    mfs_cli_human(alone, b, sizeof b),
-		    mfs_cli_human(alone > stored ? alone - stored : 0, d, sizeof d),
+		    repo, (unsigned long long)n, c->base->repo, mfs_size_format(stored, a, sizeof a),
+		    mfs_size_format(alone, b, sizeof b),
+		    mfs_size_format(alone > stored ? alone - stored : 0, d, sizeof d),
 		    (unsigned long long)same);
 }
 

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "units.h"
 
 void mfs_progress_init(mfs_progress *p, const char *label, uint64_t total, int quiet)
 {
@@ -37,7 +38,7 @@ void mfs_progress_add(mfs_progress *p, uint64_t n)
 	double mbps = el > 0 ? (double)p->done / el / 1e6 : 0;
 	char a[32], b[32];
 	fprintf(stderr, "\r%s [%s] %3.0f%% %s / %s  %.0f MB/s ", p->label, bar, frac * 100,
-		mfs_cli_human(p->done, a, sizeof a), mfs_cli_human(p->total, b, sizeof b), mbps);
+		mfs_size_format(p->done, a, sizeof a), mfs_size_format(p->total, b, sizeof b), mbps);
 	fflush(stderr);
 }
 

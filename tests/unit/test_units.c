@@ -1,8 +1,11 @@
 /*
  * test_units.c - mfs_size_parse: every form it takes (what the mount and
  * `ingest --chunk-size` both accept now), every form it refuses, the limits
- * at 2^64, and random whole and fractional sizes against their value.
+ * at 2^64, random whole and fractional sizes against their value; and what
+ * mfs_size_format writes.
  */
+#include <string.h>
+
 #include "err.h"
 #include "testhelp.h"
 #include "units.h"
@@ -108,10 +111,25 @@ static void test_random(void)
 	CHECK_EQ_INT(ok, 40000);
 }
 
+/* What people read: bytes below 1000 exact, then one decimal, decimal units. */
+static void test_format(void)
+{
+	char b[24];
+	CHECK(strcmp(mfs_size_format(0, b, sizeof b), "0 B") == 0);
+	CHECK(strcmp(mfs_size_format(999, b, sizeof b), "999 B") == 0);
+	CHECK(strcmp(mfs_size_format(1000, b, sizeof b), "1.0 kB") == 0);
+	CHECK(strcmp(mfs_size_format(91300000, b, sizeof b), "91.3 MB") == 0);
+	CHECK(strcmp(mfs_size_format((uint64_t)4 << 30, b, sizeof b), "4.3 GB") == 0);
+	CHECK(strcmp(mfs_size_format(UINT64_MAX, b, sizeof b), "18446.7 PB") == 0);
+	char small[4];
+	CHECK(strcmp(mfs_size_format(91300000, small, sizeof small), "91.") == 0);
+}
+
 int main(void)
 {
 	RUN(test_accepted);
 	RUN(test_refused);
+	RUN(test_format);
 	RUN(test_random);
 	return test_report();
 }
