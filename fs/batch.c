@@ -53,10 +53,12 @@ int mfs_batch_decode_one(mfs_batch_chunk *c, mfs_codec_ws *ws)
 	};
 	int rc = mfs_codec_decode(c->codec, &rq, ws);
 	if (rc < 0)
-		return c->status = rc == -ENOMEM || rc == MFS_E_CODEC ? rc : MFS_E_CORRUPT;
+		return c->status =
+			   rc == -ENOMEM || rc == MFS_E_CODEC ? rc : MFS_E_CORRUPT;
 	mfs_chunk_key got;
 	mfs_chunk_key_of(c->dst, c->raw_len, &got);
-	return c->status = memcmp(got.b, c->key.b, sizeof(got.b)) == 0 ? 0 : MFS_E_CORRUPT;
+	return c->status =
+		   memcmp(got.b, c->key.b, sizeof(got.b)) == 0 ? 0 : MFS_E_CORRUPT;
 }
 
 size_t mfs_batch_decode_cpu(mfs_batch_chunk *c, size_t n, mfs_codec_ws *ws)
@@ -172,7 +174,8 @@ int mfs_gpu_backend_open(uint64_t budget, mfs_batch_log_fn log, void *log_ud,
 	int rc = mfs_rans_gpu_open(0, &ctx);
 	if (rc == MFS_E_UNSUPPORTED) {
 		say(why, why_cap,
-		    "no usable CUDA device (no NVIDIA driver loaded, or no device visible "
+		    "no usable CUDA device (no NVIDIA driver loaded, or no device "
+		    "visible "
 		    "to this process: check nvidia-smi and CUDA_VISIBLE_DEVICES)");
 		return rc;
 	}
@@ -329,7 +332,8 @@ static int run_part(mfs_gpu_backend *g, mfs_batch_chunk *c, size_t from, size_t 
 	for (size_t k = from; k < to; k++) {
 		mfs_batch_chunk *x = &c[g->idx[k]];
 		mfs_rans_gpu_chunk *j = &g->jobs[k - from];
-		if (mfs_rans_gpu_upload(g->ctx, g->dev + a, x->payload, x->payload_len) < 0) {
+		if (mfs_rans_gpu_upload(g->ctx, g->dev + a, x->payload, x->payload_len) <
+		    0) {
 			turn_off(g, "a copy to the device failed");
 			return -EIO;
 		}
@@ -350,8 +354,9 @@ static int run_part(mfs_gpu_backend *g, mfs_batch_chunk *c, size_t from, size_t 
 	}
 	int rc = mfs_rans_gpu_decode(g->ctx, g->jobs, to - from);
 	if (rc < 0) {
-		turn_off(g, rc == -ENOMEM ? "out of device memory for the decoder's scratch"
-					  : "a driver error while decoding");
+		turn_off(g, rc == -ENOMEM
+				? "out of device memory for the decoder's scratch"
+				: "a driver error while decoding");
 		return rc;
 	}
 	g->st.batches++;
@@ -390,14 +395,16 @@ static void decode(mfs_gpu_backend *g, mfs_batch_chunk *c, size_t n, int device_
 	/* the chunks it takes, cut into parts that fit the budget */
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++)
-		if (c[i].status == MFS_E_UNSUPPORTED && mfs_batch_gpu_can(c[i].codec, c[i].n_refs) &&
+		if (c[i].status == MFS_E_UNSUPPORTED &&
+		    mfs_batch_gpu_can(c[i].codec, c[i].n_refs) &&
 		    c[i].dst_cap >= c[i].raw_len && c[i].raw_len <= MFS_CHUNK_MAX &&
 		    chunk_cost(&c[i], device_dst) <= g->budget)
 			g->idx[m++] = i;
 	size_t from = 0;
 	while (from < m && !g->off) {
 		size_t to = from, cost = 0;
-		while (to < m && cost + chunk_cost(&c[g->idx[to]], device_dst) <= g->budget)
+		while (to < m &&
+		       cost + chunk_cost(&c[g->idx[to]], device_dst) <= g->budget)
 			cost += chunk_cost(&c[g->idx[to++]], device_dst);
 		if (run_part(g, c, from, to, device_dst) < 0)
 			break;

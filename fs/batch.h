@@ -48,20 +48,20 @@
 
 /* One chunk of a batch; everything it points to is borrowed for the call. */
 typedef struct mfs_batch_chunk {
-	mfs_chunk_key key;	    /* the XXH3-128 its raw bytes must hash to */
-	mfs_codec_id codec;	    /* how its payload is coded */
-	const void *payload;	    /* the stored payload (e.g. in the LMDB map) */
+	mfs_chunk_key key;   /* the XXH3-128 its raw bytes must hash to */
+	mfs_codec_id codec;  /* how its payload is coded */
+	const void *payload; /* the stored payload (e.g. in the LMDB map) */
 	size_t payload_len;
 	const mfs_chunk_geom *geom; /* NULL when the store recorded none */
 	const mfs_ref_data *refs;   /* its references' bytes, n_refs (NULL when 0) */
 	size_t n_refs;
-	size_t raw_len;		    /* the decoded length (the chunk record's) */
-	void *dst;		    /* where raw_len bytes go: host memory, or device
-				       memory for mfs_gpu_backend_decode_device */
-	size_t dst_cap;		    /* bytes at dst; less than raw_len: MFS_E_NOSPACE */
-	int status;		    /* out: 0 (decoded, verified), MFS_E_CORRUPT,
-				       MFS_E_NOSPACE, MFS_E_CODEC, -ENOMEM, or
-				       MFS_E_UNSUPPORTED (a GPU backend did not take it) */
+	size_t raw_len; /* the decoded length (the chunk record's) */
+	void *dst;	/* where raw_len bytes go: host memory, or device
+			   memory for mfs_gpu_backend_decode_device */
+	size_t dst_cap; /* bytes at dst; less than raw_len: MFS_E_NOSPACE */
+	int status;	/* out: 0 (decoded, verified), MFS_E_CORRUPT,
+			   MFS_E_NOSPACE, MFS_E_CODEC, -ENOMEM, or
+			   MFS_E_UNSUPPORTED (a GPU backend did not take it) */
 } mfs_batch_chunk;
 
 /**

@@ -357,7 +357,8 @@ extern "C" int mfs_rans_gpu_decode(mfs_rans_gpu *g, mfs_rans_gpu_chunk *chunks, 
 	return 0;
 }
 
-extern "C" int mfs_rans_gpu_mem_info(mfs_rans_gpu *g, size_t *free_bytes, size_t *total_bytes)
+extern "C" int mfs_rans_gpu_mem_info(mfs_rans_gpu *g, size_t *free_bytes,
+				     size_t *total_bytes)
 {
 	*free_bytes = *total_bytes = 0;
 	if (cudaSetDevice(g->device) != cudaSuccess ||
@@ -413,7 +414,8 @@ extern "C" int mfs_rans_gpu_upload(mfs_rans_gpu *g, void *dst, const void *src, 
 	if (n == 0)
 		return 0;
 	if (cudaSetDevice(g->device) != cudaSuccess ||
-	    cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, g->stream) != cudaSuccess) {
+	    cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, g->stream) !=
+		cudaSuccess) {
 		cudaGetLastError();
 		return -EIO;
 	}

@@ -108,26 +108,26 @@ const char *modelfs_version_string(void);
 /* Codes returned by every int-returning call.  Stable within a major version. */
 enum {
 	MODELFS_OK = 0,
-	MODELFS_E_INVAL = -1,	   /* an argument is wrong: a bad repo id, path,
-				      revision or range, a NULL where a value is needed */
-	MODELFS_E_NOSTORE = -2,	   /* no store where it was looked for, or it cannot
-				      be opened (permissions): the message says where */
-	MODELFS_E_NOREPO = -3,	   /* the store has no such repo */
-	MODELFS_E_NOREVISION = -4, /* the repo has no such ref or commit */
-	MODELFS_E_NOFILE = -5,	   /* the snapshot has no such file */
-	MODELFS_E_NOTENSOR = -6,   /* the file has no such tensor */
-	MODELFS_E_CORRUPT = -7,	   /* stored data fails its check (a damaged or
-				      missing chunk, a damaged record): the message
-				      names the chunk; run `modelfs verify` */
-	MODELFS_E_FORMAT = -8,	   /* the file is not a valid safetensors file
-				      (tensor calls on a file of another kind) */
-	MODELFS_E_NOSPACE = -9,	   /* the caller's buffer is too small */
-	MODELFS_E_NOMEM = -10,	   /* out of memory */
-	MODELFS_E_IO = -11,	   /* the operating system or the database failed
-				      (the message has its reason) */
-	MODELFS_E_VERSION = -12,   /* the store was written by a modelfs with another
-				      store format */
-	MODELFS_E_BUSY = -13,	   /* the store is in use in a way that forbids this */
+	MODELFS_E_INVAL = -1,	     /* an argument is wrong: a bad repo id, path,
+					revision or range, a NULL where a value is needed */
+	MODELFS_E_NOSTORE = -2,	     /* no store where it was looked for, or it cannot
+					be opened (permissions): the message says where */
+	MODELFS_E_NOREPO = -3,	     /* the store has no such repo */
+	MODELFS_E_NOREVISION = -4,   /* the repo has no such ref or commit */
+	MODELFS_E_NOFILE = -5,	     /* the snapshot has no such file */
+	MODELFS_E_NOTENSOR = -6,     /* the file has no such tensor */
+	MODELFS_E_CORRUPT = -7,	     /* stored data fails its check (a damaged or
+					missing chunk, a damaged record): the message
+					names the chunk; run `modelfs verify` */
+	MODELFS_E_FORMAT = -8,	     /* the file is not a valid safetensors file
+					(tensor calls on a file of another kind) */
+	MODELFS_E_NOSPACE = -9,	     /* the caller's buffer is too small */
+	MODELFS_E_NOMEM = -10,	     /* out of memory */
+	MODELFS_E_IO = -11,	     /* the operating system or the database failed
+					(the message has its reason) */
+	MODELFS_E_VERSION = -12,     /* the store was written by a modelfs with another
+					store format */
+	MODELFS_E_BUSY = -13,	     /* the store is in use in a way that forbids this */
 	MODELFS_E_UNSUPPORTED = -14, /* this build or this machine cannot do it: no
 					GPU decoder in the build, no usable CUDA
 					device (the message says which) */
@@ -398,8 +398,8 @@ int modelfs_store_gpu(modelfs_store *s, char *name, size_t cap, modelfs_error *e
  *         modelfs_store_gpu); MODELFS_E_INVAL (a dst that is not memory of
  *         that device); MODELFS_E_IO (the driver failed a copy)
  */
-int modelfs_file_read_ranges_device(modelfs_file *f, const modelfs_range *ranges, size_t n,
-				    modelfs_error *err);
+int modelfs_file_read_ranges_device(modelfs_file *f, const modelfs_range *ranges,
+				    size_t n, modelfs_error *err);
 
 /** modelfs_file_read() into device memory (modelfs_file_read_ranges_device). */
 int modelfs_file_read_device(modelfs_file *f, uint64_t offset, void *dev_dst, size_t len,

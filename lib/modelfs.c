@@ -165,10 +165,10 @@ struct modelfs_store {
 	mfs_codec_ws **spare;
 	size_t n_spare, cap_spare;
 	/* the GPU (batch.h), started on first use; under mu */
-	int gpu_mode;		 /* MODELFS_GPU_*: host reads */
-	int gpu_tried;		 /* the backend was asked for (gpu NULL: none) */
+	int gpu_mode;  /* MODELFS_GPU_*: host reads */
+	int gpu_tried; /* the backend was asked for (gpu NULL: none) */
 	mfs_gpu_backend *gpu;
-	char gpu_why[256];	 /* why there is none */
+	char gpu_why[256]; /* why there is none */
 	char dir[];
 };
 
@@ -430,8 +430,9 @@ static mfs_gpu_backend *store_gpu(modelfs_store *s)
 	}
 	mfs_gpu_backend *g = s->gpu;
 	if (g && !mfs_gpu_backend_usable(g)) {
-		snprintf(s->gpu_why, sizeof(s->gpu_why),
-			 "the GPU failed earlier in this process (see the line it logged)");
+		snprintf(
+		    s->gpu_why, sizeof(s->gpu_why),
+		    "the GPU failed earlier in this process (see the line it logged)");
 		g = NULL;
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -440,8 +441,8 @@ static mfs_gpu_backend *store_gpu(modelfs_store *s)
 
 static int no_gpu(modelfs_store *s, modelfs_error *err)
 {
-	return fail(err, MODELFS_E_UNSUPPORTED, "no GPU decode for the store %s: %s", s->dir,
-		    s->gpu_why);
+	return fail(err, MODELFS_E_UNSUPPORTED, "no GPU decode for the store %s: %s",
+		    s->dir, s->gpu_why);
 }
 
 int modelfs_store_set_gpu(modelfs_store *s, int mode, modelfs_error *err)
@@ -1230,8 +1231,10 @@ static size_t gpu_pieces(modelfs_file *f, mfs_gpu_backend *g, piece *p, size_t n
 	if (it && at) {
 		for (size_t i = 0; i < np; i++)
 			if (p[i].in == 0 && p[i].n == f->rf->extents[p[i].ext].len) {
-				it[m] = (mfs_rfile_batch_item){
-				    .ext = p[i].ext, .dst = p[i].dst, .status = MFS_E_UNSUPPORTED};
+				it[m] =
+				    (mfs_rfile_batch_item){.ext = p[i].ext,
+							   .dst = p[i].dst,
+							   .status = MFS_E_UNSUPPORTED};
 				at[m++] = i;
 			}
 		if (m && mfs_rfile_decode_batch(f->rf, g, it, m, device) == 0) {
@@ -1280,13 +1283,15 @@ static int read_spans_device(modelfs_file *f, span *sp, size_t n, modelfs_error 
 	if (!g)
 		return no_gpu(f->s, err);
 	for (size_t i = 0; i < n; i++)
-		if (sp[i].len && sp[i].dst && !mfs_gpu_backend_is_device_ptr(g, sp[i].dst))
-			return fail(err, MODELFS_E_INVAL,
-				    "%s %s: the destination of %zu bytes at offset %llu is not "
-				    "memory of the CUDA device %s (allocate it there, or read "
-				    "into host memory with modelfs_file_read_ranges)",
-				    f->repo, quote(f->path, path), sp[i].len,
-				    (unsigned long long)sp[i].off, mfs_gpu_backend_name(g));
+		if (sp[i].len && sp[i].dst &&
+		    !mfs_gpu_backend_is_device_ptr(g, sp[i].dst))
+			return fail(
+			    err, MODELFS_E_INVAL,
+			    "%s %s: the destination of %zu bytes at offset %llu is not "
+			    "memory of the CUDA device %s (allocate it there, or read "
+			    "into host memory with modelfs_file_read_ranges)",
+			    f->repo, quote(f->path, path), sp[i].len,
+			    (unsigned long long)sp[i].off, mfs_gpu_backend_name(g));
 	piece *p;
 	size_t np;
 	int rc = spans_pieces(f, sp, n, &p, &np, err);
@@ -1318,10 +1323,11 @@ static int read_spans_device(modelfs_file *f, span *sp, size_t n, modelfs_error 
 		rc = read_failed(f, &hp[bad], rc, err);
 	for (size_t i = 0; rc == 0 && i < np; i++)
 		if (mfs_gpu_backend_upload(g, p[i].dst, hp[i].dst, p[i].n) < 0)
-			rc = fail(err, MODELFS_E_IO,
-				  "%s %s: copying decoded bytes to the CUDA device %s failed "
-				  "(the GPU is off for this process from now on)",
-				  f->repo, quote(f->path, path), mfs_gpu_backend_name(g));
+			rc = fail(
+			    err, MODELFS_E_IO,
+			    "%s %s: copying decoded bytes to the CUDA device %s failed "
+			    "(the GPU is off for this process from now on)",
+			    f->repo, quote(f->path, path), mfs_gpu_backend_name(g));
 	free(stage);
 	free(hp);
 	free(p);
@@ -1364,8 +1370,8 @@ int modelfs_file_read_ranges(modelfs_file *f, const modelfs_range *ranges, size_
 	return read_ranges_to(f, ranges, n, 0, err);
 }
 
-int modelfs_file_read_ranges_device(modelfs_file *f, const modelfs_range *ranges, size_t n,
-				    modelfs_error *err)
+int modelfs_file_read_ranges_device(modelfs_file *f, const modelfs_range *ranges,
+				    size_t n, modelfs_error *err)
 {
 	return read_ranges_to(f, ranges, n, 1, err);
 }

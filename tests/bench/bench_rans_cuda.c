@@ -181,14 +181,15 @@ int main(int argc, char **argv)
 		for (int device = 0; device < 2; device++) {
 			b = 0;
 			for (size_t i = 0; i < s.n; i++) {
-				bc[i] = (mfs_batch_chunk){.codec = MFS_CODEC_RANS,
-							  .payload = s.v[i].enc,
-							  .payload_len = s.v[i].enc_len,
-							  .raw_len = s.v[i].len,
-							  .dst = device ? (void *)(dcopy + b)
-									: (void *)(hdst + b),
-							  .dst_cap = s.v[i].len,
-							  .status = MFS_E_UNSUPPORTED};
+				bc[i] =
+				    (mfs_batch_chunk){.codec = MFS_CODEC_RANS,
+						      .payload = s.v[i].enc,
+						      .payload_len = s.v[i].enc_len,
+						      .raw_len = s.v[i].len,
+						      .dst = device ? (void *)(dcopy + b)
+								    : (void *)(hdst + b),
+						      .dst_cap = s.v[i].len,
+						      .status = MFS_E_UNSUPPORTED};
 				memcpy(bc[i].key.b, keys[i], 16);
 				b += (s.v[i].len + 255) & ~(size_t)255;
 			}
@@ -203,7 +204,9 @@ int main(int argc, char **argv)
 			double t1 = now();
 			for (size_t i = 0; i < s.n; i++)
 				if (bc[i].status != 0) {
-					fprintf(stderr, "bench_rans_cuda: batch backend: chunk %zu: %d\n",
+					fprintf(stderr,
+						"bench_rans_cuda: batch backend: chunk "
+						"%zu: %d\n",
 						i, bc[i].status);
 					return 1;
 				}

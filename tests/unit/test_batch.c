@@ -38,7 +38,8 @@ static void fill_bf16(uint8_t *p, size_t n)
 	for (size_t i = 0; i + 1 < n; i += 2) {
 		double u1 = ((double)(rnd() >> 11) + 1) / 9007199254740993.0;
 		double u2 = (double)(rnd() >> 11) / 9007199254740992.0;
-		float v = (float)(0.02 * sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+		float v =
+		    (float)(0.02 * sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
 		uint32_t b;
 		memcpy(&b, &v, 4);
 		p[i] = (uint8_t)(b >> 16);
@@ -115,9 +116,9 @@ static mfs_batch_chunk batch_of(const tchunk *t, void *dst, size_t cap)
 
 enum { NCH = 10 };
 static const mfs_codec_id mix[NCH] = {
-    MFS_CODEC_RANS,	     MFS_CODEC_RAW,  MFS_CODEC_BITPLANE_HUFF, MFS_CODEC_ZSTD,
-    MFS_CODEC_RANS,	     MFS_CODEC_RANS, MFS_CODEC_XOR_DELTA,     MFS_CODEC_BITPLANE_HUFF,
-    MFS_CODEC_RANS,	     MFS_CODEC_ZSTD,
+    MFS_CODEC_RANS, MFS_CODEC_RAW,  MFS_CODEC_BITPLANE_HUFF, MFS_CODEC_ZSTD,
+    MFS_CODEC_RANS, MFS_CODEC_RANS, MFS_CODEC_XOR_DELTA,     MFS_CODEC_BITPLANE_HUFF,
+    MFS_CODEC_RANS, MFS_CODEC_ZSTD,
 };
 
 static tchunk ch[NCH];
@@ -135,7 +136,7 @@ static int make_mix(void)
 		size_t len = mix[i] == MFS_CODEC_XOR_DELTA ? base_len
 			     : i == 1			   ? 2
 			     : i == 5			   ? (size_t)(100 << 10) + 6
-							   : (size_t)(16 << 10) << (i % 5);
+				      : (size_t)(16 << 10) << (i % 5);
 		if (make_chunk(&ch[i], mix[i], len, base_raw) < 0)
 			return -1;
 	}
@@ -191,8 +192,9 @@ static void test_cpu_corrupt_one(void)
 			REQUIRE(damaged);
 			memcpy(damaged, ch[bad].enc, ch[bad].enc_len);
 			/* a byte in the coded data (past the header), or the last one */
-			size_t at = ch[bad].enc_len > 64 ? 32 + rnd() % (ch[bad].enc_len - 32)
-							 : ch[bad].enc_len - 1;
+			size_t at = ch[bad].enc_len > 64
+					? 32 + rnd() % (ch[bad].enc_len - 32)
+					: ch[bad].enc_len - 1;
 			damaged[at] ^= (uint8_t)(1 + rnd() % 255);
 			for (size_t i = 0; i < NCH; i++) {
 				dst[i] = malloc(ch[i].len);
@@ -209,8 +211,10 @@ static void test_cpu_corrupt_one(void)
 			for (size_t i = 0; i < NCH; i++) {
 				if (i == bad) {
 					if (b[i].status != MFS_E_CORRUPT)
-						fprintf(stderr, "chunk %zu (%s) damaged %d: %d\n", i,
-							mfs_codec_name(ch[i].codec), how, b[i].status);
+						fprintf(stderr,
+							"chunk %zu (%s) damaged %d: %d\n",
+							i, mfs_codec_name(ch[i].codec),
+							how, b[i].status);
 					CHECK_EQ_INT(b[i].status, MFS_E_CORRUPT);
 				} else {
 					CHECK(b[i].status == 0 &&
@@ -258,7 +262,7 @@ static void test_cpu_bounds(void)
 typedef struct ctx {
 	const tchunk *c;
 	size_t n;
-	int corrupt; /* index decoded against a wrong key (-1: none) */
+	int corrupt;   /* index decoded against a wrong key (-1: none) */
 	int take_rans; /* batch fill: take the rans chunks (else take nothing) */
 	unsigned sleep_ms;
 	/* counters, atomic */
@@ -286,8 +290,9 @@ static int test_fill(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
 		return MFS_E_NOTFOUND;
 	int now = __atomic_add_fetch(&x->in_fill, 1, __ATOMIC_RELAXED);
 	int prev = __atomic_load_n(&x->fill_thread_max, __ATOMIC_RELAXED);
-	while (now > prev && !__atomic_compare_exchange_n(&x->fill_thread_max, &prev, now, 0,
-							   __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+	while (now > prev &&
+	       !__atomic_compare_exchange_n(&x->fill_thread_max, &prev, now, 0,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
 	__atomic_add_fetch(&x->fills, 1, __ATOMIC_RELAXED);
 	mfs_batch_chunk b = batch_of(t, dst, len);
@@ -335,14 +340,16 @@ static void check_gets(mfs_cache *c, ctx *x)
 {
 	for (size_t i = 0; i < x->n; i++) {
 		mfs_cache_entry *e;
-		int rc = mfs_cache_get(c, &x->c[i].key, x->c[i].len, test_fill, x, ws, &e);
+		int rc =
+		    mfs_cache_get(c, &x->c[i].key, x->c[i].len, test_fill, x, ws, &e);
 		if ((int)i == x->corrupt) {
 			CHECK_EQ_INT(rc, MFS_E_CORRUPT);
 			continue;
 		}
 		CHECK_EQ_INT(rc, 0);
 		if (rc == 0) {
-			CHECK(memcmp(mfs_cache_entry_data(e), x->c[i].raw, x->c[i].len) == 0);
+			CHECK(memcmp(mfs_cache_entry_data(e), x->c[i].raw, x->c[i].len) ==
+			      0);
 			mfs_cache_release(c, e);
 		}
 	}
@@ -363,7 +370,8 @@ static void test_cache_batch_cpu(void)
 	mfs_cache_want w[NCH];
 	want_all(&x, w);
 	size_t looked = 0;
-	CHECK_EQ_INT(mfs_cache_prefetch_batch(c, w, NCH, test_fill, NULL, &x, &looked), 0);
+	CHECK_EQ_INT(mfs_cache_prefetch_batch(c, w, NCH, test_fill, NULL, &x, &looked),
+		     0);
 	CHECK_EQ_INT(looked, NCH);
 	wait_idle(c, &x);
 	mfs_cache_stats st;
@@ -391,11 +399,12 @@ static void test_cache_batch_routed(void)
 	for (int corrupt_rans = 0; corrupt_rans < 2; corrupt_rans++) {
 		mfs_cache *c;
 		REQUIRE(mfs_cache_create(64 << 20, 2, &c) == 0);
-		ctx x = {.c = ch, .n = NCH, .corrupt = corrupt_rans ? 4 : 9, .take_rans = 1};
+		ctx x = {
+		    .c = ch, .n = NCH, .corrupt = corrupt_rans ? 4 : 9, .take_rans = 1};
 		mfs_cache_want w[NCH];
 		want_all(&x, w);
-		CHECK_EQ_INT(mfs_cache_prefetch_batch(c, w, NCH, test_fill, test_batch_fill, &x,
-						      NULL),
+		CHECK_EQ_INT(mfs_cache_prefetch_batch(c, w, NCH, test_fill,
+						      test_batch_fill, &x, NULL),
 			     0);
 		wait_idle(c, &x);
 		size_t rans = 0;
@@ -425,8 +434,8 @@ static void test_cache_batch_left(void)
 	ctx x = {.c = ch, .n = NCH, .corrupt = -1, .take_rans = 0};
 	mfs_cache_want w[NCH];
 	want_all(&x, w);
-	CHECK_EQ_INT(mfs_cache_prefetch_batch(c, w, NCH, test_fill, test_batch_fill, &x, NULL),
-		     0);
+	CHECK_EQ_INT(
+	    mfs_cache_prefetch_batch(c, w, NCH, test_fill, test_batch_fill, &x, NULL), 0);
 	wait_idle(c, &x);
 	mfs_cache_stats st;
 	mfs_cache_stats_get(c, &st);
@@ -464,9 +473,10 @@ static void test_cache_batch_drain(void)
 	ctx x = {.c = ch, .n = NCH, .corrupt = -1, .take_rans = 0, .sleep_ms = 50};
 	mfs_cache_want w[NCH];
 	want_all(&x, w);
-	CHECK_EQ_INT(mfs_cache_prefetch_batch(c, w, NCH, test_fill, test_batch_fill, &x, NULL),
-		     0);
-	for (int i = 0; i < 1000 && !__atomic_load_n(&x.batch_calls, __ATOMIC_RELAXED); i++)
+	CHECK_EQ_INT(
+	    mfs_cache_prefetch_batch(c, w, NCH, test_fill, test_batch_fill, &x, NULL), 0);
+	for (int i = 0; i < 1000 && !__atomic_load_n(&x.batch_calls, __ATOMIC_RELAXED);
+	     i++)
 		usleep(200);
 	mfs_cache_drain(c, &x);
 	CHECK_EQ_INT(mfs_cache_busy(c, &x), 0);
@@ -483,7 +493,8 @@ static void test_gpu_backend_absent(void)
 	char why[256] = "";
 	int rc = mfs_gpu_backend_open(0, NULL, NULL, &g, why, sizeof(why));
 	if (rc == 0) {
-		fprintf(stderr, "  (a GPU is present: %s; its tests are test_batch_gpu)\n",
+		fprintf(stderr,
+			"  (a GPU is present: %s; its tests are test_batch_gpu)\n",
 			mfs_gpu_backend_name(g));
 		mfs_gpu_backend_close(g);
 		return;

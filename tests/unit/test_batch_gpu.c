@@ -76,8 +76,8 @@ static int build(tset *t, const fx_set *s, size_t first, size_t count, int damag
 			t->payload[k] = malloc(cap);
 			b = &t->b[k];
 			if (!t->payload[k] ||
-			    mfs_codec_encode(MFS_CODEC_ZSTD, &p, c->raw, c->len, t->payload[k], cap,
-					     &b->payload_len, ws) < 0)
+			    mfs_codec_encode(MFS_CODEC_ZSTD, &p, c->raw, c->len,
+					     t->payload[k], cap, &b->payload_len, ws) < 0)
 				return -1;
 			mfs_chunk_key_of(c->raw, c->len, &b->key);
 			b->codec = MFS_CODEC_ZSTD;
@@ -125,7 +125,8 @@ static void run(tset *t, int device)
 		host[i] = malloc(t->b[i].raw_len + 1);
 		REQUIRE(host[i]);
 		if (device)
-			REQUIRE(cudaMalloc((void **)&dev[i], t->b[i].raw_len + 1) == cudaSuccess);
+			REQUIRE(cudaMalloc((void **)&dev[i], t->b[i].raw_len + 1) ==
+				cudaSuccess);
 		t->b[i].dst = device ? (void *)dev[i] : (void *)host[i];
 		t->b[i].dst_cap = t->b[i].raw_len;
 		t->b[i].status = MFS_E_UNSUPPORTED;
@@ -155,7 +156,8 @@ static void run(tset *t, int device)
 		CHECK_EQ_INT(c.status, t->expect[i]);
 		t->b[i].status = c.status;
 		if (device && c.status == 0)
-			CHECK_EQ_INT(mfs_gpu_backend_upload(gpu, dev[i], host[i], c.raw_len), 0);
+			CHECK_EQ_INT(
+			    mfs_gpu_backend_upload(gpu, dev[i], host[i], c.raw_len), 0);
 	}
 	size_t wrong = 0;
 	for (size_t i = 0; i < t->n; i++) {
@@ -182,9 +184,11 @@ static void test_model(size_t chunk)
 	const char *f = __FILE__, *slash = strrchr(f, '/');
 	char path[1200];
 	if (env)
-		snprintf(path, sizeof path, "%s/models/minilm-bf16/model.safetensors", env);
+		snprintf(path, sizeof path, "%s/models/minilm-bf16/model.safetensors",
+			 env);
 	else
-		snprintf(path, sizeof path, "%.*s/../data/models/minilm-bf16/model.safetensors",
+		snprintf(path, sizeof path,
+			 "%.*s/../data/models/minilm-bf16/model.safetensors",
 			 (int)(slash ? slash - f : 0), f);
 	fx_set s = {0};
 	REQUIRE(fx_load(&s, path, MFS_DT_BF16, chunk, ws) == 0 && s.n > 8);
@@ -208,7 +212,8 @@ static void test_model(size_t chunk)
 	CHECK(after.chunks > before.chunks);
 	/* the whole model is over the 16 MiB budget: it ran in parts */
 	CHECK(after.batches - before.batches > 2 * 3);
-	fprintf(stderr, "  %zu KiB chunks: %llu device batches, %llu chunks on the device\n",
+	fprintf(stderr,
+		"  %zu KiB chunks: %llu device batches, %llu chunks on the device\n",
 		chunk >> 10, (unsigned long long)(after.batches - before.batches),
 		(unsigned long long)(after.chunks - before.chunks));
 	fx_free(&s);
@@ -229,8 +234,8 @@ int main(void)
 	char why[256];
 	int rc = mfs_gpu_backend_open(16 << 20, NULL, NULL, &gpu, why, sizeof(why));
 	if (rc == MFS_E_UNSUPPORTED) {
-		fprintf(stderr, "test_batch_gpu: %s: the GPU backend's tests are skipped\n",
-			why);
+		fprintf(stderr,
+			"test_batch_gpu: %s: the GPU backend's tests are skipped\n", why);
 		return 77;
 	}
 	if (rc < 0 || mfs_codec_ws_create(&ws) < 0) {
