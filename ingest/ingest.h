@@ -30,7 +30,7 @@
  * Every encoded chunk is decoded again and compared before it is written.
  *
  * Fine-tunes: each snapshot's base is opts->base, or the one proposed from
- * the store (tools/base.h; a note says which and why, or that there is
+ * the store (ingest/base.h; a note says which and why, or that there is
  * none).  A tensor with a same-named, same-dtype, same-shape base tensor is
  * tried as an xor-delta of it on its first chunk and stored so when that
  * saves more than the codec choice's slack (docs/codecs.md), else alone.
@@ -40,7 +40,7 @@
  * (opts->quantized_of names the high-precision model of a quantized one;
  * else the store is searched by tensor names and shapes, in both
  * directions, unless opts->no_twin) and the high-precision model's paired
- * tensors are re-encoded as residuals of the twin (tools/twin.h), one
+ * tensors are re-encoded as residuals of the twin (ingest/twin.h), one
  * transaction per tensor.  Notes say what was paired and what was not, and
  * why.
  */
@@ -70,6 +70,18 @@ typedef enum mfs_ingest_note_kind {
  */
 typedef void (*mfs_ingest_note_fn)(void *ud, mfs_ingest_note_kind kind, const char *msg);
 
+/**
+ * Receives how far the work is (the library draws nothing: the CLI draws a
+ * bar from it).  Called on the thread that called mfs_ingest_path(): once
+ * with @p done 0 when a source's size is known (before its first byte is
+ * read), then as its files are read or found already stored.
+ * @param[in] ud     mfs_ingest_opts.progress_ud
+ * @param[in] done   bytes of the source's files handled so far
+ * @param[in] total  bytes of all its files (done <= total; a file that grew
+ *                   after it was listed can take done past it)
+ */
+typedef void (*mfs_ingest_progress_fn)(void *ud, uint64_t done, uint64_t total);
+
 typedef struct mfs_ingest_opts {
 	size_t chunk_size;        /* power of two, 4 KiB .. 64 MiB; default 1 MiB */
 	int threads;              /* encoder threads; 0 = number of CPUs */
@@ -77,23 +89,24 @@ typedef struct mfs_ingest_opts {
 	int gpu_codecs;           /* float tensors the choice gives bitplane-huff are
 				     coded rans instead (GPU-decodable, fs/batch.h) */
 	int zstd_level;           /* 0 = default (3) */
-	int quiet;                /* no progress bar */
 	const char *repo;         /* plain folder: the repo id ("models/org/name") */
 	const char *ref;          /* plain folder: ref to point at the commit ("main");
 				     checked (mfs_ref_name_check) before anything is read */
 	int follow_links;         /* plain folder: follow links that leave it too */
 	const char *base;         /* repo id of the base to store deltas against
 				     ("models/org/name"); NULL: proposed from the
-				     store (tools/base.h) unless no_base */
+				     store (ingest/base.h) unless no_base */
 	int no_base;              /* store every tensor alone (no xor-delta) */
 	const char *quantized_of; /* the snapshot is the quantized twin of this repo
 				     ("models/org/name"), which the store must hold:
 				     its tensors become residuals of the twin's
-				     (tools/twin.h); NULL: proposed from the store
+				     (ingest/twin.h); NULL: proposed from the store
 				     unless no_twin */
 	int no_twin;              /* pair with no twin (neither side) */
 	mfs_ingest_note_fn note;  /* NULL: notes and warnings are dropped */
 	void *note_ud;            /* passed to note */
+	mfs_ingest_progress_fn progress; /* NULL: no progress reports */
+	void *progress_ud;        /* passed to progress */
 } mfs_ingest_opts;
 
 typedef struct mfs_ingest_stats {

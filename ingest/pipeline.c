@@ -1,0 +1,326 @@
+/*
+ * pipeline.c - the encoder pool: chunk jobs hashed, their codec chosen (an
+ * xor-delta against the base when that saves), encoded and proven by a
+ * decode before the writer stores them.
+ */
+#include "ingest_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+
+/* Slack of the codec choice (docs/codecs.md): a delta must save this much more. */
+#define DELTA_SLACK 0.01
+
+static int choose_codec(pool *p, job *j, mfs_codec_ws *ws, mfs_codec_id *out,
+			size_t *stored)
+{
+	mfs_encode_params ep = {.dtype = j->dtype, .zstd_level = p->opts->zstd_level};
+	*stored = j->len;
+	if (p->opts->force_codec >= 0 && j->tensor >= 0) {
+		*out = (mfs_codec_id)p->opts->force_codec;
+		return 0;
+	}
+	mfs_codec_trial tr[8];
+	size_t n_tr = 8;
+	int rc = mfs_codec_choose(&ep, j->raw, j->len, ws, out, tr, &n_tr);
+	for (size_t i = 0; rc == 0 && i < n_tr; i++)
+		if (tr[i].id == *out)
+			*stored = tr[i].stored_len;
+	/* --gpu-codecs: the same planes, coded so a GPU decodes them (within 2%
+	 * of bitplane-huff's size, docs/codecs.md) */
+	if (rc == 0 && p->opts->gpu_codecs && *out == MFS_CODEC_BITPLANE_HUFF)
+		*out = MFS_CODEC_RANS;
+	return rc;
+}
+
+/* The chunk's place in its tensor (recorded with deltas). */
+void mfs_pipe_job_geom(const job *j, mfs_chunk_geom *g)
+{
+	memset(g, 0, sizeof *g);
+	g->dtype = j->dtype;
+	if (!j->st)
+		return;
+	g->ndim = j->st->ndim;
+	memcpy(g->shape, j->st->shape, sizeof g->shape);
+	unsigned bits = mfs_dtype_bits(j->dtype);
+	g->elem_off = bits ? j->tin * 8 / bits : 0;
+}
+
+/*
+ * Encode one chunk (an xor-delta when @p base is given), fall back to raw
+ * when nothing is gained, and check it decodes.
+ */
+static int encode_chunk(pool *p, job *j, const uint8_t *base, mfs_codec_ws *ws)
+{
+	mfs_ref_data rd = {.role = MFS_REF_BASE, .data = base, .len = j->len};
+	mfs_chunk_geom g;
+	mfs_pipe_job_geom(j, &g);
+	mfs_encode_params ep = {.dtype = j->dtype, .zstd_level = p->opts->zstd_level,
+				.geom = &g, .refs = base ? &rd : NULL, .n_refs = base ? 1 : 0};
+	j->has_ref = base != NULL;
+	int rc = mfs_codec_encode(j->codec, &ep, j->raw, j->len, j->enc, j->enc_cap, &j->enc_len,
+				  ws);
+	if (rc == MFS_E_UNSUPPORTED && !base) {
+		/* a forced codec that does not apply to this dtype: the general one */
+		j->codec = MFS_CODEC_ZSTD;
+		rc = mfs_codec_encode(j->codec, &ep, j->raw, j->len, j->enc, j->enc_cap,
+				      &j->enc_len, ws);
+	}
+	if (rc < 0)
+		return rc;
+	if (j->enc_len >= j->len && j->codec != MFS_CODEC_RAW) {
+		j->codec = MFS_CODEC_RAW;
+		j->has_ref = 0;
+		memcpy(j->enc, j->raw, j->len);
+		j->enc_len = j->len;
+	}
+	/* A wrong byte is worse than an error: prove the payload decodes exactly. */
+	uint8_t *chk = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_CHUNK, j->len ? j->len : 1);
+	if (!chk)
+		return -ENOMEM;
+	mfs_decode_req rq = {.src = j->enc, .src_len = j->enc_len, .dst = chk, .dst_len = j->len,
+			     .geom = &g, .refs = j->has_ref ? &rd : NULL,
+			     .n_refs = j->has_ref ? 1 : 0};
+	rc = mfs_codec_decode(j->codec, &rq, ws);
+	if (rc < 0 || memcmp(chk, j->raw, j->len) != 0)
+		return MFS_E_CORRUPT;
+	return 0;
+}
+
+/*
+ * The base's bytes for this chunk, decoded into the workspace's REF slot, or
+ * NULL (no base tensor, no base chunk holding the range, or one that cannot
+ * be used: j->base_rc says why).
+ */
+static const uint8_t *job_base(pool *p, job *j, mfs_codec_ws *ws)
+{
+	if (!j->bt || mfs_base_chunk_ref(j->bt, j->tin, (uint32_t)j->len, &j->ref) < 0)
+		return NULL;
+	mfs_txn *t;
+	const uint8_t *bytes = NULL;
+	int rc = mfs_txn_begin(p->store, MFS_TXN_READ, &t);
+	if (rc == 0) {
+		rc = mfs_base_ref_resolve(t, &j->ref, ws, MFS_WS_SLOT_REF, &bytes);
+		mfs_txn_abort(t);
+	}
+	if (rc < 0) {
+		j->base_rc = rc;
+		return NULL;
+	}
+	return bytes;
+}
+
+/*
+ * Encode a tensor's first chunk: the stand-alone choice, then, with a base,
+ * the xor-delta, kept when it saves more than the slack; the decision holds
+ * for the whole tensor.
+ */
+static int first_chunk(pool *p, job *j, tensor_state *ts, mfs_codec_ws *ws)
+{
+	size_t alone = 0;
+	int rc = choose_codec(p, j, ws, &ts->codec, &alone);
+	if (rc < 0)
+		return rc;
+	ts->alone_ratio = j->len ? (double)alone / (double)j->len : 1.0;
+	const uint8_t *base = p->opts->force_codec < 0 ? job_base(p, j, ws) : NULL;
+	if (base) {
+		j->codec = MFS_CODEC_XOR_DELTA;
+		rc = encode_chunk(p, j, base, ws);
+		if (rc == 0 && j->has_ref &&
+		    (double)j->enc_len + DELTA_SLACK * (double)j->len < (double)alone) {
+			ts->delta = 1;
+			return 0;
+		}
+		if (rc < 0 && rc != MFS_E_UNSUPPORTED && rc != MFS_E_INVAL)
+			return rc;
+	}
+	j->codec = ts->codec;
+	return encode_chunk(p, j, NULL, ws);
+}
+
+static void process_job(pool *p, job *j, mfs_codec_ws *ws)
+{
+	mfs_chunk_key_of(j->raw, j->len, &j->key);
+	mfs_txn *t;
+	j->rc = mfs_txn_begin(p->store, MFS_TXN_READ, &t);
+	if (j->rc < 0)
+		return;
+	mfs_chunk_view v;
+	int grc = mfs_chunk_get(t, &j->key, &v);
+	if (grc == 0) {
+		j->exists = 1;
+		j->codec = v.codec;
+		j->enc_len = v.payload_len;
+	}
+	mfs_txn_abort(t);
+	if (grc < 0 && grc != MFS_E_NOTFOUND) {
+		j->rc = grc;
+		return;
+	}
+
+	/* The tensor's codec is chosen once, on its first chunk (a deterministic sample). */
+	tensor_state *ts = j->tensor >= 0 ? &p->tensors[j->tensor] : NULL;
+	if (ts && j->first_of_tensor) {
+		if (j->exists) {
+			/* nothing to sample: the tensor's other chunks decide one by one
+			 * (a tensor partly equal to its base: the rest may be deltas) */
+			ts->codec = j->codec;
+			ts->alone_ratio = j->len ? (double)v.payload_len / (double)j->len : 1;
+			const mfs_codec *sc = mfs_codec_get(j->codec);
+			if (j->bt || !sc || (sc->flags & MFS_CODEC_NEEDS_REF))
+				ts->delta = 2;
+		} else {
+			j->rc = first_chunk(p, j, ts, ws);
+		}
+		pthread_mutex_lock(&p->mu);
+		ts->decided = 1;
+		pthread_cond_broadcast(&p->cv_done);
+		pthread_mutex_unlock(&p->mu);
+		return;
+	}
+	if (j->exists)
+		return;
+	mfs_codec_id codec = MFS_CODEC_ZSTD;
+	int delta = 0;
+	if (ts) {
+		pthread_mutex_lock(&p->mu);
+		while (!ts->decided)
+			pthread_cond_wait(&p->cv_done, &p->mu);
+		codec = ts->codec;
+		delta = ts->delta;
+		pthread_mutex_unlock(&p->mu);
+		if (delta == 2) {
+			tensor_state one = {0};
+			j->rc = first_chunk(p, j, &one, ws);
+			return;
+		}
+	} else {
+		size_t alone;
+		if ((j->rc = choose_codec(p, j, ws, &codec, &alone)) < 0)
+			return;
+	}
+	const uint8_t *base = delta ? job_base(p, j, ws) : NULL;
+	if (base) {
+		j->codec = MFS_CODEC_XOR_DELTA;
+		j->rc = encode_chunk(p, j, base, ws);
+		if (j->rc == 0)
+			return;
+		if (j->rc != MFS_E_UNSUPPORTED && j->rc != MFS_E_INVAL)
+			return;
+	}
+	j->codec = codec;
+	j->rc = encode_chunk(p, j, NULL, ws);
+}
+
+static void *worker_main(void *arg)
+{
+	pool *p = arg;
+	mfs_codec_ws *ws = NULL;
+	int ws_rc = mfs_codec_ws_create(&ws);
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (!p->stop && p->q_len == 0)
+			pthread_cond_wait(&p->cv_work, &p->mu);
+		if (p->q_len == 0 && p->stop)
+			break;
+		job *j = p->queue[p->q_head];
+		p->q_head = (p->q_head + 1) % p->q_cap;
+		p->q_len--;
+		pthread_mutex_unlock(&p->mu);
+		if (ws_rc < 0)
+			j->rc = ws_rc;
+		else
+			process_job(p, j, ws);
+		pthread_mutex_lock(&p->mu);
+		j->state = 2;
+		pthread_cond_broadcast(&p->cv_done);
+	}
+	pthread_mutex_unlock(&p->mu);
+	mfs_codec_ws_free(ws);
+	return NULL;
+}
+
+void mfs_pipe_submit(pool *p, job *j)
+{
+	j->in_flight = 1;
+	pthread_mutex_lock(&p->mu);
+	j->state = 1;
+	p->queue[(p->q_head + p->q_len) % p->q_cap] = j;
+	p->q_len++;
+	pthread_cond_signal(&p->cv_work);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void mfs_pipe_wait(pool *p, job *j)
+{
+	pthread_mutex_lock(&p->mu);
+	while (j->state == 1)
+		pthread_cond_wait(&p->cv_done, &p->mu);
+	pthread_mutex_unlock(&p->mu);
+}
+
+
+int mfs_pipe_start(ingest_ctx *c)
+{
+	pool *p = &c->pool;
+	memset(p, 0, sizeof *p);
+	p->store = c->store;
+	p->opts = c->opts;
+	int n = c->opts->threads > 0 ? c->opts->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	if (n > 256)
+		n = 256;
+	c->n_ring = 2 * (size_t)n + 2;
+	p->q_cap = c->n_ring;
+	p->queue = calloc(p->q_cap, sizeof *p->queue);
+	c->ring = calloc(c->n_ring, sizeof *c->ring);
+	p->threads = calloc((size_t)n, sizeof *p->threads);
+	if (!p->queue || !c->ring || !p->threads)
+		return -ENOMEM;
+	size_t bound = mfs_codec_bound_max(c->opts->chunk_size);
+	for (size_t i = 0; i < c->n_ring; i++) {
+		c->ring[i].raw = malloc(c->opts->chunk_size);
+		c->ring[i].enc = malloc(bound);
+		c->ring[i].enc_cap = bound;
+		if (!c->ring[i].raw || !c->ring[i].enc)
+			return -ENOMEM;
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv_work, NULL);
+	pthread_cond_init(&p->cv_done, NULL);
+	for (int i = 0; i < n; i++) {
+		if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0)
+			return -EAGAIN;
+		p->n_threads++;
+	}
+	return 0;
+}
+
+void mfs_pipe_stop(ingest_ctx *c)
+{
+	pool *p = &c->pool;
+	if (p->n_threads) {
+		pthread_mutex_lock(&p->mu);
+		p->stop = 1;
+		pthread_cond_broadcast(&p->cv_work);
+		pthread_mutex_unlock(&p->mu);
+		for (int i = 0; i < p->n_threads; i++)
+			pthread_join(p->threads[i], NULL);
+		pthread_mutex_destroy(&p->mu);
+		pthread_cond_destroy(&p->cv_work);
+		pthread_cond_destroy(&p->cv_done);
+	}
+	for (size_t i = 0; c->ring && i < c->n_ring; i++) {
+		free(c->ring[i].raw);
+		free(c->ring[i].enc);
+	}
+	free(c->ring);
+	free(p->queue);
+	free(p->threads);
+}
+
