@@ -149,4 +149,32 @@ void mfs_ingest_opts_default(mfs_ingest_opts *o);
 int mfs_ingest_path(mfs_store *s, const char *src, const mfs_ingest_opts *opts,
 		    mfs_ingest_stats *stats, mfs_errmsg *err);
 
+/**
+ * Encode one chunk with @p codec as ingest stores it, and prove it: a codec
+ * that does not take the dtype gives way to zstd (without references), a
+ * payload no smaller than the chunk is stored raw, and the payload is decoded
+ * again (with @p ep's references and geometry) and compared with @p raw.
+ * @param[in]  ep       dtype, zstd level, geometry and references (borrowed)
+ * @param[out] enc      @p cap bytes, at least mfs_codec_bound_max(len)
+ * @param[out] enc_len  the payload's length
+ * @param[out] used     the codec the payload is in (@p codec, zstd or raw)
+ * @param[in]  ws       the calling thread's workspace (its CHUNK slot is used)
+ * @return 0, MFS_E_CORRUPT when the payload does not decode to @p raw, or
+ *         the codec's error
+ */
+int mfs_ingest_encode(mfs_codec_id codec, const mfs_encode_params *ep, const uint8_t *raw,
+		      size_t len, uint8_t *enc, size_t cap, size_t *enc_len, mfs_codec_id *used,
+		      mfs_codec_ws *ws);
+
+/**
+ * Encode a chunk on its own as ingest would: the codec chosen for @p dtype
+ * (mfs_codec_choose), zstd for bytes of no known dtype (MFS_DT_UNKNOWN),
+ * then mfs_ingest_encode.  verify's repair rewrites damaged chunks with it.
+ * @param[in] zstd_level  0 for the default
+ * @return as mfs_ingest_encode, or the choice's error
+ */
+int mfs_ingest_encode_chunk(mfs_dtype dtype, int zstd_level, const uint8_t *raw, size_t len,
+			    uint8_t *enc, size_t cap, size_t *enc_len, mfs_codec_id *codec,
+			    mfs_codec_ws *ws);
+
 #endif

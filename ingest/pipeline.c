@@ -50,9 +50,57 @@ void mfs_pipe_job_geom(const job *j, mfs_chunk_geom *g)
 	g->elem_off = bits ? j->tin * 8 / bits : 0;
 }
 
+int mfs_ingest_encode(mfs_codec_id codec, const mfs_encode_params *ep, const uint8_t *raw,
+		      size_t len, uint8_t *enc, size_t cap, size_t *enc_len, mfs_codec_id *used,
+		      mfs_codec_ws *ws)
+{
+	*used = codec;
+	int rc = mfs_codec_encode(codec, ep, raw, len, enc, cap, enc_len, ws);
+	if (rc == MFS_E_UNSUPPORTED && !ep->n_refs) {
+		/* a forced codec that does not apply to this dtype: the general one */
+		*used = MFS_CODEC_ZSTD;
+		rc = mfs_codec_encode(*used, ep, raw, len, enc, cap, enc_len, ws);
+	}
+	if (rc < 0)
+		return rc;
+	if (*enc_len >= len && *used != MFS_CODEC_RAW) {
+		if (cap < len)
+			return MFS_E_INVAL;
+		*used = MFS_CODEC_RAW;
+		memcpy(enc, raw, len);
+		*enc_len = len;
+	}
+	/* A wrong byte is worse than an error: prove the payload decodes exactly
+	 * (a raw chunk stands alone: no references). */
+	uint8_t *chk = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_CHUNK, len ? len : 1);
+	if (!chk)
+		return -ENOMEM;
+	int alone = *used == MFS_CODEC_RAW;
+	mfs_decode_req rq = {.src = enc, .src_len = *enc_len, .dst = chk, .dst_len = len,
+			     .geom = ep->geom, .refs = alone ? NULL : ep->refs,
+			     .n_refs = alone ? 0 : ep->n_refs};
+	rc = mfs_codec_decode(*used, &rq, ws);
+	if (rc < 0 || memcmp(chk, raw, len) != 0)
+		return MFS_E_CORRUPT;
+	return 0;
+}
+
+int mfs_ingest_encode_chunk(mfs_dtype dtype, int zstd_level, const uint8_t *raw, size_t len,
+			    uint8_t *enc, size_t cap, size_t *enc_len, mfs_codec_id *codec,
+			    mfs_codec_ws *ws)
+{
+	mfs_encode_params ep = {.dtype = dtype, .zstd_level = zstd_level};
+	mfs_codec_id choice = MFS_CODEC_ZSTD;
+	int rc;
+	if (dtype != MFS_DT_UNKNOWN &&
+	    (rc = mfs_codec_choose(&ep, raw, len, ws, &choice, NULL, NULL)) < 0)
+		return rc;
+	return mfs_ingest_encode(choice, &ep, raw, len, enc, cap, enc_len, codec, ws);
+}
+
 /*
- * Encode one chunk (an xor-delta when @p base is given), fall back to raw
- * when nothing is gained, and check it decodes.
+ * Encode one chunk (an xor-delta when @p base is given) and prove it
+ * (mfs_ingest_encode).
  */
 static int encode_chunk(pool *p, job *j, const uint8_t *base, mfs_codec_ws *ws)
 {
@@ -61,34 +109,10 @@ static int encode_chunk(pool *p, job *j, const uint8_t *base, mfs_codec_ws *ws)
 	mfs_pipe_job_geom(j, &g);
 	mfs_encode_params ep = {.dtype = j->dtype, .zstd_level = p->opts->zstd_level,
 				.geom = &g, .refs = base ? &rd : NULL, .n_refs = base ? 1 : 0};
-	j->has_ref = base != NULL;
-	int rc = mfs_codec_encode(j->codec, &ep, j->raw, j->len, j->enc, j->enc_cap, &j->enc_len,
-				  ws);
-	if (rc == MFS_E_UNSUPPORTED && !base) {
-		/* a forced codec that does not apply to this dtype: the general one */
-		j->codec = MFS_CODEC_ZSTD;
-		rc = mfs_codec_encode(j->codec, &ep, j->raw, j->len, j->enc, j->enc_cap,
-				      &j->enc_len, ws);
-	}
-	if (rc < 0)
-		return rc;
-	if (j->enc_len >= j->len && j->codec != MFS_CODEC_RAW) {
-		j->codec = MFS_CODEC_RAW;
-		j->has_ref = 0;
-		memcpy(j->enc, j->raw, j->len);
-		j->enc_len = j->len;
-	}
-	/* A wrong byte is worse than an error: prove the payload decodes exactly. */
-	uint8_t *chk = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_CHUNK, j->len ? j->len : 1);
-	if (!chk)
-		return -ENOMEM;
-	mfs_decode_req rq = {.src = j->enc, .src_len = j->enc_len, .dst = chk, .dst_len = j->len,
-			     .geom = &g, .refs = j->has_ref ? &rd : NULL,
-			     .n_refs = j->has_ref ? 1 : 0};
-	rc = mfs_codec_decode(j->codec, &rq, ws);
-	if (rc < 0 || memcmp(chk, j->raw, j->len) != 0)
-		return MFS_E_CORRUPT;
-	return 0;
+	int rc = mfs_ingest_encode(j->codec, &ep, j->raw, j->len, j->enc, j->enc_cap,
+				   &j->enc_len, &j->codec, ws);
+	j->has_ref = base != NULL && j->codec != MFS_CODEC_RAW;
+	return rc;
 }
 
 /*

@@ -23,6 +23,7 @@
 #include "fsutil.h"
 #include "commands.h"
 #include "grow.h"
+#include "ingest.h"
 #include "progress.h"
 #include "reader.h"
 #include "sha256.h"
@@ -574,42 +575,28 @@ static int dtype_of_extent(void *ud, const mfs_tensor_info *ti)
 }
 
 /*
- * Encode @p raw as ingest would (mfs_codec_choose with the tensor's dtype, or
- * zstd for non-tensor bytes; raw when nothing is gained), prove it decodes to
- * @p key, and rewrite the chunk in one write transaction.  The rewritten
+ * Encode @p raw as ingest would (mfs_ingest_encode_chunk), prove it decodes
+ * to @p key, and rewrite the chunk in one write transaction.  The rewritten
  * chunk stands alone: a damaged delta is repaired without its base.
  */
 static int rewrite_chunk(verify_ctx *c, const mfs_chunk_key *key, const uint8_t *raw,
 			 size_t len, mfs_dtype dtype, mfs_codec_ws *ws,
 			 mfs_codec_id *used)
 {
-	mfs_encode_params ep = {.dtype = dtype};
-	mfs_codec_id codec = MFS_CODEC_ZSTD;
-	int rc;
-	if (dtype != MFS_DT_UNKNOWN &&
-	    (rc = mfs_codec_choose(&ep, raw, len, ws, &codec, NULL, NULL)) < 0)
-		return rc;
 	size_t cap = mfs_codec_bound_max(len);
 	uint8_t *enc = malloc(cap ? cap : 1);
 	uint8_t *chk = malloc(len ? len : 1);
 	size_t enc_len = 0;
+	mfs_codec_id codec;
+	int rc;
 	if (!enc || !chk) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = mfs_codec_encode(codec, &ep, raw, len, enc, cap, &enc_len, ws);
-	if (rc == MFS_E_UNSUPPORTED) {
-		codec = MFS_CODEC_ZSTD;
-		rc = mfs_codec_encode(codec, &ep, raw, len, enc, cap, &enc_len, ws);
-	}
+	rc = mfs_ingest_encode_chunk(dtype, 0, raw, len, enc, cap, &enc_len, &codec, ws);
 	if (rc < 0)
 		goto out;
-	if (enc_len >= len && codec != MFS_CODEC_RAW) {
-		codec = MFS_CODEC_RAW;
-		memcpy(enc, raw, len);
-		enc_len = len;
-	}
-	/* Encode, then decode and re-hash exactly as a reader will. */
+	/* Decode and re-hash exactly as a reader will. */
 	mfs_chunk_view v = {.codec = codec, .raw_len = (uint32_t)len, .payload = enc,
 			    .payload_len = enc_len};
 	if ((rc = mfs_chunk_decode(&v, key, NULL, chk, len, ws)) < 0)
