@@ -158,6 +158,7 @@ struct mfs_gpu_backend {
 	mfs_rans_gpu_chunk *jobs;
 	size_t *idx; /* jobs[k] is chunk idx[k] of the call */
 	size_t jobs_cap;
+	size_t scratch_peak; /* the decoder's device scratch (it keeps its largest) */
 	mfs_gpu_backend_stats st;
 };
 
@@ -400,14 +401,41 @@ static void decode(mfs_gpu_backend *g, mfs_batch_chunk *c, size_t n, int device_
 		    c[i].dst_cap >= c[i].raw_len && c[i].raw_len <= MFS_CHUNK_MAX &&
 		    chunk_cost(&c[i], device_dst) <= g->budget)
 			g->idx[m++] = i;
+	/*
+	 * Parts: the buffers held (the arena for payloads and decoded bytes, and
+	 * the decoder's scratch, each kept at its largest so far) stay within
+	 * the budget: a part is cut where the larger of each would pass it.
+	 */
 	size_t from = 0;
 	while (from < m && !g->off) {
-		size_t to = from, cost = 0;
-		while (to < m &&
-		       cost + chunk_cost(&c[g->idx[to]], device_dst) <= g->budget)
-			cost += chunk_cost(&c[g->idx[to++]], device_dst);
+		size_t to = from, io = 0, sc = 0;
+		while (to < m) {
+			const mfs_batch_chunk *x = &c[g->idx[to]];
+			size_t nio = io + align_up(x->payload_len) +
+				     (device_dst ? 0 : align_up(x->raw_len));
+			size_t nsc = sc + mfs_rans_gpu_scratch_bound(x->raw_len);
+			size_t held = (nio > g->dev_cap ? nio : g->dev_cap) +
+				      (nsc > g->scratch_peak ? nsc : g->scratch_peak);
+			if (held > g->budget)
+				break;
+			io = nio;
+			sc = nsc;
+			to++;
+		}
+		if (to == from) {
+			if (g->dev_cap) { /* a smaller arena makes room: try again */
+				mfs_rans_gpu_free(g->ctx, g->dev);
+				g->dev = NULL;
+				g->dev_cap = 0;
+				continue;
+			}
+			from++; /* does not fit beside the scratch held: the CPU's */
+			continue;
+		}
 		if (run_part(g, c, from, to, device_dst) < 0)
 			break;
+		if (sc > g->scratch_peak)
+			g->scratch_peak = sc;
 		from = to;
 	}
 	for (size_t i = 0; i < n; i++)
