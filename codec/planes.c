@@ -848,21 +848,143 @@ int mfs_plane_decode(unsigned mode, unsigned w, size_t n, const uint8_t *data, s
 	}
 }
 
-int mfs_planes_encode_all(const mfs_planes_layout *L, void *const *planes, size_t n,
-			  unsigned modes, int zstd_level, mfs_plane_enc_scratch *scr,
-			  uint8_t *desc, uint8_t **q, const uint8_t *end, mfs_codec_ws *ws)
+int mfs_planes_payload_write(const mfs_planes_layout *L, void *const *planes, size_t n,
+			     unsigned modes, int zstd_level, mfs_plane_enc_scratch *scr,
+			     const uint8_t head[4], uint8_t *dst, size_t dst_cap,
+			     size_t *dst_len, mfs_codec_ws *ws)
 {
+	uint8_t *desc = dst + MFS_PLANES_HEADER, *end = dst + dst_cap;
+	uint8_t *q = desc + MFS_PLANE_DESC * L->nplanes;
+	mfs_planes_header_put(dst, head, n);
 	for (unsigned p = 0; p < L->nplanes; p++) {
 		unsigned w = L->width[p], mode;
 		size_t len;
-		int rc = mfs_plane_encode(planes[p], w, n, modes, zstd_level, scr, *q,
-					  (size_t)(end - *q), &mode, &len, ws);
+		int rc = mfs_plane_encode(planes[p], w, n, modes, zstd_level, scr, q,
+					  (size_t)(end - q), &mode, &len, ws);
 		if (rc < 0)
 			return rc;
-		desc[MFS_PLANE_DESC * p] = (uint8_t)w;
-		desc[MFS_PLANE_DESC * p + 1] = (uint8_t)mode;
-		mfs_le_put32(desc + MFS_PLANE_DESC * p + 2, (uint32_t)len);
-		*q += len;
+		mfs_planes_desc_put(desc, p, w, mode, len);
+		q += len;
 	}
+	*dst_len = (size_t)(q - dst);
+	return 0;
+}
+
+/* ---- payloads of planes ---- */
+
+static size_t round64(size_t v)
+{
+	return (v + 63) & ~(size_t)63;
+}
+
+int mfs_planes_enc_scratch(const mfs_planes_layout *L, size_t n, size_t head,
+			   size_t stage, mfs_codec_ws *ws, void **head_p, void **planes,
+			   uint8_t **stage_p)
+{
+	size_t need = round64(head), off[MFS_PLANES_MAX];
+	for (unsigned p = 0; p < L->nplanes; p++) {
+		off[p] = need;
+		need += round64(mfs_planes_sym_bytes(L->width[p], n));
+	}
+	size_t stage_off = need;
+	need += stage;
+	uint8_t *scr = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_A, need);
+	if (!scr)
+		return -ENOMEM;
+	*head_p = scr;
+	for (unsigned p = 0; p < L->nplanes; p++)
+		planes[p] = scr + off[p];
+	if (stage_p)
+		*stage_p = scr + stage_off;
+	return 0;
+}
+
+int mfs_planes_split_ws(const mfs_planes_layout *L, const void *src, size_t n,
+			size_t head, mfs_codec_ws *ws, void **head_p, void **planes)
+{
+	int aligned = ((uintptr_t)src & (L->esize - 1)) == 0;
+	size_t bytes = n * L->esize;
+	uint8_t *stage;
+	int rc = mfs_planes_enc_scratch(L, n, head, aligned ? 0 : bytes, ws, head_p,
+					planes, &stage);
+	if (rc < 0)
+		return rc;
+	const uint8_t *elems = src;
+	if (!aligned) {
+		memcpy(stage, src, bytes);
+		elems = stage;
+	}
+	mfs_planes_split(L, elems, n, planes);
+	return 0;
+}
+
+int mfs_planes_payload_parse(const mfs_planes_layout *L, const uint8_t *src,
+			     size_t src_len, size_t dst_len, unsigned modes,
+			     mfs_codec_ws *ws, mfs_planes_payload *pp)
+{
+	if (dst_len % L->esize || dst_len > MFS_CHUNK_MAX)
+		return MFS_E_CORRUPT;
+	size_t n = dst_len / L->esize;
+	size_t hdr = MFS_PLANES_HEADER + MFS_PLANE_DESC * L->nplanes;
+	if (src_len < hdr || mfs_le_get32(src + 4) != n)
+		return MFS_E_CORRUPT;
+	pp->n = n;
+	size_t need = 0, off[MFS_PLANES_MAX], at = hdr;
+	for (unsigned p = 0; p < L->nplanes; p++) {
+		const uint8_t *d = src + MFS_PLANES_HEADER + MFS_PLANE_DESC * p;
+		unsigned w = L->width[p];
+		if (d[0] != w || d[1] >= 32 || !(modes & MFS_PLANE_MODE_BIT(d[1])))
+			return MFS_E_CORRUPT;
+		pp->mode[p] = d[1];
+		pp->len[p] = mfs_le_get32(d + 2);
+		if (pp->len[p] > src_len - at)
+			return MFS_E_CORRUPT;
+		pp->data[p] = src + at;
+		at += pp->len[p];
+		off[p] = need;
+		if (mfs_plane_needs_buffer(pp->mode[p], w))
+			need +=
+			    (mfs_planes_sym_bytes(w, n) + 64) & ~(size_t)63; /* >= 64 */
+	}
+	if (at != src_len)
+		return MFS_E_CORRUPT;
+	uint8_t *scr = NULL;
+	if (need && !(scr = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_A, need)))
+		return -ENOMEM;
+	for (unsigned p = 0; p < L->nplanes; p++)
+		pp->buf[p] = mfs_plane_needs_buffer(pp->mode[p], L->width[p])
+				 ? scr + off[p]
+				 : NULL;
+	return 0;
+}
+
+int mfs_planes_payload_merge(const mfs_planes_layout *L, const mfs_planes_payload *pp,
+			     const void **planes, const uint8_t *base, uint8_t *dst,
+			     mfs_codec_ws *ws)
+{
+	size_t n = pp->n;
+	/* BF16 with a RAW low plane merges from the packed bytes */
+	int fuse6 =
+	    !base && L->nplanes == 2 && L->width[0] == 10 && pp->mode[1] == MFS_PLANE_RAW;
+	for (unsigned p = 0; p < L->nplanes; p++) {
+		if (planes[p])
+			continue;
+		if (p == 1 && fuse6) {
+			if (pp->len[p] != mfs_planes_raw_len(L->width[p], n))
+				return MFS_E_CORRUPT;
+			planes[p] = pp->data[p];
+			continue;
+		}
+		int rc = mfs_plane_decode(pp->mode[p], L->width[p], n, pp->data[p],
+					  pp->len[p], pp->buf[p], &planes[p], ws);
+		if (rc < 0)
+			return rc;
+	}
+	if (base)
+		mfs_planes_merge_xor(L, planes, n, base, dst);
+	else if (fuse6)
+		mfs_planes_merge_bf16_raw6(planes[0], planes[1], n, dst);
+	else
+		mfs_planes_merge(L, planes, n, dst);
 	return 0;
 }

@@ -1,6 +1,7 @@
 /*
- * planes.h - bit planes of float elements and the coding of one plane: the
- * units under bitplane-huff (bitplane.c) and xor-delta (xor_delta.c).
+ * planes.h - bit planes of float elements, the coding of one plane and the
+ * payload of planes: the units under bitplane-huff (bitplane.c), xor-delta
+ * (xor_delta.c) and rans (rans.c, which codes its own rANS planes).
  * Internal to codec/; docs/codecs.md has the measurements behind the
  * layouts and modes.
  *
@@ -51,6 +52,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "codec.h"
 #include "huff.h"
@@ -186,19 +188,117 @@ int mfs_plane_encode(const void *syms, unsigned w, size_t n, unsigned modes,
 /* Bytes of one plane's descriptor: u8 width, u8 mode, u32 length. */
 #define MFS_PLANE_DESC 6
 
+/** Write plane @p p's descriptor into the descriptor table at @p desc. */
+static inline void mfs_planes_desc_put(uint8_t *desc, unsigned p, unsigned w,
+				       unsigned mode, size_t len)
+{
+	uint8_t *d = desc + MFS_PLANE_DESC * p;
+	d[0] = (uint8_t)w;
+	d[1] = (uint8_t)mode;
+	d[2] = (uint8_t)len;
+	d[3] = (uint8_t)(len >> 8);
+	d[4] = (uint8_t)(len >> 16);
+	d[5] = (uint8_t)(len >> 24);
+}
+
+/* ---- payloads of planes ----
+ *
+ * bitplane-huff, xor-delta and rans lay out a payload the same way: four
+ * bytes of the codec's own (version, dtype, ...), u32 n (elements), the
+ * nplanes descriptors (MFS_PLANE_DESC bytes each), then each plane's bytes
+ * in plane order.  The calls below are the steps they share; what the four
+ * bytes mean, which modes are allowed and how a plane is coded stay with
+ * each codec.
+ */
+#define MFS_PLANES_HEADER 8
+
+/** Write a payload's first MFS_PLANES_HEADER bytes: @p b (4 bytes), then n. */
+static inline void mfs_planes_header_put(uint8_t *out, const uint8_t b[4], size_t n)
+{
+	memcpy(out, b, 4);
+	out[4] = (uint8_t)n;
+	out[5] = (uint8_t)(n >> 8);
+	out[6] = (uint8_t)(n >> 16);
+	out[7] = (uint8_t)(n >> 24);
+}
+
 /**
- * Encode the planes of a payload one after another with
- * mfs_plane_encode(), writing each plane's descriptor (MFS_PLANE_DESC bytes:
- * width, mode, little-endian length) into @p desc and its bytes from
- * @p *q on (up to @p end).  bitplane-huff and xor-delta lay out their
- * payloads this way.
- * @param[in]     L  the layout: its nplanes planes and their widths
- * @param[in,out] q  where the first plane goes; on return, past the last
+ * Lay out an encoder's scratch slot A: @p head bytes for the codec (its
+ * plane coder's scratch), the symbol planes of @p n elements of layout
+ * @p L, then @p stage bytes; each part starts 64-byte aligned.
+ * @param[out] head_p   the head (slot A's start)
+ * @param[out] planes   L->nplanes plane buffers of mfs_planes_sym_bytes() each
+ * @param[out] stage_p  the stage (may be NULL when @p stage is 0)
+ * Everything is owned by @p ws, valid until slot A's next use.
+ * @return 0 or -ENOMEM
+ */
+int mfs_planes_enc_scratch(const mfs_planes_layout *L, size_t n, size_t head,
+			   size_t stage, mfs_codec_ws *ws, void **head_p, void **planes,
+			   uint8_t **stage_p);
+
+/**
+ * mfs_planes_enc_scratch() and mfs_planes_split() of @p src (n elements),
+ * through an aligned copy in the stage when @p src is not aligned to
+ * L->esize (the split loads whole elements).
+ * @return 0 or -ENOMEM
+ */
+int mfs_planes_split_ws(const mfs_planes_layout *L, const void *src, size_t n,
+			size_t head, mfs_codec_ws *ws, void **head_p, void **planes);
+
+/**
+ * Write a payload: the header (@p head, then n), the descriptors and the
+ * planes one after another, each coded with mfs_plane_encode() in the best
+ * of @p modes.  bitplane-huff and xor-delta write their payloads so.
+ * @param[in]  planes   L->nplanes symbol planes of @p n symbols
+ * @param[out] dst      room for the header, the descriptors and
+ *                      mfs_plane_bound() for each plane (@p dst_cap)
+ * @param[out] dst_len  the payload's bytes
  * @return as mfs_plane_encode()
  */
-int mfs_planes_encode_all(const mfs_planes_layout *L, void *const *planes, size_t n,
-			  unsigned modes, int zstd_level, mfs_plane_enc_scratch *scr,
-			  uint8_t *desc, uint8_t **q, const uint8_t *end, mfs_codec_ws *ws);
+int mfs_planes_payload_write(const mfs_planes_layout *L, void *const *planes, size_t n,
+			     unsigned modes, int zstd_level, mfs_plane_enc_scratch *scr,
+			     const uint8_t head[4], uint8_t *dst, size_t dst_cap,
+			     size_t *dst_len, mfs_codec_ws *ws);
+
+/* A payload's planes, as mfs_planes_payload_parse() finds them. */
+typedef struct mfs_planes_payload {
+	size_t n;			     /* elements */
+	unsigned mode[MFS_PLANES_MAX];	     /* each plane's mode */
+	const uint8_t *data[MFS_PLANES_MAX]; /* its bytes, inside the payload */
+	size_t len[MFS_PLANES_MAX];	     /* how many */
+	void *buf[MFS_PLANES_MAX];	     /* its symbol buffer (slot A), or NULL
+						when !mfs_plane_needs_buffer() */
+} mfs_planes_payload;
+
+/**
+ * Check a payload's layout after its four codec bytes: @p dst_len a whole
+ * number of L->esize elements, at most MFS_CHUNK_MAX; the stored n equal
+ * to it; each descriptor's width L's and its mode one of @p modes (a set of
+ * MFS_PLANE_MODE_BIT(), codec-specific modes below 32 included); the plane
+ * lengths adding up to the payload exactly.  Then give each plane that
+ * needs one a symbol buffer (mfs_planes_sym_bytes() rounded up, at least
+ * 64 bytes) in slot A.
+ * @param[out] pp  the planes; pointers into @p src and @p ws, valid while
+ *                 both are (slot A until its next use)
+ * @return 0, MFS_E_CORRUPT, -ENOMEM
+ */
+int mfs_planes_payload_parse(const mfs_planes_layout *L, const uint8_t *src,
+			     size_t src_len, size_t dst_len, unsigned modes,
+			     mfs_codec_ws *ws, mfs_planes_payload *pp);
+
+/**
+ * Decode each plane of @p pp that @p planes does not hold yet (NULL) with
+ * mfs_plane_decode(), then merge all into @p dst, pp->n * L->esize bytes,
+ * XORed with @p base unless NULL (mfs_planes_merge_xor()'s rules).
+ * bitplane-huff's BF16 layout (10,6) with a RAW low plane and no base
+ * merges from the packed bytes (mfs_planes_merge_bf16_raw6()).
+ * @param[in,out] planes  L->nplanes symbol pointers: the codec's own planes
+ *                        decoded already, NULL for the rest
+ * @return 0, or an error of mfs_plane_decode()
+ */
+int mfs_planes_payload_merge(const mfs_planes_layout *L, const mfs_planes_payload *pp,
+			     const void **planes, const uint8_t *base, uint8_t *dst,
+			     mfs_codec_ws *ws);
 
 /** 1 when a plane in @p mode of width @p w decodes into a symbol buffer
  *  (everything but RAW 8-bit planes, which are used in place). */

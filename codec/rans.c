@@ -299,47 +299,27 @@ int mfs_rans_encode_opts(const mfs_encode_params *prm, const mfs_rans_opts *opts
 
 	/* slot A: the plane scratch, the symbol planes, an aligned copy of an
 	 * unaligned source; slot B: the word stack of one plane */
-	size_t need = (sizeof(enc_scratch) + 63) & ~(size_t)63, off[MFS_PLANES_MAX];
-	for (unsigned p = 0; p < L->nplanes; p++) {
-		off[p] = need;
-		need += (mfs_planes_sym_bytes(L->width[p], n) + 63) & ~(size_t)63;
-	}
-	int aligned = ((uintptr_t)src & (L->esize - 1)) == 0;
-	size_t copy_off = need;
-	if (!aligned)
-		need += src_len;
-	uint8_t *scr = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_A, need);
+	void *sc, *planes[MFS_PLANES_MAX];
+	int rc = mfs_planes_split_ws(L, src, n, sizeof(enc_scratch), ws, &sc, planes);
+	if (rc < 0)
+		return rc;
 	uint16_t *words = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_B, 2 * (n + 1));
-	if (!scr || !words)
+	if (!words)
 		return -ENOMEM;
-	enc_scratch *sc = (void *)scr;
-	void *planes[MFS_PLANES_MAX];
-	for (unsigned p = 0; p < L->nplanes; p++)
-		planes[p] = scr + off[p];
-	const uint8_t *elems = src;
-	if (!aligned) {
-		memcpy(scr + copy_off, src, src_len);
-		elems = scr + copy_off;
-	}
-	mfs_planes_split(L, elems, n, planes);
 
 	uint8_t *out = dst;
-	out[0] = MFS_RANS_VERSION;
-	out[1] = (uint8_t)prm->dtype;
-	out[2] = (uint8_t)L->nplanes;
-	out[3] = 0;
-	mfs_le_put32(out + 4, (uint32_t)n);
+	const uint8_t head[4] = {MFS_RANS_VERSION, (uint8_t)prm->dtype,
+				 (uint8_t)L->nplanes, 0};
+	mfs_planes_header_put(out, head, n);
 	uint8_t *desc = out + MFS_RANS_HEADER, *q = desc + MFS_RANS_DESC * L->nplanes;
 	for (unsigned p = 0; p < L->nplanes; p++) {
 		unsigned mode;
 		size_t len;
-		int rc = encode_plane(planes[p], L->width[p], n, &o, sc, words, q, &mode,
-				      &len);
+		rc = encode_plane(planes[p], L->width[p], n, &o, sc, words, q, &mode,
+				  &len);
 		if (rc < 0)
 			return rc;
-		desc[MFS_RANS_DESC * p] = (uint8_t)L->width[p];
-		desc[MFS_RANS_DESC * p + 1] = (uint8_t)mode;
-		mfs_le_put32(desc + MFS_RANS_DESC * p + 2, (uint32_t)len);
+		mfs_planes_desc_put(desc, p, L->width[p], mode, len);
 		q += len;
 	}
 	*dst_len = (size_t)(q - out);
@@ -361,12 +341,23 @@ static int rans_encode(const mfs_encode_params *p, const void *src, size_t src_l
 #endif
 
 /*
+ * Where the unchecked run from step @p t ends: a step reads at most one
+ * word per lane, so a run of as many steps as the stream from @p s to
+ * @p e holds 64-byte blocks cannot leave it; at most @p full; @p t when
+ * the stream holds no whole block.
+ */
+static RANS_INLINE size_t run_stop(size_t t, size_t full, const uint8_t *s,
+				   const uint8_t *e)
+{
+	size_t safe = (size_t)(e - s) / (2 * MFS_RANS_GROUP);
+	return full - t < safe ? full : t + safe;
+}
+
+/*
  * One group's symbols of a plane (out: the plane's symbols, uint8_t or
- * uint16_t by @p wide), steps from *t on.  Unchecked runs: a step reads at
- * most one word per lane, so a run of as many steps as the stream holds
- * 64-byte blocks cannot leave it.  Whether a lane takes a word is data
- * (about one symbol in three or four on weights), so the renormalisation
- * is arithmetic, not a branch.
+ * uint16_t by @p wide), steps from *t on, in unchecked runs (run_stop()).
+ * Whether a lane takes a word is data (about one symbol in three or four
+ * on weights), so the renormalisation is arithmetic, not a branch.
  */
 static RANS_INLINE void decode_run_scalar(const uint32_t *tab, const unsigned P,
 					  uint32_t *x, size_t lanes, const uint8_t **sp,
@@ -378,11 +369,7 @@ static RANS_INLINE void decode_run_scalar(const uint32_t *tab, const unsigned P,
 	size_t o = *op;
 	uint16_t *o16 = out;
 	uint8_t *o8 = out;
-	while (*t < full) {
-		size_t safe = (size_t)(e - s) / (2 * MFS_RANS_GROUP);
-		if (!safe)
-			break;
-		size_t stop = full - *t < safe ? full : *t + safe;
+	for (size_t stop; (stop = run_stop(*t, full, s, e)) > *t;) {
 		for (; *t < stop; ++*t, o += lanes) {
 			for (unsigned k = 0; k < MFS_RANS_GROUP; k++) {
 				uint32_t v = x[k], en = tab[v & mask];
@@ -457,11 +444,7 @@ decode_run_avx2(const uint32_t *tab, unsigned P, uint32_t *x, size_t lanes,
 		x1 = _mm256_loadu_si256((const __m256i *)(x + 8)),
 		x2 = _mm256_loadu_si256((const __m256i *)(x + 16)),
 		x3 = _mm256_loadu_si256((const __m256i *)(x + 24));
-	while (*t < full) {
-		size_t safe = (size_t)(e - s) / (2 * MFS_RANS_GROUP);
-		if (!safe)
-			break;
-		size_t stop = full - *t < safe ? full : *t + safe;
+	for (size_t stop; (stop = run_stop(*t, full, s, e)) > *t;) {
 		for (; *t < stop; ++*t, o += lanes) {
 			/* the 8-word loads stay inside the step's 64 bytes */
 			__m256i s0 = dec8(&x0, tab, pshift, mask, &s);
@@ -598,73 +581,37 @@ static int decode_rans_plane(unsigned w, size_t n, const uint8_t *data, size_t l
 	return 0;
 }
 
+/* The modes a rans payload's planes may be in. */
+#define RANS_MODES                                                                       \
+	(MFS_PLANE_MODE_BIT(MFS_RANS_MODE_RAW) |                                         \
+	 MFS_PLANE_MODE_BIT(MFS_RANS_MODE_CONST) |                                       \
+	 MFS_PLANE_MODE_BIT(MFS_RANS_MODE_RANS))
+
 static int rans_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
 {
 	const uint8_t *src = rq->src;
-	size_t src_len = rq->src_len, dst_len = rq->dst_len;
-	if (src_len < MFS_RANS_HEADER || src[0] != MFS_RANS_VERSION || src[3] != 0)
+	if (rq->src_len < MFS_RANS_HEADER || src[0] != MFS_RANS_VERSION || src[3] != 0)
 		return MFS_E_CORRUPT;
 	const mfs_planes_layout *L = mfs_planes_layout_bitplane(src[1]);
-	if (!L || src[2] != L->nplanes || dst_len % L->esize || dst_len > MFS_CHUNK_MAX)
+	if (!L || src[2] != L->nplanes)
 		return MFS_E_CORRUPT;
-	size_t n = dst_len / L->esize;
-	size_t hdr = MFS_RANS_HEADER + MFS_RANS_DESC * L->nplanes;
-	if (src_len < hdr || mfs_le_get32(src + 4) != n)
-		return MFS_E_CORRUPT;
-	const uint8_t *data[MFS_PLANES_MAX];
-	size_t len[MFS_PLANES_MAX], off[MFS_PLANES_MAX], need = 0, at = hdr;
-	unsigned mode[MFS_PLANES_MAX];
+	mfs_planes_payload pp;
+	int rc = mfs_planes_payload_parse(L, src, rq->src_len, rq->dst_len, RANS_MODES,
+					  ws, &pp);
+	if (rc < 0)
+		return rc;
+	/* the RANS planes here, the rest (RAW, CONST) as bitplane-huff's */
+	const void *planes[MFS_PLANES_MAX] = {0};
 	for (unsigned p = 0; p < L->nplanes; p++) {
-		const uint8_t *d = src + MFS_RANS_HEADER + MFS_RANS_DESC * p;
-		unsigned w = L->width[p];
-		if (d[0] != w ||
-		    (d[1] != MFS_RANS_MODE_RAW && d[1] != MFS_RANS_MODE_CONST &&
-		     d[1] != MFS_RANS_MODE_RANS))
-			return MFS_E_CORRUPT;
-		mode[p] = d[1];
-		len[p] = mfs_le_get32(d + 2);
-		if (len[p] > src_len - at)
-			return MFS_E_CORRUPT;
-		data[p] = src + at;
-		at += len[p];
-		off[p] = need;
-		if (!(mode[p] == MFS_RANS_MODE_RAW && w == 8))
-			need +=
-			    (mfs_planes_sym_bytes(w, n) + 64) & ~(size_t)63; /* >= 64 */
-	}
-	if (at != src_len)
-		return MFS_E_CORRUPT;
-	uint8_t *scr = NULL;
-	if (need && !(scr = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_A, need)))
-		return -ENOMEM;
-	/* BF16 with a RAW low plane merges from the packed bytes */
-	int fuse6 = L->nplanes == 2 && L->width[0] == 10 && mode[1] == MFS_RANS_MODE_RAW;
-	const void *planes[MFS_PLANES_MAX];
-	for (unsigned p = 0; p < L->nplanes; p++) {
-		unsigned w = L->width[p];
-		if (mode[p] == MFS_RANS_MODE_RANS) {
-			int rc = decode_rans_plane(w, n, data[p], len[p], scr + off[p]);
-			if (rc < 0)
-				return rc;
-			planes[p] = scr + off[p];
+		if (pp.mode[p] != MFS_RANS_MODE_RANS)
 			continue;
-		}
-		if (p == 1 && fuse6) {
-			if (len[p] != mfs_planes_raw_len(w, n))
-				return MFS_E_CORRUPT;
-			planes[p] = data[p];
-			continue;
-		}
-		int rc = mfs_plane_decode(mode[p], w, n, data[p], len[p],
-					  scr ? scr + off[p] : NULL, &planes[p], ws);
+		rc = decode_rans_plane(L->width[p], pp.n, pp.data[p], pp.len[p],
+				       pp.buf[p]);
 		if (rc < 0)
 			return rc;
+		planes[p] = pp.buf[p];
 	}
-	if (fuse6)
-		mfs_planes_merge_bf16_raw6(planes[0], planes[1], n, rq->dst);
-	else
-		mfs_planes_merge(L, planes, n, rq->dst);
-	return 0;
+	return mfs_planes_payload_merge(L, &pp, planes, NULL, rq->dst, ws);
 }
 
 static size_t rans_bound(size_t raw_len)

@@ -23,13 +23,12 @@
  */
 #include "codec_internal.h"
 #include "planes.h"
-#include "le.h"
 
 #include <errno.h>
 #include <string.h>
 
 #define XD_VERSION    1
-#define XD_HEADER     8
+#define XD_HEADER     MFS_PLANES_HEADER
 #define XD_PLANE_DESC MFS_PLANE_DESC
 #define XD_MODES                                                                         \
 	(MFS_PLANE_MODES_BASIC | MFS_PLANE_MODE_BIT(MFS_PLANE_ZSTD) |                    \
@@ -98,102 +97,47 @@ static int xd_encode(const mfs_encode_params *prm, const void *src, size_t src_l
 		return MFS_E_NOSPACE;
 	size_t n = src_len / L->esize;
 
-	/* scratch A: the plane coder's scratch, the XOR, then the symbol planes */
-	size_t need = (sizeof(mfs_plane_enc_scratch) + 63) & ~(size_t)63;
-	size_t xor_off = need;
-	need += (src_len + 63) & ~(size_t)63;
-	size_t off[MFS_PLANES_MAX];
-	for (unsigned p = 0; p < L->nplanes; p++) {
-		off[p] = need;
-		need += (mfs_planes_sym_bytes(L->width[p], n) + 63) & ~(size_t)63;
-	}
-	uint8_t *scr = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_A, need);
-	if (!scr)
-		return -ENOMEM;
-	mfs_plane_enc_scratch *pscr = (void *)scr;
-	uint8_t *x = scr + xor_off;
+	/* scratch A: the plane coder's scratch, the symbol planes, then the XOR */
+	void *pscr, *planes[MFS_PLANES_MAX];
+	uint8_t *x;
+	int rc = mfs_planes_enc_scratch(L, n, sizeof(mfs_plane_enc_scratch), src_len, ws,
+					&pscr, planes, &x);
+	if (rc < 0)
+		return rc;
 	const uint8_t *a = src, *b = base->data;
 	for (size_t i = 0; i < src_len; i++)
 		x[i] = a[i] ^ b[i];
-	void *planes[MFS_PLANES_MAX];
-	for (unsigned p = 0; p < L->nplanes; p++)
-		planes[p] = scr + off[p];
 	mfs_planes_split(L, x, n, planes);
 
-	int level = prm->zstd_level;
-	uint8_t *out = dst, *end = out + dst_cap;
-	out[0] = XD_VERSION;
-	out[1] = (uint8_t)prm->dtype;
-	out[2] = (uint8_t)lid;
-	out[3] = (uint8_t)L->nplanes;
-	mfs_le_put32(out + 4, (uint32_t)n);
-	uint8_t *desc = out + XD_HEADER;
-	uint8_t *q = desc + XD_PLANE_DESC * L->nplanes;
-	int rc =
-	    mfs_planes_encode_all(L, planes, n, XD_MODES, level, pscr, desc, &q, end, ws);
-	if (rc < 0)
-		return rc;
-	*dst_len = (size_t)(q - out);
-	return 0;
+	const uint8_t head[4] = {XD_VERSION, (uint8_t)prm->dtype, (uint8_t)lid,
+				 (uint8_t)L->nplanes};
+	return mfs_planes_payload_write(L, planes, n, XD_MODES, prm->zstd_level, pscr,
+					head, dst, dst_cap, dst_len, ws);
 }
 
 static int xd_decode(const mfs_decode_req *rq, mfs_codec_ws *ws)
 {
 	const uint8_t *src = rq->src;
-	size_t src_len = rq->src_len, dst_len = rq->dst_len;
+	size_t dst_len = rq->dst_len;
 	uint8_t *dst = rq->dst;
 	const mfs_ref_data *base = base_ref(rq->refs, rq->n_refs, dst_len);
-	if (!base || src_len < XD_HEADER || src[0] != XD_VERSION)
+	if (!base || rq->src_len < XD_HEADER || src[0] != XD_VERSION)
 		return MFS_E_CORRUPT;
 	const mfs_planes_layout *L = xd_layout(src[2], src[1]);
-	if (!L || src[3] != L->nplanes || dst_len % L->esize || dst_len > MFS_CHUNK_MAX)
+	if (!L || src[3] != L->nplanes)
 		return MFS_E_CORRUPT;
-	size_t n = dst_len / L->esize;
-	size_t hdr = XD_HEADER + XD_PLANE_DESC * L->nplanes;
-	if (src_len < hdr || mfs_le_get32(src + 4) != n)
-		return MFS_E_CORRUPT;
+	mfs_planes_payload pp;
+	int rc =
+	    mfs_planes_payload_parse(L, src, rq->src_len, dst_len, XD_MODES, ws, &pp);
+	if (rc < 0)
+		return rc;
 	const uint8_t *bb = base->data;
 	/* the merge reads base[i] before it writes dst[i]: equal is fine, a
 	 * partial overlap is not */
 	if (dst_len && bb != dst && bb < dst + dst_len && dst < bb + dst_len)
 		return MFS_E_INVAL;
-
-	const uint8_t *data[MFS_PLANES_MAX];
-	size_t len[MFS_PLANES_MAX], off[MFS_PLANES_MAX], need = 0, at = hdr;
-	unsigned mode[MFS_PLANES_MAX];
-	for (unsigned p = 0; p < L->nplanes; p++) {
-		const uint8_t *d = src + XD_HEADER + XD_PLANE_DESC * p;
-		unsigned w = L->width[p];
-		if (d[0] != w || d[1] >= MFS_PLANE__COUNT ||
-		    !(XD_MODES & MFS_PLANE_MODE_BIT(d[1])))
-			return MFS_E_CORRUPT;
-		mode[p] = d[1];
-		len[p] = mfs_le_get32(d + 2);
-		if (len[p] > src_len - at)
-			return MFS_E_CORRUPT;
-		data[p] = src + at;
-		at += len[p];
-		off[p] = need;
-		if (mfs_plane_needs_buffer(mode[p], w))
-			need += (mfs_planes_sym_bytes(w, n) + 64) & ~(size_t)63;
-	}
-	if (at != src_len)
-		return MFS_E_CORRUPT;
-	uint8_t *scr = NULL;
-	if (need) {
-		scr = mfs_codec_ws_scratch(ws, MFS_WS_SLOT_A, need);
-		if (!scr)
-			return -ENOMEM;
-	}
-	const void *planes[MFS_PLANES_MAX];
-	for (unsigned p = 0; p < L->nplanes; p++) {
-		int rc = mfs_plane_decode(mode[p], L->width[p], n, data[p], len[p],
-					  scr ? scr + off[p] : NULL, &planes[p], ws);
-		if (rc < 0)
-			return rc;
-	}
-	mfs_planes_merge_xor(L, planes, n, bb, dst);
-	return 0;
+	const void *planes[MFS_PLANES_MAX] = {0};
+	return mfs_planes_payload_merge(L, &pp, planes, bb, dst, ws);
 }
 
 const mfs_codec mfs_codec_xor_delta = {
