@@ -2,117 +2,16 @@
 #include "testhelp.h"
 
 #include "codec.h"
+#include "codec_check.h"
 
 static uint64_t seed;
 static mfs_codec_ws *ws;
 
-static const mfs_dtype float_types[] = {MFS_DT_BF16,   MFS_DT_F16,     MFS_DT_F32,
-					MFS_DT_F64,    MFS_DT_F8_E4M3, MFS_DT_F8_E5M2,
-					MFS_DT_F8_E8M0};
-
-static double uniform(uint64_t *s)
-{
-	return (double)(test_rand(s) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-/* Roughly normal, like trained weights (Irwin-Hall). */
-static double normalish(uint64_t *s)
-{
-	double x = 0;
-	for (int i = 0; i < 6; i++)
-		x += uniform(s);
-	return (x - 3.0) * 0.03;
-}
-
-static uint16_t to_bf16(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	return (uint16_t)(u >> 16);
-}
-
-static uint16_t to_f16(float f)
-{
-	/* truncating conversion, good enough for test data */
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	uint32_t sign = (u >> 16) & 0x8000;
-	int e = (int)((u >> 23) & 0xff) - 127 + 15;
-	uint32_t m = (u >> 13) & 0x3ff;
-	if (e <= 0)
-		return (uint16_t)sign;
-	if (e >= 31)
-		return (uint16_t)(sign | 0x7c00);
-	return (uint16_t)(sign | (uint32_t)e << 10 | m);
-}
-
-/* Fill n bytes of weight-like data of dtype dt. */
-static void fill_weights(mfs_dtype dt, uint8_t *p, size_t n, uint64_t *s)
-{
-	unsigned es = mfs_dtype_bits(dt) / 8;
-	for (size_t i = 0; i + es <= n; i += es) {
-		float f = (float)normalish(s);
-		double d = normalish(s);
-		uint16_t h;
-		switch (dt) {
-		case MFS_DT_BF16:
-			h = to_bf16(f);
-			memcpy(p + i, &h, 2);
-			break;
-		case MFS_DT_F16:
-			h = to_f16(f);
-			memcpy(p + i, &h, 2);
-			break;
-		case MFS_DT_F32:
-			memcpy(p + i, &f, 4);
-			break;
-		case MFS_DT_F64:
-			memcpy(p + i, &d, 8);
-			break;
-		default:
-			p[i] = (uint8_t)(to_f16(f) >> 8);
-			break;
-		}
-	}
-}
-
-/* Encode + decode; @return the payload size, or (size_t)-1 after a failure. */
+/* A round trip, and the same payload from a misaligned source. */
 static size_t roundtrip(mfs_dtype dt, const uint8_t *src, size_t len)
 {
-	mfs_encode_params p = {.dtype = dt};
-	const mfs_codec *c = mfs_codec_get(MFS_CODEC_BITPLANE_HUFF);
-	size_t cap = c->bound(len);
-	uint8_t *enc = malloc(cap);
-	uint8_t *dec = malloc(len + 1);
-	size_t elen = 0;
-	int rc =
-	    mfs_codec_encode(MFS_CODEC_BITPLANE_HUFF, &p, src, len, enc, cap, &elen, ws);
-	CHECK_EQ_INT(rc, 0);
-	CHECK(elen <= cap);
-	if (rc == 0) {
-		rc = mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, enc, elen, dec,
-				      len, ws);
-		CHECK_EQ_INT(rc, 0);
-		CHECK(memcmp(dec, src, len) == 0);
-		/* from a misaligned source: the same payload */
-		uint8_t *mis = malloc(len + 1), *enc2 = malloc(cap);
-		memcpy(mis + 1, src, len);
-		size_t elen2 = 0;
-		CHECK_EQ_INT(mfs_codec_encode(MFS_CODEC_BITPLANE_HUFF, &p, mis + 1, len,
-					      enc2, cap, &elen2, ws),
-			     0);
-		CHECK(elen2 == elen && memcmp(enc, enc2, elen) == 0);
-		free(mis);
-		free(enc2);
-		/* into a misaligned buffer too */
-		rc = mfs_codec_decode_plain(MFS_CODEC_BITPLANE_HUFF, enc, elen,
-				      dec + 1, len, ws);
-		CHECK_EQ_INT(rc, 0);
-		CHECK(memcmp(dec + 1, src, len) == 0);
-	}
-	free(enc);
-	free(dec);
-	return rc == 0 ? elen : (size_t)-1;
+	return cc_roundtrip(MFS_CODEC_BITPLANE_HUFF, dt, src, len, NULL, NULL,
+			    CC_SAME_MISALIGNED, ws, NULL);
 }
 
 static void test_registry(void)
@@ -196,36 +95,12 @@ static void test_edge_values(void)
 	free(all);
 }
 
+/* Empty, 1..64 elements, all-equal and random 1 MiB chunks of every float dtype. */
 static void test_small_and_equal(void)
 {
 	uint64_t s = seed + 1;
-	for (size_t t = 0; t < sizeof float_types / sizeof float_types[0]; t++) {
-		mfs_dtype dt = float_types[t];
-		unsigned es = mfs_dtype_bits(dt) / 8;
-		uint8_t buf[8 * 64];
-		/* empty, one element, a few elements */
-		CHECK(roundtrip(dt, buf, 0) != (size_t)-1);
-		for (size_t n = 1; n <= 64; n++) {
-			fill_weights(dt, buf, n * es, &s);
-			CHECK(roundtrip(dt, buf, n * es) != (size_t)-1);
-		}
-		/* all-equal chunks: stored as constants, a few bytes */
-		size_t len = (size_t)1 << 20;
-		uint8_t *big = malloc(len);
-		memset(big, 0, len);
-		size_t e = roundtrip(dt, big, len);
-		CHECK(e < 100);
-		for (size_t i = 0; i < len; i += es)
-			memcpy(big + i, "\x3f\x80\x12\x34\x56\x78\x9a\xbc", es);
-		e = roundtrip(dt, big, len);
-		CHECK(e < 100);
-		/* random bytes: near raw size, never much more */
-		for (size_t i = 0; i < len; i++)
-			big[i] = (uint8_t)test_rand(&s);
-		e = roundtrip(dt, big, len);
-		CHECK(e != (size_t)-1 && e <= len + 128);
-		free(big);
-	}
+	cc_small_and_equal(MFS_CODEC_BITPLANE_HUFF, NULL, NULL, CC_SAME_MISALIGNED,
+			   (size_t)1 << 20, &s, ws);
 }
 
 static void test_chunk_sizes(void)
@@ -235,7 +110,7 @@ static void test_chunk_sizes(void)
 	size_t maxlen = (size_t)4 << 20;
 	uint8_t *buf = malloc(maxlen);
 	for (size_t d = 0; d < 3; d++) {
-		fill_weights(dts[d], buf, maxlen, &s);
+		cc_fill_weights(dts[d], buf, maxlen, &s);
 		for (size_t len = 4096; len <= maxlen; len *= 2) {
 			size_t e = roundtrip(dts[d], buf, len);
 			CHECK(e != (size_t)-1);
@@ -260,7 +135,7 @@ static void test_corrupt(void)
 	for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++) {
 		size_t len = 6000 * 4;
 		uint8_t *src = malloc(len), *dec = malloc(len);
-		fill_weights(dts[d], src, len, &s);
+		cc_fill_weights(dts[d], src, len, &s);
 		mfs_encode_params p = {.dtype = dts[d]};
 		size_t cap = mfs_codec_bound_max(len);
 		uint8_t *enc = malloc(cap), *bad = malloc(cap);
@@ -325,7 +200,7 @@ static void test_choose(void)
 		mfs_codec_id id = MFS_CODEC_RAW;
 		mfs_codec_trial tr[8];
 		size_t nt = 8;
-		fill_weights(dts[d], buf, len, &s);
+		cc_fill_weights(dts[d], buf, len, &s);
 		CHECK_EQ_INT(mfs_codec_choose(&p, buf, len, ws, &id, tr, &nt), 0);
 		CHECK_EQ_INT(id, MFS_CODEC_BITPLANE_HUFF);
 		CHECK(nt >= 2);
