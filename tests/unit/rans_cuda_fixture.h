@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "testdata.h"
 
 typedef struct fx_chunk {
 	const uint8_t *raw; /* into the file's buffer */
@@ -58,45 +59,19 @@ static inline int fx_push(fx_set *s, const uint8_t *raw, size_t len, mfs_dtype d
 static inline int fx_load(fx_set *s, const char *path, mfs_dtype want, size_t chunk,
 			  mfs_codec_ws *ws)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f)
+	test_st st;
+	if (test_st_open(&st, path) < 0)
 		return -1;
-	fseek(f, 0, SEEK_END);
-	long sz = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	s->file = sz > 8 ? malloc((size_t)sz) : NULL;
-	if (!s->file || fread(s->file, 1, (size_t)sz, f) != (size_t)sz) {
-		fclose(f);
-		return -1;
-	}
-	fclose(f);
-	uint64_t hlen = 0;
-	for (int i = 7; i >= 0; i--)
-		hlen = hlen << 8 | s->file[i];
-	if (hlen > (uint64_t)sz - 8)
-		return -1;
-	const char *h = (const char *)s->file + 8, *hend = h + hlen;
-	const uint8_t *data = s->file + 8 + hlen;
-	size_t dlen = (size_t)sz - 8 - hlen;
-	for (const char *p = h; p < hend;) {
-		const char *d = memmem(p, (size_t)(hend - p), "\"dtype\":\"", 9);
-		if (!d)
-			break;
-		char dt[16] = {0};
-		sscanf(d + 9, "%15[^\"]", dt);
-		const char *o = memmem(d, (size_t)(hend - d), "\"data_offsets\":[", 16);
-		if (!o)
-			break;
-		unsigned long long a = 0, b = 0;
-		sscanf(o + 16, "%llu,%llu", &a, &b);
-		p = o + 16;
-		mfs_dtype t = mfs_dtype_from_name(dt);
-		if (!mfs_dtype_is_float(t) || (want != MFS_DT_UNKNOWN && t != want) ||
-		    b < a || b > dlen)
+	s->file = st.file; /* the chunks point into it; fx_free frees it */
+	mfs_dtype t;
+	const uint8_t *data;
+	size_t len;
+	while (test_st_next(&st, &t, &data, &len)) {
+		if (!mfs_dtype_is_float(t) || (want != MFS_DT_UNKNOWN && t != want))
 			continue;
-		for (size_t off = a; off < b; off += chunk)
-			if (fx_push(s, data + off, b - off < chunk ? b - off : chunk, t,
-				    ws))
+		for (size_t off = 0; off < len; off += chunk)
+			if (fx_push(s, data + off, len - off < chunk ? len - off : chunk,
+				    t, ws))
 				return -1;
 	}
 	return 0;

@@ -20,6 +20,7 @@
 #include "ingest.h"
 #include "modelfs.h"
 #include "store.h"
+#include "testdata.h"
 #include "testhelp.h"
 
 static char *fresh_dir(void)
@@ -291,16 +292,9 @@ static void test_plain_folder(void)
 /* The real BF16 model (tests/data/models/minilm-bf16) when its fixture is built. */
 static void test_real_model(void)
 {
-	/* tests/data/models (or $MFS_TEST_DATA/models), as test_rans finds it */
-	char dir[512], p[600];
-	const char *env = getenv("MFS_TEST_DATA");
-	const char *f = __FILE__; /* .../tests/unit/test_ingest.c */
-	const char *slash = strrchr(f, '/');
-	if (env)
-		snprintf(dir, sizeof dir, "%s/models/minilm-bf16", env);
-	else
-		snprintf(dir, sizeof dir, "%.*s/../data/models/minilm-bf16",
-			 (int)(slash ? slash - f : 0), f);
+	char models[1024], dir[1100], p[1200];
+	test_models_dir(models, sizeof models);
+	snprintf(dir, sizeof dir, "%s/minilm-bf16", models);
 	snprintf(p, sizeof p, "%s/model.safetensors", dir);
 	if (access(p, R_OK) != 0) {
 		fprintf(stderr, "test_real_model: %s not built (python tests/e2e/fixtures.py all): "

@@ -116,18 +116,9 @@ static void test_real_weights(void)
 	} m[] = {{"minilm-bf16", MFS_DT_BF16},
 		 {"minilm-fp16", MFS_DT_F16},
 		 {"minilm-f32", MFS_DT_F32}};
-	const char *env = getenv("MFS_TEST_DATA");
-	const char *f = __FILE__;
-	const char *slash = strrchr(f, '/');
 	for (size_t i = 0; i < 3; i++) {
 		char path[1200];
-		if (env)
-			snprintf(path, sizeof path, "%s/models/%s/model.safetensors", env,
-				 m[i].name);
-		else
-			snprintf(path, sizeof path,
-				 "%.*s/../data/models/%s/model.safetensors",
-				 (int)(slash ? slash - f : 0), f, m[i].name);
+		test_model_path(path, sizeof path, m[i].name, "model.safetensors");
 		fx_set s = {0};
 		if (fx_load(&s, path, m[i].dt, (size_t)1 << 20, ws) < 0) {
 			fprintf(stderr,
