@@ -1,8 +1,12 @@
 /*
- * cache.c - decoded-chunk cache and prefetch pool (see cache.h).
+ * cache.c - decoded-chunk cache and its prefetch on a worker pool (see
+ * cache.h; the threads are index/pool.h's).
  *
- * One mutex guards the table, the LRU list, the queue and the counters; it
- * is never held across a decode or a malloc of chunk bytes.  Decodes are
+ * One mutex guards the table, the LRU list, the prefetch jobs and the
+ * counters; it is never held across a decode or a malloc of chunk bytes.
+ * It is taken before the pool's lock (the cache submits and takes back
+ * tasks with it held), never after: the pool calls the cache's task
+ * functions without its own.  Decodes are
  * milliseconds, lock holds are a few hundred nanoseconds, so one lock does
  * not limit a 2..64-core machine at 1 MiB chunks.
  *
@@ -20,7 +24,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool.h"
+
 enum { ST_QUEUED, ST_FILLING, ST_READY, ST_FAILED };
+
+/*
+ * A prefetch decode: one chunk, and when it belongs to a batch with a batch
+ * fill, that fill and the batch's number (its other chunks' jobs share it).
+ * It lives in its entry (an entry has at most one job: a job is made only
+ * for a key not in the table, and put back only by the worker running it),
+ * which its pin keeps alive.  From its enqueue until it is settled it is on
+ * the cache's job list, which is what drain and busy look at: a job on the
+ * list is queued on the pool, parked, running, or held by a running batch
+ * fill.
+ *
+ * A batch with a batch fill puts one task on the pool, its first chunk's
+ * (the leader); the others are parked on the list, and the worker that runs
+ * the leader hands the batch fill every parked chunk of the batch at once.
+ * (A task per chunk would let a second worker start on a chunk the first
+ * one's batch did not get to take back from the pool: the batch would be
+ * split in two calls.)
+ */
+typedef struct pf_job {
+	mfs_pool_task task; /* arg: the entry */
+	mfs_cache *c;
+	mfs_cache_fill_fn fill;
+	void *ud;
+	mfs_cache_batch_fn batch;
+	uint64_t batch_id;
+	struct pf_job *prev, *next; /* the cache's job list */
+	int queued; /* its task is (or was last seen) in the pool's queue */
+	int parked; /* waits for its batch's leader; not on the pool */
+	int leader; /* its task runs the batch fill for its batch */
+} pf_job;
 
 struct mfs_cache_entry {
 	mfs_chunk_key key;
@@ -36,32 +72,13 @@ struct mfs_cache_entry {
 	size_t served; /* bytes handed to a reader that keeps them (drop-behind) */
 	int shared;    /* the fill said others use the chunk: no drop-behind */
 	int cpu_only;  /* a batch fill left it: the plain fill decodes it */
+	pf_job job;    /* its prefetch job, when it has one (on c->jobs) */
 };
-
-/* A queued decode: one chunk, and when it belongs to a batch with a batch
- * fill, that fill and the batch's number (its other chunks' jobs share it). */
-typedef struct pf_job {
-	mfs_cache_entry *e;
-	mfs_cache_fill_fn fill;
-	void *ud;
-	mfs_cache_batch_fn batch;
-	uint64_t batch_id;
-} pf_job;
-
-typedef struct pf_worker {
-	mfs_cache *c;
-	pthread_t tid;
-	void *cur_ud; /* ud of the job being run, NULL when idle */
-	/* a batch fill's chunks (at most the queue's and its own) */
-	mfs_cache_entry **bent;
-	mfs_cache_fill_item *bitem;
-} pf_worker;
 
 struct mfs_cache {
 	pthread_mutex_t mu;
 	pthread_cond_t fill_cv; /* an entry left FILLING */
-	pthread_cond_t job_cv;	/* a job was queued, or stop */
-	pthread_cond_t idle_cv; /* a worker finished a job (for drain) */
+	pthread_cond_t idle_cv; /* a job left the job list (for drain) */
 
 	mfs_cache_entry **buckets;
 	size_t nbuckets; /* power of two */
@@ -72,10 +89,11 @@ struct mfs_cache {
 	size_t bytes;	 /* data bytes of entries in the table + in flight */
 	size_t pf_bytes; /* bytes of QUEUED + prefetch FILLING entries */
 
-	pf_job *queue; /* ring */
-	size_t qcap, qhead, qlen;
+	mfs_pool *pool;	    /* the prefetch workers; NULL without prefetch */
+	mfs_pool_group grp; /* every task of this cache on the pool */
+	pf_job jobs;	    /* sentinel of the job list, oldest first */
+	size_t qcap, qlen;  /* jobs queued on the pool (not started) */
 	uint64_t batch_seq; /* the last batch number given */
-	pf_worker *workers;
 	unsigned nworkers;
 	int stop;
 
@@ -345,11 +363,32 @@ void mfs_cache_release_served(mfs_cache *c, mfs_cache_entry *e, size_t served)
 	pthread_mutex_unlock(&c->mu);
 }
 
+static void job_run(mfs_pool_task *t, mfs_codec_ws *ws);
+static void job_cancel_task(mfs_pool_task *t);
+
+static void job_list_add(mfs_cache *c, pf_job *j)
+{
+	j->prev = c->jobs.prev;
+	j->next = &c->jobs;
+	c->jobs.prev->next = j;
+	c->jobs.prev = j;
+}
+
+/* The job is settled (ran, or dropped): it leaves the list, which drain
+ * waits on.  Before its entry's pin goes: the pin keeps the job alive. */
+static void job_list_remove(mfs_cache *c, pf_job *j)
+{
+	j->prev->next = j->next;
+	j->next->prev = j->prev;
+	j->prev = j->next = NULL;
+	pthread_cond_broadcast(&c->idle_cv);
+}
+
 /* Queue one chunk's job, with c->mu held: 0 (queued or nothing to do),
  * MFS_E_BUSY, -ENOMEM. */
 static int enqueue_locked(mfs_cache *c, const mfs_chunk_key *key, size_t len,
 			  mfs_cache_fill_fn fill, void *ud, mfs_cache_batch_fn batch,
-			  uint64_t batch_id)
+			  uint64_t batch_id, int *have_leader)
 {
 	if (table_find(c, key))
 		return 0;
@@ -365,9 +404,25 @@ static int enqueue_locked(mfs_cache *c, const mfs_chunk_key *key, size_t len,
 	e->state = ST_QUEUED;
 	e->refs = 1; /* the job's pin */
 	e->prefetch = 1;
+	e->job = (pf_job){.task = {.run = job_run, .cancel = job_cancel_task, .arg = e,
+				   .group = &c->grp},
+			  .c = c, .fill = fill, .ud = ud, .batch = batch, .batch_id = batch_id};
+	if (batch && *have_leader) {
+		e->job.parked = 1;
+	} else if (mfs_pool_submit(c->pool, &e->job.task) == 0) {
+		e->job.queued = 1;
+		e->job.leader = batch != NULL;
+		if (batch)
+			*have_leader = 1;
+	} else {
+		/* the pool is shutting down */
+		free(e);
+		c->st.prefetch_dropped++;
+		return MFS_E_BUSY;
+	}
 	c->pf_bytes += len;
 	table_insert(c, e);
-	c->queue[(c->qhead + c->qlen) % c->qcap] = (pf_job){e, fill, ud, batch, batch_id};
+	job_list_add(c, &e->job);
 	c->qlen++;
 	c->st.prefetch_queued++;
 	return 0;
@@ -379,9 +434,7 @@ int mfs_cache_prefetch(mfs_cache *c, const mfs_chunk_key *key, size_t len,
 	if (c->nworkers == 0)
 		return 0;
 	pthread_mutex_lock(&c->mu);
-	int rc = enqueue_locked(c, key, len, fill, ud, NULL, 0);
-	if (rc == 0)
-		pthread_cond_signal(&c->job_cv);
+	int rc = enqueue_locked(c, key, len, fill, ud, NULL, 0, NULL);
 	pthread_mutex_unlock(&c->mu);
 	return rc;
 }
@@ -399,28 +452,24 @@ int mfs_cache_prefetch_batch(mfs_cache *c, const mfs_cache_want *w, size_t n,
 	}
 	pthread_mutex_lock(&c->mu);
 	uint64_t id = batch ? ++c->batch_seq : 0;
-	size_t before = c->qlen;
+	/* plain chunks: a task each, one per worker; with a batch fill, one
+	 * task (the leader) and the rest parked for it */
+	int have_leader = 0;
 	for (; i < n && rc == 0; i++)
-		if ((rc = enqueue_locked(c, &w[i].key, w[i].len, fill, ud, batch, id)) < 0)
+		if ((rc = enqueue_locked(c, &w[i].key, w[i].len, fill, ud, batch, id,
+					 &have_leader)) < 0)
 			break;
-	size_t added = c->qlen - before;
-	/* a batch fill takes the whole batch on one worker; plain chunks, one
-	 * worker each */
-	if (added && (batch || added >= c->nworkers))
-		pthread_cond_broadcast(&c->job_cv);
-	else
-		for (size_t k = 0; k < added; k++)
-			pthread_cond_signal(&c->job_cv);
 	pthread_mutex_unlock(&c->mu);
 	if (queued)
 		*queued = i;
 	return rc;
 }
 
-/* Forget a job that will not run: its entry goes if nobody took it over. */
-static void job_cancel_locked(mfs_cache *c, pf_job *j)
+/* Forget a job that will not run (its task no longer queued, so the
+ * caller has counted it out of qlen): its entry goes if nobody took it
+ * over. */
+static void job_cancel_locked(mfs_cache *c, mfs_cache_entry *e)
 {
-	mfs_cache_entry *e = j->e;
 	if (e->state == ST_QUEUED) {
 		table_remove(c, e);
 		c->pf_bytes -= e->len;
@@ -428,66 +477,116 @@ static void job_cancel_locked(mfs_cache *c, pf_job *j)
 		e->state = ST_FAILED;
 		e->err = MFS_E_BUSY;
 	}
+	job_list_remove(c, &e->job);
 	unpin_locked(c, e);
 }
 
-/* Put @p e back at the front of the queue for the plain fill (its pin goes
- * to the new job), with c->mu held. @return 0, or MFS_E_BUSY when full */
-static int requeue_front_locked(mfs_cache *c, mfs_cache_entry *e, mfs_cache_fill_fn fill,
-				void *ud)
+/* The pool dropped the job's task before it ran (mfs_cache_free). */
+static void job_cancel_task(mfs_pool_task *t)
+{
+	mfs_cache_entry *e = t->arg;
+	mfs_cache *c = e->job.c;
+	pthread_mutex_lock(&c->mu);
+	e->job.queued = 0;
+	c->qlen--;
+	job_cancel_locked(c, e);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Take a queued job's task back from the pool, with c->mu held.
+ * @return 1 (it will not run: the caller settles it), 0 (a worker has it) */
+static int job_take_locked(mfs_cache *c, pf_job *j)
+{
+	if (!j->queued || !mfs_pool_take(c->pool, &j->task))
+		return 0;
+	j->queued = 0;
+	c->qlen--;
+	return 1;
+}
+
+/* Put @p e back at the front of the queue for the plain fill (its pin stays
+ * with its job), with c->mu held. @return 0, or MFS_E_BUSY when full */
+static int requeue_front_locked(mfs_cache *c, mfs_cache_entry *e)
 {
 	if (c->qlen == c->qcap || c->stop)
 		return MFS_E_BUSY;
-	c->qhead = (c->qhead + c->qcap - 1) % c->qcap;
-	c->queue[c->qhead] = (pf_job){e, fill, ud, NULL, 0};
+	e->job.queued = 1;
+	if (mfs_pool_submit_front(c->pool, &e->job.task) < 0) {
+		e->job.queued = 0;
+		return MFS_E_BUSY;
+	}
 	c->qlen++;
 	return 0;
 }
 
 /*
- * A worker reached a queued chunk of a batch with a batch fill (job @p j,
- * just taken off the queue): hand the batch fill every chunk of the batch
- * still queued (their jobs leave the queue, their pins coming along), then
- * settle each as the fill says.  c->mu held on entry and on return.
+ * A worker runs the leader @p e0 of a batch with a batch fill: hand the
+ * batch fill every chunk of the batch still queued, the leader's and the
+ * parked ones (their pins and jobs coming along), then settle each as the
+ * fill says.  A chunk a reader took over meanwhile is left to the reader
+ * (its job goes), as is the leader's.  c->mu held on entry and on return.
  */
-static void run_batch_locked(mfs_cache *c, pf_worker *w, pf_job *j, mfs_codec_ws *ws)
+static void run_batch_locked(mfs_cache *c, mfs_cache_entry *e0, mfs_codec_ws *ws)
 {
-	size_t m = 0, kept = 0;
-	w->bent[m++] = j->e;
-	for (size_t i = 0; i < c->qlen; i++) {
-		pf_job q = c->queue[(c->qhead + i) % c->qcap];
-		if (q.batch_id == j->batch_id && q.e->state == ST_QUEUED && !q.e->cpu_only)
-			w->bent[m++] = q.e;
-		else
-			c->queue[(c->qhead + kept++) % c->qcap] = q;
+	/* a batch fill's chunks: at most the queue's (the parked ones count in
+	 * it) and the leader's */
+	mfs_cache_entry *bent[QUEUE_CAP + 1];
+	mfs_cache_fill_item bitem[QUEUE_CAP + 1];
+	pf_job *j = &e0->job;
+	uint64_t id = j->batch_id;
+	mfs_cache_batch_fn batch = j->batch;
+	mfs_cache_fill_fn fill = j->fill;
+	void *ud = j->ud;
+	j->leader = 0;
+	size_t m = 0;
+	int lead = e0->state == ST_QUEUED;
+	if (lead)
+		bent[m++] = e0;
+	for (pf_job *q = c->jobs.next; q != &c->jobs;) {
+		pf_job *next = q->next;
+		mfs_cache_entry *e = q->task.arg;
+		if (q->parked && q->batch_id == id) {
+			q->parked = 0;
+			c->qlen--;
+			if (e->state == ST_QUEUED && m < QUEUE_CAP + 1) {
+				bent[m++] = e;
+			} else {
+				job_list_remove(c, q);
+				unpin_locked(c, e);
+			}
+		}
+		q = next;
 	}
-	c->qlen = kept;
+	if (!lead) {
+		job_list_remove(c, j);
+		unpin_locked(c, e0);
+	}
+	if (m == 0)
+		return;
 	for (size_t k = 0; k < m; k++) {
-		mfs_cache_entry *e = w->bent[k];
+		mfs_cache_entry *e = bent[k];
 		e->state = ST_FILLING;
 		void *data = NULL;
 		make_room(c, e->len, e->len ? &data : NULL);
 		c->bytes += e->len;
-		w->bitem[k] = (mfs_cache_fill_item){
+		bitem[k] = (mfs_cache_fill_item){
 		    .key = &e->key, .dst = data, .len = e->len, .status = MFS_E_UNSUPPORTED};
 	}
 	note_bytes(c);
 	c->st.batches++;
-	w->cur_ud = j->ud;
 	pthread_mutex_unlock(&c->mu);
 
 	for (size_t k = 0; k < m; k++) {
-		mfs_cache_fill_item *it = &w->bitem[k];
+		mfs_cache_fill_item *it = &bitem[k];
 		if (!it->dst && !(it->dst = malloc(it->len ? it->len : 1)))
 			it->status = -ENOMEM; /* left alone by the batch fill */
 	}
-	j->batch(j->ud, w->bitem, m, ws);
+	batch(ud, bitem, m, ws);
 
 	pthread_mutex_lock(&c->mu);
-	int requeued = 0;
 	for (size_t k = 0; k < m; k++) {
-		mfs_cache_entry *e = w->bent[k];
-		mfs_cache_fill_item *it = &w->bitem[k];
+		mfs_cache_entry *e = bent[k];
+		mfs_cache_fill_item *it = &bitem[k];
 		if (it->status >= 0) {
 			c->pf_bytes -= e->len;
 			e->prefetch = 0;
@@ -497,6 +596,7 @@ static void run_batch_locked(mfs_cache *c, pf_worker *w, pf_job *j, mfs_codec_ws
 			c->st.fills++;
 			c->st.prefetch_fills++;
 			c->st.batch_fills++;
+			job_list_remove(c, &e->job);
 			unpin_locked(c, e);
 			continue;
 		}
@@ -506,14 +606,13 @@ static void run_batch_locked(mfs_cache *c, pf_worker *w, pf_job *j, mfs_codec_ws
 			c->st.batch_left++;
 			e->cpu_only = 1;
 			e->state = ST_QUEUED;
-			if (requeue_front_locked(c, e, j->fill, j->ud) == 0) {
-				requeued = 1;
+			if (requeue_front_locked(c, e) == 0)
 				continue;
-			}
 			/* no room in the queue: this worker decodes it now */
 			e->state = ST_FILLING;
-			if (fill_entry(c, e, j->fill, j->ud, ws) == 0)
+			if (fill_entry(c, e, fill, ud, ws) == 0)
 				c->st.prefetch_fills++;
+			job_list_remove(c, &e->job);
 			unpin_locked(c, e);
 			continue;
 		}
@@ -523,52 +622,36 @@ static void run_batch_locked(mfs_cache *c, pf_worker *w, pf_job *j, mfs_codec_ws
 		e->err = it->status;
 		table_remove(c, e);
 		c->st.fill_errors++;
+		job_list_remove(c, &e->job);
 		unpin_locked(c, e);
 	}
 	note_bytes(c);
 	pthread_cond_broadcast(&c->fill_cv);
-	if (requeued)
-		pthread_cond_broadcast(&c->job_cv);
 }
 
-static void *worker_main(void *arg)
+/* A pool worker runs a job's task. */
+static void job_run(mfs_pool_task *t, mfs_codec_ws *ws)
 {
-	pf_worker *w = arg;
-	mfs_cache *c = w->c;
-	mfs_codec_ws *ws = NULL;
-	int ws_rc = mfs_codec_ws_create(&ws);
-
+	mfs_cache_entry *e = t->arg; /* alive: the job's pin */
+	mfs_cache *c = e->job.c;
 	pthread_mutex_lock(&c->mu);
-	for (;;) {
-		while (!c->stop && c->qlen == 0)
-			pthread_cond_wait(&c->job_cv, &c->mu);
-		if (c->stop)
-			break;
-		pf_job j = c->queue[c->qhead];
-		c->qhead = (c->qhead + 1) % c->qcap;
-		c->qlen--;
-		if (j.e->state != ST_QUEUED || ws_rc < 0) {
-			/* taken over by a reader (or no workspace): nothing to do */
-			job_cancel_locked(c, &j);
-			continue;
-		}
-		if (j.batch && !j.e->cpu_only) {
-			run_batch_locked(c, w, &j, ws);
-			w->cur_ud = NULL;
-			pthread_cond_broadcast(&c->idle_cv);
-			continue;
-		}
-		w->cur_ud = j.ud;
-		j.e->state = ST_FILLING;
-		if (fill_entry(c, j.e, j.fill, j.ud, ws) == 0)
+	pf_job *j = &e->job;
+	j->queued = 0;
+	c->qlen--;
+	if (j->leader) {
+		run_batch_locked(c, e, ws);
+	} else if (e->state != ST_QUEUED) {
+		/* taken over by a reader: nothing to do */
+		job_list_remove(c, j);
+		unpin_locked(c, e);
+	} else {
+		e->state = ST_FILLING;
+		if (fill_entry(c, e, j->fill, j->ud, ws) == 0)
 			c->st.prefetch_fills++;
-		unpin_locked(c, j.e);
-		w->cur_ud = NULL;
-		pthread_cond_broadcast(&c->idle_cv);
+		job_list_remove(c, j);
+		unpin_locked(c, e);
 	}
 	pthread_mutex_unlock(&c->mu);
-	mfs_codec_ws_free(ws);
-	return NULL;
 }
 
 void mfs_cache_drain(mfs_cache *c, void *ud)
@@ -579,18 +662,22 @@ void mfs_cache_drain(mfs_cache *c, void *ud)
 	for (;;) {
 		/* again after each wait: a batch fill that finishes puts the chunks
 		 * it left back in the queue */
-		size_t kept = 0;
-		for (size_t i = 0; i < c->qlen; i++) {
-			pf_job j = c->queue[(c->qhead + i) % c->qcap];
-			if (j.ud == ud)
-				job_cancel_locked(c, &j);
-			else
-				c->queue[(c->qhead + kept++) % c->qcap] = j;
-		}
-		c->qlen = kept;
 		int busy = 0;
-		for (unsigned i = 0; i < c->nworkers; i++)
-			busy |= c->workers[i].cur_ud == ud;
+		for (pf_job *q = c->jobs.next; q != &c->jobs;) {
+			pf_job *next = q->next;
+			if (q->ud == ud) {
+				if (q->parked) {
+					q->parked = 0;
+					c->qlen--;
+					job_cancel_locked(c, q->task.arg);
+				} else if (job_take_locked(c, q)) {
+					job_cancel_locked(c, q->task.arg);
+				} else {
+					busy = 1; /* running, or a worker is about to */
+				}
+			}
+			q = next;
+		}
 		if (!busy)
 			break;
 		pthread_cond_wait(&c->idle_cv, &c->mu);
@@ -604,10 +691,8 @@ int mfs_cache_busy(mfs_cache *c, void *ud)
 		return 0;
 	pthread_mutex_lock(&c->mu);
 	int busy = 0;
-	for (size_t i = 0; i < c->qlen && !busy; i++)
-		busy = c->queue[(c->qhead + i) % c->qcap].ud == ud;
-	for (unsigned i = 0; i < c->nworkers && !busy; i++)
-		busy = c->workers[i].cur_ud == ud;
+	for (pf_job *q = c->jobs.next; q != &c->jobs && !busy; q = q->next)
+		busy = q->ud == ud;
 	pthread_mutex_unlock(&c->mu);
 	return busy;
 }
@@ -633,39 +718,24 @@ int mfs_cache_create(size_t budget_bytes, unsigned workers, mfs_cache **out)
 	c->nbuckets = pow2_at_least(nb < 1024 ? 1024 : nb > (1u << 22) ? (1u << 22) : nb);
 	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
 	c->qcap = QUEUE_CAP;
-	c->queue = calloc(c->qcap, sizeof(*c->queue));
-	c->workers = calloc(workers ? workers : 1, sizeof(*c->workers));
-	if (!c->buckets || !c->queue || !c->workers) {
-		free(c->buckets);
-		free(c->queue);
-		free(c->workers);
+	if (!c->buckets) {
 		free(c);
 		return -ENOMEM;
 	}
 	c->lru.lnext = c->lru.lprev = &c->lru;
+	c->jobs.next = c->jobs.prev = &c->jobs;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->fill_cv, NULL);
-	pthread_cond_init(&c->job_cv, NULL);
 	pthread_cond_init(&c->idle_cv, NULL);
-	for (unsigned i = 0; i < workers; i++) {
-		c->workers[i].c = c;
-		c->workers[i].bent = calloc(QUEUE_CAP + 1, sizeof(*c->workers[i].bent));
-		c->workers[i].bitem = calloc(QUEUE_CAP + 1, sizeof(*c->workers[i].bitem));
-		if (!c->workers[i].bent || !c->workers[i].bitem) {
-			free(c->workers[i].bent);
-			free(c->workers[i].bitem);
+	if (workers > MFS_POOL_MAX_THREADS)
+		workers = MFS_POOL_MAX_THREADS;
+	if (workers) {
+		int rc = mfs_pool_create(workers, &c->pool);
+		if (rc < 0) {
 			mfs_cache_free(c);
-			return -ENOMEM;
+			return rc;
 		}
-		int rc =
-		    pthread_create(&c->workers[i].tid, NULL, worker_main, &c->workers[i]);
-		if (rc) {
-			free(c->workers[i].bent);
-			free(c->workers[i].bitem);
-			mfs_cache_free(c);
-			return -rc;
-		}
-		c->nworkers++;
+		c->nworkers = workers;
 	}
 	*out = c;
 	return 0;
@@ -676,17 +746,20 @@ void mfs_cache_free(mfs_cache *c)
 	if (!c)
 		return;
 	pthread_mutex_lock(&c->mu);
-	c->stop = 1;
-	pthread_cond_broadcast(&c->job_cv);
+	c->stop = 1; /* no new job, nothing put back */
 	pthread_mutex_unlock(&c->mu);
-	for (unsigned i = 0; i < c->nworkers; i++)
-		pthread_join(c->workers[i].tid, NULL);
+	if (c->pool) {
+		/* queued jobs are dropped (job_cancel_task), running ones finish */
+		mfs_pool_drain(c->pool, &c->grp);
+		mfs_pool_free(c->pool);
+	}
+	/* what is left on the list waited for a leader that will not run */
 	pthread_mutex_lock(&c->mu);
-	while (c->qlen) {
-		pf_job j = c->queue[c->qhead];
-		c->qhead = (c->qhead + 1) % c->qcap;
+	while (c->jobs.next != &c->jobs) {
+		pf_job *q = c->jobs.next;
+		q->parked = 0;
 		c->qlen--;
-		job_cancel_locked(c, &j);
+		job_cancel_locked(c, q->task.arg);
 	}
 	pthread_mutex_unlock(&c->mu);
 	for (size_t i = 0; i < c->nbuckets; i++) {
@@ -698,16 +771,9 @@ void mfs_cache_free(mfs_cache *c)
 		}
 	}
 	pthread_cond_destroy(&c->fill_cv);
-	pthread_cond_destroy(&c->job_cv);
 	pthread_cond_destroy(&c->idle_cv);
 	pthread_mutex_destroy(&c->mu);
-	for (unsigned i = 0; i < c->nworkers; i++) {
-		free(c->workers[i].bent);
-		free(c->workers[i].bitem);
-	}
 	free(c->buckets);
-	free(c->queue);
-	free(c->workers);
 	free(c);
 }
 

@@ -1,6 +1,8 @@
 /*
  * cache.h - the decoded-chunk cache: a byte-bounded LRU of decoded chunks,
- * shared by every thread of a mount, plus a prefetch worker pool.
+ * shared by every thread of a mount, and its prefetch, which runs on a
+ * worker pool of its own (index/pool.h: the threads, each with its codec
+ * workspace, and their FIFO; the cache keeps which chunks are queued).
  *
  * Keys are chunk keys (XXH3-128 of the raw bytes), so an entry never goes
  * stale: the same key always decodes to the same bytes, whatever repo or
@@ -79,10 +81,11 @@ typedef int (*mfs_cache_fill_fn)(void *ud, const mfs_chunk_key *key, void *dst,
  * Create a cache.
  * @param[in]  budget_bytes  bytes of decoded chunks kept (at least one chunk
  *                           is always admitted, whatever the budget)
- * @param[in]  workers       prefetch worker threads (0: no prefetch; calls to
- *                           mfs_cache_prefetch then do nothing)
+ * @param[in]  workers       prefetch worker threads, MFS_POOL_MAX_THREADS
+ *                           when more are asked for (0: no prefetch; calls
+ *                           to mfs_cache_prefetch then do nothing)
  * @param[out] out           free with mfs_cache_free()
- * @return 0, -ENOMEM, or -errno from pthread_create
+ * @return 0, -ENOMEM, or -errno from pthread_create (no cache then)
  */
 int mfs_cache_create(size_t budget_bytes, unsigned workers, mfs_cache **out);
 
