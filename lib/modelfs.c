@@ -3,7 +3,8 @@
  * (index/), the read path (fs/reader.h) and the safetensors parser.
  *
  * Reads: a read is cut into pieces, one per chunk it touches; the pieces
- * are decoded on the store's pool of threads and the calling thread, each
+ * are decoded on the store's worker pool (index/pool.h) and the calling
+ * thread, each
  * straight into the caller's buffer when the chunk lies wholly inside it
  * (a tensor's chunks are aligned to its start, so a whole tensor never needs
  * a copy), else into the thread's workspace and copied.  Every decode goes
@@ -26,6 +27,7 @@
 #include "batch.h"
 #include "dtype.h"
 #include "err.h"
+#include "pool.h"
 #include "reader.h"
 #include "safetensors.h"
 #include "store.h"
@@ -38,8 +40,8 @@ _Static_assert(MODELFS_COMMIT_SIZE == MFS_COMMIT_LEN + 1, "commit buffer size");
 _Static_assert(sizeof(size_t) == 8,
 	       "64-bit size_t: files over 4 GiB are read in one call");
 
-/* Most decoding threads a store runs. */
-#define POOL_MAX 256
+/* Most decoding threads a store runs (the caller's and the pool's). */
+#define POOL_MAX MFS_POOL_MAX_THREADS
 /* Text of untrusted names (paths, tensor names, revisions) in messages. */
 #define QUOTE_MAX 120
 #define QUOTED	  (4 * QUOTE_MAX + 8)
@@ -139,8 +141,6 @@ static const char *quote(const char *s, char *buf)
 
 /* ---- stores ---- */
 
-struct read_job;
-
 struct modelfs_store {
 	/* registry: link, identity and references, under registry_mu */
 	struct modelfs_store *next;
@@ -153,14 +153,11 @@ struct modelfs_store {
 	mfs_reader *reader; /* no cache: reads decode into the caller's memory */
 	unsigned threads;   /* the caller's thread included */
 
-	/* the decoding pool, started on the first read that has work for it */
 	pthread_mutex_t mu;
-	pthread_cond_t work; /* a job was queued, or stop */
-	pthread_cond_t done; /* a job's pieces all finished */
-	pthread_t *workers;
-	unsigned n_workers;
-	int started, stop;
-	struct read_job *queue; /* jobs with pieces left to claim, oldest first */
+	/* the decoding pool (threads - 1 of them), started on the first read
+	 * that has work for it; under mu */
+	mfs_pool *pool;
+	int pool_tried;
 	/* workspaces of calling threads between calls */
 	mfs_codec_ws **spare;
 	size_t n_spare, cap_spare;
@@ -245,30 +242,15 @@ int modelfs_store_default_dir(char *buf, size_t cap, modelfs_error *err)
 	return 0;
 }
 
-static void pool_stop(modelfs_store *s)
-{
-	pthread_mutex_lock(&s->mu);
-	s->stop = 1;
-	pthread_cond_broadcast(&s->work);
-	pthread_mutex_unlock(&s->mu);
-	for (unsigned i = 0; i < s->n_workers; i++)
-		pthread_join(s->workers[i], NULL);
-	free(s->workers);
-	s->workers = NULL;
-	s->n_workers = 0;
-}
-
 static void store_destroy(modelfs_store *s)
 {
-	pool_stop(s);
+	mfs_pool_free(s->pool); /* no read runs: the last reference went */
 	mfs_gpu_backend_close(s->gpu);
 	for (size_t i = 0; i < s->n_spare; i++)
 		mfs_codec_ws_free(s->spare[i]);
 	free(s->spare);
 	mfs_reader_free(s->reader);
 	mfs_store_close(s->st);
-	pthread_cond_destroy(&s->work);
-	pthread_cond_destroy(&s->done);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
@@ -305,8 +287,6 @@ static int store_create(const char *dir, const struct stat *st, unsigned threads
 	if (s->threads > POOL_MAX)
 		s->threads = POOL_MAX;
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->work, NULL);
-	pthread_cond_init(&s->done, NULL);
 	mfs_errmsg em = {0};
 	/*
 	 * With the kernel's read-around on the map (not MFS_STORE_NORDAHEAD, the
@@ -894,18 +874,17 @@ typedef struct piece {
 	uint32_t in, n;
 } piece;
 
+/* One call's pieces, claimed one at a time by the caller and the pool
+ * tasks it submitted (its helpers, all in one group). */
 typedef struct read_job {
 	modelfs_file *f;
 	const piece *p;
 	size_t n;
 	size_t next; /* the next piece to claim (atomic) */
 	int failed;  /* a piece failed: the rest are skipped (atomic) */
-	size_t done; /* pieces finished or skipped; under s->mu */
-	int users;   /* workers inside run_pieces; under s->mu */
 	int rc;	     /* the failure of the lowest failing piece; under s->mu */
 	size_t bad;  /* its index */
-	int queued;  /* in s->queue; under s->mu */
-	struct read_job *link;
+	mfs_pool_group helpers;
 } read_job;
 
 /*
@@ -952,15 +931,13 @@ static int piece_run(modelfs_file *f, const piece *p, mfs_codec_ws *ws)
 	return rc;
 }
 
-/* Claim and decode pieces of @p j until none is left. @return pieces claimed */
-static size_t run_pieces(modelfs_store *s, read_job *j, mfs_codec_ws *ws)
+/* Claim and decode pieces of @p j until none is left. */
+static void run_pieces(modelfs_store *s, read_job *j, mfs_codec_ws *ws)
 {
-	size_t count = 0;
 	for (;;) {
 		size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
 		if (i >= j->n)
 			break;
-		count++;
 		if (__atomic_load_n(&j->failed, __ATOMIC_RELAXED))
 			continue;
 		int rc = piece_run(j->f, &j->p[i], ws);
@@ -974,61 +951,31 @@ static size_t run_pieces(modelfs_store *s, read_job *j, mfs_codec_ws *ws)
 			pthread_mutex_unlock(&s->mu);
 		}
 	}
-	return count;
 }
 
-static void unqueue(modelfs_store *s, read_job *j)
+/* A helper on a pool thread: claim pieces with that thread's workspace. */
+static void helper_run(mfs_pool_task *t, mfs_codec_ws *ws)
 {
-	if (!j->queued)
-		return;
-	for (read_job **q = &s->queue; *q; q = &(*q)->link)
-		if (*q == j) {
-			*q = j->link;
-			break;
-		}
-	j->queued = 0;
+	read_job *j = t->arg;
+	run_pieces(j->f->s, j, ws);
 }
 
-static void *worker_main(void *arg)
+/*
+ * The store's pool, started on first use: threads - 1 workers, or fewer
+ * when the system will not start that many (fewer is not an error; with
+ * none, callers decode alone).
+ */
+static mfs_pool *store_pool(modelfs_store *s)
 {
-	modelfs_store *s = arg;
-	mfs_codec_ws *ws = NULL;
-	if (mfs_codec_ws_create(&ws) < 0)
-		return NULL; /* the callers decode what this worker would have */
 	pthread_mutex_lock(&s->mu);
-	for (;;) {
-		while (!s->stop && !s->queue)
-			pthread_cond_wait(&s->work, &s->mu);
-		if (s->stop)
-			break;
-		read_job *j = s->queue;
-		j->users++;
-		pthread_mutex_unlock(&s->mu);
-		size_t c = run_pieces(s, j, ws);
-		pthread_mutex_lock(&s->mu);
-		j->users--;
-		j->done += c;
-		unqueue(s, j); /* every piece is claimed by now */
-		if (j->done == j->n && j->users == 0)
-			pthread_cond_broadcast(&s->done);
+	if (!s->pool_tried) {
+		s->pool_tried = 1;
+		for (unsigned k = s->threads - 1; k && mfs_pool_create(k, &s->pool) < 0; k /= 2)
+			;
 	}
+	mfs_pool *p = s->pool;
 	pthread_mutex_unlock(&s->mu);
-	mfs_codec_ws_free(ws);
-	return NULL;
-}
-
-/* Start the workers once; under s->mu.  Fewer than asked is not an error. */
-static void pool_start(modelfs_store *s)
-{
-	if (s->started)
-		return;
-	s->started = 1;
-	unsigned want = s->threads - 1;
-	if (!want || !(s->workers = calloc(want, sizeof(*s->workers))))
-		return;
-	while (s->n_workers < want &&
-	       pthread_create(&s->workers[s->n_workers], NULL, worker_main, s) == 0)
-		s->n_workers++;
+	return p;
 }
 
 static mfs_codec_ws *ws_take(modelfs_store *s)
@@ -1073,33 +1020,26 @@ static int pieces_run(modelfs_file *f, const piece *p, size_t n, size_t *bad)
 	mfs_codec_ws *ws = ws_take(s);
 	if (!ws)
 		return -ENOMEM;
-	read_job j = {.f = f, .p = p, .n = n};
-	int pooled = n > 1 && s->threads > 1;
-	if (pooled) {
-		pthread_mutex_lock(&s->mu);
-		pool_start(s);
-		pooled = s->n_workers > 0;
-		if (pooled) {
-			read_job **q = &s->queue;
-			while (*q)
-				q = &(*q)->link;
-			*q = &j;
-			j.queued = 1;
-			unsigned wake =
-			    n - 1 < s->n_workers ? (unsigned)(n - 1) : s->n_workers;
-			for (unsigned i = 0; i < wake; i++)
-				pthread_cond_signal(&s->work);
+	read_job j = {.f = f, .p = p, .n = n, .helpers = MFS_POOL_GROUP_INIT};
+	mfs_pool *pool = n > 1 && s->threads > 1 ? store_pool(s) : NULL;
+	mfs_pool_task helper[POOL_MAX - 1]; /* the pool has at most threads - 1 */
+	size_t n_helpers = 0;
+	if (pool) {
+		unsigned w = mfs_pool_threads(pool);
+		size_t want = n - 1 < w ? n - 1 : w;
+		for (; n_helpers < want; n_helpers++) {
+			helper[n_helpers] = (mfs_pool_task){
+			    .run = helper_run, .arg = &j, .group = &j.helpers};
+			if (mfs_pool_submit(pool, &helper[n_helpers]) < 0)
+				break;
 		}
-		pthread_mutex_unlock(&s->mu);
 	}
-	size_t c = run_pieces(s, &j, ws);
-	if (pooled) {
-		pthread_mutex_lock(&s->mu);
-		j.done += c;
-		unqueue(s, &j);
-		while (j.done < j.n || j.users > 0)
-			pthread_cond_wait(&s->done, &s->mu);
-		pthread_mutex_unlock(&s->mu);
+	run_pieces(s, &j, ws);
+	if (n_helpers) {
+		/* every piece is claimed: helpers that have not started would find
+		 * none, so they go; the running ones finish their last piece */
+		mfs_pool_cancel(pool, &j.helpers);
+		mfs_pool_wait(pool, &j.helpers);
 	}
 	ws_give(s, ws);
 	*bad = j.bad;
