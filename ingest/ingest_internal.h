@@ -4,9 +4,10 @@
  *   sources.c   collects a source (an HF cache, one of its repo folders, a
  *               plain folder) into snapshots of files, every link and file
  *               kind checked, before anything is read into the store;
- *   pipeline.c  the encoder pool: a ring of chunk jobs, each hashed, its
- *               codec chosen (an xor-delta against the base when that saves),
- *               encoded and decoded again to prove it;
+ *   pipeline.c  the encoders: a ring of chunk jobs, each hashed, its codec
+ *               chosen (an xor-delta against the base when that saves),
+ *               encoded and decoded again to prove it, on a worker pool
+ *               (index/pool.h);
  *   writer.c    one file through the pipeline into the store: its plan
  *               (tensors, chunk cuts), the chunks in write transactions of
  *               TXN_BYTES, its blob record and etag;
@@ -30,6 +31,7 @@
 #include "base.h"
 #include "codec.h"
 #include "ingest.h"
+#include "pool.h"
 #include "safetensors.h"
 #include "store.h"
 
@@ -142,18 +144,16 @@ typedef struct job {
 	mfs_chunk_ref ref;
 	int base_rc;            /* why the base chunk could not be used (< 0), or 0 */
 	int rc;
-	int state;              /* 1 queued, 2 done: written under the pool lock */
 	int in_flight;          /* submitted and not yet finalised: main thread only */
+	mfs_pool_task task;     /* on the workers from submit until done */
+	mfs_pool_group done;    /* its one task: waited on by mfs_pipe_wait */
 } job;
 
 typedef struct pool {
-	pthread_mutex_t mu;
-	pthread_cond_t cv_work, cv_done;
-	job **queue;            /* FIFO of queued jobs */
-	size_t q_head, q_len, q_cap;
-	int stop;
-	pthread_t *threads;
-	int n_threads;
+	mfs_pool *workers;      /* the encoder threads */
+	int sync_inited;        /* mu and cv_done are initialised */
+	pthread_mutex_t mu;     /* tensor_state.decided */
+	pthread_cond_t cv_done; /* a tensor's codec was decided */
 	mfs_store *store;
 	const mfs_ingest_opts *opts;
 	tensor_state *tensors;  /* of the file being ingested */

@@ -1,12 +1,15 @@
 /*
- * pipeline.c - the encoder pool: chunk jobs hashed, their codec chosen (an
+ * pipeline.c - the encoders: chunk jobs hashed, their codec chosen (an
  * xor-delta against the base when that saves), encoded and proven by a
- * decode before the writer stores them.
+ * decode before the writer stores them, each job a task on a worker pool
+ * (index/pool.h) in a group of its own, so the writer waits for the job it
+ * needs next while the others go on.
  */
 #include "ingest_internal.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -240,51 +243,27 @@ static void process_job(pool *p, job *j, mfs_codec_ws *ws)
 	j->rc = encode_chunk(p, j, NULL, ws);
 }
 
-static void *worker_main(void *arg)
+/* A job's task on a worker (its outputs are the writer's once its group is
+ * empty: the pool's lock orders them before mfs_pipe_wait's return). */
+static void job_run(mfs_pool_task *t, mfs_codec_ws *ws)
 {
-	pool *p = arg;
-	mfs_codec_ws *ws = NULL;
-	int ws_rc = mfs_codec_ws_create(&ws);
-	pthread_mutex_lock(&p->mu);
-	for (;;) {
-		while (!p->stop && p->q_len == 0)
-			pthread_cond_wait(&p->cv_work, &p->mu);
-		if (p->q_len == 0 && p->stop)
-			break;
-		job *j = p->queue[p->q_head];
-		p->q_head = (p->q_head + 1) % p->q_cap;
-		p->q_len--;
-		pthread_mutex_unlock(&p->mu);
-		if (ws_rc < 0)
-			j->rc = ws_rc;
-		else
-			process_job(p, j, ws);
-		pthread_mutex_lock(&p->mu);
-		j->state = 2;
-		pthread_cond_broadcast(&p->cv_done);
-	}
-	pthread_mutex_unlock(&p->mu);
-	mfs_codec_ws_free(ws);
-	return NULL;
+	job *j = (job *)((char *)t - offsetof(job, task));
+	process_job(t->arg, j, ws);
 }
 
 void mfs_pipe_submit(pool *p, job *j)
 {
 	j->in_flight = 1;
-	pthread_mutex_lock(&p->mu);
-	j->state = 1;
-	p->queue[(p->q_head + p->q_len) % p->q_cap] = j;
-	p->q_len++;
-	pthread_cond_signal(&p->cv_work);
-	pthread_mutex_unlock(&p->mu);
+	j->done = (mfs_pool_group)MFS_POOL_GROUP_INIT;
+	j->task = (mfs_pool_task){.run = job_run, .arg = p, .group = &j->done};
+	int rc = mfs_pool_submit(p->workers, &j->task);
+	if (rc < 0)
+		j->rc = rc; /* never while ingest runs: the pool stops after it */
 }
 
 void mfs_pipe_wait(pool *p, job *j)
 {
-	pthread_mutex_lock(&p->mu);
-	while (j->state == 1)
-		pthread_cond_wait(&p->cv_done, &p->mu);
-	pthread_mutex_unlock(&p->mu);
+	mfs_pool_wait(p->workers, &j->done);
 }
 
 
@@ -297,14 +276,11 @@ int mfs_pipe_start(ingest_ctx *c)
 	int n = c->opts->threads > 0 ? c->opts->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (n < 1)
 		n = 1;
-	if (n > 256)
-		n = 256;
+	if (n > MFS_POOL_MAX_THREADS)
+		n = MFS_POOL_MAX_THREADS;
 	c->n_ring = 2 * (size_t)n + 2;
-	p->q_cap = c->n_ring;
-	p->queue = calloc(p->q_cap, sizeof *p->queue);
 	c->ring = calloc(c->n_ring, sizeof *c->ring);
-	p->threads = calloc((size_t)n, sizeof *p->threads);
-	if (!p->queue || !c->ring || !p->threads)
+	if (!c->ring)
 		return -ENOMEM;
 	size_t bound = mfs_codec_bound_max(c->opts->chunk_size);
 	for (size_t i = 0; i < c->n_ring; i++) {
@@ -315,36 +291,26 @@ int mfs_pipe_start(ingest_ctx *c)
 			return -ENOMEM;
 	}
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv_work, NULL);
 	pthread_cond_init(&p->cv_done, NULL);
-	for (int i = 0; i < n; i++) {
-		if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0)
-			return -EAGAIN;
-		p->n_threads++;
-	}
-	return 0;
+	p->sync_inited = 1;
+	return mfs_pool_create((unsigned)n, &p->workers);
 }
 
 void mfs_pipe_stop(ingest_ctx *c)
 {
 	pool *p = &c->pool;
-	if (p->n_threads) {
-		pthread_mutex_lock(&p->mu);
-		p->stop = 1;
-		pthread_cond_broadcast(&p->cv_work);
-		pthread_mutex_unlock(&p->mu);
-		for (int i = 0; i < p->n_threads; i++)
-			pthread_join(p->threads[i], NULL);
+	/* every submitted job has been waited for (the writer finalises each) */
+	mfs_pool_free(p->workers);
+	p->workers = NULL;
+	if (p->sync_inited) {
 		pthread_mutex_destroy(&p->mu);
-		pthread_cond_destroy(&p->cv_work);
 		pthread_cond_destroy(&p->cv_done);
+		p->sync_inited = 0;
 	}
 	for (size_t i = 0; c->ring && i < c->n_ring; i++) {
 		free(c->ring[i].raw);
 		free(c->ring[i].enc);
 	}
 	free(c->ring);
-	free(p->queue);
-	free(p->threads);
 }
 
