@@ -1150,6 +1150,19 @@ static int bench_quant(const char *hp_path, const char *q_path, size_t chunk_siz
 	return nsum ? 0 : 1;
 }
 
+/* Bytes a rANS table of @p f takes: one varint (1 or 2 bytes) per symbol
+ * from the lowest to the highest with a frequency. */
+static size_t freq_table_bytes(const uint16_t *f, unsigned nsym)
+{
+	unsigned lo = nsym, hi = 0;
+	for (unsigned k = 0; k < nsym; k++)
+		if (f[k])
+			lo = lo < k ? lo : k, hi = k;
+	size_t bytes = 0;
+	for (unsigned k = lo; k <= hi; k++)
+		bytes += f[k] < 128 ? 1 : 2;
+	return bytes;
+}
 
 /*
  * --rans-tables: the first (exponent) plane of each dtype's tensors coded
@@ -1183,12 +1196,7 @@ static void bench_rans_tables(const tensor_list *tl, size_t chunk_size)
 				if (pass == 1) {
 					if (mfs_rans_normalize(ct, nsym, P, ft) < 0)
 						break;
-					unsigned lo = nsym, hi = 0;
-					for (unsigned k = 0; k < nsym; k++)
-						if (ft[k])
-							lo = lo < k ? lo : k, hi = k;
-					for (unsigned k = lo; k <= hi; k++)
-						per_tensor += ft[k] < 128 ? 1 : 2;
+					per_tensor += (double)freq_table_bytes(ft, nsym);
 				}
 				for (size_t o = 0; o < t->len; o += chunk_size) {
 					size_t len = t->len - o < chunk_size ? t->len - o : chunk_size;
@@ -1211,12 +1219,7 @@ static void bench_rans_tables(const tensor_list *tl, size_t chunk_size)
 						continue;
 					}
 					per_chunk += mfs_rans_cost_bits(cc, fc, nsym, P) / 8;
-					unsigned lo = nsym, hi = 0;
-					for (unsigned k = 0; k < nsym; k++)
-						if (fc[k])
-							lo = lo < k ? lo : k, hi = k;
-					for (unsigned k = lo; k <= hi; k++)
-						per_chunk += fc[k] < 128 ? 1 : 2;
+					per_chunk += (double)freq_table_bytes(fc, nsym);
 				}
 			}
 		}
