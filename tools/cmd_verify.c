@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +23,7 @@
 #include "commands.h"
 #include "grow.h"
 #include "ingest.h"
+#include "pool.h"
 #include "progress.h"
 #include "reader.h"
 #include "sha256.h"
@@ -104,12 +104,9 @@ static int collect_chunk(void *ud, const mfs_chunk_key *key, const mfs_chunk_vie
 	return 0;
 }
 
-static void *chunk_worker(void *arg)
+/* Decode and check chunks of phase 1 until none is left (on each thread). */
+static void check_chunks(verify_ctx *c, mfs_codec_ws *ws)
 {
-	verify_ctx *c = arg;
-	mfs_codec_ws *ws = NULL;
-	if (mfs_codec_ws_create(&ws) < 0)
-		return NULL;
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	for (;;) {
@@ -131,8 +128,11 @@ static void *chunk_worker(void *arg)
 							ws);
 	}
 	free(buf);
-	mfs_codec_ws_free(ws);
-	return NULL;
+}
+
+static void check_chunks_task(mfs_pool_task *t, mfs_codec_ws *ws)
+{
+	check_chunks(t->arg, ws);
 }
 
 static int verify_chunks(verify_ctx *c)
@@ -141,15 +141,28 @@ static int verify_chunks(verify_ctx *c)
 	if (rc < 0)
 		return rc;
 	atomic_store(&c->next, 0);
-	pthread_t th[256];
-	int n = 0;
-	for (int i = 0; i < c->threads && i < 256; i++)
-		if (pthread_create(&th[n], NULL, chunk_worker, c) == 0)
-			n++;
-	if (n == 0)
-		chunk_worker(c);
-	for (int i = 0; i < n; i++)
-		pthread_join(th[i], NULL);
+	/* each pool thread claims chunks until none is left */
+	unsigned n = c->threads < 1 ? 1
+		     : c->threads > MFS_POOL_MAX_THREADS ? MFS_POOL_MAX_THREADS
+							 : (unsigned)c->threads;
+	mfs_pool *pool = NULL;
+	if (mfs_pool_create(n, &pool) == 0) {
+		mfs_pool_task task[MFS_POOL_MAX_THREADS];
+		mfs_pool_group g = MFS_POOL_GROUP_INIT;
+		for (unsigned i = 0; i < n; i++) {
+			task[i] = (mfs_pool_task){.run = check_chunks_task, .arg = c, .group = &g};
+			mfs_pool_submit(pool, &task[i]); /* cannot fail: the pool runs */
+		}
+		mfs_pool_wait(pool, &g);
+		mfs_pool_free(pool);
+	} else {
+		/* no threads to be had: this one checks them all */
+		mfs_codec_ws *ws = NULL;
+		if (mfs_codec_ws_create(&ws) < 0)
+			return -ENOMEM;
+		check_chunks(c, ws);
+		mfs_codec_ws_free(ws);
+	}
 	for (size_t i = 0; i < c->n_chunks; i++) {
 		if (c->chunks[i].rc < 0) {
 			char hex[33];
