@@ -27,8 +27,8 @@ struct mfs_pool {
 	mfs_pool_task head;	/* sentinel: head.next is the oldest task */
 	int stop;
 	pool_worker *workers;
-	unsigned n_threads;  /* asked for */
-	unsigned n_started;  /* threads to join */
+	unsigned n_threads; /* asked for */
+	unsigned n_started; /* threads to join */
 };
 
 static void queue_unlink(mfs_pool_task *t)
@@ -234,7 +234,8 @@ int mfs_pool_create(unsigned threads, mfs_pool **out)
 		}
 	}
 	for (unsigned i = 0; i < threads; i++) {
-		int rc = pthread_create(&p->workers[i].tid, NULL, worker_main, &p->workers[i]);
+		int rc =
+		    pthread_create(&p->workers[i].tid, NULL, worker_main, &p->workers[i]);
 		if (rc) {
 			pool_destroy(p);
 			return -rc;

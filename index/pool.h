@@ -72,7 +72,10 @@ typedef struct mfs_pool_group {
 	size_t pending; /* under the pool's lock */
 } mfs_pool_group;
 
-#define MFS_POOL_GROUP_INIT {0}
+#define MFS_POOL_GROUP_INIT                                                              \
+	{                                                                                \
+		0                                                                        \
+	}
 
 struct mfs_pool_task {
 	/* set by the owner before a submit */

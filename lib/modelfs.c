@@ -970,7 +970,8 @@ static mfs_pool *store_pool(modelfs_store *s)
 	pthread_mutex_lock(&s->mu);
 	if (!s->pool_tried) {
 		s->pool_tried = 1;
-		for (unsigned k = s->threads - 1; k && mfs_pool_create(k, &s->pool) < 0; k /= 2)
+		for (unsigned k = s->threads - 1; k && mfs_pool_create(k, &s->pool) < 0;
+		     k /= 2)
 			;
 	}
 	mfs_pool *p = s->pool;

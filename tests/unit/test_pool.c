@@ -95,7 +95,8 @@ static void rec_init(rec *r, int id, mfs_pool_group *g, int *order, atomic_int *
 	r->id = id;
 	r->order = order;
 	r->n_order = n_order;
-	r->task = (mfs_pool_task){.run = rec_run, .cancel = rec_cancel, .arg = r, .group = g};
+	r->task =
+	    (mfs_pool_task){.run = rec_run, .cancel = rec_cancel, .arg = r, .group = g};
 }
 
 static void test_bad_args(void)
@@ -252,7 +253,8 @@ static void fan_run(mfs_pool_task *t, mfs_codec_ws *ws)
 	atomic_fetch_add(f->sum, f->value);
 	for (int i = 0; i < f->children; i++)
 		if (mfs_pool_submit(f->p, &f->kids[i].task) != 0)
-			atomic_fetch_add(f->sum, 1000000000L); /* refused: fails the sum */
+			atomic_fetch_add(f->sum,
+					 1000000000L); /* refused: fails the sum */
 }
 
 static void test_many_threads(void)
@@ -277,16 +279,22 @@ static void test_many_threads(void)
 	for (int i = 0; i < GROUPS * PER; i++) {
 		int k = i % GROUPS;
 		fan *x = &f[used++];
-		*x = (fan){.p = p, .g = &g[k], .sum = &sum[k],
-			   .value = (long)(test_rand(&seed) % 1000) + 1, .children = KIDS};
+		*x = (fan){.p = p,
+			   .g = &g[k],
+			   .sum = &sum[k],
+			   .value = (long)(test_rand(&seed) % 1000) + 1,
+			   .children = KIDS};
 		x->kids = &f[used];
 		used += KIDS;
 		want[k] += x->value;
 		for (int c = 0; c < KIDS; c++) {
 			fan *y = &x->kids[c];
-			*y = (fan){.p = p, .g = &g[k], .sum = &sum[k],
+			*y = (fan){.p = p,
+				   .g = &g[k],
+				   .sum = &sum[k],
 				   .value = (long)(test_rand(&seed) % 1000) + 1};
-			y->task = (mfs_pool_task){.run = fan_run, .arg = y, .group = &g[k]};
+			y->task =
+			    (mfs_pool_task){.run = fan_run, .arg = y, .group = &g[k]};
 			want[k] += y->value;
 		}
 		x->task = (mfs_pool_task){.run = fan_run, .arg = x, .group = &g[k]};
@@ -331,7 +339,8 @@ static void test_workspace_per_thread(void)
 		while (k < n_seen && seen[k] != r[i].ws)
 			k++;
 		if (k == n_seen) {
-			REQUIRE(n_seen < THREADS); /* never more workspaces than threads */
+			REQUIRE(n_seen <
+				THREADS); /* never more workspaces than threads */
 			seen[k] = r[i].ws;
 			seen_th[k] = r[i].thread;
 			n_seen++;
