@@ -1,97 +1,78 @@
 #include "stream.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 
+#include "pool.h"
+
+/*
+ * A slot decodes one extent at a time on the pool; its own group says when
+ * that decode has finished (mfs_pool_wait), after which the slot is the
+ * consumer's again and may be handed the extent n_slots further on.
+ */
 typedef struct slot {
+	mfs_pool_task task;
+	mfs_pool_group group;
+	mfs_rfile *f;
 	size_t idx;             /* extent index */
 	uint8_t *buf;
 	size_t cap;
 	int rc;
-	int state;              /* 0 free, 1 claimed, 2 decoded */
 } slot;
 
-typedef struct stream {
-	mfs_reader *r;
-	mfs_rfile *f;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	slot *slots;
-	size_t n_slots;
-	size_t next_claim;      /* next extent index a worker takes */
-	size_t next_emit;       /* next extent index the consumer needs */
-	int stop;
-} stream;
-
-static void *stream_worker(void *arg)
+static void slot_run(mfs_pool_task *t, mfs_codec_ws *ws)
 {
-	stream *s = arg;
-	mfs_codec_ws *ws = NULL;
-	int ws_rc = mfs_codec_ws_create(&ws);
-	pthread_mutex_lock(&s->mu);
-	for (;;) {
-		/* a worker may run at most n_slots extents ahead of the consumer */
-		while (!s->stop && s->next_claim < s->f->n_extents &&
-		       s->next_claim >= s->next_emit + s->n_slots)
-			pthread_cond_wait(&s->cv, &s->mu);
-		if (s->stop || s->next_claim >= s->f->n_extents)
-			break;
-		size_t idx = s->next_claim++;
-		slot *sl = &s->slots[idx % s->n_slots];
-		sl->idx = idx;
-		sl->state = 1;
-		pthread_mutex_unlock(&s->mu);
-		const mfs_extent *e = &s->f->extents[idx];
-		int rc = ws_rc;
-		if (rc == 0 && sl->cap < e->len) {
-			free(sl->buf);
-			sl->buf = malloc(e->len);
-			sl->cap = sl->buf ? e->len : 0;
-			if (!sl->buf)
-				rc = -ENOMEM;
-		}
-		/* from the file's own view: a file opened before its repo was
-		 * removed and garbage-collected streams the bytes it opened */
-		if (rc == 0)
-			rc = mfs_rfile_decode_extent(s->f, idx, sl->buf, ws);
-		pthread_mutex_lock(&s->mu);
-		sl->rc = rc;
-		sl->state = 2;
-		pthread_cond_broadcast(&s->cv);
+	slot *sl = t->arg;
+	const mfs_extent *e = &sl->f->extents[sl->idx];
+	int rc = 0;
+	if (sl->cap < e->len) {
+		free(sl->buf);
+		sl->buf = malloc(e->len);
+		sl->cap = sl->buf ? e->len : 0;
+		if (!sl->buf)
+			rc = -ENOMEM;
 	}
-	pthread_mutex_unlock(&s->mu);
-	mfs_codec_ws_free(ws);
-	return NULL;
+	/* from the file's own view: a file opened before its repo was removed
+	 * and garbage-collected streams the bytes it opened */
+	if (rc == 0)
+		rc = mfs_rfile_decode_extent(sl->f, sl->idx, sl->buf, ws);
+	sl->rc = rc;
+}
+
+static int slot_start(mfs_pool *p, slot *sl, size_t idx)
+{
+	sl->idx = idx;
+	sl->rc = 0;
+	sl->task = (mfs_pool_task){.run = slot_run, .arg = sl, .group = &sl->group};
+	return mfs_pool_submit(p, &sl->task);
 }
 
 int mfs_rfile_stream(mfs_reader *r, mfs_rfile *f, int threads, mfs_stream_fn fn, void *ud,
 		     uint64_t *bad_off)
 {
+	(void)r;
 	if (threads < 1)
 		threads = 1;
-	stream s = {.r = r, .f = f, .n_slots = 2 * (size_t)threads + 2};
-	s.slots = calloc(s.n_slots, sizeof *s.slots);
-	pthread_t *th = calloc((size_t)threads, sizeof *th);
-	if (!s.slots || !th) {
-		free(s.slots);
-		free(th);
+	if (threads > MFS_POOL_MAX_THREADS)
+		threads = MFS_POOL_MAX_THREADS;
+	/* workers run at most n_slots extents ahead of the consumer */
+	size_t n_slots = 2 * (size_t)threads + 2;
+	slot *slots = calloc(n_slots, sizeof *slots);
+	if (!slots)
 		return -ENOMEM;
+	mfs_pool *p;
+	int ret = mfs_pool_create((unsigned)threads, &p);
+	if (ret < 0) {
+		free(slots);
+		return ret;
 	}
-	pthread_mutex_init(&s.mu, NULL);
-	pthread_cond_init(&s.cv, NULL);
-	int started = 0, ret = 0;
-	for (int i = 0; i < threads; i++)
-		if (pthread_create(&th[i], NULL, stream_worker, &s) == 0)
-			started++;
-	if (!started)
-		ret = -EAGAIN;
+	for (size_t i = 0; i < n_slots; i++)
+		slots[i] = (slot){.group = MFS_POOL_GROUP_INIT, .f = f};
+	for (size_t i = 0; ret == 0 && i < n_slots && i < f->n_extents; i++)
+		ret = slot_start(p, &slots[i], i);
 	for (size_t idx = 0; ret == 0 && idx < f->n_extents; idx++) {
-		slot *sl = &s.slots[idx % s.n_slots];
-		pthread_mutex_lock(&s.mu);
-		while (!(sl->state == 2 && sl->idx == idx))
-			pthread_cond_wait(&s.cv, &s.mu);
-		pthread_mutex_unlock(&s.mu);
+		slot *sl = &slots[idx % n_slots];
+		mfs_pool_wait(p, &sl->group);
 		const mfs_extent *e = &f->extents[idx];
 		if (sl->rc < 0) {
 			ret = sl->rc;
@@ -100,23 +81,15 @@ int mfs_rfile_stream(mfs_reader *r, mfs_rfile *f, int threads, mfs_stream_fn fn,
 		} else {
 			ret = fn(ud, e->off, sl->buf, e->len);
 		}
-		pthread_mutex_lock(&s.mu);
-		sl->state = 0;
-		s.next_emit = idx + 1;
-		pthread_cond_broadcast(&s.cv);
-		pthread_mutex_unlock(&s.mu);
+		if (ret == 0 && idx + n_slots < f->n_extents)
+			ret = slot_start(p, sl, idx + n_slots);
 	}
-	pthread_mutex_lock(&s.mu);
-	s.stop = 1;
-	pthread_cond_broadcast(&s.cv);
-	pthread_mutex_unlock(&s.mu);
-	for (int i = 0; i < started; i++)
-		pthread_join(th[i], NULL);
-	for (size_t i = 0; i < s.n_slots; i++)
-		free(s.slots[i].buf);
-	free(s.slots);
-	free(th);
-	pthread_mutex_destroy(&s.mu);
-	pthread_cond_destroy(&s.cv);
+	/* what is still queued after an error or a stop is dropped */
+	for (size_t i = 0; i < n_slots; i++)
+		mfs_pool_drain(p, &slots[i].group);
+	mfs_pool_free(p);
+	for (size_t i = 0; i < n_slots; i++)
+		free(slots[i].buf);
+	free(slots);
 	return ret;
 }

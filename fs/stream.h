@@ -1,10 +1,10 @@
 /*
  * stream.h - read a whole file in order with its chunks decoded in parallel.
  *
- * For `modelfs export` and `modelfs verify`: a pool of threads decodes the
- * file's chunks ahead of the consumer (each into its own buffer, verified
- * against its key), and the callback receives them in file order.  Memory:
- * (2 * threads + 2) chunk buffers.
+ * For `modelfs export` and `modelfs verify`: a worker pool (index/pool.h)
+ * decodes the file's chunks ahead of the consumer (each into its own buffer,
+ * verified against its key), and the callback receives them in file order,
+ * on the calling thread.  Memory: (2 * threads + 2) chunk buffers.
  */
 #ifndef MFS_STREAM_H
 #define MFS_STREAM_H
@@ -23,10 +23,13 @@ typedef int (*mfs_stream_fn)(void *ud, uint64_t off, const void *data, size_t le
 
 /**
  * Stream @p f through @p fn.
- * @param[in]  threads    decoder threads (>= 1)
+ * @param[in]  r          unused (the file knows its reader)
+ * @param[in]  threads    decoder threads (1 .. MFS_POOL_MAX_THREADS; outside:
+ *                        the nearest)
  * @param[out] bad_off    optional: on MFS_E_CORRUPT / MFS_E_NOTFOUND, the file
  *                        offset of the first chunk that failed
- * @return 0, the callback's non-zero value, or the first decode error
+ * @return 0, the callback's non-zero value, the first decode error, or the
+ *         pool's (-errno when its threads cannot start, -ENOMEM)
  */
 int mfs_rfile_stream(mfs_reader *r, mfs_rfile *f, int threads, mfs_stream_fn fn, void *ud,
 		     uint64_t *bad_off);
