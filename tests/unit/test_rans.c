@@ -139,7 +139,11 @@ static void test_normalize(void)
 		}
 		CHECK_EQ_INT(bad, 0);
 		CHECK_EQ_INT(sum, 1u << P);
-		/* within 1% (plus table granularity) of the entropy */
+		/* within 2% of the entropy, plus table granularity, plus what
+		 * giving every present symbol at least one of the 2^P slots costs
+		 * the others (rare symbols next to a frequent one: counts 1, 1,
+		 * 99999 have 36 bits of entropy, and any table costs the 99999
+		 * at least log2(2048/2046) bits each) */
 		double h = 0, tot = 0;
 		for (unsigned i = 0; i < nsym; i++)
 			tot += count[i];
@@ -148,8 +152,9 @@ static void test_normalize(void)
 				h -= count[i] * log2(count[i] / tot);
 		double c = mfs_rans_cost_bits(count, freq, nsym, P);
 		CHECK(c >= h - 1e-6);
+		double floor_cost = -tot * log2(1.0 - (double)present / (double)(1u << P));
 		if (present <= 64 && P == 11)
-			CHECK(c <= h * 1.02 + 64);
+			CHECK(c <= h * 1.02 + 64 + floor_cost);
 	}
 	count[0] = 5;
 	count[1] = 0;
