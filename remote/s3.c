@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -786,6 +787,23 @@ int mfs_s3_put_file(mfs_s3 *s3, const char *bucket, const char *key, int fd, uin
 	if (off > UINT64_MAX - len || off + len > (uint64_t)INT64_MAX)
 		return mfs_err(e, MFS_E_INVAL, "s3://%s: the file range is out of bounds",
 			       bucket);
+	/* A range past the file's end is the caller's mistake: say so before
+	 * sending anything (a file that shrinks while sent is caught in up_read). */
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int err = errno;
+		return mfs_err(e, -err, "s3://%s: the file to upload: %s", bucket,
+			       strerror(err));
+	}
+	if (S_ISREG(st.st_mode) && off + len > (uint64_t)st.st_size) {
+		char q[200];
+		return mfs_err(e, MFS_E_CORRUPT,
+			       "s3://%s/%s: the file to upload is %" PRIu64
+			       " bytes; the range asked for ends at %" PRIu64
+			       " (nothing was sent)",
+			       bucket, mfs_str_quote(key, 160, q, sizeof q),
+			       (uint64_t)st.st_size, off + len);
+	}
 	struct s3_req rq = {.method = "PUT",
 			    .bucket = bucket,
 			    .key = key,

@@ -195,7 +195,8 @@ int mfs_s3_put(mfs_s3 *s3, const char *bucket, const char *key, const void *buf,
  * Store bytes [off, off + len) of the open file @p fd as @p key, streamed
  * with pread (never all in memory; @p fd's offset is not used or moved).
  * @return 0; a code above; MFS_E_CORRUPT when the file ends before
- *         off + len; -errno of a failing pread
+ *         off + len (checked with fstat before anything is sent, and
+ *         again while sending); -errno of a failing fstat or pread
  */
 int mfs_s3_put_file(mfs_s3 *s3, const char *bucket, const char *key, int fd, uint64_t off,
 		    uint64_t len, mfs_errmsg *e);
