@@ -182,8 +182,9 @@ void mfs_codec_ws_free(mfs_codec_ws *ws);
 
 /*
  * Scratch slots.  A, B: codec encoders/decoders; C: mfs_codec_choose;
- * CHUNK, REF: callers outside codec/ (the reader's decoded chunk and
- * reference chunk).  A codec never touches the caller slots, so a caller may
+ * CHUNK, REF, PAYLOAD: callers outside codec/ (the reader's decoded chunk and
+ * reference chunk; a chunk's payload read from its pack, index/store.h
+ * mfs_chunk_load).  A codec never touches the caller slots, so a caller may
  * decode into its slot while the codec uses its own.
  */
 enum {
@@ -192,7 +193,8 @@ enum {
 	MFS_WS_SLOT_C,
 	MFS_WS_SLOT_CHUNK,
 	MFS_WS_SLOT_REF, /* MFS_REFS_MAX slots: the REF + i-th reference chunk */
-	MFS_WS_SLOTS = MFS_WS_SLOT_REF + MFS_REFS_MAX
+	MFS_WS_SLOT_PAYLOAD = MFS_WS_SLOT_REF + MFS_REFS_MAX,
+	MFS_WS_SLOTS
 };
 
 /**

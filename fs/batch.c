@@ -42,6 +42,8 @@ int mfs_batch_decode_one(mfs_batch_chunk *c, mfs_codec_ws *ws)
 		return c->status = MFS_E_NOSPACE;
 	if ((c->n_refs && !c->refs) || c->n_refs > MFS_REFS_MAX)
 		return c->status = MFS_E_CORRUPT;
+	if (!c->payload && c->payload_len)
+		return c->status = MFS_E_INVAL; /* not loaded */
 	mfs_decode_req rq = {
 	    .src = c->payload,
 	    .src_len = c->payload_len,

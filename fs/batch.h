@@ -50,7 +50,8 @@
 typedef struct mfs_batch_chunk {
 	mfs_chunk_key key;   /* the XXH3-128 its raw bytes must hash to */
 	mfs_codec_id codec;  /* how its payload is coded */
-	const void *payload; /* the stored payload (e.g. in the LMDB map) */
+	const void *payload; /* the stored payload, read from its pack into a
+				buffer of the caller's (mfs_chunk_payload_read) */
 	size_t payload_len;
 	const mfs_chunk_geom *geom; /* NULL when the store recorded none */
 	const mfs_ref_data *refs;   /* its references' bytes, n_refs (NULL when 0) */
@@ -65,9 +66,10 @@ typedef struct mfs_batch_chunk {
 } mfs_batch_chunk;
 
 /**
- * Fill @p c from chunk record @p v of @p key: codec, payload, geometry,
- * references (@p refs: v->n_refs resolved ranges, borrowed), raw length, and
- * the destination; status MFS_E_UNSUPPORTED (not decoded yet).
+ * Fill @p c from chunk record @p v of @p key: codec, payload (v->payload:
+ * NULL until the caller loads it and sets c->payload), geometry, references
+ * (@p refs: v->n_refs resolved ranges, borrowed), raw length, and the
+ * destination; status MFS_E_UNSUPPORTED (not decoded yet).
  */
 void mfs_batch_chunk_set(mfs_batch_chunk *c, const mfs_chunk_key *key,
 			 const mfs_chunk_view *v, const mfs_ref_data *refs, void *dst,

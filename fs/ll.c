@@ -1186,6 +1186,8 @@ static void watch_tick(mfs_mount *m)
 		watch_changed(m);
 	}
 	mfs_blob_table_close_idle(m->blobs, FILE_IDLE_MS);
+	/* packs gc removed: their descriptors go, so the space comes back */
+	mfs_store_packs_sweep(m->store);
 	mfs_view *v = current_view(m);
 	if (v) {
 		size_t moved = mfs_blob_table_rebase(m->blobs, v);

@@ -10,13 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "batch.h"
 #include "cache.h"
 #include "fsutil.h"
 #include "ioahead.h"
+#include "pack.h"
 #include "sha256.h"
 #include "stream.h"
 
@@ -44,14 +44,12 @@ struct mfs_view {
 
 /* Chunk size the prefetch window is counted in (the ingest default). */
 #define PREFETCH_UNIT ((uint64_t)1 << 20)
-/* A sequential reader's stored records are asked for from the disk this many
+/* A sequential reader's pack entries are asked for from the disk this many
  * prefetch windows ahead (read_ahead_io). */
 #define IO_AHEAD_WINDOWS 4
-/* One request reads records at most this far apart, up to this much. */
-#define IO_AHEAD_GAP ((uintptr_t)64 << 10)
-#define IO_AHEAD_MAX ((uintptr_t)8 << 20)
-/* Records smaller than this are not asked for (see read_ahead_io). */
-#define IO_AHEAD_MIN 4096
+/* One request reads entries at most this far apart, up to this much. */
+#define IO_AHEAD_GAP ((uint64_t)64 << 10)
+#define IO_AHEAD_MAX ((uint64_t)8 << 20)
 
 int mfs_reader_create(mfs_store *store, mfs_cache *cache, mfs_reader **out)
 {
@@ -248,7 +246,10 @@ static int ref_resolve(mfs_reader *r, mfs_rfile *f, const mfs_chunk_view *v, siz
 						 rv->raw_len ? rv->raw_len : 1);
 		if (!buf)
 			return -ENOMEM;
-		if ((rc = mfs_chunk_decode(rv, &ref->key, NULL, buf, rv->raw_len, ws)) < 0)
+		mfs_chunk_view lv = *rv;
+		if ((rc = mfs_chunk_load(r->store, &ref->key, &lv, ws, NULL)) < 0 ||
+		    (rc = mfs_chunk_decode(&lv, &ref->key, NULL, buf, lv.raw_len, ws)) <
+			0)
 			return rc;
 		bytes = buf;
 	}
@@ -270,8 +271,14 @@ static int decode_with_refs(mfs_reader *r, mfs_rfile *f, const mfs_chunk_view *v
 	int rc = 0;
 	for (size_t i = 0; i < v->n_refs && rc == 0; i++)
 		rc = ref_resolve(r, f, v, i, &rv[i], &rs, ws);
+	/* the payload after the references': their decodes load theirs into the
+	 * same workspace slot */
+	mfs_chunk_view lv = *v;
 	if (rc == 0)
-		rc = mfs_chunk_decode(v, key, v->n_refs ? rs.data : NULL, dst, raw_len, ws);
+		rc = mfs_chunk_load(r->store, key, &lv, ws, NULL);
+	if (rc == 0)
+		rc = mfs_chunk_decode(&lv, key, v->n_refs ? rs.data : NULL, dst, raw_len,
+				      ws);
 	ref_set_release(r, &rs);
 	return rc;
 }
@@ -305,17 +312,6 @@ int mfs_reader_decode_chunk(mfs_reader *r, const mfs_chunk_key *key, void *dst,
 }
 
 /*
- * The payload lives in LMDB's map: on a cold store, faulting it in 4 KiB (or
- * readahead-window) steps from the decoder is slow; ask for all of it at once.
- */
-static void will_need(const void *p, size_t len)
-{
-	long page = sysconf(_SC_PAGESIZE);
-	uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
-	madvise((void *)a, len + ((uintptr_t)p - a), MADV_WILLNEED);
-}
-
-/*
  * Decode a chunk of @p f from the file's view: the lookups under the view's
  * lock, the decode (the expensive part) outside it.  References come
  * through the cache when @p via_cache (the reader's cache fill), else they
@@ -340,7 +336,6 @@ static int rfile_decode_ex(mfs_rfile *f, const mfs_chunk_key *key, void *dst, si
 		return MFS_E_CORRUPT;
 	if (v.n_refs && !__atomic_load_n(&f->has_refs, __ATOMIC_RELAXED))
 		__atomic_store_n(&f->has_refs, 1, __ATOMIC_RELAXED);
-	will_need(v.payload, v.payload_len);
 	rc = decode_with_refs(f->reader, via_cache ? f : NULL, &v, rv, key, dst, len, ws);
 	return rc == 0 && uses > 1 ? MFS_CACHE_FILL_SHARED : rc;
 }
@@ -390,8 +385,12 @@ void mfs_rfile_explain(mfs_rfile *f, size_t i, char *buf, size_t cap)
 			state = "which does not hold the range it needs";
 		else {
 			void *tmp = malloc(rv.raw_len ? rv.raw_len : 1);
-			int drc = tmp ? mfs_chunk_decode(&rv, &ref->key, NULL, tmp, rv.raw_len, ws)
+			int drc = tmp ? mfs_chunk_load(f->reader->store, &ref->key, &rv,
+						       ws, NULL)
 				      : -ENOMEM;
+			if (drc == 0)
+				drc = mfs_chunk_decode(&rv, &ref->key, NULL, tmp,
+						       rv.raw_len, ws);
 			free(tmp);
 			if (drc < 0)
 				state = "which fails its check";
@@ -418,22 +417,53 @@ static int cache_fill(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
 }
 
 /*
- * The records a delta's decode will also need: for extents [from, to) of
- * @p f whose records were just asked for, read each record's header (it
- * arrives first: the thread waits for it, not the decoders) and ask for the
- * records of the chunks it decodes against (a fine-tune's base), so a cold
- * fine-tune's decodes do not each wait for their base's record.  Only for
- * files where a delta has been decoded (f->has_refs): others pay nothing.
+ * Coalesces the entries asked for from the disk: a run of entries of one
+ * pack that lie one after another (ingest writes a file's chunks in order)
+ * is asked for in one request, flushed when the next one is not adjacent,
+ * lies in another pack, or the run reaches its cap.
+ */
+typedef struct io_run {
+	mfs_store *s;
+	uint64_t pack, a, end, cap;
+} io_run;
+
+static void io_run_flush(io_run *x)
+{
+	if (x->end)
+		mfs_pack_will_need(x->s, x->pack, x->a, x->end - x->a);
+	x->end = 0;
+}
+
+static void io_run_add(io_run *x, const mfs_chunk_view *v)
+{
+	if (!v->in_pack)
+		return;
+	uint64_t q = v->loc.off, n = mfs_pack_entry_bytes(v->loc.len);
+	if (x->end && v->loc.pack == x->pack && q >= x->a && q <= x->end + IO_AHEAD_GAP &&
+	    q + n - x->a <= x->cap) {
+		if (q + n > x->end)
+			x->end = q + n;
+		return;
+	}
+	io_run_flush(x);
+	x->pack = v->loc.pack;
+	x->a = q;
+	x->end = q + n;
+}
+
+/*
+ * The entries a delta's decode will also need: for extents [from, to) of
+ * @p f whose entries were just asked for, look each record up and ask for
+ * the entries of the chunks it decodes against (a fine-tune's base), so a
+ * cold fine-tune's decodes do not each wait for their base's entry.  Only
+ * for files where a delta has been decoded (f->has_refs): others pay
+ * nothing.
  */
 static void refs_ahead(mfs_txn *t, mfs_rfile *f, size_t from, size_t to)
 {
 	if (!__atomic_load_n(&f->has_refs, __ATOMIC_RELAXED))
-		return; /* no delta seen in it: nothing more to ask for (and no
-			   header to wait for) */
-	/* records written one after another lie one after another: a run of
-	 * them is asked for in one request (as read_ahead_io does), flushed when
-	 * the next one is not adjacent or the run reaches IO_AHEAD_MAX / 2 */
-	uintptr_t a = 0, end = 0;
+		return; /* no delta seen in it: nothing more to ask for */
+	io_run x = {.s = f->reader->store, .cap = IO_AHEAD_MAX / 2};
 	for (size_t i = from; i < to; i++) {
 		const mfs_extent *e = &f->extents[i];
 		mfs_chunk_view v;
@@ -441,42 +471,29 @@ static void refs_ahead(mfs_txn *t, mfs_rfile *f, size_t from, size_t to)
 		    mfs_chunk_get(t, &e->key, &v) < 0)
 			continue;
 		for (uint32_t r = 0; r < v.n_refs; r++) {
-			const void *p;
-			size_t n;
-			if (mfs_chunk_locate(t, &v.refs[r].key, &p, &n) < 0 || n < IO_AHEAD_MIN)
-				continue;
-			uintptr_t q = (uintptr_t)p;
-			if (end && q >= a && q <= end + IO_AHEAD_GAP && q + n - a <= IO_AHEAD_MAX / 2) {
-				if (q + n > end)
-					end = q + n;
-				continue;
-			}
-			if (end)
-				will_need((const void *)a, end - a);
-			a = q;
-			end = q + n;
+			mfs_chunk_view rv;
+			if (mfs_chunk_get(t, &v.refs[r].key, &rv) == 0)
+				io_run_add(&x, &rv);
 		}
 	}
-	if (end)
-		will_need((const void *)a, end - a);
+	io_run_flush(&x);
 }
 
 /*
  * A job of the read-ahead thread (ioahead.h): ask the kernel to read, from
- * extent @p first up to file offset @p until, the stored records of the
- * chunks the reader has not had yet (madvise(MADV_WILLNEED), located without
- * reading them).  On a cold store this keeps the disk busy ahead of the
- * decoders: the mount opens the store without read-around
- * (MFS_STORE_NORDAHEAD), so otherwise each decode would wait for its own
- * record's read.  Records asked for before (extents f->io_first to
- * f->io_next) are skipped, unless the reader jumped back before them.
+ * extent @p first up to file offset @p until, the pack entries of the
+ * chunks the reader has not had yet (posix_fadvise(POSIX_FADV_WILLNEED) on
+ * their ranges).  On a cold store this keeps the disk busy ahead of the
+ * decoders, which otherwise each wait for their own entry's read.  Entries
+ * asked for before (extents f->io_first to f->io_next) are skipped, unless
+ * the reader jumped back before them.
  *
  * The lookups run in a transaction of their own, not under the file's
  * view's lock: on a cold store a lookup may wait for a B-tree page behind
  * the very reads asked for here (the disk's queue is sorted by position),
  * and the decoders must not wait on it.  A newer snapshot holds the same
- * record for the same key (keys are content hashes) or none, and an address
- * is only ever a hint to the kernel, never read here.
+ * record for the same key (keys are content hashes) or one gc moved, and a
+ * location is only ever a hint to the kernel here, never read.
  */
 static void read_ahead_io(void *ud, size_t first, uint64_t until)
 {
@@ -494,32 +511,22 @@ static void read_ahead_io(void *ud, size_t first, uint64_t until)
 	if (mfs_txn_begin(f->reader->store, MFS_TXN_READ, &t) < 0)
 		return;
 	enum { BATCH = 16 };
+	/* one request for a run of entries instead of one per entry (an entry is
+	 * ~0.7 MiB; a request costs ~0.3 ms on top of its transfer on the disks
+	 * we measure) */
+	io_run x = {.s = f->reader->store, .cap = IO_AHEAD_MAX};
 	while (j < f->n_extents && f->extents[j].off < until) {
-		const void *p[BATCH];
-		size_t n[BATCH], k = 0, batch_first = j;
-		for (; k < BATCH && j < f->n_extents && f->extents[j].off < until; j++) {
+		size_t batch_first = j;
+		for (size_t k = 0;
+		     k < BATCH && j < f->n_extents && f->extents[j].off < until;
+		     j++, k++) {
 			const mfs_extent *e = &f->extents[j];
-			/* a record under a page lies in the B-tree leaf the lookup
-			 * just read: nothing to ask for */
+			mfs_chunk_view v;
 			if (__atomic_load_n(&f->served[j], __ATOMIC_RELAXED) < e->len &&
-			    mfs_chunk_locate(t, &e->key, &p[k], &n[k]) == 0 &&
-			    n[k] >= IO_AHEAD_MIN)
-				k++;
+			    mfs_chunk_get(t, &e->key, &v) == 0)
+				io_run_add(&x, &v);
 		}
-		/* records written one after another lie one after another in the
-		 * map: one call for a run of them makes one large disk request
-		 * instead of one per record (a record is ~0.7 MiB; a request
-		 * costs ~0.3 ms on top of its transfer on the disks we measure) */
-		for (size_t i = 0; i < k;) {
-			uintptr_t a = (uintptr_t)p[i], end = a + n[i];
-			for (i++; i < k && (uintptr_t)p[i] >= a &&
-				  (uintptr_t)p[i] <= end + IO_AHEAD_GAP &&
-				  (uintptr_t)p[i] + n[i] - a <= IO_AHEAD_MAX;
-			     i++)
-				if ((uintptr_t)p[i] + n[i] > end)
-					end = (uintptr_t)p[i] + n[i];
-			will_need((const void *)a, end - a);
-		}
+		io_run_flush(&x);
 		refs_ahead(t, f, batch_first, j);
 		__atomic_store_n(&f->io_next, j, __ATOMIC_RELAXED);
 	}
@@ -561,6 +568,50 @@ static int gpu_pick(mfs_rfile *f, const mfs_chunk_key *key, size_t len, mfs_chun
 	return 1;
 }
 
+/* Arena room for a payload: each starts 64-byte aligned. */
+static size_t arena_span(size_t len)
+{
+	return (len + 63) & ~(size_t)63;
+}
+
+/*
+ * Read the payloads of batch chunks bc[0..m) (their records v) into
+ * @p arena (the sum of their arena_span()s), after asking the disk for all
+ * of them: a chunk whose entry cannot be read or is damaged is dropped from
+ * the batch (left MFS_E_UNSUPPORTED, so the CPU's decode reports it), and
+ * bc, map and uses (optional) are compacted alike.
+ * @return the number of chunks kept
+ */
+static size_t batch_load(mfs_store *s, mfs_batch_chunk *bc, const mfs_chunk_view *v,
+			 size_t *map, uint64_t *uses, size_t m, uint8_t *arena)
+{
+	for (size_t k = 0; k < m; k++)
+		mfs_chunk_will_need(s, &v[k]);
+	size_t kept = 0, at = 0;
+	for (size_t k = 0; k < m; k++) {
+		if (mfs_chunk_payload_read(s, &bc[k].key, &v[k], arena + at,
+					   v[k].payload_len, NULL) < 0)
+			continue;
+		bc[kept] = bc[k];
+		bc[kept].payload = arena + at;
+		bc[kept].payload_len = v[k].payload_len;
+		map[kept] = map[k];
+		if (uses)
+			uses[kept] = uses[k];
+		kept++;
+		at += arena_span(v[k].payload_len);
+	}
+	return kept;
+}
+
+static size_t batch_arena_bytes(const mfs_chunk_view *v, size_t m)
+{
+	size_t n = 64;
+	for (size_t k = 0; k < m; k++)
+		n += arena_span(v[k].payload_len);
+	return n;
+}
+
 /*
  * The cache's batch fill (mfs_cache_batch_fn) when the reader has a GPU
  * backend: the rans chunks of a prefetch batch go to the device in one
@@ -587,8 +638,14 @@ static void gpu_batch_fill(void *ud, mfs_cache_fill_item *items, size_t n,
 				map[m++] = i;
 			}
 		pthread_mutex_unlock(&f->view->mu);
-		for (size_t k = 0; k < m; k++)
-			will_need(bc[k].payload, bc[k].payload_len);
+		/* the payloads in the workspace's payload slot: the CPU decodes of
+		 * what the device leaves come after this call */
+		uint8_t *arena = m ? mfs_codec_ws_scratch(ws, MFS_WS_SLOT_PAYLOAD,
+							  batch_arena_bytes(v, m))
+				   : NULL;
+		if (!arena)
+			continue; /* nothing taken, or no memory: the CPU's */
+		m = batch_load(f->reader->store, bc, v, map, uses, m, arena);
 		mfs_gpu_backend_decode(g, bc, m);
 		for (size_t k = 0; k < m; k++)
 			if (bc[k].status == 0)
@@ -621,8 +678,12 @@ int mfs_rfile_decode_batch(mfs_rfile *f, mfs_gpu_backend *g, mfs_rfile_batch_ite
 			}
 		}
 		pthread_mutex_unlock(&f->view->mu);
-		for (size_t k = 0; k < m; k++)
-			will_need(bc[k].payload, bc[k].payload_len);
+		if (m == 0)
+			continue;
+		uint8_t *arena = malloc(batch_arena_bytes(v, m));
+		if (!arena)
+			continue; /* the CPU decodes them */
+		m = batch_load(f->reader->store, bc, v, map, NULL, m, arena);
 		if (device_dst)
 			mfs_gpu_backend_decode_device(g, bc, m);
 		else
@@ -630,6 +691,7 @@ int mfs_rfile_decode_batch(mfs_rfile *f, mfs_gpu_backend *g, mfs_rfile_batch_ite
 		for (size_t k = 0; k < m; k++)
 			if (bc[k].status == 0)
 				items[map[k]].status = 0;
+		free(arena);
 	}
 	return 0;
 }

@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bytes.h"
 #include "grow.h"
+#include "pack.h"
 #include "records.h"
 #include "store_internal.h"
 
@@ -115,7 +117,7 @@ static void quote_key(const MDB_val *k, int binary, char *buf, size_t cap)
 
 static int is_binary_db(int db)
 {
-	return db == DB_CHUNKS || db == DB_CHUNKREFS;
+	return db == DB_CHUNKS || db == DB_CHUNKREFS || db == DB_PACKS;
 }
 
 /* Report one damaged record to the caller. */
@@ -657,6 +659,96 @@ static int check_chunk_refs(ck *c, const MDB_val *k, const char *what, const mfs
 	return 0;
 }
 
+/*
+ * Where a chunk record says its payload lies: a pack with a record (not
+ * retired), inside what committed transactions wrote to it, and an entry
+ * there whose header is this chunk's (magic, length, key).
+ */
+static int check_chunk_entry(ck *c, const MDB_val *k, const char *what,
+			     const mfs_chunk_view *cv)
+{
+	if (!cv->in_pack)
+		return report(
+		    c, DB_CHUNKS, "", k, what,
+		    "holds its payload inside the index (a format-1 record: run "
+		    "`modelfs upgrade`)");
+	const mfs_chunk_loc *l = &cv->loc;
+	mfs_pack_rec pr;
+	int rc = mfs_pack_rec_get(c->t, l->pack, &pr);
+	if (rc == MFS_E_NOTFOUND || rc == MFS_E_CORRUPT)
+		return report(
+		    c, DB_CHUNKS, "", k, what, "names pack %016llx, which has %s",
+		    (unsigned long long)l->pack,
+		    rc == MFS_E_NOTFOUND ? "no packs record" : "a damaged packs record");
+	if (rc < 0)
+		return rc;
+	uint64_t end = l->off + mfs_pack_entry_bytes(l->len);
+	if (l->off < MFS_PACK_HDR || end < l->off || end > pr.committed_end)
+		return report(
+		    c, DB_CHUNKS, "", k, what,
+		    "names bytes %llu..%llu of pack %016llx, outside the %llu bytes "
+		    "its committed writes hold",
+		    (unsigned long long)l->off, (unsigned long long)end,
+		    (unsigned long long)l->pack, (unsigned long long)pr.committed_end);
+	if (pr.state == MFS_PACK_RETIRED)
+		return report(c, DB_CHUNKS, "", k, what,
+			      "names pack %016llx, which gc retired (repacked)",
+			      (unsigned long long)l->pack);
+	mfs_chunk_key key;
+	memcpy(key.b, k->mv_data, 16);
+	char why[WHY_MAX];
+	rc = mfs_pack_entry_check(c->t->s, &key, l, why, sizeof why);
+	if (rc == MFS_E_CORRUPT)
+		return report(c, DB_CHUNKS, "", k, what,
+			      "has a damaged payload entry: %s", why);
+	return rc;
+}
+
+/* A packs record: it decodes, and its counts add up to what it says was written. */
+static int check_pack_rec(ck *c, const MDB_val *k, const MDB_val *v)
+{
+	char what[64];
+	uint64_t id = 0;
+	for (size_t i = 0; i < k->mv_size && i < 8; i++)
+		id = id << 8 | ((const uint8_t *)k->mv_data)[i];
+	snprintf(what, sizeof what, "packs record for pack %016llx",
+		 (unsigned long long)id);
+	if (k->mv_size != 8)
+		return report(c, DB_PACKS, "", k, "packs record",
+			      "has a key of %zu bytes, not 8", k->mv_size);
+	mfs_pack_rec r;
+	if (mfs_rec_pack_decode(v->mv_data, v->mv_size, &r) < 0)
+		return report(c, DB_PACKS, "", k, what, "does not decode (%zu bytes)",
+			      v->mv_size);
+	if (r.committed_end < MFS_PACK_HDR ||
+	    r.committed_end - MFS_PACK_HDR != r.live_bytes + r.dead_bytes)
+		return report(
+		    c, DB_PACKS, "", k, what,
+		    "counts %llu live and %llu dead entry bytes, but %llu bytes of "
+		    "entries were written",
+		    (unsigned long long)r.live_bytes, (unsigned long long)r.dead_bytes,
+		    (unsigned long long)(r.committed_end >= MFS_PACK_HDR
+					     ? r.committed_end - MFS_PACK_HDR
+					     : 0));
+	if (r.state == MFS_PACK_RETIRED)
+		return 0; /* its file may be gone: gc unlinks it when no reader needs it
+			   */
+	char path[4200];
+	struct stat st;
+	if (mfs_pack_path(c->t->s, id, path, sizeof path) < 0)
+		return MFS_E_INVAL;
+	if (stat(path, &st) < 0)
+		return report(c, DB_PACKS, "", k, what, "names pack file %s, which %s",
+			      path, errno == ENOENT ? "is missing" : strerror(errno));
+	if ((uint64_t)st.st_size < r.committed_end)
+		return report(
+		    c, DB_PACKS, "", k, what,
+		    "says %llu bytes were written to pack file %s, which holds %llu",
+		    (unsigned long long)r.committed_end, path,
+		    (unsigned long long)st.st_size);
+	return 0;
+}
+
 static int check_chunk(ck *c, const MDB_val *k, const MDB_val *v)
 {
 	char what[128];
@@ -677,7 +769,9 @@ static int check_chunk(ck *c, const MDB_val *k, const MDB_val *v)
 		c->blobs_damaged = 1; /* the uses it gives are unknown */
 		return 0;	      /* verify's chunk pass reports it, with its uses */
 	}
-	return check_chunk_refs(c, k, what, &cv);
+	if ((rc = check_chunk_refs(c, k, what, &cv)) != 0)
+		return rc;
+	return check_chunk_entry(c, k, what, &cv);
 }
 
 static int key_cmp(const void *a, const void *b)
@@ -784,6 +878,8 @@ int mfs_check_store(mfs_txn *t, unsigned flags, mfs_check_fn fn, void *ud,
 		c.seen_ok = 0;
 		rc = walk_db(&c, repo_dbs[i].db, NULL, 0, repo_dbs[i].fn);
 	}
+	if (rc == 0)
+		rc = walk_db(&c, DB_PACKS, NULL, 0, check_pack_rec);
 	if (rc == 0)
 		rc = walk_db(&c, DB_CHUNKS, NULL, 0, check_chunk);
 	if (rc == 0) {

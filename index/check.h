@@ -10,9 +10,12 @@
  * and a .no_exist marker's commit too, a file's etag names a blob of its
  * repo, a tensor's blob exists and holds its extents, a blob's extents tile
  * the file and (MFS_CHECK_CHUNKS) each names a stored chunk.  The whole-store
- * check adds the records of no repo (meta, chunks, chunkrefs), records whose
- * repo has no repos record, and each chunk's reference count against the
- * blob extents that use it.
+ * check adds the records of no repo (meta, packs, chunks, chunkrefs), records
+ * whose repo has no repos record, each chunk's reference count against the
+ * blob extents that use it, and each chunk's payload entry: its pack has a
+ * record, the entry lies inside what committed writes hold, and its header
+ * (one pread of 32 bytes) is this chunk's; a pack record's counts add up and
+ * its file is there, as long as the record says.
  *
  * Each problem goes to a callback, at most one per record: the database,
  * the repo, the record's key and what is wrong, every name quoted with

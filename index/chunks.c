@@ -1,7 +1,8 @@
 /*
- * chunks.c - the content-addressed chunks: keys, records (layout: records.h),
- * decoding with its checksum, and the reference counts of the chunkrefs
- * database (store.h, "chunks").
+ * chunks.c - the content-addressed chunks: keys, records (layout: records.h)
+ * naming their payloads' entries in the packs (pack.h), decoding with its
+ * checksum, and the reference counts of the chunkrefs database (store.h,
+ * "chunks").
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -9,6 +10,7 @@
 #include <xxhash.h>
 
 #include "bytes.h"
+#include "pack.h"
 #include "records.h"
 #include "sha256.h"
 #include "store_internal.h"
@@ -33,32 +35,21 @@ static int chunk_parse(const MDB_val *v, mfs_chunk_view *out)
 	return mfs_rec_chunk_decode(v->mv_data, v->mv_size, out);
 }
 
-int mfs_chunk_locate(mfs_txn *t, const mfs_chunk_key *key, const void **data, size_t *len)
+int mfs_chunk_get(mfs_txn *t, const mfs_chunk_key *key, mfs_chunk_view *out)
 {
-	/* mdb_get returns a record on overflow pages as a pointer computed from
-	 * the page number in its leaf node: the record's pages are not read */
 	MDB_val k = {16, (void *)key->b}, v;
 	int rc = mdb_get(t->txn, DBI(t, DB_CHUNKS), &k, &v);
 	if (rc)
 		return mfs_db_rc(rc);
-	*data = v.mv_data;
-	*len = v.mv_size;
-	return 0;
-}
-
-int mfs_chunk_get(mfs_txn *t, const mfs_chunk_key *key, mfs_chunk_view *out)
-{
-	const void *rec = NULL;
-	size_t len = 0;
-	int rc = mfs_chunk_locate(t, key, &rec, &len);
-	return rc < 0 ? rc : mfs_rec_chunk_decode(rec, len, out);
+	return chunk_parse(&v, out);
 }
 
 int mfs_chunk_decode(const mfs_chunk_view *view, const mfs_chunk_key *key,
 		     const mfs_ref_data *refs, void *dst, size_t dst_len, mfs_codec_ws *ws)
 {
-	if (dst_len != view->raw_len || (view->n_refs && !refs))
-		return MFS_E_INVAL;
+	if (dst_len != view->raw_len || (view->n_refs && !refs) ||
+	    (view->in_pack && !view->payload))
+		return MFS_E_INVAL; /* not loaded: mfs_chunk_load */
 	mfs_decode_req rq = {
 	    .src = view->payload,
 	    .src_len = view->payload_len,
@@ -157,16 +148,27 @@ static int refs_usable(mfs_txn *t, const mfs_chunk_meta *m)
 	return 0;
 }
 
-/* Write record @p hdr + payload under @p key (new, or over an old one). */
-static int chunk_write(mfs_txn *t, const mfs_chunk_key *key, const uint8_t *hdr, size_t hl,
+/*
+ * Append @p payload to the handle's pack and write the record naming it
+ * under @p key (new with MDB_NOOVERWRITE, or over an old one).
+ * @return 0, 1 (MDB_NOOVERWRITE and the key exists), or an error
+ */
+static int chunk_write(mfs_txn *t, const mfs_chunk_key *key, const mfs_chunk_meta *m,
 		       const void *payload, size_t payload_len, unsigned flags)
 {
-	MDB_val k = {16, (void *)key->b}, v = {hl + payload_len, NULL};
-	int rc = mdb_put(t->txn, DBI(t, DB_CHUNKS), &k, &v, flags | MDB_RESERVE);
+	mfs_chunk_loc loc;
+	uint8_t rec[MFS_REC_CHUNK_MAX];
+	size_t rl;
+	int rc = mfs_rec_chunk_encode(rec, m, &(mfs_chunk_loc){0}, &rl);
+	if (rc < 0)
+		return rc;
+	if ((rc = mfs_pack_append(t, key, payload, payload_len, &loc)) < 0)
+		return rc;
+	mfs_rec_chunk_encode(rec, m, &loc, &rl);
+	MDB_val k = {16, (void *)key->b}, v = {rl, rec};
+	rc = mdb_put(t->txn, DBI(t, DB_CHUNKS), &k, &v, flags);
 	if (rc)
 		return rc == MDB_KEYEXIST ? 1 : mfs_db_rc(rc);
-	memcpy(v.mv_data, hdr, hl);
-	memcpy((uint8_t *)v.mv_data + hl, payload, payload_len);
 	return 0;
 }
 
@@ -175,9 +177,9 @@ int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, const mfs_chunk_meta *m,
 {
 	if (existed)
 		*existed = 0;
-	uint8_t hbuf[MFS_REC_CHUNK_HDR_MAX];
+	uint8_t hbuf[MFS_REC_CHUNK_MAX];
 	size_t hdr;
-	int rc = mfs_rec_chunk_header(hbuf, m, &hdr);
+	int rc = mfs_rec_chunk_header(hbuf, m, &hdr); /* the meta is sound */
 	if (rc < 0)
 		return rc;
 	MDB_val k = {16, (void *)key->b}, v;
@@ -191,7 +193,7 @@ int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, const mfs_chunk_meta *m,
 		return mfs_db_rc(rc);
 	if ((rc = refs_usable(t, m)) < 0)
 		return rc;
-	if ((rc = chunk_write(t, key, hbuf, hdr, payload, payload_len, MDB_NOOVERWRITE)) != 0)
+	if ((rc = chunk_write(t, key, m, payload, payload_len, MDB_NOOVERWRITE)) != 0)
 		return rc < 0 ? rc : MFS_E_DB;
 	for (size_t i = 0; i < m->n_refs; i++)
 		if ((rc = mfs_chunkrefs_add(t, &m->refs[i].key, +1)) < 0)
@@ -205,7 +207,7 @@ int mfs_chunk_replace(mfs_txn *t, const mfs_chunk_key *key, const mfs_chunk_meta
 {
 	if (!t->write)
 		return MFS_E_INVAL;
-	uint8_t hbuf[MFS_REC_CHUNK_HDR_MAX];
+	uint8_t hbuf[MFS_REC_CHUNK_MAX];
 	size_t hdr;
 	int rc = mfs_rec_chunk_header(hbuf, m, &hdr);
 	if (rc < 0)
@@ -224,8 +226,10 @@ int mfs_chunk_replace(mfs_txn *t, const mfs_chunk_key *key, const mfs_chunk_meta
 			return rc;
 	if (old_ok && (rc = refs_count(t, &old, -1)) < 0)
 		return rc;
-	/* The old value is not read from here on: overwriting it is safe. */
-	if ((rc = chunk_write(t, key, hbuf, hdr, payload, payload_len, 0)) != 0)
+	/* the old entry's bytes are dead once the new record names another */
+	if (old_ok && old.in_pack && (rc = mfs_pack_account(t, &old.loc, -1)) < 0)
+		return rc;
+	if ((rc = chunk_write(t, key, m, payload, payload_len, 0)) != 0)
 		return rc < 0 ? rc : MFS_E_DB;
 	return mfs_store_generation_bump(t);
 }

@@ -9,7 +9,7 @@
 
 const char *const mfs_db_names[DB__COUNT] = {
 	"meta", "repos", "refs", "commits", "files", "noexist", "blobs", "tensors", "chunks",
-	"chunkrefs",
+	"chunkrefs", "packs",
 };
 
 /* Translate an LMDB return code. */

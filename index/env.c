@@ -19,6 +19,7 @@
  *                file (see mfs_store_compact).
  *   ingest.lock  flock: shared by every ingest, exclusive for gc's sweep.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
@@ -31,6 +32,7 @@
 
 #include "bytes.h"
 #include "fsutil.h"
+#include "pack.h"
 #include "store_internal.h"
 
 #define MAP_SIZE ((size_t)1 << 40) /* address space only: the file grows as used */
@@ -202,13 +204,17 @@ static int env_open(const char *dir, unsigned mdb_flags, MDB_env **out, mfs_errm
 }
 
 /* Open the named databases and check (or, writable and new, write) the format. */
-static int store_init_dbs(mfs_store *s, mfs_errmsg *err)
+static int store_init_dbs(mfs_store *s, int upgrade, mfs_errmsg *err)
 {
 	MDB_txn *txn = NULL;
 	int rdonly = s->rdonly;
 	int rc = mdb_txn_begin(s->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
+	/* "packs" after the format check: a format-1 store has none, and a
+	 * refused store must be left as it was */
 	for (int i = 0; rc == 0 && i < DB__COUNT; i++)
-		rc = mdb_dbi_open(txn, mfs_db_names[i], rdonly ? 0 : MDB_CREATE, &s->dbi[i]);
+		if (i != DB_PACKS)
+			rc = mdb_dbi_open(txn, mfs_db_names[i], rdonly ? 0 : MDB_CREATE,
+					  &s->dbi[i]);
 	if (rc) {
 		if (txn)
 			mdb_txn_abort(txn);
@@ -233,12 +239,32 @@ static int store_init_dbs(mfs_store *s, mfs_errmsg *err)
 		return mfs_err(err, grc, "store %s has no readable format record: %s", s->dir,
 			       mfs_strerror(grc));
 	}
-	if (fmt != MFS_STORE_FORMAT) {
+	if (fmt == 1 && !upgrade) {
+		mdb_txn_abort(txn);
+		return mfs_err(
+		    err, MFS_E_VERSION,
+		    "store %s is format 1 (payloads inside the index); run `modelfs "
+		    "upgrade --store %s` to convert it in place (nothing was changed)",
+		    s->dir, s->dir);
+	}
+	if (fmt != MFS_STORE_FORMAT && fmt != 1) {
 		mdb_txn_abort(txn);
 		return mfs_err(err, MFS_E_VERSION,
 			       "store %s is format %llu, this modelfs reads format %d: use the "
 			       "modelfs version that wrote it (nothing was changed)",
 			       s->dir, (unsigned long long)fmt, MFS_STORE_FORMAT);
+	}
+	s->format = (unsigned)fmt;
+	rc = mdb_dbi_open(txn, mfs_db_names[DB_PACKS], rdonly ? 0 : MDB_CREATE,
+			  &s->dbi[DB_PACKS]);
+	if (rc) {
+		mdb_txn_abort(txn);
+		return mfs_err(err, mfs_db_rc(rc), "cannot open store %s: %s%s", s->dir,
+			       mdb_strerror(rc),
+			       rc == MDB_NOTFOUND
+				   ? " (its packs database is missing: the store "
+				     "is damaged or incomplete)"
+				   : "");
 	}
 	rc = mdb_txn_commit(txn);
 	if (rc)
@@ -251,6 +277,9 @@ int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg 
 {
 	*out = NULL;
 	int rdonly = (flags & MFS_STORE_RDONLY) != 0;
+	if (rdonly && (flags & MFS_STORE_UPGRADE))
+		return mfs_err(err, MFS_E_INVAL, "an upgrade opens store %s writable",
+			       dir);
 	char path[4096];
 	struct stat st;
 	snprintf(path, sizeof path, "%s/data.mdb", dir);
@@ -275,6 +304,7 @@ int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg 
 	}
 	s->users_fd = -1;
 	s->rdonly = rdonly;
+	pthread_mutex_init(&s->wmu, NULL);
 	/* users.lock before the environment: see the top of this file */
 	int rc = users_lock(dir, 0, !(flags & MFS_STORE_NOWAIT), &s->users_fd);
 	if (rc < 0) {
@@ -309,7 +339,8 @@ int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg 
 	 */
 	int dead = 0;
 	mdb_reader_check(s->env, &dead);
-	if ((rc = store_init_dbs(s, err)) < 0) {
+	if ((rc = store_init_dbs(s, (flags & MFS_STORE_UPGRADE) != 0, err)) < 0 ||
+	    (rc = mfs_packs_open(s, err)) < 0) {
 		mfs_store_close(s);
 		return rc;
 	}
@@ -321,11 +352,13 @@ void mfs_store_close(mfs_store *s)
 {
 	if (!s)
 		return;
+	mfs_packs_close(s); /* the appender's lock with it */
 	if (s->env)
 		mdb_env_close(s->env);
 	/* after the environment: users.lock covers every moment it is open */
 	if (s->users_fd >= 0)
 		close(s->users_fd);
+	pthread_mutex_destroy(&s->wmu);
 	free(s->dir);
 	free(s);
 }
@@ -620,9 +653,43 @@ static int chunk_stat_fn(void *ud, const mfs_chunk_key *key, const mfs_chunk_vie
 	return 0;
 }
 
+static int pack_stat_fn(void *ud, uint64_t id, const mfs_pack_rec *r)
+{
+	mfs_store_stat *st = ud;
+	if (r) {
+		st->pack_live_bytes += r->live_bytes;
+		st->pack_dead_bytes += r->dead_bytes;
+	}
+	return 0;
+}
+
+/* The pack files in packs/: their number, sizes and blocks. */
+static void pack_files_stat(mfs_store *s, mfs_store_stat *out)
+{
+	char dir[4096];
+	if (mfs_pack_dir(s, dir, sizeof dir) < 0)
+		return;
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		uint64_t id;
+		struct stat st;
+		if (!mfs_pack_name_parse(de->d_name, &id) ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		out->n_packs++;
+		out->pack_file_bytes += (uint64_t)st.st_size;
+		out->pack_disk_bytes += (uint64_t)st.st_blocks * 512;
+	}
+	closedir(d);
+}
+
 int mfs_store_stat_get(mfs_txn *t, mfs_store_stat *out)
 {
 	memset(out, 0, sizeof *out);
+	int rc0;
 	MDB_envinfo ei;
 	MDB_stat ms;
 	mdb_env_info(t->s->env, &ei);
@@ -630,8 +697,14 @@ int mfs_store_stat_get(mfs_txn *t, mfs_store_stat *out)
 	char path[4096];
 	struct stat st;
 	snprintf(path, sizeof path, "%s/data.mdb", t->s->dir);
-	if (stat(path, &st) == 0)
+	if (stat(path, &st) == 0) {
 		out->file_bytes = (uint64_t)st.st_size;
+		out->disk_bytes = (uint64_t)st.st_blocks * 512;
+	}
+	pack_files_stat(t->s, out);
+	out->disk_bytes += out->pack_disk_bytes;
+	if ((rc0 = mfs_packs_foreach(t, pack_stat_fn, out)) < 0)
+		return rc0;
 	uint64_t free_pages = 0;
 	int rc = mfs_db_iter(t->txn, 0, NULL, 0, free_pages_fn, &free_pages);
 	if (rc < 0)

@@ -10,6 +10,7 @@
 #include "bytes.h"
 
 _Static_assert(MFS_REC_BLOB_FIXED == 65, "blob record fixed part is 65 bytes");
+_Static_assert(MFS_REC_PACK_LEN == 1 + 8 + 8 + 8 + 4 + 8, "pack record is 37 bytes");
 _Static_assert(MFS_TENSOR_NAME_MAX <= 0xffff, "tensor name length is a u16");
 _Static_assert(MFS_ETAG_MAX <= 0xff, "etag length is a u8");
 _Static_assert(MFS_CODEC__COUNT <= 0x100, "codec id is a u8");
@@ -35,28 +36,21 @@ static int role_ok(unsigned role)
 	return role >= MFS_REF_BASE && role < MFS_REF__COUNT;
 }
 
-int mfs_rec_chunk_header(uint8_t *p, const mfs_chunk_meta *m, size_t *len)
+static int chunk_meta_ok(const mfs_chunk_meta *m)
 {
 	if (m->n_refs > MFS_REFS_MAX || (m->n_refs && !m->refs) ||
 	    (m->geom && m->geom->ndim > MFS_MAX_DIMS))
-		return MFS_E_INVAL;
+		return 0;
 	for (size_t i = 0; i < m->n_refs; i++)
 		if (m->refs[i].len == 0 || !role_ok(m->refs[i].role) ||
 		    m->refs[i].off > UINT64_MAX - m->refs[i].len)
-			return MFS_E_INVAL;
-	p[1] = (uint8_t)m->codec;
-	mfs_put_le32(p + 4, m->raw_len);
-	if (m->n_refs == 0 && !m->geom) {
-		p[0] = MFS_REC_V1;
-		p[2] = 0;
-		p[3] = 0;
-		*len = MFS_REC_CHUNK_HDR;
-		return 0;
-	}
-	p[0] = MFS_REC_V2;
-	p[2] = m->geom ? MFS_REC_CHUNK_HAS_GEOM : 0;
-	p[3] = (uint8_t)m->n_refs;
-	uint8_t *q = p + MFS_REC_CHUNK_HDR;
+			return 0;
+	return 1;
+}
+
+/* Geometry and references, as versions 2 and 3 write them; returns the end. */
+static uint8_t *chunk_tail_put(uint8_t *q, const mfs_chunk_meta *m)
+{
 	if (m->geom) {
 		*q++ = (uint8_t)m->geom->dtype;
 		*q++ = (uint8_t)m->geom->ndim;
@@ -72,6 +66,44 @@ int mfs_rec_chunk_header(uint8_t *p, const mfs_chunk_meta *m, size_t *len)
 		q[28] = (uint8_t)r->role;
 		q += MFS_REC_CHUNK_REF;
 	}
+	return q;
+}
+
+int mfs_rec_chunk_encode(uint8_t *p, const mfs_chunk_meta *m, const mfs_chunk_loc *loc,
+			 size_t *len)
+{
+	if (!chunk_meta_ok(m))
+		return MFS_E_INVAL;
+	p[0] = MFS_REC_V3;
+	p[1] = (uint8_t)m->codec;
+	p[2] = m->geom ? MFS_REC_CHUNK_HAS_GEOM : 0;
+	p[3] = (uint8_t)m->n_refs;
+	mfs_put_le32(p + 4, m->raw_len);
+	mfs_put_le64(p + 8, loc->pack);
+	mfs_put_le64(p + 16, loc->off);
+	mfs_put_le32(p + 24, loc->len);
+	uint8_t *q = chunk_tail_put(p + MFS_REC_CHUNK_HDR + MFS_REC_CHUNK_LOC, m);
+	*len = (size_t)(q - p);
+	return 0;
+}
+
+int mfs_rec_chunk_header(uint8_t *p, const mfs_chunk_meta *m, size_t *len)
+{
+	if (!chunk_meta_ok(m))
+		return MFS_E_INVAL;
+	p[1] = (uint8_t)m->codec;
+	mfs_put_le32(p + 4, m->raw_len);
+	if (m->n_refs == 0 && !m->geom) {
+		p[0] = MFS_REC_V1;
+		p[2] = 0;
+		p[3] = 0;
+		*len = MFS_REC_CHUNK_HDR;
+		return 0;
+	}
+	p[0] = MFS_REC_V2;
+	p[2] = m->geom ? MFS_REC_CHUNK_HAS_GEOM : 0;
+	p[3] = (uint8_t)m->n_refs;
+	uint8_t *q = chunk_tail_put(p + MFS_REC_CHUNK_HDR, m);
 	*len = (size_t)(q - p);
 	return 0;
 }
@@ -118,11 +150,22 @@ int mfs_rec_chunk_decode(const void *p, size_t len, mfs_chunk_view *out)
 	uint8_t flags = mfs_rd_u8(&r);
 	uint8_t fourth = mfs_rd_u8(&r); /* v1: reserved; v2: n_refs */
 	uint32_t raw_len = mfs_rd_u32(&r);
-	if (!r.ok || (ver != MFS_REC_V1 && ver != MFS_REC_V2) || codec >= MFS_CODEC__COUNT)
+	if (!r.ok || ver < MFS_REC_V1 || ver > MFS_REC_V3 || codec >= MFS_CODEC__COUNT)
 		return MFS_E_CORRUPT;
 	memset(out, 0, sizeof *out);
 	out->codec = (mfs_codec_id)codec;
 	out->raw_len = raw_len;
+	if (ver == MFS_REC_V3) {
+		out->loc.pack = mfs_rd_u64(&r);
+		out->loc.off = mfs_rd_u64(&r);
+		out->loc.len = mfs_rd_u32(&r);
+		if (!r.ok || chunk_v2_decode(&r, flags, fourth, out) < 0 || !rd_done(&r))
+			return MFS_E_CORRUPT;
+		out->in_pack = 1;
+		out->payload = NULL;
+		out->payload_len = out->loc.len;
+		return 0;
+	}
 	if (ver == MFS_REC_V2) {
 		if (chunk_v2_decode(&r, flags, fourth, out) < 0)
 			return MFS_E_CORRUPT;
@@ -142,6 +185,35 @@ int mfs_rec_chunk_decode(const void *p, size_t len, mfs_chunk_view *out)
 	}
 	out->payload = r.p;
 	out->payload_len = (size_t)(r.end - r.p);
+	return 0;
+}
+
+/* ---- pack ---- */
+
+void mfs_rec_pack_encode(uint8_t *p, const mfs_pack_rec *r)
+{
+	p[0] = MFS_REC_V1;
+	mfs_put_le64(p + 1, r->committed_end);
+	mfs_put_le64(p + 9, r->live_bytes);
+	mfs_put_le64(p + 17, r->dead_bytes);
+	mfs_put_le32(p + 25, (uint32_t)r->state);
+	mfs_put_le64(p + 29, r->retired_txnid);
+}
+
+int mfs_rec_pack_decode(const void *p, size_t len, mfs_pack_rec *out)
+{
+	mfs_rd r = mfs_rd_init(p, len);
+	uint8_t ver = mfs_rd_u8(&r);
+	mfs_pack_rec pr;
+	pr.committed_end = mfs_rd_u64(&r);
+	pr.live_bytes = mfs_rd_u64(&r);
+	pr.dead_bytes = mfs_rd_u64(&r);
+	uint32_t state = mfs_rd_u32(&r);
+	pr.retired_txnid = mfs_rd_u64(&r);
+	if (!rd_done(&r) || ver != MFS_REC_V1 || state >= MFS_PACK__COUNT)
+		return MFS_E_CORRUPT;
+	pr.state = (mfs_pack_state)state;
+	*out = pr;
 	return 0;
 }
 

@@ -19,6 +19,14 @@
  *           n_refs times: 16-byte chunk key, u64 offset, u32 length (>= 1),
  *           u8 role (an mfs_ref_role),
  *           payload (the rest)
+ *           versions 1 and 2 hold the payload (store format 1); they are read
+ *           for `modelfs upgrade` and written only by tests that build one
+ *           version 3 (store format 2: the payload is in a pack):
+ *           u8 version (3), u8 codec, u8 flags (bit 1: geometry; others 0),
+ *           u8 n_refs (<= MFS_REFS_MAX), u32 raw_len,
+ *           u64 pack id, u64 entry offset, u32 payload length,
+ *           [geometry as version 2], n_refs references as version 2
+ *           (exact length: nothing follows)
  *   blob    u8 version, u64 size, 32-byte sha256, u64 stored_bytes,
  *           u64 n_tensors, u64 n_extents, then n_extents times:
  *           u64 off, u32 len, 16-byte chunk key              (exact length)
@@ -31,6 +39,8 @@
  *   repo    u8 version, u64 created, u64 updated
  *   commit  u8 version, u64 time, u64 n_files
  *   ref     40 lower-case hex characters (the commit), no version byte
+ *   pack    u8 version (1), u64 committed_end, u64 live_bytes, u64 dead_bytes,
+ *           u32 state (an mfs_pack_state), u64 retired_txnid   (exact length)
  *
  * Decoders take (ptr, len), read only inside it (through mfs_rd), and
  * return MFS_E_CORRUPT for anything malformed: a short or over-long record,
@@ -50,6 +60,7 @@
 
 #define MFS_REC_V1 1
 #define MFS_REC_V2 2
+#define MFS_REC_V3 3
 
 #define MFS_REC_CHUNK_HAS_REF 0x1u  /* v1 */
 #define MFS_REC_CHUNK_HAS_GEOM 0x2u /* v2 */
@@ -59,6 +70,10 @@
 /* The longest header (v2, geometry and MFS_REFS_MAX references). */
 #define MFS_REC_CHUNK_HDR_MAX \
 	(MFS_REC_CHUNK_HDR + MFS_REC_CHUNK_GEOM_MAX + MFS_REC_CHUNK_REF * MFS_REFS_MAX)
+#define MFS_REC_CHUNK_LOC 20 /* v3: pack id, offset, payload length */
+/* The longest v3 record. */
+#define MFS_REC_CHUNK_MAX (MFS_REC_CHUNK_HDR_MAX + MFS_REC_CHUNK_LOC)
+#define MFS_REC_PACK_LEN  37
 
 #define MFS_REC_BLOB_FIXED (1 + 8 + 32 + 8 + 8 + 8)
 #define MFS_REC_EXTENT 28
@@ -84,12 +99,50 @@
 int mfs_rec_chunk_header(uint8_t *p, const mfs_chunk_meta *m, size_t *len);
 
 /**
- * Decode a chunk record (either version).
- * @param[out] out  its payload points into [p, p + len): valid as long as that is
+ * Write a version 3 chunk record: @p m and where its payload lies (@p loc).
+ * @param[out] p    at least MFS_REC_CHUNK_MAX bytes
+ * @param[out] len  the record's length
+ * @return 0, or MFS_E_INVAL as mfs_rec_chunk_header
+ */
+int mfs_rec_chunk_encode(uint8_t *p, const mfs_chunk_meta *m, const mfs_chunk_loc *loc,
+			 size_t *len);
+
+/**
+ * Decode a chunk record (any version).
+ * @param[out] out  versions 1 and 2: in_pack 0, its payload points into
+ *                  [p, p + len), valid as long as that is; version 3:
+ *                  in_pack 1, loc set, payload NULL, payload_len loc.len
  * @return 0 or MFS_E_CORRUPT (also for a codec id >= MFS_CODEC__COUNT, an
- *         unknown role, a reference range that overflows, an unknown dtype)
+ *         unknown role, a reference range that overflows, an unknown dtype,
+ *         a version 3 record with bytes after its last field)
  */
 int mfs_rec_chunk_decode(const void *p, size_t len, mfs_chunk_view *out);
+
+/* ---- pack ---- */
+
+/* What a pack is to writers and gc (a pack record's state). */
+typedef enum mfs_pack_state {
+	MFS_PACK_OPEN = 0,    /* a writer may append to it (one at a time: flock) */
+	MFS_PACK_SEALED = 1,  /* full, or being repacked: no more appends */
+	MFS_PACK_RETIRED = 2, /* repacked: no record names it since retired_txnid;
+				 unlinked once no reader is older */
+	MFS_PACK__COUNT
+} mfs_pack_state;
+
+typedef struct mfs_pack_rec {
+	uint64_t committed_end; /* bytes up to the end of the last entry a committed
+				   transaction references (at least the header) */
+	uint64_t live_bytes;	/* entry bytes of chunks whose record names it */
+	uint64_t dead_bytes;	/* entry bytes of chunks removed or moved */
+	mfs_pack_state state;
+	uint64_t retired_txnid; /* RETIRED: the transaction that retired it */
+} mfs_pack_rec;
+
+/** Encode a pack record into @p p (MFS_REC_PACK_LEN bytes). */
+void mfs_rec_pack_encode(uint8_t *p, const mfs_pack_rec *r);
+
+/** Decode a pack record. @return 0 or MFS_E_CORRUPT (also an unknown state) */
+int mfs_rec_pack_decode(const void *p, size_t len, mfs_pack_rec *out);
 
 /* ---- blob ---- */
 

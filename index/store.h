@@ -3,7 +3,10 @@
  * Hugging Face repositories and the compressed, content-addressed chunks.
  *
  * Layout of a store directory:
- *   data.mdb, lock.mdb   the LMDB environment
+ *   data.mdb, lock.mdb   the LMDB environment: the index
+ *   packs/<id>.pack      the chunk payloads, in append-only pack files (index/pack.h:
+ *                        a 32-byte pack header, then entries of a 32-byte entry
+ *                        header and the payload, in the order they were written)
  *   users.lock           flock()ed shared by every process while it has the
  *                        environment open (taken before opening it), exclusively
  *                        by compaction (mfs_store_compact)
@@ -21,9 +24,15 @@
  *   noexist   repo \0 commit \0 path               -> (empty): the HF cache's .no_exist
  *   blobs     repo \0 etag                         -> blob record (size, sha256, extents)
  *   tensors   repo \0 etag \0 tensor name          -> tensor record
- *   chunks    16-byte XXH3-128 of the raw bytes    -> chunk record (codec, raw len, payload)
+ *   chunks    16-byte XXH3-128 of the raw bytes    -> chunk record (codec, raw len,
+ *                                                      references, where its payload
+ *                                                      lies: pack, offset, length)
  *   chunkrefs 16-byte chunk key                    -> u64 uses: blob extents and stored
  *                                                      chunks' references naming it
+ *   packs     u64 pack id, big-endian              -> pack record (committed end, live
+ *                                                      and dead entry bytes, state)
+ *   meta "pack_next" -> u64: the next pack id (allocated in write transactions, so
+ *             ids are unique across processes and never reused)
  *
  * Invariants:
  *   - a chunk's key is the XXH3-128 of its raw bytes: identical content is
@@ -54,7 +63,9 @@
 #include "dtype.h"
 #include "err.h"
 
-#define MFS_STORE_FORMAT 1     /* format this build writes and reads */
+#define MFS_STORE_FORMAT                                                                 \
+	2			   /* format this build writes and reads (1: payloads    \
+				      inside the index; `modelfs upgrade` converts it) */
 #define MFS_REPO_ID_MAX 200    /* "models/org/name" */
 #define MFS_COMMIT_LEN 40      /* hex chars of a commit hash */
 #define MFS_ETAG_MAX 64        /* sha256 hex (LFS) or git sha1 hex */
@@ -68,14 +79,19 @@ typedef struct mfs_txn mfs_txn;
 /* Flags for mfs_store_open. */
 #define MFS_STORE_CREATE 0x1u /* create the directory (0700) and environment if missing */
 #define MFS_STORE_RDONLY 0x2u /* open read-only (mount, ls, info, export, verify) */
-/* No kernel read-around on the map (MDB_NORDAHEAD, i.e. MADV_RANDOM): a
- * fault reads only its own page.  For readers that say what they need with
- * mfs_chunk_locate + madvise(MADV_WILLNEED) (the mount); without it a cold
- * 4 KiB lookup reads the device's whole readahead window (8 MiB on some
- * virtual disks), synchronously. */
+/* No kernel read-around on the index's map (MDB_NORDAHEAD, i.e. MADV_RANDOM):
+ * a fault reads only its own page.  For readers that look many records up
+ * at random (the mount); without it a cold 4 KiB lookup reads the device's
+ * whole readahead window (8 MiB on some virtual disks), synchronously.
+ * Payloads are read from the packs with pread, unaffected. */
 #define MFS_STORE_NORDAHEAD 0x4u
 /* Fail with MFS_E_BUSY instead of waiting while the store is being compacted. */
 #define MFS_STORE_NOWAIT 0x8u
+/* For `modelfs upgrade` only (index/pack.h, mfs_chunk_upgrade): open a store
+ * of format 1 (payloads inside the index) as well as one of this format,
+ * writable (with RDONLY: MFS_E_INVAL).  Its "packs" database is created when
+ * missing; the format record is left as it is (mfs_store_format_set). */
+#define MFS_STORE_UPGRADE 0x10u
 
 /**
  * Open (or create) a store.
@@ -87,10 +103,12 @@ typedef struct mfs_txn mfs_txn;
  * it until mfs_store_close(): waits while a compaction runs (unless
  * MFS_STORE_NOWAIT).  A data.mdb shorter than its own meta pages say (a
  * partial copy) is refused before anything maps it.
+ * A writable open creates <dir>/packs/ when missing.
  * @return 0; -ENOENT (no store there and no CREATE); -EACCES (permission
  *         denied); MFS_E_CORRUPT (damaged or incomplete data.mdb);
- *         MFS_E_VERSION (written by a newer or older format; the store is left
- *         untouched); MFS_E_BUSY (NOWAIT and compacting); MFS_E_DB; -errno.
+ *         MFS_E_VERSION (written by a newer or older format: a format-1 store's
+ *         message names `modelfs upgrade`; the store is left untouched);
+ *         MFS_E_BUSY (NOWAIT and compacting); MFS_E_DB; -errno.
  */
 int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg *err);
 
@@ -110,16 +128,25 @@ int mfs_store_default_dir(char *buf, size_t cap);
 /** Flush everything committed so far to disk (fsync). */
 int mfs_store_sync(mfs_store *s);
 
-/* Space use of the environment. */
+/* Space use of the store: the index and the packs. */
 typedef struct mfs_store_stat {
-	uint64_t file_bytes;  /* size of data.mdb on disk */
+	uint64_t file_bytes;  /* size of data.mdb */
 	uint64_t used_bytes;  /* pages in use (file_bytes minus free pages) */
 	uint64_t n_chunks;
 	uint64_t chunk_payload_bytes; /* sum of chunk payloads */
 	uint64_t chunk_raw_bytes;     /* sum of chunk raw lengths */
+	uint64_t n_packs;	      /* pack files in packs/ */
+	uint64_t pack_file_bytes;     /* their sizes */
+	uint64_t pack_disk_bytes;     /* their blocks on disk (st_blocks * 512) */
+	uint64_t pack_live_bytes;     /* entry bytes (header + payload) of stored
+					 chunks, as the packs records count them */
+	uint64_t pack_dead_bytes;     /* entry bytes of chunks removed or rewritten:
+					 what gc's repack gives back */
+	uint64_t disk_bytes;	      /* the store on disk: data.mdb's blocks and
+					 the packs' (what du counts of them) */
 } mfs_store_stat;
 
-/** Space figures; costs a scan of the chunk records' headers. */
+/** Space figures; costs a scan of the chunk records and a stat per pack. */
 int mfs_store_stat_get(mfs_txn *t, mfs_store_stat *out);
 
 /* ---- transactions ---- */
@@ -218,7 +245,14 @@ typedef struct mfs_chunk_meta {
 	const mfs_chunk_geom *geom; /* NULL: not recorded */
 } mfs_chunk_meta;
 
-/* A chunk record as stored; pointers into the LMDB map. */
+/* Where a chunk's payload lies: its entry in a pack file. */
+typedef struct mfs_chunk_loc {
+	uint64_t pack; /* pack id: <store>/packs/<16 hex>.pack */
+	uint64_t off;  /* offset of the entry's 32-byte header in the pack */
+	uint32_t len;  /* payload length (the bytes after the entry header) */
+} mfs_chunk_loc;
+
+/* A chunk record as stored. */
 typedef struct mfs_chunk_view {
 	mfs_codec_id codec;
 	uint32_t raw_len;
@@ -226,28 +260,81 @@ typedef struct mfs_chunk_view {
 	mfs_chunk_ref refs[MFS_REFS_MAX];
 	int has_geom;
 	mfs_chunk_geom geom;               /* when has_geom */
-	const void *payload;  /* owned by LMDB: valid until the transaction ends */
-	size_t payload_len;
+	int in_pack;	   /* 1: the payload is in a pack, at loc; 0: inside the
+			      record (a format-1 record, read only for upgrade) */
+	mfs_chunk_loc loc; /* when in_pack */
+	/* The payload's bytes: NULL for a chunk in a pack until mfs_chunk_load()
+	 * or mfs_chunk_payload_read() put them in a buffer of the caller's (valid
+	 * as long as that buffer); for an inline record, owned by LMDB and valid
+	 * until the transaction ends. */
+	const void *payload;
+	size_t payload_len; /* its length (loc.len when in_pack) */
 } mfs_chunk_view;
 
 /**
- * Look a chunk up. @return 0, MFS_E_NOTFOUND, MFS_E_CORRUPT (bad record).
+ * Look a chunk up: its record only; the payload of a chunk in a pack is not
+ * read (view->payload NULL: mfs_chunk_load).
+ * @return 0, MFS_E_NOTFOUND, MFS_E_CORRUPT (bad record).
  */
 int mfs_chunk_get(mfs_txn *t, const mfs_chunk_key *key, mfs_chunk_view *out);
 
+/** The store a transaction reads (for mfs_chunk_load after mfs_chunk_get). */
+mfs_store *mfs_txn_store(const mfs_txn *t);
+
 /**
- * Where a chunk's stored record (header and payload) lies in the LMDB map,
- * found without reading the record itself: only the B-tree pages on the way
- * are touched, so a caller can ask the kernel to read the record ahead
- * (madvise MADV_WILLNEED) before it is needed.  The range is owned by LMDB
- * and valid until the transaction ends; nothing in it has been checked.
- * @return 0, MFS_E_NOTFOUND, or another MFS_E_* from the database
+ * Read the payload of chunk @p key, whose record is @p v (from mfs_chunk_get
+ * in a transaction that is still open, or was open when the read began:
+ * gc keeps a pack an older snapshot names until no reader holds that
+ * snapshot), into @p buf: one pread of its entry from the pack file, through
+ * the store's table of pack descriptors.  Checks the entry header: its
+ * magic, its length and its key are the record's.  The payload's bytes are
+ * not checked here: mfs_chunk_decode re-hashes what they decode to.
+ * For an inline record (format 1) the payload is copied.
+ * @param[in]  cap  bytes at @p buf: at least v->payload_len
+ * @param[out] err  optional: what is wrong, naming the chunk, the pack file
+ *                  and the offset
+ * @return 0; MFS_E_CORRUPT (the pack file is missing or shorter than the
+ *         entry, or the entry header is not the record's: nothing in @p buf
+ *         may be used); MFS_E_NOSPACE (@p cap too small); -errno of the read
  */
-int mfs_chunk_locate(mfs_txn *t, const mfs_chunk_key *key, const void **data, size_t *len);
+int mfs_chunk_payload_read(mfs_store *s, const mfs_chunk_key *key,
+			   const mfs_chunk_view *v, void *buf, size_t cap,
+			   mfs_errmsg *err);
+
+/**
+ * Make @p v->payload point at its bytes: for a chunk in a pack, read into
+ * @p ws's MFS_WS_SLOT_PAYLOAD (mfs_chunk_payload_read): valid until that
+ * slot is used again (the next load with @p ws) or @p ws is freed; an inline
+ * record's payload is left where it is.  Load a chunk's references' payloads
+ * and decode them before loading the chunk itself: they share the slot.
+ * @return as mfs_chunk_payload_read, or -ENOMEM
+ */
+int mfs_chunk_load(mfs_store *s, const mfs_chunk_key *key, mfs_chunk_view *v,
+		   mfs_codec_ws *ws, mfs_errmsg *err);
+
+/**
+ * Ask the kernel to read the entries at [@p off, @p off + @p len) of pack
+ * @p pack ahead (posix_fadvise POSIX_FADV_WILLNEED): a hint, nothing is read
+ * or checked here, and a pack that cannot be opened is ignored.
+ */
+void mfs_pack_will_need(mfs_store *s, uint64_t pack, uint64_t off, uint64_t len);
+
+/**
+ * Close this handle's read descriptors of packs that were unlinked (gc
+ * removed them once no reader needed them), so their disk space comes back.
+ * Reads do this on their own at most every 2 s; a long-lived reader that may
+ * sit idle (the mount) calls it from a timer.  Never waits: a sweep that
+ * would have to is left for the next call.
+ */
+void mfs_store_packs_sweep(mfs_store *s);
+
+/** mfs_pack_will_need over the entry of @p v (nothing for an inline record). */
+void mfs_chunk_will_need(mfs_store *s, const mfs_chunk_view *v);
 
 /**
  * Decode a chunk into @p dst (exactly raw_len bytes) and verify that the
- * decoded bytes hash to @p key.
+ * decoded bytes hash to @p key.  Its payload must be loaded
+ * (mfs_chunk_load): MFS_E_INVAL when view->payload is NULL.
  * @param[in] refs  view->n_refs entries, in the view's order: the bytes of
  *                  each reference's range (the caller decoded and checked
  *                  the referenced chunks); NULL when the view has none
@@ -269,6 +356,11 @@ int mfs_chunk_ref_check(const mfs_chunk_ref *ref, const mfs_chunk_view *rv);
  * with reference count 0 (garbage until a published blob uses it), and
  * counts one use of each chunk it references, like an extent does: gc never
  * frees a chunk another stored chunk decodes against.
+ * The payload is appended to this store handle's pack (one per handle, taken
+ * in the first write transaction that needs it and held with flock until the
+ * handle closes; a new one past 1 GiB), and its record names where:
+ * mfs_txn_commit() syncs the pack before the index commit that makes the
+ * chunk visible, and an abort truncates what the transaction appended.
  * @param[in]  m        codec, raw length, references (each must exist and
  *                      have no references itself), geometry
  * @param[out] existed  optional: 1 when the key was already present (nothing
@@ -282,8 +374,9 @@ int mfs_chunk_put(mfs_txn *t, const mfs_chunk_key *key, const mfs_chunk_meta *m,
 
 /**
  * Rewrite an existing chunk's record in place (repair): same key, new codec
- * and payload; its reference count is kept.  The caller must have checked
- * that @p payload decodes to @p raw_len bytes hashing to @p key
+ * and payload (appended to a pack as mfs_chunk_put does; the old entry's
+ * bytes count as dead in its pack); its reference count is kept.  The caller must have
+ * checked that @p payload decodes to @p raw_len bytes hashing to @p key
  * (mfs_chunk_decode): this call stores what it is given.  Bumps the
  * generation so a mount drops what it derived from the old record.  The
  * uses counted for the old record's references move to the new one's.
@@ -300,8 +393,9 @@ int mfs_chunk_exists(mfs_txn *t, const mfs_chunk_key *key);
 int mfs_chunk_refcount(mfs_txn *t, const mfs_chunk_key *key, uint64_t *out);
 
 /**
- * Iterate over every chunk.  @p cb returns 0 to go on, >0 to stop (returned
- * as is), <0 on error (returned).
+ * Iterate over every chunk (their records: payloads are not read).  A record
+ * that does not parse is passed with codec MFS_CODEC__COUNT.  @p cb returns
+ * 0 to go on, >0 to stop (returned as is), <0 on error (returned).
  */
 int mfs_chunks_foreach(mfs_txn *t,
 		       int (*cb)(void *ud, const mfs_chunk_key *key, const mfs_chunk_view *v,
@@ -489,7 +583,8 @@ int mfs_repo_remove(mfs_txn *t, const char *repo);
 typedef struct mfs_gc_stat {
 	uint64_t blobs_removed;     /* blobs no file pointed to (crashed ingests) */
 	uint64_t chunks_removed;
-	uint64_t bytes_freed;       /* payload bytes of the removed chunks */
+	uint64_t bytes_freed;	    /* entry bytes (header + payload) of the removed
+				       chunks, now dead in their packs */
 	uint64_t counts_fixed;      /* reference counts set to their extents' number */
 	int recount_skipped;        /* 1: a blob record does not parse, counts left as they are */
 } mfs_gc_stat;
@@ -503,6 +598,55 @@ typedef struct mfs_gc_stat {
  * (mfs_store_lock_ingest(s, 1, ...)) so no ingest is in flight.
  */
 int mfs_gc_sweep(mfs_txn *t, mfs_gc_stat *out);
+
+/* How mfs_gc_packs() repacks. */
+typedef struct mfs_pack_gc_opts {
+	double repack_below;  /* repack packs whose live fraction (live entry bytes
+				 over entry bytes written) is below this; 0: no
+				 repack; 0.5 is `gc`'s default */
+	unsigned wait_ms;     /* how long to wait for readers of snapshots older than
+				 a retired pack before leaving it for the next gc */
+	uint64_t batch_bytes; /* entry bytes moved per transaction (0: 64 MiB) */
+	void (*step)(void *ud, const char *what); /* optional: told after each
+				 committed step (the tests pause there to kill gc) */
+	void *ud;
+} mfs_pack_gc_opts;
+
+typedef struct mfs_pack_gc_stat {
+	uint64_t orphans_removed, orphan_bytes; /* pack files no record names */
+	uint64_t tails_truncated, tail_bytes;	/* bytes past committed_end */
+	uint64_t packs_repacked;		/* packs wholly moved, now retired */
+	uint64_t chunks_moved, bytes_moved;	/* entries copied into new packs */
+	uint64_t packs_removed, bytes_removed;	/* retired pack files unlinked */
+	uint64_t packs_waiting;	  /* retired, kept for a reader of an older snapshot */
+	uint64_t damaged_entries; /* live entries left in place: their entry header is
+				     damaged (verify names the chunk) */
+} mfs_pack_gc_stat;
+
+/**
+ * Give the packs' dead space back, while mounts and other commands run:
+ *   1. in one write transaction, remove pack files that no packs record
+ *      names and truncate packs past their committed_end (crashes leave
+ *      both), each only when no writer holds the pack's lock;
+ *   2. repack the packs whose live fraction is below opts->repack_below
+ *      and that no writer holds: their live entries (header-checked) are
+ *      copied, in file order, into new packs, synced, and the records moved
+ *      in transactions of opts->batch_bytes (one whose record changed
+ *      meanwhile leaves its copy dead); a pack wholly moved is marked
+ *      retired with the retiring transaction's id, and the generation bumped
+ *      (so mounts move their views on);
+ *   3. unlink the retired packs once no LMDB reader slot holds a snapshot
+ *      older than the one that retired them (a reader that looked a
+ *      location up before can still open the file), waiting up to
+ *      opts->wait_ms for such readers; then drop their records.
+ * A crash at any point leaves a store that reads exact; the next call
+ * finishes the work.  One at a time per store (<store>/gc.lock, waited
+ * for).  Needs no ingest lock: an ingest appends to packs of its own.
+ * @param[in] o  NULL: repack below 0.5, no waiting
+ * @return 0, or an error with @p err saying what step failed
+ */
+int mfs_gc_packs(mfs_store *s, const mfs_pack_gc_opts *o, mfs_pack_gc_stat *out,
+		 mfs_errmsg *err);
 
 /**
  * Take the store's ingest lock: shared (@p exclusive = 0) for an ingest,

@@ -12,6 +12,7 @@
 #define MFS_STORE_INTERNAL_H
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,11 +31,14 @@ enum {
 	DB_TENSORS,
 	DB_CHUNKS,
 	DB_CHUNKREFS,
+	DB_PACKS,
 	DB__COUNT
 };
 
 /* Their names in the environment, by the enum above. */
 extern const char *const mfs_db_names[DB__COUNT];
+
+struct mfs_packs; /* pack.c: the pack descriptors and this handle's appender */
 
 struct mfs_store {
 	MDB_env *env;
@@ -42,6 +46,13 @@ struct mfs_store {
 	char *dir;
 	int users_fd; /* users.lock, held shared while open (taken before the env) */
 	int rdonly;
+	unsigned format; /* the format record: MFS_STORE_FORMAT, or 1 (UPGRADE) */
+	/* Held by this handle's write transaction from its begin until it has
+	 * ended (after the index commit or abort): the appender's state
+	 * (pack.c) belongs to that one transaction, and a transaction that
+	 * failed to commit truncates what it appended before another appends. */
+	pthread_mutex_t wmu;
+	struct mfs_packs *packs;
 };
 
 struct mfs_txn {

@@ -188,7 +188,8 @@ int mfs_base_ref_resolve(mfs_txn *t, mfs_chunk_ref *ref, mfs_codec_ws *ws, unsig
 	uint8_t *buf = mfs_codec_ws_scratch(ws, slot, v.raw_len ? v.raw_len : 1);
 	if (!buf)
 		return -ENOMEM;
-	if ((rc = mfs_chunk_decode(&v, &ref->key, NULL, buf, v.raw_len, ws)) < 0)
+	if ((rc = mfs_chunk_load(mfs_txn_store(t), &ref->key, &v, ws, NULL)) < 0 ||
+	    (rc = mfs_chunk_decode(&v, &ref->key, NULL, buf, v.raw_len, ws)) < 0)
 		return rc;
 	*bytes = buf + ref->off;
 	return 0;

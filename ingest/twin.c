@@ -171,7 +171,8 @@ static int ref_bytes(mfs_txn *t, const mfs_base_tensor *bt, uint64_t off, uint64
 	uint8_t *buf = mfs_codec_ws_scratch(ws, slot, v.raw_len ? v.raw_len : 1);
 	if (!buf)
 		return -ENOMEM;
-	if ((rc = mfs_chunk_decode(&v, &ref->key, NULL, buf, v.raw_len, ws)) < 0)
+	if ((rc = mfs_chunk_load(mfs_txn_store(t), &ref->key, &v, ws, NULL)) < 0 ||
+	    (rc = mfs_chunk_decode(&v, &ref->key, NULL, buf, v.raw_len, ws)) < 0)
 		return rc;
 	*bytes = buf + ref->off;
 	return 0;
@@ -296,12 +297,18 @@ static int confirm(pass *p, mfs_txn *t, const tensor_pair *tp, char *why, size_t
 		uint8_t *b = mfs_codec_ws_scratch(p->ws, MFS_WS_SLOT_REF + k, rv.raw_len ? rv.raw_len : 1);
 		if (!b)
 			return -ENOMEM;
-		if ((rc = mfs_chunk_decode(&rv, &v.refs[k].key, NULL, b, rv.raw_len, p->ws)) < 0)
+		if ((rc = mfs_chunk_load(mfs_txn_store(t), &v.refs[k].key, &rv, p->ws,
+					 NULL)) < 0 ||
+		    (rc = mfs_chunk_decode(&rv, &v.refs[k].key, NULL, b, rv.raw_len,
+					   p->ws)) < 0)
 			return rc;
 		rb[k] = b + v.refs[k].off;
 		rd[k] = (mfs_ref_data){.role = v.refs[k].role, .data = rb[k], .len = v.refs[k].len};
 	}
-	if ((rc = mfs_chunk_decode(&v, &e->key, v.n_refs ? rd : NULL, hp, e->len, p->ws)) < 0)
+	/* loaded after its references: they share the payload slot */
+	if ((rc = mfs_chunk_load(mfs_txn_store(t), &e->key, &v, p->ws, NULL)) < 0 ||
+	    (rc = mfs_chunk_decode(&v, &e->key, v.n_refs ? rd : NULL, hp, e->len,
+				   p->ws)) < 0)
 		return rc;
 	mfs_chunk_ref qr;
 	const uint8_t *codes;
@@ -373,7 +380,8 @@ static int pair_chunk(pass *p, mfs_txn *t, const tensor_pair *tp, size_t i, uint
 	uint8_t *hp = mfs_codec_ws_scratch(p->ws, MFS_WS_SLOT_CHUNK, e->len);
 	if (!hp)
 		return -ENOMEM;
-	if ((rc = mfs_chunk_decode(&v, &e->key, NULL, hp, e->len, p->ws)) < 0)
+	if ((rc = mfs_chunk_load(mfs_txn_store(t), &e->key, &v, p->ws, NULL)) < 0 ||
+	    (rc = mfs_chunk_decode(&v, &e->key, NULL, hp, e->len, p->ws)) < 0)
 		return rc;
 	uint64_t old_len = v.payload_len;
 	mfs_chunk_geom g = {.dtype = ht->dtype, .ndim = ht->ndim, .elem_off = e0};

@@ -1,6 +1,9 @@
-/* modelfs gc: free blobs and chunks nothing refers to; optionally shrink the file. */
+/* modelfs gc: free blobs and chunks nothing refers to, give the packs' dead
+ * space back (repack); optionally shrink the index file. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -8,15 +11,23 @@
 
 static void gc_usage(FILE *f)
 {
-	fprintf(f, "usage: modelfs gc [--store DIR] [--compact] [--no-wait]\n\n"
-		   "Free what no snapshot uses: chunks of removed repos and anything an\n"
-		   "interrupted ingest left behind. Freed pages are reused by later ingests.\n"
-		   "Waits for running ingests to finish first (--no-wait: fail instead).\n"
-		   "Freed space stays in the store file for later ingests; --compact also\n"
-		   "rewrites the file so it shrinks on disk. That needs the store unused:\n"
-		   "no mount and no other command or LMDB program may have it open (gc\n"
-		   "says which one does, and changes nothing); commands started while it\n"
-		   "compacts wait for it.\n");
+	fprintf(
+	    f, "usage: modelfs gc [--store DIR] [--repack-below F] [--reader-wait S]\n"
+	       "                  [--compact] [--no-wait]\n\n"
+	       "Free what no snapshot uses: chunks of removed repos and anything an\n"
+	       "interrupted ingest left behind. Waits for running ingests to finish\n"
+	       "first (--no-wait: fail instead).\n"
+	       "The payloads live in pack files (<store>/packs): gc removes what no\n"
+	       "commit references, and repacks each pack whose live fraction is below F\n"
+	       "(default 0.5; 0 turns repacking off): its live chunks are copied into\n"
+	       "a new pack and the old one is deleted, so the disk space comes back,\n"
+	       "while mounts and other commands run. A mount or reader still using an\n"
+	       "old pack keeps it until it lets go: gc waits up to S seconds for that\n"
+	       "(default 10), and the next gc removes what is left.\n"
+	       "--compact also rewrites the index file (data.mdb) so it shrinks. That\n"
+	       "needs the store unused: no mount and no other command or LMDB program\n"
+	       "may have it open (gc says which one does, and changes nothing);\n"
+	       "commands started while it compacts wait for it.\n");
 }
 
 static void print_space(const char *when, mfs_store *s)
@@ -26,29 +37,74 @@ static void print_space(const char *when, mfs_store *s)
 	if (mfs_txn_begin(s, MFS_TXN_READ, &t) < 0)
 		return;
 	if (mfs_store_stat_get(t, &st) == 0) {
-		char a[32], b[32], c[32];
-		printf("%s: %llu chunks, %s of payload; store file %s, %s in use\n", when,
-		       (unsigned long long)st.n_chunks,
-		       mfs_size_format(st.chunk_payload_bytes, a, sizeof a),
-		       mfs_size_format(st.file_bytes, b, sizeof b),
-		       mfs_size_format(st.used_bytes, c, sizeof c));
+		char a[32], b[32], c[32], d[32], e[32], g[32];
+		printf(
+		    "%s: %llu chunks, %s of payload; %llu packs, %s on disk (%s dead); "
+		    "index file %s, %s in use; store %s on disk\n",
+		    when, (unsigned long long)st.n_chunks,
+		    mfs_size_format(st.chunk_payload_bytes, a, sizeof a),
+		    (unsigned long long)st.n_packs,
+		    mfs_size_format(st.pack_disk_bytes, b, sizeof b),
+		    mfs_size_format(st.pack_dead_bytes, c, sizeof c),
+		    mfs_size_format(st.file_bytes, d, sizeof d),
+		    mfs_size_format(st.used_bytes, e, sizeof e),
+		    mfs_size_format(st.disk_bytes, g, sizeof g));
 	}
 	mfs_txn_abort(t);
+}
+
+/* Between gc's committed steps: pause when the tests ask (they kill gc there). */
+static void gc_step(void *ud, const char *what)
+{
+	(void)ud;
+	const char *ms = getenv("MODELFS_TEST_GC_STEP_MS");
+	if (!ms || !*ms)
+		return;
+	fprintf(stderr, "modelfs gc: step: %s\n", what);
+	long v = strtol(ms, NULL, 10);
+	struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
 }
 
 int cmd_gc(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"compact", no_argument, NULL, 'c'},
-		{"no-wait", no_argument, NULL, 'n'},
-		{"store", required_argument, NULL, 'S'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"compact", no_argument, NULL, 'c'},
+	    {"no-wait", no_argument, NULL, 'n'},
+	    {"repack-below", required_argument, NULL, 'r'},
+	    {"reader-wait", required_argument, NULL, 'w'},
+	    {"store", required_argument, NULL, 'S'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int compact = 0, wait = 1, opt;
+	double below = 0.5, reader_wait = 10;
+	char *end;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
+		case 'r':
+			below = strtod(optarg, &end);
+			if (end == optarg || *end || !(below >= 0 && below <= 1)) {
+				mfs_cli_error(
+				    "gc",
+				    "--repack-below takes a fraction from 0 to 1, "
+				    "not %s",
+				    optarg);
+				return MFS_EXIT_USAGE;
+			}
+			break;
+		case 'w':
+			reader_wait = strtod(optarg, &end);
+			if (end == optarg || *end ||
+			    !(reader_wait >= 0 && reader_wait <= 86400)) {
+				mfs_cli_error(
+				    "gc",
+				    "--reader-wait takes seconds (0 to 86400), not %s",
+				    optarg);
+				return MFS_EXIT_USAGE;
+			}
+			break;
 		case 'c':
 			compact = 1;
 			break;
@@ -115,11 +171,55 @@ int cmd_gc(int argc, char **argv)
 		if (gs.recount_skipped)
 			printf("gc: a blob record is damaged, so reference counts were not "
 			       "checked (run modelfs verify)\n");
+	}
+	/* ingests may start again: the packs' gc works beside them */
+	mfs_store_unlock(lock);
+	lock = -1;
+	if (ret == MFS_EXIT_OK) {
+		mfs_pack_gc_opts po = {.repack_below = below,
+				       .wait_ms = (unsigned)(reader_wait * 1000),
+				       .step = gc_step};
+		mfs_pack_gc_stat ps;
+		mfs_errmsg perr = {0};
+		const char *bs = getenv("MODELFS_TEST_GC_BATCH");
+		if (bs && *bs)
+			po.batch_bytes = strtoull(bs, NULL, 10);
+		rc = mfs_gc_packs(s, &po, &ps, &perr);
+		if (rc < 0) {
+			mfs_cli_error("gc", "%s",
+				      perr.msg[0] ? perr.msg : mfs_strerror(rc));
+			ret = MFS_EXIT_ERROR;
+		} else {
+			printf("gc: packs: moved %llu chunks (%llu bytes) out of %llu "
+			       "packs; "
+			       "removed %llu pack files (%llu bytes freed), %llu "
+			       "unreferenced "
+			       "pack files and %llu tails (%llu bytes)\n",
+			       (unsigned long long)ps.chunks_moved,
+			       (unsigned long long)ps.bytes_moved,
+			       (unsigned long long)ps.packs_repacked,
+			       (unsigned long long)ps.packs_removed,
+			       (unsigned long long)ps.bytes_removed,
+			       (unsigned long long)ps.orphans_removed,
+			       (unsigned long long)ps.tails_truncated,
+			       (unsigned long long)(ps.orphan_bytes + ps.tail_bytes));
+			if (ps.packs_waiting)
+				printf("gc: %llu repacked packs are still read by a "
+				       "mount or "
+				       "another reader of an older snapshot: the next gc "
+				       "removes "
+				       "them\n",
+				       (unsigned long long)ps.packs_waiting);
+			if (ps.damaged_entries)
+				printf("gc: %llu chunks have damaged pack entries and "
+				       "were left "
+				       "where they are (run modelfs verify)\n",
+				       (unsigned long long)ps.damaged_entries);
+		}
 		print_space("after", s);
 	}
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s", mfs_store_dir(s));
-	mfs_store_unlock(lock);
 	mfs_store_close(s);
 	if (ret != MFS_EXIT_OK || !compact)
 		return ret;

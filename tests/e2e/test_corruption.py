@@ -1,8 +1,9 @@
 """End to end: damaged chunk payloads are detected, named, contained and repaired.
 
 A model whose big tensor is random bytes is stored raw (nothing compresses
-it), so each of its chunks appears verbatim in data.mdb: the test finds one
-chunk's bytes there and flips some, with no process using the store. Then:
+it), so each of its chunks appears verbatim in a pack file (store/packs/):
+the test finds one chunk's bytes there and flips some, with no process using
+the store. Then:
 `verify` exits 1 naming the chunk key and the damaged file; `export` of that
 repo fails naming the file while the other repo exports byte-exact; through a
 mount the damaged range reads EIO and every other file is sha256-exact; and
@@ -85,21 +86,55 @@ def chunk_key_hex(data: bytes) -> str | None:
     return f"{h.high64:016x}{h.low64:016x}"
 
 
-def damage_in_store(store: Path, chunk: bytes) -> int:
-    """Flip bytes of every copy of `chunk` in data.mdb (a raw chunk is stored
-    verbatim). Returns how many copies were damaged."""
-    mdb = store / "data.mdb"
-    blob = bytearray(mdb.read_bytes())
+def payload_files(store: Path) -> list[Path]:
+    """The files that hold a store's chunk payloads: its pack files."""
+    return sorted((store / "packs").glob("*.pack"))
+
+
+def find_in_store(store: Path, chunk: bytes) -> list[tuple[Path, int]]:
+    """Every (pack file, offset) where `chunk` lies verbatim (a raw chunk's
+    payload is its bytes)."""
     probe = chunk[4096:4096 + 64]   # a unique 64-byte window inside the chunk
-    n, pos = 0, blob.find(probe)
-    while pos >= 0:
-        start = pos - 4096
-        if blob[start:start + len(chunk)] == chunk:
-            for i in range(100_000, 100_016):
-                blob[start + i] ^= 0xFF
-            n += 1
-        pos = blob.find(probe, pos + 1)
-    mdb.write_bytes(bytes(blob))
+    found = []
+    for f in payload_files(store):
+        blob = f.read_bytes()
+        pos = blob.find(probe)
+        while pos >= 0:
+            start = pos - 4096
+            if start >= 0 and blob[start:start + len(chunk)] == chunk:
+                found.append((f, start))
+            pos = blob.find(probe, pos + 1)
+    return found
+
+
+def flip_in_store(store: Path, probe: bytes, at: int = 10) -> bool:
+    """Flip the byte `at` bytes into the first copy of `probe` in the store's
+    pack files (payload bytes of a raw chunk lie there verbatim). Returns
+    whether one was found."""
+    for f in payload_files(store):
+        blob = f.read_bytes()
+        pos = blob.find(probe)
+        if pos >= 0:
+            with open(f, "r+b") as fh:
+                fh.seek(pos + at)
+                b = fh.read(1)
+                fh.seek(pos + at)
+                fh.write(bytes([b[0] ^ 0xFF]))
+            return True
+    return False
+
+
+def damage_in_store(store: Path, chunk: bytes) -> int:
+    """Flip bytes of every copy of `chunk` in the store's pack files (a raw
+    chunk is stored verbatim). Returns how many copies were damaged."""
+    n = 0
+    for f, start in find_in_store(store, chunk):
+        with open(f, "r+b") as fh:
+            fh.seek(start + 100_000)
+            b = bytearray(fh.read(16))
+            fh.seek(start + 100_000)
+            fh.write(bytes(x ^ 0xFF for x in b))
+        n += 1
     return n
 
 
@@ -119,14 +154,14 @@ def clean_store(tmp_path_factory, minilm_f32):
 @pytest.fixture
 def damaged(mfs: Modelfs, clean_store, minilm_f32):
     """mfs's store: a copy of the template, one chunk of REPO_BAD's
-    model.safetensors damaged inside data.mdb."""
+    model.safetensors damaged inside its pack file."""
     template, src, data_start = clean_store
     shutil.copytree(template, mfs.store)
     raw = (src / "model.safetensors").read_bytes()
     c0 = data_start + DAMAGED_CHUNK * MiB
     chunk = raw[c0:c0 + MiB]
     copies = damage_in_store(mfs.store, chunk)
-    assert copies >= 1, "the raw chunk was not found verbatim in data.mdb"
+    assert copies >= 1, "the raw chunk was not found verbatim in a pack file"
     return {"src": src, "good": minilm_f32, "off": c0, "chunk": chunk,
             "key": chunk_key_hex(chunk)}
 

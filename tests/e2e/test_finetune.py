@@ -277,7 +277,7 @@ def test_base_errors(make_mfs, family, tmp_path):
 
 def synth_pair(folder: Path, seed: int) -> tuple[Path, Path]:
     """A base of incompressible F32 noise (stored raw, so its bytes lie
-    verbatim in data.mdb) and a 'fine-tune' whose low mantissa bits differ:
+    verbatim in a pack file) and a 'fine-tune' whose low mantissa bits differ:
     synthetic on purpose, for where bytes lie, not for any figure."""
     rng = np.random.default_rng(seed)
     base_w = rng.integers(0, 2**32, 1 << 19, dtype=np.uint32)  # 2 MiB

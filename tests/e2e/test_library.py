@@ -387,17 +387,21 @@ def test_bad_input(store, tmp_path):
 
 def damage_raw_chunk(store: Path, raw: bytes) -> int:
     """Flip 16 bytes inside every verbatim copy of @p raw (a chunk stored by
-    the raw codec) in data.mdb; how many copies were damaged."""
-    mdb = store / "data.mdb"
-    blob = bytearray(mdb.read_bytes())
-    n, pos = 0, blob.find(raw[:4096])
-    while pos >= 0:
-        if blob[pos:pos + len(raw)] == raw:
-            for i in range(5000, 5016):
-                blob[pos + i] ^= 0xFF
-            n += 1
-        pos = blob.find(raw[:4096], pos + 1)
-    mdb.write_bytes(bytes(blob))
+    the raw codec) in the store's pack files; how many copies were damaged."""
+    from test_corruption import payload_files
+    n = 0
+    for f in payload_files(store):
+        blob = bytearray(f.read_bytes())
+        hit, pos = 0, blob.find(raw[:4096])
+        while pos >= 0:
+            if blob[pos:pos + len(raw)] == raw:
+                for i in range(5000, 5016):
+                    blob[pos + i] ^= 0xFF
+                hit += 1
+            pos = blob.find(raw[:4096], pos + 1)
+        if hit:
+            f.write_bytes(bytes(blob))
+            n += hit
     return n
 
 

@@ -501,13 +501,9 @@ def test_corrupt_chunk_is_eio_and_logged(mfs, mounted, tmp_path):
     (src / "random.bin").write_bytes(data)
     (src / "config.json").write_text("{}")
     mfs.ingest(src, "org/corrupt")
-    db = mfs.store / "data.mdb"
-    raw = bytearray(db.read_bytes())
+    from test_corruption import flip_in_store
     probe = data[(1 << 20) + 1000:(1 << 20) + 1064]  # inside the second 1 MiB chunk
-    at = raw.find(probe)
-    assert at >= 0, "chunk payload not found verbatim in data.mdb"
-    raw[at + 10] ^= 0xFF
-    db.write_bytes(bytes(raw))
+    assert flip_in_store(mfs.store, probe), "chunk payload not found verbatim in a pack"
     m = mounted(mfs)
     path = m.snapshot("org/corrupt") / "random.bin"
     with open(path, "rb", buffering=0) as f:

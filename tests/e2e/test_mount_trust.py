@@ -326,12 +326,9 @@ def test_daemon_logs_to_log_file(mfs, tmp_path):
     data = random.Random(7).randbytes(3 * MiB)  # incompressible: stored verbatim
     (src / "random.bin").write_bytes(data)
     mfs.ingest(src, "org/corrupt", "--quiet")
-    db = mfs.store / "data.mdb"
-    raw = bytearray(db.read_bytes())
-    at = raw.find(data[MiB + 1000:MiB + 1064])  # inside the second chunk
-    assert at >= 0, "chunk payload not found verbatim in data.mdb"
-    raw[at + 10] ^= 0xFF
-    db.write_bytes(bytes(raw))
+    from test_corruption import flip_in_store
+    probe = data[MiB + 1000:MiB + 1064]  # inside the second chunk
+    assert flip_in_store(mfs.store, probe), "chunk payload not found verbatim in a pack"
     mnt = tmp_path / "dmnt"
     mnt.mkdir()
     log = tmp_path / "logs" / "mount.log"

@@ -91,7 +91,19 @@ def proc_status(pid: int) -> dict:
 
 
 def fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    """The daemon's descriptors, less those of its pack table (one per pack
+    file read, kept open and bounded by the table; not a reader's)."""
+    d = f"/proc/{pid}/fd"
+    n = 0
+    for fd in os.listdir(d):
+        try:
+            target = os.readlink(f"{d}/{fd}")
+        except OSError:
+            continue
+        if "/packs/" in target and ".pack" in target:
+            continue
+        n += 1
+    return n
 
 
 def lmdb_readers(store: Path, pid: int) -> int | None:

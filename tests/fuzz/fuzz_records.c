@@ -46,8 +46,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ok_or_corrupt(rc);
 	if (rc == 0) {
 		EXPECT(cv.codec < MFS_CODEC__COUNT);
-		EXPECT((const uint8_t *)cv.payload >= p &&
-		       (const uint8_t *)cv.payload + cv.payload_len == p + size);
+		if (cv.in_pack) /* version 3: the payload is in a pack, not read here */
+			EXPECT(cv.payload == NULL && cv.payload_len == cv.loc.len);
+		else
+			EXPECT((const uint8_t *)cv.payload >= p &&
+			       (const uint8_t *)cv.payload + cv.payload_len == p + size);
 		EXPECT(cv.n_refs <= MFS_REFS_MAX);
 		EXPECT(!cv.has_geom || cv.geom.ndim <= MFS_MAX_DIMS);
 		size_t ref_bytes = 0;
@@ -57,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			EXPECT(cv.refs[i].off <= UINT64_MAX - cv.refs[i].len);
 			ref_bytes += cv.refs[i].len;
 		}
-		if (cv.raw_len <= DST_MAX && ref_bytes <= DST_MAX) {
+		if (!cv.in_pack && cv.raw_len <= DST_MAX && ref_bytes <= DST_MAX) {
 			mfs_ref_data rd[MFS_REFS_MAX];
 			for (uint32_t i = 0; i < cv.n_refs; i++) {
 				uint8_t *b = malloc(cv.refs[i].len);

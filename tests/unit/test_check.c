@@ -9,6 +9,7 @@
  * the other repos stay intact.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "records.h"
 #include "store.h"
 #include "store_internal.h"
+#include "pack.h"
 #include "store_raw.h"
 #include "testhelp.h"
 
@@ -705,6 +707,74 @@ static void test_records_of_no_repo(void)
 	fixture_close(&fx);
 }
 
+/* The packs: a chunk's entry damaged, a chunk naming a pack with no record,
+ * a pack record whose counts do not add up, a pack file cut short. */
+static void test_pack_entries(void)
+{
+	fixture fx;
+	REQUIRE(fixture_open(&fx) == 0);
+	found f;
+	CHECK_EQ_INT(check_store(&fx, MFS_CHECK_CHUNKS, &f), 0);
+	CHECK_EQ_INT(f.n, 0);
+	mfs_txn *t;
+	mfs_chunk_view v0, v1;
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_READ, &t) == 0);
+	REQUIRE(mfs_chunk_get(t, &fx.wkeys[0], &v0) == 0 &&
+		mfs_chunk_get(t, &fx.wkeys[1], &v1) == 0);
+	mfs_txn_abort(t);
+	REQUIRE(v0.in_pack && v1.in_pack);
+	char path[4200], hex[33];
+	mfs_pack_path(fx.s, v0.loc.pack, path, sizeof path);
+	/* chunk 0's entry header names another key */
+	int fd = open(path, O_WRONLY);
+	REQUIRE(fd >= 0);
+	REQUIRE(pwrite(fd, fx.wkeys[2].b, 16, (off_t)v0.loc.off + 8) == 16);
+	close(fd);
+	CHECK_EQ_INT(check_store(&fx, 0, &f), 0);
+	CHECK_EQ_INT(f.n, 1);
+	int i = has(&f, "chunks", "", mfs_chunk_key_hex(&fx.wkeys[0], hex),
+		    "has a damaged payload entry: in pack file ");
+	CHECK(i >= 0);
+	if (i >= 0)
+		CHECK(strstr(f.p[i].why, mfs_chunk_key_hex(&fx.wkeys[2], hex)) != NULL);
+	/* the pack's record gone: chunks name a pack without one */
+	uint8_t kb[8];
+	for (int b = 0; b < 8; b++)
+		kb[b] = (uint8_t)(v1.loc.pack >> (56 - 8 * b));
+	MDB_val k = {8, kb}, v;
+	REQUIRE(mfs_txn_begin(fx.s, MFS_TXN_READ, &t) == 0);
+	REQUIRE(mdb_get(t->txn, DBI(t, DB_PACKS), &k, &v) == 0);
+	uint8_t rec[MFS_REC_PACK_LEN];
+	memcpy(rec, v.mv_data, sizeof rec);
+	mfs_txn_abort(t);
+	REQUIRE(del_raw(fx.s, DB_PACKS, kb, 8) == 0);
+	CHECK_EQ_INT(check_store(&fx, 0, &f), 0);
+	CHECK(has(&f, "chunks", "", mfs_chunk_key_hex(&fx.wkeys[1], hex),
+		  "which has no packs record") >= 0);
+	/* back, but counting one byte too many */
+	mfs_pack_rec pr;
+	REQUIRE(mfs_rec_pack_decode(rec, sizeof rec, &pr) == 0);
+	pr.live_bytes++;
+	mfs_rec_pack_encode(rec, &pr);
+	REQUIRE(put_raw(fx.s, DB_PACKS, kb, 8, rec, sizeof rec) == 0);
+	CHECK_EQ_INT(check_store(&fx, 0, &f), 0);
+	CHECK(has(&f, "packs", "", "", "bytes of entries were written") >= 0);
+	/* the file cut short of what the record says was written */
+	pr.live_bytes--;
+	mfs_rec_pack_encode(rec, &pr);
+	REQUIRE(put_raw(fx.s, DB_PACKS, kb, 8, rec, sizeof rec) == 0);
+	mfs_store_close(fx.s);
+	REQUIRE(truncate(path, (off_t)v1.loc.off + 40) == 0);
+	REQUIRE(mfs_store_open(fx.dir, 0, &fx.s, NULL) == 0);
+	CHECK_EQ_INT(check_store(&fx, 0, &f), 0);
+	CHECK(has(&f, "packs", "", "", "which holds ") >= 0);
+	/* chunk 1's header is whole (the pack's record tells the rest); the
+	 * chunks after it have none */
+	CHECK(has(&f, "chunks", "", mfs_chunk_key_hex(&fx.wkeys[2], hex),
+		  "ends 0 bytes into the entry") >= 0);
+	fixture_close(&fx);
+}
+
 int main(void)
 {
 	seed = test_seed();
@@ -716,5 +786,6 @@ int main(void)
 	RUN(test_tensors);
 	RUN(test_chunks_and_counts);
 	RUN(test_records_of_no_repo);
+	RUN(test_pack_entries);
 	return test_report();
 }

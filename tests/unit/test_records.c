@@ -274,6 +274,98 @@ static void test_chunk_v2(void)
 	CHECK_EQ_INT(mfs_rec_chunk_header(rec, &m, &h), MFS_E_INVAL);
 }
 
+/* Version 3 (store format 2): no payload, its location in a pack instead. */
+static void test_chunk_v3(void)
+{
+	mfs_chunk_ref ref;
+	key_fill(&ref.key, 0xa0);
+	ref.off = 0x10;
+	ref.len = 0x200;
+	ref.role = MFS_REF_BASE;
+	mfs_chunk_geom g = {
+	    .dtype = MFS_DT_BF16, .ndim = 1, .shape = {0x100}, .elem_off = 0};
+	mfs_chunk_loc loc = {
+	    .pack = 0x0102030405060708ull, .off = 0x20, .len = 0x11223344u};
+	mfs_chunk_meta m = {.codec = MFS_CODEC_XOR_DELTA,
+			    .raw_len = 0x200,
+			    .n_refs = 1,
+			    .refs = &ref,
+			    .geom = &g};
+	uint8_t rec[MFS_REC_CHUNK_MAX];
+	size_t n = 0;
+	REQUIRE(mfs_rec_chunk_encode(rec, &m, &loc, &n) == 0);
+	CHECK_EQ_INT(n, 8 + 20 + 2 + 8 + 8 + MFS_REC_CHUNK_REF);
+	char golden[400];
+	snprintf(golden, sizeof golden,
+		 "03 %02x 02 01 00020000 0807060504030201 2000000000000000 44332211"
+		 " 09 01 0000000000000000 0001000000000000"
+		 " a0a1a2a3a4a5a6a7a8a9aaabacadaeaf 1000000000000000 00020000 01",
+		 (unsigned)MFS_CODEC_XOR_DELTA);
+	CHECK(same_as_golden(rec, n, golden));
+	uint8_t *q = dup_exact(rec, n);
+	REQUIRE(dec_chunk(q, n) == 0);
+	CHECK_EQ_INT(g_chunk.in_pack, 1);
+	CHECK(g_chunk.payload == NULL);
+	CHECK_EQ_INT(g_chunk.payload_len, 0x11223344u);
+	CHECK_EQ_INT(g_chunk.loc.pack, 0x0102030405060708ull);
+	CHECK_EQ_INT(g_chunk.loc.off, 0x20);
+	CHECK_EQ_INT(g_chunk.loc.len, 0x11223344u);
+	CHECK_EQ_INT(g_chunk.n_refs, 1);
+	CHECK_EQ_INT(g_chunk.refs[0].off, 0x10);
+	CHECK_EQ_INT(g_chunk.has_geom, 1);
+	CHECK_EQ_INT(g_chunk.geom.shape[0], 0x100);
+	free(q);
+	/* exact length: every prefix and a trailing byte are refused */
+	check_truncations(dec_chunk, rec, n, n);
+	check_trailing(dec_chunk, rec, n);
+	check_poke(dec_chunk, rec, n, 0, 4);	/* an unknown version */
+	check_poke(dec_chunk, rec, n, 2, 0x01); /* v1's ref flag */
+	check_poke(dec_chunk, rec, n, 3, 2);	/* two references, one there */
+	/* the plain case: no references, no geometry */
+	mfs_chunk_meta plain = {.codec = MFS_CODEC_RAW, .raw_len = 5};
+	REQUIRE(mfs_rec_chunk_encode(rec, &plain, &loc, &n) == 0);
+	CHECK(same_as_golden(
+	    rec, n, "03 00 00 00 05000000 0807060504030201 2000000000000000 44332211"));
+	/* and the encoder refuses what the v1/v2 one refuses */
+	mfs_chunk_ref bad = ref;
+	bad.len = 0;
+	mfs_chunk_meta mb = {
+	    .codec = MFS_CODEC_XOR_DELTA, .raw_len = 8, .n_refs = 1, .refs = &bad};
+	CHECK_EQ_INT(mfs_rec_chunk_encode(rec, &mb, &loc, &n), MFS_E_INVAL);
+}
+
+static int dec_pack(const uint8_t *p, size_t len)
+{
+	mfs_pack_rec r;
+	return mfs_rec_pack_decode(p, len, &r);
+}
+
+static void test_pack_rec(void)
+{
+	mfs_pack_rec r = {.committed_end = 0x1000,
+			  .live_bytes = 0x800,
+			  .dead_bytes = 0x7e0,
+			  .state = MFS_PACK_RETIRED,
+			  .retired_txnid = 0x99};
+	uint8_t rec[MFS_REC_PACK_LEN];
+	mfs_rec_pack_encode(rec, &r);
+	CHECK(same_as_golden(
+	    rec, sizeof rec,
+	    "01 0010000000000000 0008000000000000 e007000000000000 02000000"
+	    " 9900000000000000"));
+	mfs_pack_rec o;
+	REQUIRE(mfs_rec_pack_decode(rec, sizeof rec, &o) == 0);
+	CHECK_EQ_INT(o.committed_end, 0x1000);
+	CHECK_EQ_INT(o.live_bytes, 0x800);
+	CHECK_EQ_INT(o.dead_bytes, 0x7e0);
+	CHECK_EQ_INT(o.state, MFS_PACK_RETIRED);
+	CHECK_EQ_INT(o.retired_txnid, 0x99);
+	check_truncations(dec_pack, rec, sizeof rec, sizeof rec);
+	check_trailing(dec_pack, rec, sizeof rec);
+	check_poke(dec_pack, rec, sizeof rec, 0, 2);		    /* version */
+	check_poke(dec_pack, rec, sizeof rec, 25, MFS_PACK__COUNT); /* unknown state */
+}
+
 static void test_blob(void)
 {
 	mfs_extent ext[2];
@@ -557,6 +649,7 @@ static void test_chunk_replace(void)
 	mfs_chunk_view v;
 	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
 	REQUIRE(mfs_chunk_get(t, &key, &v) == 0);
+	REQUIRE(mfs_chunk_load(s, &key, &v, ws, NULL) == 0);
 	CHECK_EQ_INT(mfs_chunk_decode(&v, &key, NULL, out, sizeof out, ws), MFS_E_CORRUPT);
 	/* not in a read transaction */
 	CHECK_EQ_INT(mfs_chunk_replace(t, &key, &(mfs_chunk_meta){.codec = MFS_CODEC_RAW, .raw_len = sizeof raw}, raw,
@@ -588,8 +681,15 @@ static void test_chunk_replace(void)
 	REQUIRE(mfs_chunk_get(t, &key, &v) == 0);
 	CHECK_EQ_INT(v.codec, MFS_CODEC_ZSTD);
 	CHECK_EQ_INT(v.payload_len, enc_len);
+	REQUIRE(mfs_chunk_load(s, &key, &v, ws, NULL) == 0);
 	CHECK_EQ_INT(mfs_chunk_decode(&v, &key, NULL, out, sizeof out, ws), 0);
 	CHECK(!memcmp(out, raw, sizeof raw));
+	/* the damaged entry is dead in its pack, the new one live after it */
+	mfs_store_stat st;
+	CHECK_EQ_INT(mfs_store_stat_get(t, &st), 0);
+	CHECK_EQ_INT(st.pack_dead_bytes, 32 + sizeof raw);
+	CHECK_EQ_INT(st.pack_live_bytes, 32 + enc_len);
+	CHECK_EQ_INT(v.loc.off, 32 + 32 + sizeof raw);
 	uint64_t refs = 0, g1 = 0;
 	CHECK_EQ_INT(mfs_chunk_refcount(t, &key, &refs), 0);
 	CHECK_EQ_INT(refs, 1);
@@ -608,6 +708,8 @@ int main(void)
 {
 	RUN(test_chunk);
 	RUN(test_chunk_v2);
+	RUN(test_chunk_v3);
+	RUN(test_pack_rec);
 	RUN(test_blob);
 	RUN(test_tensor);
 	RUN(test_file);

@@ -196,21 +196,24 @@ static void test_chunks(void)
 	CHECK_EQ_INT(v.codec, MFS_CODEC_ZSTD);
 	CHECK_EQ_INT(v.raw_len, len);
 	CHECK(v.payload_len < len);
+	/* the record names its entry in a pack; the payload is not read yet */
+	CHECK_EQ_INT(v.in_pack, 1);
+	CHECK(v.payload == NULL);
+	CHECK_EQ_INT(v.payload_len, v.loc.len);
+	CHECK_EQ_INT(v.loc.off, 32); /* the first entry, after the pack header */
+	CHECK_EQ_INT(mfs_chunk_decode(&v, &k1, NULL, out, len, ws), MFS_E_INVAL);
+	REQUIRE(mfs_chunk_load(s, &k1, &v, ws, NULL) == 0);
 	CHECK_EQ_INT(mfs_chunk_decode(&v, &k1, NULL, out, len, ws), 0);
 	CHECK(memcmp(out, raw, len) == 0);
 	/* a key that does not match the bytes: the decode is refused */
 	k2 = k1;
 	k2.b[5] ^= 1;
 	CHECK_EQ_INT(mfs_chunk_decode(&v, &k2, NULL, out, len, ws), MFS_E_CORRUPT);
+	/* and the entry is not that key's: the read is refused */
+	mfs_chunk_view v2 = v;
+	v2.payload = NULL;
+	CHECK_EQ_INT(mfs_chunk_load(s, &k2, &v2, ws, NULL), MFS_E_CORRUPT);
 	CHECK_EQ_INT(mfs_chunk_get(t, &k2, &v), MFS_E_NOTFOUND);
-	/* locate: the record's range, which holds the payload get returned */
-	const void *rec = NULL;
-	size_t rec_len = 0;
-	CHECK_EQ_INT(mfs_chunk_locate(t, &k1, &rec, &rec_len), 0);
-	CHECK((const uint8_t *)v.payload >= (const uint8_t *)rec);
-	CHECK((const uint8_t *)v.payload + v.payload_len == (const uint8_t *)rec + rec_len);
-	CHECK(rec_len > v.payload_len && rec_len < v.payload_len + 64);
-	CHECK_EQ_INT(mfs_chunk_locate(t, &k2, &rec, &rec_len), MFS_E_NOTFOUND);
 	uint64_t rc = 99;
 	CHECK_EQ_INT(mfs_chunk_refcount(t, &k1, &rc), 0);
 	CHECK_EQ_INT(rc, 0);
@@ -221,6 +224,7 @@ static void test_chunks(void)
 	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
 	REQUIRE(mfs_chunk_get(t, &k1, &v) == 0);
 	memset(out, 0, len);
+	REQUIRE(mfs_chunk_load(s, &k1, &v, ws, NULL) == 0);
 	CHECK_EQ_INT(mfs_chunk_decode(&v, &k1, NULL, out, len, ws), 0);
 	CHECK(memcmp(out, raw, len) == 0);
 	mfs_txn_abort(t);
