@@ -639,6 +639,7 @@ static int repack_copy(repack *rp, const mfs_pack_gc_opts *o, mfs_pack_gc_stat *
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	int rc = 0;
+	size_t uncommitted = 0; /* entries from here on are not moved yet */
 	for (size_t i = 0; rc == 0 && i < rp->ne; i++) {
 		live_entry *x = &rp->e[i];
 		size_t need = MFS_PACK_ENTRY_HDR + (size_t)x->loc.len;
@@ -693,6 +694,7 @@ static int repack_copy(repack *rp, const mfs_pack_gc_opts *o, mfs_pack_gc_stat *
 			}
 			if ((rc = commit_moves(rp, &q, mv, nmv, full, st)) < 0)
 				break;
+			uncommitted = i + 1;
 			step(o, "moved a batch of entries");
 			nmv = 0;
 			in_batch = 0;
@@ -705,18 +707,32 @@ static int repack_copy(repack *rp, const mfs_pack_gc_opts *o, mfs_pack_gc_stat *
 	if (rc == 0 && nmv) { /* the last entries were damaged: commit what moved */
 		if (fdatasync(q.fd) < 0)
 			rc = -errno;
-		else
-			rc = commit_moves(rp, &q, mv, nmv, 0, st);
+		else if ((rc = commit_moves(rp, &q, mv, nmv, 0, st)) == 0)
+			uncommitted = rp->ne;
 	}
-	if (rc < 0)
-		for (size_t k = 0; k < nmv; k++)
-			rp->c[rp->e[mv[k].e].cand]
-			    .pending++; /* not moved: keep its pack */
+	if (rc < 0) /* what was not moved keeps its pack */
+		for (size_t k = uncommitted; k < rp->ne; k++)
+			rp->c[rp->e[k].cand].pending++;
 	if (q.fd >= 0)
 		close(q.fd);
 	free(mv);
 	free(buf);
 	return rc;
+}
+
+/* In the retiring transaction: a candidate some chunk record still names
+ * (whatever the bookkeeping above says) is not retired. */
+static int still_named_fn(void *ud, const MDB_val *k, const MDB_val *v)
+{
+	repack *rp = ud;
+	mfs_chunk_view cv;
+	(void)k;
+	if (mfs_rec_chunk_decode(v->mv_data, v->mv_size, &cv) == 0 && cv.in_pack) {
+		size_t ci = cand_find(rp, cv.loc.pack);
+		if (ci < rp->nc)
+			rp->c[ci].pending++;
+	}
+	return 0;
 }
 
 /* Mark the candidates every entry of which moved as retired. */
@@ -728,6 +744,10 @@ static int repack_retire(repack *rp, mfs_pack_gc_stat *st)
 		return rc;
 	uint64_t txnid = (uint64_t)mdb_txn_id(t->txn);
 	int any = 0;
+	if ((rc = mfs_db_iter(t->txn, DBI(t, DB_CHUNKS), NULL, 0, still_named_fn, rp)) < 0) {
+		mfs_txn_abort(t);
+		return rc;
+	}
 	for (size_t i = 0; rc == 0 && i < rp->nc; i++) {
 		if (rp->c[i].pending)
 			continue;

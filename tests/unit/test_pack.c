@@ -627,6 +627,53 @@ static void test_repack(void)
 	rm_dir(d);
 }
 
+/* A live chunk whose entry header is damaged stays where it is, and so does
+ * its pack; the sound ones move. */
+static void test_repack_damaged(void)
+{
+	char *d = fresh_dir();
+	mfs_store *s;
+	REQUIRE(d && mfs_store_open(d, MFS_STORE_CREATE, &s, NULL) == 0);
+	enum { N = 6, LEN = 30000 };
+	static uint8_t raw[N][LEN];
+	mfs_chunk_key k[N];
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_WRITE, &t) == 0);
+	for (int i = 0; i < N; i++) {
+		fill(raw[i], LEN);
+		CHECK_EQ_INT(put_in(t, raw[i], LEN, MFS_CODEC_RAW, &k[i], NULL), 0);
+	}
+	REQUIRE(mfs_txn_commit(t) == 0);
+	mfs_chunk_key keep[2] = {k[1], k[4]};
+	REQUIRE(publish(s, "models/org/a", keep, 2, LEN) == 0);
+	REQUIRE(sweep(s) == 0);
+	mfs_chunk_view v1, v4;
+	REQUIRE(view_of(s, &k[1], &v1) == 0 && view_of(s, &k[4], &v4) == 0);
+	REQUIRE(poke_pack(s, v4.loc.pack, v4.loc.off, "MFSX", 4) == 0);
+	mfs_store_close(s);
+	REQUIRE(mfs_store_open(d, 0, &s, NULL) == 0);
+	mfs_pack_gc_opts o = {.repack_below = 0.5};
+	mfs_pack_gc_stat gs;
+	CHECK_EQ_INT(mfs_gc_packs(s, &o, &gs, NULL), 0);
+	CHECK_EQ_INT(gs.damaged_entries, 1);
+	CHECK_EQ_INT(gs.chunks_moved, 1);
+	CHECK_EQ_INT(gs.packs_repacked, 0);
+	CHECK_EQ_INT(gs.packs_removed, 0);
+	char path[4200];
+	mfs_pack_path(s, v4.loc.pack, path, sizeof path);
+	CHECK(file_size(path) > 0);
+	mfs_chunk_view n1, n4;
+	REQUIRE(view_of(s, &k[1], &n1) == 0 && view_of(s, &k[4], &n4) == 0);
+	CHECK(n1.loc.pack != v1.loc.pack);
+	CHECK_EQ_INT(n4.loc.pack, v4.loc.pack);
+	uint8_t out[LEN];
+	CHECK_EQ_INT(read_chunk(s, &k[1], out, LEN), 0);
+	CHECK(!memcmp(out, raw[1], LEN));
+	CHECK_EQ_INT(read_chunk(s, &k[4], out, LEN), MFS_E_CORRUPT);
+	mfs_store_close(s);
+	rm_dir(d);
+}
+
 /* ---- format 1 ---- */
 
 static void test_format1(void)
@@ -709,6 +756,7 @@ int main(void)
 	RUN(test_damage);
 	RUN(test_two_writers);
 	RUN(test_repack);
+	RUN(test_repack_damaged);
 	RUN(test_format1);
 	return test_report();
 }
