@@ -14,5 +14,6 @@ int cmd_verify(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
+int cmd_push(int argc, char **argv);
 
 #endif

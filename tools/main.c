@@ -43,6 +43,7 @@ static const struct command commands[] = {
 	{"rm", cmd_rm, "remove a repo (shared chunks stay)"},
 	{"gc", cmd_gc, "free chunks nothing uses any more"},
 	{"mount", cmd_mount, MOUNT_SUMMARY},
+	{"push", cmd_push, "upload the store to an S3 bucket for remote mounts"},
 };
 
 static void usage(FILE *f)
