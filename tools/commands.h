@@ -15,5 +15,6 @@ int cmd_rm(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_push(int argc, char **argv);
+int cmd_upgrade(int argc, char **argv);
 
 #endif

@@ -44,6 +44,7 @@ static const struct command commands[] = {
 	{"gc", cmd_gc, "free chunks nothing uses any more"},
 	{"mount", cmd_mount, MOUNT_SUMMARY},
 	{"push", cmd_push, "upload the store to an S3 bucket for remote mounts"},
+	{"upgrade", cmd_upgrade, "convert a store of an older format to this one, in place"},
 };
 
 static void usage(FILE *f)
