@@ -815,6 +815,111 @@ def minilm_int8_badscale() -> Path:
     return _quantized_twin("int8-badscale")
 
 
+def minilm_formats() -> Path:
+    """The f32 weights in other containers (issue 21), beside the original
+    model.safetensors and its tokenizer/config files:
+
+    - ``pytorch_model.bin``: ``torch.save`` of the same state dict (F32);
+    - ``extra/tied-bf16.pt``: the BF16 weights with a tied weight (two keys,
+      one storage), a slice view and a transposed view of one tensor, a
+      nested dict and non-tensor values, as a training checkpoint holds;
+    - ``extra/legacy.pt``: a pre-zip torch pickle (``_use_new_zipfile_serialization=False``);
+    - ``extra/hostile-os-system.pt``: a torch.save zip whose data.pkl calls
+      ``os.system`` through REDUCE (never to be run);
+    - ``extra/model-f16.gguf`` and ``extra/model-q8_0.gguf``: GGUF v3 files
+      written here (2-D weights F16 or Q8_0, the rest F32, with the
+      tokenizer's 30522 tokens as a string array in the metadata), in the
+      format of ggml's gguf.md; Q8_0 blocks are 32 int8 values and an f16
+      scale, amax / 127, as ggml's reference quantizer makes them.
+    """
+    def write_gguf(path: Path, tensors: dict, kind: str, tokens: list[str]):
+        import numpy as np
+
+        def s(b: bytes) -> bytes:
+            return struct.pack("<Q", len(b)) + b
+
+        align = 32
+        kv = [
+            (b"general.architecture", 8, s(b"bert")),
+            (b"general.name", 8, s(b"all-MiniLM-L6-v2")),
+            (b"general.alignment", 4, struct.pack("<I", align)),
+            (b"bert.block_count", 4, struct.pack("<I", 6)),
+            (b"tokenizer.ggml.tokens", 9,
+             struct.pack("<IQ", 8, len(tokens)) + b"".join(s(t.encode()) for t in tokens)),
+        ]
+        infos, blobs, off = [], [], 0
+        for name, t in tensors.items():
+            if not t.is_floating_point():
+                continue  # embeddings.position_ids (I64): llama.cpp keeps no such tensor
+            a = t.float().numpy()
+            if kind == "q8_0" and a.ndim == 2 and a.shape[1] % 32 == 0:
+                blocks = a.reshape(-1, 32)
+                amax = np.abs(blocks).max(axis=1, keepdims=True)
+                d = amax / 127.0
+                inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
+                q = np.clip(np.round(blocks * inv), -127, 127).astype(np.int8)
+                raw = np.concatenate([d.astype(np.float16).view(np.uint8),
+                                      q.view(np.uint8)], axis=1).tobytes()
+                gtype = 8
+            elif kind in ("f16", "q8_0") and a.ndim == 2:
+                raw, gtype = a.astype(np.float16).tobytes(), 1
+            else:
+                raw, gtype = a.astype(np.float32).tobytes(), 0
+            dims = list(reversed(a.shape)) or [1]
+            infos.append(s(name.encode()) + struct.pack("<I", len(dims))
+                         + b"".join(struct.pack("<Q", x) for x in dims)
+                         + struct.pack("<IQ", gtype, off))
+            blobs.append(raw)
+            off += len(raw) + (-len(raw)) % align
+        head = b"GGUF" + struct.pack("<IQQ", 3, len(infos), len(kv))
+        head += b"".join(s(k) + struct.pack("<I", t) + v for k, t, v in kv)
+        head += b"".join(infos)
+        head += b"\0" * ((-len(head)) % align)
+        with open(path, "wb") as f:
+            f.write(head)
+            for raw in blobs:
+                f.write(raw + b"\0" * ((-len(raw)) % align))
+
+    def build(tmp: Path):
+        import collections
+        import pickle
+        import torch
+        from safetensors.torch import load_file
+        src = minilm_f32()
+        _copy_tree_except(src, tmp, set())
+        sd = load_file(str(src / "model.safetensors"))
+        torch.save(collections.OrderedDict(sd), str(tmp / "pytorch_model.bin"))
+        extra = tmp / "extra"
+        extra.mkdir()
+        bf = collections.OrderedDict((k, v.to(torch.bfloat16) if v.is_floating_point() else v)
+                                     for k, v in sd.items())
+        emb = "embeddings.word_embeddings.weight"
+        q = "encoder.layer.0.attention.self.query.weight"
+        ckpt = {"model": bf, "epoch": 3, "lr": 1e-4, "note": "tied", "flags": [1, 2],
+                "tied": {"decoder.weight": bf[emb]},
+                "views": {"query.head0": bf[q][:32], "query.t": bf[q].t()}}
+        torch.save(ckpt, str(extra / "tied-bf16.pt"))
+        torch.save({"w": sd[q]}, str(extra / "legacy.pt"),
+                   _use_new_zipfile_serialization=False)
+        # a torch.save zip whose pickle would run os.system("true") if loaded
+        torch.save({"w": sd[q]}, str(extra / "hostile-os-system.pt"))
+        with zipfile.ZipFile(extra / "hostile-os-system.pt") as z:
+            entries = [(i, z.read(i.filename)) for i in z.infolist()]
+
+        class Evil:
+            def __reduce__(self):
+                return (os.system, ("true",))
+        with zipfile.ZipFile(extra / "hostile-os-system.pt", "w", zipfile.ZIP_STORED) as z:
+            for info, data in entries:
+                if info.filename.endswith("/data.pkl"):
+                    data = pickle.dumps({"w": Evil()}, protocol=2)
+                z.writestr(info, data)
+        tokens = (src / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        write_gguf(extra / "model-f16.gguf", sd, "f16", tokens)
+        write_gguf(extra / "model-q8_0.gguf", sd, "q8_0", tokens)
+    return _model("minilm-formats", build)
+
+
 MODEL_BUILDERS = {
     "minilm-f32": minilm_f32,
     "minilm-bf16": minilm_bf16,
@@ -834,6 +939,7 @@ MODEL_BUILDERS = {
     "minilm-fp8-channel": minilm_fp8_channel,
     "minilm-fp8-block": minilm_fp8_block,
     "minilm-int8-badscale": minilm_int8_badscale,
+    "minilm-formats": minilm_formats,
 }
 
 
