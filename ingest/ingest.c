@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "fsutil.h"
 #include "grow.h"
+#include "tensorfile.h"
 #include "twin.h"
 #include "units.h"
 void mfs_ingest_ctx_note(ingest_ctx *c, mfs_ingest_note_kind kind, const char *fmt, ...)
@@ -68,30 +69,17 @@ static void want_free(want_list *wl, size_t n_files)
 	free(wl->w);
 }
 
-static int is_st_name(const char *rel)
-{
-	size_t n = strlen(rel);
-	return n > 12 && !strcmp(rel + n - 12, ".safetensors");
-}
-
-/* Parse the header of file @p i (a safetensors file); a bad one is skipped:
+/* Parse the tensors of file @p i (of kind @p kind); a bad one is skipped:
  * ingest reports it when it reads the file. */
-static void want_file(want_list *wl, const src_file *sf, size_t i)
+static void want_file(want_list *wl, const src_file *sf, size_t i, mfs_tensorfile_kind kind)
 {
 	int fd = mfs_src_open_nofollow(sf->abs, O_RDONLY | O_NONBLOCK);
 	struct stat st;
-	uint8_t first8[8];
-	uint64_t hlen;
 	if (fd < 0)
 		return;
-	char *json = NULL;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 8 &&
-	    mfs_pread_full(fd, first8, 8, 0, MFS_E_FORMAT, NULL) == 0 &&
-	    mfs_st_header_len(first8, (uint64_t)st.st_size, &hlen, sf->rel, NULL) == 0 &&
-	    (json = malloc(hlen + 1)) && mfs_pread_full(fd, json, hlen, 8, MFS_E_FORMAT, NULL) == 0 &&
-	    mfs_st_parse(json, hlen, (uint64_t)st.st_size, &wl->hdr[i], sf->rel, NULL) == 0)
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    mfs_tensorfile_parse(fd, (uint64_t)st.st_size, kind, sf->rel, &wl->hdr[i], NULL) == 1)
 		wl->is_st[i] = 1;
-	free(json);
 	close(fd);
 	for (size_t k = 0; wl->is_st[i] && k < wl->hdr[i].n_tensors; k++) {
 		const mfs_st_tensor *t = &wl->hdr[i].tensors[k];
@@ -106,7 +94,12 @@ static void want_file(want_list *wl, const src_file *sf, size_t i)
 	}
 }
 
-/* The tensors of every safetensors file of @p sn (headers only). */
+/*
+ * The tensors of every safetensors file of @p sn (headers only); in a
+ * snapshot without one, those of its torch.save zips and GGUF files (where
+ * both exist they hold the same weights, and the safetensors names are the
+ * ones a base shares).
+ */
 static int want_build(const src_snapshot *sn, want_list *wl)
 {
 	memset(wl, 0, sizeof *wl);
@@ -115,8 +108,14 @@ static int want_build(const src_snapshot *sn, want_list *wl)
 	if (!wl->hdr || !wl->is_st)
 		return -ENOMEM;
 	for (size_t i = 0; i < sn->n_files; i++)
-		if (is_st_name(sn->files[i].rel))
-			want_file(wl, &sn->files[i], i);
+		if (mfs_tensorfile_kind_of(sn->files[i].rel) == MFS_TF_SAFETENSORS)
+			want_file(wl, &sn->files[i], i, MFS_TF_SAFETENSORS);
+	int have_st = wl->n > 0;
+	for (size_t i = 0; !have_st && i < sn->n_files; i++) {
+		mfs_tensorfile_kind k = mfs_tensorfile_kind_of(sn->files[i].rel);
+		if (k == MFS_TF_TORCH || k == MFS_TF_GGUF)
+			want_file(wl, &sn->files[i], i, k);
+	}
 	return 0;
 }
 

@@ -16,6 +16,7 @@
 #include "fsutil.h"
 #include "grow.h"
 #include "sha256.h"
+#include "tensorfile.h"
 int mfs_writer_txn_ensure(ingest_ctx *c)
 {
 	if (c->txn)
@@ -169,7 +170,41 @@ static void file_state_free(file_state *fs)
 	free(fs->t_new);
 }
 
-/* Plan the file's spans: safetensors tensors + gaps, or one run of bytes. */
+/* The spans and tensor records of a file whose tensors were parsed. */
+static int plan_tensors(ingest_ctx *c, file_state *fs)
+{
+	int rc;
+	if ((rc = mfs_st_spans(&fs->st, &fs->spans, &fs->n_spans)) < 0)
+		return rc;
+	size_t nt = fs->st.n_tensors ? fs->st.n_tensors : 1;
+	fs->tinfo = calloc(nt, sizeof *fs->tinfo);
+	fs->bt = calloc(nt, sizeof *fs->bt);
+	fs->t_new = calloc(nt, 1);
+	if (!fs->tinfo || !fs->bt || !fs->t_new)
+		return -ENOMEM;
+	for (size_t i = 0; i < fs->st.n_tensors; i++) {
+		const mfs_st_tensor *t = &fs->st.tensors[i];
+		mfs_tensor_info *ti = &fs->tinfo[i];
+		if (strlen(t->name) > MFS_TENSOR_NAME_MAX)
+			return mfs_err(c->err, MFS_E_UNSUPPORTED,
+				       "%s: tensor name longer than %d bytes: \"%.60s...\"",
+				       fs->rel, MFS_TENSOR_NAME_MAX, t->name);
+		ti->name = t->name;
+		ti->dtype = t->dtype;
+		ti->ndim = t->ndim;
+		memcpy(ti->shape, t->shape, sizeof ti->shape);
+		ti->data_off = t->begin;
+		ti->raw_len = t->end - t->begin;
+		ti->codec = MFS_CODEC_RAW;
+		if (c->base)
+			fs->bt[i] = mfs_base_match(c->base, t->name, t->dtype, t->ndim,
+						   t->shape);
+	}
+	return 0;
+}
+
+/* Plan the file's spans: tensors + gaps (safetensors, a torch.save zip,
+ * GGUF), or one run of bytes. */
 static int plan_file(ingest_ctx *c, file_state *fs, int fd, uint64_t size, const char *abs)
 {
 	size_t rl = strlen(fs->rel);
@@ -201,33 +236,29 @@ static int plan_file(ingest_ctx *c, file_state *fs, int fd, uint64_t size, const
 		if (rc < 0)
 			return rc;
 		fs->is_st = 1;
-		if ((rc = mfs_st_spans(&fs->st, &fs->spans, &fs->n_spans)) < 0)
-			return rc;
-		size_t nt = fs->st.n_tensors ? fs->st.n_tensors : 1;
-		fs->tinfo = calloc(nt, sizeof *fs->tinfo);
-		fs->bt = calloc(nt, sizeof *fs->bt);
-		fs->t_new = calloc(nt, 1);
-		if (!fs->tinfo || !fs->bt || !fs->t_new)
-			return -ENOMEM;
-		for (size_t i = 0; i < fs->st.n_tensors; i++) {
-			const mfs_st_tensor *t = &fs->st.tensors[i];
-			mfs_tensor_info *ti = &fs->tinfo[i];
-			if (strlen(t->name) > MFS_TENSOR_NAME_MAX)
-				return mfs_err(c->err, MFS_E_UNSUPPORTED,
-					       "%s: tensor name longer than %d bytes: \"%.60s...\"",
-					       fs->rel, MFS_TENSOR_NAME_MAX, t->name);
-			ti->name = t->name;
-			ti->dtype = t->dtype;
-			ti->ndim = t->ndim;
-			memcpy(ti->shape, t->shape, sizeof ti->shape);
-			ti->data_off = t->begin;
-			ti->raw_len = t->end - t->begin;
-			ti->codec = MFS_CODEC_RAW;
-			if (c->base)
-				fs->bt[i] = mfs_base_match(c->base, t->name, t->dtype, t->ndim,
-							   t->shape);
+		return plan_tensors(c, fs);
+	}
+	/*
+	 * A torch.save zip or a GGUF file is laid out as tensor spans when its
+	 * container parses cleanly (so its tensors share chunks with the same
+	 * weights in a safetensors file); anything its parser refuses is stored
+	 * as plain bytes, with a note saying why: those files are never refused.
+	 */
+	mfs_tensorfile_kind kind = mfs_tensorfile_kind_of(fs->rel);
+	if (kind == MFS_TF_TORCH || kind == MFS_TF_GGUF) {
+		mfs_errmsg why = {0};
+		int rc = mfs_tensorfile_parse(fd, size, kind, fs->rel, &fs->st, &why);
+		if (rc == 1) {
+			fs->is_st = 1;
+			return plan_tensors(c, fs);
 		}
-		return 0;
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc < 0)
+			mfs_ingest_ctx_note(c, MFS_INGEST_NOTE,
+					    "%s (stored as plain bytes, not as %s tensors)",
+					    why.msg[0] ? why.msg : mfs_strerror(rc),
+					    mfs_tensorfile_kind_name(kind));
 	}
 	fs->spans = malloc(sizeof *fs->spans);
 	if (!fs->spans)
