@@ -95,6 +95,26 @@ void mfs_packs_close(mfs_store *s);
 /* ---- reading ---- */
 
 /**
+ * Where payloads come from when not from <store>/packs: a remote mount reads
+ * them through its chunk cache (remote/chunkcache.h).  Called by
+ * mfs_pack_entry_read (so mfs_chunk_payload_read and mfs_chunk_load) with
+ * the chunk's key and location; fills @p buf with loc->len payload bytes
+ * whose entry header it checked against the key (as the local read does).
+ * @return 0, or a code with @p err naming the chunk (MFS_E_CORRUPT, -EIO)
+ */
+typedef int (*mfs_payload_source_fn)(void *ud, const mfs_chunk_key *key,
+				     const mfs_chunk_loc *loc, void *buf,
+				     mfs_errmsg *err);
+
+/**
+ * Read every payload of @p s through @p fn (NULL: from the local packs
+ * again).  Set it right after mfs_store_open(), before any read: it is not
+ * synchronised with reads in flight.  mfs_pack_will_need() does nothing
+ * while it is set, and mfs_pack_entry_check() still reads local packs.
+ */
+void mfs_store_set_payload_source(mfs_store *s, mfs_payload_source_fn fn, void *ud);
+
+/**
  * Read the entry of chunk @p key at @p loc into @p buf (loc->len bytes) and
  * check its header (store.h, mfs_chunk_payload_read).
  * @return 0, MFS_E_CORRUPT (with @p err naming the chunk, pack file and

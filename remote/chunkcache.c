@@ -620,7 +620,7 @@ int mfs_chunkcache_get(mfs_chunkcache *cc, const mfs_chunk_key *key,
 		tab_del(cc, en);
 		free(en);
 	}
-	fetch_put(f); /* the entry's reference */
+	f->refs--;    /* the entry's reference: this caller's still holds f */
 	fetch_put(f); /* this caller's */
 	pthread_mutex_unlock(&cc->mu);
 	return 0;

@@ -14,9 +14,11 @@
 #include "fsutil.h"
 #include "commands.h"
 #include "progress.h"
+#include "remote.h"
 #include "reader.h"
 #include "sha256.h"
 #include "stream.h"
+#include "units.h"
 
 static void export_usage(FILE *f)
 {
@@ -31,7 +33,13 @@ static void export_usage(FILE *f)
 	    "Files the store records as executable are written 0755, the others 0644\n"
 	    "(less the umask). Nothing is ever written outside DEST: a path from the\n"
 	    "index that would leave it, or a folder under DEST that is a symbolic link,\n"
-	    "is refused; so is a repo whose index records are damaged (see verify).\n");
+	    "is refused; so is a repo whose index records are damaged (see verify).\n\n"
+	    "  --remote s3://BUCKET/PREFIX  read a store pushed there (modelfs push):\n"
+	    "        --store DIR is then a directory of its own for it (empty the first\n"
+	    "        time: the index is fetched into it); payloads are fetched as they\n"
+	    "        are needed into DIR/cache. Endpoint and keys: the AWS_* variables\n"
+	    "        (modelfs push --help)\n"
+	    "  --cache-size SIZE  the bound of DIR/cache on disk (default 10G)\n");
 }
 
 struct export_file {
@@ -229,10 +237,13 @@ int cmd_export(int argc, char **argv)
 		{"threads", required_argument, NULL, 't'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"store", required_argument, NULL, 'S'},
+		{"remote", required_argument, NULL, 'R'},
+		{"cache-size", required_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *rev = NULL;
+	const char *rev = NULL, *remote = NULL;
+	uint64_t cache_size = (uint64_t)10 << 30;
 	int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), quiet = 0, opt;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "hq", longopts, NULL)) != -1) {
@@ -249,6 +260,17 @@ int cmd_export(int argc, char **argv)
 			break;
 		case 'S':
 			mfs_cli_store_dir = optarg;
+			break;
+		case 'R':
+			remote = optarg;
+			break;
+		case 'C':
+			if (mfs_size_parse(optarg, &cache_size) < 0) {
+				mfs_cli_error("export",
+					      "--cache-size takes a size (10G, 512M), not %s",
+					      optarg);
+				return MFS_EXIT_USAGE;
+			}
 			break;
 		case 'h':
 			export_usage(stdout);
@@ -267,8 +289,24 @@ int cmd_export(int argc, char **argv)
 		return MFS_EXIT_ERROR;
 	const char *dest = argv[optind + 1];
 	mfs_store *s;
-	if (mfs_cli_open_store("export", MFS_STORE_RDONLY, &s) < 0)
+	mfs_remote *rem = NULL;
+	if (remote) {
+		const char *dir = mfs_cli_store_dir ? mfs_cli_store_dir : getenv("MODELFS_STORE");
+		if (!dir || !*dir) {
+			mfs_cli_error("export", "--remote needs --store DIR: the directory "
+						"that holds its index and its cache");
+			return MFS_EXIT_USAGE;
+		}
+		mfs_errmsg e = {0};
+		int orc = mfs_remote_open(dir, remote, cache_size, &rem, &e);
+		if (orc < 0) {
+			mfs_cli_error("export", "%s", e.msg[0] ? e.msg : mfs_strerror(orc));
+			return MFS_EXIT_ERROR;
+		}
+		s = mfs_remote_store(rem);
+	} else if (mfs_cli_open_store("export", MFS_STORE_RDONLY, &s) < 0) {
 		return MFS_EXIT_ERROR;
+	}
 	mfs_txn *t = NULL;
 	mfs_reader *r = NULL;
 	int ret = MFS_EXIT_ERROR, dest_fd = -1;
@@ -310,12 +348,24 @@ int cmd_export(int argc, char **argv)
 	printf("exported %llu files, %llu bytes, %.2f s, %.1f MB/s (sha256 checked)\n",
 	       (unsigned long long)x.files, (unsigned long long)x.bytes, dt,
 	       dt > 0 ? (double)x.bytes / dt / 1e6 : 0.0);
+	if (rem) {
+		mfs_chunkcache_stats cs;
+		mfs_remote_cache_stats(rem, &cs);
+		printf("remote: %llu chunks fetched (%llu bytes), %llu read from the cache; "
+		       "the cache holds %llu bytes on disk (bound %llu)\n",
+		       (unsigned long long)cs.misses, (unsigned long long)cs.bytes_fetched,
+		       (unsigned long long)cs.hits, (unsigned long long)cs.disk_bytes,
+		       (unsigned long long)cs.max_bytes);
+	}
 	ret = MFS_EXIT_OK;
 out:
 	if (dest_fd >= 0)
 		close(dest_fd);
 	mfs_reader_free(r);
 	mfs_txn_abort(t);
-	mfs_store_close(s);
+	if (rem)
+		mfs_remote_close(rem);
+	else
+		mfs_store_close(s);
 	return ret;
 }
