@@ -105,7 +105,7 @@ int mfs_remote_latest_decode(const void *buf, size_t len, const char *where,
 		    "holds something else; point at the prefix a modelfs push wrote",
 		    where);
 	}
-	uint64_t fmt, sfmt;
+	uint64_t fmt = 0, sfmt = 0;
 	int rc = get_u64(o, "format", where, &fmt, e);
 	if (rc == 0 && fmt > MFS_REMOTE_FORMAT)
 		rc =
