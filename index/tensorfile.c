@@ -9,6 +9,7 @@
 
 #include "fsutil.h"
 #include "gguf.h"
+#include "onnx.h"
 #include "preader.h"
 #include "torchzip.h"
 
@@ -26,6 +27,8 @@ mfs_tensorfile_kind mfs_tensorfile_kind_of(const char *rel)
 		return MFS_TF_TORCH;
 	if (ends_with(rel, ".gguf"))
 		return MFS_TF_GGUF;
+	if (ends_with(rel, ".onnx"))
+		return MFS_TF_ONNX;
 	return MFS_TF_NONE;
 }
 
@@ -38,6 +41,8 @@ const char *mfs_tensorfile_kind_name(mfs_tensorfile_kind kind)
 		return "PyTorch zip";
 	case MFS_TF_GGUF:
 		return "GGUF";
+	case MFS_TF_ONNX:
+		return "ONNX";
 	default:
 		return "other";
 	}
@@ -74,7 +79,7 @@ int mfs_tensorfile_parse(int fd, uint64_t size, mfs_tensorfile_kind kind,
 	memset(out, 0, sizeof *out);
 	if (kind == MFS_TF_SAFETENSORS)
 		return parse_safetensors(fd, size, what, out, err);
-	if (kind != MFS_TF_TORCH && kind != MFS_TF_GGUF)
+	if (kind != MFS_TF_TORCH && kind != MFS_TF_GGUF && kind != MFS_TF_ONNX)
 		return 0;
 	if (size < 4)
 		return 0;
@@ -91,8 +96,10 @@ int mfs_tensorfile_parse(int fd, uint64_t size, mfs_tensorfile_kind kind,
 		if (!mfs_tz_is_zip(first4))
 			return 0;
 		rc = mfs_tz_parse(&r, out, what, err);
-	} else {
+	} else if (kind == MFS_TF_GGUF) {
 		rc = mfs_gguf_parse(&r, out, what, err);
+	} else {
+		rc = mfs_onnx_parse(&r, out, what, err);
 	}
 	return rc < 0 ? rc : 1;
 }

@@ -1,7 +1,8 @@
 /*
  * tensorfile.h - which weights container a file is, and its tensors as the
  * spans of an mfs_st_header, whichever container it is: safetensors
- * (safetensors.h), a torch.save zip (torchzip.h) or GGUF (gguf.h).  Ingest
+ * (safetensors.h), a torch.save zip (torchzip.h), GGUF (gguf.h) or ONNX
+ * (onnx.h).  Ingest
  * asks this module, so a tensor of the same weights is cut into the same
  * chunks in every container that holds it.
  *
@@ -27,12 +28,13 @@ typedef enum mfs_tensorfile_kind {
 	MFS_TF_SAFETENSORS, /* *.safetensors */
 	MFS_TF_TORCH,	    /* *.bin, *.pt, *.pth: a torch.save zip, maybe */
 	MFS_TF_GGUF,	    /* *.gguf */
+	MFS_TF_ONNX,	    /* *.onnx: inline initializers (onnx.h) */
 } mfs_tensorfile_kind;
 
 /** The kind a file's name (a path inside its repo) calls for. */
 mfs_tensorfile_kind mfs_tensorfile_kind_of(const char *rel);
 
-/** "safetensors", "PyTorch zip", "GGUF" or "other". Static string. */
+/** "safetensors", "PyTorch zip", "GGUF", "ONNX" or "other". Static string. */
 const char *mfs_tensorfile_kind_name(mfs_tensorfile_kind kind);
 
 /**

@@ -920,6 +920,34 @@ def minilm_formats() -> Path:
     return _model("minilm-formats", build)
 
 
+def minilm_onnx() -> Path:
+    """model.onnx: torch.onnx.export (the TorchScript exporter, which needs
+    the ``onnx`` package) of the f32 model's encoder, its weights as inline
+    raw_data initializers, with the original config.json."""
+    def build(tmp: Path):
+        import warnings
+        import torch
+        from transformers import AutoModel
+        src = minilm_f32()
+        m = AutoModel.from_pretrained(str(src)).eval()
+
+        class Encoder(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, ids):
+                return self.m(input_ids=ids).last_hidden_state
+        ids = torch.ones(1, 8, dtype=torch.long)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Encoder(m), (ids,), str(tmp / "model.onnx"), dynamo=False,
+                              input_names=["input_ids"], output_names=["last_hidden_state"],
+                              dynamic_axes={"input_ids": {0: "batch", 1: "seq"}})
+        shutil.copyfile(src / "config.json", tmp / "config.json")
+    return _model("minilm-onnx", build)
+
+
 MODEL_BUILDERS = {
     "minilm-f32": minilm_f32,
     "minilm-bf16": minilm_bf16,
@@ -940,6 +968,7 @@ MODEL_BUILDERS = {
     "minilm-fp8-block": minilm_fp8_block,
     "minilm-int8-badscale": minilm_int8_badscale,
     "minilm-formats": minilm_formats,
+    "minilm-onnx": minilm_onnx,
 }
 
 

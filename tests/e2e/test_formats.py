@@ -1,11 +1,12 @@
-"""End to end: PyTorch zip checkpoints and GGUF files laid out as tensors (issue 21).
+"""End to end: PyTorch zip checkpoints, GGUF and ONNX files laid out as tensors (issue 21).
 
 The fixture (tests/e2e/fixtures.py, ``minilm-formats``) holds the real
 all-MiniLM-L6-v2 weights as model.safetensors and, written by ``torch.save``,
 as pytorch_model.bin; a BF16 training checkpoint with a tied weight and
 views; a legacy pickle; a zip whose pickle calls os.system; and F16 and Q8_0
 GGUF files (checked here against the ``gguf`` package's reader when it is
-installed).
+installed); ``minilm-onnx`` holds a torch.onnx.export of the same encoder
+(built only where the ``onnx`` package is installed).
 
 Checked: the .bin shares its tensors' chunks with the .safetensors (a second
 repo holding only the .bin stores next to nothing new), float storages get a
@@ -192,3 +193,41 @@ def test_ratios(make_mfs, formats, tmp_path):
     st_row = rows[-1]
     # the same F32 weights: the .bin stores as small as the .safetensors
     assert bin_row[3] <= st_row[3] * 1.01, (bin_row, st_row)
+
+
+def test_onnx_initializers_share_chunks(make_mfs, formats, mounted, tmp_path):
+    """model.onnx (torch.onnx.export of the same encoder) after
+    model.safetensors: its inline initializers are tensor spans, so the
+    weights the exporter keeps as they are (embeddings, LayerNorms, biases)
+    are chunks the store already has, and the transposed MatMul weights get
+    a float codec; the file is exact through export and the mount."""
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+    except ImportError:
+        pytest.skip("the onnx package is not installed: no ONNX export to test")
+    onnx_dir = fixtures.model("minilm-onnx")
+    mfs = make_mfs("store")
+    st = folder_with(tmp_path, "st", formats, ["config.json", "model.safetensors"])
+    mfs.ingest(st, "test/st-only", "--no-base")
+    res = mfs.ingest(onnx_dir, "test/onnx", "--no-base")
+    assert "model.onnx" not in res.err, res.err  # parsed: no note
+    f = file_info(mfs, "test/onnx", "model.onnx")
+    size = (onnx_dir / "model.onnx").stat().st_size
+    assert len(f["tensors"]) == 101
+    assert f["shared_bytes"] > 0.5 * size, f
+    before = make_mfs("before")
+    plain = folder_with(tmp_path, "plain", onnx_dir, [])
+    (plain / "model.onnx.dat").hardlink_to(onnx_dir / "model.onnx")
+    before.ingest(plain, "test/plain", "--no-base")
+    b = file_info(before, "test/plain", "model.onnx.dat")["stored_bytes"]
+    z = zstd3(onnx_dir / "model.onnx")
+    print(f"\nmodel.onnx: {size} bytes; plain {100.0 * b / size:.1f}%, as tensors "
+          f"{100.0 * f['stored_bytes'] / size:.1f}%"
+          + (f", zstd -3 {100.0 * z / size:.1f}%" if z else "")
+          + f"; {f['shared_bytes']} bytes in chunks shared with model.safetensors")
+    assert f["stored_bytes"] < 0.95 * b
+    dest = tmp_path / "export"
+    mfs.export("test/onnx", dest)
+    assert_same_tree(onnx_dir, dest)
+    m = mounted(mfs)
+    assert fixtures.tree_sha256(m.snapshot("test/onnx")) == fixtures.tree_sha256(onnx_dir)
