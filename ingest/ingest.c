@@ -96,7 +96,7 @@ static void want_file(want_list *wl, const src_file *sf, size_t i, mfs_tensorfil
 
 /*
  * The tensors of every safetensors file of @p sn (headers only); in a
- * snapshot without one, those of its torch.save zips and GGUF files (where
+ * snapshot without one, those of its torch.save zips, GGUF and ONNX files (where
  * both exist they hold the same weights, and the safetensors names are the
  * ones a base shares).
  */
@@ -113,7 +113,7 @@ static int want_build(const src_snapshot *sn, want_list *wl)
 	int have_st = wl->n > 0;
 	for (size_t i = 0; !have_st && i < sn->n_files; i++) {
 		mfs_tensorfile_kind k = mfs_tensorfile_kind_of(sn->files[i].rel);
-		if (k == MFS_TF_TORCH || k == MFS_TF_GGUF)
+		if (k != MFS_TF_NONE && k != MFS_TF_SAFETENSORS)
 			want_file(wl, &sn->files[i], i, k);
 	}
 	return 0;

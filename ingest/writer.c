@@ -239,13 +239,13 @@ static int plan_file(ingest_ctx *c, file_state *fs, int fd, uint64_t size, const
 		return plan_tensors(c, fs);
 	}
 	/*
-	 * A torch.save zip or a GGUF file is laid out as tensor spans when its
+	 * A torch.save zip, a GGUF or an ONNX file is laid out as tensor spans when its
 	 * container parses cleanly (so its tensors share chunks with the same
 	 * weights in a safetensors file); anything its parser refuses is stored
 	 * as plain bytes, with a note saying why: those files are never refused.
 	 */
 	mfs_tensorfile_kind kind = mfs_tensorfile_kind_of(fs->rel);
-	if (kind == MFS_TF_TORCH || kind == MFS_TF_GGUF) {
+	if (kind != MFS_TF_NONE) {
 		mfs_errmsg why = {0};
 		int rc = mfs_tensorfile_parse(fd, size, kind, fs->rel, &fs->st, &why);
 		if (rc == 1) {
