@@ -231,3 +231,35 @@ def test_onnx_initializers_share_chunks(make_mfs, formats, mounted, tmp_path):
     assert_same_tree(onnx_dir, dest)
     m = mounted(mfs)
     assert fixtures.tree_sha256(m.snapshot("test/onnx")) == fixtures.tree_sha256(onnx_dir)
+
+
+def test_broken_containers_stored_as_bytes(make_mfs, formats, mounted, tmp_path):
+    """A truncated zip checkpoint, one whose central directory lies, and a GGUF
+    file whose tensors run past its end: each ingested as plain bytes with a
+    note naming the file and the fault (never an error, never a crash), and
+    served back exact."""
+    src = tmp_path / "broken"
+    src.mkdir()
+    data = (formats / "pytorch_model.bin").read_bytes()
+    (src / "pytorch_model-cut.bin").write_bytes(data[: len(data) // 3])
+    lying = bytearray(data)
+    z64 = lying.rindex(b"PK\x06\x06")  # torch.save writes zip64 end records
+    lying[z64 + 24:z64 + 40] = (10**9).to_bytes(8, "little") * 2  # 10^9 entries claimed
+    (src / "lying.pt").write_bytes(bytes(lying))
+    g = (formats / "extra" / "model-f16.gguf").read_bytes()
+    (src / "cut.gguf").write_bytes(g[: len(g) - 4096])
+    mfs = make_mfs("store")
+    res = mfs.ingest(src, "test/broken", "--no-base")
+    err = res.err
+    assert re.search(r"pytorch_model-cut\.bin: no zip end of central directory.*plain bytes",
+                     err), err
+    assert re.search(r"lying\.pt: .*(claims|entries).*plain bytes", err), err
+    assert re.search(r"cut\.gguf: tensor .* past the end of the file.*plain bytes", err), err
+    info = {f["path"]: f for f in mfs.info_json("test/broken")["files"]}
+    assert all(not f.get("tensors") for f in info.values()), info
+    mfs.verify("test/broken")
+    dest = tmp_path / "export"
+    mfs.export("test/broken", dest)
+    assert_same_tree(src, dest)
+    m = mounted(mfs)
+    assert fixtures.tree_sha256(m.snapshot("test/broken")) == fixtures.tree_sha256(src)
