@@ -73,6 +73,7 @@ typedef struct zent {
 	size_t len;
 	long local;
 	uint16_t method;
+	int z64; /* sizes and offset in a zip64 extra field, as over 4 GiB */
 } zent;
 
 /* Stored entries, their central directory, the end record. */
@@ -99,6 +100,8 @@ static buf zip_build(const zent *e, size_t n)
 	uint32_t cd = (uint32_t)b.n;
 	for (size_t i = 0; i < n; i++) {
 		size_t nl = strlen(e[i].name);
+		uint32_t local = e[i].local >= 0 ? (uint32_t)e[i].local : off[i];
+		uint32_t big = 0xffffffffu;
 		put32(&b, 0x02014b50);
 		put16(&b, 20);
 		put16(&b, 20);
@@ -106,16 +109,26 @@ static buf zip_build(const zent *e, size_t n)
 		put16(&b, e[i].method);
 		put32(&b, 0);
 		put32(&b, 0);
-		put32(&b, (uint32_t)e[i].len);
-		put32(&b, (uint32_t)e[i].len);
+		put32(&b, e[i].z64 ? big : (uint32_t)e[i].len);
+		put32(&b, e[i].z64 ? big : (uint32_t)e[i].len);
 		put16(&b, (unsigned)nl);
-		put16(&b, 0);
+		put16(&b, e[i].z64 ? 28 : 0);
 		put16(&b, 0);
 		put16(&b, 0);
 		put16(&b, 0);
 		put32(&b, 0);
-		put32(&b, e[i].local >= 0 ? (uint32_t)e[i].local : off[i]);
+		put32(&b, e[i].z64 ? big : local);
 		put(&b, e[i].name, nl);
+		if (e[i].z64) { /* usize, csize, local offset */
+			put16(&b, 1);
+			put16(&b, 24);
+			for (int k = 0; k < 2; k++) {
+				put32(&b, (uint32_t)e[i].len);
+				put32(&b, 0);
+			}
+			put32(&b, local);
+			put32(&b, 0);
+		}
 	}
 	uint32_t cd_len = (uint32_t)b.n - cd;
 	put32(&b, 0x06054b50);
@@ -253,10 +266,10 @@ static buf two_tensor_zip(const buf *pkl)
 	for (size_t i = 0; i < sizeof d1; i++)
 		d1[i] = (uint8_t)test_rand(&seed);
 	zent e[] = {
-	    {"arch/data.pkl", pkl->p, pkl->n, -1, 0},
-	    {"arch/data/0", d0, sizeof d0, -1, 0},
-	    {"arch/data/1", d1, sizeof d1, -1, 0},
-	    {"arch/version", (const uint8_t *)"3\n", 2, -1, 0},
+	    {"arch/data.pkl", pkl->p, pkl->n, -1, 0, 0},
+	    {"arch/data/0", d0, sizeof d0, -1, 0, 0},
+	    {"arch/data/1", d1, sizeof d1, -1, 0, 0},
+	    {"arch/version", (const uint8_t *)"3\n", 2, -1, 0, 0},
 	};
 	return zip_build(e, 4);
 }
@@ -470,6 +483,40 @@ static void test_built_valid(void)
 	free(p.p);
 }
 
+/* Central entries whose sizes and offsets are in zip64 extra fields (as a
+ * checkpoint over 4 GiB has them), and one whose extra field is cut short. */
+static void test_built_zip64_fields(void)
+{
+	buf p = two_tensor_pickle();
+	static uint8_t d0[24] = {7}, d1[8] = {9};
+	zent e[] = {
+	    {"z/data.pkl", p.p, p.n, -1, 0, 1},
+	    {"z/data/0", d0, sizeof d0, -1, 0, 1},
+	    {"z/data/1", d1, sizeof d1, -1, 0, 0},
+	};
+	buf z = zip_build(e, 3);
+	mfs_st_header h;
+	mfs_errmsg m = {0};
+	CHECK_EQ_INT(parse_mem(&z, &h, &m), 0);
+	if (m.msg[0])
+		fprintf(stderr, "  %s\n", m.msg);
+	const mfs_st_tensor *w = find(&h, "w");
+	CHECK(w && w->end - w->begin == 24 && z.p[w->begin] == 7);
+	CHECK(spans_ok(&h));
+	mfs_st_header_free(&h);
+	/* the extra field says 24 bytes but holds 16: refused */
+	size_t cd = get32(z.p + z.n - 22 + 16);
+	size_t x = cd + 46 + strlen("z/data.pkl");
+	CHECK(z.p[x] == 1 && z.p[x + 2] == 24);
+	z.p[x + 2] = 16;
+	z.p[x + 4 + 16] = 0xee; /* what was the offset's first byte is now a field id */
+	m = (mfs_errmsg){0};
+	CHECK_EQ_INT(parse_mem(&z, &h, &m), MFS_E_FORMAT);
+	CHECK(strstr(m.msg, "zip64") != NULL || strstr(m.msg, "extra") != NULL);
+	free(z.p);
+	free(p.p);
+}
+
 /* An empty storage (torch.save of a 0-element tensor) first in the zip. */
 static void test_built_empty_storage(void)
 {
@@ -486,9 +533,9 @@ static void test_built_empty_storage(void)
 	put8(&p, 'u');
 	put8(&p, '.');
 	static const uint8_t d[16] = {1, 2, 3};
-	zent e[] = {{"e/data.pkl", p.p, p.n, -1, 0},
-		    {"e/data/0", d, 0, -1, 0},
-		    {"e/data/1", d, 16, -1, 0}};
+	zent e[] = {{"e/data.pkl", p.p, p.n, -1, 0, 0},
+		    {"e/data/0", d, 0, -1, 0, 0},
+		    {"e/data/1", d, 16, -1, 0, 0}};
 	buf z = zip_build(e, 3);
 	mfs_st_header h;
 	CHECK_EQ_INT(parse_mem(&z, &h, NULL), 0);
@@ -769,16 +816,16 @@ static void test_built_bad_zips(void)
 
 	/* compressed and encrypted entries are not laid out */
 	static const uint8_t d[24];
-	zent ce[] = {{"a/data.pkl", p.p, p.n, -1, 0},
-		     {"a/data/0", d, 24, -1, 8},
-		     {"a/data/1", d, 8, -1, 0}};
+	zent ce[] = {{"a/data.pkl", p.p, p.n, -1, 0, 0},
+		     {"a/data/0", d, 24, -1, 8, 0},
+		     {"a/data/1", d, 8, -1, 0, 0}};
 	buf cz = zip_build(ce, 3);
 	e = (mfs_errmsg){0};
 	CHECK_EQ_INT(parse_mem(&cz, &h, &e), MFS_E_UNSUPPORTED);
 	CHECK(strstr(e.msg, "compressed") != NULL);
 	free(cz.p);
 	/* no data.pkl: some other zip */
-	zent oe[] = {{"docs/readme.txt", d, 8, -1, 0}};
+	zent oe[] = {{"docs/readme.txt", d, 8, -1, 0, 0}};
 	buf oz = zip_build(oe, 1);
 	CHECK_EQ_INT(parse_mem(&oz, &h, NULL), MFS_E_UNSUPPORTED);
 	free(oz.p);
@@ -790,10 +837,10 @@ static void test_built_bad_zips(void)
 	CHECK_EQ_INT(parse_mem(&nz, &h, NULL), MFS_E_FORMAT);
 	free(nz.p);
 	/* duplicate entry names */
-	zent de[] = {{"a/data.pkl", p.p, p.n, -1, 0},
-		     {"a/data/0", d, 24, -1, 0},
-		     {"a/data/0", d, 24, -1, 0},
-		     {"a/data/1", d, 8, -1, 0}};
+	zent de[] = {{"a/data.pkl", p.p, p.n, -1, 0, 0},
+		     {"a/data/0", d, 24, -1, 0, 0},
+		     {"a/data/0", d, 24, -1, 0, 0},
+		     {"a/data/1", d, 8, -1, 0, 0}};
 	buf dz = zip_build(de, 4);
 	e = (mfs_errmsg){0};
 	CHECK_EQ_INT(parse_mem(&dz, &h, &e), MFS_E_FORMAT);
@@ -834,9 +881,9 @@ static void test_built_overlap(void)
 	put(&inner, "o/data/1", 8);
 	while (inner.n < 64)
 		put8(&inner, 0x3f);
-	zent e[] = {{"o/data.pkl", p.p, p.n, -1, 0},
-		    {"o/data/0", inner.p, 64, -1, 0},
-		    {"o/data/1", inner.p, 16, 0, 0}};
+	zent e[] = {{"o/data.pkl", p.p, p.n, -1, 0, 0},
+		    {"o/data/0", inner.p, 64, -1, 0, 0},
+		    {"o/data/1", inner.p, 16, 0, 0, 0}};
 	/* where o/data/0's data starts: after data.pkl's header and bytes and
 	 * o/data/0's own header */
 	e[2].local = (long)(30 + strlen("o/data.pkl") + p.n + 30 + strlen("o/data/0"));
@@ -887,6 +934,7 @@ int main(void)
 	seed = test_seed();
 	RUN(test_built_valid);
 	RUN(test_built_empty_storage);
+	RUN(test_built_zip64_fields);
 	RUN(test_built_hostile_pickles);
 	RUN(test_built_bad_zips);
 	RUN(test_built_overlap);
