@@ -159,7 +159,7 @@ static int gg_skip(gg *g, uint64_t n, const char *piece)
 
 static int gg_u32(gg *g, uint32_t *v, const char *piece)
 {
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	int rc = gg_get(g, 4, &p, piece);
 	if (rc == 0)
 		*v = le32(p);
@@ -168,7 +168,7 @@ static int gg_u32(gg *g, uint32_t *v, const char *piece)
 
 static int gg_u64(gg *g, uint64_t *v, const char *piece)
 {
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	int rc = gg_get(g, 8, &p, piece);
 	if (rc == 0)
 		*v = le64(p);
@@ -179,7 +179,7 @@ static int gg_u64(gg *g, uint64_t *v, const char *piece)
 static int gg_skip_value(gg *g, uint32_t type, int depth)
 {
 	int rc;
-	uint64_t len;
+	uint64_t len = 0;
 	if (type >= GG__COUNT)
 		return GG_FAIL(
 		    g, MFS_E_FORMAT,
@@ -193,8 +193,8 @@ static int gg_skip_value(gg *g, uint32_t type, int depth)
 			return rc;
 		return gg_skip(g, len, "metadata string");
 	}
-	uint32_t et;
-	uint64_t count;
+	uint32_t et = 0;
+	uint64_t count = 0;
 	if (depth >= MFS_GGUF_DEPTH_MAX)
 		return GG_FAIL(g, MFS_E_FORMAT,
 			       "metadata arrays nest more than %d deep at offset %llu",
@@ -270,8 +270,8 @@ static int gg_tensors(gg *g, uint64_t n, uint32_t align, mfs_st_tensor **ts_out,
 		rel = gr;
 		mfs_st_tensor *t = &ts[i];
 		memset(t, 0, sizeof *t);
-		uint64_t len, dims[MFS_ST_MAX_DIMS];
-		uint32_t nd, type;
+		uint64_t len = 0, dims[MFS_ST_MAX_DIMS];
+		uint32_t nd = 0, type = 0;
 		const uint8_t *p;
 		char q[4 * GG_QUOTE + 8];
 		if ((rc = gg_u64(g, &len, "tensor name length")) < 0)
@@ -435,8 +435,8 @@ int mfs_gguf_parse(const mfs_preader *src, mfs_st_header *out, const char *what,
 	gg g = {.src = src, .what = what, .err = err};
 	mfs_st_tensor *ts = NULL;
 	const char **sorted = NULL;
-	const uint8_t *p;
-	uint32_t version, align = MFS_GGUF_ALIGN_DEFAULT;
+	const uint8_t *p = NULL;
+	uint32_t version = 0, align = MFS_GGUF_ALIGN_DEFAULT;
 	uint64_t n_tensors, n_kv, data_start = 0;
 	int rc;
 

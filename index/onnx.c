@@ -115,7 +115,7 @@ static int ox_varint(ox *o, uint64_t end, uint64_t *v, const char *piece)
 {
 	uint64_t x = 0;
 	for (int i = 0; i < 10; i++) {
-		const uint8_t *p;
+		const uint8_t *p = NULL;
 		int rc = ox_get(o, 1, end, &p, piece);
 		if (rc < 0)
 			return rc;
@@ -209,7 +209,7 @@ static int ox_tensor(ox *o, uint64_t end, int *n_raw_out)
 			if ((rc = ox_varint(o, end, &data_type, "tensor data_type")) < 0)
 				return rc;
 		} else if (field == 8 && wt == WT_LEN) {
-			const uint8_t *p;
+			const uint8_t *p = NULL;
 			if ((rc = ox_len(o, end, &len, "tensor name")) < 0)
 				return rc;
 			if (len > MFS_ONNX_NAME_MAX)

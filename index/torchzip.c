@@ -603,7 +603,7 @@ static int tz_push(tz *t, uint32_t id)
 
 static int tz_push_new(tz *t, uint8_t kind, uint32_t a, uint64_t v)
 {
-	uint32_t id;
+	uint32_t id = 0;
 	int rc = tz_new(t, kind, a, v, &id);
 	return rc < 0 ? rc : tz_push(t, id);
 }
@@ -734,7 +734,7 @@ static int tz_global(tz *t, const uint8_t *mod, size_t ml, const uint8_t *name, 
 /* BINPERSID: ("storage", <storage class>, "<key>", <location>, numel). */
 static int tz_persid(tz *t)
 {
-	uint32_t id;
+	uint32_t id = 0;
 	int rc = tz_pop(t, &id);
 	if (rc < 0)
 		return rc;
@@ -855,7 +855,7 @@ static int tz_rebuild(tz *t, const tz_node *args)
 
 static int tz_reduce(tz *t)
 {
-	uint32_t aid, fid;
+	uint32_t aid = 0, fid = 0;
 	int rc;
 	if ((rc = tz_pop(t, &aid)) < 0 || (rc = tz_pop(t, &fid)) < 0)
 		return rc;
@@ -920,8 +920,8 @@ static int tz_run(tz *t, uint32_t *result)
 			return rc;
 		uint8_t op = t->pkl[t->pc++];
 		const uint8_t *a = t->pkl + t->pc;
-		uint32_t x, y, z;
-		size_t from;
+		uint32_t x = 0, y = 0, z = 0;
+		size_t from = 0;
 		switch (op) {
 		case 0x80: /* PROTO */
 			if ((rc = tz_need(t, 1)) < 0)
