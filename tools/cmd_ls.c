@@ -192,12 +192,15 @@ int cmd_ls(int argc, char **argv)
 			ret = MFS_EXIT_ERROR;
 		mfs_store_stat st;
 		if (rc == 0 && (rc = mfs_store_stat_get(t, &st)) == 0) {
-			char a[32], b[32], c[32], d[32];
-			printf("store %s: %llu chunks, %s raw in %s of payload; file %s, %s in "
-			       "use\n",
+			char a[32], b[32], c[32], d[32], e[32], f[32];
+			printf("store %s: %llu chunks, %s raw in %s of payload; %llu packs, %s on "
+			       "disk (%s dead: gc gives it back); index file %s, %s in use\n",
 			       mfs_store_dir(s), (unsigned long long)st.n_chunks,
 			       mfs_size_format(st.chunk_raw_bytes, a, sizeof a),
 			       mfs_size_format(st.chunk_payload_bytes, b, sizeof b),
+			       (unsigned long long)st.n_packs,
+			       mfs_size_format(st.pack_disk_bytes, e, sizeof e),
+			       mfs_size_format(st.pack_dead_bytes, f, sizeof f),
 			       mfs_size_format(st.file_bytes, c, sizeof c),
 			       mfs_size_format(st.used_bytes, d, sizeof d));
 		}
