@@ -60,8 +60,7 @@ struct mfs_packs {
 	uint64_t tick;	     /* atomic */
 	uint64_t last_sweep; /* ms, atomic */
 	pack_writer w;
-	mfs_payload_source_fn src; /* set: payloads come from it, not packs/ */
-	void *src_ud;
+	mfs_payload_source src; /* src.read set: payloads come from it, not packs/ */
 	char dir[]; /* <store>/packs */
 };
 
@@ -436,8 +435,8 @@ static int entry_read(mfs_store *s, const mfs_chunk_key *key, const mfs_chunk_lo
 int mfs_pack_entry_read(mfs_store *s, const mfs_chunk_key *key, const mfs_chunk_loc *loc,
 			void *buf, mfs_errmsg *err)
 {
-	if (s->packs->src)
-		return s->packs->src(s->packs->src_ud, key, loc, buf, err);
+	if (s->packs->src.read)
+		return s->packs->src.read(s->packs->src.ud, key, loc, buf, err);
 	uint8_t hdr[MFS_PACK_ENTRY_HDR];
 	char why[600], hex[33];
 	int rc = entry_read(s, key, loc, hdr, buf, loc->len, why, sizeof why);
@@ -491,17 +490,20 @@ int mfs_chunk_load(mfs_store *s, const mfs_chunk_key *key, mfs_chunk_view *v,
 	return 0;
 }
 
-void mfs_store_set_payload_source(mfs_store *s, mfs_payload_source_fn fn, void *ud)
+void mfs_store_set_payload_source(mfs_store *s, const mfs_payload_source *src)
 {
-	s->packs->src = fn;
-	s->packs->src_ud = ud;
+	static const mfs_payload_source none;
+	s->packs->src = src ? *src : none;
 }
 
 void mfs_pack_will_need(mfs_store *s, uint64_t pack, uint64_t off, uint64_t len)
 {
 	int fd;
-	if (s->packs->src)
+	if (s->packs->src.read) {
+		if (s->packs->src.will_need)
+			s->packs->src.will_need(s->packs->src.ud, pack, off, len);
 		return;
+	}
 	if (fd_acquire(s, pack, &fd, NULL) < 0)
 		return;
 	posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);

@@ -95,24 +95,30 @@ void mfs_packs_close(mfs_store *s);
 /* ---- reading ---- */
 
 /**
- * Where payloads come from when not from <store>/packs: a remote mount reads
- * them through its chunk cache (remote/chunkcache.h).  Called by
- * mfs_pack_entry_read (so mfs_chunk_payload_read and mfs_chunk_load) with
- * the chunk's key and location; fills @p buf with loc->len payload bytes
- * whose entry header it checked against the key (as the local read does).
- * @return 0, or a code with @p err naming the chunk (MFS_E_CORRUPT, -EIO)
+ * Where payloads come from when not from <store>/packs: a remote store reads
+ * them through its chunk cache (remote/remote.h).
+ *   read:       called by mfs_pack_entry_read (so mfs_chunk_payload_read and
+ *               mfs_chunk_load) with the chunk's key and location; fills
+ *               @p buf with loc->len payload bytes whose entry header it
+ *               checked against the key (as the local read does); returns 0
+ *               or a code with @p err naming the chunk (MFS_E_CORRUPT, -EIO)
+ *   will_need:  optional; called by mfs_pack_will_need with the same range
+ *               (a run of entries a read will want): a hint, fetch ahead
  */
-typedef int (*mfs_payload_source_fn)(void *ud, const mfs_chunk_key *key,
-				     const mfs_chunk_loc *loc, void *buf,
-				     mfs_errmsg *err);
+typedef struct mfs_payload_source {
+	int (*read)(void *ud, const mfs_chunk_key *key, const mfs_chunk_loc *loc, void *buf,
+		    mfs_errmsg *err);
+	void (*will_need)(void *ud, uint64_t pack, uint64_t off, uint64_t len);
+	void *ud;
+} mfs_payload_source;
 
 /**
- * Read every payload of @p s through @p fn (NULL: from the local packs
- * again).  Set it right after mfs_store_open(), before any read: it is not
- * synchronised with reads in flight.  mfs_pack_will_need() does nothing
- * while it is set, and mfs_pack_entry_check() still reads local packs.
+ * Read every payload of @p s through @p src (copied; NULL: from the local
+ * packs again).  Set it right after mfs_store_open(), before any read: it
+ * is not synchronised with reads in flight.  mfs_pack_entry_check() still
+ * reads local packs.
  */
-void mfs_store_set_payload_source(mfs_store *s, mfs_payload_source_fn fn, void *ud);
+void mfs_store_set_payload_source(mfs_store *s, const mfs_payload_source *src);
 
 /**
  * Read the entry of chunk @p key at @p loc into @p buf (loc->len bytes) and

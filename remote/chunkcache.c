@@ -28,6 +28,14 @@
 
 enum { CC_PRESENT, CC_FETCHING };
 
+#define CC_QUEUE	64	    /* prefetch runs waiting; more are dropped */
+#define CC_PREFETCH_MAX (16u << 20) /* bytes one prefetch GET asks for at most */
+#define CC_WORKERS_MAX	16
+
+typedef struct cc_job {
+	uint64_t pack, off, len;
+} cc_job;
+
 /* One fetch in flight, shared by the callers that wait for it. */
 typedef struct cc_fetch {
 	int done, rc;
@@ -59,7 +67,16 @@ struct mfs_chunkcache {
 	cc_entry lru; /* sentinel */
 	uint64_t disk_total, next_id;
 	mfs_chunkcache_stats st;
+	/* prefetch: a ring of runs, worker threads (mu guards both) */
+	cc_job q[CC_QUEUE];
+	unsigned q_head, q_n, q_busy;
+	int stopping;
+	pthread_cond_t qcv;
+	pthread_t workers[CC_WORKERS_MAX];
+	unsigned n_workers;
 };
+
+static void *prefetch_worker(void *arg);
 
 static size_t bucket_of(const mfs_chunkcache *cc, const mfs_chunk_key *k)
 {
@@ -379,6 +396,7 @@ int mfs_chunkcache_open(const mfs_chunkcache_opts *o, mfs_chunkcache **out, mfs_
 	}
 	pthread_mutex_init(&cc->mu, NULL);
 	pthread_cond_init(&cc->cv, NULL);
+	pthread_cond_init(&cc->qcv, NULL);
 	snprintf(cc->dir, sizeof cc->dir, "%s/cache", o->dir);
 	int rc = 0;
 	if (mkdir(o->dir, 0700) < 0 && errno != EEXIST)
@@ -388,6 +406,16 @@ int mfs_chunkcache_open(const mfs_chunkcache_opts *o, mfs_chunkcache **out, mfs_
 			     strerror(errno));
 	if (rc == 0)
 		rc = scan(cc, e);
+	unsigned want =
+	    o->prefetch_threads > CC_WORKERS_MAX ? CC_WORKERS_MAX : o->prefetch_threads;
+	for (unsigned i = 0; rc == 0 && i < want; i++) {
+		int prc = pthread_create(&cc->workers[i], NULL, prefetch_worker, cc);
+		if (prc)
+			rc = mfs_err(e, -prc, "cannot start a prefetch thread: %s",
+				     strerror(prc));
+		else
+			cc->n_workers++;
+	}
 	if (rc < 0) {
 		mfs_chunkcache_close(cc);
 		return rc;
@@ -400,6 +428,12 @@ void mfs_chunkcache_close(mfs_chunkcache *cc)
 {
 	if (!cc)
 		return;
+	pthread_mutex_lock(&cc->mu);
+	cc->stopping = 1; /* queued runs are dropped; running ones finish */
+	pthread_cond_broadcast(&cc->qcv);
+	pthread_mutex_unlock(&cc->mu);
+	for (unsigned i = 0; i < cc->n_workers; i++)
+		pthread_join(cc->workers[i], NULL);
 	for (size_t i = 0; i < cc->nb; i++)
 		for (cc_entry *e = cc->tab[i], *n; e; e = n) {
 			n = e->hnext;
@@ -408,6 +442,7 @@ void mfs_chunkcache_close(mfs_chunkcache *cc)
 	free(cc->tab);
 	pthread_mutex_destroy(&cc->mu);
 	pthread_cond_destroy(&cc->cv);
+	pthread_cond_destroy(&cc->qcv);
 	free(cc);
 }
 
@@ -419,11 +454,42 @@ static void fetch_put(cc_fetch *f)
 	}
 }
 
+/* A fetched entry (header + payload at @p blob) is chunk @p key's. */
+static int entry_check(mfs_chunkcache *cc, const mfs_chunk_key *key,
+		       const mfs_chunk_loc *loc, const uint8_t *blob, mfs_errmsg *e)
+{
+	char pk[MFS_S3_KEY_MAX], hex[33], why[200];
+	mfs_chunk_key_hex(key, hex);
+	if (mfs_remote_pack_key(&cc->o.url, loc->pack, pk, sizeof pk) < 0)
+		pk[0] = 0;
+	if (mfs_pack_entry_header_check(blob, key, loc->len, why, sizeof why) < 0)
+		return mfs_err(
+		    e, MFS_E_CORRUPT,
+		    "chunk %s: the entry at offset %" PRIu64 " of s3://%s/%s is not "
+		    "its own: %s (the object was altered or replaced: push the store "
+		    "again)",
+		    hex, loc->off, cc->o.url.bucket, pk, why);
+	if (cc->o.verify) {
+		mfs_errmsg ve = {0};
+		int rc = cc->o.verify(cc->o.verify_ud, key, blob + MFS_PACK_ENTRY_HDR,
+				      loc->len, &ve);
+		if (rc < 0)
+			return mfs_err(
+			    e, rc,
+			    "chunk %s: the payload at offset %" PRIu64 " of s3://%s/%s "
+			    "fails its check: %s (the object was altered: push the "
+			    "store again)",
+			    hex, loc->off, cc->o.url.bucket, pk,
+			    ve.msg[0] ? ve.msg : mfs_strerror(rc));
+	}
+	return 0;
+}
+
 /* The ranged GET of an entry, checked. @return 0 or a code, @p e naming the chunk */
 static int fetch(mfs_chunkcache *cc, const mfs_chunk_key *key, const mfs_chunk_loc *loc,
 		 uint8_t *blob, mfs_errmsg *e)
 {
-	char pk[MFS_S3_KEY_MAX], hex[33], why[200];
+	char pk[MFS_S3_KEY_MAX], hex[33];
 	mfs_chunk_key_hex(key, hex);
 	int rc = mfs_remote_pack_key(&cc->o.url, loc->pack, pk, sizeof pk);
 	if (rc < 0)
@@ -433,6 +499,8 @@ static int fetch(mfs_chunkcache *cc, const mfs_chunk_key *key, const mfs_chunk_l
 	size_t n = MFS_PACK_ENTRY_HDR + (size_t)loc->len;
 	mfs_errmsg se = {0};
 	rc = mfs_s3_get_range(cc->o.s3, cc->o.url.bucket, pk, loc->off, blob, n, &se);
+	if (rc == 0)
+		return entry_check(cc, key, loc, blob, e);
 	if (rc == MFS_E_CORRUPT || rc == MFS_E_NOTFOUND)
 		return mfs_err(
 		    e, MFS_E_CORRUPT,
@@ -444,30 +512,202 @@ static int fetch(mfs_chunkcache *cc, const mfs_chunk_key *key, const mfs_chunk_l
 		return mfs_err(e, -EIO,
 			       "chunk %s: cannot fetch its entry from s3://%s/%s: %s",
 			       hex, cc->o.url.bucket, pk, se.msg);
-	if (rc < 0)
-		return mfs_err(e, rc, "chunk %s: fetching s3://%s/%s: %s", hex,
-			       cc->o.url.bucket, pk, se.msg);
-	if (mfs_pack_entry_header_check(blob, key, loc->len, why, sizeof why) < 0)
-		return mfs_err(
-		    e, MFS_E_CORRUPT,
-		    "chunk %s: the entry at offset %" PRIu64 " of s3://%s/%s is not "
-		    "its own: %s (the object was altered or replaced: push the store "
-		    "again)",
-		    hex, loc->off, cc->o.url.bucket, pk, why);
-	if (cc->o.verify) {
-		mfs_errmsg ve = {0};
-		rc = cc->o.verify(cc->o.verify_ud, key, blob + MFS_PACK_ENTRY_HDR,
-				  loc->len, &ve);
-		if (rc < 0)
-			return mfs_err(
-			    e, rc,
-			    "chunk %s: the payload at offset %" PRIu64 " of s3://%s/%s "
-			    "fails its check: %s (the object was altered: push the "
-			    "store again)",
-			    hex, loc->off, cc->o.url.bucket, pk,
-			    ve.msg[0] ? ve.msg : mfs_strerror(rc));
+	return mfs_err(e, rc, "chunk %s: fetching s3://%s/%s: %s", hex, cc->o.url.bucket,
+		       pk, se.msg);
+}
+
+/* A FETCHING entry for @p key, in the table: other callers wait for it.
+ * Under mu.  @return 0 or -ENOMEM */
+static int fetch_begin(mfs_chunkcache *cc, const mfs_chunk_key *key, uint32_t len,
+		       cc_entry **enp, cc_fetch **fp)
+{
+	size_t n = MFS_PACK_ENTRY_HDR + (size_t)len;
+	cc_entry *en = calloc(1, sizeof *en);
+	cc_fetch *f = calloc(1, sizeof *f);
+	uint8_t *blob = malloc(n + CC_TRAILER);
+	if (!en || !f || !blob) {
+		free(en);
+		free(f);
+		free(blob);
+		return -ENOMEM;
 	}
+	en->key = *key;
+	en->state = CC_FETCHING;
+	en->id = ++cc->next_id;
+	en->prev = en->next = en;
+	en->f = f;
+	f->refs = 1; /* the entry's; the fetcher reads the blob it owns through f */
+	f->blob = blob;
+	f->len = len;
+	tab_add(cc, en);
+	*enp = en;
+	*fp = f;
 	return 0;
+}
+
+/* The fetch of @p en ended with @p rc (its entry in f->blob): wake the
+ * waiters, copy the payload to @p buf (optional), store the file within the
+ * bound.  Takes mu.  @return rc */
+static int fetch_end(mfs_chunkcache *cc, cc_entry *en, cc_fetch *f, int rc,
+		     const mfs_errmsg *fe, void *buf)
+{
+	size_t n = MFS_PACK_ENTRY_HDR + f->len;
+	uint8_t *blob = f->blob;
+	pthread_mutex_lock(&cc->mu);
+	f->rc = rc;
+	f->err = *fe;
+	f->done = 1;
+	pthread_cond_broadcast(&cc->cv);
+	if (rc < 0) {
+		cc->st.fetch_errors++;
+		tab_del(cc, en);
+		free(en);
+		fetch_put(f);
+		pthread_mutex_unlock(&cc->mu);
+		return rc;
+	}
+	cc->st.bytes_fetched += n;
+	uint64_t need = ((uint64_t)n + CC_TRAILER + CC_BLOCK - 1) / CC_BLOCK * CC_BLOCK;
+	int store = need <= cc->o.max_bytes && make_room(cc, need);
+	if (store) {
+		cc->disk_total += need;
+		en->disk = need;
+	}
+	f->refs++; /* held while this caller copies and writes */
+	pthread_mutex_unlock(&cc->mu);
+
+	if (buf)
+		memcpy(buf, blob + MFS_PACK_ENTRY_HDR, f->len);
+	uint64_t disk = 0;
+	int wrc = -1;
+	if (store) {
+		trailer_of(blob, n, blob + n);
+		wrc = file_write(cc, &en->key, blob, n + CC_TRAILER, &disk);
+	}
+
+	pthread_mutex_lock(&cc->mu);
+	if (store)
+		cc->disk_total -= need;
+	if (wrc == 0) {
+		en->disk = disk;
+		cc->disk_total += disk;
+		en->state = CC_PRESENT;
+		en->f = NULL;
+		en->touched = time(NULL);
+		lru_front(cc, en);
+		cc->st.entries++;
+		/* the real blocks may be more than reserved: settle now, never
+		 * evicting the entry just written unless it alone is too big */
+		lru_unlink(en);
+		make_room(cc, 0);
+		lru_front(cc, en);
+		if (cc->disk_total > cc->o.max_bytes)
+			drop(cc, en);
+	} else {
+		tab_del(cc, en);
+		free(en);
+	}
+	f->refs--;    /* the entry's reference: this caller's still holds f */
+	fetch_put(f); /* this caller's */
+	pthread_mutex_unlock(&cc->mu);
+	return 0;
+}
+
+/* ---- prefetch: a run of entries in one GET, by worker threads ---- */
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static void prefetch_run(mfs_chunkcache *cc, const cc_job *j)
+{
+	char pk[MFS_S3_KEY_MAX];
+	uint8_t *buf = malloc(j->len);
+	if (!buf || mfs_remote_pack_key(&cc->o.url, j->pack, pk, sizeof pk) < 0 ||
+	    mfs_s3_get_range(cc->o.s3, cc->o.url.bucket, pk, j->off, buf, j->len, NULL) <
+		0) {
+		free(buf);
+		pthread_mutex_lock(&cc->mu);
+		cc->st.prefetch_errors++;
+		pthread_mutex_unlock(&cc->mu);
+		return; /* a hint: the reads that follow fetch what they need */
+	}
+	/* entries describe themselves: walk them, each stored under its key */
+	for (uint64_t pos = 0; pos + MFS_PACK_ENTRY_HDR <= j->len;) {
+		const uint8_t *h = buf + pos;
+		uint32_t plen = le32(h + 4);
+		if (memcmp(h, "MFSE", 4) != 0 || plen > j->len - pos - MFS_PACK_ENTRY_HDR)
+			break;
+		mfs_chunk_key key;
+		memcpy(key.b, h + 8, 16);
+		mfs_chunk_loc loc = {j->pack, j->off + pos, plen};
+		pos += MFS_PACK_ENTRY_HDR + (uint64_t)plen;
+		cc_entry *en;
+		cc_fetch *f;
+		pthread_mutex_lock(&cc->mu);
+		if (find(cc, &key) || fetch_begin(cc, &key, plen, &en, &f) < 0) {
+			pthread_mutex_unlock(&cc->mu);
+			continue; /* there, or being fetched */
+		}
+		cc->st.prefetched++;
+		pthread_mutex_unlock(&cc->mu);
+		memcpy(f->blob, h, MFS_PACK_ENTRY_HDR + (size_t)plen);
+		mfs_errmsg fe = {0};
+		fetch_end(cc, en, f, entry_check(cc, &key, &loc, f->blob, &fe), &fe,
+			  NULL);
+	}
+	free(buf);
+}
+
+static void *prefetch_worker(void *arg)
+{
+	mfs_chunkcache *cc = arg;
+	pthread_mutex_lock(&cc->mu);
+	for (;;) {
+		while (!cc->q_n && !cc->stopping)
+			pthread_cond_wait(&cc->qcv, &cc->mu);
+		if (cc->stopping)
+			break;
+		cc_job j = cc->q[cc->q_head];
+		cc->q_head = (cc->q_head + 1) % CC_QUEUE;
+		cc->q_n--;
+		cc->q_busy++;
+		pthread_mutex_unlock(&cc->mu);
+		prefetch_run(cc, &j);
+		pthread_mutex_lock(&cc->mu);
+		cc->q_busy--;
+		pthread_cond_broadcast(&cc->cv);
+	}
+	pthread_mutex_unlock(&cc->mu);
+	return NULL;
+}
+
+void mfs_chunkcache_prefetch(mfs_chunkcache *cc, uint64_t pack, uint64_t off,
+			     uint64_t len)
+{
+	if (!cc->n_workers || !len)
+		return;
+	if (len > CC_PREFETCH_MAX)
+		len = CC_PREFETCH_MAX;
+	pthread_mutex_lock(&cc->mu);
+	if (cc->q_n == CC_QUEUE || cc->stopping) {
+		cc->st.prefetch_dropped++;
+	} else {
+		cc->q[(cc->q_head + cc->q_n) % CC_QUEUE] = (cc_job){pack, off, len};
+		cc->q_n++;
+		pthread_cond_signal(&cc->qcv);
+	}
+	pthread_mutex_unlock(&cc->mu);
+}
+
+void mfs_chunkcache_drain(mfs_chunkcache *cc)
+{
+	pthread_mutex_lock(&cc->mu);
+	while (cc->q_n || cc->q_busy)
+		pthread_cond_wait(&cc->cv, &cc->mu);
+	pthread_mutex_unlock(&cc->mu);
 }
 
 int mfs_chunkcache_get(mfs_chunkcache *cc, const mfs_chunk_key *key,
@@ -539,91 +779,19 @@ int mfs_chunkcache_get(mfs_chunkcache *cc, const mfs_chunk_key *key,
 		break;
 	}
 	/* this caller fetches */
-	size_t n = MFS_PACK_ENTRY_HDR + (size_t)loc->len;
-	cc_entry *en = calloc(1, sizeof *en);
-	cc_fetch *f = calloc(1, sizeof *f);
-	uint8_t *blob = malloc(n + CC_TRAILER);
-	if (!en || !f || !blob) {
+	cc_entry *en;
+	cc_fetch *f;
+	if (fetch_begin(cc, key, loc->len, &en, &f) < 0) {
 		pthread_mutex_unlock(&cc->mu);
-		free(en);
-		free(f);
-		free(blob);
 		return -ENOMEM;
 	}
-	en->key = *key;
-	en->state = CC_FETCHING;
-	en->id = ++cc->next_id;
-	en->prev = en->next = en;
-	en->f = f;
-	f->refs = 1; /* the entry's; this caller reads the blob it owns through f */
-	f->blob = blob;
-	f->len = loc->len;
-	tab_add(cc, en);
 	cc->st.misses++;
 	pthread_mutex_unlock(&cc->mu);
-
 	mfs_errmsg fe = {0};
-	int rc = fetch(cc, key, loc, blob, &fe);
-
-	pthread_mutex_lock(&cc->mu);
-	f->rc = rc;
-	f->err = fe;
-	f->done = 1;
-	pthread_cond_broadcast(&cc->cv);
-	if (rc < 0) {
-		cc->st.fetch_errors++;
-		tab_del(cc, en);
-		free(en);
-		fetch_put(f);
-		pthread_mutex_unlock(&cc->mu);
-		if (e)
-			*e = fe;
-		return rc;
-	}
-	cc->st.bytes_fetched += n;
-	uint64_t need = ((uint64_t)n + CC_TRAILER + CC_BLOCK - 1) / CC_BLOCK * CC_BLOCK;
-	int store = need <= cc->o.max_bytes && make_room(cc, need);
-	if (store) {
-		cc->disk_total += need;
-		en->disk = need;
-	}
-	f->refs++; /* held while this caller copies and writes */
-	pthread_mutex_unlock(&cc->mu);
-
-	memcpy(buf, blob + MFS_PACK_ENTRY_HDR, loc->len);
-	uint64_t disk = 0;
-	int wrc = -1;
-	if (store) {
-		trailer_of(blob, n, blob + n);
-		wrc = file_write(cc, key, blob, n + CC_TRAILER, &disk);
-	}
-
-	pthread_mutex_lock(&cc->mu);
-	if (store)
-		cc->disk_total -= need;
-	if (wrc == 0) {
-		en->disk = disk;
-		cc->disk_total += disk;
-		en->state = CC_PRESENT;
-		en->f = NULL;
-		en->touched = time(NULL);
-		lru_front(cc, en);
-		cc->st.entries++;
-		/* the real blocks may be more than reserved: settle now, never
-		 * evicting the entry just written unless it alone is too big */
-		lru_unlink(en);
-		make_room(cc, 0);
-		lru_front(cc, en);
-		if (cc->disk_total > cc->o.max_bytes)
-			drop(cc, en);
-	} else {
-		tab_del(cc, en);
-		free(en);
-	}
-	f->refs--;    /* the entry's reference: this caller's still holds f */
-	fetch_put(f); /* this caller's */
-	pthread_mutex_unlock(&cc->mu);
-	return 0;
+	int rc = fetch(cc, key, loc, f->blob, &fe);
+	if (rc < 0 && e)
+		*e = fe;
+	return fetch_end(cc, en, f, rc, &fe, buf);
 }
 
 void mfs_chunkcache_stats_get(mfs_chunkcache *cc, mfs_chunkcache_stats *out)

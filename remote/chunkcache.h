@@ -68,6 +68,8 @@ typedef struct mfs_chunkcache_opts {
 	mfs_s3_url url;	    /* s3://BUCKET/PREFIX the packs are under */
 	mfs_chunkcache_verify_fn verify; /* optional */
 	void *verify_ud;
+	unsigned
+	    prefetch_threads; /* workers for mfs_chunkcache_prefetch (<= 16); 0: none */
 } mfs_chunkcache_opts;
 
 /**
@@ -98,6 +100,22 @@ int mfs_chunkcache_get(mfs_chunkcache *cc, const mfs_chunk_key *key,
 		       const mfs_chunk_loc *loc, void *buf, size_t cap, int *hit,
 		       mfs_errmsg *e);
 
+/**
+ * Fetch the entries in bytes [@p off, @p off + @p len) of pack @p pack into
+ * the cache ahead of their reads (a read's run of adjacent entries: index/
+ * pack.h's will_need), in the background: one GET (at most 16 MiB), each
+ * entry found in it (entries describe themselves) checked as a fetch is and
+ * stored under its key, unless present or being fetched.  A hint: dropped
+ * when 64 runs wait already, or there are no prefetch threads; a failed GET
+ * is only counted (the reads fetch what they need).  Reads of an entry a
+ * prefetch is storing wait for it.
+ */
+void mfs_chunkcache_prefetch(mfs_chunkcache *cc, uint64_t pack, uint64_t off,
+			     uint64_t len);
+
+/** Wait until no prefetch is queued or running (tests, before a count). */
+void mfs_chunkcache_drain(mfs_chunkcache *cc);
+
 typedef struct mfs_chunkcache_stats {
 	uint64_t hits;	    /* served from disk */
 	uint64_t misses;    /* fetched by this caller */
@@ -106,6 +124,8 @@ typedef struct mfs_chunkcache_stats {
 	uint64_t bytes_fetched; /* entry bytes received */
 	uint64_t evictions;
 	uint64_t torn;	     /* cached files that failed their check (removed) */
+	uint64_t prefetched; /* entries a prefetch fetched */
+	uint64_t prefetch_errors, prefetch_dropped;
 	uint64_t entries;    /* files now */
 	uint64_t disk_bytes; /* their blocks on disk */
 	uint64_t max_bytes;

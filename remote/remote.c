@@ -64,6 +64,12 @@ static int payload_source(void *ud, const mfs_chunk_key *key, const mfs_chunk_lo
 	return mfs_chunkcache_get(r->cc, key, loc, buf, loc->len, NULL, err);
 }
 
+static void payload_will_need(void *ud, uint64_t pack, uint64_t off, uint64_t len)
+{
+	mfs_remote *r = ud;
+	mfs_chunkcache_prefetch(r->cc, pack, off, len);
+}
+
 static int write_all(int fd, const void *p, size_t n)
 {
 	while (n) {
@@ -283,10 +289,12 @@ int mfs_remote_open(const char *dir, const char *urls, uint64_t cache_bytes,
 				  .s3 = r->s3,
 				  .url = url,
 				  .verify = verify_payload,
-				  .verify_ud = r};
+				  .verify_ud = r,
+				  .prefetch_threads = 4};
 	if ((rc = mfs_chunkcache_open(&co, &r->cc, e)) < 0)
 		goto fail;
-	mfs_store_set_payload_source(r->store, payload_source, r);
+	mfs_payload_source src = {payload_source, payload_will_need, r};
+	mfs_store_set_payload_source(r->store, &src);
 	*out = r;
 	return 0;
 fail:
@@ -314,7 +322,7 @@ void mfs_remote_close(mfs_remote *r)
 	if (!r)
 		return;
 	if (r->store)
-		mfs_store_set_payload_source(r->store, NULL, NULL);
+		mfs_store_set_payload_source(r->store, NULL);
 	mfs_store_close(r->store);
 	mfs_chunkcache_close(r->cc);
 	mfs_s3_close(r->s3);

@@ -135,6 +135,23 @@ def test_exact_coalesced_and_kept_across_a_restart(pushed, tmp_path):
           f"{st['hits']} hit, {st['misses']} fetched")
 
 
+def test_prefetch_fetches_runs_ahead(pushed, tmp_path):
+    n = len(pushed.locs)
+    res = pushed.run(tmp_path / "c", 1 << 30, "prefetch", 3)
+    assert res.rc == 0, res
+    st = stats(res)
+    # every entry came in by a run's GET, and every read then hit
+    assert st["prefetched"] == n and st["prefetch_errors"] == 0, st
+    assert st["hits"] == n and st["misses"] == 0 and st["errors"] == 0, st
+    assert st["fetched"] == pushed.payload + 32 * n
+    print(f"\nprefetch in runs of <= 8 MiB, 3 threads: {st['mbps']:.0f} MB/s")
+    # a bound below the working set: prefetch stays within it too
+    bound = pushed.payload // 5
+    res = pushed.run(tmp_path / "c2", bound, "prefetch", 3)
+    assert res.rc == 0 and stats(res)["errors"] == 0, res
+    assert du(tmp_path / "c2") <= bound
+
+
 def test_disk_bound_under_a_larger_working_set(pushed, tmp_path):
     cache = tmp_path / "c"
     bound = pushed.payload // 4

@@ -11,6 +11,9 @@
  *                           decoded (verify callback: the decode re-hashes
  *                           to the key); errors are counted, not fatal
  *     one KEYHEX            read one chunk
+ *     prefetch THREADS      prefetch every pack's entries in runs of at most
+ *                           8 MiB (THREADS prefetch threads), wait for them,
+ *                           then read every chunk once
  *   The verify callback decodes every payload of a chunk without references
  *   and checks its hash (as a store would).
  * Prints on stdout "stats hits=H misses=M coalesced=C errors=E eio=I
@@ -141,6 +144,14 @@ static int read_one(probe *p, const chunk *c, uint8_t *buf, uint8_t *want)
 	return 0;
 }
 
+static int by_loc(const void *a, const void *b)
+{
+	const chunk *x = a, *y = b;
+	if (x->loc.pack != y->loc.pack)
+		return x->loc.pack < y->loc.pack ? -1 : 1;
+	return x->loc.off < y->loc.off ? -1 : x->loc.off > y->loc.off;
+}
+
 typedef struct worker {
 	probe *p;
 	unsigned seed;
@@ -237,7 +248,32 @@ int main(int argc, char **argv)
 		fprintf(stderr, "error: code=%d %s\n", rc, e.msg);
 		return 1;
 	}
-	if (!strcmp(argv[5], "read") && argc == 8) {
+	if (!strcmp(argv[5], "prefetch") && argc == 7) {
+		/* runs of adjacent entries, in pack order, as a reader asks for them */
+		mfs_chunkcache_close(p.cc);
+		o.prefetch_threads = (unsigned)atoi(argv[6]);
+		if ((rc = mfs_chunkcache_open(&o, &p.cc, &e)) < 0) {
+			fprintf(stderr, "error: code=%d %s\n", rc, e.msg);
+			return 1;
+		}
+		qsort(p.v, p.n, sizeof *p.v, by_loc);
+		for (size_t i = 0; i < p.n;) {
+			size_t j = i + 1;
+			uint64_t a = p.v[i].loc.off, end = a + 32 + p.v[i].loc.len;
+			while (j < p.n && p.v[j].loc.pack == p.v[i].loc.pack &&
+			       p.v[j].loc.off == end &&
+			       end + 32 + p.v[j].loc.len - a <= (8u << 20)) {
+				end += 32 + p.v[j].loc.len;
+				j++;
+			}
+			mfs_chunkcache_prefetch(p.cc, p.v[i].loc.pack, a, end - a);
+			i = j;
+		}
+		mfs_chunkcache_drain(p.cc);
+		p.rounds = 1;
+		worker w = {&p, 1234u, 0};
+		run_worker(&w);
+	} else if (!strcmp(argv[5], "read") && argc == 8) {
 		int nt = atoi(argv[6]);
 		p.rounds = atoi(argv[7]);
 		worker w[64];
@@ -272,9 +308,11 @@ int main(int argc, char **argv)
 	printf("stats hits=%" PRIu64 " misses=%" PRIu64 " coalesced=%" PRIu64
 	       " errors=%" PRIu64 " eio=%" PRIu64 " corrupt=%" PRIu64 " fetched=%" PRIu64
 	       " evictions=%" PRIu64 " torn=%" PRIu64 " entries=%" PRIu64 " disk=%" PRIu64
+	       " prefetched=%" PRIu64 " prefetch_errors=%" PRIu64
 	       " seconds=%.3f mbps=%.1f\n",
 	       st.hits, st.misses, st.coalesced, p.errors, p.eio, p.corrupt,
-	       st.bytes_fetched, st.evictions, st.torn, st.entries, st.disk_bytes, secs,
+	       st.bytes_fetched, st.evictions, st.torn, st.entries, st.disk_bytes,
+	       st.prefetched, st.prefetch_errors, secs,
 	       secs > 0 ? (double)st.bytes_fetched / secs / 1e6 : 0);
 	mfs_chunkcache_close(p.cc);
 done:
