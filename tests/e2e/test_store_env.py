@@ -85,9 +85,12 @@ def big_src(tmp_path_factory):
 def test_commands_started_during_compaction_lose_nothing(tmp_path, big_src):
     """The issue's reproduction: a store with a 300 MB repo; gc --compact; an
     ingest started as soon as the compact copy exists, then a few more: every
-    repo is there afterwards, verify is clean, the big repo exports exact."""
+    repo is there afterwards, verify is clean, the big repo exports exact.
+    Compaction copies the index only (the payloads are in packs): the repo is
+    cut into 4 KiB chunks, 80k chunk records, so the index (about 13 MB) takes
+    the copy long enough for the ingest to start during it."""
     fast = Modelfs(tmp_path / "store", binary=MODELFS_FAST)
-    fast.ingest(big_src, "org/big", "--quiet")
+    fast.ingest(big_src, "org/big", "--quiet", "--chunk-size", "4K")
     mfs = Modelfs(tmp_path / "store")
     smalls = [small_model(tmp_path / f"s{i}", i) for i in range(4)]
     tmp_copy = mfs.store / "compact.tmp" / "data.mdb"
