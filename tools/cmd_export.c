@@ -351,10 +351,11 @@ int cmd_export(int argc, char **argv)
 	if (rem) {
 		mfs_chunkcache_stats cs;
 		mfs_remote_cache_stats(rem, &cs);
-		printf("remote: %llu chunks fetched (%llu bytes), %llu read from the cache; "
-		       "the cache holds %llu bytes on disk (bound %llu)\n",
-		       (unsigned long long)cs.misses, (unsigned long long)cs.bytes_fetched,
-		       (unsigned long long)cs.hits, (unsigned long long)cs.disk_bytes,
+		printf("remote: %llu chunks fetched (%llu bytes), %llu read from the cache, "
+		       "%llu prefetched; the cache holds %llu bytes on disk (bound %llu)\n",
+		       (unsigned long long)(cs.misses + cs.prefetched),
+		       (unsigned long long)cs.bytes_fetched, (unsigned long long)cs.hits,
+		       (unsigned long long)cs.prefetched, (unsigned long long)cs.disk_bytes,
 		       (unsigned long long)cs.max_bytes);
 	}
 	ret = MFS_EXIT_OK;
