@@ -32,6 +32,7 @@ typedef struct node {
 	int kind;
 	uint32_t perm;
 	uint64_t size;
+	uint64_t stored; /* blobs: the blob record's stored bytes */
 	uint64_t mtime;
 	int immutable;
 	/* dir */
@@ -367,8 +368,11 @@ static int file_cb(void *ud, const mfs_file_info *f)
 		blob->repo = b->repo;
 		snprintf(blob->etag, sizeof(blob->etag), "%s", f->etag);
 		blob->size = bi.size;
+		blob->stored = bi.stored_bytes;
 		blob->immutable = 1;
 		t->totals.blob_bytes += bi.size;
+		t->totals.blob_stored += bi.stored_bytes;
+		t->totals.blobs++;
 		/* the earliest commit that has it: a blob does not change after */
 		blob->mtime = b->commit_time;
 	} else if (b->commit_time < blob->mtime) {
@@ -761,6 +765,7 @@ static void fill_attr(const node *n, mfs_layout_attr *a)
 						 : S_IFREG);
 	a->nlink = n->kind == K_DIR ? 2 + n->nsubdirs : 1;
 	a->size = n->size;
+	a->disk_bytes = n->is_blob ? n->stored : n->size;
 	a->mtime = n->mtime;
 	a->immutable = n->immutable;
 }

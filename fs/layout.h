@@ -58,6 +58,11 @@ typedef struct mfs_layout_attr {
 	    mode; /* S_IFDIR | 0555, S_IFREG | 0444 (0555 executable), S_IFLNK | 0777 */
 	uint32_t nlink; /* dirs: 2 + subdirectories; others 1 */
 	uint64_t size;	/* files: bytes; links: target length; dirs: 4096 */
+	uint64_t disk_bytes; /* what the node takes on disk (st_blocks, what du counts):
+				blobs: the stored bytes of their blob record (the
+				payloads of their chunks, each chunk counted in
+				every file that uses it, as a reflinked copy counts
+				on btrfs); every other node: its size */
 	uint64_t mtime; /* unix seconds: the ingest time of the commit */
 	int immutable;	/* 1 when the content can never change (blobs, links,
 			   snapshot dirs): the kernel may cache it for long */
@@ -181,6 +186,8 @@ typedef struct mfs_layout_totals {
 	uint64_t repos;
 	uint64_t repos_left_out; /* repos whose records are damaged (not in the tree) */
 	uint64_t blob_bytes;	 /* sum of blob sizes */
+	uint64_t blob_stored;	 /* sum of their stored bytes (disk_bytes) */
+	uint64_t blobs;		 /* blob files */
 } mfs_layout_totals;
 
 void mfs_layout_totals_get(mfs_layout *l, mfs_layout_totals *out);

@@ -51,6 +51,7 @@
 #include "layout.h"
 #include "prefetch_model.h"
 #include "reader.h"
+#include "space.h"
 
 #define LONG_TIMEOUT  86400.0
 #define SHORT_TIMEOUT 1.0
@@ -395,7 +396,9 @@ static void attr_to_stat(const mfs_layout_attr *a, struct stat *st)
 	st->st_mode = a->mode;
 	st->st_nlink = a->nlink;
 	st->st_size = (off_t)a->size;
-	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	/* what the disk holds for it (a blob: its chunks' payloads), so du
+	 * shows the stored bytes and du --apparent-size the size */
+	st->st_blocks = (blkcnt_t)((a->disk_bytes + 511) / 512);
 	st->st_blksize = MAX_REQUEST; /* cp and friends read 1 MiB at a time */
 	st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = (time_t)a->mtime;
 	/* owned by the mounting user, the user_id/group_id libfuse mounts with */
@@ -877,17 +880,36 @@ static void mfs_ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fuse_reply_err(req, 0);
 }
 
+/*
+ * df on the mount: used is the store on disk (data.mdb and the packs),
+ * available is what the file system under the store has free for a user
+ * (what the store can still grow into: f_bavail, so root's reserve is not
+ * counted as free), and the size is their sum; not the files' logical
+ * sizes, which would show the mount 100% full.  Where the store directory
+ * cannot be measured, the size is the files' stored bytes and nothing is free.
+ */
 static void mfs_ll_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	mfs_mount *m = mount_of(req);
 	mfs_layout_totals tot;
 	mfs_layout_totals_get(m->layout, &tot);
+	const uint64_t unit = 4096;
+	mfs_space sp;
+	uint64_t used, avail = 0;
+	if (mfs_space_get(mfs_store_dir(m->store), &sp) == 0) {
+		used = (sp.store_bytes + unit - 1) / unit;
+		avail = sp.fs_avail_bytes / unit;
+	} else {
+		used = (tot.blob_stored + unit - 1) / unit;
+	}
 	struct statvfs sv;
 	memset(&sv, 0, sizeof(sv));
-	sv.f_bsize = 4096;
-	sv.f_frsize = 4096;
-	sv.f_blocks = (tot.blob_bytes + 4095) / 4096;
-	sv.f_files = tot.nodes;
+	sv.f_bsize = unit;
+	sv.f_frsize = unit;
+	sv.f_blocks = used + avail;
+	sv.f_bfree = avail;
+	sv.f_bavail = avail;
+	sv.f_files = tot.nodes; /* every node served: dirs, links, files */
 	sv.f_namemax = 255;
 	sv.f_flag = ST_RDONLY;
 	fuse_reply_statfs(req, &sv);

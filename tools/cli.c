@@ -61,6 +61,11 @@ int mfs_cli_repo_id(const char *cmd, const char *arg, char out[MFS_REPO_ID_MAX +
 	return 0;
 }
 
+const char *mfs_cli_repo_name(const char *repo)
+{
+	return strncmp(repo, "models/", 7) == 0 ? repo + 7 : repo;
+}
+
 int mfs_cli_parse_threads(const char *cmd, const char *arg, int *out)
 {
 	int n = atoi(arg);

@@ -32,6 +32,14 @@ int mfs_cli_open_store(const char *cmd, unsigned flags, mfs_store **out);
 int mfs_cli_repo_id(const char *cmd, const char *arg, char out[MFS_REPO_ID_MAX + 1]);
 
 /**
+ * A store repo id as people type it, the reverse of mfs_cli_repo_id:
+ * "models/org/name" is "org/name" (the hub's and `hf`'s spelling);
+ * "datasets/..." and "spaces/..." are kept whole.
+ * @return a pointer into @p repo (valid as long as it)
+ */
+const char *mfs_cli_repo_name(const char *repo);
+
+/**
  * Parse a --threads value: a whole number from 1 to 256.
  * @return 0, or -1 after printing the error
  */

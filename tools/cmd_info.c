@@ -1,5 +1,6 @@
 /* modelfs info: per-file and per-tensor facts (dtype, shape, codec, ratio). */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,10 @@ static void info_usage(FILE *f)
 	    "dtype, shape, the codec chosen at ingest and its ratio; a tensor stored as\n"
 	    "an xor-delta names its base and the bytes the delta saves over storing it\n"
 	    "alone (estimated at ingest); one stored as the residual of a quantized\n"
-	    "twin (quant-residual) names the twin's repo and the saving. Each file\n"
+	    "twin (quant-residual) names the twin's repo and the saving. The bytes\n"
+	    "of a file that no tensor holds (a whole config.json or tokenizer.json,\n"
+	    "a safetensors header, the pickle of a .bin, GGUF metadata) show as one\n"
+	    "row per codec with their ratio. Each file\n"
 	    "says how many of its bytes lie in chunks used elsewhere too (other files\n"
 	    "or repos, a delta's base, a twin's codes). --json prints the same as one\n"
 	    "JSON document. In the table, names from the file or the index\n"
@@ -135,6 +139,85 @@ static int tensor_fn(void *ud, const mfs_tensor_info *ti)
 	return 0;
 }
 
+/* The bytes of a file outside its tensors, by the codec of their chunks. */
+struct plain_sum {
+	uint64_t raw, stored, chunks;
+};
+
+struct plain_ctx {
+	uint64_t n_extents;
+	unsigned char *in_tensor; /* n_extents flags: the extent holds tensor bytes */
+};
+
+static int mark_tensor_fn(void *ud, const mfs_tensor_info *ti)
+{
+	struct plain_ctx *p = ud;
+	/* a record naming extents past the blob's marks what lies inside it */
+	for (uint64_t i = ti->first_extent;
+	     i < p->n_extents && i - ti->first_extent < ti->n_extents; i++)
+		p->in_tensor[i] = 1;
+	return 0;
+}
+
+/*
+ * Sum the extents of blob @p etag that no tensor record covers into
+ * @p sums (indexed by codec id; MFS_CODEC__COUNT: a chunk record that cannot
+ * be read, whose stored bytes are unknown).
+ */
+static int plain_bytes(mfs_txn *t, const char *repo, const char *etag,
+		       const mfs_extent *ext, uint64_t n,
+		       struct plain_sum sums[MFS_CODEC__COUNT + 1])
+{
+	memset(sums, 0, sizeof(struct plain_sum) * (MFS_CODEC__COUNT + 1));
+	if (!n)
+		return 0;
+	struct plain_ctx p = {.n_extents = n, .in_tensor = calloc((size_t)n, 1)};
+	if (!p.in_tensor)
+		return -ENOMEM;
+	int rc = mfs_tensors_foreach(t, repo, etag, mark_tensor_fn, &p);
+	for (uint64_t i = 0; rc >= 0 && i < n; i++) {
+		if (p.in_tensor[i])
+			continue;
+		mfs_chunk_view v;
+		int got = mfs_chunk_get(t, &ext[i].key, &v);
+		if (got < 0 && got != MFS_E_NOTFOUND && got != MFS_E_CORRUPT) {
+			rc = got;
+			break;
+		}
+		unsigned c = got == 0 && (unsigned)v.codec < MFS_CODEC__COUNT
+				 ? (unsigned)v.codec
+				 : MFS_CODEC__COUNT;
+		sums[c].raw += ext[i].len;
+		sums[c].stored += got == 0 ? v.payload_len : 0;
+		sums[c].chunks++;
+	}
+	free(p.in_tensor);
+	return rc < 0 ? rc : 0;
+}
+
+static const char *plain_codec_name(unsigned c)
+{
+	return c < MFS_CODEC__COUNT ? mfs_codec_name((mfs_codec_id)c) : "unreadable";
+}
+
+/* The codecs with plain bytes, most bytes first, into @p order; @return their number. */
+static unsigned plain_order(const struct plain_sum sums[MFS_CODEC__COUNT + 1],
+			    unsigned order[MFS_CODEC__COUNT + 1])
+{
+	unsigned n = 0;
+	for (unsigned c = 0; c <= MFS_CODEC__COUNT; c++) {
+		if (!sums[c].chunks)
+			continue;
+		unsigned j = n++;
+		while (j > 0 && sums[order[j - 1]].raw < sums[c].raw) {
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = c;
+	}
+	return n;
+}
+
 static int ext_cmp(const void *a, const void *b)
 {
 	return memcmp(((const mfs_extent *)a)->key.b, ((const mfs_extent *)b)->key.b, 16);
@@ -175,7 +258,14 @@ static int file_fn(void *ud, const mfs_file_info *f)
 	int rc = mfs_blob_get(c->t, c->repo, f->etag, &bi, &ext);
 	if (rc < 0)
 		return rc;
-	uint64_t shared = 0;
+	struct plain_sum plain[MFS_CODEC__COUNT + 1];
+	unsigned order[MFS_CODEC__COUNT + 1];
+	if ((rc = plain_bytes(c->t, c->repo, f->etag, ext, bi.n_extents, plain)) < 0) {
+		free(ext);
+		return rc;
+	}
+	unsigned n_plain = plain_order(plain, order);
+	uint64_t shared = 0; /* sorts ext: after plain_bytes */
 	if ((rc = shared_bytes(c->t, ext, bi.n_extents, &shared)) < 0) {
 		free(ext);
 		return rc;
@@ -194,6 +284,20 @@ static int file_fn(void *ud, const mfs_file_info *f)
 		cJSON_AddNumberToObject(o, "ratio", ratio);
 		cJSON_AddNumberToObject(o, "chunks", (double)bi.n_extents);
 		cJSON_AddNumberToObject(o, "shared_bytes", (double)shared);
+		/* the bytes no tensor holds, by codec, most bytes first */
+		cJSON *pl = cJSON_AddArrayToObject(o, "plain");
+		for (unsigned i = 0; i < n_plain; i++) {
+			const struct plain_sum *ps = &plain[order[i]];
+			cJSON *e = cJSON_CreateObject();
+			cJSON_AddStringToObject(e, "codec", plain_codec_name(order[i]));
+			cJSON_AddNumberToObject(e, "raw_bytes", (double)ps->raw);
+			cJSON_AddNumberToObject(e, "stored_bytes", (double)ps->stored);
+			cJSON_AddNumberToObject(e, "ratio",
+						ps->stored ? (double)ps->raw / (double)ps->stored
+							   : 0.0);
+			cJSON_AddNumberToObject(e, "chunks", (double)ps->chunks);
+			cJSON_AddItemToArray(pl, e);
+		}
 		cJSON_AddArrayToObject(o, "tensors");
 		cJSON_AddItemToArray(c->files, o);
 	} else {
@@ -202,9 +306,17 @@ static int file_fn(void *ud, const mfs_file_info *f)
 		       mfs_size_format(bi.size, a, sizeof a),
 		       mfs_size_format(bi.stored_bytes, b, sizeof b), ratio, f->etag,
 		       mfs_size_format(shared, d, sizeof d));
-		if (bi.n_tensors)
+		if (bi.n_tensors || n_plain)
 			printf("    %-52s %-7s %-16s %-13s %11s %11s %7s\n", "tensor", "dtype",
 			       "shape", "codec", "raw", "stored", "ratio");
+		for (unsigned i = 0; i < n_plain; i++) {
+			const struct plain_sum *ps = &plain[order[i]];
+			printf("    %-52s %-7s %-16s %-13s %11llu %11llu %6.3fx\n",
+			       bi.n_tensors ? "(bytes outside tensors)" : "(plain bytes: no tensors)",
+			       "-", "-", plain_codec_name(order[i]), (unsigned long long)ps->raw,
+			       (unsigned long long)ps->stored,
+			       ps->stored ? (double)ps->raw / (double)ps->stored : 0.0);
+		}
 	}
 	return mfs_tensors_foreach(c->t, c->repo, f->etag, tensor_fn, c);
 }
@@ -287,7 +399,7 @@ int cmd_info(int argc, char **argv)
 		mfs_refs_foreach(t, repo, ref_json_fn, cJSON_AddObjectToObject(doc, "refs"));
 		c.files = cJSON_AddArrayToObject(doc, "files");
 	} else {
-		printf("repo %s  snapshot %s\n", repo, commit);
+		printf("repo %s  snapshot %s\n", mfs_cli_repo_name(repo), commit);
 		mfs_refs_foreach(t, repo, ref_text_fn, NULL);
 	}
 	rc = mfs_files_foreach(t, repo, commit, file_fn, &c);

@@ -16,12 +16,17 @@ static void ls_usage(FILE *f)
 	fprintf(
 	    f,
 	    "usage: modelfs ls [--store DIR] [--rev REV] [ORG/NAME]\n\n"
-	    "Without a repo: every repo with its refs, snapshot count, size and stored\n"
-	    "size, how much of what it stores other repos' files use too (shared) and\n"
-	    "how much other repos are stored as deltas against (base of others: bytes\n"
-	    "it holds alive for them; removing it frees neither), and the store's\n"
-	    "totals. With a repo: its refs and snapshots, and the\n"
-	    "files of REV (default main) with size, stored size and blob etag.\n\n"
+	    "Without a repo: every repo (named as you type it: org/name) with its refs,\n"
+	    "snapshot count, size and stored size (its files' chunks, a chunk it\n"
+	    "shares with other repos counted in each), how much of what it stores\n"
+	    "other repos' files use too (shared) and how much other repos are stored\n"
+	    "as deltas against (base of others: bytes it holds alive for them;\n"
+	    "removing it frees neither); then a total line: the repos' size, what the\n"
+	    "store holds for them (every chunk once: what they share counts once), the\n"
+	    "ratio of the two, and the store on disk with its index (what df on a\n"
+	    "mount shows used); then the store's own figures. With a repo: its refs\n"
+	    "and snapshots, the files of REV (default main) with size, stored size,\n"
+	    "ratio and blob etag, and their total.\n\n"
 	    "A repo whose index records are damaged is left out, with one line on\n"
 	    "stderr naming the first damaged record (`modelfs verify` lists them all);\n"
 	    "the others are listed as usual. Names from the index are printed with\n"
@@ -63,6 +68,7 @@ struct ls_all {
 	mfs_txn *t;
 	uint64_t left_out;
 	mfs_refd refd;
+	uint64_t repos, snapshots, size, stored; /* of the repos listed */
 };
 
 /* One repo of the listing, or the line that says why it is left out. */
@@ -85,8 +91,13 @@ static int print_repo(void *ud, const mfs_check_repo_entry *e)
 	mfs_sharing sh;
 	if ((rc = mfs_repo_sharing(t, r->repo, &all->refd, &sh)) < 0)
 		return rc;
-	char a[32], b[32], c[32], d[32];
-	printf("%-48s %3llu snap %10s %10s  %5.2fx  shared %9s  base of others %9s  ", r->repo,
+	all->repos++;
+	all->snapshots += s.snapshots;
+	all->size += s.size;
+	all->stored += s.stored;
+	char a[32], b[32], c[32], d[32], q[MFS_CLI_QUOTED];
+	printf("%-48s %3llu snap %10s %10s  %5.2fx  shared %9s  base of others %9s  ",
+	       mfs_cli_quote(mfs_cli_repo_name(r->repo), q),
 	       (unsigned long long)s.snapshots, mfs_size_format(s.size, a, sizeof a),
 	       mfs_size_format(s.stored, b, sizeof b),
 	       s.stored ? (double)s.size / (double)s.stored : 0.0,
@@ -119,6 +130,7 @@ static int print_commit(void *ud, const mfs_commit_info *c)
 struct file_ctx {
 	mfs_txn *t;
 	const char *repo;
+	uint64_t files, size, stored;
 };
 
 static int print_file(void *ud, const mfs_file_info *f)
@@ -128,6 +140,9 @@ static int print_file(void *ud, const mfs_file_info *f)
 	int rc = mfs_blob_get(fc->t, fc->repo, f->etag, &bi, NULL);
 	if (rc < 0)
 		return rc;
+	fc->files++;
+	fc->size += bi.size;
+	fc->stored += bi.stored_bytes;
 	/* exact bytes, as ls -l shows them */
 	char q[MFS_CLI_QUOTED];
 	printf("%12llu %12llu %6.2fx  %-64s  %s\n", (unsigned long long)bi.size,
@@ -192,7 +207,25 @@ int cmd_ls(int argc, char **argv)
 			ret = MFS_EXIT_ERROR;
 		mfs_store_stat st;
 		if (rc == 0 && (rc = mfs_store_stat_get(t, &st)) == 0) {
-			char a[32], b[32], c[32], d[32], e[32], f[32];
+			char a[32], b[32], c[32], d[32], e[32], f[32], label[48];
+			/*
+			 * Stored: the chunks' payloads, each once (what the repos
+			 * share is counted once, unlike in their lines; chunks no
+			 * repo uses any more count until gc).
+			 */
+			snprintf(label, sizeof label, "total (%llu repo%s)",
+				 (unsigned long long)all.repos, all.repos == 1 ? "" : "s");
+			printf("%-48s %3llu snap %10s %10s  %5.2fx  (%llu bytes logical, %llu "
+			       "stored: every chunk once; %s on disk with the index)\n",
+			       label, (unsigned long long)all.snapshots,
+			       mfs_size_format(all.size, a, sizeof a),
+			       mfs_size_format(st.chunk_payload_bytes, b, sizeof b),
+			       st.chunk_payload_bytes
+				   ? (double)all.size / (double)st.chunk_payload_bytes
+				   : 0.0,
+			       (unsigned long long)all.size,
+			       (unsigned long long)st.chunk_payload_bytes,
+			       mfs_size_format(st.disk_bytes, c, sizeof c));
 			printf("store %s: %llu chunks, %s raw in %s of payload; %llu packs, %s on "
 			       "disk (%s dead: gc gives it back); index file %s, %s in use\n",
 			       mfs_store_dir(s), (unsigned long long)st.n_chunks,
@@ -210,14 +243,20 @@ int cmd_ls(int argc, char **argv)
 		    mfs_cli_resolve_rev("ls", t, repo, rev, commit) < 0) {
 			ret = MFS_EXIT_ERROR;
 		} else {
-			printf("repo      %s\n", repo);
-			struct file_ctx fc = {t, repo};
+			printf("repo      %s\n", mfs_cli_repo_name(repo));
+			struct file_ctx fc = {.t = t, .repo = repo};
 			if ((rc = mfs_refs_foreach(t, repo, print_ref, NULL)) == 0 &&
 			    (rc = mfs_commits_foreach(t, repo, print_commit, NULL)) == 0) {
 				printf("files of %s:\n%12s %12s %7s  %-64s  %s\n", commit,
 				       "size", "stored", "ratio", "etag", "path");
 				rc = mfs_files_foreach(t, repo, commit, print_file, &fc);
 			}
+			if (rc == 0)
+				printf("%12llu %12llu %6.2fx  total of %llu files\n",
+				       (unsigned long long)fc.size,
+				       (unsigned long long)fc.stored,
+				       fc.stored ? (double)fc.size / (double)fc.stored : 0.0,
+				       (unsigned long long)fc.files);
 		}
 	}
 	if (rc < 0) {

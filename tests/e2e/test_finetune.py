@@ -179,7 +179,7 @@ def test_info_and_ls_report(mfs, f32_store):
     assert frozen["files"][0]["shared_bytes"] > 0
     text = mfs.ok("info", ft_repo("full", "f32")).out
     assert f"base models/{BASE}, saves" in text
-    line = next(l for l in mfs.ls().splitlines() if l.startswith(f"models/{BASE} "))
+    line = next(l for l in mfs.ls().splitlines() if l.startswith(f"{BASE} "))
     held = re.search(r"base of others\s+([0-9.]+) (\w+)", line)
     assert held and float(held.group(1)) > 0, line
     shared = re.search(r"shared\s+([0-9.]+) (\w+)", line)

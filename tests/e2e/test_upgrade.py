@@ -47,7 +47,7 @@ from pathlib import Path
 import pytest
 
 import fixtures
-from conftest import MODELFS, MODELFS_FAST, Modelfs
+from conftest import MODELFS, MODELFS_FAST, Modelfs, repo_visible
 from mount_fixtures import fuse_mounted, mounted, unmount_daemon  # noqa: F401  (fixture)
 
 STORES = fixtures.ROOT / "tests" / "data" / "stores"
@@ -471,7 +471,7 @@ def test_commands_wait_for_a_running_upgrade(tmp_path):
             p.kill()
             p.communicate()
     assert p.returncode == 0, (out, err)
-    assert listing.rc == 0 and "models/minilm/f32" in listing.out, listing
+    assert listing.rc == 0 and repo_visible(listing.out, "minilm/f32"), listing
     assert upgrade_summary(out.decode()) == MANIFEST["chunks"]
     if b"was not compacted" in err:
         assert store_format(m.store) == 2
