@@ -53,6 +53,8 @@
 
 #include "err.h"
 
+struct mfs_store; /* index/store.h */
+
 #define MFS_CONFIG_PATH_MAX 4096
 
 enum { MFS_GPU_AUTO = 0, MFS_GPU_ON = 1, MFS_GPU_OFF = 2 };
@@ -76,6 +78,13 @@ typedef struct mfs_mount_config {
 	char log_file[MFS_CONFIG_PATH_MAX];  /* empty: none */
 	char spill_dir[MFS_CONFIG_PATH_MAX]; /* empty: the first of $TMPDIR,
 						/var/tmp, /tmp that works */
+	/* Not from the file or flags: how the mount opens its store, when not
+	 * with mfs_store_open(store, read-only) (a remote store: tools/cmd_mount.c
+	 * opens it with remote/remote.h).  Called before mounting (the check) and
+	 * again after daemonizing; close gets what open gave. */
+	int (*store_open)(void *ud, const char *dir, struct mfs_store **out, mfs_errmsg *err);
+	void (*store_close)(void *ud, struct mfs_store *s);
+	void *store_ud;
 } mfs_mount_config;
 
 /* One key, for --help and for mapping flags. */

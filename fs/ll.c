@@ -1290,8 +1290,10 @@ static void layout_left_out(void *ud, const char *repo, const char *line)
 
 static int open_store(mfs_mount *m, mfs_errmsg *err)
 {
-	int rc = mfs_store_open(m->cfg.store, MFS_STORE_RDONLY | MFS_STORE_NORDAHEAD, &m->store,
-				err);
+	int rc = m->cfg.store_open
+		     ? m->cfg.store_open(m->cfg.store_ud, m->cfg.store, &m->store, err)
+		     : mfs_store_open(m->cfg.store, MFS_STORE_RDONLY | MFS_STORE_NORDAHEAD,
+				      &m->store, err);
 	if (rc < 0)
 		return mfs_err_prefix(err, rc, "store %s", m->cfg.store);
 	store_remember(m);
@@ -1325,7 +1327,10 @@ static void close_store(mfs_mount *m)
 	m->gpu = NULL;
 	mfs_layout_free(m->layout);
 	m->layout = NULL;
-	mfs_store_close(m->store);
+	if (m->cfg.store_close && m->store)
+		m->cfg.store_close(m->cfg.store_ud, m->store);
+	else
+		mfs_store_close(m->store);
 	m->store = NULL;
 }
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -15,6 +16,8 @@
 #include "config.h"
 #include "heap.h"
 #include "ll.h"
+#include "remote.h"
+#include "units.h"
 
 static void usage(FILE *f)
 {
@@ -41,6 +44,13 @@ static void usage(FILE *f)
 	}
 	fprintf(
 	    f,
+	    "\nA store pushed to S3 (modelfs push), mounted from another machine:\n"
+	    "  --remote s3://BUCKET/PREFIX  --store DIR is then a directory of its own\n"
+	    "                             for it: empty the first time (the index is\n"
+	    "                             fetched into it); payloads are fetched as reads\n"
+	    "                             need them into DIR/cache. Endpoint and keys: the\n"
+	    "                             AWS_* variables (modelfs push --help)\n"
+	    "  --cache-size SIZE          the bound of DIR/cache on disk (default 10G)\n"
 	    "\nA yes|no flag alone means yes (--foreground is --foreground yes).\n"
 	    "The store is --store, else store = in the config, else $MODELFS_STORE,\n"
 	    "else $XDG_DATA_HOME/modelfs (~/.local/share/modelfs).\n");
@@ -93,6 +103,64 @@ static void raise_readahead(mfs_mount *m, const char *mountpoint)
 		close(fd);
 }
 
+/* --remote: the mount opens its store with remote/remote.h */
+struct remote_opener {
+	const char *url;
+	uint64_t cache_bytes;
+	mfs_remote *r;
+};
+
+static int remote_store_open(void *ud, const char *dir, struct mfs_store **out,
+			     mfs_errmsg *err)
+{
+	struct remote_opener *o = ud;
+	int rc = mfs_remote_open(dir, o->url, o->cache_bytes, &o->r, err);
+	if (rc == 0)
+		*out = mfs_remote_store(o->r);
+	return rc;
+}
+
+static void remote_store_close(void *ud, struct mfs_store *s)
+{
+	struct remote_opener *o = ud;
+	(void)s; /* the remote's own store */
+	mfs_remote_close(o->r);
+	o->r = NULL;
+}
+
+/* Take --remote URL and --cache-size SIZE out of argv (the config keys do
+ * not know them).  @return 0, or -1 after printing the error */
+static int take_remote_flags(int *argc, char **argv, struct remote_opener *o)
+{
+	int j = 1;
+	for (int i = 1; i < *argc; i++) {
+		const char *a = argv[i], *val = NULL;
+		int which = 0;
+		if (!strcmp(a, "--remote") || !strcmp(a, "--cache-size")) {
+			which = a[2] == 'r' ? 1 : 2;
+			if (i + 1 >= *argc) {
+				mfs_cli_error("mount", "%s needs a value", a);
+				return -1;
+			}
+			val = argv[++i];
+		} else if (!strncmp(a, "--remote=", 9)) {
+			which = 1, val = a + 9;
+		} else if (!strncmp(a, "--cache-size=", 13)) {
+			which = 2, val = a + 13;
+		}
+		if (which == 1)
+			o->url = val;
+		else if (which == 2 && mfs_size_parse(val, &o->cache_bytes) < 0) {
+			mfs_cli_error("mount", "--cache-size takes a size (10G, 512M), not %s", val);
+			return -1;
+		} else if (!which)
+			argv[j++] = argv[i];
+	}
+	*argc = j;
+	argv[j] = NULL;
+	return 0;
+}
+
 /* The config key of a long flag ("--cache-bytes" -> "cache_bytes"), or NULL. */
 static const mfs_config_key *key_of_flag(const char *flag, size_t flen)
 {
@@ -108,6 +176,9 @@ int cmd_mount(int argc, char **argv)
 {
 	const char *config_path = NULL;
 	int debug = 0;
+	struct remote_opener ro = {.cache_bytes = (uint64_t)10 << 30};
+	if (take_remote_flags(&argc, argv, &ro) < 0)
+		return MFS_EXIT_USAGE;
 	/* first pass: find --config, so flags can override the file */
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -212,6 +283,22 @@ int cmd_mount(int argc, char **argv)
 			      "config");
 		usage(stderr);
 		return MFS_EXIT_USAGE;
+	}
+
+	if (ro.url) {
+		char def[MFS_CONFIG_PATH_MAX];
+		if (mfs_store_default_dir(def, sizeof def) == 0 && !strcmp(def, cfg.store)) {
+			mfs_cli_error("mount", "--remote needs --store DIR: a directory of its "
+					       "own for the index and the cache");
+			return MFS_EXIT_USAGE;
+		}
+		if (mkdir(cfg.store, 0700) < 0 && errno != EEXIST) {
+			mfs_cli_error("mount", "cannot create %s: %s", cfg.store, strerror(errno));
+			return MFS_EXIT_ERROR;
+		}
+		cfg.store_open = remote_store_open;
+		cfg.store_close = remote_store_close;
+		cfg.store_ud = &ro;
 	}
 
 	mfs_heap_setup(); /* before any thread starts: see fs/heap.h */
