@@ -181,7 +181,8 @@ int mfs_packs_open(mfs_store *s, mfs_errmsg *err)
 	if (!s->rdonly) {
 		struct stat st;
 		if (stat(dir, &st) < 0) {
-			if (errno != ENOENT || mkdir(dir, 0700) < 0)
+			/* another process opening the new store may make it first */
+			if (errno != ENOENT || (mkdir(dir, 0700) < 0 && errno != EEXIST))
 				return mfs_err(err, -errno, "cannot create %s: %s", dir,
 					       strerror(errno));
 			int fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
