@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 import s3_server
-from conftest import Modelfs, assert_same_tree, repo_visible
+from conftest import MODELFS_FAST, Modelfs, assert_same_tree, repo_visible
 from test_crash import make_model
 
 SEED = int(os.environ.get("MFS_CRASH_SEED", "1"))
@@ -229,7 +229,9 @@ def kill_at_stage(m: Modelfs, srv, prefix: str, stage: str) -> list[str]:
 
 
 def test_kill9_push_leaves_a_readable_bucket(srv, make_mfs, tmp_path):
-    m = make_mfs("store")
+    # The release build runs the trials (as test_crash.py's): many pushes,
+    # ingests and bucket checks; the other tests here run the test build.
+    m = make_mfs("store", binary=MODELFS_FAST)
     base = make_model(tmp_path / "src-base", 11, mib=24)
     m.ingest(base, "org/base")
     prefix = new_prefix("crash")
@@ -263,7 +265,7 @@ def test_kill9_push_leaves_a_readable_bucket(srv, make_mfs, tmp_path):
         src = make_model(tmp_path / f"src-t{i}", 200 + i, mib=24)
         m.ingest(src, f"org/t{i}")
         if full is None:  # how long a push of this much takes
-            probe = make_mfs(f"probe{i}")
+            probe = make_mfs(f"probe{i}", binary=MODELFS_FAST)
             probe.ingest(src, "org/p")
             full = push_ok(probe, srv, new_prefix("probe"))["seconds"] + 0.15
         delay = full * (i + rng.random()) / PUSH_KILLS
