@@ -82,3 +82,68 @@ def test_mount_remote_errors(srv, tmp_path):
     res = node.run("mount", "--remote", f"s3://{srv.bucket}/x", "--cache-size", "lots",
                    tmp_path / "mnt", timeout=60)
     assert res.rc == 2 and "--cache-size" in res.err, res
+
+
+def test_two_nodes_mount_one_bucket_while_a_third_pushes(srv, tmp_path, minilm_f32,
+                                                         minilm_bf16):
+    """A fleet: two empty nodes mount one bucket; from_pretrained through one
+    of them gives the outputs of the original folder; while both read every
+    file, the source node ingests another model and pushes it.  The mounts
+    keep serving the index they fetched, exact, whatever the push uploads
+    beside it; a node that mounts after the push sees the new model, exact.
+    (A running mount picking up the newer LATEST is not built yet.)"""
+    import subprocess
+
+    import torch
+    from test_mount import load_outputs
+
+    src_node = Modelfs(tmp_path / "src-store")
+    repo = "sentence-transformers/all-MiniLM-L6-v2"
+    src_node.ingest(minilm_f32, repo)
+    url = f"s3://{srv.bucket}/fleet-{os.getpid()}"
+    env = srv.env(base=src_node.env())
+    res = src_node.run("push", "--remote", url, env=env)
+    assert res.rc == 0, res
+    mounts = [Mount(RemoteNode(tmp_path / f"node{i}", srv), tmp_path / f"mnt{i}",
+                    "--remote", url, "--cache-size", "256M") for i in (1, 2)]
+    try:
+        for m in mounts:
+            m.start()
+        # the third node pushes a new model while the two read
+        src_node.ingest(minilm_bf16, "org/bf16")
+        push = subprocess.Popen(src_node.argv("push", "--remote", url), env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            want = fixtures.tree_sha256(minilm_f32)
+            for m in mounts:
+                assert fixtures.tree_sha256(snapshot_files(m.mnt, repo)) == want
+            loaded = load_outputs(str(minilm_f32), tmp_path / "want.pt")
+            through = load_outputs(repo, tmp_path / "have.pt",
+                                   {"HF_HUB_CACHE": str(mounts[0].mnt), "HF_HUB_OFFLINE": "1",
+                                    "TRANSFORMERS_OFFLINE": "1",
+                                    "HF_HOME": str(tmp_path / "hf-home")})
+            out, err = push.communicate(timeout=300)
+        finally:
+            if push.poll() is None:
+                push.kill()
+                push.communicate()
+        assert push.returncode == 0, err.decode()
+        assert torch.equal(loaded["ids"], through["ids"])
+        assert loaded["dtype"] == through["dtype"]
+        assert torch.equal(loaded["hidden"], through["hidden"])
+        # after the push: the running mounts still read exact
+        for m in mounts:
+            assert fixtures.tree_sha256(snapshot_files(m.mnt, repo)) == want
+    finally:
+        for m in mounts:
+            m.stop()
+    late = Mount(RemoteNode(tmp_path / "node3", srv), tmp_path / "mnt3", "--remote", url,
+                 "--cache-size", "256M").start()
+    try:
+        assert fixtures.tree_sha256(snapshot_files(late.mnt, "org/bf16")) == \
+            fixtures.tree_sha256(minilm_bf16)
+        assert fixtures.tree_sha256(snapshot_files(late.mnt, repo)) == \
+            fixtures.tree_sha256(minilm_f32)
+    finally:
+        late.stop()
