@@ -26,7 +26,7 @@ Checked here:
 
 MODELFS_OLD: optional, a release binary of the format-1 commit (see
 make_format1.sh); with it, an old release's real mount is refused too, and
-the old release refuses the upgraded store. MFS_UPGRADE_TRIALS (default 12)
+the old release refuses the upgraded store. MFS_UPGRADE_TRIALS (default 8)
 and MFS_CRASH_SEED (default 1) set the kill trials.
 """
 
@@ -54,7 +54,7 @@ STORES = fixtures.ROOT / "tests" / "data" / "stores"
 FIXTURE = STORES / "format1.tar.zst"
 MANIFEST = json.loads((STORES / "format1.manifest.json").read_text())
 SEED = int(os.environ.get("MFS_CRASH_SEED", "1"))
-TRIALS = int(os.environ.get("MFS_UPGRADE_TRIALS", "12"))
+TRIALS = int(os.environ.get("MFS_UPGRADE_TRIALS", "8"))
 _old = os.environ.get("MODELFS_OLD")
 MODELFS_OLD = Path(_old) if _old and Path(_old).is_file() else None
 # Files that opening a store may create (LMDB's lock region, modelfs's lock
