@@ -166,6 +166,31 @@ static int users_lock(const char *dir, int exclusive, int wait, int *fd)
 	return 0;
 }
 
+/*
+ * Creating a store.  LMDB creates data.mdb and writes its meta pages an
+ * instant later, and the format record follows in the first transaction, so
+ * an opener may find a store its creator has not finished.  The openers meet
+ * on an OFD lock on users.lock's first byte (independent of the flock on the
+ * same file), held from their look at data.mdb until the store is open: for
+ * writing by one that may create the store and found data.mdb missing or
+ * short, for reading by every other.  So a file still short once no creator
+ * is at work is refused as damaged, and one being created is waited for.
+ * @return 0, or -errno (EBADF: users.lock was opened read-only)
+ */
+static int create_lock(int fd, short type)
+{
+	struct flock fl;
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = type;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = 0;
+	fl.l_len = 1;
+	int rc;
+	while ((rc = fcntl(fd, F_OFD_SETLKW, &fl)) < 0 && errno == EINTR)
+		;
+	return rc < 0 ? -errno : 0;
+}
+
 /* The message for a store path stat() or open() refused. */
 static int store_access_error(const char *dir, int e, mfs_errmsg *err)
 {
@@ -307,6 +332,7 @@ int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg 
 	pthread_mutex_init(&s->wmu, NULL);
 	/* users.lock before the environment: see the top of this file */
 	int rc = users_lock(dir, 0, !(flags & MFS_STORE_NOWAIT), &s->users_fd);
+	int create_held = 0; /* holding create_lock, until the end */
 	if (rc < 0) {
 		mfs_store_close(s);
 		if (rc == MFS_E_BUSY)
@@ -317,9 +343,33 @@ int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg 
 		return mfs_err(err, rc, "cannot lock the store at %s: %s", dir,
 			       mfs_strerror(rc));
 	}
-	/* checked after the lock: a compaction in flight replaces the file */
-	if (stat(path, &st) == 0 && (rc = data_file_check(dir, path, err)) < 0) {
-		mfs_store_close(s);
+	/*
+	 * Checked after the lock: a compaction in flight replaces the file.  And
+	 * under create_lock: for writing when this open may create the store,
+	 * else for reading, so no one looks at a store a creator has not
+	 * finished (data.mdb empty, or no format record yet).
+	 */
+	int write = !rdonly && (flags & MFS_STORE_CREATE);
+	int present = stat(path, &st) == 0;
+	rc = present ? data_file_check(dir, path, NULL) : 0;
+	if (s->users_fd >= 0) {
+		int lrc = create_lock(s->users_fd,
+				      write && (!present || rc < 0) ? F_WRLCK : F_RDLCK);
+		if (lrc < 0 && lrc != -EBADF) {
+			mfs_store_close(s);
+			return mfs_err(err, lrc, "cannot lock the store at %s: %s", dir,
+				       mfs_strerror(lrc));
+		}
+		create_held = lrc == 0;
+	}
+	present = stat(path, &st) == 0;
+	rc = present ? data_file_check(dir, path, err) : 0;
+	if (!present && !write)
+		rc = mfs_err(err, -ENOENT,
+			     "no modelfs store at %s (ingest a model first, or pass --store DIR)",
+			     dir);
+	if (rc < 0) {
+		mfs_store_close(s); /* releases create_lock with users.lock */
 		return rc;
 	}
 	rc = env_open(dir,
@@ -341,9 +391,11 @@ int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg 
 	mdb_reader_check(s->env, &dead);
 	if ((rc = store_init_dbs(s, (flags & MFS_STORE_UPGRADE) != 0, err)) < 0 ||
 	    (rc = mfs_packs_open(s, err)) < 0) {
-		mfs_store_close(s);
+		mfs_store_close(s); /* releases create_lock with users.lock */
 		return rc;
 	}
+	if (create_held)
+		create_lock(s->users_fd, F_UNLCK);
 	*out = s;
 	return 0;
 }

@@ -709,6 +709,57 @@ static void test_truncated(void)
 	rm_dir(d);
 }
 
+/*
+ * Processes opening a store that does not exist yet, all at once: every
+ * writer opens it (one creates it, the others wait for it and open what it
+ * made), a reader opens it or finds no store, and none sees the file LMDB
+ * has created but not yet written as a damaged store.
+ */
+static void test_concurrent_create(void)
+{
+	enum { ROUNDS = 40, WRITERS = 4, READERS = 2 };
+	int bad = 0;
+	for (int r = 0; r < ROUNDS && !bad; r++) {
+		const char *d = fresh_dir();
+		REQUIRE(d != NULL);
+		char dir[80];
+		snprintf(dir, sizeof dir, "%s/store", d);
+		int go[2];
+		REQUIRE(pipe(go) == 0);
+		pid_t kids[WRITERS + READERS];
+		for (int k = 0; k < WRITERS + READERS; k++) {
+			kids[k] = fork();
+			REQUIRE(kids[k] >= 0);
+			if (kids[k] == 0) {
+				char c;
+				close(go[1]);
+				if (read(go[0], &c, 1) < 0) /* EOF: all start together */
+					_exit(3);
+				int rdonly = k >= WRITERS;
+				mfs_store *s = NULL;
+				mfs_errmsg e = {0};
+				int rc = mfs_store_open(dir, rdonly ? MFS_STORE_RDONLY : MFS_STORE_CREATE, &s, &e);
+				mfs_store_close(s);
+				if (rc == 0 || (rdonly && rc == -ENOENT))
+					_exit(0);
+				fprintf(stderr, "round %d, %s %d: %d %s\n", r, rdonly ? "reader" : "writer", k,
+					rc, e.msg);
+				_exit(1);
+			}
+		}
+		close(go[0]);
+		close(go[1]);
+		for (int k = 0; k < WRITERS + READERS; k++) {
+			int st = 0;
+			REQUIRE(waitpid(kids[k], &st, 0) == kids[k]);
+			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+				bad++;
+		}
+		CHECK_EQ_INT(bad, 0);
+		rm_dir(d);
+	}
+}
+
 /* gc sets every count to the number of extents using the chunk, unless a blob record is damaged */
 static void test_gc_recount(void)
 {
@@ -927,6 +978,7 @@ int main(void)
 	RUN(test_ref_names);
 	RUN(test_compact);
 	RUN(test_truncated);
+	RUN(test_concurrent_create);
 	RUN(test_gc_recount);
 	RUN(test_chunk_refs);
 	return test_report();
