@@ -20,6 +20,7 @@ parts of 12).
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import hashlib
 import os
@@ -100,9 +101,12 @@ def pread_dropped(fd: int, n: int, off: int = 0) -> bytes:
 
 # ---------------------------------------------------------------- item 6
 
-N_MOUNTS = 4
-N_SHARED = 200   # in the store before the mounts: an old snapshot has them all
-N_COPIED = 100   # each ingested just before it is opened: only its own snapshot has it
+# N_MOUNTS * (N_SHARED + N_COPIED) = 1200 snapshots without a bound, over the
+# store's 1024 reader slots; more mounts and fewer files than 4 x 300 because
+# each file costs an rm (and each copied one an ingest), each mount nothing
+N_MOUNTS = 8
+N_SHARED = 100   # in the store before the mounts: an old snapshot has them all
+N_COPIED = 50    # each ingested just before it is opened: only its own snapshot has it
 GAP = 0.06       # > the 50 ms between a root lookup's checks of the store
 
 
@@ -126,6 +130,23 @@ def test_removed_files_held_open_keep_the_store_usable(make_mfs, mounted, tmp_pa
     mounts = [mounted(mfs, "--cache-bytes", "8M", "--threads", "2", "--prefetch", "0")
               for _ in range(N_MOUNTS)]
     held: list[tuple[int, bytes]] = []
+    # the mounts' lookups run side by side, as from processes of their own;
+    # gc does not wait for old readers to let go of retired packs (the
+    # mounts hold them open on purpose: a later gc removes them)
+    pool = concurrent.futures.ThreadPoolExecutor(N_MOUNTS)
+
+    def gc():
+        mfs.ok("gc", "--reader-wait", "0")
+
+    def open_on_every_mount(repo, etag, data, i, opener):
+        def one(m):
+            fd = opener(blob_path(m.root, repo, etag))
+            if i % 2:  # its file open in the daemon, or not yet
+                assert os.pread(fd, 64, 0) == data[:64]
+            return fd
+        for fd in pool.map(one, mounts):
+            held.append((fd, data))
+
     try:
         last_change = 0.0
 
@@ -135,27 +156,19 @@ def test_removed_files_held_open_keep_the_store_usable(make_mfs, mounted, tmp_pa
 
         for i, (repo, etag, data) in enumerate(shared):
             after_gap()
-            for m in mounts:
-                fd = os.open(blob_path(m.root, repo, etag), os.O_RDONLY)
-                held.append((fd, data))
-                if i % 2:  # its file open in the daemon, or not yet
-                    assert os.pread(fd, 64, 0) == data[:64]
+            open_on_every_mount(repo, etag, data, i, lambda p: os.open(p, os.O_RDONLY))
             mfs.ok("rm", repo)
             last_change = time.monotonic()
-            if i % 50 == 49:
-                mfs.ok("gc")
+            if i % 25 == 24:
+                gc()
         for i, (repo, etag, data) in enumerate(copied):
             # seen by a lookup only after the last removal: a snapshot of its own
             mfs.ingest(later / f"models--{repo.replace('/', '--')}", None, "--quiet")
-            for m in mounts:
-                fd = open_when_visible(blob_path(m.root, repo, etag))
-                held.append((fd, data))
-                if i % 2:
-                    assert os.pread(fd, 64, 0) == data[:64]
+            open_on_every_mount(repo, etag, data, i, open_when_visible)
             mfs.ok("rm", repo)
-            if i % 25 == 24:
-                mfs.ok("gc")
-        mfs.ok("gc")
+            if i % 12 == 11:
+                gc()
+        gc()
 
         # another process ingests (reusing the pages gc freed) and lists
         src = tmp_path / "after"
@@ -173,7 +186,7 @@ def test_removed_files_held_open_keep_the_store_usable(make_mfs, mounted, tmp_pa
             wait_for(lambda: reader_slots(mfs.store, m.proc.pid) <= MAX_VIEWS + 4,
                      timeout=60, what=f"the reader slots of {m.mnt} to come down "
                                       f"to {MAX_VIEWS} + 4:\n{m.log()}")
-        mfs.ok("gc")
+        gc()
         mfs.ingest(tmp_path / "after", "org/after2", "--quiet")
         # a fifth mount starts and serves
         m5 = mounted(mfs, "--cache-bytes", "8M")
@@ -186,6 +199,7 @@ def test_removed_files_held_open_keep_the_store_usable(make_mfs, mounted, tmp_pa
         log = mounts[0].log()
         assert "copied to the spill file" in log, log
     finally:
+        pool.shutdown()
         for fd, _ in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
