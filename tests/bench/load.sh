@@ -13,7 +13,8 @@
 # its imports, until every byte of every tensor has been touched (a mapped
 # tensor is read only when used).
 #   cold   the files read were dropped from the page cache first
-#          (posix_fadvise DONTNEED of data.mdb or model.safetensors, checked
+#          (posix_fadvise DONTNEED of the store's data.mdb and packs, or of
+#          model.safetensors, checked
 #          with mincore; nothing else is evicted) and, for the mount, a fresh
 #          daemon
 #   warm   the same again right after: the file (store) in the page cache; for
@@ -65,17 +66,19 @@ PLAIN="$MODEL/model.safetensors"
 log "model: $PLAIN ($(stat -c %s "$PLAIN") bytes)"
 "$MODELFS" --store "$WORK/store" ingest "$MODEL" --repo "$REPO" --quiet >"$WORK/ingest.log" 2>&1 ||
 	{ cat "$WORK/ingest.log" >&2; exit 1; }
-MDB="$WORK/store/data.mdb"
-log "store: $(stat -c %s "$MDB") bytes of data.mdb"
+# the store's files: the index and the packs that hold the payloads
+STORE_FILES=("$WORK/store/data.mdb" "$WORK/store"/packs/*.pack)
+log "store: $(du -cb "${STORE_FILES[@]}" | tail -1 | cut -f1) bytes in data.mdb and $((${#STORE_FILES[@]} - 1)) packs"
 
 RESULTS="$WORK/results"
 : >"$RESULTS"
-# evict FILE: out of the page cache, or stop (a cold figure must be cold)
+# evict FILE...: out of the page cache, or stop (a cold figure must be cold)
 evict() {
 	local left
-	left="$("$PY" "$HELPER" evict "$1")"
-	if ! "$PY" -c "import sys; sys.exit(float(sys.argv[1]) > 0.02)" "$left"; then
-		log "could not drop $1 from the page cache ($left of it still resident)"
+	left="$("$PY" "$HELPER" evict "$@")"
+	# shellcheck disable=SC2086 # one fraction per file
+	if ! "$PY" -c "import sys; sys.exit(max(map(float, sys.argv[1:])) > 0.02)" $left; then
+		log "could not drop $* from the page cache ($left of them still resident)"
 		exit 1
 	fi
 }
@@ -90,13 +93,13 @@ snapshot_file() {
 for i in $(seq "$REPS"); do
 	log "round $i of $REPS"
 	unmount # nothing maps the store while the library reads it
-	evict "$MDB"
+	evict "${STORE_FILES[@]}"
 	one modelfs "$WORK/store" "$REPO" --label "modelfs cold"
 	one modelfs "$WORK/store" "$REPO" --label "modelfs warm"
 	evict "$PLAIN"
 	one plain "$PLAIN" --label "safetensors cold"
 	one plain "$PLAIN" --label "safetensors warm"
-	evict "$MDB"
+	evict "${STORE_FILES[@]}"
 	mount_store "$WORK/store"
 	f="$(snapshot_file)"
 	one mount "$f" --label "mount cold"
