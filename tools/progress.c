@@ -49,3 +49,25 @@ void mfs_progress_end(mfs_progress *p)
 		fflush(stderr);
 	}
 }
+
+void mfs_progress_feed_report(void *ud, uint64_t done, uint64_t total)
+{
+	mfs_progress_feed *f = ud;
+	if (done == 0) { /* a piece of work begins */
+		mfs_progress_feed_end(f);
+		mfs_progress_init(&f->bar, f->label, total, f->quiet);
+		f->done = 0;
+		f->started = 1;
+		return;
+	}
+	if (f->started && done > f->done) {
+		mfs_progress_add(&f->bar, done - f->done);
+		f->done = done;
+	}
+}
+
+void mfs_progress_feed_end(mfs_progress_feed *f)
+{
+	if (f->started)
+		mfs_progress_end(&f->bar);
+}
