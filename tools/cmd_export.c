@@ -1,23 +1,21 @@
-/* modelfs export: write a snapshot's files to a folder, checked against their sha256. */
-#include <errno.h>
-#include <fcntl.h>
+/*
+ * modelfs export: write a snapshot's files to a folder, checked against their
+ * sha256.  The writing is fs/export.h's: this file parses the options, opens
+ * the store (local or --remote), checks the repo, resolves the revision and
+ * prints.
+ */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "cli.h"
-#include "clock.h"
-#include "fsutil.h"
 #include "commands.h"
+#include "export.h"
 #include "progress.h"
 #include "remote.h"
 #include "reader.h"
-#include "sha256.h"
-#include "stream.h"
 #include "units.h"
 
 static void export_usage(FILE *f)
@@ -40,194 +38,6 @@ static void export_usage(FILE *f)
 	    "        are needed into DIR/cache. Endpoint and keys: the AWS_* variables\n"
 	    "        (modelfs push --help)\n"
 	    "  --cache-size SIZE  the bound of DIR/cache on disk (default 10G)\n");
-}
-
-struct export_file {
-	mfs_txn *t;
-	mfs_reader *r;
-	const char *repo;
-	const char *dest;
-	int dest_fd; /* every file is created relative to it (open_parent) */
-	int threads;
-	mfs_progress *progress;
-	uint64_t files, bytes;
-	int failed;
-};
-
-struct write_ctx {
-	int fd;
-	mfs_sha256_ctx sha;
-	mfs_progress *progress;
-};
-
-static int write_chunk(void *ud, uint64_t off, const void *data, size_t len)
-{
-	struct write_ctx *w = ud;
-	mfs_sha256_update(&w->sha, data, len);
-	const uint8_t *p = data;
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pwrite(w->fd, p + done, len - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		done += (size_t)n;
-	}
-	mfs_progress_add(w->progress, len);
-	return 0;
-}
-
-/*
- * Open (creating as needed) the folder of @p rel under the folder @p dest_fd,
- * one component at a time and never through a symbolic link (O_NOFOLLOW), so
- * whatever DEST holds, what is written stays under it.  @p rel has passed
- * mfs_repo_path_check (no "..", ".", empty or absolute component).
- * @param[out] leaf  points into @p rel: the file's own name
- * @return a descriptor to close, or -errno (*bad_at: the component that failed)
- */
-static int open_parent(int dest_fd, const char *rel, const char **leaf, char *bad_at,
-		       size_t cap)
-{
-	int fd = dup(dest_fd);
-	if (fd < 0)
-		return -errno;
-	const char *p = rel;
-	for (const char *slash; (slash = strchr(p, '/')); p = slash + 1) {
-		char comp[256];
-		size_t n = (size_t)(slash - p);
-		if (n == 0 || n >= sizeof comp) {
-			close(fd);
-			return -EINVAL;
-		}
-		memcpy(comp, p, n);
-		comp[n] = '\0';
-		snprintf(bad_at, cap, "%.*s", (int)(slash - rel), rel);
-		if (mkdirat(fd, comp, 0755) < 0 && errno != EEXIST) {
-			int e = errno;
-			close(fd);
-			return -e;
-		}
-		int next =
-		    openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		int e = errno;
-		close(fd);
-		if (next < 0)
-			return -e;
-		fd = next;
-	}
-	*leaf = p;
-	return fd;
-}
-
-static int export_one(void *ud, const mfs_file_info *f)
-{
-	struct export_file *x = ud;
-	char shown[MFS_CLI_QUOTED];
-	mfs_cli_quote(f->path, shown);
-	/* the index is untrusted: a path that leaves the repo is never written */
-	if (mfs_repo_path_check(f->path, NULL) < 0) {
-		mfs_cli_error(
-		    "export",
-		    "%s: the index holds file path \"%s\", which would leave %s: "
-		    "not exported (run `modelfs verify`)",
-		    x->repo, shown, x->dest);
-		return MFS_E_INVAL;
-	}
-	char path[4096], bad_at[4096] = "";
-	snprintf(path, sizeof path, "%s/%s", x->dest, shown);
-	const char *leaf = NULL;
-	int dir_fd = open_parent(x->dest_fd, f->path, &leaf, bad_at, sizeof bad_at);
-	if (dir_fd < 0) {
-		char bq[MFS_CLI_QUOTED];
-		mfs_cli_error(
-		    "export", "cannot create the folder %s/%s for %s: %s%s", x->dest,
-		    mfs_cli_quote(bad_at, bq), shown, strerror(-dir_fd),
-		    dir_fd == -ELOOP || dir_fd == -ENOTDIR
-			? " (a symbolic link or a file there: export writes only "
-			  "inside DEST, through real folders)"
-			: "");
-		return dir_fd;
-	}
-	char tmp[300];
-	snprintf(tmp, sizeof tmp, "%s.modelfs-tmp", leaf);
-	int rc;
-	mfs_rfile *rf;
-	if ((rc = mfs_rfile_open(x->r, x->repo, f->etag, &rf)) < 0) {
-		mfs_cli_error("export", "%s: cannot open blob %s: %s", shown, f->etag,
-			      mfs_strerror(rc));
-		close(dir_fd);
-		return rc;
-	}
-	struct write_ctx w = {.progress = x->progress};
-	/* a stale temporary (or a link planted in its place) goes first */
-	unlinkat(dir_fd, tmp, 0);
-	w.fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		      (f->mode & 0111) ? 0755 : 0644);
-	if (w.fd < 0) {
-		rc = -errno;
-		mfs_cli_error("export", "cannot create %s.modelfs-tmp: %s", path,
-			      strerror(errno));
-		mfs_rfile_close(rf);
-		close(dir_fd);
-		return rc;
-	}
-	mfs_sha256_init(&w.sha);
-	uint64_t bad = 0;
-	rc = mfs_rfile_stream(x->r, rf, x->threads, write_chunk, &w, &bad);
-	if (rc == 0 && ftruncate(w.fd, (off_t)rf->size) < 0)
-		rc = -errno;
-	if (close(w.fd) < 0 && rc == 0)
-		rc = -errno;
-	uint8_t d[32];
-	mfs_sha256_final(&w.sha, d);
-	if (rc == 0 && memcmp(d, rf->sha256, 32) != 0)
-		rc = MFS_E_CORRUPT;
-	if (rc < 0) {
-		unlinkat(dir_fd, tmp, 0);
-		if (rc == MFS_E_CORRUPT || rc == MFS_E_NOTFOUND)
-			mfs_cli_error(
-			    "export",
-			    "%s: stored data is damaged near offset %llu (%s): not "
-			    "written; run `modelfs verify`",
-			    shown, (unsigned long long)bad, mfs_strerror(rc));
-		else
-			mfs_cli_error("export", "%s: %s", path, mfs_strerror(rc));
-		mfs_rfile_close(rf);
-		close(dir_fd);
-		return rc;
-	}
-	/* renameat replaces a link at the leaf itself, never what it points to */
-	if (renameat(dir_fd, tmp, dir_fd, leaf) < 0) {
-		rc = -errno;
-		mfs_cli_error("export", "cannot rename %s.modelfs-tmp to %s: %s", path,
-			      path, strerror(errno));
-		unlinkat(dir_fd, tmp, 0);
-		mfs_rfile_close(rf);
-		close(dir_fd);
-		return rc;
-	}
-	close(dir_fd);
-	x->files++;
-	x->bytes += rf->size;
-	mfs_rfile_close(rf);
-	return 0;
-}
-
-struct size_sum {
-	mfs_txn *t;
-	const char *repo;
-	uint64_t total;
-};
-
-static int size_fn(void *ud, const mfs_file_info *f)
-{
-	struct size_sum *s = ud;
-	mfs_blob_info bi;
-	if (mfs_blob_get(s->t, s->repo, f->etag, &bi, NULL) == 0)
-		s->total += bi.size;
-	return 0;
 }
 
 int cmd_export(int argc, char **argv)
@@ -309,7 +119,7 @@ int cmd_export(int argc, char **argv)
 	}
 	mfs_txn *t = NULL;
 	mfs_reader *r = NULL;
-	int ret = MFS_EXIT_ERROR, dest_fd = -1;
+	int ret = MFS_EXIT_ERROR;
 	int rc = mfs_txn_begin(s, MFS_TXN_READ, &t);
 	if (rc < 0 || (rc = mfs_reader_create(s, NULL, &r)) < 0) {
 		mfs_cli_error("export", "cannot read the store: %s", mfs_strerror(rc));
@@ -319,35 +129,21 @@ int cmd_export(int argc, char **argv)
 	if (mfs_cli_repo_intact("export", t, repo, MFS_CHECK_CHUNKS) < 0 ||
 	    mfs_cli_resolve_rev("export", t, repo, rev, commit) < 0)
 		goto out;
-	if ((rc = mfs_mkdir_p(dest, 0755)) < 0) {
-		mfs_cli_error("export", "cannot create %s: %s", dest, strerror(-rc));
+	mfs_progress_feed bar = {.label = "export", .quiet = quiet};
+	mfs_export_opts eo = {.threads = threads,
+			      .progress = mfs_progress_feed_report,
+			      .progress_ud = &bar};
+	mfs_export_stats st;
+	mfs_errmsg err = {0};
+	rc = mfs_export_snapshot(r, t, repo, commit, dest, &eo, &st, &err);
+	mfs_progress_feed_end(&bar);
+	if (rc < 0) {
+		mfs_cli_error("export", "%s", err.msg[0] ? err.msg : mfs_strerror(rc));
 		goto out;
 	}
-	dest_fd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dest_fd < 0) {
-		mfs_cli_error("export", "cannot open %s: %s", dest, strerror(errno));
-		goto out;
-	}
-	struct size_sum ss = {t, repo, 0};
-	mfs_files_foreach(t, repo, commit, size_fn, &ss);
-	mfs_progress pr;
-	mfs_progress_init(&pr, "export", ss.total, quiet);
-	struct export_file x = {.t = t,
-				.r = r,
-				.repo = repo,
-				.dest = dest,
-				.dest_fd = dest_fd,
-				.threads = threads,
-				.progress = &pr};
-	double t0 = mfs_now_seconds();
-	rc = mfs_files_foreach(t, repo, commit, export_one, &x);
-	double dt = mfs_now_seconds() - t0;
-	mfs_progress_end(&pr);
-	if (rc < 0)
-		goto out;
 	printf("exported %llu files, %llu bytes, %.2f s, %.1f MB/s (sha256 checked)\n",
-	       (unsigned long long)x.files, (unsigned long long)x.bytes, dt,
-	       dt > 0 ? (double)x.bytes / dt / 1e6 : 0.0);
+	       (unsigned long long)st.files, (unsigned long long)st.bytes, st.seconds,
+	       st.seconds > 0 ? (double)st.bytes / st.seconds / 1e6 : 0.0);
 	if (rem) {
 		mfs_chunkcache_stats cs;
 		mfs_remote_cache_stats(rem, &cs);
@@ -360,8 +156,6 @@ int cmd_export(int argc, char **argv)
 	}
 	ret = MFS_EXIT_OK;
 out:
-	if (dest_fd >= 0)
-		close(dest_fd);
 	mfs_reader_free(r);
 	mfs_txn_abort(t);
 	if (rem)
