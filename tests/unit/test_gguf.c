@@ -7,28 +7,12 @@
 #include <math.h>
 
 #include "testhelp.h"
+#include "tensorfile_check.h"
 
 #include "gguf.h"
 #include "testdata.h"
 
 static uint64_t seed;
-
-typedef struct buf {
-	uint8_t *p;
-	size_t n, cap;
-} buf;
-
-static void put(buf *b, const void *s, size_t n)
-{
-	if (!n)
-		return;
-	if (b->n + n > b->cap) {
-		b->cap = (b->n + n) * 2 + 64;
-		b->p = realloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-}
 
 static void put32(buf *b, uint32_t v)
 {
@@ -93,30 +77,6 @@ static int parse(const buf *b, mfs_st_header *h, mfs_errmsg *e)
 	mfs_preader r;
 	mfs_preader_mem(&r, b->p, b->n);
 	return mfs_gguf_parse(&r, h, "test.gguf", e);
-}
-
-static int spans_ok(const mfs_st_header *h)
-{
-	mfs_st_span *s;
-	size_t n;
-	uint64_t off = 0;
-	int ok = 1;
-	if (mfs_st_spans(h, &s, &n) != 0)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		ok &= s[i].off == off && s[i].len > 0;
-		off += s[i].len;
-	}
-	free(s);
-	return ok && off == h->file_size;
-}
-
-static const mfs_st_tensor *find(const mfs_st_header *h, const char *name)
-{
-	for (size_t i = 0; i < h->n_tensors; i++)
-		if (!strcmp(h->tensors[i].name, name))
-			return &h->tensors[i];
-	return NULL;
 }
 
 static float f16_to_f32(uint16_t h)
@@ -348,28 +308,7 @@ static void test_built_mutations(void)
 	put_str(&kv, "z");
 	tinfo t[] = {{"a", 2, {32, 2}, 8, 0}, {"b", 1, {8}, 30, 96}};
 	buf f = gguf_build(&kv, 2, t, 2, 32, 160);
-	buf x = {0};
-	put(&x, f.p, f.n);
-	int accepted = 0;
-	for (int it = 0; it < 20000; it++) {
-		memcpy(x.p, f.p, f.n);
-		int flips = 1 + (int)(test_rand(&seed) % 4);
-		for (int k = 0; k < flips; k++)
-			x.p[test_rand(&seed) % f.n] = (uint8_t)test_rand(&seed);
-		x.n = it % 10 ? f.n : (size_t)(test_rand(&seed) % f.n);
-		mfs_st_header h;
-		int rc = parse(&x, &h, NULL);
-		if (rc == 0) {
-			accepted++;
-			CHECK(spans_ok(&h));
-			mfs_st_header_free(&h);
-		} else {
-			CHECK(rc == MFS_E_FORMAT || rc == MFS_E_UNSUPPORTED ||
-			      rc == MFS_E_TOOBIG);
-		}
-	}
-	fprintf(stderr, "  20000 damaged files: %d still parse\n", accepted);
-	free(x.p);
+	tf_mutations(&f, parse, &seed, "files");
 	free(f.p);
 	free(kv.p);
 }

@@ -21,36 +21,8 @@
 #include "modelfs.h"
 #include "store.h"
 #include "testdata.h"
+#include "testfs.h"
 #include "testhelp.h"
-
-static char *fresh_dir(void)
-{
-	char *d = strdup("/tmp/mfs-test-ingest-XXXXXX");
-	if (!d || !mkdtemp(d)) {
-		free(d);
-		return NULL;
-	}
-	return d;
-}
-
-static void rm_dir(const char *d)
-{
-	char cmd[256];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", d);
-}
-
-static int write_file(const char *dir, const char *name, const void *data, size_t len)
-{
-	char p[512];
-	snprintf(p, sizeof p, "%s/%s", dir, name);
-	FILE *f = fopen(p, "wb");
-	if (!f)
-		return -1;
-	size_t n = fwrite(data, 1, len, f);
-	return fclose(f) == 0 && n == len ? 0 : -1;
-}
 
 /* A BF16 tensor of smooth weights (a narrow exponent range, as trained
  * weights have) and an F32 one, in a safetensors file of @p *len bytes. */
@@ -185,17 +157,17 @@ static void make_folder(const char *src)
 	REQUIRE(mkdir(p, 0755) == 0);
 	snprintf(p, sizeof p, "%s/.git", src);
 	REQUIRE(mkdir(p, 0755) == 0);
-	REQUIRE(write_file(src, "model.safetensors", st, stl) == 0);
-	REQUIRE(write_file(src, "config.json", "{\"model_type\": \"bert\"}\n", 23) == 0);
-	REQUIRE(write_file(src, "README.md", "# a model\n", 10) == 0);
-	REQUIRE(write_file(src, "sub/tokenizer.json", "{}\n", 3) == 0);
-	REQUIRE(write_file(src, ".git/HEAD", "ref: refs/heads/main\n", 21) == 0);
+	REQUIRE(test_write_file(src, "model.safetensors", st, stl) == 0);
+	REQUIRE(test_write_file(src, "config.json", "{\"model_type\": \"bert\"}\n", 23) == 0);
+	REQUIRE(test_write_file(src, "README.md", "# a model\n", 10) == 0);
+	REQUIRE(test_write_file(src, "sub/tokenizer.json", "{}\n", 3) == 0);
+	REQUIRE(test_write_file(src, ".git/HEAD", "ref: refs/heads/main\n", 21) == 0);
 	free(st);
 }
 
 static void test_plain_folder(void)
 {
-	char *src = fresh_dir(), *store = fresh_dir(), *store2 = fresh_dir();
+	char *src = test_fresh_dir("ingest"), *store = test_fresh_dir("ingest"), *store2 = test_fresh_dir("ingest");
 	REQUIRE(src && store && store2);
 	make_folder(src);
 	uint64_t total = 0;
@@ -263,9 +235,9 @@ static void test_plain_folder(void)
 	CHECK(strcmp(commit, commit2) == 0);
 	modelfs_store_close(ms);
 
-	rm_dir(src);
-	rm_dir(store);
-	rm_dir(store2);
+	test_rm_dir(src);
+	test_rm_dir(store);
+	test_rm_dir(store2);
 	free(src);
 	free(store);
 	free(store2);
@@ -284,7 +256,7 @@ static void test_real_model(void)
 			p);
 		return;
 	}
-	char *store = fresh_dir();
+	char *store = test_fresh_dir("ingest");
 	REQUIRE(store);
 	struct seen seen = {0};
 	mfs_ingest_stats st;
@@ -300,7 +272,7 @@ static void test_real_model(void)
 	CHECK(same_as_original(ms, "models/sentence-transformers/minilm", "model.safetensors", p,
 			       NULL));
 	modelfs_store_close(ms);
-	rm_dir(store);
+	test_rm_dir(store);
 	free(store);
 }
 
@@ -320,7 +292,7 @@ static int store_is_empty(const char *store)
 
 static void test_bad_sources(void)
 {
-	char *src = fresh_dir(), *store = fresh_dir();
+	char *src = test_fresh_dir("ingest"), *store = test_fresh_dir("ingest");
 	REQUIRE(src && store);
 	struct seen seen = {0};
 	mfs_ingest_stats st;
@@ -332,7 +304,7 @@ static void test_bad_sources(void)
 	CHECK(strstr(err.msg, "missing") != NULL);
 
 	memset(&err, 0, sizeof err);
-	REQUIRE(write_file(src, "plain.txt", "x", 1) == 0);
+	REQUIRE(test_write_file(src, "plain.txt", "x", 1) == 0);
 	snprintf(p, sizeof p, "%s/plain.txt", src);
 	CHECK_EQ_INT(ingest_into(store, p, "models/org/bad", 0, &seen, &st, &err), MFS_E_INVAL);
 	CHECK(strstr(err.msg, "not a directory") != NULL);
@@ -347,7 +319,7 @@ static void test_bad_sources(void)
 	memset(&err, 0, sizeof err);
 	snprintf(p, sizeof p, "%s/withfifo", src);
 	REQUIRE(mkdir(p, 0755) == 0);
-	REQUIRE(write_file(p, "config.json", "{}\n", 3) == 0);
+	REQUIRE(test_write_file(p, "config.json", "{}\n", 3) == 0);
 	char fifo[700];
 	snprintf(fifo, sizeof fifo, "%s/pipe.bin", p);
 	REQUIRE(mkfifo(fifo, 0644) == 0);
@@ -370,8 +342,8 @@ static void test_bad_sources(void)
 	mfs_store_close(s);
 
 	CHECK(store_is_empty(store));
-	rm_dir(src);
-	rm_dir(store);
+	test_rm_dir(src);
+	test_rm_dir(store);
 	free(src);
 	free(store);
 }

@@ -4,28 +4,12 @@
  * their message, over-long varints, groups, shapes that do not match the
  * bytes, duplicate names, random damage. */
 #include "testhelp.h"
+#include "tensorfile_check.h"
 
 #include "onnx.h"
 #include "testdata.h"
 
 static uint64_t seed;
-
-typedef struct buf {
-	uint8_t *p;
-	size_t n, cap;
-} buf;
-
-static void put(buf *b, const void *s, size_t n)
-{
-	if (!n)
-		return;
-	if (b->n + n > b->cap) {
-		b->cap = (b->n + n) * 2 + 64;
-		b->p = realloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-}
 
 static void varint(buf *b, uint64_t v)
 {
@@ -118,32 +102,6 @@ static int parse(const buf *b, mfs_st_header *h, mfs_errmsg *e)
 	mfs_preader r;
 	mfs_preader_mem(&r, b->p ? b->p : (const uint8_t *)"", b->n);
 	return mfs_onnx_parse(&r, h, "model.onnx", e);
-}
-
-static int spans_ok(const mfs_st_header *h)
-{
-	mfs_st_span *s;
-	size_t n;
-	uint64_t off = 0;
-	int ok = 1;
-	if (mfs_st_spans(h, &s, &n) != 0)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		ok &= s[i].off == off && s[i].len > 0;
-		off += s[i].len;
-	}
-	free(s);
-	for (size_t i = 0; i < h->n_tensors; i++)
-		ok &= h->tensors[i].begin >= h->data_start;
-	return ok && off == h->file_size;
-}
-
-static const mfs_st_tensor *find(const mfs_st_header *h, const char *name)
-{
-	for (size_t i = 0; i < h->n_tensors; i++)
-		if (!strcmp(h->tensors[i].name, name))
-			return &h->tensors[i];
-	return NULL;
 }
 
 static void free_all(buf *t, size_t n)
@@ -297,28 +255,8 @@ static void test_built_mutations(void)
 {
 	uint64_t d23[] = {2, 3}, d4[] = {4};
 	buf t[2] = {tensor("a", d23, 2, 1, 1, 24), tensor("b", d4, 1, 0, 16, 8)};
-	buf m = model(t, 2), x = {0};
-	put(&x, m.p, m.n);
-	int accepted = 0;
-	for (int it = 0; it < 20000; it++) {
-		memcpy(x.p, m.p, m.n);
-		int flips = 1 + (int)(test_rand(&seed) % 4);
-		for (int k = 0; k < flips; k++)
-			x.p[test_rand(&seed) % m.n] = (uint8_t)test_rand(&seed);
-		x.n = it % 10 ? m.n : (size_t)(test_rand(&seed) % m.n);
-		mfs_st_header h;
-		int rc = parse(&x, &h, NULL);
-		if (rc == 0) {
-			accepted++;
-			CHECK(spans_ok(&h));
-			mfs_st_header_free(&h);
-		} else {
-			CHECK(rc == MFS_E_FORMAT || rc == MFS_E_UNSUPPORTED ||
-			      rc == MFS_E_TOOBIG);
-		}
-	}
-	fprintf(stderr, "  20000 damaged models: %d still parse\n", accepted);
-	free(x.p);
+	buf m = model(t, 2);
+	tf_mutations(&m, parse, &seed, "models");
 	free(m.p);
 	free_all(t, 2);
 }

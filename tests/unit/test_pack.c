@@ -23,28 +23,10 @@
 #include "reader.h"
 #include "store.h"
 #include "store_raw.h"
+#include "testfs.h"
 #include "testhelp.h"
 
 static uint64_t seed;
-
-static char *fresh_dir(void)
-{
-	char *d = strdup("/tmp/mfs-test-pack-XXXXXX");
-	if (!d || !mkdtemp(d)) {
-		free(d);
-		return NULL;
-	}
-	return d;
-}
-
-static void rm_dir(char *d)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", d);
-	free(d);
-}
 
 /* Weight-like bytes: compressible but not trivially. */
 static void fill(uint8_t *p, size_t n)
@@ -158,7 +140,7 @@ static int show_problem(void *ud, const mfs_check_problem *p)
 
 static void test_round_trip(void)
 {
-	char *d = fresh_dir();
+	char *d = test_fresh_dir("pack");
 	mfs_store *s;
 	REQUIRE(d && mfs_store_open(d, MFS_STORE_CREATE, &s, NULL) == 0);
 	enum { N = 12 };
@@ -227,14 +209,14 @@ static void test_round_trip(void)
 	CHECK_EQ_INT(nbad, 0);
 	mfs_txn_abort(t);
 	mfs_store_close(s);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 /* ---- aborts and crashes ---- */
 
 static void test_abort_and_crash(void)
 {
-	char *d = fresh_dir();
+	char *d = test_fresh_dir("pack");
 	mfs_store *s;
 	REQUIRE(d && mfs_store_open(d, MFS_STORE_CREATE, &s, NULL) == 0);
 	uint8_t a[70000], b[80000];
@@ -308,7 +290,7 @@ static void test_abort_and_crash(void)
 	CHECK_EQ_INT(read_chunk(s, &kb, out, sizeof b), 0);
 	CHECK(!memcmp(out, b, sizeof b));
 	mfs_store_close(s);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 /* ---- damage: every case MFS_E_CORRUPT, naming the chunk ---- */
@@ -337,7 +319,7 @@ static void expect_corrupt(mfs_store *s, const mfs_chunk_key *k, size_t len,
 
 static void test_damage(void)
 {
-	char *d = fresh_dir();
+	char *d = test_fresh_dir("pack");
 	mfs_store *s;
 	REQUIRE(d && mfs_store_open(d, MFS_STORE_CREATE, &s, NULL) == 0);
 	enum { N = 4, LEN = 50000 };
@@ -389,7 +371,7 @@ static void test_damage(void)
 	REQUIRE(mfs_store_open(d, MFS_STORE_RDONLY, &s, NULL) == 0);
 	expect_corrupt(s, &k[3], LEN, "missing pack", "is missing");
 	mfs_store_close(s);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 /* ---- two writers ---- */
@@ -421,7 +403,7 @@ static int writer_main(const char *dir, uint8_t (*raw)[20000])
 
 static void test_two_writers(void)
 {
-	char *d = fresh_dir();
+	char *d = test_fresh_dir("pack");
 	mfs_store *s;
 	REQUIRE(d && mfs_store_open(d, MFS_STORE_CREATE, &s, NULL) == 0);
 	mfs_store_close(s);
@@ -468,7 +450,7 @@ static void test_two_writers(void)
 	CHECK_EQ_INT(nbad, 0);
 	mfs_txn_abort(t);
 	mfs_store_close(s);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 /* ---- repack ---- */
@@ -519,7 +501,7 @@ static int sweep(mfs_store *s)
 
 static void test_repack(void)
 {
-	char *d = fresh_dir();
+	char *d = test_fresh_dir("pack");
 	mfs_store *s;
 	REQUIRE(d && mfs_store_open(d, MFS_STORE_CREATE, &s, NULL) == 0);
 	enum { N = 10, LEN = 40000 };
@@ -624,14 +606,14 @@ static void test_repack(void)
 	CHECK_EQ_INT(nbad, 0);
 	mfs_txn_abort(t);
 	mfs_store_close(s);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 /* A live chunk whose entry header is damaged stays where it is, and so does
  * its pack; the sound ones move. */
 static void test_repack_damaged(void)
 {
-	char *d = fresh_dir();
+	char *d = test_fresh_dir("pack");
 	mfs_store *s;
 	REQUIRE(d && mfs_store_open(d, MFS_STORE_CREATE, &s, NULL) == 0);
 	enum { N = 6, LEN = 30000 };
@@ -671,14 +653,14 @@ static void test_repack_damaged(void)
 	CHECK(!memcmp(out, raw[1], LEN));
 	CHECK_EQ_INT(read_chunk(s, &k[4], out, LEN), MFS_E_CORRUPT);
 	mfs_store_close(s);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 /* ---- format 1 ---- */
 
 static void test_format1(void)
 {
-	char *d = fresh_dir();
+	char *d = test_fresh_dir("pack");
 	mfs_store *s;
 	REQUIRE(d && mfs_store_open(d, MFS_STORE_CREATE, &s, NULL) == 0);
 	/* an inline record, as format 1 wrote it, and its count */
@@ -745,7 +727,7 @@ static void test_format1(void)
 	CHECK_EQ_INT(nbad, 0);
 	mfs_txn_abort(t);
 	mfs_store_close(s);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 int main(void)

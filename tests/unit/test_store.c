@@ -13,26 +13,10 @@
 #include "reader.h"
 #include "store.h"
 #include "store_raw.h"
+#include "testfs.h"
 #include "testhelp.h"
 
-static char tmpl[64];
 static uint64_t seed;
-
-static const char *fresh_dir(void)
-{
-	snprintf(tmpl, sizeof tmpl, "/tmp/mfs-test-store-XXXXXX");
-	if (!mkdtemp(tmpl))
-		return NULL;
-	return tmpl;
-}
-
-static void rm_dir(const char *d)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", d);
-}
 
 /* Store raw bytes as one chunk with codec @p codec; returns its key. */
 static int put_chunk(mfs_store *s, const void *raw, size_t len, mfs_codec_id codec,
@@ -115,7 +99,7 @@ static void test_extent_find(void)
 
 static void test_open_and_version(void)
 {
-	const char *d = fresh_dir();
+	char *d = test_fresh_dir("store");
 	REQUIRE(d);
 	mfs_store *s = NULL;
 	mfs_errmsg e = {0};
@@ -153,7 +137,7 @@ static void test_open_and_version(void)
 	CHECK_EQ_INT(mfs_store_open(d, MFS_STORE_RDONLY, &s, NULL), MFS_E_VERSION);
 
 	/* something that is not an LMDB file is refused with a message */
-	const char *d2 = fresh_dir();
+	char *d2 = test_fresh_dir("store");
 	REQUIRE(d2);
 	char p[256];
 	snprintf(p, sizeof p, "%s/data.mdb", d2);
@@ -165,13 +149,13 @@ static void test_open_and_version(void)
 	memset(&e, 0, sizeof e);
 	CHECK(mfs_store_open(d2, 0, &s, &e) < 0);
 	CHECK(e.msg[0] != '\0');
-	rm_dir(d2);
-	rm_dir(d);
+	test_drop_dir(d2);
+	test_drop_dir(d);
 }
 
 static void test_chunks(void)
 {
-	const char *d = fresh_dir();
+	char *d = test_fresh_dir("store");
 	mfs_store *s;
 	REQUIRE(d && mfs_store_open(d, MFS_STORE_CREATE, &s, NULL) == 0);
 	mfs_codec_ws *ws;
@@ -232,7 +216,7 @@ static void test_chunks(void)
 	free(out);
 	mfs_codec_ws_free(ws);
 	mfs_store_close(s);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 /* A store with two repos sharing a chunk; used by the publish/rm/gc/reader tests. */
@@ -327,7 +311,7 @@ static int count_noexist(void *ud, const char *p)
 
 static void test_publish_rm_gc(void)
 {
-	const char *d = fresh_dir();
+	char *d = test_fresh_dir("store");
 	struct fixture fx;
 	REQUIRE(d && fixture_build(&fx, d) == 0);
 	const char *etag = "aa00000000000000000000000000000000000000000000000000000000000001";
@@ -449,7 +433,7 @@ static void test_publish_rm_gc(void)
 	mfs_reader_free(r);
 	free(fx.file);
 	mfs_store_close(fx.s);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 static int get_tensor(void *ud, const mfs_tensor_info *ti)
@@ -464,7 +448,7 @@ static void test_records_rewritten(void)
 {
 	/* a twin pairing rewrites a published tensor record and its blob's stored
 	 * size in place; nothing else of either changes */
-	const char *d = fresh_dir();
+	char *d = test_fresh_dir("store");
 	struct fixture fx;
 	REQUIRE(fixture_with_repo(&fx, d) == 0);
 	mfs_txn *t;
@@ -502,13 +486,13 @@ static void test_records_rewritten(void)
 	CHECK(mfs_blob_set_stored(t, "models/org/a", ETAG_A, 1) < 0);
 	mfs_txn_abort(t);
 	fixture_free(&fx);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 static void test_orphan_blob_gc(void)
 {
 	/* a blob put whose snapshot never got published (crash) is swept, refs dropped */
-	const char *d = fresh_dir();
+	char *d = test_fresh_dir("store");
 	struct fixture fx;
 	REQUIRE(d && fixture_build(&fx, d) == 0);
 	mfs_txn *t;
@@ -535,7 +519,7 @@ static void test_orphan_blob_gc(void)
 	mfs_store_unlock(l2);
 	free(fx.file);
 	mfs_store_close(fx.s);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 static void test_ref_names(void)
@@ -565,7 +549,7 @@ static void test_ref_names(void)
 	CHECK_EQ_INT(mfs_ref_name_check(longref, NULL), MFS_E_INVAL);
 
 	/* a ref may not be a folder of another ref of the same repo */
-	const char *d = fresh_dir();
+	char *d = test_fresh_dir("store");
 	struct fixture fx;
 	REQUIRE(fixture_with_repo(&fx, d) == 0);
 	const char *etag = ETAG_A;
@@ -591,7 +575,7 @@ static void test_ref_names(void)
 		     0);
 	mfs_txn_abort(t);
 	fixture_free(&fx);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 /* A child that holds the environment open as a program outside modelfs would. */
@@ -631,7 +615,7 @@ static pid_t hold_env_in_child(const char *d, int *release_fd)
 
 static void test_compact(void)
 {
-	const char *d = fresh_dir();
+	char *d = test_fresh_dir("store");
 	struct fixture fx;
 	REQUIRE(fixture_with_repo(&fx, d) == 0);
 	const char *etag = ETAG_A;
@@ -676,12 +660,12 @@ static void test_compact(void)
 	mfs_txn_abort(t);
 	mfs_store_close(s);
 	fixture_free(&fx);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 static void test_truncated(void)
 {
-	const char *d = fresh_dir();
+	char *d = test_fresh_dir("store");
 	struct fixture fx;
 	REQUIRE(fixture_with_repo(&fx, d) == 0);
 	mfs_store_close(fx.s);
@@ -706,7 +690,7 @@ static void test_truncated(void)
 		CHECK_EQ_INT(st.st_size, cuts[i]); /* nothing wrote to it */
 	}
 	fixture_free(&fx);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 /*
@@ -720,7 +704,7 @@ static void test_concurrent_create(void)
 	enum { ROUNDS = 40, WRITERS = 4, READERS = 2 };
 	int bad = 0;
 	for (int r = 0; r < ROUNDS && !bad; r++) {
-		const char *d = fresh_dir();
+		char *d = test_fresh_dir("store");
 		REQUIRE(d != NULL);
 		char dir[80];
 		snprintf(dir, sizeof dir, "%s/store", d);
@@ -756,14 +740,14 @@ static void test_concurrent_create(void)
 				bad++;
 		}
 		CHECK_EQ_INT(bad, 0);
-		rm_dir(d);
+		test_drop_dir(d);
 	}
 }
 
 /* gc sets every count to the number of extents using the chunk, unless a blob record is damaged */
 static void test_gc_recount(void)
 {
-	const char *d = fresh_dir();
+	char *d = test_fresh_dir("store");
 	struct fixture fx;
 	REQUIRE(fixture_with_repo(&fx, d) == 0);
 	const char *etag = ETAG_A;
@@ -805,7 +789,7 @@ static void test_gc_recount(void)
 	CHECK_EQ_INT(gs.chunks_removed, 4); /* every chunk of the file, freed */
 	REQUIRE(mfs_txn_commit(t) == 0);
 	fixture_free(&fx);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 /* A chunk stored with references (codec raw: the bytes are its own, the
@@ -868,7 +852,7 @@ static int gc_now(mfs_store *s, mfs_gc_stat *gs)
  */
 static void test_chunk_refs(void)
 {
-	const char *d = fresh_dir();
+	char *d = test_fresh_dir("store");
 	struct fixture fx;
 	REQUIRE(fixture_with_repo(&fx, d) == 0); /* "models/org/a" = the base */
 	const mfs_chunk_key *base = &fx.ext[1].key; /* 65536 bytes, zstd */
@@ -962,7 +946,7 @@ static void test_chunk_refs(void)
 	mfs_codec_ws_free(ws);
 	mfs_reader_free(r);
 	fixture_free(&fx);
-	rm_dir(d);
+	test_drop_dir(d);
 }
 
 int main(void)

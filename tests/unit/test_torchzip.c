@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "testhelp.h"
+#include "tensorfile_check.h"
 
 #include "testdata.h"
 #include "tensorfile.h"
@@ -17,23 +18,6 @@
 static uint64_t seed;
 
 /* ------------------------------------------------------------ helpers */
-
-typedef struct buf {
-	uint8_t *p;
-	size_t n, cap;
-} buf;
-
-static void put(buf *b, const void *s, size_t n)
-{
-	if (!n)
-		return;
-	if (b->n + n > b->cap) {
-		b->cap = (b->n + n) * 2 + 64;
-		b->p = realloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-}
 
 static void put8(buf *b, unsigned v)
 {
@@ -207,35 +191,6 @@ static int parse_mem(const buf *b, mfs_st_header *h, mfs_errmsg *e)
 	mfs_preader r;
 	mfs_preader_mem(&r, b->p, b->n);
 	return mfs_tz_parse(&r, h, "test.pt", e);
-}
-
-/* The spans of @p h tile the file and each tensor is a span. */
-static int spans_ok(const mfs_st_header *h)
-{
-	mfs_st_span *s;
-	size_t n;
-	uint64_t off = 0;
-	int ok = 1;
-	if (mfs_st_spans(h, &s, &n) != 0)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		ok &= s[i].off == off && s[i].len > 0;
-		off += s[i].len;
-	}
-	free(s);
-	/* every tensor, an empty one too, lies in the data part */
-	for (size_t i = 0; i < h->n_tensors; i++)
-		ok &= h->tensors[i].begin >= h->data_start &&
-		      h->tensors[i].end <= h->file_size;
-	return ok && off == h->file_size;
-}
-
-static const mfs_st_tensor *find(const mfs_st_header *h, const char *name)
-{
-	for (size_t i = 0; i < h->n_tensors; i++)
-		if (!strcmp(h->tensors[i].name, name))
-			return &h->tensors[i];
-	return NULL;
 }
 
 /* A valid two-tensor archive: w (F32 [2,3], storage "0"), b (BF16 [4],
@@ -903,28 +858,7 @@ static void test_built_overlap(void)
 static void test_built_mutations(void)
 {
 	buf p = two_tensor_pickle(), z = two_tensor_zip(&p);
-	buf x = {0};
-	put(&x, z.p, z.n);
-	int accepted = 0;
-	for (int it = 0; it < 20000; it++) {
-		memcpy(x.p, z.p, z.n);
-		int flips = 1 + (int)(test_rand(&seed) % 4);
-		for (int f = 0; f < flips; f++)
-			x.p[test_rand(&seed) % z.n] = (uint8_t)test_rand(&seed);
-		x.n = it % 10 ? z.n : (size_t)(test_rand(&seed) % z.n);
-		mfs_st_header h;
-		int rc = parse_mem(&x, &h, NULL);
-		if (rc == 0) {
-			accepted++;
-			CHECK(spans_ok(&h));
-			mfs_st_header_free(&h);
-		} else {
-			CHECK(rc == MFS_E_FORMAT || rc == MFS_E_UNSUPPORTED ||
-			      rc == MFS_E_TOOBIG);
-		}
-	}
-	fprintf(stderr, "  20000 damaged archives: %d still parse\n", accepted);
-	free(x.p);
+	tf_mutations(&z, parse_mem, &seed, "archives");
 	free(z.p);
 	free(p.p);
 }

@@ -21,6 +21,7 @@
 #include "pack.h"
 #include "store.h"
 #include "store_raw.h"
+#include "testfs.h"
 #include "testhelp.h"
 #include "upgrade.h"
 
@@ -29,25 +30,6 @@ static uint64_t seed;
 #define N_CHUNKS 24
 #define N_A	 10 /* repo a's file: chunks 0..9 */
 #define N_B	 9  /* repo b's file: chunk 3 again, then 10..17; 18..23 no file uses */
-
-static char *fresh_dir(void)
-{
-	char *d = strdup("/tmp/mfs-test-upgrade-XXXXXX");
-	if (!d || !mkdtemp(d)) {
-		free(d);
-		return NULL;
-	}
-	return d;
-}
-
-static void rm_dir(char *d)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", d);
-	free(d);
-}
 
 static uint64_t file_size(const char *dir, const char *name)
 {
@@ -229,7 +211,7 @@ static void test_convert(void)
 {
 	chunk c[N_CHUNKS];
 	make_chunks(c);
-	char *d = fresh_dir();
+	char *d = test_fresh_dir("upgrade");
 	REQUIRE(d && make_format1(d, c) == 0);
 	uint64_t before = file_size(d, "data.mdb");
 	struct seen seen = {0};
@@ -276,7 +258,7 @@ static void test_convert(void)
 	CHECK_EQ_INT(st.compacted, 0);
 	CHECK_EQ_INT(st.chunks_moved, 0);
 	CHECK_EQ_INT(file_size(d, "data.mdb"), size);
-	rm_dir(d);
+	test_drop_dir(d);
 	free_chunks(c);
 }
 
@@ -284,7 +266,7 @@ static void test_resume(void)
 {
 	chunk c[N_CHUNKS];
 	make_chunks(c);
-	char *d = fresh_dir();
+	char *d = test_fresh_dir("upgrade");
 	REQUIRE(d && make_format1(d, c) == 0);
 	/* an earlier run converted every other chunk, then stopped */
 	mfs_store *s;
@@ -308,7 +290,7 @@ static void test_resume(void)
 	CHECK_EQ_INT(st.switched, 1);
 	mfs_chunk_loc loc[N_CHUNKS];
 	check_chunks(d, c, loc);
-	rm_dir(d);
+	test_drop_dir(d);
 	free_chunks(c);
 }
 
@@ -316,7 +298,7 @@ static void test_refused_in_use(void)
 {
 	chunk c[N_CHUNKS];
 	make_chunks(c);
-	char *d = fresh_dir();
+	char *d = test_fresh_dir("upgrade");
 	REQUIRE(d && make_format1(d, c) == 0);
 	uint64_t size = file_size(d, "data.mdb");
 	/* another process has the store open (as a mount would), until told */
@@ -362,7 +344,7 @@ static void test_refused_in_use(void)
 	/* let go: it converts */
 	CHECK_EQ_INT(mfs_store_upgrade(d, NULL, &st, NULL), 0);
 	CHECK_EQ_INT(st.switched, 1);
-	rm_dir(d);
+	test_drop_dir(d);
 	free_chunks(c);
 }
 
