@@ -1,15 +1,23 @@
 /*
- * fuzz_tensorfile.h - what the fuzz harnesses of the weights-container
- * parsers (torchzip, gguf) check on a header they accepted: tensors inside
- * the file and past data_start, sorted, not sharing bytes, byte sizes that
- * agree with dtype and shape, and spans that tile the file exactly.
+ * fuzz_tensorfile.h - the fuzz harness of the weights-container parsers
+ * (torchzip, gguf, onnx: each fuzz_*.c names its parse function and calls
+ * fuzz_tensorfile_one).  The input is a whole file, read through a
+ * positioned reader over an exact-size copy (so ASan sees any read past
+ * it).  The parser must never crash or leak, must answer 0 or one of its
+ * documented codes with a message, and on a header it accepted the checks
+ * are: tensors inside the file and past data_start, sorted, not sharing
+ * bytes, byte sizes that agree with dtype and shape, and spans that tile the
+ * file exactly.
  */
 #ifndef MFS_FUZZ_TENSORFILE_H
 #define MFS_FUZZ_TENSORFILE_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "preader.h"
 #include "safetensors.h"
 
 #define FUZZ_ASSERT(c)                                                                   \
@@ -49,6 +57,36 @@ static void fuzz_check_header(const mfs_st_header *h)
 	}
 	FUZZ_ASSERT(off == h->file_size);
 	free(s);
+}
+
+/* A container parser: mfs_tz_parse, mfs_gguf_parse, mfs_onnx_parse. */
+typedef int (*fuzz_tensorfile_parse_fn)(const mfs_preader *src, mfs_st_header *out,
+					const char *what, mfs_errmsg *err);
+
+/* One fuzz input through @p parse, as the file @p what; always returns 0. */
+static int fuzz_tensorfile_one(const uint8_t *data, size_t size,
+			       fuzz_tensorfile_parse_fn parse, const char *what)
+{
+	uint8_t *copy = malloc(size ? size : 1);
+	if (!copy)
+		return 0;
+	memcpy(copy, data, size);
+	mfs_preader r;
+	mfs_preader_mem(&r, copy, size);
+	mfs_st_header h;
+	mfs_errmsg err = {0};
+	int rc = parse(&r, &h, what, &err);
+	if (rc) {
+		FUZZ_ASSERT(rc == MFS_E_FORMAT || rc == MFS_E_UNSUPPORTED ||
+			    rc == MFS_E_TOOBIG || rc == -ENOMEM);
+		FUZZ_ASSERT(rc == -ENOMEM || err.msg[0]);
+		FUZZ_ASSERT(h.tensors == NULL && h.n_tensors == 0);
+	} else {
+		fuzz_check_header(&h);
+		mfs_st_header_free(&h);
+	}
+	free(copy);
+	return 0;
 }
 
 #endif
