@@ -39,6 +39,34 @@ int mfs_remote_pack_key_parse(const mfs_s3_url *url, const char *key, uint64_t *
 	return mfs_pack_name_parse(key + n, id);
 }
 
+int mfs_remote_index_key_parse(const mfs_s3_url *url, const char *key, uint64_t *gen)
+{
+	char dir[MFS_S3_KEY_MAX];
+	if (mfs_remote_key(url, "index/", dir, sizeof dir) < 0)
+		return 0;
+	size_t n = strlen(dir);
+	if (strncmp(key, dir, n) != 0)
+		return 0;
+	const char *p = key + n;
+	/* 20 digits, '-', 16 lower hex, ".mdb", nothing more */
+	if (strlen(p) != 20 + 1 + 16 + 4 || p[20] != '-' || strcmp(p + 37, ".mdb") != 0)
+		return 0;
+	uint64_t g = 0;
+	for (int i = 0; i < 20; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return 0;
+		unsigned d = (unsigned)(p[i] - '0');
+		if (g > (UINT64_MAX - d) / 10)
+			return 0;
+		g = g * 10 + d;
+	}
+	for (int i = 21; i < 37; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return 0;
+	*gen = g;
+	return 1;
+}
+
 /* u64s go into JSON as numbers: exact below 2^53, which every size and
  * generation of a store stays under. */
 #define JSON_INT_MAX ((uint64_t)1 << 53)

@@ -69,6 +69,12 @@ int mfs_remote_pack_key(const mfs_s3_url *url, uint64_t id, char *out, size_t ca
 int mfs_remote_pack_key_parse(const mfs_s3_url *url, const char *key, uint64_t *id);
 
 /**
+ * The generation of a listed index key: 1 and *gen when @p key is
+ * "PREFIX/index/<20 digits>-<16 hex>.mdb" of @p url, else 0.
+ */
+int mfs_remote_index_key_parse(const mfs_s3_url *url, const char *key, uint64_t *gen);
+
+/**
  * Write @p l as LATEST's JSON.
  * @param[out] json  malloc'd, NUL-terminated; the caller frees it
  * @return 0 or -ENOMEM

@@ -30,6 +30,7 @@ typedef struct push_pack {
 	uint64_t id;
 	uint64_t end;	/* committed_end in the snapshot */
 	int64_t remote; /* the object's size; -1: none */
+	int uploaded;	/* 1: this push sent it */
 } push_pack;
 
 typedef struct push_ctx {
@@ -43,6 +44,8 @@ typedef struct push_ctx {
 	char tmpdir[4096];
 	char snap[4200];
 	int snap_made, dir_made;
+	char cur_key[MFS_S3_KEY_MAX]; /* the object going up in parts */
+	uint64_t multipart;	      /* objects sent in parts */
 	mfs_errmsg *e;
 } push_ctx;
 
@@ -82,7 +85,7 @@ static int pack_cb(void *ud, uint64_t id, const mfs_pack_rec *r)
 		c->packs = np;
 		c->cap = nc;
 	}
-	c->packs[c->n++] = (push_pack){id, r->committed_end, -1};
+	c->packs[c->n++] = (push_pack){id, r->committed_end, -1, 0};
 	return 0;
 }
 
@@ -260,6 +263,37 @@ static int pack_same(push_ctx *c, const push_pack *p, int fd, const char *path,
 	return 0;
 }
 
+static void part_done(void *ud, unsigned part, unsigned parts, uint64_t bytes)
+{
+	push_ctx *c = ud;
+	char what[MFS_S3_KEY_MAX + 48];
+	c->ev.bytes_done += bytes;
+	snprintf(what, sizeof what, "%s part %u of %u", c->cur_key, part, parts);
+	tell(c, MFS_PUSH_PART, what);
+}
+
+/* Send bytes [0, len) of @p fd as @p key: one PUT, or in parts when longer
+ * than the part size.  ev.bytes_done counts what went up either way. */
+static int upload(push_ctx *c, const char *key, int fd, uint64_t len)
+{
+	uint64_t part = c->o && c->o->part_size ? c->o->part_size : MFS_PUSH_PART_SIZE;
+	if (len <= part) {
+		int rc = mfs_s3_put_file(c->s3, c->url->bucket, key, fd, 0, len, c->e);
+		if (rc == 0)
+			c->ev.bytes_done += len;
+		return rc;
+	}
+	snprintf(c->cur_key, sizeof c->cur_key, "%s", key);
+	mfs_s3_multipart_opts mo = {.part_size = part, .part_done = part_done, .ud = c};
+	uint64_t before = c->ev.bytes_done;
+	int rc =
+	    mfs_s3_put_file_multipart(c->s3, c->url->bucket, key, fd, 0, len, &mo, c->e);
+	c->ev.bytes_done = before + (rc == 0 ? len : 0);
+	if (rc == 0)
+		c->multipart++;
+	return rc;
+}
+
 static int push_pack_one(push_ctx *c, push_pack *p, int *uploaded)
 {
 	char path[4096], key[MFS_S3_KEY_MAX];
@@ -294,10 +328,10 @@ static int push_pack_one(push_ctx *c, push_pack *p, int *uploaded)
 		goto out;
 	if (p->remote >= 0 && (uint64_t)p->remote >= p->end)
 		goto out;
-	if ((rc = mfs_s3_put_file(c->s3, c->url->bucket, key, fd, 0, p->end, c->e)) < 0)
+	if ((rc = upload(c, key, fd, p->end)) < 0)
 		goto out;
 	*uploaded = 1;
-	c->ev.bytes_done += p->end;
+	p->uploaded = 1;
 	c->ev.packs_done++;
 	tell(c, MFS_PUSH_PACK, key);
 out:
@@ -406,12 +440,37 @@ int mfs_push(mfs_store *s, mfs_s3 *s3, const mfs_s3_url *url, const mfs_push_opt
 		rc = mfs_err(e, -errno, "cannot open %s: %s", c.snap, strerror(errno));
 		goto fail;
 	}
-	rc = mfs_s3_put_file(s3, url->bucket, st.index_key, fd, 0, st.index_bytes, e);
+	rc = upload(&c, st.index_key, fd, st.index_bytes);
 	close(fd);
 	if (rc < 0)
 		goto fail;
-	c.ev.bytes_done += st.index_bytes;
 	tell(&c, MFS_PUSH_INDEX, st.index_key);
+
+	/* The packs this push found in the bucket and did not send must still be
+	 * there: a `gc --remote` running alongside deletes packs no kept index
+	 * names (a pack a dead push left, which this one reuses).  Checked last,
+	 * right before LATEST, so the window that stays is this one PUT. */
+	for (size_t i = 0; i < c.n; i++) {
+		push_pack *p = &c.packs[i];
+		if (p->uploaded)
+			continue;
+		char pk[MFS_S3_KEY_MAX];
+		mfs_s3_object info;
+		if ((rc = mfs_remote_pack_key(url, p->id, pk, sizeof pk)) < 0)
+			goto fail;
+		rc = mfs_s3_head(s3, url->bucket, pk, &info, e);
+		if (rc == MFS_E_NOTFOUND || (rc == 0 && info.size < p->end)) {
+			rc = mfs_err(
+			    e, MFS_E_BUSY,
+			    "s3://%s/%s went away (or shrank) while this push ran: "
+			    "a `modelfs gc --remote` alongside? LATEST is left as it "
+			    "was; push again",
+			    url->bucket, pk);
+			goto fail;
+		}
+		if (rc < 0)
+			goto fail;
+	}
 
 	/* a push that ran alongside and named a newer generation stays */
 	rc = mfs_remote_latest_get(s3, url, &cur, e);
@@ -450,6 +509,7 @@ fail:
 	snapshot_remove(&c);
 	free(c.packs);
 	st.seconds = now_s() - t0;
+	st.multipart = c.multipart;
 	if (out)
 		*out = st;
 	return rc;

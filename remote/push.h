@@ -16,13 +16,18 @@
  *   3. List PREFIX/packs/ once.  Each pack whose object is missing or
  *      shorter than its committed_end is uploaded: exactly its bytes
  *      [0, committed_end) (append-only packs: a longer object holds every
- *      range an older index names).  An object already there is checked
+ *      range an older index names), in one PUT, or as a multipart upload
+ *      when longer than the part size (an object appears only when its
+ *      upload completes; a failed one is aborted).  An object already there is checked
  *      against the local file on the last 4 KiB they share, so a prefix that
  *      holds another store's packs is refused instead of mixed.
  *   4. Upload the snapshot as PREFIX/index/<generation>-<random>.mdb (a new
  *      key each time: an index a reader is fetching is never overwritten).
- *   5. Read LATEST again (a push that raced this one and named a newer
- *      generation wins), then write PREFIX/LATEST naming the new index.
+ *   5. Check that every pack found in the bucket and not sent is still
+ *      there (HEAD: a remote gc alongside may delete a pack a dead push
+ *      left, which this push reuses), read LATEST again (a push that raced
+ *      this one and named a newer generation wins), then write PREFIX/LATEST
+ *      naming the new index.
  * A push stopped at any point (kill -9, a lost connection) leaves LATEST
  * naming the previous complete index; what it uploaded before is either
  * unnamed (a new pack, an index) or a longer copy of a pack, which still
@@ -46,6 +51,8 @@
 typedef enum mfs_push_stage {
 	MFS_PUSH_SNAPSHOT, /* the index was copied (what: the temporary file) */
 	MFS_PUSH_LISTED,   /* the bucket's packs were listed; plan known */
+	MFS_PUSH_PART,	   /* a part of an object sent in parts was uploaded
+			      (what: "KEY part N of M") */
 	MFS_PUSH_PACK,	   /* a pack was uploaded (what: its key) */
 	MFS_PUSH_INDEX,	   /* the index snapshot was uploaded (what: its key) */
 	MFS_PUSH_LATEST,   /* LATEST was written: the push is visible */
@@ -65,7 +72,15 @@ typedef struct mfs_push_opts {
 	void *ud;
 	/* where the snapshot of the index is written; NULL: $TMPDIR, else /tmp */
 	const char *tmpdir;
+	/* an object longer than this goes up as a multipart upload in parts of
+	 * this size (s3.h, mfs_s3_put_file_multipart: a failed part is sent
+	 * again, not the object); 0: MFS_PUSH_PART_SIZE.  S3 wants at least
+	 * MFS_S3_PART_MIN */
+	uint64_t part_size;
 } mfs_push_opts;
+
+/* The default part size: a 1 GiB pack goes up in 16 parts. */
+#define MFS_PUSH_PART_SIZE ((uint64_t)64 << 20)
 
 typedef struct mfs_push_stat {
 	uint64_t generation;	 /* of the snapshot pushed */
@@ -77,6 +92,7 @@ typedef struct mfs_push_stat {
 	int up_to_date;			/* 1: LATEST already named this generation and
 					   every pack was there: nothing was written */
 	char index_key[MFS_S3_KEY_MAX]; /* the full key of the index LATEST names */
+	uint64_t multipart;		/* objects sent as multipart uploads */
 	double seconds;
 } mfs_push_stat;
 
@@ -93,8 +109,9 @@ typedef struct mfs_push_stat {
  *         shorter than the committed end its record gives);
  *         MFS_E_EXISTS (the prefix holds another store's packs, or a LATEST
  *         of a newer generation than this store's: another store pushed there);
- *         MFS_E_BUSY (another push wrote a newer LATEST while this one ran:
- *         its packs and index stay, unnamed);
+ *         MFS_E_BUSY (another push wrote a newer LATEST while this one ran,
+ *         or a pack this push reuses was deleted meanwhile: its packs and
+ *         index stay, unnamed);
  *         -errno of the temporary snapshot
  *         Every message names the store, s3://BUCKET/KEY and what to do.
  */

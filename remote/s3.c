@@ -146,7 +146,7 @@ static void handle_give(mfs_s3 *s3, CURL *h)
 enum sink_kind { SINK_NONE, SINK_BUF, SINK_GROW, SINK_FD };
 
 struct s3_req {
-	const char *method; /* GET PUT HEAD DELETE */
+	const char *method; /* GET PUT POST HEAD DELETE */
 	const char *bucket;
 	const char *key;   /* NULL: the bucket itself */
 	const char *query; /* canonical (sorted, encoded), or NULL */
@@ -184,6 +184,7 @@ struct s3_resp {
 	uint64_t clen, cr_first, cr_last, cr_total;
 	int cr_unsatisfied; /* "bytes * / total" */
 	char etag[80];
+	int64_t date, last_modified; /* unix seconds; 0: absent or unreadable */
 };
 
 static size_t up_read(char *buf, size_t size, size_t n, void *arg)
@@ -317,6 +318,7 @@ static size_t hdr_line(char *line, size_t size, size_t n, void *arg)
 	    memcmp(line, "HTTP/", 5) == 0) { /* a new response (after a 100) */
 		r->have_clen = r->have_crange = r->cr_unsatisfied = 0;
 		r->etag[0] = '\0';
+		r->date = r->last_modified = 0;
 		return len;
 	}
 	char tmp[256];
@@ -338,6 +340,12 @@ static size_t hdr_line(char *line, size_t size, size_t n, void *arg)
 			r->cr_total = t;
 			r->cr_unsatisfied = 1;
 		}
+	} else if (hdr_is(tmp, len, "date", &v)) {
+		if (mfs_http_date_parse(v, &r->date))
+			r->date = 0;
+	} else if (hdr_is(tmp, len, "last-modified", &v)) {
+		if (mfs_http_date_parse(v, &r->last_modified))
+			r->last_modified = 0;
 	} else if (hdr_is(tmp, len, "etag", &v)) {
 		size_t k = strcspn(v, "\r\n");
 		if (k >= 2 && v[0] == '"' && v[k - 1] == '"') {
@@ -646,6 +654,9 @@ static int s3_do(mfs_s3 *s3, const struct s3_req *rq, struct s3_resp *r, mfs_err
 			curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
 		else if (!strcmp(rq->method, "DELETE"))
 			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
+		else if (!strcmp(rq->method,
+				 "POST")) /* a body through the read callback */
+			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "POST");
 		if (rq->upload) {
 			curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 			curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE,
@@ -932,6 +943,7 @@ int mfs_s3_head(mfs_s3 *s3, const char *bucket, const char *key, mfs_s3_object *
 				     obj_name(&rq, name, sizeof name), where(s3));
 		info->size = r.clen;
 		memcpy(info->etag, r.etag, sizeof info->etag);
+		info->mtime = r.last_modified;
 	} else if (rc == MFS_E_NOTFOUND) {
 		/* A HEAD answer has no body to say whether the key or the bucket
 		 * is missing: ask about the bucket. */
@@ -1017,5 +1029,381 @@ int mfs_s3_delete(mfs_s3 *s3, const char *bucket, const char *key, mfs_errmsg *e
 	free(r.body);
 	if (rc == MFS_E_NOTFOUND)
 		rc = 0; /* some servers answer 404 for a missing key */
+	return rc;
+}
+
+int mfs_s3_server_time(mfs_s3 *s3, const char *bucket, int64_t *now, mfs_errmsg *e)
+{
+	MFS_TRY(check_names(bucket, NULL, e));
+	struct s3_req rq = {.method = "HEAD", .bucket = bucket};
+	struct s3_resp r;
+	int rc = s3_do(s3, &rq, &r, e);
+	free(r.body);
+	if (rc == 0)
+		*now = r.date ? r.date : (int64_t)time(NULL);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- multipart */
+
+/* "uploadId=ENC" (with @p pre before it, e.g. "partNumber=3&"), as SigV4's
+ * canonical query wants it: parameters sorted, values encoded. */
+static int upload_query(const char *pre, const char *upload_id, char *out, size_t cap)
+{
+	int n = snprintf(out, cap, "%suploadId=", pre);
+	if (n < 0 || (size_t)n >= cap)
+		return MFS_E_INVAL;
+	size_t o = (size_t)n;
+	return uri_encode(upload_id, 0, out, cap, &o);
+}
+
+static int check_upload_id(const char *bucket, const char *key, const char *id,
+			   mfs_errmsg *e)
+{
+	size_t n = id ? strlen(id) : 0;
+	if (n == 0 || n >= MFS_S3_UPLOAD_ID_MAX)
+		return mfs_err(e, MFS_E_INVAL,
+			       "s3://%s/%s: an upload id of %zu bytes (1..%d expected)",
+			       bucket, key, n, MFS_S3_UPLOAD_ID_MAX - 1);
+	return 0;
+}
+
+/* The head of a 2xx answer's body, for a message. */
+static const char *body_head(const struct s3_resp *r, char *buf, size_t cap)
+{
+	size_t n = r->body_len < 120 ? r->body_len : 120;
+	char raw[124];
+	memcpy(raw, r->body ? (const char *)r->body : "", n);
+	raw[n] = '\0';
+	return mfs_str_quote(raw, 120, buf, cap);
+}
+
+int mfs_s3_multipart_create(mfs_s3 *s3, const char *bucket, const char *key,
+			    char *upload_id, size_t cap, mfs_errmsg *e)
+{
+	MFS_TRY(check_names(bucket, key, e));
+	static const unsigned char empty[1];
+	struct s3_req rq = {.method = "POST",
+			    .bucket = bucket,
+			    .key = key,
+			    .query = "uploads=",
+			    .upload = 1,
+			    .up_buf = empty,
+			    .up_len = 0,
+			    .sink = SINK_GROW,
+			    .grow_max = S3_ERRBODY_MAX};
+	struct s3_resp r;
+	int rc = s3_do(s3, &rq, &r, e);
+	if (rc == 0) {
+		mfs_errmsg pe = {0};
+		rc = mfs_s3_upload_id_parse(r.body ? (const char *)r.body : "",
+					    r.body_len, upload_id, cap, &pe);
+		char name[300], hb[200];
+		if (rc)
+			mfs_err(e, rc, "%s: %s: %s; it began with \"%s\"",
+				obj_name(&rq, name, sizeof name), where(s3), pe.msg,
+				body_head(&r, hb, sizeof hb));
+	}
+	free(r.body);
+	return rc;
+}
+
+int mfs_s3_multipart_upload_part(mfs_s3 *s3, const char *bucket, const char *key,
+				 const char *upload_id, unsigned number, int fd,
+				 uint64_t off, uint64_t len, mfs_s3_part *part,
+				 mfs_errmsg *e)
+{
+	MFS_TRY(check_names(bucket, key, e));
+	MFS_TRY(check_upload_id(bucket, key, upload_id, e));
+	if (number < 1 || number > MFS_S3_PARTS_MAX)
+		return mfs_err(e, MFS_E_INVAL, "s3://%s/%s: part number %u (1..%d)",
+			       bucket, key, number, MFS_S3_PARTS_MAX);
+	if (off > UINT64_MAX - len || off + len > (uint64_t)INT64_MAX)
+		return mfs_err(e, MFS_E_INVAL, "s3://%s: the file range is out of bounds",
+			       bucket);
+	char pre[32], query[S3_URL_MAX / 2];
+	snprintf(pre, sizeof pre, "partNumber=%u&", number);
+	if (upload_query(pre, upload_id, query, sizeof query))
+		return mfs_err(e, MFS_E_INVAL, "s3://%s: the upload id is too long",
+			       bucket);
+	struct s3_req rq = {.method = "PUT",
+			    .bucket = bucket,
+			    .key = key,
+			    .query = query,
+			    .upload = 1,
+			    .up_fd = fd,
+			    .up_off = off,
+			    .up_len = len};
+	struct s3_resp r;
+	int rc = s3_do(s3, &rq, &r, e);
+	if (rc == 0) {
+		char name[300];
+		if (!r.etag[0])
+			rc = mfs_err(e, -EIO, "%s: %s gave no ETag for part %u",
+				     obj_name(&rq, name, sizeof name), where(s3), number);
+		part->number = number;
+		snprintf(part->etag, sizeof part->etag, "%s", r.etag);
+	}
+	free(r.body);
+	return rc;
+}
+
+int mfs_s3_multipart_complete(mfs_s3 *s3, const char *bucket, const char *key,
+			      const char *upload_id, const mfs_s3_part *parts, size_t n,
+			      mfs_errmsg *e)
+{
+	MFS_TRY(check_names(bucket, key, e));
+	MFS_TRY(check_upload_id(bucket, key, upload_id, e));
+	if (n == 0 || n > MFS_S3_PARTS_MAX)
+		return mfs_err(e, MFS_E_INVAL, "s3://%s/%s: %zu parts (1..%d)", bucket,
+			       key, n, MFS_S3_PARTS_MAX);
+	/* <Part><PartNumber>N</PartNumber><ETag>"E"</ETag></Part>: ETags are
+	 * hex or hex-N, nothing to escape; refuse what would need it */
+	size_t cap = 64 + n * (48 + sizeof parts[0].etag), o = 0;
+	char *xml = malloc(cap);
+	if (!xml)
+		return -ENOMEM;
+	o += (size_t)snprintf(xml + o, cap - o, "<CompleteMultipartUpload>");
+	for (size_t i = 0; i < n; i++) {
+		if (strpbrk(parts[i].etag, "<>&\"") ||
+		    (i && parts[i].number <= parts[i - 1].number)) {
+			free(xml);
+			return mfs_err(e, MFS_E_INVAL,
+				       "s3://%s/%s: part %u: a bad ETag or part order",
+				       bucket, key, parts[i].number);
+		}
+		o += (size_t)snprintf(
+		    xml + o, cap - o,
+		    "<Part><PartNumber>%u</PartNumber><ETag>\"%s\"</ETag></Part>",
+		    parts[i].number, parts[i].etag);
+	}
+	o += (size_t)snprintf(xml + o, cap - o, "</CompleteMultipartUpload>");
+	char query[S3_URL_MAX / 2];
+	if (upload_query("", upload_id, query, sizeof query)) {
+		free(xml);
+		return mfs_err(e, MFS_E_INVAL, "s3://%s: the upload id is too long",
+			       bucket);
+	}
+	struct s3_req rq = {.method = "POST",
+			    .bucket = bucket,
+			    .key = key,
+			    .query = query,
+			    .upload = 1,
+			    .up_buf = (const unsigned char *)xml,
+			    .up_len = o,
+			    .sink = SINK_GROW,
+			    .grow_max = S3_ERRBODY_MAX};
+	int rc;
+	for (int attempt = 1;; attempt++) {
+		struct s3_resp r;
+		rc = s3_do(s3, &rq, &r, e);
+		if (rc == 0) {
+			char code[64], msg[200], name[300], hb[200];
+			int prc = mfs_s3_complete_parse(
+			    r.body ? (const char *)r.body : "", r.body_len, code,
+			    sizeof code, msg, sizeof msg);
+			if (prc == -EIO && attempt < s3->cfg.attempts &&
+			    (!strcmp(code, "InternalError") ||
+			     !strcmp(code, "SlowDown"))) {
+				free(r.body);
+				backoff_sleep(s3, attempt);
+				continue;
+			}
+			if (prc == -EIO)
+				rc = mfs_err(
+				    e, -EIO,
+				    "%s: %s could not complete the multipart upload "
+				    "(%s: %s)",
+				    obj_name(&rq, name, sizeof name), where(s3),
+				    code[0] ? code : "an error", msg);
+			else if (prc)
+				rc = mfs_err(
+				    e, MFS_E_CORRUPT,
+				    "%s: %s answered CompleteMultipartUpload with "
+				    "something else than its result: \"%s\"",
+				    obj_name(&rq, name, sizeof name), where(s3),
+				    body_head(&r, hb, sizeof hb));
+		}
+		free(r.body);
+		break;
+	}
+	free(xml);
+	return rc;
+}
+
+int mfs_s3_multipart_abort(mfs_s3 *s3, const char *bucket, const char *key,
+			   const char *upload_id, mfs_errmsg *e)
+{
+	MFS_TRY(check_names(bucket, key, e));
+	MFS_TRY(check_upload_id(bucket, key, upload_id, e));
+	char query[S3_URL_MAX / 2];
+	if (upload_query("", upload_id, query, sizeof query))
+		return mfs_err(e, MFS_E_INVAL, "s3://%s: the upload id is too long",
+			       bucket);
+	struct s3_req rq = {
+	    .method = "DELETE", .bucket = bucket, .key = key, .query = query};
+	struct s3_resp r;
+	int rc = s3_do(s3, &rq, &r, e);
+	free(r.body);
+	if (rc == MFS_E_NOTFOUND)
+		rc = 0; /* NoSuchUpload: already gone */
+	return rc;
+}
+
+int mfs_s3_multipart_list(mfs_s3 *s3, const char *bucket, const char *prefix,
+			  mfs_s3_upload_fn fn, void *arg, mfs_errmsg *e)
+{
+	MFS_TRY(check_names(bucket, NULL, e));
+	if (strlen(prefix) >= MFS_S3_KEY_MAX)
+		return mfs_err(e, MFS_E_INVAL, "s3://%s: the prefix is over 1024 bytes",
+			       bucket);
+	char kmark[MFS_S3_KEY_MAX] = "", imark[MFS_S3_UPLOAD_ID_MAX] = "";
+	char query[S3_URL_MAX], name[300];
+	for (uint64_t page = 0;; page++) {
+		/* sorted: key-marker, max-uploads, prefix, upload-id-marker, uploads */
+		size_t o = 0;
+		int bad = 0;
+		if (kmark[0]) {
+			o = (size_t)snprintf(query, sizeof query, "key-marker=");
+			bad |= uri_encode(kmark, 0, query, sizeof query, &o);
+			if (!bad && o + 1 < sizeof query)
+				query[o++] = '&';
+		}
+		int n = snprintf(query + o, sizeof query - o,
+				 "max-uploads=%d&prefix=", s3->cfg.list_page);
+		o += (size_t)n;
+		bad |= uri_encode(prefix, 0, query, sizeof query, &o);
+		if (imark[0]) {
+			n = snprintf(query + o, sizeof query - o, "&upload-id-marker=");
+			o += (size_t)n;
+			bad |= uri_encode(imark, 0, query, sizeof query, &o);
+		}
+		n = snprintf(query + o, sizeof query - o, "&uploads=");
+		if (bad || n < 0 || (size_t)n >= sizeof query - o)
+			return mfs_err(e, MFS_E_INVAL,
+				       "s3://%s: the upload listing's query is too long",
+				       bucket);
+		struct s3_req rq = {.method = "GET",
+				    .bucket = bucket,
+				    .query = query,
+				    .sink = SINK_GROW,
+				    .grow_max = S3_LIST_BODY_MAX};
+		struct s3_resp r;
+		int rc = s3_do(s3, &rq, &r, e);
+		if (rc) {
+			if (r.status == 501)
+				rc =
+				    mfs_err(e, -ENOSYS,
+					    "s3://%s: %s does not list multipart uploads "
+					    "(HTTP 501)",
+					    bucket, where(s3));
+			free(r.body);
+			return rc;
+		}
+		int truncated = 0;
+		mfs_errmsg pe = {0};
+		char okmark[MFS_S3_KEY_MAX], oimark[MFS_S3_UPLOAD_ID_MAX];
+		memcpy(okmark, kmark, sizeof okmark);
+		memcpy(oimark, imark, sizeof oimark);
+		rc = mfs_s3_uploads_page_parse(r.body ? (const char *)r.body : "",
+					       r.body_len, fn, arg, &truncated, kmark,
+					       sizeof kmark, imark, sizeof imark, &pe);
+		free(r.body);
+		if (rc) {
+			if (pe.msg[0])
+				return mfs_err(
+				    e, rc,
+				    "s3://%s: page %" PRIu64
+				    " of the multipart uploads under \"%s\" from "
+				    "%s: %s",
+				    bucket, page,
+				    mfs_str_quote(prefix, 80, name, sizeof name),
+				    where(s3), pe.msg);
+			return rc;
+		}
+		if (!truncated)
+			return 0;
+		if ((!strcmp(okmark, kmark) && !strcmp(oimark, imark)) || page >= 100000)
+			return mfs_err(
+			    e, MFS_E_CORRUPT,
+			    "s3://%s: the multipart upload listing from %s does "
+			    "not move on (the same markers twice)",
+			    bucket, where(s3));
+	}
+}
+
+/* Failures worth sending a part again for: the request's own attempts ran
+ * out on something that may pass (a dropped link, a busy server). */
+static int part_retryable(int rc)
+{
+	return rc == -EIO || rc == -ETIMEDOUT || rc == -ECONNREFUSED;
+}
+
+int mfs_s3_put_file_multipart(mfs_s3 *s3, const char *bucket, const char *key, int fd,
+			      uint64_t off, uint64_t len, const mfs_s3_multipart_opts *o,
+			      mfs_errmsg *e)
+{
+	MFS_TRY(check_names(bucket, key, e));
+	if (off > UINT64_MAX - len || off + len > (uint64_t)INT64_MAX)
+		return mfs_err(e, MFS_E_INVAL, "s3://%s: the file range is out of bounds",
+			       bucket);
+	uint64_t part = o && o->part_size ? o->part_size : (uint64_t)64 << 20;
+	int tries = o && o->part_tries > 0 ? o->part_tries : 3;
+	/* at most MFS_S3_PARTS_MAX parts: bigger ones if need be */
+	if (len / part >= MFS_S3_PARTS_MAX)
+		part = len / (MFS_S3_PARTS_MAX - 1);
+	uint64_t nparts = len ? (len + part - 1) / part : 1;
+	struct stat st;
+	char q[200];
+	if (fstat(fd, &st) != 0) {
+		int err = errno;
+		return mfs_err(e, -err, "s3://%s: the file to upload: %s", bucket,
+			       strerror(err));
+	}
+	if (S_ISREG(st.st_mode) && off + len > (uint64_t)st.st_size)
+		return mfs_err(e, MFS_E_CORRUPT,
+			       "s3://%s/%s: the file to upload is %" PRIu64
+			       " bytes; the range asked for ends at %" PRIu64
+			       " (nothing was sent)",
+			       bucket, mfs_str_quote(key, 160, q, sizeof q),
+			       (uint64_t)st.st_size, off + len);
+	mfs_s3_part *parts = calloc((size_t)nparts, sizeof *parts);
+	if (!parts)
+		return -ENOMEM;
+	char id[MFS_S3_UPLOAD_ID_MAX];
+	int rc = mfs_s3_multipart_create(s3, bucket, key, id, sizeof id, e);
+	if (rc) {
+		free(parts);
+		return rc;
+	}
+	for (uint64_t i = 0; i < nparts && rc == 0; i++) {
+		uint64_t po = off + i * part,
+			 pl = len - i * part < part ? len - i * part : part;
+		for (int t = 1;; t++) {
+			rc = mfs_s3_multipart_upload_part(s3, bucket, key, id,
+							  (unsigned)(i + 1), fd, po, pl,
+							  &parts[i], e);
+			if (rc == 0 || !part_retryable(rc) || t >= tries)
+				break;
+			backoff_sleep(s3, t);
+		}
+		if (rc == 0 && o && o->part_done)
+			o->part_done(o->ud, (unsigned)(i + 1), (unsigned)nparts, pl);
+	}
+	if (rc == 0)
+		rc = mfs_s3_multipart_complete(s3, bucket, key, id, parts, (size_t)nparts,
+					       e);
+	if (rc == MFS_E_NOTFOUND) {
+		/* NoSuchUpload after a complete whose answer was lost and that a
+		 * retry sent again: the object is there if it has every byte */
+		mfs_s3_object info;
+		if (mfs_s3_head(s3, bucket, key, &info, NULL) == 0 && info.size == len)
+			rc = 0;
+	}
+	if (rc) {
+		/* parts of an upload never completed cost storage: free them */
+		mfs_s3_multipart_abort(s3, bucket, key, id, NULL);
+	}
+	free(parts);
 	return rc;
 }

@@ -229,6 +229,9 @@ typedef struct mfs_s3_object {
 	const char *key; /* list only: valid during the callback; NULL from head */
 	uint64_t size;
 	char etag[80]; /* without the quotes; may be empty */
+	/* unix seconds of LastModified (list) / Last-Modified (head), by the
+	 * server's clock; 0 when the server gave none */
+	int64_t mtime;
 } mfs_s3_object;
 
 /**
@@ -263,6 +266,121 @@ int mfs_s3_list(mfs_s3 *s3, const char *bucket, const char *prefix, mfs_s3_list_
  * @return 0; -ENXIO; a code above
  */
 int mfs_s3_delete(mfs_s3 *s3, const char *bucket, const char *key, mfs_errmsg *e);
+
+/**
+ * The server's clock: HEAD on @p bucket and its Date header (an age taken
+ * from LastModified is then measured against the clock that wrote it, not
+ * against this machine's).
+ * @param[out] now  unix seconds; this machine's time(NULL) when the answer
+ *                  has no readable Date
+ * @return 0; -ENXIO; -EACCES; the connection codes
+ */
+int mfs_s3_server_time(mfs_s3 *s3, const char *bucket, int64_t *now, mfs_errmsg *e);
+
+/* ---------------------------------------------------------------- multipart
+ *
+ * An object of up to 10 000 parts (S3: each part 5 MiB to 5 GiB but the
+ * last; so up to 5 TiB), each part its own request with its own attempts.
+ * Nothing shows under the key until CompleteMultipartUpload, which replaces
+ * any object there atomically; an upload never completed holds storage until
+ * it is aborted (mfs_s3_multipart_abort; `modelfs gc --remote` aborts those
+ * older than its grace).
+ */
+
+/* The most parts S3 takes in one upload, and its smallest part but the last. */
+#define MFS_S3_PARTS_MAX     10000
+#define MFS_S3_PART_MIN	     ((uint64_t)5 << 20)
+#define MFS_S3_UPLOAD_ID_MAX 1024
+
+/** One uploaded part: its number (1..10000) and the ETag the server gave. */
+typedef struct mfs_s3_part {
+	unsigned number;
+	char etag[80];
+} mfs_s3_part;
+
+/**
+ * Begin a multipart upload of @p key (CreateMultipartUpload).
+ * @param[out] upload_id  cap bytes (MFS_S3_UPLOAD_ID_MAX is enough)
+ * @return 0; MFS_E_CORRUPT (an answer without an UploadId); a code above
+ */
+int mfs_s3_multipart_create(mfs_s3 *s3, const char *bucket, const char *key,
+			    char *upload_id, size_t cap, mfs_errmsg *e);
+
+/**
+ * Upload part @p number of @p upload_id: bytes [off, off + len) of @p fd,
+ * streamed with pread as mfs_s3_put_file() does.
+ * @param[out] part  its number and ETag, for mfs_s3_multipart_complete()
+ * @return 0; -EIO (an answer without an ETag); the codes of mfs_s3_put_file()
+ */
+int mfs_s3_multipart_upload_part(mfs_s3 *s3, const char *bucket, const char *key,
+				 const char *upload_id, unsigned number, int fd,
+				 uint64_t off, uint64_t len, mfs_s3_part *part,
+				 mfs_errmsg *e);
+
+/**
+ * Finish @p upload_id with @p n parts, in increasing part number
+ * (CompleteMultipartUpload).  An <Error> in a 200 answer is an error;
+ * InternalError / SlowDown there are retried like a 5xx.
+ * @param[in] parts  read only, for the duration of the call
+ * @return 0; MFS_E_NOTFOUND (no such upload: aborted, or completed by an
+ *         earlier attempt whose answer was lost); -EIO; a code above
+ */
+int mfs_s3_multipart_complete(mfs_s3 *s3, const char *bucket, const char *key,
+			      const char *upload_id, const mfs_s3_part *parts, size_t n,
+			      mfs_errmsg *e);
+
+/**
+ * Abort @p upload_id (AbortMultipartUpload): its parts are freed.  An upload
+ * that is already gone succeeds.
+ * @return 0 or a code above
+ */
+int mfs_s3_multipart_abort(mfs_s3 *s3, const char *bucket, const char *key,
+			   const char *upload_id, mfs_errmsg *e);
+
+/** An upload in progress, as ListMultipartUploads tells it. */
+typedef struct mfs_s3_upload {
+	const char *key;       /* valid during the callback */
+	const char *upload_id; /* valid during the callback */
+	int64_t initiated;     /* unix seconds by the server's clock; 0: not given */
+} mfs_s3_upload;
+
+/** Called once per upload by mfs_s3_multipart_list(); nonzero stops it. */
+typedef int (*mfs_s3_upload_fn)(void *arg, const mfs_s3_upload *u);
+
+/**
+ * Every multipart upload in progress under @p prefix, page by page.
+ * @return 0; the callback's nonzero value; MFS_E_CORRUPT (a page that does
+ *         not read); -ENOSYS (the server does not list uploads: HTTP 501
+ *         NotImplemented); a code above
+ */
+int mfs_s3_multipart_list(mfs_s3 *s3, const char *bucket, const char *prefix,
+			  mfs_s3_upload_fn fn, void *arg, mfs_errmsg *e);
+
+/** How mfs_s3_put_file_multipart() cuts and retries. */
+typedef struct mfs_s3_multipart_opts {
+	/* bytes per part (the last may be shorter); raised so that the object
+	 * fits MFS_S3_PARTS_MAX parts.  0: 64 MiB */
+	uint64_t part_size;
+	/* tries of one part, each a request with its own attempts (so a part
+	 * that failed is sent again, never the whole object); 0: 3 */
+	int part_tries;
+	/* optional: after each part, on the calling thread */
+	void (*part_done)(void *ud, unsigned part, unsigned parts, uint64_t bytes);
+	void *ud;
+} mfs_s3_multipart_opts;
+
+/**
+ * Store bytes [off, off + len) of @p fd as @p key in parts: create, upload
+ * each part (a failed one retried up to part_tries), complete.  On any
+ * failure the upload is aborted (best effort: an abort that fails too leaves
+ * an incomplete upload, invisible, which gc --remote aborts later) and the
+ * object that was there before, if any, stays as it was.
+ * @param[in] o  NULL: the defaults
+ * @return 0; the codes of mfs_s3_put_file() and of the calls above
+ */
+int mfs_s3_put_file_multipart(mfs_s3 *s3, const char *bucket, const char *key, int fd,
+			      uint64_t off, uint64_t len, const mfs_s3_multipart_opts *o,
+			      mfs_errmsg *e);
 
 /** Counters of one client, summed over threads (for tests and stats). */
 typedef struct mfs_s3_stats {

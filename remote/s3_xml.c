@@ -1,5 +1,6 @@
 #include "s3_xml.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -241,6 +242,12 @@ int mfs_s3_list_page_parse(const char *body, size_t len, mfs_s3_list_fn fn, void
 				snprintf(obj.etag, sizeof obj.etag, "%s", t);
 			}
 		}
+		if (mfs_xml_elem(c, c_end, "LastModified", &z, &z_end, &a2) == 0 &&
+		    mfs_s3_time_parse(z, z_end, &obj.mtime))
+			return mfs_err(e, MFS_E_CORRUPT,
+				       "entry %" PRIu64
+				       " of the listing has an unreadable LastModified",
+				       n);
 		n++;
 		rc = fn(arg, &obj);
 		if (rc)
@@ -290,4 +297,260 @@ void mfs_s3_error_parse(const char *body, size_t len, char *code, size_t code_ca
 		memcpy(msg, t, n);
 		msg[n] = '\0';
 	}
+}
+
+/* ---------------------------------------------------------------- times */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (y >= 1970). */
+static int64_t days_of(int64_t y, int m, int d)
+{
+	/* count March-based years so that the leap day ends the year */
+	y -= m <= 2;
+	int64_t era = y / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int64_t y, int m)
+{
+	static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return m == 2 && leap ? 29 : dm[m - 1];
+}
+
+/* @p n digits at p (all of them inside [p, end)) as a number, or -1. */
+static int64_t digits(const char *p, const char *end, int n)
+{
+	if (end - p < n)
+		return -1;
+	int64_t v = 0;
+	for (int i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = v * 10 + (p[i] - '0');
+	}
+	return v;
+}
+
+static int civil_ok(int64_t y, int64_t mo, int64_t d, int64_t h, int64_t mi, int64_t sec)
+{
+	return y >= 1970 && y <= 9999 && mo >= 1 && mo <= 12 && d >= 1 &&
+	       d <= days_in_month(y, (int)mo) && h >= 0 && h <= 23 && mi >= 0 &&
+	       mi <= 59 && sec >= 0 && sec <= 60;
+}
+
+int mfs_s3_time_parse(const char *p, const char *end, int64_t *out)
+{
+	while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+		p++;
+	while (end > p &&
+	       (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\r' || end[-1] == '\t'))
+		end--;
+	/* YYYY-MM-DDTHH:MM:SS */
+	if (end - p < 19 || p[4] != '-' || p[7] != '-' ||
+	    (p[10] != 'T' && p[10] != 't') || p[13] != ':' || p[16] != ':')
+		return MFS_E_CORRUPT;
+	int64_t y = digits(p, end, 4), mo = digits(p + 5, end, 2),
+		d = digits(p + 8, end, 2), h = digits(p + 11, end, 2),
+		mi = digits(p + 14, end, 2), sec = digits(p + 17, end, 2);
+	if (!civil_ok(y, mo, d, h, mi, sec))
+		return MFS_E_CORRUPT;
+	const char *q = p + 19;
+	if (q < end && *q == '.') {
+		const char *f = ++q;
+		while (q < end && *q >= '0' && *q <= '9')
+			q++;
+		if (q == f)
+			return MFS_E_CORRUPT;
+	}
+	int64_t off = 0;
+	if (q < end && (*q == 'Z' || *q == 'z')) {
+		q++;
+	} else if (q < end && (*q == '+' || *q == '-')) {
+		int64_t oh = digits(q + 1, end, 2);
+		if (oh < 0 || q + 3 >= end || q[3] != ':')
+			return MFS_E_CORRUPT;
+		int64_t om = digits(q + 4, end, 2);
+		if (om < 0 || oh > 23 || om > 59)
+			return MFS_E_CORRUPT;
+		off = (oh * 60 + om) * 60 * (*q == '-' ? -1 : 1);
+		q += 6;
+	} else {
+		return MFS_E_CORRUPT;
+	}
+	if (q != end)
+		return MFS_E_CORRUPT;
+	*out = days_of(y, (int)mo, (int)d) * 86400 + h * 3600 + mi * 60 + sec - off;
+	return 0;
+}
+
+int mfs_http_date_parse(const char *s, int64_t *out)
+{
+	static const char *months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+				       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	/* "Wed, 02 Dec 2026 00:50:48 GMT" */
+	size_t n = strlen(s);
+	if (n < 29)
+		return MFS_E_CORRUPT;
+	const char *end = s + n;
+	if (s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
+	    s[19] != ':' || s[22] != ':' || s[25] != ' ' || memcmp(s + 26, "GMT", 3) != 0)
+		return MFS_E_CORRUPT;
+	int mo = 0;
+	for (int i = 0; i < 12; i++)
+		if (memcmp(s + 8, months[i], 3) == 0)
+			mo = i + 1;
+	int64_t d = digits(s + 5, end, 2), y = digits(s + 12, end, 4),
+		h = digits(s + 17, end, 2), mi = digits(s + 20, end, 2),
+		sec = digits(s + 23, end, 2);
+	if (!mo || !civil_ok(y, mo, d, h, mi, sec))
+		return MFS_E_CORRUPT;
+	*out = days_of(y, mo, (int)d) * 86400 + h * 3600 + mi * 60 + sec;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- multipart */
+
+int mfs_s3_upload_id_parse(const char *body, size_t len, char *id, size_t cap,
+			   mfs_errmsg *e)
+{
+	const char *end = body + len, *in, *in_end, *after, *t, *t_end;
+	if (cap)
+		id[0] = '\0';
+	if (mfs_xml_elem(body, end, "InitiateMultipartUploadResult", &in, &in_end,
+			 &after))
+		return mfs_err(e, MFS_E_CORRUPT,
+			       "the answer to CreateMultipartUpload is not an "
+			       "InitiateMultipartUploadResult (%zu bytes)",
+			       len);
+	if (mfs_xml_elem(in, in_end, "UploadId", &t, &t_end, &after))
+		return mfs_err(e, MFS_E_CORRUPT,
+			       "the answer to CreateMultipartUpload has no UploadId");
+	int rc = mfs_xml_text(t, t_end, id, cap, NULL);
+	if (rc || !id[0]) {
+		if (cap)
+			id[0] = '\0';
+		return mfs_err(e, MFS_E_CORRUPT,
+			       "the UploadId of CreateMultipartUpload is %s",
+			       rc == MFS_E_TOOBIG ? "over-long"
+			       : rc		  ? "undecodable"
+						  : "empty");
+	}
+	return 0;
+}
+
+int mfs_s3_complete_parse(const char *body, size_t len, char *code, size_t code_cap,
+			  char *msg, size_t msg_cap)
+{
+	const char *end = body + len, *in, *in_end, *after;
+	if (code_cap)
+		code[0] = '\0';
+	if (msg_cap)
+		msg[0] = '\0';
+	if (!body || !len)
+		return MFS_E_CORRUPT;
+	/* an <Error> first: a result cannot hold one, an error may quote anything */
+	if (mfs_xml_elem(body, end, "Error", &in, &in_end, &after) == 0) {
+		mfs_s3_error_parse(body, len, code, code_cap, msg, msg_cap);
+		return -EIO;
+	}
+	if (mfs_xml_elem(body, end, "CompleteMultipartUploadResult", &in, &in_end,
+			 &after))
+		return MFS_E_CORRUPT;
+	return 0;
+}
+
+int mfs_s3_uploads_page_parse(const char *body, size_t len, mfs_s3_upload_fn fn,
+			      void *arg, int *truncated, char *key_marker, size_t kcap,
+			      char *id_marker, size_t icap, mfs_errmsg *e)
+{
+	const char *end = body + len, *in, *in_end, *after;
+	*truncated = 0;
+	if (kcap)
+		key_marker[0] = '\0';
+	if (icap)
+		id_marker[0] = '\0';
+	if (mfs_xml_elem(body, end, "ListMultipartUploadsResult", &in, &in_end, &after))
+		return mfs_err(e, MFS_E_CORRUPT,
+			       "the upload listing is not a ListMultipartUploadsResult "
+			       "(%zu bytes)",
+			       len);
+	const char *res = in, *res_end = in_end, *s = res;
+	char key[MFS_S3_KEY_MAX], id[MFS_S3_UPLOAD_ID_MAX];
+	char last_key[MFS_S3_KEY_MAX] = "", last_id[MFS_S3_UPLOAD_ID_MAX] = "";
+	uint64_t n = 0;
+	int rc;
+	for (;;) {
+		const char *u, *u_end, *t, *t_end, *a2;
+		rc = mfs_xml_elem(s, res_end, "Upload", &u, &u_end, &after);
+		if (rc == MFS_E_NOTFOUND)
+			break;
+		if (rc)
+			return mfs_err(e, MFS_E_CORRUPT,
+				       "upload %" PRIu64 " of the listing is cut short",
+				       n);
+		s = after;
+		size_t klen = 0, ilen = 0;
+		if (mfs_xml_elem(u, u_end, "Key", &t, &t_end, &a2) ||
+		    mfs_xml_text(t, t_end, key, sizeof key, &klen) || klen == 0)
+			return mfs_err(
+			    e, MFS_E_CORRUPT,
+			    "upload %" PRIu64 " of the listing has no (readable) key", n);
+		if (mfs_xml_elem(u, u_end, "UploadId", &t, &t_end, &a2) ||
+		    mfs_xml_text(t, t_end, id, sizeof id, &ilen) || ilen == 0)
+			return mfs_err(e, MFS_E_CORRUPT,
+				       "upload %" PRIu64
+				       " of the listing has no (readable) UploadId",
+				       n);
+		mfs_s3_upload up = {.key = key, .upload_id = id};
+		if (mfs_xml_elem(u, u_end, "Initiated", &t, &t_end, &a2) == 0 &&
+		    mfs_s3_time_parse(t, t_end, &up.initiated))
+			return mfs_err(e, MFS_E_CORRUPT,
+				       "upload %" PRIu64
+				       " of the listing has an unreadable Initiated time",
+				       n);
+		n++;
+		memcpy(last_key, key, klen + 1);
+		memcpy(last_id, id, ilen + 1);
+		if ((rc = fn(arg, &up)) != 0)
+			return rc;
+	}
+	/* the page's own fields: an <Upload> holds none of these names */
+	const char *t, *t_end;
+	if (mfs_xml_elem(res, res_end, "IsTruncated", &t, &t_end, &after) == 0) {
+		while (t < t_end && (*t == ' ' || *t == '\n'))
+			t++;
+		if ((size_t)(t_end - t) >= 4 && memcmp(t, "true", 4) == 0)
+			*truncated = 1;
+	}
+	if (*truncated) {
+		/* the markers, else (SeaweedFS 4 sends no NextKeyMarker) the last
+		 * upload of the page, as a ListObjects page without NextMarker */
+		if (mfs_xml_elem(res, res_end, "NextKeyMarker", &t, &t_end, &after) ==
+		    0) {
+			if (mfs_xml_text(t, t_end, key_marker, kcap, NULL))
+				return mfs_err(
+				    e, MFS_E_CORRUPT,
+				    "the upload listing's NextKeyMarker does not "
+				    "read");
+		} else if (kcap > strlen(last_key)) {
+			memcpy(key_marker, last_key, strlen(last_key) + 1);
+		}
+		if (key_marker[0] == '\0')
+			return mfs_err(e, MFS_E_CORRUPT,
+				       "the upload listing says more follow but gives no "
+				       "NextKeyMarker and no upload");
+		if (mfs_xml_elem(res, res_end, "NextUploadIdMarker", &t, &t_end,
+				 &after) == 0) {
+			if (mfs_xml_text(t, t_end, id_marker, icap, NULL))
+				return mfs_err(e, MFS_E_CORRUPT,
+					       "the upload listing's NextUploadIdMarker "
+					       "does not read");
+		} else if (icap > strlen(last_id)) {
+			memcpy(id_marker, last_id, strlen(last_id) + 1);
+		}
+	}
+	return 0;
 }

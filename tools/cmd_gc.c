@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "cli.h"
@@ -13,7 +14,12 @@ static void gc_usage(FILE *f)
 {
 	fprintf(
 	    f, "usage: modelfs gc [--store DIR] [--repack-below F] [--reader-wait S]\n"
-	       "                  [--compact] [--no-wait]\n\n"
+	       "                  [--compact] [--no-wait]\n"
+	       "       modelfs gc --remote s3://BUCKET/PREFIX [--keep-indexes N] "
+	       "[--grace TIME] [--dry-run]\n"
+	       "                  (old indexes and packs in a bucket push wrote: "
+	       "modelfs gc --remote\n"
+	       "                  s3://B --help)\n\n"
 	       "Free what no snapshot uses: chunks of removed repos and anything an\n"
 	       "interrupted ingest left behind. Waits for running ingests to finish\n"
 	       "first (--no-wait: fail instead).\n"
@@ -80,6 +86,10 @@ int cmd_gc(int argc, char **argv)
 	int compact = 0, wait = 1, opt;
 	double below = 0.5, reader_wait = 10;
 	char *end;
+	/* the bucket's gc is a command of its own, with its own options */
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--remote") || !strncmp(argv[i], "--remote=", 9))
+			return cmd_gc_remote(argc, argv);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {

@@ -17,7 +17,8 @@
 static void push_usage(FILE *f)
 {
 	fprintf(f, "usage: modelfs push --remote s3://BUCKET[/PREFIX] [--store DIR] "
-		   "[--json] [--quiet]\n"
+		   "[--part-size SIZE]\n"
+		   "                    [--json] [--quiet]\n"
 		   "\n"
 		   "Upload the store to an S3 bucket (AWS S3, Ceph RGW, MinIO, "
 		   "SeaweedFS...), so\n"
@@ -34,6 +35,12 @@ static void push_usage(FILE *f)
 		   "  --remote URL  s3://BUCKET/PREFIX: the bucket must exist; PREFIX "
 		   "may be empty\n"
 		   "  --store DIR   the store (else $MODELFS_STORE, else the default)\n"
+		   "  --part-size SIZE  objects larger than SIZE go up as multipart "
+		   "uploads in\n"
+		   "                parts of SIZE (default 64M, else "
+		   "$MODELFS_PUSH_PART_SIZE;\n"
+		   "                at least 5M): a failed part is sent again, not "
+		   "the object\n"
 		   "  --json        print what was done as JSON on stdout\n"
 		   "  --quiet       no progress bar\n"
 		   "\n"
@@ -66,6 +73,8 @@ static const char *stage_name(mfs_push_stage st)
 		return "snapshot";
 	case MFS_PUSH_LISTED:
 		return "listed";
+	case MFS_PUSH_PART:
+		return "part";
 	case MFS_PUSH_PACK:
 		return "pack";
 	case MFS_PUSH_INDEX:
@@ -104,10 +113,12 @@ int cmd_push(int argc, char **argv)
 	    {"store", required_argument, NULL, 'S'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"quiet", no_argument, NULL, 'q'},
+	    {"part-size", required_argument, NULL, 'p'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *remote = NULL;
+	const char *remote = NULL, *part_arg = getenv("MODELFS_PUSH_PART_SIZE");
+	uint64_t part_size = 0;
 	int json = 0, quiet = 0, opt;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "hq", longopts, NULL)) != -1) {
@@ -124,6 +135,9 @@ int cmd_push(int argc, char **argv)
 		case 'q':
 			quiet = 1;
 			break;
+		case 'p':
+			part_arg = optarg;
+			break;
 		case 'h':
 			push_usage(stdout);
 			return MFS_EXIT_OK;
@@ -136,6 +150,16 @@ int cmd_push(int argc, char **argv)
 		if (!remote)
 			mfs_cli_error("push", "--remote s3://BUCKET/PREFIX is required");
 		push_usage(stderr);
+		return MFS_EXIT_USAGE;
+	}
+	if (part_arg && *part_arg &&
+	    (mfs_size_parse(part_arg, &part_size) < 0 || part_size < MFS_S3_PART_MIN ||
+	     part_size > ((uint64_t)5 << 30))) {
+		mfs_cli_error(
+		    "push",
+		    "--part-size (or MODELFS_PUSH_PART_SIZE) takes a size from 5M "
+		    "to 5G (S3's limits on a part), not \"%s\"",
+		    part_arg);
 		return MFS_EXIT_USAGE;
 	}
 	mfs_errmsg e = {0};
@@ -156,7 +180,7 @@ int cmd_push(int argc, char **argv)
 		return MFS_EXIT_ERROR;
 	}
 	push_ui ui = {.quiet = quiet || json};
-	mfs_push_opts po = {.progress = push_progress, .ud = &ui};
+	mfs_push_opts po = {.progress = push_progress, .ud = &ui, .part_size = part_size};
 	mfs_push_stat st;
 	int rc = mfs_push(s, s3, &url, &po, &st, &e);
 	if (ui.bar_on)
@@ -186,6 +210,10 @@ int cmd_push(int argc, char **argv)
 		    cJSON_AddNumberToObject(o, "index_bytes", (double)st.index_bytes) &&
 		    cJSON_AddStringToObject(o, "index_key", st.index_key) &&
 		    cJSON_AddBoolToObject(o, "up_to_date", st.up_to_date) &&
+		    cJSON_AddNumberToObject(o, "multipart", (double)st.multipart) &&
+		    cJSON_AddNumberToObject(
+			o, "part_size",
+			(double)(part_size ? part_size : MFS_PUSH_PART_SIZE)) &&
 		    cJSON_AddNumberToObject(o, "bytes_up", (double)ss.bytes_up) &&
 		    cJSON_AddNumberToObject(o, "requests", (double)ss.requests) &&
 		    cJSON_AddNumberToObject(o, "seconds", st.seconds) &&

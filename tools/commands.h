@@ -13,6 +13,8 @@ int cmd_export(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
+/* `modelfs gc --remote URL ...`: cmd_gc hands its arguments over (cmd_gc_remote.c) */
+int cmd_gc_remote(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_upgrade(int argc, char **argv);

@@ -84,6 +84,17 @@ def push_ok(m: Modelfs, srv, prefix: str) -> dict:
     return json.loads(res.out)
 
 
+def assert_bytes_up(st: dict, planned: int):
+    """bytes_up is exactly what was planned, plus for each object sent in
+    parts the CompleteMultipartUpload XML (under 100 bytes a part)."""
+    extra = st["bytes_up"] - planned
+    if st.get("multipart", 0) == 0:
+        assert extra == 0, st
+    else:
+        parts = -(-st["pack_bytes_uploaded"] // st["part_size"]) + st["multipart"]
+        assert 0 < extra < 100 * parts, (extra, st)
+
+
 def local_packs(m: Modelfs) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in (m.store / "packs").glob("*.pack")}
 
@@ -155,8 +166,9 @@ def test_push_lists_verifies_and_exports(srv, mfs, minilm_f32, tmp_path):
     assert f"{prefix}/{latest['index']}" == st["index_key"]
     assert latest["generation"] == st["generation"] and latest["packs"] == len(packs)
     # what went up is what was planned, and nothing else: packs + index + LATEST
-    assert st["bytes_up"] == st["pack_bytes_uploaded"] + st["index_bytes"] + lst[
-        f"{prefix}/LATEST"]
+    # (+ the XML completing each object sent in parts: a pack over 64 MiB)
+    assert_bytes_up(st, st["pack_bytes_uploaded"] + st["index_bytes"] + lst[
+        f"{prefix}/LATEST"])
     print(f"\npush: {st['bytes_up'] / 1e6:.1f} MB in {st['seconds']:.2f} s = "
           f"{st['mb_per_s']:.0f} MB/s")
     shown = check_bucket(srv, prefix, tmp_path / "remote", {"org/minilm": minilm_f32},
@@ -186,8 +198,8 @@ def test_push_again_uploads_nothing_then_only_what_is_new(srv, mfs, minilm_f32,
     # only the new packs and the packs that grew went up, whole up to their end
     assert third["packs_uploaded"] == len(changed), (third, changed)
     assert third["pack_bytes_uploaded"] == sum(changed.values())
-    assert third["bytes_up"] == third["pack_bytes_uploaded"] + third["index_bytes"] + lst3[
-        f"{prefix}/LATEST"]
+    assert_bytes_up(third, third["pack_bytes_uploaded"] + third["index_bytes"] + lst3[
+        f"{prefix}/LATEST"])
     assert all(p3[k] == local[k] for k in p3)
     assert third["generation"] > first["generation"]
     # the old index stays (a reader may still be fetching it); LATEST names the new
@@ -367,3 +379,88 @@ def test_push_errors_are_clear_and_change_nothing(srv, make_mfs, tmp_path):
     assert_unchanged(srv, prefix, before)
     shown = check_bucket(srv, prefix, tmp_path / "remote-a", {"org/a": a_src}, a.binary)
     assert shown == {"org/a"}
+
+
+# ---------------------------------------------------------------- multipart
+
+
+PART = 5 << 20  # S3's smallest part
+
+
+def multipart_uploads(srv, prefix: str) -> list[bytes]:
+    st, _, body = srv.request("GET", srv.bucket, query={"uploads": "", "prefix": prefix + "/"})
+    assert st == 200, body
+    return re.findall(rb"<UploadId>(.*?)</UploadId>", body)
+
+
+def test_push_in_parts_reads_exact(srv, make_mfs, tmp_path):
+    m = make_mfs("store", binary=MODELFS_FAST)
+    src = make_model(tmp_path / "src", 21, mib=24)
+    m.ingest(src, "org/big")
+    big = max(local_packs(m).values())
+    assert big > 3 * PART, local_packs(m)
+    # the same store, once in one PUT per object, once in 5 MiB parts
+    single = push_ok(m, srv, new_prefix("single"))
+    assert single["multipart"] == 0, single
+    prefix = new_prefix("parts")
+    res = push(m, srv, prefix, env={"MODELFS_PUSH_PART_SIZE": "5M"})
+    assert res.rc == 0, res
+    st = json.loads(res.out)
+    assert st["multipart"] >= 1 and st["part_size"] == PART, st
+    assert packs_of(listing(srv, prefix), prefix) == local_packs(m)
+    assert multipart_uploads(srv, prefix) == []  # every upload completed
+    # what went up is the same bytes as one PUT each, plus the XML that
+    # completes each upload (under 100 bytes a part)
+    parts = -(-big // PART)
+    extra = st["bytes_up"] - single["bytes_up"]
+    assert 0 < extra < 100 * (parts + 1) * st["multipart"], (st, single)
+    print(f"\npush of {st['pack_bytes'] / 1e6:.1f} MB: one PUT per object "
+          f"{single['mb_per_s']:.0f} MB/s, {PART >> 20} MiB parts {st['mb_per_s']:.0f} MB/s")
+    node = Modelfs(tmp_path / "node", binary=m.binary)
+    res = node.run("export", "--remote", f"s3://{srv.bucket}/{prefix}", "org/big",
+                   tmp_path / "out", env=srv.env(base=node.env()))
+    assert res.rc == 0, res
+    assert_same_tree(src, tmp_path / "out")
+    # a part size S3 refuses
+    res = push(m, srv, prefix, "--part-size", "1M")
+    assert res.rc == 2 and "5M" in res.err, res
+
+
+def test_kill9_push_inside_a_multipart_upload(srv, make_mfs, tmp_path):
+    m = make_mfs("store", binary=MODELFS_FAST)
+    base = make_model(tmp_path / "src-base", 31, mib=2)
+    m.ingest(base, "org/base")
+    prefix = new_prefix("mpkill")
+    push_ok(m, srv, prefix)
+    before = listing(srv, prefix)
+    src = make_model(tmp_path / "src", 32, mib=24)
+    m.ingest(src, "org/big")
+    env = srv.env(base=m.env(), MODELFS_TEST_PUSH_STEP_MS="400",
+                  MODELFS_PUSH_PART_SIZE="5M")
+    p = subprocess.Popen(m.argv("push", "--quiet", "--remote", f"s3://{srv.bucket}/{prefix}"),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=env)
+    steps = []
+    try:
+        while not (steps and steps[-1].startswith("part") and len(steps) >= 3):
+            line = p.stderr.readline().decode()
+            if not line:
+                break
+            if "step: " in line:
+                steps.append(line.split("step: ", 1)[1].strip())
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+        p.communicate()
+    assert steps and steps[-1].startswith("part") and " part " in steps[-1], steps
+    # the object in parts never appeared; LATEST and what it names are as before
+    assert listing(srv, prefix) == before, steps
+    assert multipart_uploads(srv, prefix), "the killed push left no upload in progress?"
+    shown = check_bucket(srv, prefix, tmp_path / "remote", {"org/base": base}, m.binary)
+    assert shown == {"org/base"}
+    # pushed again, in parts, it completes
+    res = push(m, srv, prefix, env={"MODELFS_PUSH_PART_SIZE": "5M"})
+    assert res.rc == 0, res
+    shown = check_bucket(srv, prefix, tmp_path / "remote2",
+                         {"org/base": base, "org/big": src}, m.binary)
+    assert shown == {"org/base", "org/big"}

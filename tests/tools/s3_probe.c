@@ -15,6 +15,11 @@
  *     delete   s3://B/KEY
  *     bucket   s3://B                     does the bucket exist
  *     config                              the configuration (no secret)
+ *     put-parts s3://B/KEY FILE PART [TRIES]  a multipart upload of the whole
+ *              file in parts of PART bytes, each part tried up to TRIES times
+ *     uploads  s3://B/PREFIX              "KEY UPLOAD_ID INITIATED" lines of the
+ *              multipart uploads in progress, then "uploads N"
+ *     abort    s3://B/KEY UPLOAD_ID       abort a multipart upload
  *     mget     s3://B/KEY LOCAL THREADS ROUNDS MAXLEN
  *              THREADS threads of ROUNDS random ranged GETs (1..MAXLEN
  *              bytes) on one client, each compared with LOCAL
@@ -161,6 +166,20 @@ static int print_obj(void *arg, const mfs_s3_object *o)
 	printf("%" PRIu64 " %s\n", o->size, o->key);
 	(*n)++;
 	return 0;
+}
+
+static int print_upload(void *arg, const mfs_s3_upload *u)
+{
+	uint64_t *n = arg;
+	printf("%s %s %" PRId64 "\n", u->key, u->upload_id, u->initiated);
+	(*n)++;
+	return 0;
+}
+
+static void print_part(void *ud, unsigned part, unsigned parts, uint64_t bytes)
+{
+	(void)ud;
+	printf("part %u of %u: %" PRIu64 " bytes\n", part, parts, bytes);
 }
 
 struct mget {
@@ -329,6 +348,30 @@ int main(int argc, char **argv)
 		rc = mfs_s3_bucket_check(s3, url.bucket, &e);
 		if (!rc)
 			printf("bucket %s ok\n", url.bucket);
+	} else if (!strcmp(cmd, "put-parts") && (nargs == 2 || nargs == 3)) {
+		int fd = open(a[0], O_RDONLY | O_CLOEXEC);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st)) {
+			perror(a[0]);
+			status = 1;
+			goto out;
+		}
+		mfs_s3_multipart_opts mo = {.part_size = strtoull(a[1], NULL, 10),
+					    .part_tries = nargs == 3 ? atoi(a[2]) : 0,
+					    .part_done = print_part};
+		rc = mfs_s3_put_file_multipart(s3, url.bucket, url.prefix, fd, 0,
+					       (uint64_t)st.st_size, &mo, &e);
+		close(fd);
+		if (!rc)
+			rate((uint64_t)st.st_size, now_s() - t0);
+	} else if (!strcmp(cmd, "uploads") && nargs == 0) {
+		uint64_t n = 0;
+		rc = mfs_s3_multipart_list(s3, url.bucket, url.prefix, print_upload, &n,
+					   &e);
+		if (!rc)
+			printf("uploads %" PRIu64 "\n", n);
+	} else if (!strcmp(cmd, "abort") && nargs == 1) {
+		rc = mfs_s3_multipart_abort(s3, url.bucket, url.prefix, a[0], &e);
 	} else if (!strcmp(cmd, "mget") && nargs == 4) {
 		if ((rc = read_whole(a[0], &buf, &len)) || len == 0) {
 			fprintf(stderr, "%s: unreadable or empty\n", a[0]);

@@ -590,6 +590,321 @@ static void test_xml_text_and_errors(void)
 		     MFS_E_CORRUPT);
 }
 
+static void test_times(void)
+{
+	int64_t t = -1;
+	/* date -u -d 2026-12-02T00:50:48Z +%s */
+	const char *a = "2026-12-02T00:50:48.000Z";
+	CHECK_EQ_INT(mfs_s3_time_parse(a, a + strlen(a), &t), 0);
+	CHECK_EQ_INT(t, 1796172648);
+	const char *b = " 1970-01-01T00:00:00Z\n";
+	CHECK_EQ_INT(mfs_s3_time_parse(b, b + strlen(b), &t), 0);
+	CHECK_EQ_INT(t, 0);
+	const char *c = "2024-02-29T23:59:59+01:00"; /* a leap day, an offset */
+	CHECK_EQ_INT(mfs_s3_time_parse(c, c + strlen(c), &t), 0);
+	CHECK_EQ_INT(t, 1709251199 - 3600);
+	const char *d = "2000-03-01T00:00:00-00:30";
+	CHECK_EQ_INT(mfs_s3_time_parse(d, d + strlen(d), &t), 0);
+	CHECK_EQ_INT(t, 951868800 + 1800);
+	static const char *bad[] = {
+	    "",
+	    "2026-12-02",
+	    "2026-12-02T00:50:48",  /* no zone */
+	    "2026-13-02T00:50:48Z", /* month 13 */
+	    "2025-02-29T00:00:00Z", /* not a leap year */
+	    "2026-12-02T24:00:00Z",
+	    "2026-12-02T00:60:00Z",
+	    "1969-12-31T23:59:59Z",
+	    "2026-12-02T00:50:48.Z",
+	    "2026-12-02T00:50:48ZZ",
+	    "2026-12-02T00:50:48+0100",
+	    "2026-12-02 00:50:48Z",
+	    "2026-1a-02T00:50:48Z",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		t = 12345;
+		CHECK_EQ_INT(mfs_s3_time_parse(bad[i], bad[i] + strlen(bad[i]), &t),
+			     MFS_E_CORRUPT);
+		CHECK_EQ_INT(t, 12345);
+	}
+	/* every prefix, in a buffer of exactly its length: never read past */
+	size_t n = strlen(a);
+	for (size_t cut = 0; cut < n; cut++) {
+		char *p = malloc(cut ? cut : 1);
+		REQUIRE(p);
+		memcpy(p, a, cut);
+		CHECK_EQ_INT(mfs_s3_time_parse(p, p + cut, &t), MFS_E_CORRUPT);
+		free(p);
+	}
+
+	CHECK_EQ_INT(mfs_http_date_parse("Wed, 02 Dec 2026 00:50:48 GMT\r\n", &t), 0);
+	CHECK_EQ_INT(t, 1796172648);
+	CHECK_EQ_INT(mfs_http_date_parse("Thu, 01 Jan 1970 00:00:00 GMT", &t), 0);
+	CHECK_EQ_INT(t, 0);
+	static const char *badd[] = {
+	    "",
+	    "Wed, 02 Dec 2026 00:50:48",
+	    "Wed, 02 Dek 2026 00:50:48 GMT",
+	    "Wed, 31 Nov 2026 00:50:48 GMT",
+	    "Wed 02 Dec 2026 00:50:48 GMT ",
+	    "Wed, 02 Dec 2026 00:50:48 UTC",
+	    "Wednesday, 02-Dec-26 00:50:48 GMT",
+	};
+	for (size_t i = 0; i < sizeof badd / sizeof badd[0]; i++)
+		CHECK_EQ_INT(mfs_http_date_parse(badd[i], &t), MFS_E_CORRUPT);
+}
+
+static const char page_lm[] =
+    "<ListBucketResult><IsTruncated>false</IsTruncated>"
+    "<Contents><Key>p/a</Key><LastModified>2026-12-02T00:50:48.000Z</LastModified>"
+    "<Size>3</Size></Contents>"
+    "<Contents><Key>p/b</Key><Size>4</Size></Contents>"
+    "</ListBucketResult>";
+
+struct mtimes {
+	int n;
+	int64_t t[4];
+};
+
+static int collect_mtime(void *arg, const mfs_s3_object *o)
+{
+	struct mtimes *m = arg;
+	if (m->n < 4)
+		m->t[m->n] = o->mtime;
+	m->n++;
+	return 0;
+}
+
+static void test_list_last_modified(void)
+{
+	struct mtimes m = {0};
+	int trunc = -1;
+	char tok[64];
+	mfs_errmsg e = {0};
+	CHECK_EQ_INT(mfs_s3_list_page_parse(page_lm, strlen(page_lm), collect_mtime, &m,
+					    &trunc, tok, sizeof tok, &e),
+		     0);
+	CHECK_EQ_INT(m.n, 2);
+	CHECK_EQ_INT(m.t[0], 1796172648);
+	CHECK_EQ_INT(m.t[1], 0); /* not given */
+	const char *bad = "<ListBucketResult><Contents><Key>k</Key><Size>1</Size>"
+			  "<LastModified>yesterday</LastModified></Contents>"
+			  "</ListBucketResult>";
+	struct mtimes mb = {0};
+	e.msg[0] = '\0';
+	CHECK_EQ_INT(mfs_s3_list_page_parse(bad, strlen(bad), collect_mtime, &mb, &trunc,
+					    tok, sizeof tok, &e),
+		     MFS_E_CORRUPT);
+	CHECK(strstr(e.msg, "LastModified") != NULL);
+	CHECK_EQ_INT(mb.n, 0);
+}
+
+static void test_multipart_answers(void)
+{
+	char id[64];
+	mfs_errmsg e = {0};
+	const char *init =
+	    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<InitiateMultipartUploadResult "
+	    "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>b</Bucket>"
+	    "<Key>p/k</Key><UploadId>VXBsb2Fk&amp;SUQ=</UploadId>"
+	    "</InitiateMultipartUploadResult>";
+	CHECK_EQ_INT(mfs_s3_upload_id_parse(init, strlen(init), id, sizeof id, &e), 0);
+	CHECK(!strcmp(id, "VXBsb2Fk&SUQ="));
+	static const char *bad[] = {
+	    "",
+	    "<Error><Code>AccessDenied</Code></Error>",
+	    "<InitiateMultipartUploadResult><Key>k</Key></InitiateMultipartUploadResult>",
+	    "<InitiateMultipartUploadResult><UploadId></UploadId>"
+	    "</InitiateMultipartUploadResult>",
+	    "<InitiateMultipartUploadResult><UploadId>a&bad;</UploadId>"
+	    "</InitiateMultipartUploadResult>",
+	    "<InitiateMultipartUploadResult><UploadId>"
+	    "0123456789012345678901234567890123456789012345678901234567890123456789"
+	    "</UploadId></InitiateMultipartUploadResult>", /* longer than id[] */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		e.msg[0] = '\0';
+		CHECK_EQ_INT(
+		    mfs_s3_upload_id_parse(bad[i], strlen(bad[i]), id, sizeof id, &e),
+		    MFS_E_CORRUPT);
+		CHECK(e.msg[0] != '\0' && id[0] == '\0');
+	}
+	size_t n = strlen(init);
+	for (size_t cut = 0; cut < n; cut++) {
+		char *p = malloc(cut ? cut : 1);
+		REQUIRE(p);
+		memcpy(p, init, cut);
+		CHECK_EQ_INT(mfs_s3_upload_id_parse(p, cut, id, sizeof id, &e),
+			     MFS_E_CORRUPT);
+		free(p);
+	}
+
+	char code[32], msg[64];
+	const char *done =
+	    "<CompleteMultipartUploadResult><Location>x</Location><Bucket>b"
+	    "</Bucket><Key>k</Key><ETag>\"abc-3\"</ETag>"
+	    "</CompleteMultipartUploadResult>";
+	CHECK_EQ_INT(
+	    mfs_s3_complete_parse(done, strlen(done), code, sizeof code, msg, sizeof msg),
+	    0);
+	/* a 200 whose body is an error */
+	const char *err200 =
+	    "<?xml version=\"1.0\"?>\n<Error><Code>InternalError</Code>"
+	    "<Message>We encountered an internal error.</Message></Error>";
+	CHECK_EQ_INT(mfs_s3_complete_parse(err200, strlen(err200), code, sizeof code, msg,
+					   sizeof msg),
+		     -EIO);
+	CHECK(!strcmp(code, "InternalError"));
+	CHECK(!strcmp(msg, "We encountered an internal error."));
+	CHECK_EQ_INT(mfs_s3_complete_parse("", 0, code, sizeof code, msg, sizeof msg),
+		     MFS_E_CORRUPT);
+	CHECK_EQ_INT(
+	    mfs_s3_complete_parse("<html/>", 7, code, sizeof code, msg, sizeof msg),
+	    MFS_E_CORRUPT);
+	n = strlen(done);
+	for (size_t cut = 0; cut < n; cut++) {
+		char *p = malloc(cut ? cut : 1);
+		REQUIRE(p);
+		memcpy(p, done, cut);
+		CHECK_EQ_INT(
+		    mfs_s3_complete_parse(p, cut, code, sizeof code, msg, sizeof msg),
+		    MFS_E_CORRUPT);
+		free(p);
+	}
+}
+
+struct ups {
+	int n, stop_at;
+	char keys[4][32], ids[4][32];
+	int64_t init[4];
+};
+
+static int collect_up(void *arg, const mfs_s3_upload *u)
+{
+	struct ups *s = arg;
+	if (s->n < 4) {
+		snprintf(s->keys[s->n], sizeof s->keys[0], "%s", u->key);
+		snprintf(s->ids[s->n], sizeof s->ids[0], "%s", u->upload_id);
+		s->init[s->n] = u->initiated;
+	}
+	s->n++;
+	return s->stop_at && s->n == s->stop_at ? 42 : 0;
+}
+
+static const char ups_page[] =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+    "<ListMultipartUploadsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+    "<Bucket>b</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker>"
+    "<NextKeyMarker>p/packs/b&amp;.pack</NextKeyMarker>"
+    "<NextUploadIdMarker>id-2</NextUploadIdMarker><MaxUploads>2</MaxUploads>"
+    "<IsTruncated>true</IsTruncated>"
+    "<Upload><Key>p/packs/a.pack</Key><UploadId>id-1</UploadId>"
+    "<Initiator><ID>x</ID></Initiator><StorageClass>STANDARD</StorageClass>"
+    "<Initiated>2026-12-02T00:50:48.000Z</Initiated></Upload>"
+    "<Upload><Key>p/packs/b&amp;.pack</Key><UploadId>id-2</UploadId></Upload>"
+    "</ListMultipartUploadsResult>";
+
+static void test_uploads_page(void)
+{
+	struct ups s = {0};
+	int trunc = -1;
+	char km[64], im[64];
+	mfs_errmsg e = {0};
+	CHECK_EQ_INT(mfs_s3_uploads_page_parse(ups_page, strlen(ups_page), collect_up, &s,
+					       &trunc, km, sizeof km, im, sizeof im, &e),
+		     0);
+	CHECK_EQ_INT(s.n, 2);
+	CHECK(!strcmp(s.keys[0], "p/packs/a.pack") && !strcmp(s.ids[0], "id-1"));
+	CHECK_EQ_INT(s.init[0], 1796172648);
+	CHECK(!strcmp(s.keys[1], "p/packs/b&.pack") && !strcmp(s.ids[1], "id-2"));
+	CHECK_EQ_INT(s.init[1], 0);
+	CHECK_EQ_INT(trunc, 1);
+	CHECK(!strcmp(km, "p/packs/b&.pack") && !strcmp(im, "id-2"));
+
+	struct ups s2 = {.stop_at = 1};
+	CHECK_EQ_INT(mfs_s3_uploads_page_parse(ups_page, strlen(ups_page), collect_up,
+					       &s2, &trunc, km, sizeof km, im, sizeof im,
+					       &e),
+		     42);
+	CHECK_EQ_INT(s2.n, 1);
+
+	/* no NextKeyMarker / NextUploadIdMarker (SeaweedFS): the last upload's */
+	const char *nomark = "<ListMultipartUploadsResult><IsTruncated>true</IsTruncated>"
+			     "<Upload><Key>k1</Key><UploadId>i1</UploadId></Upload>"
+			     "<Upload><Key>k2</Key><UploadId>i2</UploadId></Upload>"
+			     "</ListMultipartUploadsResult>";
+	struct ups sn = {0};
+	CHECK_EQ_INT(mfs_s3_uploads_page_parse(nomark, strlen(nomark), collect_up, &sn,
+					       &trunc, km, sizeof km, im, sizeof im, &e),
+		     0);
+	CHECK_EQ_INT(sn.n, 2);
+	CHECK(trunc == 1 && !strcmp(km, "k2") && !strcmp(im, "i2"));
+
+	const char *empty =
+	    "<ListMultipartUploadsResult><Bucket>b</Bucket>"
+	    "<IsTruncated>false</IsTruncated></ListMultipartUploadsResult>";
+	struct ups s3 = {0};
+	CHECK_EQ_INT(mfs_s3_uploads_page_parse(empty, strlen(empty), collect_up, &s3,
+					       &trunc, km, sizeof km, im, sizeof im, &e),
+		     0);
+	CHECK_EQ_INT(s3.n, 0);
+	CHECK_EQ_INT(trunc, 0);
+
+	static const char *bad[] = {
+	    "<ListBucketResult></ListBucketResult>",
+	    "<ListMultipartUploadsResult><Upload><UploadId>i</UploadId></Upload>"
+	    "</ListMultipartUploadsResult>",
+	    "<ListMultipartUploadsResult><Upload><Key>k</Key></Upload>"
+	    "</ListMultipartUploadsResult>",
+	    "<ListMultipartUploadsResult><Upload><Key>k</Key><UploadId></UploadId>"
+	    "</Upload></ListMultipartUploadsResult>",
+	    "<ListMultipartUploadsResult><Upload><Key>k</Key><UploadId>i</UploadId>"
+	    "<Initiated>soon</Initiated></Upload></ListMultipartUploadsResult>",
+	    "<ListMultipartUploadsResult><IsTruncated>true</IsTruncated>"
+	    "</ListMultipartUploadsResult>",
+	    "<ListMultipartUploadsResult><Upload><Key>k</Key>",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct ups sb = {0};
+		e.msg[0] = '\0';
+		int rc =
+		    mfs_s3_uploads_page_parse(bad[i], strlen(bad[i]), collect_up, &sb,
+					      &trunc, km, sizeof km, im, sizeof im, &e);
+		if (rc != MFS_E_CORRUPT)
+			fprintf(stderr, "bad upload page %zu: rc %d\n", i, rc);
+		CHECK_EQ_INT(rc, MFS_E_CORRUPT);
+		CHECK(e.msg[0] != '\0');
+	}
+
+	/* every truncation, alone and with the root closed again */
+	size_t len = strlen(ups_page);
+	static const char tail[] = "</ListMultipartUploadsResult>";
+	int ok = 0;
+	for (size_t cut = 0; cut < len; cut++) {
+		char *p = malloc(cut + sizeof tail);
+		REQUIRE(p);
+		memcpy(p, ups_page, cut);
+		struct ups sc = {0};
+		int rc = mfs_s3_uploads_page_parse(p, cut, collect_up, &sc, &trunc, km,
+						   sizeof km, im, sizeof im, &e);
+		CHECK(rc == 0 || rc == MFS_E_CORRUPT);
+		CHECK(sc.n <= 2);
+		ok += rc == 0;
+		free(p);
+		p = malloc(cut + sizeof tail - 1);
+		REQUIRE(p);
+		memcpy(p, ups_page, cut);
+		memcpy(p + cut, tail, sizeof tail - 1);
+		struct ups sd = {0};
+		rc = mfs_s3_uploads_page_parse(p, cut + sizeof tail - 1, collect_up, &sd,
+					       &trunc, km, sizeof km, im, sizeof im, &e);
+		CHECK(rc == 0 || rc == MFS_E_CORRUPT);
+		CHECK(sd.n <= 2);
+		free(p);
+	}
+	CHECK_EQ_INT(ok, 0);
+}
+
 int main(void)
 {
 	snprintf(home, sizeof home, "%s/mfs-test-s3-XXXXXX",
@@ -606,6 +921,10 @@ int main(void)
 	RUN(test_open_checks);
 	RUN(test_list_page);
 	RUN(test_xml_text_and_errors);
+	RUN(test_times);
+	RUN(test_list_last_modified);
+	RUN(test_multipart_answers);
+	RUN(test_uploads_page);
 	char aws[300];
 	snprintf(aws, sizeof aws, "%s/.aws", home);
 	rmdir(aws);
