@@ -59,37 +59,11 @@ static void ingest_usage(FILE *f)
 		"~/.local/share/modelfs)\n");
 }
 
-/* The bar drawn from the library's progress reports. */
-struct ingest_bar {
-	mfs_progress bar;
-	uint64_t done; /* what the bar has been given */
-	int started;
-	int quiet;
-};
-
-static void show_progress(void *ud, uint64_t done, uint64_t total)
-{
-	struct ingest_bar *b = ud;
-	if (done == 0) { /* a source begins */
-		mfs_progress_end(&b->bar);
-		mfs_progress_init(&b->bar, "ingest", total, b->quiet);
-		b->done = 0;
-		b->started = 1;
-		return;
-	}
-	if (b->started && done > b->done) {
-		mfs_progress_add(&b->bar, done - b->done);
-		b->done = done;
-	}
-}
-
 /* Notes and warnings from the ingest library: one line each, on stderr,
  * with the bar erased first. */
 static void print_note(void *ud, mfs_ingest_note_kind kind, const char *msg)
 {
-	struct ingest_bar *b = ud;
-	if (b->started)
-		mfs_progress_end(&b->bar);
+	mfs_progress_feed_end(ud);
 	fprintf(stderr, "modelfs ingest: %s%s\n", kind == MFS_INGEST_WARNING ? "warning: " : "",
 		msg);
 }
@@ -116,10 +90,10 @@ int cmd_ingest(int argc, char **argv)
 	};
 	mfs_ingest_opts o;
 	mfs_ingest_opts_default(&o);
-	struct ingest_bar bar = {0};
+	mfs_progress_feed bar = {.label = "ingest"};
 	o.note = print_note;
 	o.note_ud = &bar;
-	o.progress = show_progress;
+	o.progress = mfs_progress_feed_report;
 	o.progress_ud = &bar;
 	char repo[MFS_REPO_ID_MAX + 1], base[MFS_REPO_ID_MAX + 1], qof[MFS_REPO_ID_MAX + 1];
 	int opt;
@@ -219,8 +193,7 @@ int cmd_ingest(int argc, char **argv)
 	mfs_ingest_stats st;
 	mfs_errmsg err = {0};
 	int rc = mfs_ingest_path(s, argv[optind], &o, &st, &err);
-	if (bar.started)
-		mfs_progress_end(&bar.bar);
+	mfs_progress_feed_end(&bar);
 	mfs_store_close(s);
 	if (rc < 0) {
 		mfs_cli_error("ingest", "%s", err.msg[0] ? err.msg : mfs_strerror(rc));

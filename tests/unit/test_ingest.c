@@ -30,20 +30,15 @@ static uint8_t *make_safetensors(size_t *len)
 {
 	const size_t n16 = 300000, n32 = 20000;
 	char hdr[256];
-	int hl = snprintf(hdr, sizeof hdr,
-			  "{\"w\":{\"dtype\":\"BF16\",\"shape\":[%zu],\"data_offsets\":[0,%zu]},"
-			  "\"b\":{\"dtype\":\"F32\",\"shape\":[%zu],\"data_offsets\":[%zu,%zu]}}",
-			  n16, 2 * n16, n32, 2 * n16, 2 * n16 + 4 * n32);
-	while (hl % 8)
-		hdr[hl++] = ' ';
-	*len = 8 + (size_t)hl + 2 * n16 + 4 * n32;
-	uint8_t *buf = malloc(*len);
+	snprintf(hdr, sizeof hdr,
+		 "{\"w\":{\"dtype\":\"BF16\",\"shape\":[%zu],\"data_offsets\":[0,%zu]},"
+		 "\"b\":{\"dtype\":\"F32\",\"shape\":[%zu],\"data_offsets\":[%zu,%zu]}}",
+		 n16, 2 * n16, n32, 2 * n16, 2 * n16 + 4 * n32);
+	size_t start;
+	uint8_t *buf = test_safetensors_alloc(hdr, 2 * n16 + 4 * n32, len, &start);
 	if (!buf)
 		return NULL;
-	for (int i = 0; i < 8; i++)
-		buf[i] = (uint8_t)((uint64_t)hl >> (8 * i));
-	memcpy(buf + 8, hdr, (size_t)hl);
-	uint8_t *d = buf + 8 + hl;
+	uint8_t *d = buf + start;
 	uint64_t s = 12345;
 	for (size_t i = 0; i < n16; i++) {
 		float v = (float)((int)(test_rand(&s) % 2001) - 1000) / 40000.0f;

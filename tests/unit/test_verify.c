@@ -35,20 +35,12 @@
 static uint8_t *make_model(uint64_t seed, size_t *len, size_t *data_start)
 {
 	char hdr[128];
-	int hl = snprintf(
-	    hdr, sizeof hdr,
-	    "{\"noise\":{\"dtype\":\"U8\",\"shape\":[%u],\"data_offsets\":[0,%u]}}",
-	    TENSOR_BYTES, TENSOR_BYTES);
-	while (hl % 8)
-		hdr[hl++] = ' ';
-	*data_start = 8 + (size_t)hl;
-	*len = *data_start + TENSOR_BYTES;
-	uint8_t *buf = malloc(*len);
+	snprintf(hdr, sizeof hdr,
+		 "{\"noise\":{\"dtype\":\"U8\",\"shape\":[%u],\"data_offsets\":[0,%u]}}",
+		 TENSOR_BYTES, TENSOR_BYTES);
+	uint8_t *buf = test_safetensors_alloc(hdr, TENSOR_BYTES, len, data_start);
 	if (!buf)
 		return NULL;
-	for (int i = 0; i < 8; i++)
-		buf[i] = (uint8_t)((uint64_t)hl >> (8 * i));
-	memcpy(buf + 8, hdr, (size_t)hl);
 	for (size_t i = *data_start; i < *len; i++)
 		buf[i] = (uint8_t)(test_rand(&seed) >> 56);
 	return buf;

@@ -7,6 +7,7 @@
 #define MFS_TESTFS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,28 @@ static inline int test_write_file(const char *dir, const char *name, const void 
 		return -1;
 	size_t n = fwrite(data, 1, len, f);
 	return fclose(f) == 0 && n == len ? 0 : -1;
+}
+
+/*
+ * A safetensors file of header @p json (padded to 8 bytes with spaces, as
+ * the format asks) followed by @p data_len bytes the caller fills, from
+ * *data_start on.
+ * @return the file's *len bytes (malloc'd: the caller frees them), or NULL
+ */
+static inline uint8_t *test_safetensors_alloc(const char *json, size_t data_len, size_t *len,
+					      size_t *data_start)
+{
+	size_t hl = strlen(json), pad = (8 - hl % 8) % 8;
+	*data_start = 8 + hl + pad;
+	*len = *data_start + data_len;
+	uint8_t *buf = malloc(*len);
+	if (!buf)
+		return NULL;
+	for (int i = 0; i < 8; i++)
+		buf[i] = (uint8_t)((uint64_t)(hl + pad) >> (8 * i));
+	memcpy(buf + 8, json, hl);
+	memset(buf + 8 + hl, ' ', pad);
+	return buf;
 }
 
 #endif
