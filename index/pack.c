@@ -694,8 +694,49 @@ static void writer_drop(pack_writer *w)
 	w->end = 0;
 }
 
+/* A pack left open by a handle that let go of it (a finished ingest's). */
+typedef struct reuse_ctx {
+	mfs_store *s;
+	uint64_t id, end;
+	int fd;
+} reuse_ctx;
+
+static int reuse_fn(void *ud, uint64_t id, const mfs_pack_rec *r)
+{
+	reuse_ctx *c = ud;
+	if (!r || r->state != MFS_PACK_OPEN || r->committed_end < MFS_PACK_HDR ||
+	    r->committed_end >= MFS_PACK_REUSE_BELOW)
+		return 0;
+	char path[4200];
+	if (mfs_pack_path(c->s, id, path, sizeof path) < 0)
+		return 0;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	/* held: another handle appends to it, or gc works on it */
+	uint8_t h[MFS_PACK_HDR];
+	struct stat st;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 ||
+	    mfs_pread_full(fd, h, sizeof h, 0, MFS_E_CORRUPT, NULL) < 0 ||
+	    mfs_pack_header_check(h, id) < 0 || fstat(fd, &st) < 0 ||
+	    (uint64_t)st.st_size < r->committed_end /* damaged: verify reports it */ ||
+	    /* bytes past committed_end: a writer that died before its commit */
+	    ((uint64_t)st.st_size > r->committed_end &&
+	     ftruncate(fd, (off_t)r->committed_end) < 0)) {
+		close(fd);
+		return 0;
+	}
+	c->id = id;
+	c->end = r->committed_end;
+	c->fd = fd;
+	return 1;
+}
+
 /* The pack to append to in this transaction: the one held, unless it is
- * full (sealed in @p t), or a new one. */
+ * full (sealed in @p t); else an open pack below MFS_PACK_REUSE_BELOW whose
+ * lock is free (in @p t, the newest state of every record: no other writer
+ * commits meanwhile, and gc changes a pack only under its lock); else a new
+ * one. */
 static int writer_ready(mfs_txn *t)
 {
 	pack_writer *w = &t->s->packs->w;
@@ -711,6 +752,17 @@ static int writer_ready(mfs_txn *t)
 		if (rc < 0 && rc != MFS_E_NOTFOUND && rc != MFS_E_CORRUPT)
 			return rc;
 		writer_drop(w);
+	}
+	if (!w->id) {
+		reuse_ctx c = {.s = t->s, .fd = -1};
+		if ((rc = mfs_packs_foreach(t, reuse_fn, &c)) < 0)
+			return rc;
+		if (c.fd >= 0) {
+			w->id = c.id;
+			w->fd = c.fd;
+			w->end = c.end;
+			w->created = 0;
+		}
 	}
 	if (!w->id) {
 		uint64_t id;

@@ -45,6 +45,11 @@
 #define MFS_PACK_VERSION   1
 /* A writer starts a new pack once its pack has passed this many bytes. */
 #define MFS_PACK_LIMIT	  ((uint64_t)1 << 30)
+/* A writer without a pack of its own appends to an open pack below this
+ * size that no one holds, before it starts a new one: many small ingests
+ * fill few packs, not one each.  Kept small because push uploads a pack
+ * that grew again whole. */
+#define MFS_PACK_REUSE_BELOW ((uint64_t)64 << 20)
 #define MFS_PACK_NAME_MAX 24 /* "0123456789abcdef.pack" + NUL */
 
 /** The bytes an entry of a @p payload_len payload takes in its pack. */
@@ -165,9 +170,11 @@ int mfs_packs_foreach(mfs_txn *t, int (*cb)(void *ud, uint64_t id, const mfs_pac
 
 /**
  * Append chunk @p key's payload to this handle's pack, in write transaction
- * @p t: a pack is taken on first use (a new id from meta "pack_next", its
- * file created and flock()ed, its record written in @p t), and a new one once
- * it has passed MFS_PACK_LIMIT at the start of a transaction.  The pack's
+ * @p t: a pack is taken on first use (an open pack below
+ * MFS_PACK_REUSE_BELOW that no handle holds, its uncommitted tail cut; else
+ * a new id from meta "pack_next", its file created, its record written in
+ * @p t; flock()ed either way), and another once it has passed
+ * MFS_PACK_LIMIT at the start of a transaction.  The pack's
  * record (committed_end, live_bytes) is updated in @p t.
  * @param[out] out  where the entry went
  * @return 0; MFS_E_INVAL (not a write transaction, payload over 4 GiB);

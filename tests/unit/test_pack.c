@@ -242,10 +242,10 @@ static void test_abort_and_crash(void)
 	REQUIRE(put_one(s, b, sizeof b, MFS_CODEC_RAW, &kb) == 0);
 	REQUIRE(view_of(s, &kb, &v) == 0);
 	CHECK_EQ_INT(v.loc.off, (uint64_t)committed);
-	mfs_store_close(s);
 
 	/* a process that dies before its commit: its pack (created in that
-	 * transaction) is left with no record, its bytes visible nowhere */
+	 * transaction, as this handle holds the first one) is left with no
+	 * record, its bytes visible nowhere */
 	uint8_t c[90000];
 	fill(c, sizeof c);
 	mfs_chunk_key kc;
@@ -264,6 +264,7 @@ static void test_abort_and_crash(void)
 	}
 	int wst;
 	REQUIRE(waitpid(pid, &wst, 0) == pid && WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+	mfs_store_close(s);
 	CHECK_EQ_INT(count_packs(d), 2);
 	/* a crash past committed_end of a known pack: a tail of garbage */
 	int fd = open(path, O_WRONLY | O_APPEND);
@@ -289,6 +290,96 @@ static void test_abort_and_crash(void)
 	CHECK_EQ_INT(count_packs(d), 1);
 	CHECK_EQ_INT(read_chunk(s, &kb, out, sizeof b), 0);
 	CHECK(!memcmp(out, b, sizeof b));
+	mfs_store_close(s);
+	test_drop_dir(d);
+}
+
+/*
+ * A handle without a pack of its own appends to an open pack no one holds
+ * (so small ingests one after another fill one pack), cutting the tail a
+ * writer that died before its commit left there; a pack another handle
+ * holds is not taken.
+ */
+static void test_reuse(void)
+{
+	char *d = test_fresh_dir("pack");
+	mfs_store *s;
+	REQUIRE(d && mfs_store_open(d, MFS_STORE_CREATE, &s, NULL) == 0);
+	static uint8_t raw[5][30000];
+	mfs_chunk_key k[5];
+	for (int i = 0; i < 5; i++)
+		fill(raw[i], sizeof raw[i]);
+	REQUIRE(put_one(s, raw[0], sizeof raw[0], MFS_CODEC_RAW, &k[0]) == 0);
+	mfs_store_close(s);
+	/* the next handle: the same pack, right after the committed entry */
+	REQUIRE(mfs_store_open(d, 0, &s, NULL) == 0);
+	REQUIRE(put_one(s, raw[1], sizeof raw[1], MFS_CODEC_RAW, &k[1]) == 0);
+	mfs_chunk_view v0, v1, v;
+	REQUIRE(view_of(s, &k[0], &v0) == 0 && view_of(s, &k[1], &v1) == 0);
+	CHECK_EQ_INT(v1.loc.pack, v0.loc.pack);
+	CHECK_EQ_INT(v1.loc.off, v0.loc.off + mfs_pack_entry_bytes(sizeof raw[0]));
+	mfs_store_close(s);
+	char path[4200];
+	snprintf(path, sizeof path, "%s/packs/%016llx.pack", d, (unsigned long long)v0.loc.pack);
+	off_t committed = file_size(path);
+	CHECK_EQ_INT(committed, (off_t)(v1.loc.off + mfs_pack_entry_bytes(sizeof raw[1])));
+	/* a writer that takes it and dies before its commit leaves a tail */
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		mfs_store *cs;
+		mfs_txn *ct;
+		mfs_chunk_key kk;
+		if (mfs_store_open(d, 0, &cs, NULL) != 0 ||
+		    mfs_txn_begin(cs, MFS_TXN_WRITE, &ct) != 0 ||
+		    put_in(ct, raw[2], sizeof raw[2], MFS_CODEC_RAW, &kk, NULL) != 0)
+			_exit(1);
+		_exit(0); /* no commit, no abort: as kill -9 */
+	}
+	int wst;
+	REQUIRE(waitpid(pid, &wst, 0) == pid && WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+	CHECK(file_size(path) > committed);
+	CHECK_EQ_INT(count_packs(d), 1);
+	/* the next writer cuts the tail and appends where the commits ended */
+	REQUIRE(mfs_store_open(d, 0, &s, NULL) == 0);
+	REQUIRE(put_one(s, raw[3], sizeof raw[3], MFS_CODEC_RAW, &k[3]) == 0);
+	REQUIRE(view_of(s, &k[3], &v) == 0);
+	CHECK_EQ_INT(v.loc.pack, v0.loc.pack);
+	CHECK_EQ_INT(v.loc.off, (uint64_t)committed);
+	CHECK_EQ_INT(file_size(path), committed + (off_t)mfs_pack_entry_bytes(sizeof raw[3]));
+	mfs_chunk_key_of(raw[2], sizeof raw[2], &k[2]);
+	CHECK_EQ_INT(view_of(s, &k[2], &v), MFS_E_NOTFOUND);
+	/* held by this handle: another process starts a pack of its own */
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		mfs_store *cs;
+		mfs_chunk_key kk;
+		mfs_chunk_view cv;
+		if (mfs_store_open(d, 0, &cs, NULL) != 0 ||
+		    put_one(cs, raw[4], sizeof raw[4], MFS_CODEC_RAW, &kk) != 0 ||
+		    view_of(cs, &kk, &cv) != 0)
+			_exit(1);
+		mfs_store_close(cs);
+		_exit(cv.loc.pack != v0.loc.pack ? 0 : 2);
+	}
+	REQUIRE(waitpid(pid, &wst, 0) == pid && WIFEXITED(wst));
+	CHECK_EQ_INT(WEXITSTATUS(wst), 0);
+	CHECK_EQ_INT(count_packs(d), 2);
+	uint8_t out[30000];
+	for (int i = 0; i < 5; i++) {
+		if (i == 2)
+			continue;
+		mfs_chunk_key_of(raw[i], sizeof raw[i], &k[i]);
+		CHECK_EQ_INT(read_chunk(s, &k[i], out, sizeof out), 0);
+		CHECK(!memcmp(out, raw[i], sizeof out));
+	}
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
+	uint64_t nbad = 99;
+	CHECK_EQ_INT(mfs_check_store(t, 0, show_problem, NULL, &nbad), 0);
+	CHECK_EQ_INT(nbad, 0);
+	mfs_txn_abort(t);
 	mfs_store_close(s);
 	test_drop_dir(d);
 }
@@ -735,6 +826,7 @@ int main(void)
 	seed = test_seed();
 	RUN(test_round_trip);
 	RUN(test_abort_and_crash);
+	RUN(test_reuse);
 	RUN(test_damage);
 	RUN(test_two_writers);
 	RUN(test_repack);
