@@ -32,6 +32,7 @@
 
 #include "bytes.h"
 #include "fsutil.h"
+#include "lmdblock.h"
 #include "pack.h"
 #include "store_internal.h"
 
@@ -450,38 +451,15 @@ void mfs_store_unlock(int fd)
 
 /* ---- compaction ---- */
 
-/* The fcntl lock on lock.mdb's first byte, as LMDB takes it. */
-static int lmdb_lock_byte(int fd, short type, int cmd, struct flock *out)
-{
-	struct flock fl;
-	memset(&fl, 0, sizeof fl);
-	fl.l_type = type;
-	fl.l_whence = SEEK_SET;
-	fl.l_start = 0;
-	fl.l_len = 1;
-	int rc;
-	while ((rc = fcntl(fd, cmd, &fl)) < 0 && errno == EINTR)
-		;
-	if (out)
-		*out = fl;
-	return rc < 0 ? -errno : 0;
-}
-
 /* "process 1234 (mdb_dump)": who holds lock.mdb, for the message. */
 static void lmdb_holder(int fd, char *buf, size_t cap)
 {
 	struct flock fl;
 	snprintf(buf, cap, "another process");
-	if (lmdb_lock_byte(fd, F_WRLCK, F_GETLK, &fl) < 0 || fl.l_type == F_UNLCK)
+	if (mfs_lmdb_lock_byte(fd, F_WRLCK, F_GETLK, &fl) < 0 || fl.l_type == F_UNLCK)
 		return;
-	char path[64], comm[64] = "";
-	snprintf(path, sizeof path, "/proc/%d/comm", (int)fl.l_pid);
-	FILE *f = fopen(path, "re");
-	if (f) {
-		if (fgets(comm, sizeof comm, f))
-			comm[strcspn(comm, "\n")] = '\0';
-		fclose(f);
-	}
+	char comm[64];
+	mfs_proc_comm(fl.l_pid, comm, sizeof comm);
 	snprintf(buf, cap, "process %d%s%s%s", (int)fl.l_pid, comm[0] ? " (" : "", comm,
 		 comm[0] ? ")" : "");
 }
@@ -616,7 +594,7 @@ int mfs_store_compact(const char *dir, mfs_errmsg *err)
 		rc = mfs_err(err, -errno, "cannot open %s: %s", lockp, strerror(errno));
 		goto out;
 	}
-	if ((rc = lmdb_lock_byte(guard, F_WRLCK, F_SETLK, NULL)) < 0) {
+	if ((rc = mfs_lmdb_lock_byte(guard, F_WRLCK, F_SETLK, NULL)) < 0) {
 		char who[128];
 		lmdb_holder(guard, who, sizeof who);
 		rc = mfs_err(err, MFS_E_BUSY,

@@ -16,6 +16,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "lmdblock.h"
 #include "pack.h"
 #include "store_internal.h"
 
@@ -61,14 +62,8 @@ static uint64_t file_size(const char *dir, const char *name)
 /* " (process 1234, modelfs)" for a pid, into buf. */
 static void name_process(pid_t pid, char *buf, size_t cap)
 {
-	char path[64], comm[64] = "";
-	snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (f) {
-		if (fgets(comm, sizeof comm, f))
-			comm[strcspn(comm, "\n")] = '\0';
-		fclose(f);
-	}
+	char comm[64];
+	mfs_proc_comm(pid, comm, sizeof comm);
 	snprintf(buf, cap, " (process %d%s%s)", (int)pid, comm[0] ? ", " : "", comm);
 }
 
@@ -99,23 +94,6 @@ static void flock_holder(const char *path, char *buf, size_t cap)
 		break;
 	}
 	fclose(f);
-}
-
-/* The fcntl lock on lock.mdb's first byte, as LMDB takes it. */
-static int lock_byte0(int fd, short type, int cmd, struct flock *out)
-{
-	struct flock fl;
-	memset(&fl, 0, sizeof fl);
-	fl.l_type = type;
-	fl.l_whence = SEEK_SET;
-	fl.l_start = 0;
-	fl.l_len = 1;
-	int rc;
-	while ((rc = fcntl(fd, cmd, &fl)) < 0 && errno == EINTR)
-		;
-	if (out)
-		*out = fl;
-	return rc < 0 ? -errno : 0;
 }
 
 static int in_use(upgrade *u, const char *who, const char *what)
@@ -158,10 +136,10 @@ static int claim_store(upgrade *u)
 	if (u->lock_fd < 0)
 		return mfs_err(u->err, -errno, "cannot open %s: %s (nothing was changed)", path,
 			       strerror(errno));
-	if (lock_byte0(u->lock_fd, F_WRLCK, F_SETLK, NULL) < 0) {
+	if (mfs_lmdb_lock_byte(u->lock_fd, F_WRLCK, F_SETLK, NULL) < 0) {
 		struct flock fl;
 		who[0] = '\0';
-		if (lock_byte0(u->lock_fd, F_WRLCK, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+		if (mfs_lmdb_lock_byte(u->lock_fd, F_WRLCK, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
 			name_process(fl.l_pid, who, sizeof who);
 		return in_use(u, who, "an LMDB program");
 	}
@@ -176,11 +154,11 @@ static int claim_store(upgrade *u)
  */
 static int hold_store(upgrade *u)
 {
-	if (lock_byte0(u->lock_fd, F_WRLCK, F_SETLK, NULL) == 0)
+	if (mfs_lmdb_lock_byte(u->lock_fd, F_WRLCK, F_SETLK, NULL) == 0)
 		return 0;
 	struct flock fl;
 	char who[128] = "";
-	if (lock_byte0(u->lock_fd, F_WRLCK, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+	if (mfs_lmdb_lock_byte(u->lock_fd, F_WRLCK, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
 		name_process(fl.l_pid, who, sizeof who);
 	return in_use(u, who, "a process that opened it just now");
 }
