@@ -464,3 +464,41 @@ def test_kill9_push_inside_a_multipart_upload(srv, make_mfs, tmp_path):
     shown = check_bucket(srv, prefix, tmp_path / "remote2",
                          {"org/base": base, "org/big": src}, m.binary)
     assert shown == {"org/base", "org/big"}
+
+
+def test_push_refuses_latest_when_a_reused_pack_went_away(srv, make_mfs, tmp_path):
+    # What a `gc --remote` running alongside may do to a pack that a push
+    # found in the bucket and reuses: delete it between the listing and
+    # LATEST. The push checks the packs it did not send before writing LATEST.
+    m = make_mfs("store", binary=MODELFS_FAST)
+    a = make_model(tmp_path / "src-a", 41, mib=2)
+    m.ingest(a, "org/a")
+    m.ingest(make_model(tmp_path / "src-b", 42, mib=2), "org/b")
+    prefix = new_prefix("gone")
+    push_ok(m, srv, prefix)
+    latest = srv.get_object(f"{prefix}/LATEST")
+    m.ok("rm", "org/b")  # a new generation, the same packs: all reused
+    p = start_push(m, srv, prefix, 300)
+    steps = []
+    try:
+        while not (steps and steps[-1].startswith("index")):
+            line = p.stderr.readline().decode()
+            if not line:
+                break
+            if "step: " in line:
+                steps.append(line.split("step: ", 1)[1].strip())
+        assert steps and steps[-1].startswith("index"), steps
+        assert not any(s.startswith("pack") for s in steps), steps
+        for name in local_packs(m):
+            srv.delete_object(f"{prefix}/packs/{name}")
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 1 and "went away" in err.decode(), err.decode()
+    assert srv.get_object(f"{prefix}/LATEST") == latest  # not written
+    # the next push sends them again, and the bucket reads exact
+    push_ok(m, srv, prefix)
+    shown = check_bucket(srv, prefix, tmp_path / "remote", {"org/a": a}, m.binary)
+    assert shown == {"org/a"}
