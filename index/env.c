@@ -229,8 +229,13 @@ static int env_open(const char *dir, unsigned mdb_flags, MDB_env **out, mfs_errm
 	return 0;
 }
 
-/* Open the named databases and check (or, writable and new, write) the format. */
-static int store_init_dbs(mfs_store *s, int upgrade, mfs_errmsg *err)
+/*
+ * Open the named databases and check the format, or write it when the
+ * environment has none and this open may create the store (@p create): a
+ * new store, or one whose creator died before its first commit.  An open
+ * that may not create it (an upgrade, gc, rm) refuses such an environment.
+ */
+static int store_init_dbs(mfs_store *s, int upgrade, int create, mfs_errmsg *err)
 {
 	MDB_txn *txn = NULL;
 	int rdonly = s->rdonly;
@@ -252,6 +257,14 @@ static int store_init_dbs(mfs_store *s, int upgrade, mfs_errmsg *err)
 	}
 	uint64_t fmt = 0;
 	int grc = mfs_db_meta_get(txn, s->dbi[DB_META], "format", &fmt);
+	if (grc == MFS_E_NOTFOUND && !rdonly && !create) {
+		mdb_txn_abort(txn);
+		return mfs_err(err, MFS_E_NOTFOUND,
+			       "%s holds an LMDB environment with no modelfs format record: not "
+			       "a modelfs store (or one whose creation never finished: ingest "
+			       "into it to make it one); nothing was changed",
+			       s->dir);
+	}
 	if (grc == MFS_E_NOTFOUND && !rdonly) {
 		if ((grc = mfs_db_meta_put(txn, s->dbi[DB_META], "format", MFS_STORE_FORMAT)) ||
 		    (grc = mfs_db_meta_put(txn, s->dbi[DB_META], "generation", 1))) {
@@ -390,7 +403,8 @@ int mfs_store_open(const char *dir, unsigned flags, mfs_store **out, mfs_errmsg 
 	 */
 	int dead = 0;
 	mdb_reader_check(s->env, &dead);
-	if ((rc = store_init_dbs(s, (flags & MFS_STORE_UPGRADE) != 0, err)) < 0 ||
+	if ((rc = store_init_dbs(s, (flags & MFS_STORE_UPGRADE) != 0,
+				 write && !(flags & MFS_STORE_UPGRADE), err)) < 0 ||
 	    (rc = mfs_packs_open(s, err)) < 0) {
 		mfs_store_close(s); /* releases create_lock with users.lock */
 		return rc;

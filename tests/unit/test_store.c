@@ -136,6 +136,25 @@ static void test_open_and_version(void)
 	CHECK(strstr(e.msg, "format 99") != NULL);
 	CHECK_EQ_INT(mfs_store_open(d, MFS_STORE_RDONLY, &s, NULL), MFS_E_VERSION);
 
+	/* an LMDB environment without a format record (not a store, or one whose
+	 * creator died before its first commit): only an open that may create
+	 * a store makes it one; an upgrade, or any other writer, refuses it */
+	char *d3 = test_fresh_dir("store");
+	REQUIRE(d3);
+	REQUIRE(mdb_env_create(&env) == 0);
+	REQUIRE(mdb_env_open(env, d3, 0, 0600) == 0);
+	mdb_env_close(env);
+	memset(&e, 0, sizeof e);
+	CHECK_EQ_INT(mfs_store_open(d3, MFS_STORE_UPGRADE, &s, &e), MFS_E_NOTFOUND);
+	CHECK(strstr(e.msg, "no modelfs format record") != NULL);
+	CHECK_EQ_INT(mfs_store_open(d3, 0, &s, NULL), MFS_E_NOTFOUND);
+	CHECK(mfs_store_open(d3, MFS_STORE_RDONLY, &s, NULL) < 0);
+	REQUIRE(mfs_store_open(d3, MFS_STORE_CREATE, &s, NULL) == 0);
+	mfs_store_close(s);
+	CHECK_EQ_INT(mfs_store_open(d3, MFS_STORE_UPGRADE, &s, NULL), 0);
+	mfs_store_close(s);
+	test_drop_dir(d3);
+
 	/* something that is not an LMDB file is refused with a message */
 	char *d2 = test_fresh_dir("store");
 	REQUIRE(d2);
