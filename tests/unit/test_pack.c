@@ -555,21 +555,8 @@ static int publish(mfs_store *s, const char *repo, const mfs_chunk_key *k, size_
 		ext[i] = (mfs_extent){.off = i * len, .len = (uint32_t)len, .key = k[i]};
 	const char *etag =
 	    "aa00000000000000000000000000000000000000000000000000000000000001";
-	mfs_blob_rec b = {.etag = etag, .size = n * len, .n_extents = n, .extents = ext};
-	mfs_file_rec f = {.path = "model.bin", .etag = etag, .mode = 0444};
-	const char *refs[] = {"main"};
-	mfs_txn *t;
-	int rc = mfs_txn_begin(s, MFS_TXN_WRITE, &t);
-	if (rc < 0)
-		return rc;
-	if ((rc = mfs_blob_put(t, repo, &b, NULL)) < 0 ||
-	    (rc =
-		 mfs_snapshot_publish(t, repo, "1111111111111111111111111111111111111111",
-				      1, &f, 1, NULL, 0, refs, 1, NULL)) < 0) {
-		mfs_txn_abort(t);
-		return rc;
-	}
-	return mfs_txn_commit(t);
+	const char *commit = "1111111111111111111111111111111111111111";
+	return test_publish_file(s, repo, commit, etag, ext, n, n * len);
 }
 
 static int sweep(mfs_store *s)

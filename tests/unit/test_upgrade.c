@@ -77,21 +77,8 @@ static int publish(mfs_store *s, const char *repo, const char *etag, const chunk
 		    .off = off, .len = (uint32_t)c[idx[i]].len, .key = c[idx[i]].key};
 		off += c[idx[i]].len;
 	}
-	mfs_blob_rec b = {.etag = etag, .size = off, .n_extents = n, .extents = ext};
-	mfs_file_rec f = {.path = "model.bin", .etag = etag, .mode = 0444};
-	const char *refs[] = {"main"};
-	mfs_txn *t;
-	int rc = mfs_txn_begin(s, MFS_TXN_WRITE, &t);
-	if (rc < 0)
-		return rc;
-	if ((rc = mfs_blob_put(t, repo, &b, NULL)) < 0 ||
-	    (rc =
-		 mfs_snapshot_publish(t, repo, "2222222222222222222222222222222222222222",
-				      1, &f, 1, NULL, 0, refs, 1, NULL)) < 0) {
-		mfs_txn_abort(t);
-		return rc;
-	}
-	return mfs_txn_commit(t);
+	const char *commit = "2222222222222222222222222222222222222222";
+	return test_publish_file(s, repo, commit, etag, ext, n, off);
 }
 
 static const int FILE_A[N_A] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
