@@ -4,8 +4,9 @@
  * despite short reads, and listing a folder's names in a stable order.
  *
  * index/ is the lowest layer that needs them (the store makes its directory
- * and reads LMDB's meta pages); fs/ (the reader's spill file) and tools/
- * (export, verify, ingest) use the same ones.  No FUSE, no LMDB here.
+ * and reads LMDB's meta pages); fs/ (the reader's spill file, export) and
+ * ingest/ (its sources, verify's repair) use the same ones.  No FUSE, no
+ * LMDB here.
  *
  * Module convention: int return, 0 or a negative code (-errno or MFS_E_*
  * from err.h).

@@ -2,7 +2,7 @@
  * pool.h - the worker pool: N threads, each with its own codec workspace,
  * running tasks from one FIFO.  The decoded-chunk cache's prefetch
  * (fs/cache.c), libmodelfs's reads (lib/modelfs.c), ingest's encoders
- * (ingest/pipeline.c), verify's chunk check (tools/cmd_verify.c) and the
+ * (ingest/pipeline.c), verify's chunk check (fs/verify.c) and the
  * streaming of a file in order (fs/stream.c: export, verify, spill) all run
  * on it; it lives in index/ because that is the lowest layer all of them link
  * (it needs codec/ for the workspace and nothing of index/ itself).
