@@ -41,7 +41,7 @@ static const struct command commands[] = {
 	{"export", cmd_export, "write a repo's files to a folder"},
 	{"verify", cmd_verify, "decode everything and check every checksum"},
 	{"rm", cmd_rm, "remove a repo (shared chunks stay)"},
-	{"gc", cmd_gc, "free chunks nothing uses any more"},
+	{"gc", cmd_gc, "free chunks nothing uses any more (--remote: in a bucket)"},
 	{"mount", cmd_mount, MOUNT_SUMMARY},
 	{"push", cmd_push, "upload the store to an S3 bucket for remote mounts"},
 	{"upgrade", cmd_upgrade, "convert a store of an older format to this one, in place"},
