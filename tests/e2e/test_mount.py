@@ -97,26 +97,34 @@ def test_safetensors_tensors_equal(mfs, hf_cache, model_path, mounted, variant):
 LOAD_SCRIPT = r"""
 import sys, torch
 from transformers import AutoModel, AutoTokenizer
-src, out = sys.argv[1], sys.argv[2]
-tok = AutoTokenizer.from_pretrained(src)
-model = AutoModel.from_pretrained(src)
-model.eval()
-enc = tok(["modelfs serves models as plain files.", "A second, longer sentence here."],
-          padding=True, return_tensors="pt")
-with torch.no_grad():
-    hidden = model(**enc).last_hidden_state
-torch.save({"ids": enc["input_ids"], "hidden": hidden, "dtype": str(model.dtype)}, out)
+for src, out in zip(sys.argv[1::2], sys.argv[2::2]):
+    tok = AutoTokenizer.from_pretrained(src)
+    model = AutoModel.from_pretrained(src)
+    model.eval()
+    enc = tok(["modelfs serves models as plain files.", "A second, longer sentence here."],
+              padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**enc).last_hidden_state
+    torch.save({"ids": enc["input_ids"], "hidden": hidden, "dtype": str(model.dtype)}, out)
 """
 
 
-def load_outputs(src: str, out: Path, env: dict | None = None) -> dict:
+def load_outputs_of(loads: list[tuple[str, Path]], env: dict | None = None) -> list[dict]:
+    """Each (model, output file) loaded with transformers in one process (a
+    folder path, or a repo id read from $HF_HUB_CACHE when @p env names one:
+    a folder path ignores the cache), so the imports are paid once."""
     import torch
     e = dict(os.environ)
     e.update(env or {})
-    res = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, src, str(out)], env=e,
+    argv = [str(x) for pair in loads for x in pair]
+    res = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, *argv], env=e,
                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, f"loading {src} failed:\n{res.stderr[-4000:]}"
-    return torch.load(str(out))
+    assert res.returncode == 0, f"loading {argv[::2]} failed:\n{res.stderr[-4000:]}"
+    return [torch.load(str(out)) for _, out in loads]
+
+
+def load_outputs(src: str, out: Path, env: dict | None = None) -> dict:
+    return load_outputs_of([(src, out)], env)[0]
 
 
 @pytest.mark.parametrize("variant", ["minilm-f32", "minilm-bf16", "minilm-sharded"])
@@ -126,10 +134,10 @@ def test_from_pretrained_offline(mfs, hf_cache, model_path, mounted, tmp_path, v
     repo = f"sentence-transformers/{variant}"
     ingest_cache(mfs, hf_cache, src, repo)
     m = mounted(mfs)
-    want = load_outputs(str(src), tmp_path / "want.pt")
-    have = load_outputs(repo, tmp_path / "have.pt",
-                        {"HF_HUB_CACHE": str(m.root), "HF_HUB_OFFLINE": "1",
-                         "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")})
+    want, have = load_outputs_of(
+        [(str(src), tmp_path / "want.pt"), (repo, tmp_path / "have.pt")],
+        {"HF_HUB_CACHE": str(m.root), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+         "HF_HOME": str(tmp_path / "hf-home")})
     assert torch.equal(want["ids"], have["ids"])
     assert want["dtype"] == have["dtype"]
     assert torch.equal(want["hidden"], have["hidden"])
