@@ -14,11 +14,29 @@
 
 #include "batch.h"
 #include "cache.h"
+#include "clock.h"
 #include "fsutil.h"
 #include "ioahead.h"
 #include "pack.h"
 #include "sha256.h"
 #include "stream.h"
+
+/*
+ * The last failures to load a chunk's payload, with mfs_chunk_load's message
+ * (for a remote store: the chunk, the s3:// object and why it could not be
+ * read, e.g. the server unreachable), so that mfs_rfile_explain, which the
+ * mount's line for a failed read calls, says what failed rather than only
+ * a code.  A few are enough: the explain follows the failure it explains.
+ */
+#define LOAD_ERRORS 8
+/* An older one is not this failure's (a later read may fail another way). */
+#define LOAD_ERROR_MS 10000
+typedef struct load_error {
+	mfs_chunk_key key;
+	int code;    /* 0: an empty slot */
+	uint64_t ms; /* when (mfs_now_ms) */
+	char msg[MFS_ERRMSG_MAX];
+} load_error;
 
 struct mfs_reader {
 	mfs_store *store;
@@ -27,6 +45,9 @@ struct mfs_reader {
 	mfs_ioahead *io;   /* optional: asks the disk for records ahead */
 	uint64_t whole_max; /* mfs_reader_set_whole_file */
 	mfs_gpu_backend *gpu; /* optional: takes the rans chunks of prefetch batches */
+	pthread_mutex_t err_mu; /* errs, err_next */
+	load_error errs[LOAD_ERRORS];
+	unsigned err_next;
 };
 
 /*
@@ -58,6 +79,7 @@ int mfs_reader_create(mfs_store *store, mfs_cache *cache, mfs_reader **out)
 		return -ENOMEM;
 	(*out)->store = store;
 	(*out)->cache = cache;
+	pthread_mutex_init(&(*out)->err_mu, NULL);
 	return 0;
 }
 
@@ -66,6 +88,7 @@ void mfs_reader_free(mfs_reader *r)
 	if (!r)
 		return;
 	mfs_cache_drain(r->cache, r); /* no worker may still decode with r */
+	pthread_mutex_destroy(&r->err_mu);
 	free(r);
 }
 
@@ -219,6 +242,53 @@ static void ref_set_release(mfs_reader *r, ref_set *rs)
 static int cache_fill(void *ud, const mfs_chunk_key *key, void *dst, size_t len,
 		      mfs_codec_ws *ws);
 
+/* mfs_chunk_load, its message kept for mfs_rfile_explain when it fails. */
+static int chunk_load(mfs_reader *r, const mfs_chunk_key *key, mfs_chunk_view *v,
+		      mfs_codec_ws *ws)
+{
+	mfs_errmsg e = {0};
+	int rc = mfs_chunk_load(r->store, key, v, ws, &e);
+	if (rc < 0) {
+		pthread_mutex_lock(&r->err_mu);
+		load_error *le = &r->errs[r->err_next++ % LOAD_ERRORS];
+		le->key = *key;
+		le->code = rc;
+		le->ms = mfs_now_ms();
+		snprintf(le->msg, sizeof le->msg, "%s",
+			 e.msg[0] ? e.msg : mfs_strerror(rc));
+		pthread_mutex_unlock(&r->err_mu);
+	}
+	return rc;
+}
+
+/*
+ * Append to @p buf (at @p n of @p cap) the newest load failure of chunk
+ * @p key kept in the last LOAD_ERROR_MS, as ": MESSAGE" (a message that starts by naming
+ * the chunk loses that part: the caller named it).  @return the new length
+ */
+static size_t load_error_explain(mfs_reader *r, const mfs_chunk_key *key, char *buf,
+				 size_t n, size_t cap)
+{
+	char hex[33], lead[48];
+	snprintf(lead, sizeof lead, "chunk %s: ", mfs_chunk_key_hex(key, hex));
+	uint64_t now = mfs_now_ms();
+	pthread_mutex_lock(&r->err_mu);
+	for (unsigned k = 0; k < LOAD_ERRORS && n + 1 < cap; k++) {
+		const load_error *le = &r->errs[(r->err_next - 1 - k) % LOAD_ERRORS];
+		if (!le->code || now - le->ms > LOAD_ERROR_MS ||
+		    memcmp(le->key.b, key->b, sizeof key->b) != 0)
+			continue;
+		const char *m = le->msg;
+		if (strncmp(m, lead, strlen(lead)) == 0)
+			m += strlen(lead);
+		int w = snprintf(buf + n, cap - n, ": %s", m);
+		n = w < 0 ? n : n + (size_t)w < cap ? n + (size_t)w : cap - 1;
+		break;
+	}
+	pthread_mutex_unlock(&r->err_mu);
+	return n;
+}
+
 /*
  * Decode reference @p i of chunk view @p v (whose referenced record is
  * @p rv, looked up in the same snapshot) and add its range to @p rs.  With a
@@ -247,7 +317,7 @@ static int ref_resolve(mfs_reader *r, mfs_rfile *f, const mfs_chunk_view *v, siz
 		if (!buf)
 			return -ENOMEM;
 		mfs_chunk_view lv = *rv;
-		if ((rc = mfs_chunk_load(r->store, &ref->key, &lv, ws, NULL)) < 0 ||
+		if ((rc = chunk_load(r, &ref->key, &lv, ws)) < 0 ||
 		    (rc = mfs_chunk_decode(&lv, &ref->key, NULL, buf, lv.raw_len, ws)) <
 			0)
 			return rc;
@@ -275,7 +345,7 @@ static int decode_with_refs(mfs_reader *r, mfs_rfile *f, const mfs_chunk_view *v
 	 * same workspace slot */
 	mfs_chunk_view lv = *v;
 	if (rc == 0)
-		rc = mfs_chunk_load(r->store, key, &lv, ws, NULL);
+		rc = chunk_load(r, key, &lv, ws);
 	if (rc == 0)
 		rc = mfs_chunk_decode(&lv, key, v->n_refs ? rs.data : NULL, dst, raw_len,
 				      ws);
@@ -361,6 +431,10 @@ void mfs_rfile_explain(mfs_rfile *f, size_t i, char *buf, size_t cap)
 		return;
 	}
 	n += (size_t)snprintf(buf, cap, "chunk %s", mfs_chunk_key_hex(&f->extents[i].key, hex));
+	if (n >= cap)
+		return;
+	/* why its payload could not be loaded, when that is what failed */
+	n = load_error_explain(f->reader, &f->extents[i].key, buf, n, cap);
 	mfs_chunk_view v;
 	pthread_mutex_lock(&f->view->mu);
 	int rc = mfs_chunk_get(f->view->txn, &f->extents[i].key, &v);
@@ -385,14 +459,16 @@ void mfs_rfile_explain(mfs_rfile *f, size_t i, char *buf, size_t cap)
 			state = "which does not hold the range it needs";
 		else {
 			void *tmp = malloc(rv.raw_len ? rv.raw_len : 1);
-			int drc = tmp ? mfs_chunk_load(f->reader->store, &ref->key, &rv,
-						       ws, NULL)
-				      : -ENOMEM;
+			int lrc =
+			    tmp ? chunk_load(f->reader, &ref->key, &rv, ws) : -ENOMEM;
+			int drc = lrc;
 			if (drc == 0)
 				drc = mfs_chunk_decode(&rv, &ref->key, NULL, tmp,
 						       rv.raw_len, ws);
 			free(tmp);
-			if (drc < 0)
+			if (lrc < 0 && lrc != MFS_E_CORRUPT)
+				state = "which cannot be read now";
+			else if (drc < 0)
 				state = "which fails its check";
 		}
 		n += (size_t)snprintf(buf + n, cap - n, "%s %s chunk %s, %s%s",
