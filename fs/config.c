@@ -36,6 +36,9 @@ static const mfs_config_key keys[] = {
     {"log_file", "--log", 0, "FILE",
      "append the log to FILE (what the foreground prints to stderr; a daemon logs there, "
      "not to syslog)"},
+    {"remote_poll", "--remote-poll", 0, "SECONDS",
+     "with --remote: read the bucket's LATEST this often and take a newer pushed index "
+     "in while serving (0 = never; default 30)"},
     {"spill_dir", "--spill-dir", 0, "DIR",
      "where removed files still held open are copied once they would hold more than 32 "
      "store snapshots (default $TMPDIR, else /var/tmp)"},
@@ -59,6 +62,7 @@ void mfs_config_defaults(mfs_mount_config *c)
 	c->prefetch_model = 1;
 	c->gpu = MFS_GPU_AUTO;
 	c->log_level = MFS_LOG_INFO;
+	c->remote_poll = 30;
 }
 
 static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
@@ -181,6 +185,15 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
 			    where, value);
 		return 0;
 	}
+	if (strcmp(key, "remote_poll") == 0) {
+		if (parse_uint(value, 0, 86400, &c->remote_poll) < 0)
+			return mfs_err(
+			    err, MFS_E_INVAL,
+			    "%s: remote_poll '%s' is not a whole number of seconds from 0 "
+			    "to 86400 (0 turns polling off)",
+			    where, value);
+		return 0;
+	}
 	if (strcmp(key, "gpu") == 0) {
 		if (parse_enum(value, gpu_names, 3, &c->gpu) < 0)
 			return mfs_err(err, MFS_E_INVAL,
@@ -222,7 +235,7 @@ int mfs_config_set(mfs_mount_config *c, const char *key, const char *value,
 	    "%s: unknown key '%s' (known: store, mountpoint, cache_bytes, threads, "
 	    "prefetch, prefetch_file, prefetch_model, gpu, gpu_memory, log_level, "
 	    "allow_other, "
-	    "foreground, log_file, spill_dir)",
+	    "foreground, log_file, remote_poll, spill_dir)",
 	    where, key);
 }
 

@@ -35,6 +35,9 @@
  *   log_file     append the log to this file (flag --log): what a foreground
  *                mount prints to stderr; a daemon then logs there instead of
  *                to syslog.  Default: none
+ *   remote_poll  seconds between reads of LATEST by a mount with --remote (0..86400;
+ *                0 = never: the index fetched at start stays); a newer one is
+ *                taken in while the mount serves (remote/remote.h).  Default: 30
  *   spill_dir    where copies of removed files still held open go once the
  *                mount holds too many store snapshots (fs/blob_table.h).
  *                Default: empty, meaning $TMPDIR, else /var/tmp, else /tmp
@@ -78,6 +81,7 @@ typedef struct mfs_mount_config {
 	char log_file[MFS_CONFIG_PATH_MAX];  /* empty: none */
 	char spill_dir[MFS_CONFIG_PATH_MAX]; /* empty: the first of $TMPDIR,
 						/var/tmp, /tmp that works */
+	unsigned remote_poll; /* seconds; 0 = off (only with --remote) */
 	/* Not from the file or flags: how the mount opens its store, when not
 	 * with mfs_store_open(store, read-only) (a remote store: tools/cmd_mount.c
 	 * opens it with remote/remote.h).  Called before mounting (the check) and
@@ -109,7 +113,7 @@ const mfs_config_key *mfs_config_keys(size_t *n);
  * threads 4, prefetch 8, prefetch_file 256 MiB, prefetch_model yes, gpu auto,
  * gpu_memory 0 (the default budget),
  * log_level info, allow_other no, foreground no, no log_file, spill_dir
- * empty (chosen at mount).
+ * empty (chosen at mount), remote_poll 30.
  */
 void mfs_config_defaults(mfs_mount_config *c);
 

@@ -454,7 +454,8 @@ static void fetch_put(cc_fetch *f)
 	}
 }
 
-/* A fetched entry (header + payload at @p blob) is chunk @p key's. */
+/* A fetched entry (header + payload at @p blob) is chunk @p key's.
+ * @return 0, MFS_CHUNKCACHE_UNCHECKED (verify could not check it), or a code */
 static int entry_check(mfs_chunkcache *cc, const mfs_chunk_key *key,
 		       const mfs_chunk_loc *loc, const uint8_t *blob, mfs_errmsg *e)
 {
@@ -481,11 +482,13 @@ static int entry_check(mfs_chunkcache *cc, const mfs_chunk_key *key,
 			    "store again)",
 			    hex, loc->off, cc->o.url.bucket, pk,
 			    ve.msg[0] ? ve.msg : mfs_strerror(rc));
+		return rc; /* 0, or MFS_CHUNKCACHE_UNCHECKED */
 	}
 	return 0;
 }
 
-/* The ranged GET of an entry, checked. @return 0 or a code, @p e naming the chunk */
+/* The ranged GET of an entry, checked. @return 0, MFS_CHUNKCACHE_UNCHECKED, or a
+ * code, @p e naming the chunk */
 static int fetch(mfs_chunkcache *cc, const mfs_chunk_key *key, const mfs_chunk_loc *loc,
 		 uint8_t *blob, mfs_errmsg *e)
 {
@@ -508,10 +511,15 @@ static int fetch(mfs_chunkcache *cc, const mfs_chunk_key *key, const mfs_chunk_l
 		    "s3://%s/%s: %s (the bucket does not hold what its index names: "
 		    "push the store again)",
 		    hex, loc->off, n, cc->o.url.bucket, pk, se.msg);
+	/* the client's message names s3://BUCKET/KEY and the endpoint already */
+	if ((rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -EIO) && se.msg[0])
+		return mfs_err(
+		    e, -EIO, "chunk %s: cannot fetch its entry (offset %" PRIu64 "): %s",
+		    hex, loc->off, se.msg);
 	if (rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -EIO)
 		return mfs_err(e, -EIO,
 			       "chunk %s: cannot fetch its entry from s3://%s/%s: %s",
-			       hex, cc->o.url.bucket, pk, se.msg);
+			       hex, cc->o.url.bucket, pk, mfs_strerror(rc));
 	return mfs_err(e, rc, "chunk %s: fetching s3://%s/%s: %s", hex, cc->o.url.bucket,
 		       pk, se.msg);
 }
@@ -547,12 +555,16 @@ static int fetch_begin(mfs_chunkcache *cc, const mfs_chunk_key *key, uint32_t le
 
 /* The fetch of @p en ended with @p rc (its entry in f->blob): wake the
  * waiters, copy the payload to @p buf (optional), store the file within the
- * bound.  Takes mu.  @return rc */
+ * bound (not when @p rc is MFS_CHUNKCACHE_UNCHECKED).  Takes mu.
+ * @return rc, 0 for MFS_CHUNKCACHE_UNCHECKED */
 static int fetch_end(mfs_chunkcache *cc, cc_entry *en, cc_fetch *f, int rc,
 		     const mfs_errmsg *fe, void *buf)
 {
 	size_t n = MFS_PACK_ENTRY_HDR + f->len;
 	uint8_t *blob = f->blob;
+	int unchecked = rc == MFS_CHUNKCACHE_UNCHECKED; /* handed out, not stored */
+	if (unchecked)
+		rc = 0;
 	pthread_mutex_lock(&cc->mu);
 	f->rc = rc;
 	f->err = *fe;
@@ -568,7 +580,7 @@ static int fetch_end(mfs_chunkcache *cc, cc_entry *en, cc_fetch *f, int rc,
 	}
 	cc->st.bytes_fetched += n;
 	uint64_t need = ((uint64_t)n + CC_TRAILER + CC_BLOCK - 1) / CC_BLOCK * CC_BLOCK;
-	int store = need <= cc->o.max_bytes && make_room(cc, need);
+	int store = !unchecked && need <= cc->o.max_bytes && make_room(cc, need);
 	if (store) {
 		cc->disk_total += need;
 		en->disk = need;

@@ -54,9 +54,15 @@
 
 typedef struct mfs_chunkcache mfs_chunkcache;
 
+/* What a verify callback returns for a payload it cannot check (its record
+ * is not in the index it knows): handed to the caller, which checks it
+ * itself, and not cached. */
+#define MFS_CHUNKCACHE_UNCHECKED 1
+
 /**
  * Accept or refuse a fetched payload (e.g. decode it and check its hash).
- * @return 0 to accept; a negative code (MFS_E_CORRUPT) with @p e saying why
+ * @return 0 to accept; MFS_CHUNKCACHE_UNCHECKED to hand it out uncached; a
+ *         negative code (MFS_E_CORRUPT) with @p e saying why
  */
 typedef int (*mfs_chunkcache_verify_fn)(void *ud, const mfs_chunk_key *key,
 					const void *payload, size_t len, mfs_errmsg *e);

@@ -51,6 +51,8 @@ static void usage(FILE *f)
 	    "                             need them into DIR/cache. Endpoint and keys: the\n"
 	    "                             AWS_* variables (modelfs push --help)\n"
 	    "  --cache-size SIZE          the bound of DIR/cache on disk (default 10G)\n"
+	    "  A newer push is taken in while the mount serves: --remote-poll SECONDS\n"
+	    "  (above) says how often LATEST is read.\n"
 	    "\nA yes|no flag alone means yes (--foreground is --foreground yes).\n"
 	    "The store is --store, else store = in the config, else $MODELFS_STORE,\n"
 	    "else $XDG_DATA_HOME/modelfs (~/.local/share/modelfs).\n");
@@ -107,14 +109,29 @@ static void raise_readahead(mfs_mount *m, const char *mountpoint)
 struct remote_opener {
 	const char *url;
 	uint64_t cache_bytes;
+	unsigned poll_seconds;
+	mfs_mount *m; /* set once created: the serving open logs there and polls */
 	mfs_remote *r;
 };
+
+static void remote_log(void *ud, int level, const char *line)
+{
+	struct remote_opener *o = ud;
+	/* MFS_REMOTE_LOG_* are the mount's MFS_LOG_* numbers */
+	mfs_mount_log(o->m, level, "%s", line);
+}
 
 static int remote_store_open(void *ud, const char *dir, struct mfs_store **out,
 			     mfs_errmsg *err)
 {
 	struct remote_opener *o = ud;
-	int rc = mfs_remote_open(dir, o->url, o->cache_bytes, &o->r, err);
+	/* the check before mounting (o->m not set yet) opens without polling:
+	 * the serving open after daemonizing starts the poll thread */
+	mfs_remote_opts ro = {.cache_bytes = o->cache_bytes,
+			      .poll_seconds = o->m ? o->poll_seconds : 0,
+			      .log = remote_log,
+			      .log_ud = o};
+	int rc = mfs_remote_open_opts(dir, o->url, &ro, &o->r, err);
 	if (rc == 0)
 		*out = mfs_remote_store(o->r);
 	return rc;
@@ -296,6 +313,7 @@ int cmd_mount(int argc, char **argv)
 			mfs_cli_error("mount", "cannot create %s: %s", cfg.store, strerror(errno));
 			return MFS_EXIT_ERROR;
 		}
+		ro.poll_seconds = cfg.remote_poll;
 		cfg.store_open = remote_store_open;
 		cfg.store_close = remote_store_close;
 		cfg.store_ud = &ro;
@@ -309,6 +327,7 @@ int cmd_mount(int argc, char **argv)
 		mfs_cli_error("mount", "%s", err.msg[0] ? err.msg : mfs_strerror(rc));
 		return MFS_EXIT_ERROR;
 	}
+	ro.m = m;
 	raise_readahead(m, mfs_mount_point(m));
 	rc = mfs_mount_run(m);
 	mfs_mount_destroy(m);

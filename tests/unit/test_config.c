@@ -104,9 +104,21 @@ static void test_defaults_and_set(void)
 	CHECK(strstr(e.msg, "--log") && strstr(e.msg, "give a file"));
 	CHECK_EQ_INT(mfs_config_set(&c, "spill_dir", "/var/spill", "--spill-dir", &e), 0);
 	CHECK(strcmp(c.spill_dir, "/var/spill") == 0);
+	/* remote_poll: whole seconds, 0 turns polling off, at most a day */
+	CHECK_EQ_INT(c.remote_poll, 30);
+	CHECK_EQ_INT(mfs_config_set(&c, "remote_poll", "0", "--remote-poll", &e), 0);
+	CHECK_EQ_INT(c.remote_poll, 0);
+	CHECK_EQ_INT(mfs_config_set(&c, "remote_poll", "5", "--remote-poll", &e), 0);
+	CHECK_EQ_INT(c.remote_poll, 5);
+	CHECK_EQ_INT(mfs_config_set(&c, "remote_poll", "1.5", "--remote-poll", &e),
+		     MFS_E_INVAL);
+	CHECK(strstr(e.msg, "--remote-poll") && strstr(e.msg, "seconds"));
+	CHECK_EQ_INT(mfs_config_set(&c, "remote_poll", "86401", "--remote-poll", &e),
+		     MFS_E_INVAL);
+	CHECK_EQ_INT(c.remote_poll, 5);
 	size_t n;
 	const mfs_config_key *k = mfs_config_keys(&n);
-	CHECK_EQ_INT(n, 14);
+	CHECK_EQ_INT(n, 15);
 	CHECK(strcmp(k[2].flag, "--cache-bytes") == 0);
 	/* the keys the flags name: --log is log_file; every yes|no key is a
 	 * boolean flag (a bare flag, or one followed by its value) */
@@ -235,6 +247,7 @@ static void test_example(void)
 	CHECK_EQ_INT(c.foreground, d.foreground);
 	CHECK(strcmp(c.log_file, d.log_file) == 0);
 	CHECK(strcmp(c.spill_dir, d.spill_dir) == 0);
+	CHECK_EQ_INT(c.remote_poll, d.remote_poll);
 }
 
 int main(void)
