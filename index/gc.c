@@ -449,6 +449,7 @@ typedef struct cand {
 	uint64_t id;
 	int fd;		  /* locked: no writer appends meanwhile */
 	uint64_t pending; /* entries of it not moved (damaged, or a move failed) */
+	int small;	  /* taken only for being small (mfs_pack_gc_opts.merge_below) */
 } cand;
 
 typedef struct live_entry {
@@ -460,6 +461,8 @@ typedef struct live_entry {
 typedef struct repack {
 	mfs_store *s;
 	double below;
+	uint64_t merge_below;
+	size_t n_small; /* candidates taken only for being small */
 	cand *c;
 	size_t nc, capc;
 	live_entry *e;
@@ -473,7 +476,8 @@ static int cand_fn(void *ud, uint64_t id, const mfs_pack_rec *r)
 		return 0;
 	uint64_t written = r->committed_end - MFS_PACK_HDR;
 	double live = written ? (double)r->live_bytes / (double)written : 0.0;
-	if (!(live < rp->below))
+	int small = !(live < rp->below);
+	if (small && !(written && r->committed_end < rp->merge_below))
 		return 0;
 	int fd = pack_lock(rp->s, id);
 	if (fd < 0)
@@ -484,8 +488,23 @@ static int cand_fn(void *ud, uint64_t id, const mfs_pack_rec *r)
 		return -ENOMEM;
 	}
 	rp->c = g;
-	rp->c[rp->nc++] = (cand){id, fd, 0};
+	rp->c[rp->nc++] = (cand){id, fd, 0, small};
+	rp->n_small += small;
 	return 0;
+}
+
+/* A single small pack has nothing to merge with: moving it gains nothing. */
+static void cand_drop_lone_small(repack *rp)
+{
+	if (rp->n_small != 1)
+		return;
+	for (size_t i = 0; i < rp->nc; i++)
+		if (rp->c[i].small) {
+			close(rp->c[i].fd);
+			rp->c[i] = rp->c[--rp->nc];
+			rp->n_small = 0;
+			return;
+		}
 }
 
 static size_t cand_find(const repack *rp, uint64_t id)
@@ -762,6 +781,7 @@ static int repack_retire(repack *rp, mfs_pack_gc_stat *st)
 		r.retired_txnid = txnid;
 		rc = mfs_pack_rec_put(t, rp->c[i].id, &r);
 		st->packs_repacked++;
+		st->packs_merged += rp->c[i].small != 0;
 		any = 1;
 	}
 	/* a mount moves its views on at a new generation: the old snapshots that
@@ -894,17 +914,20 @@ int mfs_gc_packs(mfs_store *s, const mfs_pack_gc_opts *o, mfs_pack_gc_stat *out,
 		close(lock);
 		return mfs_err(err, rc, "cannot lock %s: %s", path, mfs_strerror(rc));
 	}
-	repack rp = {.s = s, .below = o ? o->repack_below : 0.5};
+	repack rp = {.s = s,
+		     .below = o ? o->repack_below : 0.5,
+		     .merge_below = o ? o->merge_below : 0};
 	const char *what = "removing unreferenced pack files and tails";
 	if ((rc = packs_cleanup(s, out)) < 0)
 		goto out;
 	step(o, "cleaned up");
 	what = "repacking";
-	if (rp.below > 0) {
+	if (rp.below > 0 || rp.merge_below > 0) {
 		mfs_txn *t;
 		if ((rc = mfs_txn_begin(s, MFS_TXN_READ, &t)) < 0)
 			goto out;
 		rc = mfs_packs_foreach(t, cand_fn, &rp);
+		cand_drop_lone_small(&rp);
 		if (rc == 0 && rp.nc)
 			rc =
 			    mfs_db_iter(t->txn, DBI(t, DB_CHUNKS), NULL, 0, live_fn, &rp);

@@ -607,6 +607,11 @@ typedef struct mfs_pack_gc_opts {
 	unsigned wait_ms;     /* how long to wait for readers of snapshots older than
 				 a retired pack before leaving it for the next gc */
 	uint64_t batch_bytes; /* entry bytes moved per transaction (0: 64 MiB) */
+	uint64_t merge_below; /* also move the packs smaller than this (committed
+				 bytes) that no writer holds, when there are at
+				 least two: their entries go into one pack (the
+				 small packs concurrent writers leave); 0: never;
+				 `gc`'s default is 64 MiB */
 	void (*step)(void *ud, const char *what); /* optional: told after each
 				 committed step (the tests pause there to kill gc) */
 	void *ud;
@@ -616,6 +621,7 @@ typedef struct mfs_pack_gc_stat {
 	uint64_t orphans_removed, orphan_bytes; /* pack files no record names */
 	uint64_t tails_truncated, tail_bytes;	/* bytes past committed_end */
 	uint64_t packs_repacked;		/* packs wholly moved, now retired */
+	uint64_t packs_merged;	/* of those, the ones moved for being small */
 	uint64_t chunks_moved, bytes_moved;	/* entries copied into new packs */
 	uint64_t packs_removed, bytes_removed;	/* retired pack files unlinked */
 	uint64_t packs_waiting;	  /* retired, kept for a reader of an older snapshot */
@@ -628,8 +634,9 @@ typedef struct mfs_pack_gc_stat {
  *   1. in one write transaction, remove pack files that no packs record
  *      names and truncate packs past their committed_end (crashes leave
  *      both), each only when no writer holds the pack's lock;
- *   2. repack the packs whose live fraction is below opts->repack_below
- *      and that no writer holds: their live entries (header-checked) are
+ *   2. repack the packs whose live fraction is below opts->repack_below,
+ *      and, when there are two or more, those smaller than
+ *      opts->merge_below, that no writer holds: their live entries (header-checked) are
  *      copied, in file order, into new packs, synced, and the records moved
  *      in transactions of opts->batch_bytes (one whose record changed
  *      meanwhile leaves its copy dead); a pack wholly moved is marked

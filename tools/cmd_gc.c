@@ -13,8 +13,8 @@
 static void gc_usage(FILE *f)
 {
 	fprintf(
-	    f, "usage: modelfs gc [--store DIR] [--repack-below F] [--reader-wait S]\n"
-	       "                  [--compact] [--no-wait]\n"
+	    f, "usage: modelfs gc [--store DIR] [--repack-below F] [--merge-below SIZE]\n"
+	       "                  [--reader-wait S] [--compact] [--no-wait]\n"
 	       "       modelfs gc --remote s3://BUCKET/PREFIX [--keep-indexes N] "
 	       "[--grace TIME] [--dry-run]\n"
 	       "                  (old indexes and packs in a bucket push wrote: "
@@ -27,7 +27,9 @@ static void gc_usage(FILE *f)
 	       "commit references, and repacks each pack whose live fraction is below F\n"
 	       "(default 0.5; 0 turns repacking off): its live chunks are copied into\n"
 	       "a new pack and the old one is deleted, so the disk space comes back,\n"
-	       "while mounts and other commands run. A mount or reader still using an\n"
+	       "while mounts and other commands run. Packs under SIZE (default 64M;\n"
+	       "0: never), which writers running at the same time leave, are merged\n"
+	       "into one when there are two or more. A mount or reader still using an\n"
 	       "old pack keeps it until it lets go: gc waits up to S seconds for that\n"
 	       "(default 10), and the next gc removes what is left.\n"
 	       "--compact also rewrites the index file (data.mdb) so it shrinks. That\n"
@@ -78,6 +80,7 @@ int cmd_gc(int argc, char **argv)
 	    {"compact", no_argument, NULL, 'c'},
 	    {"no-wait", no_argument, NULL, 'n'},
 	    {"repack-below", required_argument, NULL, 'r'},
+	    {"merge-below", required_argument, NULL, 'm'},
 	    {"reader-wait", required_argument, NULL, 'w'},
 	    {"store", required_argument, NULL, 'S'},
 	    {"help", no_argument, NULL, 'h'},
@@ -85,6 +88,7 @@ int cmd_gc(int argc, char **argv)
 	};
 	int compact = 0, wait = 1, opt;
 	double below = 0.5, reader_wait = 10;
+	uint64_t merge_below = (uint64_t)64 << 20;
 	char *end;
 	/* the bucket's gc is a command of its own, with its own options */
 	for (int i = 1; i < argc; i++)
@@ -101,6 +105,15 @@ int cmd_gc(int argc, char **argv)
 				    "--repack-below takes a fraction from 0 to 1, "
 				    "not %s",
 				    optarg);
+				return MFS_EXIT_USAGE;
+			}
+			break;
+		case 'm':
+			if (mfs_size_parse(optarg, &merge_below) < 0) {
+				mfs_cli_error("gc",
+					      "--merge-below takes a size (0, 16M, 1G...), "
+					      "not %s",
+					      optarg);
 				return MFS_EXIT_USAGE;
 			}
 			break;
@@ -187,6 +200,7 @@ int cmd_gc(int argc, char **argv)
 	lock = -1;
 	if (ret == MFS_EXIT_OK) {
 		mfs_pack_gc_opts po = {.repack_below = below,
+				       .merge_below = merge_below,
 				       .wait_ms = (unsigned)(reader_wait * 1000),
 				       .step = gc_step};
 		mfs_pack_gc_stat ps;
@@ -201,13 +215,14 @@ int cmd_gc(int argc, char **argv)
 			ret = MFS_EXIT_ERROR;
 		} else {
 			printf("gc: packs: moved %llu chunks (%llu bytes) out of %llu "
-			       "packs; "
+			       "packs (%llu small ones merged); "
 			       "removed %llu pack files (%llu bytes freed), %llu "
 			       "unreferenced "
 			       "pack files and %llu tails (%llu bytes)\n",
 			       (unsigned long long)ps.chunks_moved,
 			       (unsigned long long)ps.bytes_moved,
 			       (unsigned long long)ps.packs_repacked,
+			       (unsigned long long)ps.packs_merged,
 			       (unsigned long long)ps.packs_removed,
 			       (unsigned long long)ps.bytes_removed,
 			       (unsigned long long)ps.orphans_removed,

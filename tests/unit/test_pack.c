@@ -384,6 +384,73 @@ static void test_reuse(void)
 	test_drop_dir(d);
 }
 
+/*
+ * Writers at the same time each fill a pack of their own; gc merges packs
+ * under merge_below into one when there are two or more (a lone small pack
+ * stays where it is), and not at all with merge_below 0.
+ */
+static void test_merge_small(void)
+{
+	char *d = test_fresh_dir("pack");
+	mfs_store *s;
+	REQUIRE(d && mfs_store_open(d, MFS_STORE_CREATE, &s, NULL) == 0);
+	static uint8_t raw[2][50000];
+	mfs_chunk_key k[2];
+	for (int i = 0; i < 2; i++)
+		fill(raw[i], sizeof raw[i]);
+	REQUIRE(put_one(s, raw[0], sizeof raw[0], MFS_CODEC_RAW, &k[0]) == 0);
+	/* a second writer while this handle holds its pack: a pack of its own */
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		mfs_store *cs;
+		mfs_chunk_key kk;
+		if (mfs_store_open(d, 0, &cs, NULL) != 0 ||
+		    put_one(cs, raw[1], sizeof raw[1], MFS_CODEC_RAW, &kk) != 0)
+			_exit(1);
+		mfs_store_close(cs);
+		_exit(0);
+	}
+	int wst;
+	REQUIRE(waitpid(pid, &wst, 0) == pid && WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+	mfs_store_close(s);
+	CHECK_EQ_INT(count_packs(d), 2);
+	mfs_chunk_key_of(raw[1], sizeof raw[1], &k[1]);
+	REQUIRE(mfs_store_open(d, 0, &s, NULL) == 0);
+	mfs_pack_gc_stat gs;
+	mfs_pack_gc_opts o = {.repack_below = 0.5, .merge_below = 0};
+	CHECK_EQ_INT(mfs_gc_packs(s, &o, &gs, NULL), 0);
+	CHECK_EQ_INT(gs.packs_repacked, 0); /* both wholly live */
+	CHECK_EQ_INT(count_packs(d), 2);
+	o.merge_below = (uint64_t)64 << 20;
+	CHECK_EQ_INT(mfs_gc_packs(s, &o, &gs, NULL), 0);
+	CHECK_EQ_INT(gs.packs_repacked, 2);
+	CHECK_EQ_INT(gs.packs_merged, 2);
+	CHECK_EQ_INT(gs.chunks_moved, 2);
+	CHECK_EQ_INT(gs.packs_removed, 2);
+	CHECK_EQ_INT(count_packs(d), 1);
+	mfs_chunk_view v0, v1;
+	REQUIRE(view_of(s, &k[0], &v0) == 0 && view_of(s, &k[1], &v1) == 0);
+	CHECK_EQ_INT(v0.loc.pack, v1.loc.pack);
+	uint8_t out[50000];
+	for (int i = 0; i < 2; i++) {
+		CHECK_EQ_INT(read_chunk(s, &k[i], out, sizeof out), 0);
+		CHECK(!memcmp(out, raw[i], sizeof out));
+	}
+	/* one small pack left: nothing to merge it with */
+	CHECK_EQ_INT(mfs_gc_packs(s, &o, &gs, NULL), 0);
+	CHECK_EQ_INT(gs.packs_repacked, 0);
+	CHECK_EQ_INT(gs.chunks_moved, 0);
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
+	uint64_t nbad = 99;
+	CHECK_EQ_INT(mfs_check_store(t, 0, show_problem, NULL, &nbad), 0);
+	CHECK_EQ_INT(nbad, 0);
+	mfs_txn_abort(t);
+	mfs_store_close(s);
+	test_drop_dir(d);
+}
+
 /* ---- damage: every case MFS_E_CORRUPT, naming the chunk ---- */
 
 static void expect_corrupt(mfs_store *s, const mfs_chunk_key *k, size_t len,
@@ -814,6 +881,7 @@ int main(void)
 	RUN(test_round_trip);
 	RUN(test_abort_and_crash);
 	RUN(test_reuse);
+	RUN(test_merge_small);
 	RUN(test_damage);
 	RUN(test_two_writers);
 	RUN(test_repack);
