@@ -88,6 +88,8 @@ struct mfs_mount {
 	mfs_layout *layout;
 	mfs_cache *cache;
 	mfs_ioahead *io; /* read-ahead of stored records (reader) */
+	/* read-error lines: at most READ_ERR_LINES a second (atomics) */
+	uint64_t err_sec, err_lines, err_dropped;
 	mfs_reader *reader;
 	mfs_gpu_backend *gpu;	    /* gpu auto|on with a usable device, else NULL */
 	mfs_prefetch_model *pmodel; /* prefetch_model: weights decoded on config.json */
@@ -724,8 +726,34 @@ static void mfs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	fuse_reply_open(req, fi);
 }
 
+#define READ_ERR_LINES 10
+
+/*
+ * Whether this read error gets a line: at most READ_ERR_LINES a second (an
+ * object store that is down fails every read).  @p dropped: the lines left
+ * out since the last one, to say so.
+ */
+static int read_error_line(mfs_mount *m, uint64_t *dropped)
+{
+	uint64_t sec = mfs_now_ms() / 1000;
+	uint64_t was = __atomic_load_n(&m->err_sec, __ATOMIC_RELAXED);
+	if (was != sec &&
+	    __atomic_compare_exchange_n(&m->err_sec, &was, sec, 0, __ATOMIC_RELAXED,
+					__ATOMIC_RELAXED))
+		__atomic_store_n(&m->err_lines, 0, __ATOMIC_RELAXED);
+	if (__atomic_add_fetch(&m->err_lines, 1, __ATOMIC_RELAXED) > READ_ERR_LINES) {
+		__atomic_add_fetch(&m->err_dropped, 1, __ATOMIC_RELAXED);
+		return 0;
+	}
+	*dropped = __atomic_exchange_n(&m->err_dropped, 0, __ATOMIC_RELAXED);
+	return 1;
+}
+
 static void log_read_error(mfs_mount *m, mfs_rfile *rf, uint64_t off, int rc)
 {
+	uint64_t dropped = 0;
+	if (!read_error_line(m, &dropped))
+		return;
 	size_t i = mfs_extent_find(rf->extents, rf->n_extents, off);
 	char hex[400] = "chunk ?";
 	uint64_t eoff = 0;
@@ -733,13 +761,22 @@ static void log_read_error(mfs_mount *m, mfs_rfile *rf, uint64_t off, int rc)
 		mfs_rfile_explain(rf, i, hex, sizeof hex);
 		eoff = rf->extents[i].off;
 	}
+	/* damage wants verify; anything else (an object store out of reach,
+	 * memory) is worth retrying as it is */
+	const char *advice = rc == MFS_E_CORRUPT
+				 ? "run `modelfs verify` on this repo"
+				 : "the store could not be read: the same read may work "
+				   "again once the cause above is gone";
+	char more[64] = "";
+	if (dropped)
+		snprintf(more, sizeof more, " (%llu read errors before it not logged)",
+			 (unsigned long long)dropped);
 	mfs_mount_log(m, MFS_LOG_ERROR,
 		      "read error (EIO) in %s blob %s: %s at file offset %llu "
 		      "(read at %llu): %s; a program that maps this file (safetensors, "
-		      "from_pretrained) gets SIGBUS instead of the error; run `modelfs "
-		      "verify` on this repo",
+		      "from_pretrained) gets SIGBUS instead of the error; %s%s",
 		      rf->repo, rf->etag, hex, (unsigned long long)eoff,
-		      (unsigned long long)off, mfs_strerror(rc));
+		      (unsigned long long)off, mfs_strerror(rc), advice, more);
 }
 
 static void count_read(mfs_mount *m, size_t bytes, uint64_t read_ns, uint64_t reply_ns)
@@ -1311,14 +1348,16 @@ static void close_store(mfs_mount *m)
 {
 	if (m->reader) /* a file closed from here on has no read-ahead to drain */
 		mfs_reader_set_ioahead(m->reader, NULL);
+	/* so the read-ahead stops first: its running job (which reads an open
+	 * file) finishes, the waiting ones are dropped, before files close */
+	mfs_ioahead_free(m->io);
+	m->io = NULL;
 	mfs_prefetch_model_free(m->pmodel); /* closes its files: before the reader */
 	m->pmodel = NULL;
 	mfs_blob_table_free(m->blobs); /* the same */
 	m->blobs = NULL;
 	mfs_view_unref(m->view);
 	m->view = NULL;
-	mfs_ioahead_free(m->io); /* its running job finishes first */
-	m->io = NULL;
 	mfs_reader_free(m->reader); /* drains its prefetch jobs first */
 	m->reader = NULL;
 	mfs_cache_free(m->cache); /* its workers were the GPU's last users */

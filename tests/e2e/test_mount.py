@@ -525,3 +525,19 @@ def test_corrupt_chunk_is_eio_and_logged(mfs, mounted, tmp_path):
     line = next(l for l in m.log().splitlines() if "read error (EIO)" in l)
     assert "models/org/corrupt" in line and etag in line and "chunk " in line, line
     assert "offset" in line, line
+    assert "modelfs verify" in line, line  # damage: verify is the advice
+    # a read that fails again and again (a program retrying) does not fill
+    # the log: at most 10 lines a second, and the next line says how many
+    # were left out
+    with open(path, "rb", buffering=0) as f:
+        t0 = time.monotonic()
+        for _ in range(60):
+            with pytest.raises(OSError):
+                os.pread(f.fileno(), 4096, (1 << 20) + 1000)
+        secs = time.monotonic() - t0
+        time.sleep(1.1)
+        with pytest.raises(OSError):
+            os.pread(f.fileno(), 4096, (1 << 20) + 1000)
+    wait_for(lambda: "not logged" in m.log(), what="the line saying what was left out")
+    lines = [l for l in m.log().splitlines() if "read error (EIO)" in l]
+    assert len(lines) <= 1 + 10 * (int(secs) + 2) and len(lines) < 62, (secs, len(lines))
