@@ -555,6 +555,19 @@ static void refs_ahead(mfs_txn *t, mfs_rfile *f, size_t from, size_t to)
 	io_run_flush(&x);
 }
 
+/* Ask for the entries of extents [from, to) of @p f not served yet, in runs. */
+static void ask_extents(mfs_txn *t, mfs_rfile *f, io_run *x, size_t from, size_t to)
+{
+	for (size_t j = from; j < to; j++) {
+		const mfs_extent *e = &f->extents[j];
+		mfs_chunk_view v;
+		if (__atomic_load_n(&f->served[j], __ATOMIC_RELAXED) < e->len &&
+		    mfs_chunk_get(t, &e->key, &v) == 0)
+			io_run_add(x, &v);
+	}
+	io_run_flush(x);
+}
+
 /*
  * A job of the read-ahead thread (ioahead.h): ask the kernel to read, from
  * extent @p first up to file offset @p until, the pack entries of the
@@ -592,20 +605,27 @@ static void read_ahead_io(void *ud, size_t first, uint64_t until)
 	 * we measure) */
 	io_run x = {.s = f->reader->store, .cap = IO_AHEAD_MAX};
 	while (j < f->n_extents && f->extents[j].off < until) {
-		size_t batch_first = j;
-		for (size_t k = 0;
-		     k < BATCH && j < f->n_extents && f->extents[j].off < until;
-		     j++, k++) {
-			const mfs_extent *e = &f->extents[j];
-			mfs_chunk_view v;
-			if (__atomic_load_n(&f->served[j], __ATOMIC_RELAXED) < e->len &&
-			    mfs_chunk_get(t, &e->key, &v) == 0)
-				io_run_add(&x, &v);
-		}
-		io_run_flush(&x);
+		size_t batch_first = j, k = 0;
+		while (k < BATCH && j + k < f->n_extents && f->extents[j + k].off < until)
+			k++;
+		ask_extents(t, f, &x, j, j + k);
+		j += k;
 		refs_ahead(t, f, batch_first, j);
 		__atomic_store_n(&f->io_next, j, __ATOMIC_RELAXED);
 	}
+	mfs_txn_abort(t);
+}
+
+void mfs_rfile_will_need(mfs_rfile *f, size_t first, size_t end)
+{
+	if (end > f->n_extents)
+		end = f->n_extents;
+	mfs_txn *t;
+	if (first >= end || mfs_txn_begin(f->reader->store, MFS_TXN_READ, &t) < 0)
+		return;
+	io_run x = {.s = f->reader->store, .cap = IO_AHEAD_MAX};
+	ask_extents(t, f, &x, first, end);
+	refs_ahead(t, f, first, end);
 	mfs_txn_abort(t);
 }
 

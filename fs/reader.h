@@ -124,6 +124,17 @@ void mfs_reader_set_whole_file(mfs_reader *r, uint64_t max_bytes);
 void mfs_rfile_queue_whole(mfs_reader *r, mfs_rfile *f);
 
 /**
+ * Ask the disk now for the pack entries of extents [@p first, @p end) of
+ * @p f (posix_fadvise(POSIX_FADV_WILLNEED) on runs of adjacent entries, and
+ * the entries of the chunks a delta decodes against once one was seen), so
+ * a caller about to decode them all has the disk reading ahead of its
+ * decoders instead of each decoder waiting for its own entry.  A hint only:
+ * nothing is read or checked; @p end past the last extent is cut.  May
+ * block while the device queue takes the requests.
+ */
+void mfs_rfile_will_need(mfs_rfile *f, size_t first, size_t end);
+
+/**
  * Whether work queued for @p f (decodes, disk read-ahead) is still waiting
  * or running: once 0, closing @p f waits for nothing.
  * @return 1 or 0

@@ -1194,6 +1194,32 @@ static size_t gpu_pieces(modelfs_file *f, mfs_gpu_backend *g, piece *p, size_t n
 	return np;
 }
 
+/*
+ * Before a read of several chunks: ask the disk for their pack entries, per
+ * run of adjacent extents (pieces are in file order), so a cold store is
+ * read ahead of the decoders instead of each waiting for its own entry.
+ */
+#define ASK_DISK_MIN 4 /* pieces: below, the decoders' own reads are as quick */
+
+static void ask_disk(modelfs_file *f, const piece *p, size_t np)
+{
+	if (np < ASK_DISK_MIN)
+		return;
+	size_t a = p[0].ext, b = a + 1;
+	for (size_t i = 1; i <= np; i++) {
+		if (i < np && p[i].ext <= b) {
+			if (p[i].ext == b)
+				b++;
+			continue;
+		}
+		mfs_rfile_will_need(f->rf, a, b);
+		if (i < np) {
+			a = p[i].ext;
+			b = a + 1;
+		}
+	}
+}
+
 static int read_spans(modelfs_file *f, span *sp, size_t n, modelfs_error *err)
 {
 	piece *p;
@@ -1206,6 +1232,7 @@ static int read_spans(modelfs_file *f, span *sp, size_t n, modelfs_error *err)
 		if (g)
 			np = gpu_pieces(f, g, p, np, 0);
 	}
+	ask_disk(f, p, np);
 	size_t bad = 0;
 	rc = np ? pieces_run(f, p, np, &bad) : 0;
 	if (rc < 0)
