@@ -180,16 +180,7 @@ static int users_lock(const char *dir, int exclusive, int wait, int *fd)
  */
 static int create_lock(int fd, short type)
 {
-	struct flock fl;
-	memset(&fl, 0, sizeof fl);
-	fl.l_type = type;
-	fl.l_whence = SEEK_SET;
-	fl.l_start = 0;
-	fl.l_len = 1;
-	int rc;
-	while ((rc = fcntl(fd, F_OFD_SETLKW, &fl)) < 0 && errno == EINTR)
-		;
-	return rc < 0 ? -errno : 0;
+	return mfs_lmdb_lock_byte(fd, type, F_OFD_SETLKW, NULL);
 }
 
 /* The message for a store path stat() or open() refused. */

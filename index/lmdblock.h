@@ -16,11 +16,12 @@
 #include <sys/types.h>
 
 /**
- * fcntl() on the byte lock of lock.mdb's first byte, as LMDB takes it
- * (retried on EINTR).
- * @param[in]  fd    lock.mdb, open for writing
+ * fcntl() on the byte lock of a file's first byte: lock.mdb's, as LMDB
+ * takes it, or (F_OFD_SETLKW) users.lock's, the lock store creators and
+ * openers meet on (env.c) (retried on EINTR).
+ * @param[in]  fd    the file, open for writing (for reading: F_RDLCK only)
  * @param[in]  type  F_WRLCK, F_RDLCK or F_UNLCK
- * @param[in]  cmd   F_SETLK, F_SETLKW or F_GETLK
+ * @param[in]  cmd   F_SETLK, F_SETLKW, F_GETLK or their F_OFD_ forms
  * @param[out] out   optional: the struct flock after the call (F_GETLK: the
  *                   holder's l_pid and l_type, F_UNLCK when none)
  * @return 0 or -errno (-EAGAIN / -EACCES: F_SETLK found it held)

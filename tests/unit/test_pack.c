@@ -214,6 +214,47 @@ static void test_round_trip(void)
 
 /* ---- aborts and crashes ---- */
 
+enum { CHILD_COMMIT, CHILD_CRASH };
+
+/*
+ * Another process (LMDB allows one environment handle per process) opens
+ * store @p d and stores @p raw as one chunk: CHILD_COMMIT commits it,
+ * CHILD_CRASH exits after the append without committing or aborting (as
+ * kill -9).
+ * @param avoid_pack  with CHILD_COMMIT and not 0: the chunk must not have
+ *                    gone into this pack
+ * @return the child's exit status: 0; 1 a call failed; 2 it went into
+ *         @p avoid_pack; -1 it did not exit
+ */
+static int in_child(const char *d, const uint8_t *raw, size_t len, int how, uint64_t avoid_pack)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		mfs_store *cs;
+		mfs_txn *ct;
+		mfs_chunk_key k;
+		mfs_chunk_view cv;
+		if (mfs_store_open(d, 0, &cs, NULL) != 0)
+			_exit(1);
+		if (how == CHILD_CRASH) {
+			if (mfs_txn_begin(cs, MFS_TXN_WRITE, &ct) != 0 ||
+			    put_in(ct, raw, len, MFS_CODEC_RAW, &k, NULL) != 0)
+				_exit(1);
+			_exit(0); /* no commit, no abort */
+		}
+		if (put_one(cs, raw, len, MFS_CODEC_RAW, &k) != 0 || view_of(cs, &k, &cv) != 0)
+			_exit(1);
+		mfs_store_close(cs);
+		_exit(avoid_pack && cv.loc.pack == avoid_pack ? 2 : 0);
+	}
+	int wst;
+	if (waitpid(pid, &wst, 0) != pid || !WIFEXITED(wst))
+		return -1;
+	return WEXITSTATUS(wst);
+}
+
 static void test_abort_and_crash(void)
 {
 	char *d = test_fresh_dir("pack");
@@ -250,20 +291,7 @@ static void test_abort_and_crash(void)
 	fill(c, sizeof c);
 	mfs_chunk_key kc;
 	mfs_chunk_key_of(c, sizeof c, &kc);
-	pid_t pid = fork();
-	REQUIRE(pid >= 0);
-	if (pid == 0) {
-		mfs_store *cs;
-		mfs_txn *ct;
-		mfs_chunk_key k;
-		if (mfs_store_open(d, 0, &cs, NULL) != 0 ||
-		    mfs_txn_begin(cs, MFS_TXN_WRITE, &ct) != 0 ||
-		    put_in(ct, c, sizeof c, MFS_CODEC_RAW, &k, NULL) != 0)
-			_exit(1);
-		_exit(0); /* no commit, no abort: as kill -9 */
-	}
-	int wst;
-	REQUIRE(waitpid(pid, &wst, 0) == pid && WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+	REQUIRE(in_child(d, c, sizeof c, CHILD_CRASH, 0) == 0);
 	mfs_store_close(s);
 	CHECK_EQ_INT(count_packs(d), 2);
 	/* a crash past committed_end of a known pack: a tail of garbage */
@@ -324,20 +352,7 @@ static void test_reuse(void)
 	off_t committed = file_size(path);
 	CHECK_EQ_INT(committed, (off_t)(v1.loc.off + mfs_pack_entry_bytes(sizeof raw[1])));
 	/* a writer that takes it and dies before its commit leaves a tail */
-	pid_t pid = fork();
-	REQUIRE(pid >= 0);
-	if (pid == 0) {
-		mfs_store *cs;
-		mfs_txn *ct;
-		mfs_chunk_key kk;
-		if (mfs_store_open(d, 0, &cs, NULL) != 0 ||
-		    mfs_txn_begin(cs, MFS_TXN_WRITE, &ct) != 0 ||
-		    put_in(ct, raw[2], sizeof raw[2], MFS_CODEC_RAW, &kk, NULL) != 0)
-			_exit(1);
-		_exit(0); /* no commit, no abort: as kill -9 */
-	}
-	int wst;
-	REQUIRE(waitpid(pid, &wst, 0) == pid && WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+	REQUIRE(in_child(d, raw[2], sizeof raw[2], CHILD_CRASH, 0) == 0);
 	CHECK(file_size(path) > committed);
 	CHECK_EQ_INT(count_packs(d), 1);
 	/* the next writer cuts the tail and appends where the commits ended */
@@ -350,21 +365,7 @@ static void test_reuse(void)
 	mfs_chunk_key_of(raw[2], sizeof raw[2], &k[2]);
 	CHECK_EQ_INT(view_of(s, &k[2], &v), MFS_E_NOTFOUND);
 	/* held by this handle: another process starts a pack of its own */
-	pid = fork();
-	REQUIRE(pid >= 0);
-	if (pid == 0) {
-		mfs_store *cs;
-		mfs_chunk_key kk;
-		mfs_chunk_view cv;
-		if (mfs_store_open(d, 0, &cs, NULL) != 0 ||
-		    put_one(cs, raw[4], sizeof raw[4], MFS_CODEC_RAW, &kk) != 0 ||
-		    view_of(cs, &kk, &cv) != 0)
-			_exit(1);
-		mfs_store_close(cs);
-		_exit(cv.loc.pack != v0.loc.pack ? 0 : 2);
-	}
-	REQUIRE(waitpid(pid, &wst, 0) == pid && WIFEXITED(wst));
-	CHECK_EQ_INT(WEXITSTATUS(wst), 0);
+	CHECK_EQ_INT(in_child(d, raw[4], sizeof raw[4], CHILD_COMMIT, v0.loc.pack), 0);
 	CHECK_EQ_INT(count_packs(d), 2);
 	uint8_t out[30000];
 	for (int i = 0; i < 5; i++) {
@@ -400,19 +401,7 @@ static void test_merge_small(void)
 		fill(raw[i], sizeof raw[i]);
 	REQUIRE(put_one(s, raw[0], sizeof raw[0], MFS_CODEC_RAW, &k[0]) == 0);
 	/* a second writer while this handle holds its pack: a pack of its own */
-	pid_t pid = fork();
-	REQUIRE(pid >= 0);
-	if (pid == 0) {
-		mfs_store *cs;
-		mfs_chunk_key kk;
-		if (mfs_store_open(d, 0, &cs, NULL) != 0 ||
-		    put_one(cs, raw[1], sizeof raw[1], MFS_CODEC_RAW, &kk) != 0)
-			_exit(1);
-		mfs_store_close(cs);
-		_exit(0);
-	}
-	int wst;
-	REQUIRE(waitpid(pid, &wst, 0) == pid && WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+	REQUIRE(in_child(d, raw[1], sizeof raw[1], CHILD_COMMIT, 0) == 0);
 	mfs_store_close(s);
 	CHECK_EQ_INT(count_packs(d), 2);
 	mfs_chunk_key_of(raw[1], sizeof raw[1], &k[1]);
