@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "pack.h"
 #include "sha256.h"
 /* The snapshot copies the store's own LMDB environment (mdb_env_copyfd2
@@ -48,13 +49,6 @@ typedef struct push_ctx {
 	uint64_t multipart;	      /* objects sent in parts */
 	mfs_errmsg *e;
 } push_ctx;
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void tell(push_ctx *c, mfs_push_stage st, const char *what)
 {
@@ -342,7 +336,7 @@ out:
 int mfs_push(mfs_store *s, mfs_s3 *s3, const mfs_s3_url *url, const mfs_push_opts *o,
 	     mfs_push_stat *out, mfs_errmsg *e)
 {
-	double t0 = now_s();
+	double t0 = mfs_now_seconds();
 	push_ctx c = {.s = s, .s3 = s3, .url = url, .o = o, .e = e};
 	mfs_push_stat st = {0};
 	mfs_remote_latest old, cur;
@@ -508,7 +502,7 @@ fail:
 	mfs_txn_abort(pin);
 	snapshot_remove(&c);
 	free(c.packs);
-	st.seconds = now_s() - t0;
+	st.seconds = mfs_now_seconds() - t0;
 	st.multipart = c.multipart;
 	if (out)
 		*out = st;

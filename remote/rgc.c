@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "grow.h"
 #include "pack.h"
 #include "sha256.h"
 #include "store.h"
@@ -57,13 +59,6 @@ typedef struct rgc_ctx {
 	mfs_errmsg *e;
 } rgc_ctx;
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void vec_clear(rgc_vec *v)
 {
 	for (size_t i = 0; i < v->n; i++)
@@ -81,14 +76,10 @@ static void vec_free(rgc_vec *v)
 
 static int vec_push(rgc_vec *v, const mfs_s3_object *obj, uint64_t num)
 {
-	if (v->n == v->cap) {
-		size_t nc = v->cap ? 2 * v->cap : 64;
-		rgc_obj *nv = realloc(v->v, nc * sizeof *nv);
-		if (!nv)
-			return -ENOMEM;
-		v->v = nv;
-		v->cap = nc;
-	}
+	rgc_obj *nv = mfs_grow(v->v, &v->cap, v->n, sizeof *nv, 64);
+	if (!nv)
+		return -ENOMEM;
+	v->v = nv;
 	char *k = strdup(obj->key);
 	if (!k)
 		return -ENOMEM;
@@ -99,14 +90,10 @@ static int vec_push(rgc_vec *v, const mfs_s3_object *obj, uint64_t num)
 
 static int ids_add(rgc_ids *s, uint64_t id)
 {
-	if (s->n == s->cap) {
-		size_t nc = s->cap ? 2 * s->cap : 256;
-		uint64_t *nv = realloc(s->v, nc * sizeof *nv);
-		if (!nv)
-			return -ENOMEM;
-		s->v = nv;
-		s->cap = nc;
-	}
+	uint64_t *nv = mfs_grow(s->v, &s->cap, s->n, sizeof *nv, 256);
+	if (!nv)
+		return -ENOMEM;
+	s->v = nv;
 	s->v[s->n++] = id;
 	return 0;
 }
@@ -524,7 +511,7 @@ int mfs_remote_gc(mfs_s3 *s3, const mfs_s3_url *url, const mfs_rgc_opts *o,
 		  mfs_rgc_stat *out, mfs_errmsg *e)
 {
 	static const mfs_rgc_opts defaults = {0};
-	double t0 = now_s();
+	double t0 = mfs_now_seconds();
 	if (!o)
 		o = &defaults;
 	rgc_ctx c = {.s3 = s3,
@@ -620,7 +607,7 @@ fail:
 	vec_free(&c.idx);
 	vec_free(&c.packs);
 	free(c.named.v);
-	c.st.seconds = now_s() - t0;
+	c.st.seconds = mfs_now_seconds() - t0;
 	if (out)
 		*out = c.st;
 	return rc;

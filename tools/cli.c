@@ -136,3 +136,13 @@ const char *mfs_cli_quote(const char *s, char *buf)
 {
 	return mfs_str_quote(s, 255, buf, MFS_CLI_QUOTED);
 }
+
+void mfs_cli_test_pause(const char *cmd, const char *ms, const char *what)
+{
+	if (!ms || !*ms)
+		return;
+	fprintf(stderr, "modelfs %s: step: %s\n", cmd, what);
+	long v = strtol(ms, NULL, 10);
+	struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}

@@ -75,4 +75,12 @@ int mfs_cli_repo_intact(const char *cmd, mfs_txn *t, const char *repo, unsigned 
 #define MFS_CLI_QUOTED (4 * 255 + 8)
 const char *mfs_cli_quote(const char *s, char *buf);
 
+/**
+ * The tests' pause between a command's committed steps (they kill it there):
+ * when @p ms (an environment variable's value, may be NULL) is a number of
+ * milliseconds, print "modelfs CMD: step: WHAT" to stderr and sleep that
+ * long; otherwise do nothing.
+ */
+void mfs_cli_test_pause(const char *cmd, const char *ms, const char *what);
+
 #endif

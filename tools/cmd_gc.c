@@ -65,13 +65,7 @@ static void print_space(const char *when, mfs_store *s)
 static void gc_step(void *ud, const char *what)
 {
 	(void)ud;
-	const char *ms = getenv("MODELFS_TEST_GC_STEP_MS");
-	if (!ms || !*ms)
-		return;
-	fprintf(stderr, "modelfs gc: step: %s\n", what);
-	long v = strtol(ms, NULL, 10);
-	struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
+	mfs_cli_test_pause("gc", getenv("MODELFS_TEST_GC_STEP_MS"), what);
 }
 
 int cmd_gc(int argc, char **argv)

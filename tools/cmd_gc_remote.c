@@ -160,11 +160,9 @@ static void rgc_event(void *ud, const mfs_rgc_event *ev)
 	if (ui->step_ms && *ui->step_ms &&
 	    (ev->what == MFS_RGC_PLANNED || ev->what == MFS_RGC_DELETE_INDEX ||
 	     ev->what == MFS_RGC_DELETE_PACK || ev->what == MFS_RGC_ABORT_UPLOAD)) {
-		fprintf(stderr, "modelfs gc: step: %s %s\n", kind_of(ev->what),
-			ev->key ? ev->key : "");
-		long v = strtol(ui->step_ms, NULL, 10);
-		struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
-		nanosleep(&ts, NULL);
+		char what[MFS_S3_KEY_MAX + 64];
+		snprintf(what, sizeof what, "%s %s", kind_of(ev->what), ev->key ? ev->key : "");
+		mfs_cli_test_pause("gc", ui->step_ms, what);
 	}
 }
 

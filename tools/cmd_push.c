@@ -98,11 +98,9 @@ static void push_progress(void *ud, const mfs_push_event *ev)
 	/* the tests kill push between its steps */
 	const char *ms = getenv("MODELFS_TEST_PUSH_STEP_MS");
 	if (ms && *ms) {
-		fprintf(stderr, "modelfs push: step: %s %s\n", stage_name(ev->stage),
-			ev->what);
-		long v = strtol(ms, NULL, 10);
-		struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
-		nanosleep(&ts, NULL);
+		char what[MFS_S3_KEY_MAX + 64];
+		snprintf(what, sizeof what, "%s %s", stage_name(ev->stage), ev->what);
+		mfs_cli_test_pause("push", ms, what);
 	}
 }
 
