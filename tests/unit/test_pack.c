@@ -136,6 +136,23 @@ static int show_problem(void *ud, const mfs_check_problem *p)
 	return 0;
 }
 
+/* The store check in @p t finds no problem (each one printed). */
+static void check_sound_in(mfs_txn *t)
+{
+	uint64_t nbad = 99;
+	CHECK_EQ_INT(mfs_check_store(t, 0, show_problem, NULL, &nbad), 0);
+	CHECK_EQ_INT(nbad, 0);
+}
+
+/* The same, in a read transaction of its own. */
+static void check_sound(mfs_store *s)
+{
+	mfs_txn *t;
+	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
+	check_sound_in(t);
+	mfs_txn_abort(t);
+}
+
 /* ---- the round trip ---- */
 
 static void test_round_trip(void)
@@ -204,9 +221,7 @@ static void test_round_trip(void)
 	CHECK_EQ_INT(st.pack_live_bytes, next - MFS_PACK_HDR);
 	CHECK_EQ_INT(st.pack_dead_bytes, 0);
 	CHECK_EQ_INT(st.pack_live_bytes - 32 * N, st.chunk_payload_bytes);
-	uint64_t nbad = 99;
-	CHECK_EQ_INT(mfs_check_store(t, 0, show_problem, NULL, &nbad), 0);
-	CHECK_EQ_INT(nbad, 0);
+	check_sound_in(t);
 	mfs_txn_abort(t);
 	mfs_store_close(s);
 	test_drop_dir(d);
@@ -375,12 +390,7 @@ static void test_reuse(void)
 		CHECK_EQ_INT(read_chunk(s, &k[i], out, sizeof out), 0);
 		CHECK(!memcmp(out, raw[i], sizeof out));
 	}
-	mfs_txn *t;
-	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
-	uint64_t nbad = 99;
-	CHECK_EQ_INT(mfs_check_store(t, 0, show_problem, NULL, &nbad), 0);
-	CHECK_EQ_INT(nbad, 0);
-	mfs_txn_abort(t);
+	check_sound(s);
 	mfs_store_close(s);
 	test_drop_dir(d);
 }
@@ -430,12 +440,7 @@ static void test_merge_small(void)
 	CHECK_EQ_INT(mfs_gc_packs(s, &o, &gs, NULL), 0);
 	CHECK_EQ_INT(gs.packs_repacked, 0);
 	CHECK_EQ_INT(gs.chunks_moved, 0);
-	mfs_txn *t;
-	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
-	uint64_t nbad = 99;
-	CHECK_EQ_INT(mfs_check_store(t, 0, show_problem, NULL, &nbad), 0);
-	CHECK_EQ_INT(nbad, 0);
-	mfs_txn_abort(t);
+	check_sound(s);
 	mfs_store_close(s);
 	test_drop_dir(d);
 }
@@ -590,12 +595,7 @@ static void test_two_writers(void)
 		}
 	CHECK(pack[0] != pack[1]);
 	CHECK_EQ_INT(count_packs(d), 2);
-	mfs_txn *t;
-	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
-	uint64_t nbad = 99;
-	CHECK_EQ_INT(mfs_check_store(t, 0, show_problem, NULL, &nbad), 0);
-	CHECK_EQ_INT(nbad, 0);
-	mfs_txn_abort(t);
+	check_sound(s);
 	mfs_store_close(s);
 	test_drop_dir(d);
 }
@@ -735,9 +735,7 @@ static void test_repack(void)
 	CHECK_EQ_INT(mfs_store_stat_get(t, &st), 0);
 	CHECK_EQ_INT(st.pack_dead_bytes, 0);
 	CHECK_EQ_INT(st.pack_file_bytes, MFS_PACK_HDR + 4 * mfs_pack_entry_bytes(LEN));
-	uint64_t nbad = 99;
-	CHECK_EQ_INT(mfs_check_store(t, 0, show_problem, NULL, &nbad), 0);
-	CHECK_EQ_INT(nbad, 0);
+	check_sound_in(t);
 	mfs_txn_abort(t);
 	mfs_store_close(s);
 	test_drop_dir(d);
@@ -856,9 +854,7 @@ static void test_format1(void)
 	REQUIRE(mfs_txn_begin(s, MFS_TXN_READ, &t) == 0);
 	CHECK_EQ_INT(mfs_chunk_refcount(t, &k, &refs), 0);
 	CHECK_EQ_INT(refs, 0);
-	uint64_t nbad = 99;
-	CHECK_EQ_INT(mfs_check_store(t, 0, show_problem, NULL, &nbad), 0);
-	CHECK_EQ_INT(nbad, 0);
+	check_sound_in(t);
 	mfs_txn_abort(t);
 	mfs_store_close(s);
 	test_drop_dir(d);
