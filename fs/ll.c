@@ -49,9 +49,11 @@
 #include "clock.h"
 #include "heap.h"
 #include "layout.h"
+#include "pack.h"
 #include "prefetch_model.h"
 #include "reader.h"
 #include "space.h"
+#include "warm.h"
 
 #define LONG_TIMEOUT  86400.0
 #define SHORT_TIMEOUT 1.0
@@ -60,6 +62,8 @@
 #define WATCH_MS      100 /* the watcher's tick (watch_main) */
 #define FILE_IDLE_MS  30000 /* a blob's file closes after this long unread */
 #define MAX_REQUEST   (1u << 20)
+/* An index up to this size is brought into memory at start (warm_store). */
+#define INDEX_WARM_MAX (256ull << 20)
 #define MAX_SEGS      64 /* pieces of a zero-copy reply */
 /* prefetch_file takes effect up to this share of the cache budget
  * (mfs_reader_set_whole_file). */
@@ -1344,6 +1348,33 @@ static int open_store(mfs_mount *m, mfs_errmsg *err)
 	return 0;
 }
 
+/*
+ * An ioahead job (or run inline) at start: the daemon's code and the index
+ * brought into memory and the packs' read descriptors opened, so that the
+ * first reads of a cold store wait for their payloads only, not for code,
+ * lookups or opens queued behind them (warm.h).
+ */
+static void warm_store(void *ud, size_t first, uint64_t until)
+{
+	(void)first;
+	(void)until;
+	mfs_mount *m = ud;
+	uint64_t bytes = 0;
+	size_t n = 0, code = 0;
+	mfs_warm_code(NULL, 0, &code); /* a hint: a failure costs only time */
+	int rc = mfs_store_index_warm(m->store, INDEX_WARM_MAX, &bytes);
+	if (rc == 0)
+		rc = mfs_packs_preopen(m->store, &n);
+	if (rc < 0)
+		mfs_mount_log(m, MFS_LOG_WARN, "warming the store at start: %s (reads go on)",
+			      mfs_strerror(rc));
+	else
+		mfs_mount_log(m, MFS_LOG_DEBUG,
+			      "at start: %zu bytes of code and %llu of index brought into "
+			      "memory, %zu pack files opened",
+			      code, (unsigned long long)bytes, n);
+}
+
 static void close_store(mfs_mount *m)
 {
 	if (m->reader) /* a file closed from here on has no read-ahead to drain */
@@ -1703,6 +1734,9 @@ int mfs_mount_run(mfs_mount *m)
 	}
 	mfs_reader_set_prefetch(m->reader, m->cfg.prefetch);
 	mfs_reader_set_ioahead(m->reader, m->io);
+	/* off the serving path (warm_store) */
+	if (!m->io || mfs_ioahead_request(m->io, warm_store, m, 0, 0) < 0)
+		warm_store(m, 0, 0);
 	char gpu_what[512];
 	gpu_select(m, workers, gpu_what, sizeof(gpu_what));
 	uint64_t whole = 0;

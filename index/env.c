@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -411,6 +412,8 @@ void mfs_store_close(mfs_store *s)
 	if (!s)
 		return;
 	mfs_packs_close(s); /* the appender's lock with it */
+	if (s->warm_map)
+		munmap(s->warm_map, s->warm_len);
 	if (s->env)
 		mdb_env_close(s->env);
 	/* after the environment: users.lock covers every moment it is open */
@@ -748,4 +751,46 @@ int mfs_store_stat_get(mfs_txn *t, mfs_store_stat *out)
 	used = used > free_pages ? used - free_pages : 0;
 	out->used_bytes = used * ms.ms_psize;
 	return mfs_chunks_foreach(t, chunk_stat_fn, out);
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+
+int mfs_store_index_warm(mfs_store *s, uint64_t max_bytes, uint64_t *bytes)
+{
+	if (bytes)
+		*bytes = 0;
+	MDB_envinfo ei;
+	MDB_stat ms;
+	int fd;
+	struct stat st;
+	if (mdb_env_info(s->env, &ei) != 0 || mdb_env_stat(s->env, &ms) != 0 ||
+	    mdb_env_get_fd(s->env, &fd) != 0)
+		return -EIO;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	uint64_t len = (uint64_t)(ei.me_last_pgno + 1) * ms.ms_psize;
+	/* never past the file's end: a page there is SIGBUS, not zeros */
+	if (len > (uint64_t)st.st_size)
+		len = (uint64_t)st.st_size & ~(uint64_t)(ms.ms_psize - 1);
+	if (len == 0 || len > max_bytes)
+		return 0;
+	/* a map of our own (LMDB does not say where its map is): its pages are
+	 * the page cache's, the very pages LMDB's map faults in */
+	char *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	madvise(map, len, MADV_WILLNEED);
+	if (madvise(map, len, MADV_POPULATE_READ) < 0) {
+		for (uint64_t off = 0; off < len; off += ms.ms_psize)
+			(void)*(volatile const char *)(map + off);
+	}
+	if (s->warm_map)
+		munmap(s->warm_map, s->warm_len);
+	s->warm_map = map;
+	s->warm_len = len;
+	if (bytes)
+		*bytes = len;
+	return 0;
 }

@@ -598,6 +598,51 @@ int mfs_packs_foreach(mfs_txn *t, int (*cb)(void *ud, uint64_t id, const mfs_pac
 	return mfs_db_iter(t->txn, DBI(t, DB_PACKS), NULL, 0, packs_iter_fn, &it);
 }
 
+struct preopen_ids {
+	uint64_t id[PACK_FDS_MAX];
+	size_t n;
+};
+
+static int preopen_collect(void *ud, uint64_t id, const mfs_pack_rec *r)
+{
+	struct preopen_ids *c = ud;
+	if (r && r->live_bytes && r->state != MFS_PACK_RETIRED)
+		c->id[c->n++] = id;
+	return c->n == PACK_FDS_MAX;
+}
+
+int mfs_packs_preopen(mfs_store *s, size_t *opened)
+{
+	if (opened)
+		*opened = 0;
+	if (!s->packs || s->packs->src.read)
+		return 0;
+	struct preopen_ids *c = calloc(1, sizeof *c);
+	if (!c)
+		return -ENOMEM;
+	mfs_txn *t;
+	int rc = mfs_txn_begin(s, MFS_TXN_READ, &t);
+	if (rc == 0) {
+		rc = mfs_packs_foreach(t, preopen_collect, c);
+		mfs_txn_abort(t);
+	}
+	if (rc > 0) /* the table is full */
+		rc = 0;
+	for (size_t i = 0; rc == 0 && i < c->n; i++) {
+		int fd, found;
+		pthread_rwlock_rdlock(&s->packs->lock);
+		fd_find(s->packs, c->id[i], &found);
+		pthread_rwlock_unlock(&s->packs->lock);
+		if (!found && fd_acquire(s, c->id[i], &fd, NULL) == 0) {
+			fd_release(s);
+			if (opened)
+				(*opened)++;
+		}
+	}
+	free(c);
+	return rc;
+}
+
 /* ---- writing ---- */
 
 int mfs_pack_dir_sync(mfs_store *s)

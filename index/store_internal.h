@@ -53,6 +53,10 @@ struct mfs_store {
 	 * failed to commit truncates what it appended before another appends. */
 	pthread_mutex_t wmu;
 	struct mfs_packs *packs;
+	/* mfs_store_index_warm's own read-only map of data.mdb (NULL: none),
+	 * which keeps the index's pages mapped; unmapped at close */
+	void *warm_map;
+	size_t warm_len;
 };
 
 struct mfs_txn {

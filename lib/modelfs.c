@@ -13,6 +13,9 @@
 #include "modelfs.h"
 
 #include <cjson/cJSON.h>
+#include <lmdb.h>
+#include <xxhash.h>
+#include <zstd.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -31,6 +34,7 @@
 #include "reader.h"
 #include "safetensors.h"
 #include "store.h"
+#include "warm.h"
 
 #ifdef MFS_PROJECT_VERSION_NUMBER
 _Static_assert(MFS_PROJECT_VERSION_NUMBER == MODELFS_VERSION_NUMBER,
@@ -174,12 +178,27 @@ struct modelfs_store {
  * in a process (its file locks belong to the process, and closing a second
  * handle drops those of the first), so this one table, keyed by the
  * directory's device and inode, hands out references to a single handle.
- * It is the library's only state outside the handles, and it exists because
- * the constraint it keeps is per process.
+ * It is the library's only state outside the handles (with code_warmed
+ * below), and it exists because the constraint it keeps is per process.
  */
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static modelfs_store *registry;
 
+/*
+ * Once per process: the library's code and that of the libraries it
+ * decodes with (their constant tables too) read in one pass each, so that
+ * a first read of a cold store does not fault them in page by page behind
+ * the payload reads it asked for (fs/warm.h; measured at the mount's first
+ * read: 17-33 ms late).  Only these objects: the process is someone else's.
+ */
+static pthread_once_t code_warmed = PTHREAD_ONCE_INIT;
+
+static void warm_code(void)
+{
+	const void *code[] = {(const void *)modelfs_store_open, (const void *)XXH3_128bits,
+			      (const void *)ZSTD_decompressDCtx, (const void *)mdb_get};
+	mfs_warm_code(code, sizeof code / sizeof *code, NULL);
+}
 /*
  * Whether @p s was opened by another process: this one is a child forked
  * after the open (a data loader's worker).  Its LMDB environment, read
@@ -319,6 +338,7 @@ static int store_create(const char *dir, const struct stat *st, unsigned threads
 		return fail(err, code_of(rc), "cannot open the store %s: %s", dir,
 			    mfs_strerror(rc));
 	}
+	pthread_once(&code_warmed, warm_code);
 	*out = s;
 	return 0;
 }

@@ -396,6 +396,72 @@ static void test_reuse(void)
 }
 
 /*
+ * A reader opens the packs ahead of its reads (mfs_packs_preopen): every
+ * pack with live entries, once; a pack file that is missing is left for the
+ * read that needs it to report.  A held descriptor serves its pack even
+ * after the file was renamed away.  And the index brought into memory
+ * (mfs_store_index_warm): its pages in use, unless over the bound.
+ */
+static void test_preopen_and_warm(void)
+{
+	char *d = test_fresh_dir("pack");
+	mfs_store *s;
+	REQUIRE(d && mfs_store_open(d, MFS_STORE_CREATE, &s, NULL) == 0);
+	static uint8_t raw[3][30000];
+	mfs_chunk_key k[3];
+	for (int i = 0; i < 3; i++) {
+		fill(raw[i], sizeof raw[i]);
+		mfs_chunk_key_of(raw[i], sizeof raw[i], &k[i]);
+	}
+	REQUIRE(put_one(s, raw[0], sizeof raw[0], MFS_CODEC_RAW, &k[0]) == 0);
+	/* this handle holds its pack: the child starts a second */
+	mfs_chunk_view v0, v1;
+	REQUIRE(view_of(s, &k[0], &v0) == 0);
+	REQUIRE(in_child(d, raw[1], sizeof raw[1], CHILD_COMMIT, v0.loc.pack) == 0);
+	REQUIRE(view_of(s, &k[1], &v1) == 0);
+	CHECK(v1.loc.pack != v0.loc.pack);
+	mfs_store_close(s);
+
+	REQUIRE(mfs_store_open(d, MFS_STORE_RDONLY | MFS_STORE_NORDAHEAD, &s, NULL) == 0);
+	size_t n = 99;
+	CHECK_EQ_INT(mfs_packs_preopen(s, &n), 0);
+	CHECK_EQ_INT(n, 2);
+	CHECK_EQ_INT(mfs_packs_preopen(s, &n), 0);
+	CHECK_EQ_INT(n, 0); /* held already */
+	char path[4200], moved[4300];
+	snprintf(path, sizeof path, "%s/packs/%016llx.pack", d, (unsigned long long)v1.loc.pack);
+	snprintf(moved, sizeof moved, "%s.moved", path);
+	REQUIRE(rename(path, moved) == 0);
+	uint8_t out[30000];
+	CHECK_EQ_INT(read_chunk(s, &k[1], out, sizeof out), 0);
+	CHECK(!memcmp(out, raw[1], sizeof out));
+	uint64_t bytes = 0;
+	struct stat st;
+	char mdb[4200];
+	snprintf(mdb, sizeof mdb, "%s/data.mdb", d);
+	REQUIRE(stat(mdb, &st) == 0);
+	CHECK_EQ_INT(mfs_store_index_warm(s, 1 << 30, &bytes), 0);
+	CHECK(bytes > 0 && bytes % 4096 == 0 && bytes <= (uint64_t)st.st_size);
+	CHECK_EQ_INT(mfs_store_index_warm(s, 1 << 30, &bytes), 0); /* replaces the map */
+	CHECK(bytes > 0);
+	CHECK_EQ_INT(mfs_store_index_warm(s, 4096, &bytes), 0); /* over the bound */
+	CHECK_EQ_INT(bytes, 0);
+	CHECK_EQ_INT(read_chunk(s, &k[0], out, sizeof out), 0);
+	CHECK(!memcmp(out, raw[0], sizeof out));
+	mfs_store_close(s);
+
+	/* a fresh reader: the missing pack is not opened, and its read says so */
+	REQUIRE(mfs_store_open(d, MFS_STORE_RDONLY, &s, NULL) == 0);
+	CHECK_EQ_INT(mfs_packs_preopen(s, &n), 0);
+	CHECK_EQ_INT(n, 1);
+	CHECK_EQ_INT(read_chunk(s, &k[1], out, sizeof out), MFS_E_CORRUPT);
+	CHECK_EQ_INT(read_chunk(s, &k[0], out, sizeof out), 0);
+	mfs_store_close(s);
+	REQUIRE(rename(moved, path) == 0);
+	test_drop_dir(d);
+}
+
+/*
  * Writers at the same time each fill a pack of their own; gc merges packs
  * under merge_below into one when there are two or more (a lone small pack
  * stays where it is), and not at all with merge_below 0.
@@ -866,6 +932,7 @@ int main(void)
 	RUN(test_round_trip);
 	RUN(test_abort_and_crash);
 	RUN(test_reuse);
+	RUN(test_preopen_and_warm);
 	RUN(test_merge_small);
 	RUN(test_damage);
 	RUN(test_two_writers);
