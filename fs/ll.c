@@ -1361,7 +1361,9 @@ static void warm_store(void *ud, size_t first, uint64_t until)
 	mfs_mount *m = ud;
 	uint64_t bytes = 0;
 	size_t n = 0, code = 0;
-	mfs_warm_code(NULL, 0, &code); /* a hint: a failure costs only time */
+	const void *fuse_code[] = {(const void *)fuse_reply_iov};
+	/* a hint: a failure costs only time */
+	mfs_warm_decoders(fuse_code, 1, &code);
 	int rc = mfs_store_index_warm(m->store, INDEX_WARM_MAX, &bytes);
 	if (rc == 0)
 		rc = mfs_packs_preopen(m->store, &n);

@@ -4,11 +4,14 @@
 #include "warm.h"
 
 #include <errno.h>
+#include <lmdb.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <xxhash.h>
+#include <zstd.h>
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22 /* Linux 5.14 */
@@ -96,4 +99,16 @@ int mfs_warm_code(const void *const *in, size_t n_in, size_t *bytes)
 	if (bytes)
 		*bytes = total;
 	return 0;
+}
+
+int mfs_warm_decoders(const void *const *extra, size_t n_extra, size_t *bytes)
+{
+	enum { OWN = 4, EXTRA_MAX = 8 };
+	const void *in[OWN + EXTRA_MAX] = {(const void *)mfs_warm_decoders,
+					   (const void *)XXH3_128bits,
+					   (const void *)ZSTD_decompressDCtx, (const void *)mdb_get};
+	size_t n = OWN;
+	for (size_t i = 0; extra && i < n_extra && n < OWN + EXTRA_MAX; i++)
+		in[n++] = extra[i];
+	return mfs_warm_code(in, n, bytes);
 }

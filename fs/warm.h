@@ -34,4 +34,15 @@
  */
 int mfs_warm_code(const void *const *in, size_t n_in, size_t *bytes);
 
+/**
+ * mfs_warm_code() for what a read of the store runs: the object this code
+ * is linked into (the modelfs program, or libmodelfs.so inside someone
+ * else's process), libxxhash, libzstd and liblmdb (their code and constant
+ * tables), and the objects holding @p extra (the mount adds libfuse's).
+ * Not libc, whose pages every process keeps warm.
+ * @param[in] extra  more code addresses, or NULL
+ * @return as mfs_warm_code()
+ */
+int mfs_warm_decoders(const void *const *extra, size_t n_extra, size_t *bytes);
+
 #endif

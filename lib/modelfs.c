@@ -13,9 +13,6 @@
 #include "modelfs.h"
 
 #include <cjson/cJSON.h>
-#include <lmdb.h>
-#include <xxhash.h>
-#include <zstd.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -195,10 +192,9 @@ static pthread_once_t code_warmed = PTHREAD_ONCE_INIT;
 
 static void warm_code(void)
 {
-	const void *code[] = {(const void *)modelfs_store_open, (const void *)XXH3_128bits,
-			      (const void *)ZSTD_decompressDCtx, (const void *)mdb_get};
-	mfs_warm_code(code, sizeof code / sizeof *code, NULL);
+	mfs_warm_decoders(NULL, 0, NULL);
 }
+
 /*
  * Whether @p s was opened by another process: this one is a child forked
  * after the open (a data loader's worker).  Its LMDB environment, read

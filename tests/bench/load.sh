@@ -23,8 +23,10 @@
 # fewer bytes and decodes on every core).
 #
 # Environment: MODELFS (binary; default build/tools/modelfs, built in Release
-# if missing), PYTHON (default .venv/bin/python), MFS_BENCH_REPS.  Installs
-# the Python package (pip install ., incremental) when `import modelfs` fails.
+# if missing), PYTHON (default .venv/bin/python), MFS_BENCH_REPS,
+# MODELFS_LIBRARY (a built libmodelfs.so to measure; unset: the checkout is
+# installed first, pip install . (incremental), so that the library measured
+# is this checkout's and not what an earlier install left in the venv).
 # Every mount it makes is unmounted on exit, whatever happens.
 set -euo pipefail
 
@@ -43,8 +45,8 @@ if [ ! -x "$MODELFS" ]; then
 	cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build "$ROOT/build" -j"$(nproc)" --target modelfs >/dev/null
 fi
-if ! "$PY" -c "import modelfs" 2>/dev/null; then
-	log "installing the Python package (pip install .)"
+if [ -z "${MODELFS_LIBRARY:-}" ]; then
+	log "installing this checkout's Python package (pip install ., incremental)"
 	"$PY" -m pip install -q --disable-pip-version-check --no-build-isolation "$ROOT" </dev/null
 fi
 

@@ -93,17 +93,21 @@ def proc_status(pid: int) -> dict:
 
 
 def code_bytes(pid: int) -> int:
-    """Bytes of the daemon's executable file mappings (its binary and shared
-    libraries, libcurl's and OpenSSL's among them): the most of its code that
-    can be resident, file-backed and reclaimable like the store's map."""
-    total = 0
+    """Bytes of the file mappings of the daemon's programs (its binary and
+    shared libraries, libcurl's and OpenSSL's among them): every mapping of
+    each file that has code, its read-only data too, since the daemon brings
+    those of its decoders into memory at start (fs/warm.h). The most of its
+    code that can be resident, file-backed and reclaimable like the store's
+    map."""
+    maps = []
     with open(f"/proc/{pid}/maps") as f:
         for line in f:
             p = line.split()
-            if len(p) >= 6 and "x" in p[1] and p[5].startswith("/"):
+            if len(p) >= 6 and p[5].startswith("/"):
                 lo, hi = (int(x, 16) for x in p[0].split("-"))
-                total += hi - lo
-    return total
+                maps.append((p[5], p[1], hi - lo))
+    programs = {path for path, perms, _ in maps if "x" in perms}
+    return sum(size for path, _, size in maps if path in programs)
 
 
 def fd_count(pid: int) -> int:

@@ -4,7 +4,8 @@
  * cache (mincore), and of a file mapped executable (both of its mappings,
  * the executable one and a read-only one), but none of a file that is
  * mapped without code; and with a list of addresses, only the objects
- * whose code holds one.
+ * whose code holds one (mfs_warm_decoders: the program and the decoding
+ * libraries, and the objects it is given).
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -140,6 +141,15 @@ static void test_mapped_files(void)
 	CHECK_EQ_INT(mfs_warm_code(self, 1, &bytes), 0);
 	CHECK(bytes > 0);
 	CHECK_EQ_INT(resident_of(code, LEN), code_before);
+	/* what a read runs (this program, libxxhash, libzstd, liblmdb) */
+	CHECK_EQ_INT(mfs_warm_decoders(NULL, 0, &bytes), 0);
+	CHECK(bytes > 0);
+	CHECK_EQ_INT(resident_of(code, LEN), code_before);
+	/* ... and an object named with it: every mapping of it */
+	const void *extra[] = {code};
+	CHECK_EQ_INT(mfs_warm_decoders(extra, 1, &bytes), 0);
+	CHECK_EQ_INT(resident_of(code, LEN), LEN / page);
+	CHECK_EQ_INT(resident_of(rodata, LEN), LEN / page);
 	/* every object */
 	CHECK_EQ_INT(mfs_warm_code(NULL, 0, &bytes), 0);
 	CHECK_EQ_INT(resident_of(code, LEN), LEN / page);
