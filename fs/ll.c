@@ -1227,6 +1227,37 @@ static void watch_bound_views(mfs_mount *m)
 }
 
 /*
+ * An ioahead job (or run inline) at start, and again at each new store
+ * generation (watch_tick: the index may have grown, new packs come): the
+ * daemon's code and the index brought into memory and the packs' read
+ * descriptors opened, so that the first reads of a cold store wait for
+ * their payloads only, not for code, lookups or opens queued behind them
+ * (warm.h).
+ */
+static void warm_store(void *ud, size_t first, uint64_t until)
+{
+	(void)first;
+	(void)until;
+	mfs_mount *m = ud;
+	uint64_t bytes = 0;
+	size_t n = 0, code = 0;
+	const void *fuse_code[] = {(const void *)fuse_reply_iov};
+	/* a hint: a failure costs only time */
+	mfs_warm_decoders(fuse_code, 1, &code);
+	int rc = mfs_store_index_warm(m->store, INDEX_WARM_MAX, &bytes);
+	if (rc == 0)
+		rc = mfs_packs_preopen(m->store, &n);
+	if (rc < 0)
+		mfs_mount_log(m, MFS_LOG_WARN, "warming the store at start: %s (reads go on)",
+			      mfs_strerror(rc));
+	else
+		mfs_mount_log(m, MFS_LOG_DEBUG,
+			      "at start: %zu bytes of code and %llu of index brought into "
+			      "memory, %zu pack files opened",
+			      code, (unsigned long long)bytes, n);
+}
+
+/*
  * One tick: reap the finished model prefetches; notice a new store
  * generation (watch_changed); close blob files unread for FILE_IDLE_MS (the
  * kernel may keep an inode for long); move the blob entries still in the
@@ -1247,6 +1278,9 @@ static void watch_tick(mfs_mount *m)
 	if (gen != m->watch_gen) {
 		m->watch_gen = gen;
 		watch_changed(m);
+		/* the index may have grown, and new packs come with it */
+		if (m->io)
+			mfs_ioahead_request(m->io, warm_store, m, 0, 0);
 	}
 	mfs_blob_table_close_idle(m->blobs, FILE_IDLE_MS);
 	/* packs gc removed: their descriptors go, so the space comes back */
@@ -1346,35 +1380,6 @@ static int open_store(mfs_mount *m, mfs_errmsg *err)
 	if (m->mounted || !m->cfg.foreground)
 		mfs_layout_set_left_out_fn(m->layout, layout_left_out, m);
 	return 0;
-}
-
-/*
- * An ioahead job (or run inline) at start: the daemon's code and the index
- * brought into memory and the packs' read descriptors opened, so that the
- * first reads of a cold store wait for their payloads only, not for code,
- * lookups or opens queued behind them (warm.h).
- */
-static void warm_store(void *ud, size_t first, uint64_t until)
-{
-	(void)first;
-	(void)until;
-	mfs_mount *m = ud;
-	uint64_t bytes = 0;
-	size_t n = 0, code = 0;
-	const void *fuse_code[] = {(const void *)fuse_reply_iov};
-	/* a hint: a failure costs only time */
-	mfs_warm_decoders(fuse_code, 1, &code);
-	int rc = mfs_store_index_warm(m->store, INDEX_WARM_MAX, &bytes);
-	if (rc == 0)
-		rc = mfs_packs_preopen(m->store, &n);
-	if (rc < 0)
-		mfs_mount_log(m, MFS_LOG_WARN, "warming the store at start: %s (reads go on)",
-			      mfs_strerror(rc));
-	else
-		mfs_mount_log(m, MFS_LOG_DEBUG,
-			      "at start: %zu bytes of code and %llu of index brought into "
-			      "memory, %zu pack files opened",
-			      code, (unsigned long long)bytes, n);
 }
 
 static void close_store(mfs_mount *m)
