@@ -336,12 +336,12 @@ void mfs_store_packs_sweep(mfs_store *s);
  * process (MADV_POPULATE_READ, or one byte of each page touched on kernels
  * before 5.14), through a read-only map of the handle's own that stays
  * until mfs_store_close() (a later call replaces it: call again after the
- * index grew).  Not thread-safe against itself or mfs_store_close().  A cold lookup then does not wait for its page
- * behind the payload reads queued ahead of it (on the virtual disks we
- * measure, 10-40 ms at a mount's first read).  A mapped page stays in
- * memory while other clean page cache is dropped, and is reclaimed like
- * any under memory pressure.  Blocks while it reads: call it off the
- * serving path.
+ * index grew).  A cold lookup then does not wait for its page behind the
+ * payload reads queued ahead of it (on the virtual disks we measure, 10-40
+ * ms at a mount's first read).  A mapped page stays in memory while other
+ * clean page cache is dropped, and is reclaimed like any under memory
+ * pressure.  Blocks while it reads: call it off the serving path.  Not
+ * thread-safe against itself or mfs_store_close().
  * @param[out] bytes  the bytes brought in (0: the index is larger than
  *                    @p max_bytes, and nothing was done); may be NULL
  * @return 0, or -errno when the index's size cannot be read
