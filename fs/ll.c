@@ -62,7 +62,7 @@
 #define WATCH_MS      100 /* the watcher's tick (watch_main) */
 #define FILE_IDLE_MS  30000 /* a blob's file closes after this long unread */
 #define MAX_REQUEST   (1u << 20)
-/* An index up to this size is brought into memory at start (warm_store). */
+/* An index up to this size is brought into memory (warm_store). */
 #define INDEX_WARM_MAX (256ull << 20)
 #define MAX_SEGS      64 /* pieces of a zero-copy reply */
 /* prefetch_file takes effect up to this share of the cache budget
@@ -1229,10 +1229,10 @@ static void watch_bound_views(mfs_mount *m)
 /*
  * An ioahead job (or run inline) at start, and again at each new store
  * generation (watch_tick: the index may have grown, new packs come): the
- * daemon's code and the index brought into memory and the packs' read
- * descriptors opened, so that the first reads of a cold store wait for
- * their payloads only, not for code, lookups or opens queued behind them
- * (warm.h).
+ * index brought into memory and the packs' read descriptors opened, so
+ * that the first reads of a cold store wait for their payloads only, not
+ * for lookups or opens queued behind them (warm.h says the same of code,
+ * which mfs_mount_run brings in once).
  */
 static void warm_store(void *ud, size_t first, uint64_t until)
 {
@@ -1240,21 +1240,18 @@ static void warm_store(void *ud, size_t first, uint64_t until)
 	(void)until;
 	mfs_mount *m = ud;
 	uint64_t bytes = 0;
-	size_t n = 0, code = 0;
-	const void *fuse_code[] = {(const void *)fuse_reply_iov};
-	/* a hint: a failure costs only time */
-	mfs_warm_decoders(fuse_code, 1, &code);
+	size_t n = 0;
 	int rc = mfs_store_index_warm(m->store, INDEX_WARM_MAX, &bytes);
 	if (rc == 0)
 		rc = mfs_packs_preopen(m->store, &n);
 	if (rc < 0)
-		mfs_mount_log(m, MFS_LOG_WARN, "warming the store at start: %s (reads go on)",
+		mfs_mount_log(m, MFS_LOG_WARN, "warming the store: %s (reads go on)",
 			      mfs_strerror(rc));
 	else
 		mfs_mount_log(m, MFS_LOG_DEBUG,
-			      "at start: %zu bytes of code and %llu of index brought into "
-			      "memory, %zu pack files opened",
-			      code, (unsigned long long)bytes, n);
+			      "%llu bytes of index brought into memory, %zu pack files "
+			      "opened",
+			      (unsigned long long)bytes, n);
 }
 
 /*
@@ -1741,7 +1738,12 @@ int mfs_mount_run(mfs_mount *m)
 	}
 	mfs_reader_set_prefetch(m->reader, m->cfg.prefetch);
 	mfs_reader_set_ioahead(m->reader, m->io);
-	/* off the serving path (warm_store) */
+	/* what a read runs, once: a few MiB, read before serving (warm.h) */
+	const void *fuse_code[] = {(const void *)fuse_reply_iov};
+	size_t code = 0;
+	mfs_warm_decoders(fuse_code, 1, &code); /* a hint: a failure costs only time */
+	mfs_mount_log(m, MFS_LOG_DEBUG, "%zu bytes of code brought into memory", code);
+	/* the index and the packs off the serving path (warm_store) */
 	if (!m->io || mfs_ioahead_request(m->io, warm_store, m, 0, 0) < 0)
 		warm_store(m, 0, 0);
 	char gpu_what[512];

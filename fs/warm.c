@@ -8,14 +8,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 #include <xxhash.h>
 #include <zstd.h>
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22 /* Linux 5.14 */
-#endif
+#include "fsutil.h"
 
 /* Programs and libraries mapped at most (more are left as they are). */
 #define OBJECTS_MAX 256
@@ -35,18 +31,6 @@ static int parse(const char *line, mapping *m)
 		   m->dev, &m->inode) < 6)
 		return 0;
 	return m->inode != 0 && m->perms[0] == 'r' && m->hi > m->lo;
-}
-
-/* Read in and map [lo, hi), a readable mapping. */
-static void populate(uintptr_t lo, uintptr_t hi, size_t page)
-{
-	void *p = (void *)lo;
-	size_t len = hi - lo;
-	madvise(p, len, MADV_WILLNEED);
-	if (madvise(p, len, MADV_POPULATE_READ) == 0)
-		return;
-	for (uintptr_t a = lo; a < hi; a += page)
-		(void)*(volatile const char *)a;
 }
 
 /* Whether one of @p in falls in [lo, hi) (no list: every object counts). */
@@ -72,7 +56,7 @@ int mfs_warm_code(const void *const *in, size_t n_in, size_t *bytes)
 		char dev[16];
 		unsigned long inode;
 	} obj[OBJECTS_MAX];
-	size_t n = 0, page = (size_t)sysconf(_SC_PAGESIZE), total = 0;
+	size_t n = 0, total = 0;
 	char line[4352];
 	mapping m;
 	while (fgets(line, sizeof line, f))
@@ -90,7 +74,7 @@ int mfs_warm_code(const void *const *in, size_t n_in, size_t *bytes)
 			continue;
 		for (size_t i = 0; i < n; i++)
 			if (obj[i].inode == m.inode && !strcmp(obj[i].dev, m.dev)) {
-				populate(m.lo, m.hi, page);
+				mfs_map_populate((void *)m.lo, m.hi - m.lo);
 				total += m.hi - m.lo;
 				break;
 			}

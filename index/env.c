@@ -753,10 +753,6 @@ int mfs_store_stat_get(mfs_txn *t, mfs_store_stat *out)
 	return mfs_chunks_foreach(t, chunk_stat_fn, out);
 }
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22 /* Linux 5.14 */
-#endif
-
 int mfs_store_index_warm(mfs_store *s, uint64_t max_bytes, uint64_t *bytes)
 {
 	if (bytes)
@@ -781,11 +777,7 @@ int mfs_store_index_warm(mfs_store *s, uint64_t max_bytes, uint64_t *bytes)
 	char *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED)
 		return -errno;
-	madvise(map, len, MADV_WILLNEED);
-	if (madvise(map, len, MADV_POPULATE_READ) < 0) {
-		for (uint64_t off = 0; off < len; off += ms.ms_psize)
-			(void)*(volatile const char *)(map + off);
-	}
+	mfs_map_populate(map, len);
 	if (s->warm_map)
 		munmap(s->warm_map, s->warm_len);
 	s->warm_map = map;

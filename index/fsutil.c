@@ -1,11 +1,13 @@
 /*
- * fsutil.c - mkdir -p, a full pread and a sorted folder listing (fsutil.h).
+ * fsutil.c - mkdir -p, a full pread, a sorted folder listing and a file
+ * mapping read in (fsutil.h).
  */
 #include "fsutil.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -97,4 +99,18 @@ int mfs_dir_names(DIR *d, char ***names, size_t *n)
 	*names = a;
 	*n = cnt;
 	return 0;
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+
+void mfs_map_populate(void *p, size_t len)
+{
+	madvise(p, len, MADV_WILLNEED);
+	if (madvise(p, len, MADV_POPULATE_READ) == 0)
+		return;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	for (size_t off = 0; off < len; off += page)
+		(void)*((volatile const char *)p + off);
 }

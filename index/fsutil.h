@@ -1,7 +1,8 @@
 /*
  * fsutil.h - the file-system helpers every layer from index/ up shares, one
  * of each: making a folder with its parents, reading a whole range of a file
- * despite short reads, and listing a folder's names in a stable order.
+ * despite short reads, listing a folder's names in a stable order, and
+ * reading in the pages of a file mapping (the index's, the daemon's code).
  *
  * index/ is the lowest layer that needs them (the store makes its directory
  * and reads LMDB's meta pages); fs/ (the reader's spill file, export) and
@@ -53,5 +54,14 @@ int mfs_dir_names(DIR *d, char ***names, size_t *n);
 
 /** Free what mfs_dir_names() returned; NULL is a no-op. */
 void mfs_dir_names_free(char **names, size_t n);
+
+/**
+ * Read in the pages of [@p p, @p p + @p len), a readable file mapping, in
+ * one pass and map them into this process: madvise MADV_WILLNEED (whatever
+ * MADV_RANDOM says), then MADV_POPULATE_READ, or on kernels before 5.14 one
+ * byte of each page touched.  The range must lie within the file (a page
+ * past its end is SIGBUS).  Blocks while it reads.
+ */
+void mfs_map_populate(void *p, size_t len);
 
 #endif

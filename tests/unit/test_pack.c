@@ -407,9 +407,9 @@ static void test_preopen_and_warm(void)
 	char *d = test_fresh_dir("pack");
 	mfs_store *s;
 	REQUIRE(d && mfs_store_open(d, MFS_STORE_CREATE, &s, NULL) == 0);
-	static uint8_t raw[3][30000];
-	mfs_chunk_key k[3];
-	for (int i = 0; i < 3; i++) {
+	static uint8_t raw[2][30000];
+	mfs_chunk_key k[2];
+	for (int i = 0; i < 2; i++) {
 		fill(raw[i], sizeof raw[i]);
 		mfs_chunk_key_of(raw[i], sizeof raw[i], &k[i]);
 	}
