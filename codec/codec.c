@@ -130,9 +130,16 @@ void *mfs_codec_ws_scratch(mfs_codec_ws *ws, unsigned slot, size_t size)
 	free(ws->slot[slot]);
 	ws->slot[slot] = NULL;
 	ws->slot_cap[slot] = 0;
-	size_t cap = (size + 63) & ~(size_t)63;
-	if (cap < 64)
-		cap = 64;
+	/* Capacities are powers of two: a slot that follows chunk sizes (a
+	 * payload slot sees every compressed length) then grows a handful of
+	 * times instead of at nearly every call, and the freed smaller blocks
+	 * do not pile up as holes in the one heap the daemon runs on
+	 * (fs/heap.c; test_stress measured the daemon's RssAnon). */
+	size_t cap = 64;
+	while (cap < size && cap <= SIZE_MAX / 2)
+		cap <<= 1;
+	if (cap < size)
+		return NULL;
 	void *p = aligned_alloc(64, cap);
 	if (!p)
 		return NULL;
