@@ -199,7 +199,9 @@ enum {
 
 /**
  * Scratch memory of at least @p size bytes in slot @p slot, 64-byte aligned.
- * Grows (reallocates, contents lost) only when a larger size is asked for.
+ * Grows (reallocates, contents lost) only when a larger size is asked for,
+ * to the next power of two (so a slot that follows chunk sizes grows a few
+ * times, not at each new largest size).
  * @return pointer owned by the workspace, valid until the next call for the
  *         same slot with a larger size or mfs_codec_ws_free(); NULL on OOM.
  */
