@@ -259,7 +259,9 @@ static int encode_plane(const void *syms, unsigned w, size_t n, const mfs_rans_o
 		*len = 2;
 		return 0;
 	}
-	if (distinct >= 2) {
+	/* more symbols present than 2^prob_bits units (a 10-bit plane at
+	 * prob_bits 9): no rANS table holds them, so the plane goes RAW */
+	if (distinct >= 2 && distinct <= 1u << o->prob_bits) {
 		size_t limit = (size_t)((1.0 - MFS_PLANE_MIN_GAIN) * (double)raw);
 		int rc =
 		    encode_rans_plane(syms, w, n, o, sc, lo, hi, words, dst, limit, len);

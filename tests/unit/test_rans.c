@@ -571,6 +571,25 @@ static void test_golden(void)
 	free(enc);
 }
 
+/*
+ * A plane with more distinct symbols than 2^prob_bits units (random BF16:
+ * its wide plane takes every value) cannot be coded rANS at that precision:
+ * it is stored RAW and the chunk still round-trips (the encoder failed with
+ * MFS_E_INVAL; found by fuzz_rans_roundtrip).
+ */
+static void test_more_symbols_than_units(void)
+{
+	uint64_t s = seed + 7;
+	size_t n = 8192;
+	uint8_t *buf = malloc(2 * n);
+	for (size_t i = 0; i < 2 * n; i++)
+		buf[i] = (uint8_t)test_rand(&s);
+	mfs_rans_opts o = {MFS_RANS_PROB_MIN, 32};
+	unsigned rp = 0;
+	CHECK(roundtrip_opts(MFS_DT_BF16, buf, 2 * n, &o, &rp) != (size_t)-1);
+	free(buf);
+}
+
 int main(void)
 {
 	seed = test_seed();
@@ -583,6 +602,7 @@ int main(void)
 	RUN(test_unsupported);
 	RUN(test_small_and_equal);
 	RUN(test_opts_and_sizes);
+	RUN(test_more_symbols_than_units);
 	RUN(test_plane_fields);
 	RUN(test_corrupt);
 	RUN(test_golden);
